@@ -1,0 +1,33 @@
+import type { CommandModule } from 'yargs';
+import { loadConfig } from '../config-file';
+import { withRtnl } from '../kernel-session';
+import { planConfig, preflight } from '../../engine/engine';
+import { formatPlan } from '../../plan/format';
+import { renderPlan } from '../../kernel/nft/render';
+import { BACKENDS, BackendChoice } from '../../model/types';
+
+interface Args { file: string; backend?: BackendChoice; json: boolean; 'detailed-exitcode': boolean; nft: boolean }
+
+export const planCommand: CommandModule<object, Args> = {
+  command: 'plan',
+  describe: 'Print the exact kernel operations `apply` would perform, changing nothing',
+  builder: (y) => y
+    .option('file', { alias: 'f', type: 'string', demandOption: true, describe: 'config file (YAML or JSON)' })
+    .option('backend', { choices: BACKENDS, describe: 'override the config\'s backend' })
+    .option('nft', { type: 'boolean', default: true, describe: 'also print the nftables transaction (--no-nft to hide)' })
+    .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' })
+    .option('detailed-exitcode', { type: 'boolean', default: false, describe: 'exit 0 when there are no changes, 2 when there are' }),
+  handler: async (args) => {
+    const config = loadConfig(args.file);
+    const backend = preflight(args.backend ?? config.backend);
+    const plan = await withRtnl((rtnl) => planConfig(rtnl, config));
+    const script = renderPlan(plan);
+    if (args.json) {
+      process.stdout.write(`${JSON.stringify({ backend, ops: plan.ops, nft: script }, null, 2)}\n`);
+    } else {
+      process.stdout.write(`backend: ${backend}\n${formatPlan(plan.ops)}\n`);
+      if (args.nft && script) process.stdout.write(`\nnftables transaction:\n${script.replace(/^/gm, '  ')}`);
+    }
+    if (args['detailed-exitcode'] && plan.ops.length > 0) process.exitCode = 2;
+  },
+};

@@ -1,0 +1,94 @@
+// Config + facts about this host -> desired kernel state. Pure: the facts
+// (interfaces, neighbour MACs) are gathered by the caller.
+import { inSubnet } from '../model/ip';
+import { Config, Service, serviceKey } from '../model/types';
+import { OwnedAddress, ServiceState } from '../model/state';
+import { NetInterface } from '../kernel/rtnl/rtnl';
+import { DesiredState } from '../plan/types';
+
+export class ResolveError extends Error {
+  constructor(readonly where: string, message: string) {
+    super(`${where}: ${message}`);
+    this.name = 'ResolveError';
+  }
+}
+
+export interface HostFacts {
+  interfaces: NetInterface[];
+  /** MAC of a neighbour (dsr real servers), undefined when it did not answer ARP. */
+  macOf: (address: string) => string | undefined;
+}
+
+/** The interface whose connected subnet holds `address` (not counting /32 host addresses). */
+export function interfaceForAddress(interfaces: NetInterface[], address: string): { iface: NetInterface; local: string } | undefined {
+  for (const iface of interfaces) {
+    for (const a of iface.addresses) {
+      if (a.prefixLength < 32 && inSubnet(address, a.address, a.prefixLength)) return { iface, local: a.address };
+    }
+  }
+  return undefined;
+}
+
+function vipDevice(s: Service, where: string, facts: HostFacts): string {
+  if (s.interface) {
+    if (!facts.interfaces.some((i) => i.name === s.interface)) {
+      throw new ResolveError(where, `interface "${s.interface}" does not exist on this host (it has ${facts.interfaces.map((i) => i.name).join(', ')})`);
+    }
+    return s.interface;
+  }
+  const holder = facts.interfaces.find((i) => i.addresses.some((a) => a.address === s.vip));
+  if (holder && holder.name !== 'lo') return holder.name;
+  const found = interfaceForAddress(facts.interfaces, s.vip);
+  if (!found) {
+    throw new ResolveError(where, `VIP ${s.vip} is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP`);
+  }
+  return found.iface.name;
+}
+
+export function resolveService(s: Service, index: number, facts: HostFacts): ServiceState {
+  const where = `services[${index}] (${serviceKey(s)})`;
+  const device = vipDevice(s, where, facts);
+  const state: ServiceState = {
+    name: s.name, vip: s.vip, port: s.port, protocol: s.protocol, mode: s.mode, scheduler: s.scheduler, device,
+    realServers: s.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
+  };
+  if (s.mode === 'fullnat') {
+    if (s.snatAddress) state.snatAddress = s.snatAddress;
+    else {
+      const first = s.realServers[0];
+      const towards = first ? interfaceForAddress(facts.interfaces, first.address) : undefined;
+      const own = towards?.iface.addresses.find((a) => a.prefixLength < 32 && a.address !== s.vip)?.address;
+      if (!own) throw new ResolveError(where, `no address of this host faces real server ${first?.address}; set "snatAddress:" to the balancer address the real servers should see`);
+      state.snatAddress = own;
+    }
+  }
+  if (s.mode === 'dsr') {
+    let forward: NetInterface | undefined;
+    for (const r of state.realServers) {
+      const found = interfaceForAddress(facts.interfaces, r.address);
+      if (!found) throw new ResolveError(`${where} real server ${r.address}`, 'is not on a subnet of this host: direct server return only rewrites the MAC, so real servers must share an L2 segment with the balancer');
+      if (forward && forward.name !== found.iface.name) throw new ResolveError(where, `real servers are on different interfaces (${forward.name}, ${found.iface.name}); one DSR service forwards out of one interface`);
+      forward = found.iface;
+      const mac = facts.macOf(r.address);
+      if (!mac) throw new ResolveError(`${where} real server ${r.address}`, `did not answer ARP on ${found.iface.name}; check that it is up and on that segment`);
+      r.mac = mac;
+    }
+    if (forward) {
+      state.forwardDevice = forward.name;
+      if (!forward.mac) throw new ResolveError(where, `interface ${forward.name} has no MAC address`);
+      state.forwardMac = forward.mac;
+    }
+  }
+  return state;
+}
+
+export function resolveConfig(config: Config, facts: HostFacts): DesiredState {
+  const services = config.services.map((s, i) => resolveService(s, i, facts));
+  const addresses: OwnedAddress[] = [];
+  for (const s of services) {
+    if (!addresses.some((a) => a.address === s.vip && a.device === s.device)) addresses.push({ address: s.vip, device: s.device });
+  }
+  const sysctls: Record<string, string> = {};
+  if (services.some((s) => s.mode !== 'dsr')) sysctls['net.ipv4.ip_forward'] = '1';
+  return { services, addresses, sysctls };
+}

@@ -1,0 +1,46 @@
+// Talks to the kernel through the nft binary: one `nft -f -` per transaction,
+// `nft -j list table` to read back. Arguments are always an array.
+import { findCommand, run } from '../../util/exec';
+import { Family } from '../../model/state';
+import { TABLE } from './names';
+
+export class NftError extends Error {
+  constructor(what: string, detail: string) {
+    super(`nftables: ${what}: ${detail}`);
+    this.name = 'NftError';
+  }
+}
+
+export function requireNft(): string {
+  const nft = findCommand('nft');
+  if (!nft) throw new NftError('nft binary not found', 'install the nftables package (apt-get install nftables), or run `npm run setup`');
+  return nft;
+}
+
+/** The JSON listing of slbctl's table of this family, or undefined when it does not exist. */
+export async function listTable(family: Family): Promise<unknown> {
+  const r = await run([requireNft(), '-j', 'list', 'table', family, TABLE]);
+  if (r.code !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw new NftError(`list table ${family} ${TABLE}`, r.stderr.trim());
+  }
+  try {
+    return JSON.parse(r.stdout) as unknown;
+  } catch (e) {
+    throw new NftError(`list table ${family} ${TABLE}`, `unreadable JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Apply a script as one transaction: all of it, or (on any error) none of it. */
+export async function applyScript(script: string): Promise<void> {
+  if (!script) return;
+  const r = await run([requireNft(), '-f', '-'], { input: script });
+  if (r.code !== 0) throw new NftError('transaction rejected, nothing was changed', r.stderr.trim().split('\n').slice(0, 6).join('\n'));
+}
+
+/** Check a script without committing it (nft --check). */
+export async function checkScript(script: string): Promise<void> {
+  if (!script) return;
+  const r = await run([requireNft(), '--check', '-f', '-'], { input: script });
+  if (r.code !== 0) throw new NftError('transaction check failed', r.stderr.trim().split('\n').slice(0, 6).join('\n'));
+}

@@ -1,0 +1,45 @@
+// Names of slbctl's nftables objects, and the comments that let slbctl read a
+// service back from the kernel. The only place that knows them.
+import { ServiceState } from '../../model/state';
+
+export const TABLE = 'slbctl';
+/** Maps (protocol . VIP . port) to a jump into the service's chain. */
+export const SERVICES_MAP = 'services';
+/** Maps a full-NAT VIP to the chain that source-NATs its connections. */
+export const FULLNAT_VIPS_MAP = 'fullnat_vips';
+/** Addresses slbctl added to interfaces, element comment = device. */
+export const OWNED_ADDRESSES_SET = 'owned_addresses';
+export const COMMENT_PREFIX = 'slbctl/1';
+
+export function serviceId(s: Pick<ServiceState, 'protocol' | 'vip' | 'port'>): string {
+  return `${s.protocol}_${s.vip.replace(/\./g, '_')}_${s.port}`;
+}
+export const serviceChain = (id: string) => `svc_${id}`;
+export const backendsMap = (id: string) => `be_${id}`;
+export const membersSet = (id: string) => `rs_${id}`;
+export const snatChain = (vip: string) => `snat_${vip.replace(/\./g, '_')}`;
+export const ingressChain = (device: string) => `ingress_${device}`;
+
+/** The service rule's comment: everything about the service that is not a real server. */
+export function serviceComment(s: ServiceState): string {
+  const parts = [COMMENT_PREFIX, `n=${s.name}`, `m=${s.mode}`, `s=${s.scheduler}`, `d=${s.device}`];
+  if (s.snatAddress) parts.push(`sn=${s.snatAddress}`);
+  if (s.forwardDevice) parts.push(`f=${s.forwardDevice}`);
+  if (s.forwardMac) parts.push(`fm=${s.forwardMac}`);
+  return parts.join(' ');
+}
+
+export function parseComment(comment: string): Record<string, string> | undefined {
+  const words = comment.split(' ');
+  if (words[0] !== COMMENT_PREFIX) return undefined;
+  const fields: Record<string, string> = {};
+  for (const w of words.slice(1)) {
+    const eq = w.indexOf('=');
+    if (eq > 0) fields[w.slice(0, eq)] = w.slice(eq + 1);
+  }
+  return fields;
+}
+
+export function memberComment(r: { weight: number; mac?: string }): string {
+  return r.mac ? `w=${r.weight} mac=${r.mac}` : `w=${r.weight}`;
+}

@@ -1,0 +1,138 @@
+// Links, addresses and neighbours through rtnetlink (the `netlink` package).
+// The socket is opened in the calling process's network namespace; slbctl is
+// run inside the balancer's namespace, so this sees that host's view.
+import * as dgram from 'node:dgram';
+import { createRtNetlink, RtNetlinkSocket } from 'netlink';
+
+export interface InterfaceAddress {
+  address: string;
+  prefixLength: number;
+  label?: string;
+}
+
+export interface NetInterface {
+  index: number;
+  name: string;
+  mac?: string;
+  up: boolean;
+  addresses: InterfaceAddress[];
+}
+
+const AF_INET = 2;
+
+function ipv4FromBuffer(b: Buffer | undefined): string | undefined {
+  return b && b.length === 4 ? Array.from(b).join('.') : undefined;
+}
+
+function ipv4ToBuffer(address: string): Buffer {
+  return Buffer.from(address.split('.').map(Number));
+}
+
+function macFromBuffer(b: Buffer | undefined): string | undefined {
+  if (!b || b.length !== 6) return undefined;
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export class RtnlError extends Error {
+  constructor(what: string, cause: unknown) {
+    super(`rtnetlink: ${what}: ${cause instanceof Error ? cause.message.replace(/^Request rejected: /, '') : String(cause)}`);
+    this.name = 'RtnlError';
+  }
+}
+
+export class Rtnl {
+  private constructor(private readonly socket: RtNetlinkSocket) {}
+
+  static open(): Rtnl {
+    return new Rtnl(createRtNetlink());
+  }
+
+  close(): void {
+    this.socket.socket.close();
+  }
+
+  async interfaces(): Promise<NetInterface[]> {
+    const links = await this.socket.getLinks();
+    const addresses = await this.socket.getAddresses({ family: AF_INET });
+    return links.map((link) => {
+      const index = link.data.index ?? 0;
+      const result: NetInterface = {
+        index,
+        name: link.attrs.ifname ?? `if${index}`,
+        up: Boolean(link.data.flags?.up),
+        addresses: addresses
+          .filter((a) => a.data.index === index)
+          .flatMap((a) => {
+            const address = ipv4FromBuffer(a.attrs.local ?? a.attrs.address);
+            if (!address) return [];
+            const entry: InterfaceAddress = { address, prefixLength: a.data.prefixlen ?? 32 };
+            if (a.attrs.label) entry.label = a.attrs.label;
+            return [entry];
+          }),
+      };
+      const mac = macFromBuffer(link.attrs.address);
+      if (mac) result.mac = mac;
+      return result;
+    });
+  }
+
+  async addAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {
+    const raw = ipv4ToBuffer(address);
+    try {
+      await this.socket.newAddress(
+        { family: AF_INET, prefixlen: prefixLength, index: ifindex, scope: 0 },
+        { local: raw, address: raw },
+        // NLM_F_CREATE | NLM_F_EXCL: fail rather than silently adopt an address slbctl did not add.
+        { flags: 0x400 | 0x200 },
+      );
+    } catch (e) {
+      throw new RtnlError(`add address ${address}/${prefixLength} to interface ${ifindex}`, e);
+    }
+  }
+
+  async deleteAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {
+    const raw = ipv4ToBuffer(address);
+    try {
+      await this.socket.delAddress({ family: AF_INET, prefixlen: prefixLength, index: ifindex }, { local: raw, address: raw });
+    } catch (e) {
+      throw new RtnlError(`delete address ${address}/${prefixLength} from interface ${ifindex}`, e);
+    }
+  }
+
+  /** The link-layer address the kernel has for `address`, if resolved. */
+  async neighbour(address: string): Promise<{ mac: string; ifindex: number } | undefined> {
+    const entries = await this.socket.getNeighbors({ family: AF_INET });
+    for (const n of entries) {
+      if (ipv4FromBuffer(n.attrs.dst) !== address) continue;
+      const state = n.data.state ?? {};
+      if (state.failed || state.incomplete) continue;
+      const mac = macFromBuffer(n.attrs.lladdr);
+      if (mac) return { mac, ifindex: n.data.ifindex ?? 0 };
+    }
+    return undefined;
+  }
+
+  /**
+   * Resolve a neighbour's MAC: look it up, and if the kernel has none yet,
+   * make the kernel ARP for it by sending one datagram to the discard port
+   * (the RS may drop it; the ARP exchange is what we need).
+   */
+  async resolveNeighbour(address: string, timeoutMs = 2000): Promise<{ mac: string; ifindex: number } | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    let poked = false;
+    for (;;) {
+      const found = await this.neighbour(address);
+      if (found) return found;
+      if (Date.now() > deadline) return undefined;
+      if (!poked) {
+        poked = true;
+        await new Promise<void>((resolve) => {
+          const s = dgram.createSocket('udp4');
+          s.on('error', () => { s.close(); resolve(); });
+          s.send(Buffer.alloc(0), 9, address, () => { s.close(); resolve(); });
+        });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}

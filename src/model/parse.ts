@@ -1,0 +1,209 @@
+// Config text -> validated Config, or every error with its path in the file.
+// Pure: the caller reads the file.
+import { LineCounter, parseDocument, isNode } from 'yaml';
+import { isIPv4 } from './ip';
+import {
+  BACKENDS, BackendChoice, Config, MODES, Mode, PROTOCOLS, Protocol, RealServer, SCHEDULERS, SCHEDULER_ALIASES,
+  Scheduler, Service, realServerKey, serviceKey,
+} from './types';
+
+export interface ConfigIssue {
+  /** Path in the config, e.g. "services[0].realServers[1].address". */
+  path: string;
+  message: string;
+  /** 1-based line and column in the file, when known. */
+  line?: number;
+  column?: number;
+}
+
+export type ParseResult = { ok: true; config: Config } | { ok: false; issues: ConfigIssue[] };
+
+type PathPart = string | number;
+
+const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'realServers'];
+const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
+const TOP_KEYS = ['backend', 'services'];
+
+export function formatPath(parts: readonly PathPart[]): string {
+  return parts.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+class Checker {
+  readonly issues: ConfigIssue[] = [];
+  constructor(private readonly locate: (path: PathPart[]) => { line: number; column: number } | undefined) {}
+
+  fail(path: PathPart[], message: string): void {
+    const where = this.locate(path);
+    this.issues.push({ path: formatPath(path), message, ...(where ?? {}) });
+  }
+
+  unknownKeys(obj: Record<string, unknown>, allowed: string[], path: PathPart[]): void {
+    for (const key of Object.keys(obj)) {
+      if (!allowed.includes(key)) this.fail([...path, key], `unknown key; allowed keys are ${allowed.join(', ')}`);
+    }
+  }
+
+  ipv4(value: unknown, path: PathPart[]): string | undefined {
+    if (typeof value !== 'string' || !isIPv4(value)) {
+      this.fail(path, `${JSON.stringify(value)} is not an IPv4 address`);
+      return undefined;
+    }
+    return value;
+  }
+
+  port(value: unknown, path: PathPart[]): number | undefined {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {
+      this.fail(path, `${JSON.stringify(value)} is not a port number (1-65535)`);
+      return undefined;
+    }
+    return value;
+  }
+
+  oneOf<T extends string>(value: unknown, allowed: readonly T[], path: PathPart[], what: string, aliases: Record<string, T> = {}): T | undefined {
+    if (typeof value === 'string' && aliases[value]) return aliases[value];
+    if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+    this.fail(path, `${JSON.stringify(value)} is not a known ${what}; use one of ${[...allowed, ...Object.keys(aliases)].join(', ')}`);
+    return undefined;
+  }
+}
+
+function checkRealServer(c: Checker, raw: unknown, path: PathPart[], servicePort: number | undefined, mode: Mode | undefined): RealServer | undefined {
+  if (!isRecord(raw)) {
+    c.fail(path, 'must be a mapping with address, port and weight');
+    return undefined;
+  }
+  c.unknownKeys(raw, REAL_SERVER_KEYS, path);
+  const address = raw.address === undefined ? (c.fail([...path, 'address'], 'is required'), undefined) : c.ipv4(raw.address, [...path, 'address']);
+  let port = servicePort;
+  if (raw.port !== undefined) {
+    port = c.port(raw.port, [...path, 'port']);
+    if (mode === 'dsr' && port !== undefined && servicePort !== undefined && port !== servicePort) {
+      c.fail([...path, 'port'], `is ${port} but the service port is ${servicePort}: direct server return forwards the packet unchanged, so the real server must listen on the service port; drop the port or set it to ${servicePort}`);
+    }
+  }
+  let weight = 1;
+  if (raw.weight !== undefined) {
+    if (typeof raw.weight !== 'number' || !Number.isInteger(raw.weight) || raw.weight < 0 || raw.weight > 65535) {
+      c.fail([...path, 'weight'], `${JSON.stringify(raw.weight)} is not a weight (an integer from 0 to 65535)`);
+    } else weight = raw.weight;
+  }
+  if (address === undefined || port === undefined) return undefined;
+  return { address, port, weight };
+}
+
+function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | undefined {
+  if (!isRecord(raw)) {
+    c.fail(path, 'must be a mapping (vip, port, protocol, mode, scheduler, realServers)');
+    return undefined;
+  }
+  c.unknownKeys(raw, SERVICE_KEYS, path);
+  const vip = raw.vip === undefined ? (c.fail([...path, 'vip'], 'is required'), undefined) : c.ipv4(raw.vip, [...path, 'vip']);
+  const port = raw.port === undefined ? (c.fail([...path, 'port'], 'is required'), undefined) : c.port(raw.port, [...path, 'port']);
+  const protocol = raw.protocol === undefined ? 'tcp' : c.oneOf<Protocol>(raw.protocol, PROTOCOLS, [...path, 'protocol'], 'protocol');
+  const mode = raw.mode === undefined ? (c.fail([...path, 'mode'], `is required; use one of ${MODES.join(', ')}`), undefined) : c.oneOf<Mode>(raw.mode, MODES, [...path, 'mode'], 'mode');
+  const scheduler = raw.scheduler === undefined ? 'rr' : c.oneOf<Scheduler>(raw.scheduler, SCHEDULERS, [...path, 'scheduler'], 'scheduler', SCHEDULER_ALIASES);
+  let name: string | undefined;
+  if (raw.name !== undefined) {
+    if (typeof raw.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(raw.name)) c.fail([...path, 'name'], 'must be 1-64 characters of letters, digits, "_", "." or "-"');
+    else name = raw.name;
+  }
+  let iface: string | undefined;
+  if (raw.interface !== undefined) {
+    if (typeof raw.interface !== 'string' || !/^[A-Za-z0-9_.:@-]{1,15}$/.test(raw.interface)) c.fail([...path, 'interface'], `${JSON.stringify(raw.interface)} is not an interface name`);
+    else iface = raw.interface;
+  }
+  let snatAddress: string | undefined;
+  if (raw.snatAddress !== undefined) {
+    snatAddress = c.ipv4(raw.snatAddress, [...path, 'snatAddress']);
+    if (mode !== undefined && mode !== 'fullnat') c.fail([...path, 'snatAddress'], `only applies to mode fullnat (this service is ${mode})`);
+  }
+  const realServers: RealServer[] = [];
+  if (!Array.isArray(raw.realServers) || raw.realServers.length === 0) {
+    c.fail([...path, 'realServers'], 'is required: a list of at least one real server');
+  } else {
+    const seen = new Map<string, number>();
+    raw.realServers.forEach((rs, i) => {
+      const r = checkRealServer(c, rs, [...path, 'realServers', i], port, mode);
+      if (!r) return;
+      const key = realServerKey(r);
+      const first = seen.get(key);
+      if (first !== undefined) c.fail([...path, 'realServers', i], `duplicates realServers[${first}] (${key})`);
+      else seen.set(key, i);
+      if (vip !== undefined && r.address === vip) c.fail([...path, 'realServers', i, 'address'], 'is the VIP itself');
+      realServers.push(r);
+    });
+  }
+  if (vip === undefined || port === undefined || protocol === undefined || mode === undefined || scheduler === undefined) return undefined;
+  const service: Service = { name: name ?? serviceKey({ protocol, vip, port }), vip, port, protocol, mode, scheduler, realServers };
+  if (iface !== undefined) service.interface = iface;
+  if (snatAddress !== undefined) service.snatAddress = snatAddress;
+  return service;
+}
+
+/** Validate an already-parsed document (JSON or YAML data). */
+export function validateConfig(data: unknown, locate: (path: PathPart[]) => { line: number; column: number } | undefined = () => undefined): ParseResult {
+  const c = new Checker(locate);
+  if (!isRecord(data)) {
+    c.fail([], 'the config must be a mapping with a "services" list');
+    return { ok: false, issues: c.issues };
+  }
+  c.unknownKeys(data, TOP_KEYS, []);
+  const backend = data.backend === undefined ? 'auto' : c.oneOf<BackendChoice>(data.backend, BACKENDS, ['backend'], 'backend');
+  const services: Service[] = [];
+  if (!Array.isArray(data.services)) {
+    c.fail(['services'], 'is required: a list of services');
+  } else {
+    const keys = new Map<string, number>();
+    const names = new Map<string, number>();
+    data.services.forEach((raw, i) => {
+      const s = checkService(c, raw, ['services', i]);
+      if (!s) return;
+      const key = serviceKey(s);
+      const first = keys.get(key);
+      if (first !== undefined) c.fail(['services', i], `serves ${key} like services[${first}]; one VIP, port and protocol can have only one service`);
+      else keys.set(key, i);
+      const sameName = names.get(s.name);
+      if (sameName !== undefined && first === undefined) c.fail(['services', i, 'name'], `"${s.name}" is already the name of services[${sameName}]`);
+      else names.set(s.name, i);
+      services.push(s);
+    });
+  }
+  if (c.issues.length > 0 || backend === undefined) return { ok: false, issues: c.issues };
+  return { ok: true, config: { backend, services } };
+}
+
+/** Parse YAML or JSON text (JSON is YAML) and validate it. */
+export function parseConfig(text: string): ParseResult {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      issues: doc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        return { path: '', message: e.message.split('\n')[0] ?? e.message, ...(pos ? { line: pos.line, column: pos.col } : {}) };
+      }),
+    };
+  }
+  const locate = (path: PathPart[]) => {
+    // Point at the deepest node that exists on the path.
+    for (let n = path.length; n >= 0; n--) {
+      const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
+      if (isNode(node) && node.range) {
+        const pos = lineCounter.linePos(node.range[0]);
+        return { line: pos.line, column: pos.col };
+      }
+    }
+    return undefined;
+  };
+  return validateConfig(doc.toJS(), locate);
+}
+
+export function formatIssue(file: string, issue: ConfigIssue): string {
+  const where = issue.line !== undefined ? `${file}:${issue.line}:${issue.column ?? 1}` : file;
+  return `${where}: ${issue.path ? `${issue.path}: ` : ''}${issue.message}`;
+}

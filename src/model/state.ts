@@ -1,0 +1,50 @@
+// Kernel-facing state: a service with everything resolved that the data path
+// needs (devices, SNAT address, MACs). The planner compares the desired form
+// (config + observed host) with the programmed form (read back from the kernel).
+import { Mode, Protocol, Scheduler } from './types';
+
+export interface RealServerState {
+  address: string;
+  port: number;
+  weight: number;
+  /** dsr: the real server's MAC, from the neighbour table. */
+  mac?: string;
+}
+
+export interface ServiceState {
+  name: string;
+  vip: string;
+  port: number;
+  protocol: Protocol;
+  mode: Mode;
+  scheduler: Scheduler;
+  /** Interface that carries the VIP (and, for dsr, receives the client's packets). */
+  device: string;
+  /** fullnat: the balancer's address used as source towards the real servers. */
+  snatAddress?: string;
+  /** dsr: interface towards the real servers and its MAC (the new source MAC). */
+  forwardDevice?: string;
+  forwardMac?: string;
+  realServers: RealServerState[];
+  /** Read back from the kernel only: traffic counters of the service's rule. */
+  counters?: { packets: number; bytes: number };
+}
+
+export interface OwnedAddress {
+  address: string;
+  device: string;
+}
+
+export type Family = 'ip' | 'netdev';
+
+export interface KernelState {
+  services: ServiceState[];
+  /** Addresses slbctl added (and will remove when no service uses them). */
+  ownedAddresses: OwnedAddress[];
+  /** The slbctl tables present in the kernel. */
+  tables: Family[];
+  /** netdev ingress chains slbctl has, by device. */
+  ingressDevices: string[];
+}
+
+export const EMPTY_STATE: KernelState = { services: [], ownedAddresses: [], tables: [], ingressDevices: [] };

@@ -1,0 +1,54 @@
+// The desired state: what the operator asks for, validated and normalised.
+// Pure data; the kernel backends translate it.
+
+export const MODES = ['fullnat', 'transparent', 'dsr'] as const;
+export type Mode = (typeof MODES)[number];
+
+export const PROTOCOLS = ['tcp', 'udp'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+/**
+ * rr: round robin; wrr/weighted: weighted round robin; sh: source hash
+ * (one client address always lands on one real server).
+ */
+export const SCHEDULERS = ['rr', 'wrr', 'sh'] as const;
+export type Scheduler = (typeof SCHEDULERS)[number];
+export const SCHEDULER_ALIASES: Record<string, Scheduler> = { weighted: 'wrr' };
+
+export const BACKENDS = ['auto', 'nft', 'ipvs'] as const;
+export type BackendChoice = (typeof BACKENDS)[number];
+
+export interface RealServer {
+  address: string;
+  port: number;
+  weight: number;
+}
+
+export interface Service {
+  /** Operator's name for the service (defaults to "<protocol>/<vip>:<port>"). */
+  name: string;
+  vip: string;
+  port: number;
+  protocol: Protocol;
+  mode: Mode;
+  scheduler: Scheduler;
+  /** Interface that carries the VIP; found from the routing table when absent. */
+  interface?: string;
+  /** fullnat only: source address towards the real servers; the LB's own address on their subnet when absent. */
+  snatAddress?: string;
+  realServers: RealServer[];
+}
+
+export interface Config {
+  backend: BackendChoice;
+  services: Service[];
+}
+
+/** The key that identifies a service in the kernel: protocol, VIP and port. */
+export function serviceKey(s: Pick<Service, 'protocol' | 'vip' | 'port'>): string {
+  return `${s.protocol}/${s.vip}:${s.port}`;
+}
+
+export function realServerKey(r: Pick<RealServer, 'address' | 'port'>): string {
+  return `${r.address}:${r.port}`;
+}

@@ -1,0 +1,55 @@
+// Human-readable plan lines: what `slbctl plan` prints and tests compare as golden text.
+import { RealServerState, ServiceState } from '../model/state';
+import { serviceKey } from '../model/types';
+import { Op } from './types';
+
+function describeService(s: ServiceState): string {
+  const parts = [serviceKey(s), `"${s.name}"`, s.mode, s.scheduler, `dev ${s.device}`];
+  if (s.snatAddress) parts.push(`snat ${s.snatAddress}`);
+  if (s.forwardDevice) parts.push(`forward ${s.forwardDevice} from ${s.forwardMac ?? '?'}`);
+  return parts.join(' ');
+}
+
+function describeRealServer(r: RealServerState): string {
+  return `${r.address}:${r.port} weight ${r.weight}${r.mac ? ` mac ${r.mac}` : ''}`;
+}
+
+export function formatOp(op: Op): string[] {
+  switch (op.op) {
+    case 'set-sysctl':
+      return [`~ sysctl ${op.key} ${op.from || '(unset)'} -> ${op.to}`];
+    case 'create-table':
+      return [`+ table ${op.family} slbctl`];
+    case 'delete-table':
+      return [`- table ${op.family} slbctl`];
+    case 'add-ingress':
+      return [`+ ingress hook on ${op.device}`];
+    case 'delete-ingress':
+      return [`- ingress hook on ${op.device}`];
+    case 'add-address':
+      return [`+ address ${op.address}/32 dev ${op.device}`];
+    case 'delete-address':
+      return [`- address ${op.address}/32 dev ${op.device}`];
+    case 'add-service':
+      return [`+ service ${describeService(op.service)}`, ...op.service.realServers.map((r) => `+   real server ${describeRealServer(r)}`)];
+    case 'delete-service':
+      return [`- service ${describeService(op.service)}`];
+    case 'update-service':
+      return [`~ service ${serviceKey(op.after)}: ${op.changes.join(', ')}`];
+    case 'add-real-server':
+      return [`+ real server ${serviceKey(op.service)} -> ${describeRealServer(op.realServer)}`];
+    case 'delete-real-server':
+      return [`- real server ${serviceKey(op.service)} -> ${op.realServer.address}:${op.realServer.port}`];
+    case 'update-real-server': {
+      const changes: string[] = [];
+      if (op.before.weight !== op.after.weight) changes.push(`weight ${op.before.weight} -> ${op.after.weight}`);
+      if (op.before.mac !== op.after.mac) changes.push(`mac ${op.before.mac ?? '-'} -> ${op.after.mac ?? '-'}`);
+      return [`~ real server ${serviceKey(op.service)} -> ${op.after.address}:${op.after.port} ${changes.join(', ')}`];
+    }
+  }
+}
+
+export function formatPlan(ops: readonly Op[]): string {
+  if (ops.length === 0) return 'no changes';
+  return ops.flatMap(formatOp).join('\n');
+}

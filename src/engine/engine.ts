@@ -77,10 +77,12 @@ export interface ExecuteResult {
 export async function executePlan(rtnl: Rtnl, plan: Plan, log: (line: string) => void = () => undefined): Promise<ExecuteResult> {
   const nftScript = renderPlan(plan);
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
+  let indexes: Map<string, number> | undefined;
   const ifindex = async (device: string) => {
-    const iface = (await rtnl.interfaces()).find((i) => i.name === device);
-    if (!iface) throw new Error(`interface ${device} disappeared`);
-    return iface.index;
+    indexes ??= new Map((await rtnl.interfaces()).map((i) => [i.name, i.index]));
+    const index = indexes.get(device);
+    if (index === undefined) throw new Error(`interface ${device} disappeared`);
+    return index;
   };
   const opsOf = <K extends Op['op']>(kind: K) => plan.ops.filter((o): o is Extract<Op, { op: K }> => o.op === kind);
   try {

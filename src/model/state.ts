@@ -28,6 +28,8 @@ export interface ServiceState {
   realServers: RealServerState[];
   /** Read back from the kernel only: traffic counters of the service's rule. */
   counters?: { packets: number; bytes: number };
+  /** Read back from the kernel only: the backend map keys the service holds (to delete exactly those). */
+  backendKeys?: string[];
 }
 
 export interface OwnedAddress {

@@ -1,2 +1,52 @@
+import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
-export const demoCommand: CommandModule = { command: 'demo', describe: 'not yet', handler: () => undefined };
+import { MODES, Mode } from '../../model/types';
+import { labDown, labUp } from '../../lab/netns';
+import { MODE_TITLES } from '../../lab/lb-config';
+import { REFERENCE_TOPOLOGY } from '../../lab/topology';
+import { renderVerdict } from '../../verify/render';
+import { renderTable } from '../table';
+import { EXIT } from '../errors';
+import { requireRoot, withLabName } from '../lab-options';
+import { applyLabMode } from './lab-mode';
+import { verifyLabMode } from './lab-verify';
+
+interface Args { name: string; requests: number; out: string; keep: boolean }
+
+export const demoCommand: CommandModule<object, Args> = {
+  command: 'demo',
+  describe: 'Bring the lab up, apply and verify each of the three modes by packet capture, print a summary, tear the lab down',
+  builder: (y) => withLabName(y)
+    .option('requests', { alias: 'k', type: 'number', default: 16, describe: 'HTTP requests per mode' })
+    .option('out', { alias: 'o', type: 'string', default: 'slbctl-pcaps/demo', describe: 'directory for the pcap files' })
+    .option('keep', { type: 'boolean', default: false, describe: 'leave the lab up at the end' }),
+  handler: async (args) => {
+    requireRoot('demo');
+    const say = (line: string) => process.stdout.write(`${line}\n`);
+    const started = Date.now();
+    const summary: { mode: Mode; pass: boolean; facts: string; pcaps: string }[] = [];
+    await labDown(args.name); // a lab left by an interrupted demo
+    try {
+      say(`== lab up "${args.name}" (client ${REFERENCE_TOPOLOGY.hosts[0]?.interfaces[0]?.cidr}, VIP ${REFERENCE_TOPOLOGY.vip})`);
+      await labUp(args.name, REFERENCE_TOPOLOGY, (l) => say(`  ${l}`));
+      for (const mode of MODES) {
+        say(`\n== mode ${mode}: ${MODE_TITLES[mode]}`);
+        await applyLabMode(args.name, mode, say);
+        const out = path.resolve(args.out, mode);
+        const report = await verifyLabMode(args.name, mode, args.requests, out);
+        say(renderVerdict(report.verdict));
+        const passed = report.verdict.facts.filter((f) => f.pass).length;
+        summary.push({ mode, pass: report.verdict.pass, facts: `${passed}/${report.verdict.facts.length}`, pcaps: out });
+      }
+    } finally {
+      if (!args.keep) {
+        await labDown(args.name);
+        say(`\n== lab "${args.name}" torn down`);
+      }
+    }
+    say(`\n== summary (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+    say(renderTable(['MODE', 'WHAT', 'FACTS', 'VERDICT', 'PCAPS'], summary.map((s) => [s.mode, MODE_TITLES[s.mode], s.facts, s.pass ? 'PASS' : 'FAIL', s.pcaps])));
+    say('open the pcaps with wireshark or `tshark -r FILE`');
+    if (summary.some((s) => !s.pass)) process.exitCode = EXIT.failed;
+  },
+};

@@ -9,14 +9,21 @@ export const SERVICES_MAP = 'services';
 export const FULLNAT_VIPS_MAP = 'fullnat_vips';
 /** Addresses slbctl added to interfaces, element comment = device. */
 export const OWNED_ADDRESSES_SET = 'owned_addresses';
+/** Every real server of every service: (protocol . VIP . port . RS address . RS port), comment = weight/MAC. */
+export const MEMBERS_SET = 'members';
 export const COMMENT_PREFIX = 'slbctl/1';
 
 export function serviceId(s: Pick<ServiceState, 'protocol' | 'vip' | 'port'>): string {
   return `${s.protocol}_${s.vip.replace(/\./g, '_')}_${s.port}`;
 }
 export const serviceChain = (id: string) => `svc_${id}`;
-export const backendsMap = (id: string) => `be_${id}`;
-export const membersSet = (id: string) => `rs_${id}`;
+/**
+ * One map per protocol holds the backends of every service, keyed by
+ * (VIP . port . slot). A few large maps instead of a map per service: the
+ * kernel finds named sets by walking a list, so 10,000 per-service maps made
+ * every transaction quadratic (measured: 46 s to load 10,000 services).
+ */
+export const backendsMap = (protocol: string) => `backends_${protocol}`;
 export const snatChain = (vip: string) => `snat_${vip.replace(/\./g, '_')}`;
 export const ingressChain = (device: string) => `ingress_${device}`;
 

@@ -4,7 +4,7 @@
 // member set carries the real servers and their weights.
 import { MODES, Mode, PROTOCOLS, Protocol, SCHEDULERS, Scheduler } from '../../model/types';
 import { Family, KernelState, OwnedAddress, RealServerState, ServiceState } from '../../model/state';
-import { OWNED_ADDRESSES_SET, SERVICES_MAP, TABLE, membersSet, parseComment, serviceId } from './names';
+import { MEMBERS_SET, OWNED_ADDRESSES_SET, SERVICES_MAP, TABLE, backendsMap, parseComment } from './names';
 
 type Json = unknown;
 
@@ -38,11 +38,12 @@ interface TableObjects {
   family: Family;
   sets: Map<string, Record<string, Json>>;
   chains: string[];
-  rules: Record<string, Json>[];
+  /** chain name -> the chain's rule that carries an slbctl comment */
+  commentedRules: Map<string, Record<string, Json>>;
 }
 
 function collect(family: Family, listing: Json): TableObjects {
-  const t: TableObjects = { family, sets: new Map(), chains: [], rules: [] };
+  const t: TableObjects = { family, sets: new Map(), chains: [], commentedRules: new Map() };
   for (const item of arr(obj(listing)?.nftables)) {
     const o = obj(item) ?? {};
     const set = obj(o.set) ?? obj(o.map);
@@ -50,38 +51,59 @@ function collect(family: Family, listing: Json): TableObjects {
     const chain = obj(o.chain);
     if (chain && chain.table === TABLE && typeof chain.name === 'string') t.chains.push(chain.name);
     const rule = obj(o.rule);
-    if (rule && rule.table === TABLE) t.rules.push(rule);
+    if (rule && rule.table === TABLE && typeof rule.chain === 'string' && typeof rule.comment === 'string' && parseComment(rule.comment)) {
+      t.commentedRules.set(rule.chain, rule);
+    }
   }
   return t;
 }
 
-function readMembers(set: Record<string, Json> | undefined): RealServerState[] {
-  const members: RealServerState[] = [];
+/** Real servers of every service, keyed "protocol/vip:port". */
+function readMembers(set: Record<string, Json> | undefined): Map<string, RealServerState[]> {
+  const members = new Map<string, RealServerState[]>();
   for (const e of arr(set?.elem)) {
     const { val, comment } = elementValue(e);
-    const [address, port] = concat(val);
-    if (typeof address !== 'string' || typeof port !== 'number') continue;
+    const [proto, vip, port, address, rsPort] = concat(val);
+    if (typeof address !== 'string' || typeof rsPort !== 'number') continue;
     const fields = Object.fromEntries((comment ?? '').split(' ').map((w) => w.split('=') as [string, string]));
-    const r: RealServerState = { address, port, weight: Number(fields.w ?? 1) };
+    const r: RealServerState = { address, port: rsPort, weight: Number(fields.w ?? 1) };
     if (fields.mac) r.mac = fields.mac;
-    members.push(r);
+    const key = `${String(proto)}/${String(vip)}:${String(port)}`;
+    const list = members.get(key) ?? [];
+    list.push(r);
+    members.set(key, list);
   }
   return members;
 }
 
+/** Backend map keys of every service ("vip . port . slot"), keyed "vip:port". */
+function readBackendKeys(map: Record<string, Json> | undefined): Map<string, string[]> {
+  const keys = new Map<string, string[]>();
+  for (const e of arr(map?.elem)) {
+    const [vip, port, slot] = concat(arr(e)[0]);
+    const slotText = String(slot);
+    const key = `${String(vip)}:${String(port)}`;
+    const list = keys.get(key) ?? [];
+    list.push(`${String(vip)} . ${String(port)} . ${slotText}`);
+    keys.set(key, list);
+  }
+  return keys;
+}
+
 function readServices(t: TableObjects): ServiceState[] {
   const services: ServiceState[] = [];
+  const members = readMembers(t.sets.get(MEMBERS_SET));
+  const backends = new Map(PROTOCOLS.map((p) => [p, readBackendKeys(t.sets.get(backendsMap(p)))]));
   for (const e of arr(t.sets.get(SERVICES_MAP)?.elem)) {
     const pair = arr(e);
     const [proto, vip, port] = concat(pair[0]);
     const chainName = obj(obj(pair[1])?.jump)?.target;
     const protocol = oneOf<Protocol>(typeof proto === 'string' ? proto : undefined, PROTOCOLS);
     if (!protocol || typeof vip !== 'string' || typeof port !== 'number' || typeof chainName !== 'string') continue;
-    const rule = t.rules.find((r) => r.chain === chainName && typeof r.comment === 'string' && parseComment(r.comment));
+    const rule = t.commentedRules.get(chainName);
     const fields = rule ? parseComment(String(rule.comment)) ?? {} : {};
     const mode = oneOf<Mode>(fields.m, MODES);
     const scheduler = oneOf<Scheduler>(fields.s, SCHEDULERS);
-    const id = serviceId({ protocol, vip, port });
     // A service whose rule is gone (edited by hand) reads back as broken, so
     // the planner replaces it rather than trusting half of it.
     const s: ServiceState = {
@@ -90,7 +112,8 @@ function readServices(t: TableObjects): ServiceState[] {
       mode: mode ?? (t.family === 'netdev' ? 'dsr' : 'fullnat'),
       scheduler: scheduler ?? 'rr',
       device: fields.d ?? '',
-      realServers: readMembers(t.sets.get(membersSet(id))),
+      realServers: members.get(`${protocol}/${vip}:${port}`) ?? [],
+      backendKeys: backends.get(protocol)?.get(`${vip}:${port}`) ?? [],
     };
     if (fields.sn) s.snatAddress = fields.sn;
     if (fields.f) s.forwardDevice = fields.f;

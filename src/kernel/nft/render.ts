@@ -1,100 +1,124 @@
 // Plan -> one nftables transaction (the text `nft -f -` reads). Pure.
 // Every change of a plan goes into one batch, so the kernel switches from the
 // old ruleset to the new one atomically: packets never see half a change.
-import { serviceKey } from '../../model/types';
-import { ServiceState } from '../../model/state';
+import { serviceKey, PROTOCOLS } from '../../model/types';
+import { RealServerState, ServiceState } from '../../model/state';
 import { familyOf } from '../../plan/planner';
-import { Op, Plan } from '../../plan/types';
+import { Plan } from '../../plan/types';
 import {
-  FULLNAT_VIPS_MAP, OWNED_ADDRESSES_SET, SERVICES_MAP, TABLE, backendsMap, ingressChain, memberComment, membersSet,
+  FULLNAT_VIPS_MAP, MEMBERS_SET, OWNED_ADDRESSES_SET, SERVICES_MAP, TABLE, backendsMap, ingressChain, memberComment,
   serviceChain, serviceComment, serviceId, snatChain,
 } from './names';
 
 /** Fixed so that one flow hashes to the same real server on every apply. */
-export const DSR_HASH_SEED = 0x51b;
+export const HASH_SEED = 0x51b;
 
-interface Slot { from: number; to: number; value: string }
+/** Most slots one service takes in its backends map; larger weight sums are scaled down. */
+export const MAX_SLOTS = 1024;
 
-/** Each real server gets a range of the numgen/jhash space as wide as its share. */
+interface Slot { index: number; value: string }
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/** Slot counts per real server: weight shares reduced by their gcd and capped at MAX_SLOTS in all. */
+export function slotShares(s: Pick<ServiceState, 'scheduler' | 'realServers'>): number[] {
+  const weights = s.realServers.map((r) => (r.weight <= 0 ? 0 : s.scheduler === 'rr' ? 1 : r.weight));
+  const g = weights.reduce((acc, w) => (w > 0 ? gcd(acc, w) : acc), 0) || 1;
+  let shares = weights.map((w) => w / g);
+  const total = shares.reduce((a, b) => a + b, 0);
+  if (total > MAX_SLOTS) shares = shares.map((w) => (w === 0 ? 0 : Math.max(1, Math.round((w * MAX_SLOTS) / total))));
+  return shares;
+}
+
+/**
+ * The backends of a service as slots 0..total-1 of the numgen/jhash space,
+ * interleaved by smooth weighted round robin so that consecutive connections
+ * spread over the real servers instead of arriving in bursts. Exact slots
+ * (not ranges): nft 1.0.6 cannot delete interval elements whose last field is
+ * the host-endian numgen value.
+ */
 export function backendSlots(s: ServiceState): { total: number; slots: Slot[] } {
+  const shares = slotShares(s);
+  const total = shares.reduce((a, b) => a + b, 0);
+  const current = shares.map(() => 0);
   const slots: Slot[] = [];
-  let cursor = 0;
-  for (const r of s.realServers) {
-    if (r.weight <= 0) continue;
-    const width = s.scheduler === 'rr' ? 1 : r.weight;
-    const value = s.mode === 'dsr' ? (r.mac ?? '00:00:00:00:00:00') : `${r.address} . ${r.port}`;
-    slots.push({ from: cursor, to: cursor + width - 1, value });
-    cursor += width;
+  for (let index = 0; index < total; index++) {
+    let best = -1;
+    for (let i = 0; i < shares.length; i++) {
+      if ((shares[i] ?? 0) === 0) continue;
+      current[i] = (current[i] ?? 0) + (shares[i] ?? 0);
+      if (best < 0 || (current[i] ?? 0) > (current[best] ?? 0)) best = i;
+    }
+    current[best] = (current[best] ?? 0) - total;
+    const r = s.realServers[best] as RealServerState;
+    slots.push({ index, value: s.mode === 'dsr' ? (r.mac ?? '00:00:00:00:00:00') : `${r.address} . ${r.port}` });
   }
-  return { total: cursor, slots };
+  return { total, slots };
 }
 
-function elements(slots: Slot[]): string {
-  return slots.map((x) => `${x.from === x.to ? x.from : `${x.from}-${x.to}`} : ${x.value}`).join(', ');
+export function backendKey(s: Pick<ServiceState, 'vip' | 'port'>, slot: Pick<Slot, 'index'>): string {
+  return `${s.vip} . ${s.port} . ${slot.index}`;
 }
+
+const memberKey = (s: ServiceState, r: RealServerState) => `${s.protocol} . ${s.vip} . ${s.port} . ${r.address} . ${r.port}`;
 
 function selector(s: ServiceState, total: number): string {
+  const seed = `seed 0x${HASH_SEED.toString(16)}`;
   if (s.mode === 'dsr') {
     // No conntrack on the netdev hook: every packet of a flow must hash the same way.
-    const key = s.scheduler === 'sh' ? 'ip saddr' : `ip saddr . ${s.protocol} sport`;
-    return `jhash ${key} mod ${total} seed 0x${DSR_HASH_SEED.toString(16)}`;
+    return s.scheduler === 'sh' ? `jhash ip saddr mod ${total} ${seed}` : `jhash ip saddr . ${s.protocol} sport mod ${total} ${seed}`;
   }
-  if (s.scheduler === 'sh') return `jhash ip saddr mod ${total} seed 0x${DSR_HASH_SEED.toString(16)}`;
-  return `numgen inc mod ${total}`;
+  return s.scheduler === 'sh' ? `jhash ip saddr mod ${total} ${seed}` : `numgen inc mod ${total}`;
 }
 
-function serviceRule(s: ServiceState, fam: string, id: string): string {
+function serviceRule(s: ServiceState): string {
+  const fam = familyOf(s);
   const { total } = backendSlots(s);
-  const head = `add rule ${fam} ${TABLE} ${serviceChain(id)} meta l4proto ${s.protocol} counter`;
+  const head = `add rule ${fam} ${TABLE} ${serviceChain(serviceId(s))} meta l4proto ${s.protocol} counter`;
   const comment = `comment "${serviceComment(s)}"`;
   if (total === 0) return `${head} drop ${comment}`;
-  if (s.mode === 'dsr') {
-    return `${head} ether saddr set ${s.forwardMac} ether daddr set ${selector(s, total)} map @${backendsMap(id)} fwd to "${s.forwardDevice}" ${comment}`;
-  }
-  return `${head} dnat ip to ${selector(s, total)} map @${backendsMap(id)} ${comment}`;
+  const lookup = `ip daddr . ${s.protocol} dport . ${selector(s, total)} map @${backendsMap(s.protocol)}`;
+  if (s.mode === 'dsr') return `${head} ether saddr set ${s.forwardMac} ether daddr set ${lookup} fwd to "${s.forwardDevice}" ${comment}`;
+  return `${head} dnat ip to ${lookup} ${comment}`;
 }
 
-/** Refill a service's chain, backend map and member set from its desired form. */
-function refreshService(s: ServiceState): string[] {
+function removeContents(s: ServiceState): string[] {
   const fam = familyOf(s);
-  const id = serviceId(s);
+  const lines: string[] = [];
+  const keys = s.backendKeys ?? backendSlots(s).slots.map((x) => backendKey(s, x));
+  if (keys.length > 0) lines.push(`delete element ${fam} ${TABLE} ${backendsMap(s.protocol)} { ${keys.join(', ')} }`);
+  if (s.realServers.length > 0) lines.push(`delete element ${fam} ${TABLE} ${MEMBERS_SET} { ${s.realServers.map((r) => memberKey(s, r)).join(', ')} }`);
+  return lines;
+}
+
+function addContents(s: ServiceState, chainIsNew = false): string[] {
+  const fam = familyOf(s);
+  const lines: string[] = [];
   const { slots } = backendSlots(s);
-  const lines = [
-    `flush chain ${fam} ${TABLE} ${serviceChain(id)}`,
-    `flush map ${fam} ${TABLE} ${backendsMap(id)}`,
-    `flush set ${fam} ${TABLE} ${membersSet(id)}`,
-  ];
-  if (slots.length > 0) lines.push(`add element ${fam} ${TABLE} ${backendsMap(id)} { ${elements(slots)} }`);
-  if (s.realServers.length > 0) {
-    const members = s.realServers.map((r) => `${r.address} . ${r.port} comment "${memberComment(r)}"`).join(', ');
-    lines.push(`add element ${fam} ${TABLE} ${membersSet(id)} { ${members} }`);
-  }
-  lines.push(serviceRule(s, fam, id));
+  if (slots.length > 0) lines.push(`add element ${fam} ${TABLE} ${backendsMap(s.protocol)} { ${slots.map((x) => `${backendKey(s, x)} : ${x.value}`).join(', ')} }`);
+  if (s.realServers.length > 0) lines.push(`add element ${fam} ${TABLE} ${MEMBERS_SET} { ${s.realServers.map((r) => `${memberKey(s, r)} comment "${memberComment(r)}"`).join(', ')} }`);
+  if (!chainIsNew) lines.push(`flush chain ${fam} ${TABLE} ${serviceChain(serviceId(s))}`);
+  lines.push(serviceRule(s));
   return lines;
 }
 
 function addService(s: ServiceState): string[] {
   const fam = familyOf(s);
-  const id = serviceId(s);
-  const value = s.mode === 'dsr' ? 'ether daddr' : `ip daddr . ${s.protocol} dport`;
   return [
-    `add chain ${fam} ${TABLE} ${serviceChain(id)}`,
-    `add map ${fam} ${TABLE} ${backendsMap(id)} { typeof numgen inc mod 1 : ${value}; flags interval; }`,
-    `add set ${fam} ${TABLE} ${membersSet(id)} { type ipv4_addr . inet_service; }`,
-    ...refreshService(s),
-    `add element ${fam} ${TABLE} ${SERVICES_MAP} { ${s.protocol} . ${s.vip} . ${s.port} : jump ${serviceChain(id)} }`,
+    `add chain ${fam} ${TABLE} ${serviceChain(serviceId(s))}`,
+    ...addContents(s, true),
+    `add element ${fam} ${TABLE} ${SERVICES_MAP} { ${s.protocol} . ${s.vip} . ${s.port} : jump ${serviceChain(serviceId(s))} }`,
   ];
 }
 
 function deleteService(s: ServiceState): string[] {
   const fam = familyOf(s);
-  const id = serviceId(s);
+  const chain = serviceChain(serviceId(s));
   return [
     `delete element ${fam} ${TABLE} ${SERVICES_MAP} { ${s.protocol} . ${s.vip} . ${s.port} }`,
-    `flush chain ${fam} ${TABLE} ${serviceChain(id)}`,
-    `delete chain ${fam} ${TABLE} ${serviceChain(id)}`,
-    `delete map ${fam} ${TABLE} ${backendsMap(id)}`,
-    `delete set ${fam} ${TABLE} ${membersSet(id)}`,
+    `flush chain ${fam} ${TABLE} ${chain}`,
+    `delete chain ${fam} ${TABLE} ${chain}`,
+    ...removeContents(s),
   ];
 }
 
@@ -115,13 +139,16 @@ function refreshSnat(vip: string, before: ServiceState[], after: ServiceState[])
 }
 
 function createTable(family: 'ip' | 'netdev'): string[] {
-  if (family === 'netdev') {
-    return [`add table netdev ${TABLE}`, `add map netdev ${TABLE} ${SERVICES_MAP} { type inet_proto . ipv4_addr . inet_service : verdict; }`];
-  }
+  const common = [
+    `add table ${family} ${TABLE}`,
+    `add map ${family} ${TABLE} ${SERVICES_MAP} { type inet_proto . ipv4_addr . inet_service : verdict; }`,
+    `add set ${family} ${TABLE} ${MEMBERS_SET} { type inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service; }`,
+    ...PROTOCOLS.map((p) => `add map ${family} ${TABLE} ${backendsMap(p)} { typeof ip daddr . ${p} dport . numgen inc mod 1 : ${family === 'netdev' ? 'ether daddr' : `ip daddr . ${p} dport`}; }`),
+  ];
+  if (family === 'netdev') return common;
   return [
-    `add table ip ${TABLE}`,
+    ...common,
     `add set ip ${TABLE} ${OWNED_ADDRESSES_SET} { type ipv4_addr; }`,
-    `add map ip ${TABLE} ${SERVICES_MAP} { type inet_proto . ipv4_addr . inet_service : verdict; }`,
     `add map ip ${TABLE} ${FULLNAT_VIPS_MAP} { type ipv4_addr : verdict; }`,
     `add chain ip ${TABLE} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
     `add chain ip ${TABLE} output { type nat hook output priority -100; policy accept; }`,
@@ -136,47 +163,47 @@ function createTable(family: 'ip' | 'netdev'): string[] {
 export function renderPlan(plan: Plan): string {
   const lines: string[] = [];
   const before = plan.observed.kernel.services;
-  const after = plan.desired.services;
+  const programmed = new Map(before.map((s) => [serviceKey(s), s]));
   const snatVips = new Set<string>();
   const refreshed = new Set<string>();
+  const deletedTables = new Set<string>();
   const noteSnat = (s: ServiceState) => { if (s.mode === 'fullnat') snatVips.add(s.vip); };
-  const deleteTables: string[] = [];
-
-  const handlers: { [K in Op['op']]?: (op: Extract<Op, { op: K }>) => void } = {
-    'create-table': (op) => lines.push(...createTable(op.family)),
-    'delete-table': (op) => deleteTables.push(`delete table ${op.family} ${TABLE}`),
-    'add-ingress': (op) => lines.push(
-      `add chain netdev ${TABLE} ${ingressChain(op.device)} { type filter hook ingress device "${op.device}" priority -500; policy accept; }`,
-      `add rule netdev ${TABLE} ${ingressChain(op.device)} meta protocol ip meta l4proto . ip daddr . th dport vmap @${SERVICES_MAP}`,
-    ),
-    'delete-ingress': (op) => lines.push(`flush chain netdev ${TABLE} ${ingressChain(op.device)}`, `delete chain netdev ${TABLE} ${ingressChain(op.device)}`),
-    'add-address': (op) => lines.push(`add element ip ${TABLE} ${OWNED_ADDRESSES_SET} { ${op.address} comment "${op.device}" }`),
-    'delete-address': (op) => lines.push(`delete element ip ${TABLE} ${OWNED_ADDRESSES_SET} { ${op.address} }`),
-    'add-service': (op) => { lines.push(...addService(op.service)); noteSnat(op.service); },
-    'delete-service': (op) => { lines.push(...deleteService(op.service)); noteSnat(op.service); },
-    'update-service': (op) => {
-      if (familyOf(op.before) !== familyOf(op.after)) lines.push(...deleteService(op.before), ...addService(op.after));
-      else lines.push(...refreshService(op.after));
-      noteSnat(op.before);
-      noteSnat(op.after);
-    },
-  };
   const refresh = (s: ServiceState) => {
     const key = serviceKey(s);
     if (refreshed.has(key)) return;
     refreshed.add(key);
-    lines.push(...refreshService(s));
+    const was = programmed.get(key);
+    lines.push(...(was ? removeContents(was) : []), ...addContents(s));
   };
 
   for (const op of plan.ops) {
-    if (op.op === 'add-real-server' || op.op === 'update-real-server' || op.op === 'delete-real-server') refresh(op.service);
-    else (handlers[op.op] as ((o: Op) => void) | undefined)?.(op);
+    switch (op.op) {
+      case 'create-table': lines.push(...createTable(op.family)); break;
+      case 'delete-table': deletedTables.add(op.family); break;
+      case 'add-ingress':
+        lines.push(
+          `add chain netdev ${TABLE} ${ingressChain(op.device)} { type filter hook ingress device "${op.device}" priority -500; policy accept; }`,
+          `add rule netdev ${TABLE} ${ingressChain(op.device)} meta protocol ip meta l4proto . ip daddr . th dport vmap @${SERVICES_MAP}`,
+        );
+        break;
+      case 'delete-ingress': lines.push(`flush chain netdev ${TABLE} ${ingressChain(op.device)}`, `delete chain netdev ${TABLE} ${ingressChain(op.device)}`); break;
+      case 'add-address': lines.push(`add element ip ${TABLE} ${OWNED_ADDRESSES_SET} { ${op.address} comment "${op.device}" }`); break;
+      case 'delete-address': lines.push(`delete element ip ${TABLE} ${OWNED_ADDRESSES_SET} { ${op.address} }`); break;
+      case 'add-service': lines.push(...addService(op.service)); noteSnat(op.service); break;
+      case 'delete-service': lines.push(...deleteService(op.service)); noteSnat(op.service); break;
+      case 'update-service':
+        if (familyOf(op.before) !== familyOf(op.after)) lines.push(...deleteService(op.before), ...addService(op.after));
+        else refresh(op.after);
+        noteSnat(op.before);
+        noteSnat(op.after);
+        break;
+      case 'add-real-server': case 'update-real-server': case 'delete-real-server': refresh(op.service); break;
+      case 'set-sysctl': break; // not nftables
+    }
   }
-  // Deleting a whole table takes its contents with it; emit nothing else for it.
-  const dropped = new Set(deleteTables.map((l) => l.split(' ')[2]));
-  const kept = lines.filter((l) => !dropped.has(l.split(' ')[2] ?? '') || l.startsWith('add table'));
-  if (!dropped.has('ip')) for (const vip of [...snatVips].sort()) kept.push(...refreshSnat(vip, before, after));
-  kept.push(...deleteTables);
+  // Deleting a whole table takes its contents with it: nothing else is said about it.
+  const kept = lines.filter((l) => !deletedTables.has(l.split(' ')[2] ?? ''));
+  if (!deletedTables.has('ip')) for (const vip of [...snatVips].sort()) kept.push(...refreshSnat(vip, before, plan.desired.services));
+  kept.push(...[...deletedTables].map((f) => `delete table ${f} ${TABLE}`));
   return kept.length > 0 ? `${kept.join('\n')}\n` : '';
 }
-

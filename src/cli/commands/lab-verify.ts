@@ -1,0 +1,45 @@
+import * as path from 'node:path';
+import type { CommandModule } from 'yargs';
+import { MODES, Mode } from '../../model/types';
+import { labExists, nsName, readLabState } from '../../lab/netns';
+import { REFERENCE_TOPOLOGY } from '../../lab/topology';
+import { verifyLab, VerifyReport } from '../../verify/run';
+import { renderVerdict } from '../../verify/render';
+import { EXIT, UsageError } from '../errors';
+import { requireRoot, withLabName } from '../lab-options';
+
+interface Args { name: string; mode?: Mode; requests: number; out?: string; json: boolean }
+
+export async function verifyLabMode(lab: string, mode: Mode | undefined, requests: number, out: string | undefined): Promise<VerifyReport> {
+  const { missing } = await labExists(lab);
+  if (missing.length > 0) throw new UsageError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab up --name ${lab}\``, EXIT.lab);
+  const applied = (await readLabState(lab))?.mode as Mode | undefined;
+  const judged = mode ?? applied;
+  if (!judged) throw new UsageError(`no mode is applied in lab "${lab}"; run \`slbctl lab mode MODE --name ${lab}\` or pass --mode`);
+  if (!Number.isInteger(requests) || requests < 1 || requests > 1000) throw new UsageError('--requests must be an integer from 1 to 1000');
+  const outDir = path.resolve(out ?? path.join('slbctl-pcaps', lab, judged));
+  return verifyLab({ lab, mode: judged, requests, outDir, topology: REFERENCE_TOPOLOGY });
+}
+
+export const labVerifyCommand: CommandModule<object, Args> = {
+  command: 'verify',
+  describe: 'Capture on client, LB and real servers while the client makes HTTP requests, and judge the mode\'s packet facts',
+  builder: (y) => withLabName(y)
+    .option('mode', { choices: MODES, describe: 'mode to judge against (default: the mode applied with `lab mode`)' })
+    .option('requests', { alias: 'k', type: 'number', default: 16, describe: 'HTTP requests the client makes' })
+    .option('out', { alias: 'o', type: 'string', describe: 'directory for the pcap files (default ./slbctl-pcaps/NAME/MODE)' })
+    .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
+  handler: async (args) => {
+    requireRoot('lab verify');
+    const report = await verifyLabMode(args.name, args.mode, args.requests, args.out);
+    if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else {
+      const answered = report.requests.filter((r) => r.ok);
+      const perRs = new Map<string, number>();
+      for (const r of answered) perRs.set(r.realServer ?? '?', (perRs.get(r.realServer ?? '?') ?? 0) + 1);
+      process.stdout.write(`responses: ${[...perRs].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; client address the RSs reported: ${[...new Set(answered.map((r) => r.clientSeen))].join(', ') || '-'}\n`);
+      process.stdout.write(`${renderVerdict(report.verdict)}\npcaps: ${Object.values(report.pcaps).join(' ')}\n`);
+    }
+    if (!report.verdict.pass) process.exitCode = EXIT.failed;
+  },
+};

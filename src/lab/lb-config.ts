@@ -1,0 +1,29 @@
+// The balancer's config for each mode of the lab, derived from the topology
+// (one source of truth for addresses).
+import { stringify } from 'yaml';
+import { Mode } from '../model/types';
+import { LabTopology, REAL_SERVERS, addressOf } from './topology';
+
+export const MODE_TITLES: Record<Mode, string> = {
+  fullnat: 'reverse proxy / full NAT',
+  transparent: 'transparent',
+  dsr: 'triangle / direct server return',
+};
+
+export function labServiceConfig(mode: Mode, topology: LabTopology): string {
+  const config = {
+    backend: 'nft',
+    services: [
+      {
+        name: 'web',
+        vip: topology.vip,
+        port: topology.servicePort,
+        protocol: 'tcp',
+        mode,
+        scheduler: 'rr',
+        realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port: topology.servicePort, weight: 1 })),
+      },
+    ],
+  };
+  return `# slbctl lab: ${MODE_TITLES[mode]}\n${stringify(config)}`;
+}

@@ -1,0 +1,82 @@
+// `lab verify`: capture on the client, the balancer and both real servers at
+// once (one process, each capture opened inside its host's namespace), drive
+// real HTTP requests from the client with curl, write one pcap per host and
+// judge the mode's packet facts.
+import * as fs from 'node:fs';
+import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
+import { HostCapture } from '../capture/types';
+import { Mode } from '../model/types';
+import { run } from '../util/exec';
+import { LabHostName, LabTopology, REAL_SERVERS, addressOf, hostOf } from '../lab/topology';
+import { nsName } from '../lab/netns';
+import { judge, RequestOutcome, Verdict } from './facts';
+
+export interface VerifyOptions {
+  lab: string;
+  mode: Mode;
+  requests: number;
+  outDir: string;
+  topology: LabTopology;
+}
+
+export interface VerifyReport {
+  verdict: Verdict;
+  requests: RequestOutcome[];
+  pcaps: Record<string, string>;
+}
+
+const CAPTURED_HOSTS: LabHostName[] = ['client', 'lb', ...REAL_SERVERS];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function request(lab: string, url: string): Promise<RequestOutcome> {
+  const r = await run(['curl', '-s', '-S', '--max-time', '2', '--connect-timeout', '2', '-o', '-', '-w', '\n%{http_code}', url], { netns: nsName(lab, 'client'), timeoutMs: 5000 });
+  const lines = r.stdout.trimEnd().split('\n');
+  const status = lines.pop() ?? '';
+  const body = lines.join('\n');
+  const m = /^(\S+) saw client ([0-9.]+):\d+/.exec(body);
+  if (r.code !== 0 || status !== '200') return { ok: false, error: r.stderr.trim().replace(/^curl: /, '') || `HTTP ${status}` };
+  const outcome: RequestOutcome = { ok: true };
+  if (m?.[1]) outcome.realServer = m[1];
+  if (m?.[2]) outcome.clientSeen = m[2];
+  return outcome;
+}
+
+export async function verifyLab(o: VerifyOptions): Promise<VerifyReport> {
+  const port = o.topology.servicePort;
+  const filter = `tcp port ${port} or udp port ${port} or ip proto 4`;
+  const sessions: CaptureSession[] = [];
+  let captures: HostCapture[] = [];
+  const requests: RequestOutcome[] = [];
+  try {
+    for (const host of CAPTURED_HOSTS) {
+      const device = hostOf(o.topology, host).interfaces[0]?.name ?? 'eth0';
+      sessions.push(startCapture({ host, netns: nsName(o.lab, host), device, filter }));
+    }
+    await sleep(200); // the capture sockets are live before the first SYN
+    const url = `http://${o.topology.vip}:${port}/`;
+    for (let i = 0; i < o.requests; i++) requests.push(await request(o.lab, url));
+    await sleep(300); // let the last FIN/ACKs land in every capture
+  } finally {
+    captures = sessions.map((s) => s.stop());
+  }
+  fs.mkdirSync(o.outDir, { recursive: true });
+  const pcaps: Record<string, string> = {};
+  for (const c of captures) pcaps[c.host] = writeHostCapture(c, o.outDir);
+  const byHost = (h: string) => {
+    const c = captures.find((x) => x.host === h);
+    if (!c) throw new Error(`no capture of ${h}`);
+    return c;
+  };
+  const realServers: Record<string, string> = {};
+  for (const h of REAL_SERVERS) realServers[h] = addressOf(o.topology, h);
+  const verdict = judge({
+    mode: o.mode,
+    addresses: { client: addressOf(o.topology, 'client'), lb: addressOf(o.topology, 'lb'), vip: o.topology.vip, port, realServers },
+    client: byHost('client'),
+    lb: byHost('lb'),
+    realServers: REAL_SERVERS.map(byHost),
+    requests,
+    expectedRealServers: [...REAL_SERVERS],
+  });
+  return { verdict, requests, pcaps };
+}

@@ -4,6 +4,7 @@ import { NftError } from '../kernel/nft/client';
 import { RtnlError } from '../kernel/rtnl/rtnl';
 import { PreflightError } from '../engine/engine';
 import { ResolveError } from '../engine/resolve';
+import { LabError } from '../lab/errors';
 
 export const EXIT = {
   ok: 0,
@@ -32,7 +33,7 @@ export function exitCodeFor(e: unknown): number {
   if (e instanceof PreflightError) return EXIT.preflight;
   if (e instanceof NftError && /binary not found/.test(e.message)) return EXIT.preflight;
   if (e instanceof NftError || e instanceof RtnlError) return EXIT.kernel;
-  if (e instanceof CommandError) return EXIT.lab;
+  if (e instanceof CommandError || e instanceof LabError) return EXIT.lab;
   return EXIT.failed;
 }
 

@@ -68,8 +68,8 @@ export async function runChecked(what: string, argv: readonly string[], options:
 
 /** Is an executable of this name on PATH? */
 export function findCommand(name: string): string | undefined {
-  const dirs = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');
-  for (const dir of [...dirs, '/usr/sbin', '/sbin']) {
+  const dirs = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').filter(Boolean);
+  for (const dir of dirs) {
     const candidate = path.join(dir, name);
     try {
       fs.accessSync(candidate, fs.constants.X_OK);

@@ -3,12 +3,15 @@
 // real HTTP requests from the client with curl, write one pcap per host and
 // judge the mode's packet facts.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
 import { HostCapture } from '../capture/types';
 import { Mode } from '../model/types';
 import { run } from '../util/exec';
-import { LabHostName, LabTopology, REAL_SERVERS, addressOf, hostOf } from '../lab/topology';
-import { nsName } from '../lab/netns';
+import { LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf } from '../lab/topology';
+import { nsName, readLabState } from '../lab/netns';
+import { requireLabUp } from '../lab/mode';
+import { LabError } from '../lab/errors';
 import { judge, RequestOutcome, Verdict } from './facts';
 
 export interface VerifyOptions {
@@ -79,4 +82,14 @@ export async function verifyLab(o: VerifyOptions): Promise<VerifyReport> {
     expectedRealServers: [...REAL_SERVERS],
   });
   return { verdict, requests, pcaps };
+}
+
+/** verify against the lab's applied mode (or the one asked for). */
+export async function verifyLabMode(lab: string, mode: Mode | undefined, requests: number, out: string | undefined): Promise<VerifyReport> {
+  await requireLabUp(lab);
+  const applied = (await readLabState(lab))?.mode as Mode | undefined;
+  const judged = mode ?? applied;
+  if (!judged) throw new LabError(`no mode is applied in lab "${lab}"; run \`slbctl lab mode MODE --name ${lab}\` or pass --mode`);
+  const outDir = path.resolve(out ?? path.join('slbctl-pcaps', lab, judged));
+  return verifyLab({ lab, mode: judged, requests, outDir, topology: REFERENCE_TOPOLOGY });
 }

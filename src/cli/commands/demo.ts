@@ -8,8 +8,8 @@ import { renderVerdict } from '../../verify/render';
 import { renderTable } from '../table';
 import { EXIT } from '../errors';
 import { requireRoot, withLabName } from '../lab-options';
-import { applyLabMode } from './lab-mode';
-import { verifyLabMode } from './lab-verify';
+import { applyLabMode } from '../../lab/mode';
+import { verifyLabMode } from '../../verify/run';
 
 interface Args { name: string; requests: number; out: string; keep: boolean }
 

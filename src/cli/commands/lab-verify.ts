@@ -1,25 +1,11 @@
-import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { MODES, Mode } from '../../model/types';
-import { labExists, nsName, readLabState } from '../../lab/netns';
-import { REFERENCE_TOPOLOGY } from '../../lab/topology';
-import { verifyLab, VerifyReport } from '../../verify/run';
+import { verifyLabMode } from '../../verify/run';
 import { renderVerdict } from '../../verify/render';
 import { EXIT, UsageError } from '../errors';
 import { requireRoot, withLabName } from '../lab-options';
 
 interface Args { name: string; mode?: Mode; requests: number; out?: string; json: boolean }
-
-export async function verifyLabMode(lab: string, mode: Mode | undefined, requests: number, out: string | undefined): Promise<VerifyReport> {
-  const { missing } = await labExists(lab);
-  if (missing.length > 0) throw new UsageError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab up --name ${lab}\``, EXIT.lab);
-  const applied = (await readLabState(lab))?.mode as Mode | undefined;
-  const judged = mode ?? applied;
-  if (!judged) throw new UsageError(`no mode is applied in lab "${lab}"; run \`slbctl lab mode MODE --name ${lab}\` or pass --mode`);
-  if (!Number.isInteger(requests) || requests < 1 || requests > 1000) throw new UsageError('--requests must be an integer from 1 to 1000');
-  const outDir = path.resolve(out ?? path.join('slbctl-pcaps', lab, judged));
-  return verifyLab({ lab, mode: judged, requests, outDir, topology: REFERENCE_TOPOLOGY });
-}
 
 export const labVerifyCommand: CommandModule<object, Args> = {
   command: 'verify',
@@ -31,6 +17,7 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
   handler: async (args) => {
     requireRoot('lab verify');
+    if (!Number.isInteger(args.requests) || args.requests < 1 || args.requests > 1000) throw new UsageError('--requests must be an integer from 1 to 1000');
     const report = await verifyLabMode(args.name, args.mode, args.requests, args.out);
     if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else {

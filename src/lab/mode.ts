@@ -1,0 +1,31 @@
+// `lab mode`: the real servers' side of a mode, then the balancer's config
+// applied by slbctl itself inside the LB namespace (the same path an
+// operator uses on a real balancer).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Mode } from '../model/types';
+import { run } from '../util/exec';
+import { configureRealServers, labExists, labStateDir, nsName, writeLabState } from './netns';
+import { labServiceConfig } from './lb-config';
+import { LabError } from './errors';
+import { REFERENCE_TOPOLOGY } from './topology';
+import { CLI_ENTRY } from '../cli/entry';
+
+
+export async function requireLabUp(lab: string): Promise<void> {
+  const { missing } = await labExists(lab);
+  if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab up --name ${lab}\``);
+}
+
+export async function applyLabMode(lab: string, mode: Mode, out: (line: string) => void): Promise<void> {
+  await requireLabUp(lab);
+  for (const step of await configureRealServers(lab, mode)) out(`  rs: ${step}`);
+  const file = path.join(labStateDir(lab), `lb-${mode}.yaml`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, labServiceConfig(mode, REFERENCE_TOPOLOGY));
+  out(`  lb: slbctl apply -f ${file} (inside ${nsName(lab, 'lb')})`);
+  const r = await run([process.execPath, CLI_ENTRY, 'apply', '-f', file], { netns: nsName(lab, 'lb') });
+  for (const line of `${r.stdout}${r.stderr}`.trimEnd().split('\n')) if (line) out(`    ${line}`);
+  if (r.code !== 0) throw new LabError(`lab mode ${mode}: slbctl apply on the balancer failed (exit ${r.code})`);
+  await writeLabState(lab, { mode });
+}

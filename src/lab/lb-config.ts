@@ -6,7 +6,7 @@ import { LabTopology, REAL_SERVERS, addressOf } from './topology';
 
 export const MODE_TITLES: Record<Mode, string> = {
   fullnat: 'reverse proxy / full NAT',
-  transparent: 'transparent',
+  transparent: 'transparent / pass-through',
   dsr: 'triangle / direct server return',
 };
 

@@ -92,15 +92,16 @@ function realServerViewFacts(v: VerifyInput, expectSource: string, expectDestina
   for (const c of v.realServers) {
     const own = v.addresses.realServers[c.host] ?? '?';
     for (const p of tcpPackets(c, v.addresses.port).filter(isSyn)) {
+      const dst = `${p.ip.dst}:${p.transport.dstPort}`;
       sources.push(p.ip.src);
-      dsts.push(`${p.ip.dst}:${p.transport.dstPort}`);
-      if (p.ip.dst !== expectDestination(own)) wrongDst.push(`${c.host} got ${p.ip.dst}`);
+      dsts.push(dst);
+      if (dst !== expectDestination(own) && !wrongDst.includes(`${c.host} got ${dst}`)) wrongDst.push(`${c.host} got ${dst}`);
     }
   }
   const srcOk = sources.length > 0 && sources.every((s) => s === expectSource);
   return [
     fact('real servers see source', expectSource, list(sources), srcOk, sources.length === 0 ? 'no connection reached a real server' : `real servers saw ${list(sources)} as the connection source`),
-    fact('real servers see destination', expectDestination('<own address>'), list(dsts), sources.length > 0 && wrongDst.length === 0, sources.length === 0 ? 'no connection reached a real server' : wrongDst.join('; ')),
+    fact('real servers see destination', expectDestination('<own address>').replace('<own address>:', 'own address:'), list(dsts), sources.length > 0 && wrongDst.length === 0, sources.length === 0 ? 'no connection reached a real server' : wrongDst.join('; ')),
   ];
 }
 

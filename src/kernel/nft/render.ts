@@ -132,7 +132,7 @@ function refreshSnat(vip: string, before: ServiceState[], after: ServiceState[])
   }
   const lines = [`add chain ip ${TABLE} ${chain}`, `flush chain ip ${TABLE} ${chain}`];
   for (const s of services) {
-    lines.push(`add rule ip ${TABLE} ${chain} meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${s.snatAddress}`);
+    lines.push(`add rule ip ${TABLE} ${chain} meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${s.snatAddress} random`);
   }
   if (!had) lines.push(`add element ip ${TABLE} ${FULLNAT_VIPS_MAP} { ${vip} : jump ${chain} }`);
   return lines;

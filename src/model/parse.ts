@@ -108,7 +108,8 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
   const scheduler = raw.scheduler === undefined ? 'rr' : c.oneOf<Scheduler>(raw.scheduler, SCHEDULERS, [...path, 'scheduler'], 'scheduler', SCHEDULER_ALIASES);
   let name: string | undefined;
   if (raw.name !== undefined) {
-    if (typeof raw.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(raw.name)) c.fail([...path, 'name'], 'must be 1-64 characters of letters, digits, "_", "." or "-"');
+    // 32 keeps the service rule's comment (settings read back from the kernel) under nft's 128 bytes.
+    if (typeof raw.name !== 'string' || !/^[A-Za-z0-9_.-]{1,32}$/.test(raw.name)) c.fail([...path, 'name'], 'must be 1-32 characters of letters, digits, "_", "." or "-"');
     else name = raw.name;
   }
   let iface: string | undefined;
@@ -179,13 +180,13 @@ export function validateConfig(data: unknown, locate: (path: PathPart[]) => { li
 /** Parse YAML or JSON text (JSON is YAML) and validate it. */
 export function parseConfig(text: string): ParseResult {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     return {
       ok: false,
       issues: doc.errors.map((e) => {
         const pos = e.linePos?.[0];
-        return { path: '', message: e.message.split('\n')[0] ?? e.message, ...(pos ? { line: pos.line, column: pos.col } : {}) };
+        return { path: '', message: (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, ''), ...(pos ? { line: pos.line, column: pos.col } : {}) };
       }),
     };
   }

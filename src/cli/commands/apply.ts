@@ -1,18 +1,16 @@
 import type { CommandModule } from 'yargs';
-import { loadConfig } from '../config-file';
+import { loadConfig, withConfigOptions } from '../config-file';
 import { withRtnl } from '../kernel-session';
 import { executePlan, planConfig, preflight } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
-import { BACKENDS, BackendChoice } from '../../model/types';
+import { BackendChoice } from '../../model/types';
 
 interface Args { file: string; backend?: BackendChoice; 'dry-run': boolean; quiet: boolean }
 
 export const applyCommand: CommandModule<object, Args> = {
   command: 'apply',
   describe: 'Program the kernel to match the config (one nftables transaction; rolled back on failure)',
-  builder: (y) => y
-    .option('file', { alias: 'f', type: 'string', demandOption: true, describe: 'config file (YAML or JSON)' })
-    .option('backend', { choices: BACKENDS, describe: 'override the config\'s backend' })
+  builder: (y) => withConfigOptions(y)
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as `plan`)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'print only the summary line' }),
   handler: async (args) => {

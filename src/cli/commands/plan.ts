@@ -1,19 +1,17 @@
 import type { CommandModule } from 'yargs';
-import { loadConfig } from '../config-file';
+import { loadConfig, withConfigOptions } from '../config-file';
 import { withRtnl } from '../kernel-session';
 import { planConfig, preflight } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
 import { renderPlan } from '../../kernel/nft/render';
-import { BACKENDS, BackendChoice } from '../../model/types';
+import { BackendChoice } from '../../model/types';
 
 interface Args { file: string; backend?: BackendChoice; json: boolean; 'detailed-exitcode': boolean; nft: boolean }
 
 export const planCommand: CommandModule<object, Args> = {
   command: 'plan',
   describe: 'Print the exact kernel operations `apply` would perform, changing nothing',
-  builder: (y) => y
-    .option('file', { alias: 'f', type: 'string', demandOption: true, describe: 'config file (YAML or JSON)' })
-    .option('backend', { choices: BACKENDS, describe: 'override the config\'s backend' })
+  builder: (y) => withConfigOptions(y)
     .option('nft', { type: 'boolean', default: true, describe: 'also print the nftables transaction (--no-nft to hide)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' })
     .option('detailed-exitcode', { type: 'boolean', default: false, describe: 'exit 0 when there are no changes, 2 when there are' }),

@@ -1,0 +1,134 @@
+// A small IPVS client over generic netlink (the `netlink` package's socket):
+// resolve the IPVS family, then service and destination commands and dumps.
+// Requests are sent without the package's error check so that the errno is
+// kept and turned into an IpvsError naming the step and the object.
+import { createGenericNetlink, GenericNetlinkSocket, parseError, genl } from 'netlink';
+import { Cmd, IPVS_GENL_NAME, IPVS_GENL_VERSION } from './constants';
+import { Attrs, COMMAND, INFO, decode, encode } from './codec';
+import {
+  IpvsDestination, IpvsService, destinationFromWire, destinationKeyToWire, destinationToWire, serviceFromWire, serviceKeyToWire, serviceToWire,
+} from './types';
+
+const NLMSG_ERROR = 2;
+const NLM_F_DUMP = 0x300;
+const ERRNO_TEXT: Record<number, string> = {
+  1: 'operation not permitted (needs CAP_NET_ADMIN)',
+  2: 'not found',
+  3: 'no such service',
+  17: 'already exists',
+  22: 'invalid argument',
+  95: 'not supported',
+  19: 'no such device',
+};
+
+/** What an errno means for one command (the kernel reuses ENOENT for several things). */
+const COMMAND_ERRNO_TEXT: Record<number, Record<number, string>> = {
+  [Cmd.NEW_SERVICE]: { 2: 'scheduler or persistence engine not available (is the ip_vs_<scheduler> module there?)' },
+  [Cmd.SET_SERVICE]: { 2: 'scheduler or persistence engine not available (is the ip_vs_<scheduler> module there?)' },
+  [Cmd.DEL_DEST]: { 2: 'no such destination' },
+  [Cmd.SET_DEST]: { 2: 'no such destination' },
+};
+
+export class IpvsError extends Error {
+  constructor(readonly step: string, readonly errno: number, detail?: string) {
+    super(`ipvs: ${step}: ${detail ?? ERRNO_TEXT[errno] ?? `errno ${errno}`}`);
+    this.name = 'IpvsError';
+  }
+}
+
+export const describeService = (s: Pick<IpvsService, 'protocol' | 'address' | 'port'>) => `service ${s.protocol} ${s.address}:${s.port}`;
+export const describeDest = (d: Pick<IpvsDestination, 'address' | 'port'>) => `destination ${d.address}:${d.port}`;
+
+export class IpvsClient {
+  /** netlink messages sent since the client opened (the benchmark counts them). */
+  messagesSent = 0;
+
+  private constructor(private readonly socket: GenericNetlinkSocket, private readonly family: number) {}
+
+  /** Resolve the IPVS family; fails with a clear error when the kernel has no IPVS. */
+  static async open(): Promise<IpvsClient> {
+    const socket = createGenericNetlink();
+    try {
+      const [reply] = await socket.ctrlRequest(genl.Commands.GET_FAMILY, { familyName: IPVS_GENL_NAME }, { flags: 0 });
+      if (!reply?.familyId) throw new Error('no family id');
+      return new IpvsClient(socket, reply.familyId);
+    } catch (e) {
+      socket.socket.close();
+      throw new IpvsError('open', 2, `the kernel has no IPVS (generic netlink family "IPVS" not found: load the ip_vs module, e.g. \`modprobe ip_vs\`) (${(e as Error).message})`);
+    }
+  }
+
+  close(): void {
+    this.socket.socket.close();
+  }
+
+  private async request(step: string, cmd: number, attrs: Attrs, dump = false): Promise<Buffer[]> {
+    const header = Buffer.from([cmd, IPVS_GENL_VERSION, 0, 0]);
+    this.messagesSent++;
+    const [messages] = await this.socket.socket.request(this.family, [header, encode(COMMAND, attrs)], { checkError: false, ...(dump ? { flags: NLM_F_DUMP } : {}) });
+    const payloads: Buffer[] = [];
+    for (const m of messages) {
+      if (m.type === NLMSG_ERROR) {
+        const { errno } = parseError(m.data, m.flags);
+        if (errno !== 0) throw new IpvsError(step, -errno, COMMAND_ERRNO_TEXT[cmd]?.[-errno]);
+        continue;
+      }
+      payloads.push(m.data.subarray(4)); // skip the genl header
+    }
+    return payloads;
+  }
+
+  async info(): Promise<{ version: string; connTableSize: number }> {
+    const [payload] = await this.request('get info', Cmd.GET_INFO, {});
+    const a = decode(INFO, payload ?? Buffer.alloc(0));
+    const v = Number(a.version ?? 0);
+    return { version: `${(v >> 16) & 0xff}.${(v >> 8) & 0xff}.${v & 0xff}`, connTableSize: Number(a.connTabSize ?? 0) };
+  }
+
+  async services(): Promise<IpvsService[]> {
+    const payloads = await this.request('list services', Cmd.GET_SERVICE, {}, true);
+    return payloads.flatMap((p) => {
+      const s = serviceFromWire((decode(COMMAND, p).service as Attrs | undefined) ?? {});
+      return s ? [s] : [];
+    });
+  }
+
+  async destinations(s: Pick<IpvsService, 'protocol' | 'address' | 'port'>): Promise<IpvsDestination[]> {
+    const payloads = await this.request(`list destinations of ${describeService(s)}`, Cmd.GET_DEST, { service: serviceKeyToWire(s) }, true);
+    return payloads.map((p) => destinationFromWire((decode(COMMAND, p).dest as Attrs | undefined) ?? {}));
+  }
+
+  async addService(s: IpvsService): Promise<void> {
+    await this.request(`add ${describeService(s)}`, Cmd.NEW_SERVICE, { service: serviceToWire(s) });
+  }
+
+  async updateService(s: IpvsService): Promise<void> {
+    await this.request(`update ${describeService(s)}`, Cmd.SET_SERVICE, { service: serviceToWire(s) });
+  }
+
+  async deleteService(s: Pick<IpvsService, 'protocol' | 'address' | 'port'>): Promise<void> {
+    await this.request(`delete ${describeService(s)}`, Cmd.DEL_SERVICE, { service: serviceKeyToWire(s) });
+  }
+
+  async addDestination(s: Pick<IpvsService, 'protocol' | 'address' | 'port'>, d: IpvsDestination): Promise<void> {
+    await this.request(`add ${describeDest(d)} to ${describeService(s)}`, Cmd.NEW_DEST, { service: serviceKeyToWire(s), dest: destinationToWire(d) });
+  }
+
+  async updateDestination(s: Pick<IpvsService, 'protocol' | 'address' | 'port'>, d: IpvsDestination): Promise<void> {
+    await this.request(`update ${describeDest(d)} of ${describeService(s)}`, Cmd.SET_DEST, { service: serviceKeyToWire(s), dest: destinationToWire(d) });
+  }
+
+  async deleteDestination(s: Pick<IpvsService, 'protocol' | 'address' | 'port'>, d: Pick<IpvsDestination, 'address' | 'port'>): Promise<void> {
+    await this.request(`delete ${describeDest(d)} from ${describeService(s)}`, Cmd.DEL_DEST, { service: serviceKeyToWire(s), dest: destinationKeyToWire(d) });
+  }
+
+  async timeouts(): Promise<{ tcp: number; tcpFin: number; udp: number }> {
+    const [payload] = await this.request('get timeouts', Cmd.GET_CONFIG, {});
+    const a = decode(COMMAND, payload ?? Buffer.alloc(0));
+    return { tcp: Number(a.timeoutTcp ?? 0), tcpFin: Number(a.timeoutTcpFin ?? 0), udp: Number(a.timeoutUdp ?? 0) };
+  }
+
+  async setTimeouts(t: { tcp: number; tcpFin: number; udp: number }): Promise<void> {
+    await this.request('set timeouts', Cmd.SET_CONFIG, { timeoutTcp: t.tcp, timeoutTcpFin: t.tcpFin, timeoutUdp: t.udp });
+  }
+}

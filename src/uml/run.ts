@@ -1,0 +1,60 @@
+// Boot Debian's user-mode-linux kernel (package user-mode-linux) with the
+// host's filesystem as root, run one command inside, return its output and
+// exit code. This is how IPVS is exercised on hosts whose own kernel has
+// none: the guest is a real Linux 6.1 kernel with ip_vs as a module.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { findCommand, run } from '../util/exec';
+import { UmlJob } from './job';
+
+export const UML_KERNEL = '/usr/bin/linux.uml';
+export const UML_MODULES = '/usr/lib/uml/modules';
+const ROOT = path.join(__dirname, '..', '..', '..');
+const INIT = path.join(ROOT, 'scripts', 'uml-init.sh');
+const GUEST = path.join(__dirname, 'guest.js');
+
+/** Modules an IPVS lab needs in the guest. */
+export const IPVS_MODULES = [
+  'ip_vs', 'ip_vs_rr', 'ip_vs_wrr', 'ip_vs_lc', 'ip_vs_wlc', 'ip_vs_sh', 'ip_vs_mh', 'ip_vs_sed', 'ip_vs_nq', 'ip_vs_dh',
+  'ip_vs_lblc', 'ip_vs_lblcr', 'ip_vs_fo', 'ip_vs_ovf', 'ipip', 'veth', 'bridge', 'dummy', 'nf_tables', 'nft_ct', 'nft_numgen', 'nft_hash',
+];
+
+export function umlAvailable(): string | undefined {
+  if (!fs.existsSync(UML_KERNEL)) return `${UML_KERNEL} is missing (apt-get install user-mode-linux)`;
+  if (!fs.existsSync(UML_MODULES)) return `${UML_MODULES} is missing (apt-get install user-mode-linux)`;
+  if (!findCommand('node')) return 'node is not on PATH';
+  return undefined;
+}
+
+export interface UmlResult {
+  code: number;
+  output: string;
+  seconds: number;
+}
+
+export async function runInUml(argv: string[], options: { modules?: string[]; memoryMb?: number; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<UmlResult> {
+  const missing = umlAvailable();
+  if (missing) throw new Error(`user-mode-linux: ${missing}`);
+  // The job folder must be on the host filesystem the guest sees (not /tmp or /run: private there).
+  const work = fs.mkdtempSync(path.join('/var/tmp', `slbctl-uml-${process.pid}-`));
+  const timeoutMs = options.timeoutMs ?? 10 * 60 * 1000;
+  const job: UmlJob = { argv, cwd: ROOT, modules: options.modules ?? IPVS_MODULES, env: options.env ?? {}, timeoutMs };
+  fs.writeFileSync(path.join(work, 'job.json'), JSON.stringify(job));
+  const started = Date.now();
+  try {
+    const boot = await run([
+      UML_KERNEL, `mem=${options.memoryMb ?? 1024}M`, 'root=/dev/root', 'rootfstype=hostfs', 'rootflags=/', 'rw',
+      `init=${INIT}`, `slbctl_work=${work}`, `slbctl_guest=${GUEST}`, 'con=null', 'con0=null,fd:1',
+      `umid=slbctl-${process.pid}-${path.basename(work)}`,
+    ], { timeoutMs: timeoutMs + 60_000, env: { ...process.env, TMPDIR: os.tmpdir() } });
+    const output = fs.existsSync(path.join(work, 'output.log')) ? fs.readFileSync(path.join(work, 'output.log'), 'utf8') : '';
+    const codeFile = path.join(work, 'exit-code');
+    if (!fs.existsSync(codeFile)) {
+      return { code: 124, output: `${output}\nuser-mode-linux: the guest ended without a result (exit ${boot.code}${boot.signal ? `, ${boot.signal}` : ''}):\n${boot.stdout.split('\n').slice(-15).join('\n')}`, seconds: (Date.now() - started) / 1000 };
+    }
+    return { code: Number(fs.readFileSync(codeFile, 'utf8').trim()), output, seconds: (Date.now() - started) / 1000 };
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -7,8 +7,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { run, runChecked } from '../../src/util/exec';
 import { Config, Service } from '../../src/model/types';
-import { Rtnl } from '../../src/kernel/rtnl/rtnl';
-import { executePlan, planConfig } from '../../src/engine/engine';
+import { closeSession, executePlan, openSession, planConfig } from '../../src/engine/engine';
 import { renderPlan } from '../../src/kernel/nft/render';
 import { formatPlan } from '../../src/plan/format';
 
@@ -32,7 +31,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 async function inner(): Promise<void> {
-  const rtnl = Rtnl.open();
+  const rtnl = await openSession('nft');
   try {
     const [plan1, tPlan1] = await timed(() => planConfig(rtnl, makeConfig(1)));
     const script = renderPlan(plan1);
@@ -55,7 +54,7 @@ async function inner(): Promise<void> {
       `ratio second (plan+apply) / first (plan+apply): ${((tPlan2 + tApply2) / (tPlan1 + tApply1)).toFixed(3)}`,
     ].join('\n') + '\n');
   } finally {
-    rtnl.close();
+    closeSession(rtnl);
   }
 }
 

@@ -1,11 +1,12 @@
-// Opens the rtnetlink socket for a command and always closes it.
-import { Rtnl } from '../kernel/rtnl/rtnl';
+// Opens the kernel session (rtnetlink, IPVS) for a command and always closes it.
+import { BackendChoice } from '../model/types';
+import { KernelSession, closeSession, openSession } from '../engine/engine';
 
-export async function withRtnl<T>(fn: (rtnl: Rtnl) => Promise<T>): Promise<T> {
-  const rtnl = Rtnl.open();
+export async function withSession<T>(choice: BackendChoice, needsNft: boolean, fn: (k: KernelSession) => Promise<T>): Promise<T> {
+  const k = await openSession(choice, needsNft);
   try {
-    return await fn(rtnl);
+    return await fn(k);
   } finally {
-    rtnl.close();
+    closeSession(k);
   }
 }

@@ -1,17 +1,20 @@
 // The one path to the kernel: observe -> plan -> execute (with rollback).
-// apply, destroy and (later) the controller all go through here.
-import { Config } from '../model/types';
+// apply, destroy and (later) the controller all go through here, whichever
+// backend holds the services.
+import { BackendChoice, Config } from '../model/types';
 import { OwnedAddress } from '../model/state';
 import { Rtnl } from '../kernel/rtnl/rtnl';
 import { readSysctl, writeSysctl } from '../kernel/rtnl/sysctl';
 import { applyScript, listTable, requireNft } from '../kernel/nft/client';
 import { observeFromListings } from '../kernel/nft/observe';
 import { renderPlan } from '../kernel/nft/render';
+import { IpvsClient } from '../kernel/ipvs/client';
 import { plan as makePlan } from '../plan/planner';
 import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
-import { resolveConfig } from './resolve';
+import { BackendName, ResolveError, resolveConfig } from './resolve';
+import { executeIpvs, observeIpvs, ownershipAfter, writeOwnership } from './ipvs-backend';
 
-export type Backend = 'nft';
+export type Backend = BackendName;
 
 export class PreflightError extends Error {
   constructor(message: string) {
@@ -20,49 +23,114 @@ export class PreflightError extends Error {
   }
 }
 
-/** Checks that must pass before slbctl reads or touches the kernel. */
-export function preflight(backend: Config['backend']): Backend {
+/** An open connection to the kernel for one command: rtnetlink, and IPVS when that is the backend. */
+export interface KernelSession {
+  backend: Backend;
+  rtnl: Rtnl;
+  ipvs?: IpvsClient;
+}
+
+function requireRoot(): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new PreflightError('slbctl needs root (CAP_NET_ADMIN) to read and program the kernel; run it as root or with sudo');
   }
-  if (backend === 'ipvs') {
-    throw new PreflightError('the IPVS backend is not available in this version; use backend "nft" (or "auto")');
-  }
-  requireNft();
-  return 'nft';
 }
 
-export async function observe(rtnl: Rtnl, sysctlKeys: string[]): Promise<ObservedState> {
-  const [ip, netdev] = await Promise.all([listTable('ip'), listTable('netdev')]);
-  const kernel = observeFromListings({ ip, netdev });
-  const interfaces = await rtnl.interfaces();
+/**
+ * Checks before slbctl touches the kernel, and the backend to use. auto is
+ * IPVS when the kernel has it (the genetlink lookup loads ip_vs if it can)
+ * and every service can run there, nftables otherwise.
+ */
+export async function openSession(choice: BackendChoice, needsNft = false): Promise<KernelSession> {
+  requireRoot();
+  if (choice === 'nft' || (choice === 'auto' && needsNft)) {
+    requireNft();
+    return { backend: 'nft', rtnl: Rtnl.open() };
+  }
+  let ipvs: IpvsClient | undefined;
+  try {
+    ipvs = await IpvsClient.open();
+  } catch (e) {
+    if (choice === 'ipvs') throw new PreflightError(`backend ipvs: ${(e as Error).message.replace(/^ipvs: open: /, '')}`);
+  }
+  if (ipvs) return { backend: 'ipvs', rtnl: Rtnl.open(), ipvs };
+  requireNft();
+  return { backend: 'nft', rtnl: Rtnl.open() };
+}
+
+/** A session on exactly this backend, or undefined when this host does not have it (root is still required). */
+export async function sessionIfAvailable(backend: Backend): Promise<KernelSession | undefined> {
+  requireRoot();
+  if (backend === 'nft') return findNft() ? { backend: 'nft', rtnl: Rtnl.open() } : undefined;
+  try {
+    return { backend: 'ipvs', rtnl: Rtnl.open(), ipvs: await IpvsClient.open() };
+  } catch {
+    return undefined;
+  }
+}
+
+function findNft(): boolean {
+  try {
+    requireNft();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Services only the nftables backend can run in this version. */
+export function needsNft(config: Config): boolean {
+  return config.services.some((s) => s.mode === 'fullnat');
+}
+
+export function closeSession(k: KernelSession): void {
+  k.rtnl.close();
+  k.ipvs?.close();
+}
+
+export async function observe(k: KernelSession, sysctlKeys: string[]): Promise<ObservedState & { foreign: string[] }> {
+  let kernel;
+  let foreign: string[] = [];
+  if (k.backend === 'ipvs' && k.ipvs) {
+    ({ foreign, ...kernel } = await observeIpvs(k.ipvs));
+  } else {
+    const [ip, netdev] = await Promise.all([listTable('ip'), listTable('netdev')]);
+    kernel = observeFromListings({ ip, netdev });
+  }
+  const interfaces = await k.rtnl.interfaces();
   const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
   const sysctls: Record<string, string> = {};
   for (const key of sysctlKeys) sysctls[key] = readSysctl(key);
-  return { kernel, addresses, sysctls };
+  return { kernel, addresses, sysctls, foreign };
 }
 
 /** Resolve the config against this host and plan against what the kernel holds. */
-export async function planConfig(rtnl: Rtnl, config: Config): Promise<Plan> {
-  const interfaces = await rtnl.interfaces();
+export async function planConfig(k: KernelSession, config: Config): Promise<Plan> {
+  const interfaces = await k.rtnl.interfaces();
   const macs = new Map<string, string>();
-  for (const s of config.services) {
-    if (s.mode !== 'dsr') continue;
-    for (const r of s.realServers) {
-      if (macs.has(r.address)) continue;
-      const n = await rtnl.resolveNeighbour(r.address);
-      if (n) macs.set(r.address, n.mac);
+  if (k.backend === 'nft') {
+    for (const s of config.services) {
+      if (s.mode !== 'dsr') continue;
+      for (const r of s.realServers) {
+        if (macs.has(r.address)) continue;
+        const n = await k.rtnl.resolveNeighbour(r.address);
+        if (n) macs.set(r.address, n.mac);
+      }
     }
   }
-  const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) });
-  const observed = await observe(rtnl, Object.keys(desired.sysctls));
+  const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) }, k.backend);
+  const observed = await observe(k, Object.keys(desired.sysctls));
+  const taken = desired.services.filter((s) => observed.foreign.includes(`${s.protocol}/${s.vip}:${s.port}`));
+  if (taken.length > 0) {
+    throw new ResolveError(`service ${taken.map((s) => `${s.protocol}/${s.vip}:${s.port}`).join(', ')}`, 'is already served by an IPVS service slbctl did not create; remove it (ipvsadm -D) or choose another VIP/port');
+  }
   return makePlan(desired, observed);
 }
 
-/** Plan the removal of everything slbctl owns. */
-export async function planDestroy(rtnl: Rtnl): Promise<Plan> {
-  const desired: DesiredState = { services: [], addresses: [], sysctls: {} };
-  return makePlan(desired, await observe(rtnl, []));
+/** Plan the removal of everything slbctl owns in this backend. */
+export async function planDestroy(k: KernelSession): Promise<Plan> {
+  const desired: DesiredState = { backend: k.backend, services: [], addresses: [], sysctls: {} };
+  return makePlan(desired, await observe(k, []));
 }
 
 export interface ExecuteResult {
@@ -70,16 +138,16 @@ export interface ExecuteResult {
 }
 
 /**
- * Execute a plan. nftables changes are one transaction; sysctls and addresses
- * are not transactional, so they go first and are undone if the transaction
- * fails: the kernel is left as it was.
+ * Execute a plan. nftables changes are one transaction; IPVS changes undo
+ * themselves on failure; sysctls and addresses go first and are undone if
+ * what follows fails: the kernel is left as it was.
  */
-export async function executePlan(rtnl: Rtnl, plan: Plan, log: (line: string) => void = () => undefined): Promise<ExecuteResult> {
-  const nftScript = renderPlan(plan);
+export async function executePlan(k: KernelSession, plan: Plan, log: (line: string) => void = () => undefined): Promise<ExecuteResult> {
+  const nftScript = k.backend === 'nft' ? renderPlan(plan) : '';
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
   let indexes: Map<string, number> | undefined;
   const ifindex = async (device: string) => {
-    indexes ??= new Map((await rtnl.interfaces()).map((i) => [i.name, i.index]));
+    indexes ??= new Map((await k.rtnl.interfaces()).map((i) => [i.name, i.index]));
     const index = indexes.get(device);
     if (index === undefined) throw new Error(`interface ${device} disappeared`);
     return index;
@@ -93,12 +161,17 @@ export async function executePlan(rtnl: Rtnl, plan: Plan, log: (line: string) =>
     }
     for (const op of opsOf('add-address')) {
       const index = await ifindex(op.device);
-      await rtnl.addAddress(index, op.address, 32);
-      undo.push({ what: `remove address ${op.address}`, run: () => rtnl.deleteAddress(index, op.address, 32) });
+      await k.rtnl.addAddress(index, op.address, 32);
+      undo.push({ what: `remove address ${op.address}`, run: () => k.rtnl.deleteAddress(index, op.address, 32) });
       log(`address ${op.address}/32 added to ${op.device}`);
     }
-    await applyScript(nftScript);
-    if (nftScript) log(`nftables transaction applied (${nftScript.split('\n').length - 1} commands)`);
+    if (k.backend === 'ipvs' && k.ipvs) {
+      await executeIpvs(k.ipvs, plan, log);
+      writeOwnership(ownershipAfter(plan));
+    } else {
+      await applyScript(nftScript);
+      if (nftScript) log(`nftables transaction applied (${nftScript.split('\n').length - 1} commands)`);
+    }
   } catch (e) {
     for (const step of undo.reverse()) {
       try {
@@ -110,8 +183,9 @@ export async function executePlan(rtnl: Rtnl, plan: Plan, log: (line: string) =>
     throw e;
   }
   for (const op of opsOf('delete-address')) {
-    await rtnl.deleteAddress(await ifindex(op.device), op.address, 32);
+    await k.rtnl.deleteAddress(await ifindex(op.device), op.address, 32);
     log(`address ${op.address}/32 removed from ${op.device}`);
   }
   return { nftScript };
 }
+

@@ -1,7 +1,7 @@
 // Config + facts about this host -> desired kernel state. Pure: the facts
 // (interfaces, neighbour MACs) are gathered by the caller.
 import { inSubnet } from '../model/ip';
-import { Config, Service, serviceKey } from '../model/types';
+import { Config, NFT_SCHEDULERS, Service, serviceKey } from '../model/types';
 import { OwnedAddress, ServiceState } from '../model/state';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { DesiredState } from '../plan/types';
@@ -45,8 +45,15 @@ function vipDevice(s: Service, where: string, facts: HostFacts): string {
   return found.iface.name;
 }
 
-export function resolveService(s: Service, index: number, facts: HostFacts): ServiceState {
+export type BackendName = 'nft' | 'ipvs';
+
+export function resolveService(s: Service, index: number, facts: HostFacts, backend: BackendName = 'nft'): ServiceState {
   const where = `services[${index}] (${serviceKey(s)})`;
+  if (backend === 'nft' && !NFT_SCHEDULERS.includes(s.scheduler)) {
+    throw new ResolveError(where, `scheduler ${s.scheduler} needs the IPVS backend; the nftables backend has ${NFT_SCHEDULERS.join(', ')}`);
+  }
+  if (backend === 'nft' && s.encapsulation === 'ipip') throw new ResolveError(where, 'encapsulation ipip (IPVS tunnel mode) needs the IPVS backend; the nftables backend does direct routing (MAC rewrite)');
+  if (backend === 'ipvs' && s.mode === 'fullnat') throw new ResolveError(where, 'fullnat on the IPVS backend is not available in this version (it needs source NAT beside IPVS); use backend nft for fullnat');
   const device = vipDevice(s, where, facts);
   const state: ServiceState = {
     name: s.name, vip: s.vip, port: s.port, protocol: s.protocol, mode: s.mode, scheduler: s.scheduler, device,
@@ -62,7 +69,9 @@ export function resolveService(s: Service, index: number, facts: HostFacts): Ser
       state.snatAddress = own;
     }
   }
-  if (s.mode === 'dsr') {
+  if (s.encapsulation === 'ipip') state.encapsulation = 'ipip';
+  // IPVS forwards DSR itself (direct routing or tunnel): no MACs to resolve.
+  if (s.mode === 'dsr' && backend === 'nft') {
     let forward: NetInterface | undefined;
     for (const r of state.realServers) {
       const found = interfaceForAddress(facts.interfaces, r.address);
@@ -82,13 +91,13 @@ export function resolveService(s: Service, index: number, facts: HostFacts): Ser
   return state;
 }
 
-export function resolveConfig(config: Config, facts: HostFacts): DesiredState {
-  const services = config.services.map((s, i) => resolveService(s, i, facts));
+export function resolveConfig(config: Config, facts: HostFacts, backend: BackendName = 'nft'): DesiredState {
+  const services = config.services.map((s, i) => resolveService(s, i, facts, backend));
   const addresses: OwnedAddress[] = [];
   for (const s of services) {
     if (!addresses.some((a) => a.address === s.vip && a.device === s.device)) addresses.push({ address: s.vip, device: s.device });
   }
   const sysctls: Record<string, string> = {};
   if (services.some((s) => s.mode !== 'dsr')) sysctls['net.ipv4.ip_forward'] = '1';
-  return { services, addresses, sysctls };
+  return { backend, services, addresses, sysctls };
 }

@@ -10,9 +10,9 @@ export const MODE_TITLES: Record<Mode, string> = {
   dsr: 'triangle / direct server return',
 };
 
-export function labServiceConfig(mode: Mode, topology: LabTopology): string {
+export function labServiceConfig(mode: Mode, topology: LabTopology, backend: 'nft' | 'ipvs' = 'nft'): string {
   const config = {
-    backend: 'nft',
+    backend,
     services: [
       {
         name: 'web',

@@ -1,34 +1,34 @@
 // The lab in network namespaces on the local kernel: one namespace per host
-// of the reference topology. The server segment is a bridge inside the
-// router's namespace, and every veth is created directly inside the lab's
-// namespaces, so nothing ever appears in the root namespace.
+// of the reference topology (src/lab/topology.ts). Nothing is ever created in
+// the root namespace, not even for a moment:
+// - the server segment's L2 is a bridge INSIDE the router namespace, so the
+//   router is both the segment's switch and its gateway, and the host's own
+//   interfaces, routes and firewall never see a lab address;
+// - every veth is created with both ends placed straight into lab namespaces
+//   (`ip link add … netns A type veth peer … netns B`), never made in the root
+//   namespace and moved afterwards.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { run, runChecked, RunResult } from '../util/exec';
 import { LabError } from './errors';
-import { LAB_HOSTS, LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf } from './topology';
+import { checkLabName, nsName } from './names';
+import { sleep, startHttpServer, stopAllIn, waitForHttp } from './processes';
 import { labStateDir, readLabState, writeLabState } from './state';
+import { LAB_HOSTS, LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf } from './topology';
 
-export { labStateDir, readLabState, writeLabState };
+export { checkLabName, nsName, labStateDir, readLabState, writeLabState };
+export type { LabState } from './state';
 
-const NAME_RULE = /^[a-z0-9][a-z0-9-]{0,11}$/;
+export type RealServerMode = 'fullnat' | 'transparent' | 'dsr';
 
-export function checkLabName(lab: string): void {
-  if (!NAME_RULE.test(lab)) throw new LabError(`lab name "${lab}" must be 1-12 characters of a-z, 0-9 and "-", starting with a letter or digit`);
-}
-
-export function nsName(lab: string, host: LabHostName): string {
-  return `${lab}-${host}`;
-}
-
-async function listNamespaces(): Promise<string[]> {
-  const r = await run(['ip', 'netns', 'list']);
-  return r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+async function listNamespaces(): Promise<Set<string>> {
+  const r = await runChecked('list network namespaces', ['ip', 'netns', 'list']);
+  // Lines look like "slb-rs1 (id: 3)" or just "slb-rs1".
+  return new Set(r.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter(Boolean));
 }
 
 export async function labExists(lab: string): Promise<{ present: LabHostName[]; missing: LabHostName[] }> {
-  const all = new Set(await listNamespaces());
+  checkLabName(lab);
+  const all = await listNamespaces();
   return { present: LAB_HOSTS.filter((h) => all.has(nsName(lab, h))), missing: LAB_HOSTS.filter((h) => !all.has(nsName(lab, h))) };
 }
 
@@ -36,29 +36,59 @@ function inHost(lab: string, host: LabHostName, what: string, argv: string[]): P
   return runChecked(`${nsName(lab, host)}: ${what}`, argv, { netns: nsName(lab, host) });
 }
 
-const sysctl = (lab: string, host: LabHostName, key: string, value: string) => inHost(lab, host, `sysctl ${key}`, ['sysctl', '-qw', `${key}=${value}`]);
-
-async function startHttpServer(lab: string, host: LabHostName, port: number): Promise<void> {
-  const dir = labStateDir(lab);
-  fs.mkdirSync(dir, { recursive: true });
-  const log = fs.openSync(path.join(dir, `${host}-http.log`), 'a');
-  const script = path.join(__dirname, 'rs-http-server.js');
-  const child = spawn('ip', ['netns', 'exec', nsName(lab, host), process.execPath, script, '--name', host, '--port', String(port)], { detached: true, stdio: ['ignore', log, log] });
-  child.unref();
-  fs.closeSync(log);
-  fs.writeFileSync(path.join(dir, `${host}-http.pid`), `${child.pid ?? ''}\n`);
+function sysctl(lab: string, host: LabHostName, key: string, value: string): Promise<RunResult> {
+  return inHost(lab, host, `sysctl ${key}`, ['sysctl', '-qw', `${key}=${value}`]);
 }
 
-async function waitForHttp(lab: string, host: LabHostName, address: string, port: number): Promise<void> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const r = await run(['curl', '-s', '-o', '/dev/null', '--max-time', '1', `http://${address}:${port}/`], { netns: nsName(lab, host) });
-    if (r.code === 0) return;
-    if (Date.now() > deadline) throw new LabError(`the HTTP server on ${host} did not answer on ${address}:${port} within 5 s (log: ${path.join(labStateDir(lab), `${host}-http.log`)})`);
-    await new Promise((res) => setTimeout(res, 100));
+/** The first interface of a non-router host (the lab's hosts each have one). */
+function mainInterface(topology: LabTopology, host: LabHostName) {
+  const iface = hostOf(topology, host).interfaces[0];
+  if (!iface) throw new LabError(`lab topology: host ${host} has no interface`);
+  return iface;
+}
+
+async function buildNamespaces(lab: string, topology: LabTopology, log: (line: string) => void): Promise<void> {
+  for (const h of LAB_HOSTS) {
+    await runChecked('create namespace', ['ip', 'netns', 'add', nsName(lab, h)]);
+    await inHost(lab, h, 'lo up', ['ip', 'link', 'set', 'lo', 'up']);
+    // No IPv6 in the lab: no DAD, router solicitations or MLD reports in the
+    // captures. Set before any veth exists so new interfaces inherit it.
+    await sysctl(lab, h, 'net.ipv6.conf.all.disable_ipv6', '1');
+    await sysctl(lab, h, 'net.ipv6.conf.default.disable_ipv6', '1');
+  }
+  log(`namespaces ${LAB_HOSTS.map((h) => nsName(lab, h)).join(', ')}`);
+
+  const router = nsName(lab, 'router');
+  const routerIfaces = hostOf(topology, 'router').interfaces;
+  const bridge = routerIfaces.find((i) => i.segment === 'server-net');
+  const routerClientSide = routerIfaces.find((i) => i.segment === 'client-net');
+  if (!bridge || !routerClientSide) throw new LabError("lab topology: the router needs a client-net and a server-net interface");
+  await inHost(lab, 'router', 'bridge', ['ip', 'link', 'add', bridge.name, 'type', 'bridge']);
+  await inHost(lab, 'router', 'bridge address', ['ip', 'addr', 'add', bridge.cidr, 'dev', bridge.name]);
+  await inHost(lab, 'router', 'bridge up', ['ip', 'link', 'set', bridge.name, 'up']);
+  await sysctl(lab, 'router', 'net.ipv4.ip_forward', '1');
+  log(`${router}: ${bridge.name} ${bridge.cidr} (server segment), ip_forward=1`);
+
+  for (const h of LAB_HOSTS.filter((x) => x !== 'router')) {
+    const host = hostOf(topology, h);
+    const iface = mainInterface(topology, h);
+    // The host's end is named as in the topology; the router's end is the
+    // router's client-side interface, or a bridge port named after the host.
+    const peer = iface.segment === 'client-net' ? routerClientSide.name : h;
+    await runChecked(`veth ${nsName(lab, h)}/${iface.name} <-> ${router}/${peer}`, [
+      'ip', 'link', 'add', iface.name, 'netns', nsName(lab, h), 'type', 'veth', 'peer', 'name', peer, 'netns', router,
+    ]);
+    if (iface.segment === 'server-net') await inHost(lab, 'router', `bridge port ${peer}`, ['ip', 'link', 'set', peer, 'master', bridge.name]);
+    else await inHost(lab, 'router', 'client-side address', ['ip', 'addr', 'add', routerClientSide.cidr, 'dev', peer]);
+    await inHost(lab, 'router', `${peer} up`, ['ip', 'link', 'set', peer, 'up']);
+    await inHost(lab, h, 'address', ['ip', 'addr', 'add', iface.cidr, 'dev', iface.name]);
+    await inHost(lab, h, 'link up', ['ip', 'link', 'set', iface.name, 'up']);
+    if (host.gateway) await inHost(lab, h, 'default route', ['ip', 'route', 'add', 'default', 'via', host.gateway]);
+    log(`${nsName(lab, h)}: ${iface.name} ${iface.cidr}${host.gateway ? ` via ${host.gateway}` : ''} (router port ${peer})`);
   }
 }
 
+/** Build the lab and start the real servers' HTTP servers. On any failure, removes what it made and rethrows. */
 export async function labUp(lab: string, topology: LabTopology = REFERENCE_TOPOLOGY, log: (line: string) => void = () => undefined): Promise<void> {
   checkLabName(lab);
   const { present } = await labExists(lab);
@@ -66,74 +96,44 @@ export async function labUp(lab: string, topology: LabTopology = REFERENCE_TOPOL
     throw new LabError(`lab "${lab}" already exists (namespaces ${present.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab down --name ${lab}\` first`);
   }
   try {
-    for (const h of LAB_HOSTS) {
-      await runChecked('create namespace', ['ip', 'netns', 'add', nsName(lab, h)]);
-      await inHost(lab, h, 'lo up', ['ip', 'link', 'set', 'lo', 'up']);
-      // No IPv6 in the lab: keeps router solicitations and DAD out of the captures.
-      await sysctl(lab, h, 'net.ipv6.conf.all.disable_ipv6', '1');
-      await sysctl(lab, h, 'net.ipv6.conf.default.disable_ipv6', '1');
-    }
-    log(`namespaces ${LAB_HOSTS.map((h) => nsName(lab, h)).join(', ')}`);
-    const router = nsName(lab, 'router');
-    const routerHost = hostOf(topology, 'router');
-    const bridge = routerHost.interfaces.find((i) => i.segment === 'server-net');
-    const routerClientSide = routerHost.interfaces.find((i) => i.segment === 'client-net');
-    if (!bridge || !routerClientSide) throw new LabError('the topology\'s router needs a client-net and a server-net interface');
-    await inHost(lab, 'router', 'bridge', ['ip', 'link', 'add', bridge.name, 'type', 'bridge']);
-    await inHost(lab, 'router', 'bridge address', ['ip', 'addr', 'add', bridge.cidr, 'dev', bridge.name]);
-    await inHost(lab, 'router', 'bridge up', ['ip', 'link', 'set', bridge.name, 'up']);
-    await sysctl(lab, 'router', 'net.ipv4.ip_forward', '1');
-    for (const h of LAB_HOSTS.filter((x) => x !== 'router')) {
-      const host = hostOf(topology, h);
-      const iface = host.interfaces[0];
-      if (!iface) continue;
-      // The host's end is named as in the topology, the router's end after the host.
-      const peer = iface.segment === 'client-net' ? routerClientSide.name : h;
-      await runChecked(`veth ${h}`, ['ip', 'link', 'add', iface.name, 'netns', nsName(lab, h), 'type', 'veth', 'peer', 'name', peer, 'netns', router]);
-      await inHost(lab, h, 'address', ['ip', 'addr', 'add', iface.cidr, 'dev', iface.name]);
-      await inHost(lab, h, 'link up', ['ip', 'link', 'set', iface.name, 'up']);
-      if (iface.segment === 'server-net') await inHost(lab, 'router', `bridge port ${peer}`, ['ip', 'link', 'set', peer, 'master', bridge.name]);
-      else await inHost(lab, 'router', 'client side address', ['ip', 'addr', 'add', routerClientSide.cidr, 'dev', peer]);
-      await inHost(lab, 'router', `${peer} up`, ['ip', 'link', 'set', peer, 'up']);
-      if (host.gateway) await inHost(lab, h, 'default route', ['ip', 'route', 'add', 'default', 'via', host.gateway]);
-      log(`${nsName(lab, h)}: ${iface.name} ${iface.cidr}${host.gateway ? ` via ${host.gateway}` : ''}`);
-    }
+    // No namespace exists, so any state dir is a leftover of a crashed lab: its mode would lie.
+    fs.rmSync(labStateDir(lab), { recursive: true, force: true });
+    await buildNamespaces(lab, topology, log);
     await writeLabState(lab, { provider: 'netns', createdAt: new Date().toISOString() });
-    for (const h of REAL_SERVERS) await startHttpServer(lab, h, topology.servicePort);
-    for (const h of REAL_SERVERS) await waitForHttp(lab, h, addressOf(topology, h), topology.servicePort);
+    const servers = REAL_SERVERS.map((h) => ({ h, server: startHttpServer(lab, nsName(lab, h), h, topology.servicePort) }));
+    const deadline = Date.now() + 5000;
+    for (const { h, server } of servers) {
+      await waitForHttp(nsName(lab, h), server, `http://${addressOf(topology, h)}:${topology.servicePort}/`, deadline);
+    }
     log(`HTTP servers answering on ${REAL_SERVERS.map((h) => `${addressOf(topology, h)}:${topology.servicePort}`).join(', ')}`);
   } catch (e) {
-    await labDown(lab);
+    try {
+      await labDown(lab);
+    } catch (cleanup) {
+      log(`cleanup after the failure also failed: ${(cleanup as Error).message}`);
+    }
     throw e;
   }
 }
 
-async function killAll(namespaces: string[], signal: 'SIGTERM' | 'SIGKILL'): Promise<number> {
-  let found = 0;
-  for (const ns of namespaces) {
-    const r = await run(['ip', 'netns', 'pids', ns]);
-    for (const pid of r.stdout.split(/\s+/).filter(Boolean).map(Number)) {
-      found++;
-      try {
-        process.kill(pid, signal);
-      } catch {
-        // already gone
-      }
-    }
-  }
-  return found;
-}
-
+/** Stop every process in the lab, delete its namespaces (and with them veths and bridge) and its state dir. Idempotent. */
 export async function labDown(lab: string): Promise<{ removed: string[] }> {
   checkLabName(lab);
   const { present } = await labExists(lab);
   const namespaces = present.map((h) => nsName(lab, h));
-  if (await killAll(namespaces, 'SIGTERM')) {
-    await new Promise((r) => setTimeout(r, 300));
-    await killAll(namespaces, 'SIGKILL');
+  await stopAllIn(namespaces);
+  const failures: string[] = [];
+  for (const ns of namespaces) {
+    let r = await run(['ip', 'netns', 'del', ns]);
+    // A process that just exited can keep the mount busy for an instant.
+    if (r.code !== 0) {
+      await sleep(200);
+      r = await run(['ip', 'netns', 'del', ns]);
+    }
+    if (r.code !== 0 && (await listNamespaces()).has(ns)) failures.push(`${ns}: ${r.stderr.trim()}`);
   }
-  for (const ns of namespaces) await run(['ip', 'netns', 'del', ns]);
   fs.rmSync(labStateDir(lab), { recursive: true, force: true });
+  if (failures.length > 0) throw new LabError(`lab "${lab}": could not delete ${failures.join('; ')}`);
   return { removed: namespaces };
 }
 
@@ -141,46 +141,61 @@ export function labExec(lab: string, host: LabHostName, argv: string[], opts: { 
   return run(argv, { netns: nsName(lab, host), ...opts });
 }
 
-
-export async function removeVipFromRealServer(lab: string, host: LabHostName, topology: LabTopology = REFERENCE_TOPOLOGY): Promise<void> {
-  await run(['ip', 'addr', 'del', `${topology.vip}/32`, 'dev', 'lo'], { netns: nsName(lab, host) });
+/** Take the VIP off the RS's lo (no error if it is not there). */
+export async function removeVipFromRealServer(lab: string, host: LabHostName, topology: LabTopology = REFERENCE_TOPOLOGY): Promise<boolean> {
+  const r = await run(['ip', 'addr', 'del', `${topology.vip}/32`, 'dev', 'lo'], { netns: nsName(lab, host) });
+  return r.code === 0;
 }
 
+/** Route the client network from this RS via `via` (replacing any such route). */
 export async function setRealServerClientRoute(lab: string, host: LabHostName, via: string, topology: LabTopology = REFERENCE_TOPOLOGY): Promise<void> {
-  await inHost(lab, host, 'client route', ['ip', 'route', 'replace', topology.clientNet, 'via', via]);
+  await inHost(lab, host, 'client-net route', ['ip', 'route', 'replace', topology.clientNet, 'via', via]);
 }
 
-/** The real servers' side of a mode; resets whatever another mode set before. */
-export async function configureRealServers(lab: string, mode: 'fullnat' | 'transparent' | 'dsr', topology: LabTopology = REFERENCE_TOPOLOGY): Promise<string[]> {
+async function resetRealServer(lab: string, h: LabHostName, topology: LabTopology): Promise<string> {
+  const host = hostOf(topology, h);
+  const dev = mainInterface(topology, h).name;
+  // The VIP goes first, before ARP is relaxed again, so the RS never answers ARP for it.
+  const hadVip = await removeVipFromRealServer(lab, h, topology);
+  const hadRoute = (await run(['ip', 'route', 'del', topology.clientNet], { netns: nsName(lab, h) })).code === 0;
+  for (const scope of ['all', dev]) {
+    await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_ignore`, '0');
+    await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_announce`, '0');
+  }
+  if (host.gateway) await inHost(lab, h, 'default route', ['ip', 'route', 'replace', 'default', 'via', host.gateway]);
+  const undone = [hadVip ? `VIP off lo` : '', hadRoute ? `route ${topology.clientNet} removed` : ''].filter(Boolean);
+  return `${h}: reset (${undone.length ? `${undone.join(', ')}, ` : ''}arp_ignore=0 arp_announce=0, default via ${host.gateway ?? '-'})`;
+}
+
+/** The real servers' side of a mode. Idempotent; first undoes whatever another mode set. */
+export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY): Promise<string[]> {
+  const { missing } = await labExists(lab);
+  if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')})`);
   const steps: string[] = [];
   const lb = addressOf(topology, 'lb');
   for (const h of REAL_SERVERS) {
-    const host = hostOf(topology, h);
-    const dev = host.interfaces[0]?.name ?? 'eth0';
-    await removeVipFromRealServer(lab, h, topology);
-    await run(['ip', 'route', 'del', topology.clientNet], { netns: nsName(lab, h) });
-    for (const scope of ['all', dev]) {
-      await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_ignore`, '0');
-      await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_announce`, '0');
-    }
-    if (host.gateway) await inHost(lab, h, 'default route', ['ip', 'route', 'replace', 'default', 'via', host.gateway]);
+    steps.push(await resetRealServer(lab, h, topology));
+    const dev = mainInterface(topology, h).name;
     if (mode === 'transparent') {
-      // The RS must send its replies to the client back through the balancer, which undoes the DNAT.
+      // The RS sees the client's own address, so its reply must go back
+      // through the balancer (which undoes the DNAT), not straight to the router.
       await setRealServerClientRoute(lab, h, lb, topology);
       steps.push(`${h}: route ${topology.clientNet} via ${lb} (the LB)`);
     } else if (mode === 'dsr') {
-      // The RS accepts packets for the VIP but must never answer ARP for it, or it would steal the VIP from the LB.
+      // The RS must accept packets addressed to the VIP, but only the LB may
+      // own the VIP on the segment: arp_ignore=1 answers ARP only for
+      // addresses on the receiving interface (not lo), arp_announce=2 never
+      // uses the VIP as ARP source. Set before the VIP appears.
       for (const scope of ['all', dev]) {
         await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_ignore`, '1');
         await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_announce`, '2');
       }
       await inHost(lab, h, 'VIP on lo', ['ip', 'addr', 'add', `${topology.vip}/32`, 'dev', 'lo']);
-      steps.push(`${h}: VIP ${topology.vip}/32 on lo, arp_ignore=1 arp_announce=2, replies via ${host.gateway ?? 'default route'} (the router)`);
+      steps.push(`${h}: VIP ${topology.vip}/32 on lo, arp_ignore=1 arp_announce=2 (all, ${dev}); replies from the VIP via the router ${hostOf(topology, h).gateway ?? ''}`.trimEnd());
     } else {
-      steps.push(`${h}: nothing special (replies go to the LB's own address)`);
+      steps.push(`${h}: nothing more (the RS answers the LB's own address ${lb})`);
     }
   }
   await writeLabState(lab, { mode });
   return steps;
 }
-

@@ -1,6 +1,8 @@
-// A lab's small state file under /run (tmpfs: gone at reboot, like the namespaces).
+// A lab's small state file under /run (tmpfs: gone at reboot, like the
+// namespaces it describes).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { checkLabName } from './names';
 
 export interface LabState {
   provider: 'netns';
@@ -10,20 +12,36 @@ export interface LabState {
 
 export const LAB_STATE_ROOT = '/run/slbctl/lab';
 
+/** /run/slbctl/lab/<lab>; the name is checked because `lab down` removes this directory recursively. */
 export function labStateDir(lab: string): string {
+  checkLabName(lab);
   return path.join(LAB_STATE_ROOT, lab);
 }
 
 export async function readLabState(lab: string): Promise<LabState | undefined> {
+  let text: string;
   try {
-    return JSON.parse(await fs.promises.readFile(path.join(labStateDir(lab), 'state.json'), 'utf8')) as LabState;
+    text = await fs.promises.readFile(path.join(labStateDir(lab), 'state.json'), 'utf8');
   } catch {
     return undefined;
   }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined; // a torn or hand-edited file: treat as no state
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const o = parsed as Record<string, unknown>;
+  if (o.provider !== 'netns' || typeof o.createdAt !== 'string') return undefined;
+  return { provider: 'netns', createdAt: o.createdAt, ...(typeof o.mode === 'string' ? { mode: o.mode } : {}) };
 }
 
 export async function writeLabState(lab: string, patch: Partial<LabState>): Promise<void> {
   const current = (await readLabState(lab)) ?? { provider: 'netns', createdAt: new Date().toISOString() };
   await fs.promises.mkdir(labStateDir(lab), { recursive: true });
-  await fs.promises.writeFile(path.join(labStateDir(lab), 'state.json'), `${JSON.stringify({ ...current, ...patch }, null, 2)}\n`);
+  const file = path.join(labStateDir(lab), 'state.json');
+  // Write then rename, so a reader never sees half a file.
+  await fs.promises.writeFile(`${file}.tmp`, `${JSON.stringify({ ...current, ...patch }, null, 2)}\n`);
+  await fs.promises.rename(`${file}.tmp`, file);
 }

@@ -3,7 +3,7 @@
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { isIPv4 } from './ip';
 import {
-  BACKENDS, BackendChoice, Config, MODES, Mode, PROTOCOLS, Protocol, RealServer, SCHEDULERS, SCHEDULER_ALIASES,
+  BACKENDS, BackendChoice, Config, ENCAPSULATIONS, Encapsulation, MODES, Mode, PROTOCOLS, Protocol, RealServer, SCHEDULERS, SCHEDULER_ALIASES,
   Scheduler, Service, realServerKey, serviceKey,
 } from './types';
 
@@ -20,7 +20,7 @@ export type ParseResult = { ok: true; config: Config } | { ok: false; issues: Co
 
 type PathPart = string | number;
 
-const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'realServers'];
+const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'realServers'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
 const TOP_KEYS = ['backend', 'services'];
 
@@ -122,6 +122,11 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
     snatAddress = c.ipv4(raw.snatAddress, [...path, 'snatAddress']);
     if (mode !== undefined && mode !== 'fullnat') c.fail([...path, 'snatAddress'], `only applies to mode fullnat (this service is ${mode})`);
   }
+  let encapsulation: Encapsulation | undefined;
+  if (raw.encapsulation !== undefined) {
+    encapsulation = c.oneOf<Encapsulation>(raw.encapsulation, ENCAPSULATIONS, [...path, 'encapsulation'], 'encapsulation');
+    if (encapsulation === 'ipip' && mode !== undefined && mode !== 'dsr') c.fail([...path, 'encapsulation'], `ipip only applies to mode dsr (this service is ${mode})`);
+  }
   const realServers: RealServer[] = [];
   if (!Array.isArray(raw.realServers) || raw.realServers.length === 0) {
     c.fail([...path, 'realServers'], 'is required: a list of at least one real server');
@@ -142,6 +147,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
   const service: Service = { name: name ?? serviceKey({ protocol, vip, port }), vip, port, protocol, mode, scheduler, realServers };
   if (iface !== undefined) service.interface = iface;
   if (snatAddress !== undefined) service.snatAddress = snatAddress;
+  if (encapsulation === 'ipip') service.encapsulation = encapsulation;
   return service;
 }
 

@@ -9,9 +9,14 @@ export type Protocol = (typeof PROTOCOLS)[number];
 
 /**
  * rr: round robin; wrr/weighted: weighted round robin; sh: source hash
- * (one client address always lands on one real server).
+ * (one client address always lands on one real server). The others are
+ * IPVS's own schedulers, available with the IPVS backend only.
  */
-export const SCHEDULERS = ['rr', 'wrr', 'sh'] as const;
+export const SCHEDULERS = ['rr', 'wrr', 'sh', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sed', 'nq', 'fo', 'ovf', 'mh'] as const;
+/** The schedulers the nftables backend implements. */
+export const NFT_SCHEDULERS: readonly string[] = ['rr', 'wrr', 'sh'];
+export const ENCAPSULATIONS = ['none', 'ipip'] as const;
+export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type Scheduler = (typeof SCHEDULERS)[number];
 export const SCHEDULER_ALIASES: Record<string, Scheduler> = { weighted: 'wrr' };
 
@@ -36,6 +41,8 @@ export interface Service {
   interface?: string;
   /** fullnat only: source address towards the real servers; the LB's own address on their subnet when absent. */
   snatAddress?: string;
+  /** dsr only: ipip wraps the client's packet in IP-in-IP to the RS (IPVS tunnel mode) instead of rewriting the MAC. */
+  encapsulation?: Encapsulation;
   realServers: RealServer[];
 }
 

@@ -11,7 +11,7 @@ export function familyOf(s: Pick<ServiceState, 'mode'>): Family {
 
 function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   const changes: string[] = [];
-  const fields: (keyof ServiceState)[] = ['name', 'mode', 'scheduler', 'device', 'snatAddress', 'forwardDevice', 'forwardMac'];
+  const fields: (keyof ServiceState)[] = ['name', 'mode', 'scheduler', 'device', 'snatAddress', 'encapsulation', 'forwardDevice', 'forwardMac'];
   for (const f of fields) {
     if (before[f] !== after[f]) changes.push(`${f} ${String(before[f] ?? '-')} -> ${String(after[f] ?? '-')}`);
   }
@@ -43,14 +43,16 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
     if (from !== to) ops.push({ op: 'set-sysctl', key, from, to });
   }
 
+  // Tables and ingress hooks are the nftables backend's; IPVS needs neither.
+  const nft = desired.backend === 'nft';
   const wantTables = new Set<Family>();
-  if (desired.services.length > 0) wantTables.add('ip'); // the ip table also records owned addresses
-  for (const s of desired.services) wantTables.add(familyOf(s));
+  if (nft && desired.services.length > 0) wantTables.add('ip'); // the ip table also records owned addresses
+  if (nft) for (const s of desired.services) wantTables.add(familyOf(s));
   for (const f of ['ip', 'netdev'] as const) {
     if (wantTables.has(f) && !kernel.tables.includes(f)) ops.push({ op: 'create-table', family: f });
   }
 
-  const wantIngress = [...new Set(desired.services.filter((s) => s.mode === 'dsr').map((s) => s.device))].sort();
+  const wantIngress = nft ? [...new Set(desired.services.filter((s) => s.mode === 'dsr').map((s) => s.device))].sort() : [];
   for (const d of wantIngress) if (!kernel.ingressDevices.includes(d)) ops.push({ op: 'add-ingress', device: d });
 
   const present = new Set(observed.addresses.map((a) => `${a.address}@${a.device}`));

@@ -18,6 +18,8 @@ export type Op =
 
 /** What slbctl wants the kernel to hold. */
 export interface DesiredState {
+  /** Which backend holds the services (nft: slbctl's tables; ipvs: kernel IPVS). */
+  backend: 'nft' | 'ipvs';
   services: ServiceState[];
   /** VIPs that must be on an interface. */
   addresses: OwnedAddress[];

@@ -41,11 +41,12 @@ describe('parseConfig', () => {
   const rejected: [string, string, string[]][] = [
     ['a bad RS address, with its path', minimal.replace('address: 172.16.75.82', 'address: 172.16.75.82\n      - address: 172.16.75.300'), ['services[0].realServers[1].address: "172.16.75.300" is not an IPv4 address']],
     ['an unknown mode', minimal.replace('mode: fullnat', 'mode: bridge'), ['services[0].mode: "bridge" is not a known mode; use one of fullnat, transparent, dsr']],
-    ['an unknown scheduler', minimal.replace('mode: fullnat', 'mode: fullnat\n    scheduler: lc'), ['services[0].scheduler: "lc" is not a known scheduler; use one of rr, wrr, sh, weighted']],
-    ['an unknown key', minimal.replace('port: 80', 'port: 80\n    colour: blue'), ['services[0].colour: unknown key; allowed keys are name, vip, port, protocol, mode, scheduler, interface, snatAddress, realServers']],
+    ['an unknown scheduler', minimal.replace('mode: fullnat', 'mode: fullnat\n    scheduler: fastest'), ['services[0].scheduler: "fastest" is not a known scheduler; use one of rr, wrr, sh, lc, wlc, lblc, lblcr, dh, sed, nq, fo, ovf, mh, weighted']],
+    ['an unknown key', minimal.replace('port: 80', 'port: 80\n    colour: blue'), ['services[0].colour: unknown key; allowed keys are name, vip, port, protocol, mode, scheduler, interface, snatAddress, encapsulation, realServers']],
     ['a DSR real server on another port', minimal.replace('fullnat', 'dsr').replace('address: 172.16.75.82', 'address: 172.16.75.82\n        port: 8080'),
       ['services[0].realServers[0].port: is 8080 but the service port is 80: direct server return forwards the packet unchanged, so the real server must listen on the service port; drop the port or set it to 80']],
     ['a duplicate real server', minimal.replace('address: 172.16.75.82', 'address: 172.16.75.82\n      - address: 172.16.75.82'), ['services[0].realServers[1]: duplicates realServers[0] (172.16.75.82:80)']],
+    ['ipip outside dsr', minimal.replace('port: 80\n', 'port: 80\n    encapsulation: ipip\n'), ['services[0].encapsulation: ipip only applies to mode dsr (this service is fullnat)']],
     ['snatAddress outside fullnat', minimal.replace('fullnat', 'dsr').replace('port: 80\n', 'port: 80\n    snatAddress: 172.16.75.83\n'), ['services[0].snatAddress: only applies to mode fullnat (this service is dsr)']],
     ['several errors at once', `services:\n  - vip: 1.2.3\n    port: 0\n    mode: fullnat\n    realServers: []\n`,
       ['services[0].vip: "1.2.3" is not an IPv4 address', 'services[0].port: 0 is not a port number (1-65535)', 'services[0].realServers: is required: a list of at least one real server']],
@@ -86,7 +87,8 @@ describe('parseConfig', () => {
     assert.deepEqual(svc.mode?.enum, [...MODES]);
     assert.deepEqual(svc.protocol?.enum, [...PROTOCOLS]);
     assert.deepEqual(svc.scheduler?.enum, [...SCHEDULERS, ...Object.keys(SCHEDULER_ALIASES)]);
-    assert.deepEqual(Object.keys(svc), ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'realServers']);
+    assert.deepEqual(Object.keys(svc), ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'realServers']);
+    assert.deepEqual(svc.encapsulation?.enum, ['none', 'ipip']);
     assert.deepEqual(Object.keys(schema.$defs.realServer.properties), ['address', 'port', 'weight']);
     // Every key the schema names is one the parser knows: an unknown one would be reported.
     const all = parseConfig(`services:\n  - { name: a, vip: 1.1.1.1, port: 1, protocol: tcp, mode: fullnat, scheduler: rr, interface: eth0, snatAddress: 1.1.1.2, realServers: [{ address: 1.1.1.3, port: 2, weight: 1 }] }\n`);

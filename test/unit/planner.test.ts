@@ -12,6 +12,7 @@ export const web = (over: Partial<ServiceState> = {}): ServiceState => ({
 });
 
 const desired = (services: ServiceState[]): DesiredState => ({
+  backend: 'nft',
   services,
   addresses: [...new Set(services.map((s) => s.vip))].map((address) => ({ address, device: 'eth0' })),
   sysctls: services.some((s) => s.mode !== 'dsr') ? { 'net.ipv4.ip_forward': '1' } : {},

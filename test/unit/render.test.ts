@@ -27,7 +27,7 @@ const dsrService = service({
 const dns = service({ name: 'dns', port: 53, protocol: 'udp', mode: 'transparent', scheduler: 'sh', snatAddress: undefined, realServers: [{ address: '172.16.75.82', port: 53, weight: 2 }, { address: '172.16.75.85', port: 5353, weight: 1 }] });
 
 function desiredOf(services: ServiceState[]): DesiredState {
-  return { services, addresses: services.length ? [{ address: '172.16.75.84', device: 'eth0' }] : [], sysctls: {} };
+  return { backend: 'nft', services, addresses: services.length ? [{ address: '172.16.75.84', device: 'eth0' }] : [], sysctls: {} };
 }
 const nothing: ObservedState = { kernel: { services: [], ownedAddresses: [], tables: [], ingressDevices: [] }, addresses: [], sysctls: {} };
 const after1 = (services: ServiceState[], tables: ('ip' | 'netdev')[]): ObservedState => ({

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { loadConfig, withConfigOptions } from '../config-file';
-import { withRtnl } from '../kernel-session';
-import { executePlan, planConfig, preflight } from '../../engine/engine';
+import { withSession } from '../kernel-session';
+import { executePlan, needsNft, planConfig } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
 import { BackendChoice } from '../../model/types';
 
@@ -9,22 +9,21 @@ interface Args { file: string; backend?: BackendChoice; 'dry-run': boolean; quie
 
 export const applyCommand: CommandModule<object, Args> = {
   command: 'apply',
-  describe: 'Program the kernel to match the config (one nftables transaction; rolled back on failure)',
+  describe: 'Program the kernel to match the config (nftables: one transaction; IPVS: rolled back on failure)',
   builder: (y) => withConfigOptions(y)
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as `plan`)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'print only the summary line' }),
   handler: async (args) => {
     const config = loadConfig(args.file);
-    const backend = preflight(args.backend ?? config.backend);
-    await withRtnl(async (rtnl) => {
-      const plan = await planConfig(rtnl, config);
+    await withSession(args.backend ?? config.backend, needsNft(config), async (k) => {
+      const plan = await planConfig(k, config);
       if (plan.ops.length === 0) {
         process.stdout.write('no changes\n');
         return;
       }
-      if (!args.quiet) process.stdout.write(`backend: ${backend}\n${formatPlan(plan.ops)}\n`);
+      if (!args.quiet) process.stdout.write(`backend: ${k.backend}\n${formatPlan(plan.ops)}\n`);
       if (args['dry-run']) return;
-      await executePlan(rtnl, plan);
+      await executePlan(k, plan);
       process.stdout.write(`applied ${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'}\n`);
     });
   },

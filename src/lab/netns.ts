@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import { run, runChecked, RunResult } from '../util/exec';
 import { LabError } from './errors';
 import { checkLabName, nsName } from './names';
-import { sleep, startHttpServer, stopAllIn, waitForHttp } from './processes';
+import { recordedServerPids, sleep, startHttpServer, stopAllIn, waitForHttp } from './processes';
 import { labStateDir, readLabState, writeLabState } from './state';
 import { LAB_HOSTS, LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf } from './topology';
 
@@ -96,7 +96,9 @@ export async function labUp(lab: string, topology: LabTopology = REFERENCE_TOPOL
     throw new LabError(`lab "${lab}" already exists (namespaces ${present.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab down --name ${lab}\` first`);
   }
   try {
-    // No namespace exists, so any state dir is a leftover of a crashed lab: its mode would lie.
+    // No namespace exists, so any state dir is a leftover of a crashed lab:
+    // its mode would lie, and servers it records may still run.
+    await stopAllIn([], () => recordedServerPids(labStateDir(lab)));
     fs.rmSync(labStateDir(lab), { recursive: true, force: true });
     await buildNamespaces(lab, topology, log);
     await writeLabState(lab, { provider: 'netns', createdAt: new Date().toISOString() });
@@ -121,7 +123,8 @@ export async function labDown(lab: string): Promise<{ removed: string[] }> {
   checkLabName(lab);
   const { present } = await labExists(lab);
   const namespaces = present.map((h) => nsName(lab, h));
-  await stopAllIn(namespaces);
+  // Also the servers' pid files: after a crash the namespaces may be gone and the servers not.
+  await stopAllIn(namespaces, () => recordedServerPids(labStateDir(lab)));
   const failures: string[] = [];
   for (const ns of namespaces) {
     let r = await run(['ip', 'netns', 'del', ns]);

@@ -83,9 +83,35 @@ function signalAll(pids: number[], signal: NodeJS.Signals): void {
   }
 }
 
-/** SIGTERM every process in these namespaces, then SIGKILL whatever is still there after about a second. */
-export async function stopAllIn(namespaces: readonly string[]): Promise<number> {
-  const all = async () => (await Promise.all(namespaces.map(pidsIn))).flat();
+/**
+ * The lab's HTTP servers by their pid files, if still running: they are
+ * found even when their namespace was deleted from under them (the process
+ * then keeps an unnamed namespace alive, invisible to `ip netns pids`).
+ * The command line is checked so a reused pid is never signalled.
+ */
+export function recordedServerPids(stateDir: string): number[] {
+  let files: string[];
+  try {
+    files = fs.readdirSync(stateDir).filter((f) => f.endsWith('-http.pid'));
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const f of files) {
+    const pid = Number(fs.readFileSync(path.join(stateDir, f), 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(RS_HTTP_SCRIPT)) pids.push(pid);
+    } catch {
+      // not running
+    }
+  }
+  return pids;
+}
+
+/** SIGTERM every process in these namespaces (and `extra`), then SIGKILL whatever is still there after about a second. */
+export async function stopAllIn(namespaces: readonly string[], extra: () => number[] = () => []): Promise<number> {
+  const all = async () => [...new Set([...(await Promise.all(namespaces.map(pidsIn))).flat(), ...extra()])];
   const first = await all();
   if (first.length === 0) return 0;
   signalAll(first, 'SIGTERM');

@@ -211,6 +211,22 @@ describe('netns lab: failures and leftovers', { skip }, () => {
     }
   });
 
+  it('lab down also stops servers whose namespace was deleted from under them', async () => {
+    const lab = uniqueLab('o');
+    try {
+      await labUp(lab);
+      const pid = Number(fs.readFileSync(path.join(labStateDir(lab), 'rs1-http.pid'), 'utf8'));
+      await runChecked('del', ['ip', 'netns', 'del', nsName(lab, 'rs1')]); // as a crash or a hand might
+      assert.ok(fs.existsSync(`/proc/${pid}`), 'the server outlives its namespace name');
+      const { removed } = await labDown(lab);
+      assert.equal(removed.length, LAB_HOSTS.length - 1);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('rs-http-server'), false, 'found by its pid file and stopped');
+    } finally {
+      await labDown(lab);
+    }
+  });
+
   for (const [what, broken, error] of [
     ['an address the kernel refuses', { ...REFERENCE_TOPOLOGY, hosts: REFERENCE_TOPOLOGY.hosts.map((h) => (h.name === 'rs2' ? { ...h, interfaces: [{ name: 'eth0', cidr: '172.16.75.300/24', segment: 'server-net' as const }] } : h)) }, /address/],
     ['an HTTP server that cannot start', { ...REFERENCE_TOPOLOGY, servicePort: 65536 }, /HTTP server in .*-rs1 exited \(2\).*bad --port/],

@@ -56,6 +56,14 @@ withLab('f', 'fullnat', (lab) => {
     for (const file of Object.values(report.pcaps)) assert.ok(fs.statSync(file).size > 24, `${file} holds packets`);
   });
 
+  it('lab exec runs a command on a lab host and passes its exit code through', async () => {
+    const rules = await run([process.execPath, CLI_ENTRY, 'lab', 'exec', '--name', lab, 'lb', '--', 'nft', 'list', 'table', 'ip', 'slbctl']);
+    assert.equal(rules.code, 0, rules.stderr);
+    assert.match(rules.stdout, /snat ip to 172\.16\.75\.83/);
+    const failing = await run([process.execPath, CLI_ENTRY, 'lab', 'exec', '--name', lab, 'rs1', '--', 'ip', 'link', 'show', 'nosuchdev']);
+    assert.equal(failing.code, 1);
+  });
+
   it('verify --mode dsr fails on a fullnat lab and says why', async () => {
     const report = await verifyLabMode(lab, 'dsr', 6, outDir(lab, 'dsr'));
     assert.equal(report.verdict.pass, false);

@@ -2,19 +2,24 @@ import type { CommandModule } from 'yargs';
 import { labExec } from '../../lab/netns';
 import { LAB_HOSTS, LabHostName } from '../../lab/topology';
 import { requireRoot, withLabName } from '../lab-options';
+import { UsageError } from '../errors';
 
-interface Args { name: string; host: string; cmd: string[] }
+interface Args { name: string; host: string; cmd?: string[]; '--'?: string[] }
 
 export const labExecCommand: CommandModule<object, Args> = {
-  command: 'exec <host> <cmd..>',
+  command: 'exec <host> [cmd..]',
   describe: 'Run a command on one lab host (put it after --); its exit code is passed through',
   builder: (y) => withLabName(y)
     .positional('host', { choices: LAB_HOSTS, describe: 'lab host', type: 'string', demandOption: true })
-    .positional('cmd', { type: 'string', array: true, demandOption: true, describe: 'command and arguments' })
+    .positional('cmd', { type: 'string', array: true, describe: 'command and arguments (after --, so its options are not slbctl\'s)' })
+    // Everything after -- is the command's, options included.
+    .parserConfiguration({ 'populate--': true })
     .example('$0 lab exec lb -- nft list ruleset', 'show the balancer\'s ruleset'),
   handler: async (args) => {
     requireRoot('lab exec');
-    const r = await labExec(args.name, args.host as LabHostName, args.cmd.map(String));
+    const argv = [...(args.cmd ?? []), ...(args['--'] ?? [])].map(String);
+    if (argv.length === 0) throw new UsageError('lab exec: name the command to run, after --, e.g. `slbctl lab exec lb -- nft list ruleset`');
+    const r = await labExec(args.name, args.host as LabHostName, argv);
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr);
     process.exitCode = r.code;

@@ -62,6 +62,29 @@ export class IpvsClient {
     this.socket.socket.close();
   }
 
+  /**
+   * Run requests with up to `depth` in flight on the one socket (netlink
+   * matches replies by sequence number), instead of one round trip each.
+   * The kernel handles a socket's messages in order, so a later request may
+   * depend on an earlier one. Stops at the first failure and rethrows it.
+   */
+  static async pipeline(tasks: (() => Promise<void>)[], depth = 128): Promise<void> {
+    let next = 0;
+    let failure: unknown;
+    const worker = async () => {
+      while (failure === undefined && next < tasks.length) {
+        const task = tasks[next++] as () => Promise<void>;
+        try {
+          await task();
+        } catch (e) {
+          failure ??= e;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(depth, tasks.length) }, worker));
+    if (failure !== undefined) throw failure;
+  }
+
   private async request(step: string, cmd: number, attrs: Attrs, dump = false): Promise<Buffer[]> {
     const header = Buffer.from([cmd, IPVS_GENL_VERSION, 0, 0]);
     this.messagesSent++;

@@ -133,7 +133,7 @@ export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: st
 export function ownershipAfter(plan: Plan): IpvsOwnership {
   const prior = readOwnership();
   const added = plan.ops.flatMap((o) => (o.op === 'add-address' ? [{ address: o.address, device: o.device }] : []));
-  const removed = new Set(plan.ops.flatMap((o) => (o.op === 'delete-address' ? [`${o.address}@${o.device}`] : [])));
+  const removed = new Set(plan.ops.flatMap((o) => (o.op === 'delete-address' || o.op === 'forget-address' ? [`${o.address}@${o.device}`] : [])));
   const addresses = [...prior.addresses, ...added].filter((a, i, all) => !removed.has(`${a.address}@${a.device}`) && all.findIndex((b) => b.address === a.address && b.device === a.device) === i);
   const services: OwnedIpvsService[] = plan.desired.services.map((s) => {
     const o: OwnedIpvsService = { protocol: s.protocol, vip: s.vip, port: s.port, name: s.name, mode: s.mode, scheduler: s.scheduler, device: s.device };

@@ -64,7 +64,8 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
     else {
       const first = s.realServers[0];
       const towards = first ? interfaceForAddress(facts.interfaces, first.address) : undefined;
-      const own = towards?.iface.addresses.find((a) => a.prefixLength < 32 && a.address !== s.vip)?.address;
+      // The address in the real server's own subnet, not merely the first one of that interface.
+      const own = towards?.local;
       if (!own) throw new ResolveError(where, `no address of this host faces real server ${first?.address}; set "snatAddress:" to the balancer address the real servers should see`);
       state.snatAddress = own;
     }

@@ -10,7 +10,7 @@ export const MODE_TITLES: Record<Mode, string> = {
   dsr: 'triangle / direct server return',
 };
 
-export function labServiceConfig(mode: Mode, topology: LabTopology, backend: 'nft' | 'ipvs' = 'nft'): string {
+export function labServiceConfig(mode: Mode, topology: LabTopology, backend: 'nft' | 'ipvs' = 'nft', encapsulation: 'none' | 'ipip' = 'none'): string {
   const config = {
     backend,
     services: [
@@ -21,6 +21,7 @@ export function labServiceConfig(mode: Mode, topology: LabTopology, backend: 'nf
         protocol: 'tcp',
         mode,
         scheduler: 'rr',
+        ...(encapsulation === 'ipip' ? { encapsulation } : {}),
         realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port: topology.servicePort, weight: 1 })),
       },
     ],

@@ -17,15 +17,15 @@ export async function requireLabUp(lab: string): Promise<void> {
   if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab up --name ${lab}\``);
 }
 
-export async function applyLabMode(lab: string, mode: Mode, out: (line: string) => void, backend: 'nft' | 'ipvs' = 'nft'): Promise<void> {
+export async function applyLabMode(lab: string, mode: Mode, out: (line: string) => void, backend: 'nft' | 'ipvs' = 'nft', encapsulation: 'none' | 'ipip' = 'none'): Promise<void> {
   await requireLabUp(lab);
-  for (const step of await configureRealServers(lab, mode)) out(`  rs: ${step}`);
+  for (const step of await configureRealServers(lab, mode, REFERENCE_TOPOLOGY, encapsulation)) out(`  rs: ${step}`);
   const file = path.join(labStateDir(lab), `lb-${mode}.yaml`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, labServiceConfig(mode, REFERENCE_TOPOLOGY, backend));
+  fs.writeFileSync(file, labServiceConfig(mode, REFERENCE_TOPOLOGY, backend, encapsulation));
   out(`  lb: slbctl apply -f ${file} (inside ${nsName(lab, 'lb')})`);
   const r = await run([process.execPath, CLI_ENTRY, 'apply', '-f', file], { netns: nsName(lab, 'lb') });
   for (const line of `${r.stdout}${r.stderr}`.trimEnd().split('\n')) if (line) out(`    ${line}`);
   if (r.code !== 0) throw new LabError(`lab mode ${mode}: slbctl apply on the balancer failed (exit ${r.code})`);
-  await writeLabState(lab, { mode });
+  await writeLabState(lab, { mode, encapsulation });
 }

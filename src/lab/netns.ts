@@ -166,12 +166,14 @@ async function resetRealServer(lab: string, h: LabHostName, topology: LabTopolog
     await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_announce`, '0');
   }
   if (host.gateway) await inHost(lab, h, 'default route', ['ip', 'route', 'replace', 'default', 'via', host.gateway]);
+  // tunl0 exists only where the ipip module is loaded; down is its resting state.
+  await run(['ip', 'link', 'set', 'tunl0', 'down'], { netns: nsName(lab, h) });
   const undone = [hadVip ? `VIP off lo` : '', hadRoute ? `route ${topology.clientNet} removed` : ''].filter(Boolean);
   return `${h}: reset (${undone.length ? `${undone.join(', ')}, ` : ''}arp_ignore=0 arp_announce=0, default via ${host.gateway ?? '-'})`;
 }
 
 /** The real servers' side of a mode. Idempotent; first undoes whatever another mode set. */
-export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY): Promise<string[]> {
+export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY, encapsulation: 'none' | 'ipip' = 'none'): Promise<string[]> {
   const { missing } = await labExists(lab);
   if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')})`);
   const steps: string[] = [];
@@ -195,10 +197,19 @@ export async function configureRealServers(lab: string, mode: RealServerMode, to
       }
       await inHost(lab, h, 'VIP on lo', ['ip', 'addr', 'add', `${topology.vip}/32`, 'dev', 'lo']);
       steps.push(`${h}: VIP ${topology.vip}/32 on lo, arp_ignore=1 arp_announce=2 (all, ${dev}); replies from the VIP via the router ${hostOf(topology, h).gateway ?? ''}`.trimEnd());
+      if (encapsulation === 'ipip') {
+        // The client's packet arrives wrapped in IP-in-IP from the LB and is
+        // unwrapped on tunl0; its source (the client) is routed back via eth0,
+        // so reverse-path filtering must not drop it there.
+        const up = await run(['ip', 'link', 'set', 'tunl0', 'up'], { netns: nsName(lab, h) });
+        if (up.code !== 0) throw new LabError(`${h}: no tunl0: this kernel has no ipip module (dsr with ipip needs it; the user-mode-linux kernel has it)`);
+        for (const scope of ['all', 'tunl0', dev]) await sysctl(lab, h, `net.ipv4.conf.${scope}.rp_filter`, '0');
+        steps.push(`${h}: tunl0 up (IP-in-IP from the LB is unwrapped there), rp_filter=0`);
+      }
     } else {
       steps.push(`${h}: nothing more (the RS answers the LB's own address ${lb})`);
     }
   }
-  await writeLabState(lab, { mode });
+  await writeLabState(lab, { mode, encapsulation });
   return steps;
 }

@@ -7,6 +7,8 @@ import { checkLabName } from './names';
 export interface LabState {
   provider: 'netns';
   mode?: string;
+  /** dsr: 'ipip' when the balancer tunnels to the real servers. */
+  encapsulation?: string;
   createdAt: string;
 }
 
@@ -34,7 +36,11 @@ export async function readLabState(lab: string): Promise<LabState | undefined> {
   if (typeof parsed !== 'object' || parsed === null) return undefined;
   const o = parsed as Record<string, unknown>;
   if (o.provider !== 'netns' || typeof o.createdAt !== 'string') return undefined;
-  return { provider: 'netns', createdAt: o.createdAt, ...(typeof o.mode === 'string' ? { mode: o.mode } : {}) };
+  return {
+    provider: 'netns', createdAt: o.createdAt,
+    ...(typeof o.mode === 'string' ? { mode: o.mode } : {}),
+    ...(typeof o.encapsulation === 'string' ? { encapsulation: o.encapsulation } : {}),
+  };
 }
 
 export async function writeLabState(lab: string, patch: Partial<LabState>): Promise<void> {

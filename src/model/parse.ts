@@ -64,7 +64,8 @@ class Checker {
   }
 
   oneOf<T extends string>(value: unknown, allowed: readonly T[], path: PathPart[], what: string, aliases: Record<string, T> = {}): T | undefined {
-    if (typeof value === 'string' && aliases[value]) return aliases[value];
+    // Own properties only: 'constructor' or '__proto__' must not pass as an alias.
+    if (typeof value === 'string' && Object.hasOwn(aliases, value)) return aliases[value];
     if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
     this.fail(path, `${JSON.stringify(value)} is not a known ${what}; use one of ${[...allowed, ...Object.keys(aliases)].join(', ')}`);
     return undefined;
@@ -114,7 +115,8 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
   }
   let iface: string | undefined;
   if (raw.interface !== undefined) {
-    if (typeof raw.interface !== 'string' || !/^[A-Za-z0-9_.:@-]{1,15}$/.test(raw.interface)) c.fail([...path, 'interface'], `${JSON.stringify(raw.interface)} is not an interface name`);
+    // Names nft can use in a chain name (Linux allows more, e.g. '@', which nft rejects).
+    if (typeof raw.interface !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(raw.interface)) c.fail([...path, 'interface'], `${JSON.stringify(raw.interface)} is not an interface name`);
     else iface = raw.interface;
   }
   let snatAddress: string | undefined;

@@ -30,6 +30,8 @@ export function formatOp(op: Op): string[] {
       return [`+ address ${op.address}/32 dev ${op.device}`];
     case 'delete-address':
       return [`- address ${op.address}/32 dev ${op.device}`];
+    case 'forget-address':
+      return [`- record of address ${op.address} (already gone from ${op.device})`];
     case 'add-service':
       return [`+ service ${describeService(op.service)}`, ...op.service.realServers.map((r) => `+   real server ${describeRealServer(r)}`)];
     case 'delete-service':

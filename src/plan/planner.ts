@@ -80,9 +80,9 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
 
   const neededVips = new Set(desired.addresses.map((a) => `${a.address}@${a.device}`));
   for (const a of kernel.ownedAddresses) {
-    if (!neededVips.has(`${a.address}@${a.device}`) && present.has(`${a.address}@${a.device}`)) {
-      ops.push({ op: 'delete-address', address: a.address, device: a.device });
-    }
+    const key = `${a.address}@${a.device}`;
+    if (neededVips.has(key)) continue;
+    ops.push({ op: present.has(key) ? 'delete-address' : 'forget-address', address: a.address, device: a.device });
   }
 
   for (const f of ['netdev', 'ip'] as const) {

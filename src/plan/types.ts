@@ -14,6 +14,8 @@ export type Op =
   | { op: 'delete-real-server'; service: ServiceState; realServer: RealServerState }
   | { op: 'delete-ingress'; device: string }
   | { op: 'delete-address'; address: string; device: string }
+  /** An address slbctl added is already gone: drop only the record of it (so a later, foreign address is never removed). */
+  | { op: 'forget-address'; address: string; device: string }
   | { op: 'delete-table'; family: Family };
 
 /** What slbctl wants the kernel to hold. */

@@ -47,6 +47,8 @@ export interface VerifyInput {
   expectedRealServers: string[];
   /** Source hash sends one client to one real server only. */
   oneServerOnly?: boolean;
+  /** dsr: ipip when the balancer tunnels to the real servers (IPVS tunnel mode). */
+  encapsulation?: 'none' | 'ipip';
 }
 
 type Tcp = DecodedPacket & { ip: NonNullable<DecodedPacket['ip']>; transport: { kind: 'tcp'; srcPort: number; dstPort: number; flags: { syn: boolean; ack: boolean }; payloadLength: number } };
@@ -116,6 +118,20 @@ function repliesThroughLb(v: VerifyInput, replyDestination: string): Fact {
     answered.length > 0 && missing.length === 0, answered.length === 0 ? 'no real server sent a reply' : `replies of ${missing.join(', ')} did not reach the LB: their route back does not go through it`);
 }
 
+/** dsr: how the client's packets reach the RS: MAC rewrite only, or wrapped in IP-in-IP by the LB. */
+function encapsulationFact(v: VerifyInput): Fact {
+  const syns = v.realServers.flatMap((c) => tcpPackets(c, v.addresses.port).filter(isSyn).map((p) => ({ host: c.host, p })));
+  const seen = list(syns.map(({ p }) => (p.outer ? `ipip ${p.outer.src} -> ${p.outer.dst}` : 'plain')));
+  if (v.encapsulation === 'ipip') {
+    const wrong = syns.filter(({ host, p }) => !p.outer || p.outer.src !== v.addresses.lb || p.outer.dst !== v.addresses.realServers[host]);
+    return fact('client packets reach the RSs in IP-in-IP from the LB', `ipip ${v.addresses.lb} -> <RS>`, seen, syns.length > 0 && wrong.length === 0,
+      syns.length === 0 ? 'no connection reached a real server' : `${wrong.length} connection(s) arrived without the LB's IP-in-IP header`);
+  }
+  const wrapped = syns.filter(({ p }) => p.outer);
+  return fact('client packets reach the RSs unencapsulated (MAC rewrite only)', 'plain', seen, syns.length > 0 && wrapped.length === 0,
+    syns.length === 0 ? 'no connection reached a real server' : 'packets arrived in an IP-in-IP tunnel: this is tunnel mode, not direct routing');
+}
+
 export function judge(v: VerifyInput): Verdict {
   const a = v.addresses;
   const facts = commonFacts(v);
@@ -137,6 +153,7 @@ export function judge(v: VerifyInput): Verdict {
     const silent = direct.filter((d) => d.syns > 0 && d.n === 0).map((d) => d.host);
     facts.push(fact('real servers reply from the VIP straight to the client', `${a.vip}:${a.port} -> ${a.client}, not via the LB`, direct.map((d) => `${d.host}: ${d.n}`).join(', '),
       direct.some((d) => d.n > 0) && silent.length === 0, silent.length ? `${silent.join(', ')} got connections but sent no reply from the VIP (VIP missing on its loopback?)` : 'no real server replied from the VIP'));
+    facts.push(encapsulationFact(v));
     const atLb = tcpPackets(v.lb, a.port).filter((p) => p.transport.srcPort === a.port && p.ip.dst === a.client);
     facts.push(fact('the LB sees no reply', '0 reply packets at the LB', `${atLb.length} reply packets`, atLb.length === 0, 'replies crossed the balancer: this is not direct server return'));
   }

@@ -20,6 +20,7 @@ export interface VerifyOptions {
   requests: number;
   outDir: string;
   topology: LabTopology;
+  encapsulation?: 'none' | 'ipip';
 }
 
 export interface VerifyReport {
@@ -80,6 +81,7 @@ export async function verifyLab(o: VerifyOptions): Promise<VerifyReport> {
     realServers: REAL_SERVERS.map(byHost),
     requests,
     expectedRealServers: [...REAL_SERVERS],
+    encapsulation: o.encapsulation ?? 'none',
   });
   return { verdict, requests, pcaps };
 }
@@ -87,9 +89,11 @@ export async function verifyLab(o: VerifyOptions): Promise<VerifyReport> {
 /** verify against the lab's applied mode (or the one asked for). */
 export async function verifyLabMode(lab: string, mode: Mode | undefined, requests: number, out: string | undefined): Promise<VerifyReport> {
   await requireLabUp(lab);
-  const applied = (await readLabState(lab))?.mode as Mode | undefined;
+  const state = await readLabState(lab);
+  const applied = state?.mode as Mode | undefined;
   const judged = mode ?? applied;
+  const encapsulation = state?.encapsulation === 'ipip' && judged === 'dsr' ? 'ipip' : 'none';
   if (!judged) throw new LabError(`no mode is applied in lab "${lab}"; run \`slbctl lab mode MODE --name ${lab}\` or pass --mode`);
   const outDir = path.resolve(out ?? path.join('slbctl-pcaps', lab, judged));
-  return verifyLab({ lab, mode: judged, requests, outDir, topology: REFERENCE_TOPOLOGY });
+  return verifyLab({ lab, mode: judged, requests, outDir, topology: REFERENCE_TOPOLOGY, encapsulation });
 }

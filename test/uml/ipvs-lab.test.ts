@@ -12,17 +12,18 @@ import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
 import { verifyLabMode } from '../../src/verify/run';
 import { Mode } from '../../src/model/types';
 
-const cases: { mode: Mode; forward: RegExp }[] = [
+const cases: { mode: Mode; encapsulation?: 'ipip'; forward: RegExp }[] = [
   { mode: 'transparent', forward: /-> 172\.16\.75\.82:80 +Masq +1/ },
   { mode: 'dsr', forward: /-> 172\.16\.75\.82:80 +Route +1/ },
+  { mode: 'dsr', encapsulation: 'ipip', forward: /-> 172\.16\.75\.82:80 +Tunnel +1/ },
 ];
 
 for (const c of cases) {
-  describe(`${c.mode} on IPVS`, () => {
-    const lab = `u${c.mode.slice(0, 3)}${process.pid % 1000}`;
+  describe(`${c.mode}${c.encapsulation ? ` (${c.encapsulation})` : ''} on IPVS`, () => {
+    const lab = `u${c.mode.slice(0, 3)}${c.encapsulation ? 'i' : ''}${process.pid % 1000}`;
     before(async () => {
       await labUp(lab, REFERENCE_TOPOLOGY);
-      await applyLabMode(lab, c.mode, () => undefined, 'ipvs');
+      await applyLabMode(lab, c.mode, () => undefined, 'ipvs', c.encapsulation);
     });
     after(async () => {
       await labDown(lab);
@@ -37,11 +38,12 @@ for (const c of cases) {
     it('verify passes by packet capture', async () => {
       const report = await verifyLabMode(lab, c.mode, 12, fs.mkdtempSync(path.join(os.tmpdir(), `ipvs-${c.mode}-`)));
       assert.deepEqual(report.verdict.facts.filter((f) => !f.pass).map((f) => `${f.fact}: ${f.why}`), []);
+      if (c.encapsulation) assert.ok(report.verdict.facts.some((f) => f.fact === 'client packets reach the RSs in IP-in-IP from the LB' && f.pass));
     });
 
     it('re-applying the same config changes nothing', async () => {
       const lines: string[] = [];
-      await applyLabMode(lab, c.mode, (l) => lines.push(l), 'ipvs');
+      await applyLabMode(lab, c.mode, (l) => lines.push(l), 'ipvs', c.encapsulation);
       assert.ok(lines.some((l) => /no changes/.test(l)), lines.join('\n'));
     });
   });

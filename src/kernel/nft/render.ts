@@ -188,7 +188,7 @@ export function renderPlan(plan: Plan): string {
         break;
       case 'delete-ingress': lines.push(`flush chain netdev ${TABLE} ${ingressChain(op.device)}`, `delete chain netdev ${TABLE} ${ingressChain(op.device)}`); break;
       case 'add-address': lines.push(`add element ip ${TABLE} ${OWNED_ADDRESSES_SET} { ${op.address} comment "${op.device}" }`); break;
-      case 'delete-address': lines.push(`delete element ip ${TABLE} ${OWNED_ADDRESSES_SET} { ${op.address} }`); break;
+      case 'delete-address': case 'forget-address': lines.push(`delete element ip ${TABLE} ${OWNED_ADDRESSES_SET} { ${op.address} }`); break;
       case 'add-service': lines.push(...addService(op.service)); noteSnat(op.service); break;
       case 'delete-service': lines.push(...deleteService(op.service)); noteSnat(op.service); break;
       case 'update-service':

@@ -38,7 +38,7 @@ function slbctl(args: string[], pathOverride?: string): Promise<RunResult> {
 /** Everything of the namespace's kernel state a bad input must not change. */
 async function kernelSnapshot(): Promise<string> {
   const rules = await run(['nft', 'list', 'ruleset'], { netns: ns });
-  const addrs = await run(['ip', '-o', 'addr', 'show'], { netns: ns });
+  const addrs = await run(['ip', '-o', '-4', 'addr', 'show'], { netns: ns });
   const fwd = await run(['cat', '/proc/sys/net/ipv4/ip_forward'], { netns: ns });
   return `${rules.stdout}\n${addrs.stdout.replace(/valid_lft.*$/gm, '')}\n${fwd.stdout}`;
 }
@@ -46,6 +46,8 @@ async function kernelSnapshot(): Promise<string> {
 describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, () => {
   before(async () => {
     await runChecked('netns', ['ip', 'netns', 'add', ns]);
+    // IPv6 link-local addresses change state (DAD) on their own; they are not slbctl's business.
+    await runChecked('no ipv6', ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { netns: ns });
     // Two veth ends inside the namespace: a LB-side eth0 and a peer holding the RS addresses.
     await runChecked('veth', ['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
     await runChecked('addr', ['ip', '-n', ns, 'addr', 'add', '172.16.75.83/24', 'dev', 'eth0']);

@@ -9,6 +9,8 @@ export interface RealServerState {
   weight: number;
   /** dsr: the real server's MAC, from the neighbour table. */
   mac?: string;
+  /** Read back from IPVS only: its connection counters for this real server. */
+  connections?: { active: number; inactive: number };
 }
 
 export interface ServiceState {

@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { openLongLived } from '../helpers/long-lived';
 import { labDown, labUp, nsName, removeVipFromRealServer, setRealServerClientRoute } from '../../src/lab/netns';
 import { applyLabMode } from '../../src/lab/mode';
 import { CLI_ENTRY } from '../../src/cli/entry';
@@ -71,20 +71,9 @@ withLab('f', 'fullnat', (lab) => {
   });
 
   it('a live connection survives re-apply and an unrelated change', async () => {
-    const script = [
-      "const net = require('net');",
-      "const s = net.connect(80, '172.16.75.84', () => { s.write('GET / HTTP/1.1\\r\\nHost: vip\\r\\n'); process.stdout.write('connected\\n'); });",
-      "let buf = ''; s.on('data', (d) => { buf += d; }); s.on('close', () => { process.stdout.write(buf); process.exit(0); });",
-      "s.on('error', (e) => { process.stdout.write('error ' + e.message); process.exit(1); });",
-      "process.stdin.on('data', () => s.write('\\r\\n'));",
-    ].join('\n');
-    const child = spawn('ip', ['netns', 'exec', nsName(lab, 'client'), process.execPath, '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
+    const conn = openLongLived(nsName(lab, 'client'), '172.16.75.84', 80);
     try {
-      for (let i = 0; i < 50 && !out.includes('connected'); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.ok(out.includes('connected'), 'client connected to the VIP');
+      assert.ok(await conn.connected(), 'client connected to the VIP');
       const dir = outDir(lab, 'cfg');
       const same = path.join(dir, 'same.yaml');
       fs.writeFileSync(same, labServiceConfig('fullnat', REFERENCE_TOPOLOGY));
@@ -96,13 +85,12 @@ withLab('f', 'fullnat', (lab) => {
       const change = await run([process.execPath, CLI_ENTRY, 'apply', '-f', changed], { netns: nsName(lab, 'lb') });
       assert.equal(change.code, 0, change.stderr);
       assert.match(change.stdout, /applied 1 operation/);
-      child.stdin.write('go\n');
-      const code = await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(-2), 5000))]);
-      assert.equal(code, 0, out);
-      assert.match(out, /HTTP\/1\.1 200/);
-      assert.match(out, /rs[12] saw client 172\.16\.75\.83/);
+      const { code, output } = await conn.finish();
+      assert.equal(code, 0, output);
+      assert.match(output, /HTTP\/1\.1 200/);
+      assert.match(output, /rs[12] saw client 172\.16\.75\.83/);
     } finally {
-      child.kill();
+      conn.kill();
     }
   });
 });

@@ -6,7 +6,11 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { labDown, labExec, labUp } from '../../src/lab/netns';
+import { labDown, labExec, labUp, nsName } from '../../src/lab/netns';
+import { labServiceConfig } from '../../src/lab/lb-config';
+import { CLI_ENTRY } from '../../src/cli/entry';
+import { run } from '../../src/util/exec';
+import { openLongLived } from '../helpers/long-lived';
 import { applyLabMode } from '../../src/lab/mode';
 import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
 import { verifyLabMode } from '../../src/verify/run';
@@ -40,6 +44,29 @@ for (const c of cases) {
       assert.deepEqual(report.verdict.facts.filter((f) => !f.pass).map((f) => `${f.fact}: ${f.why}`), []);
       if (c.encapsulation) assert.ok(report.verdict.facts.some((f) => f.fact === 'client packets reach the RSs in IP-in-IP from the LB' && f.pass));
     });
+
+    if (c.mode === 'transparent') {
+      it('a live connection survives an unrelated change; status shows IPVS counters', async () => {
+        const conn = openLongLived(nsName(lab, 'client'), REFERENCE_TOPOLOGY.vip, 80);
+        try {
+          assert.ok(await conn.connected());
+          const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ipvs-cfg-')), 'heavier.yaml');
+          fs.writeFileSync(file, labServiceConfig('transparent', REFERENCE_TOPOLOGY, 'ipvs').replace(/weight: 1\n/, 'weight: 3\n'));
+          const change = await run([process.execPath, CLI_ENTRY, 'apply', '-f', file], { netns: nsName(lab, 'lb') });
+          assert.equal(change.code, 0, change.stderr);
+          assert.match(change.stdout, /backend: ipvs\n~ real server tcp\/172\.16\.75\.84:80 -> 172\.16\.75\.82:80 weight 1 -> 3\napplied 1 operation/);
+          const status = await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') });
+          assert.match(status.stdout, /backend: ipvs/);
+          assert.match(status.stdout, /172\.16\.75\.8[25]:80 +[13] +1\/\d+/, `one active connection shows:\n${status.stdout}`);
+          const { code, output } = await conn.finish();
+          assert.equal(code, 0, output);
+          assert.match(output, /rs[12] saw client 10\.8\.21\.40/);
+          await applyLabMode(lab, c.mode, () => undefined, 'ipvs', c.encapsulation); // back to the reference weights
+        } finally {
+          conn.kill();
+        }
+      });
+    }
 
     it('re-applying the same config changes nothing', async () => {
       const lines: string[] = [];

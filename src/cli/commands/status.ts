@@ -10,11 +10,14 @@ function render(backend: Backend, kernel: KernelState): string {
   const rows: string[][] = [];
   for (const s of kernel.services) {
     const via = s.mode === 'fullnat' ? `snat ${s.snatAddress ?? '?'}` : s.mode === 'dsr' ? (s.encapsulation === 'ipip' ? 'ipip tunnel' : `fwd ${s.forwardDevice ?? 'direct routing'}`) : 'dnat only';
-    rows.push([serviceKey(s), s.name, s.mode, s.scheduler, `${s.device} ${via}`, '', '', String(s.counters?.packets ?? '-'), String(s.counters?.bytes ?? '-')]);
-    for (const r of s.realServers) rows.push(['', '', '', '', '', `${r.address}:${r.port}${r.mac ? ` (${r.mac})` : ''}`, String(r.weight), '', '']);
+    rows.push([serviceKey(s), s.name, s.mode, s.scheduler, `${s.device} ${via}`, '', '', '', String(s.counters?.packets ?? '-'), String(s.counters?.bytes ?? '-')]);
+    for (const r of s.realServers) {
+      const conns = r.connections ? `${r.connections.active}/${r.connections.inactive}` : '-';
+      rows.push(['', '', '', '', '', `${r.address}:${r.port}${r.mac ? ` (${r.mac})` : ''}`, String(r.weight), conns, '', '']);
+    }
   }
   const owned = kernel.ownedAddresses.map((a) => `${a.address} on ${a.device}`).join(', ');
-  return `backend: ${backend}\n${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'PACKETS', 'BYTES'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
+  return `backend: ${backend}\n${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'CONNS ACT/INACT', 'PACKETS', 'BYTES'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
 }
 
 export const statusCommand: CommandModule<object, Args> = {

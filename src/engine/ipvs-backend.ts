@@ -2,6 +2,7 @@
 // over generic netlink. IPVS has no transactions, so every completed step
 // records its inverse and a failure rolls back what was done.
 import { IpvsClient } from '../kernel/ipvs/client';
+import { SvcFlag } from '../kernel/ipvs/constants';
 import { IpvsDestination, IpvsService } from '../kernel/ipvs/types';
 import { IpvsOwnership, OwnedIpvsService, readOwnership, writeOwnership } from '../kernel/ipvs/ownership';
 import { KernelState, RealServerState, ServiceState } from '../model/state';
@@ -22,7 +23,8 @@ function modeOf(owned: OwnedIpvsService, dests: IpvsDestination[]): Mode {
 }
 
 export function toIpvsService(s: ServiceState): IpvsService {
-  return { protocol: s.protocol, address: s.vip, port: s.port, scheduler: s.scheduler, flags: 0, timeout: 0, netmask: '255.255.255.255' };
+  const p = s.persistence;
+  return { protocol: s.protocol, address: s.vip, port: s.port, scheduler: s.scheduler, flags: p ? SvcFlag.PERSISTENT : 0, timeout: p?.timeout ?? 0, netmask: p?.netmask ?? '255.255.255.255' };
 }
 
 function toDestination(s: ServiceState, r: RealServerState): IpvsDestination {
@@ -51,6 +53,7 @@ export async function observeIpvs(client: IpvsClient): Promise<KernelState & { f
     };
     if (o.snatAddress && s.mode === 'fullnat') s.snatAddress = o.snatAddress;
     if (dests.some((d) => d.forwarding === 'tunnel')) s.encapsulation = 'ipip';
+    if (svc.flags & SvcFlag.PERSISTENT) s.persistence = { timeout: svc.timeout, netmask: svc.netmask };
     if (svc.stats) s.counters = { packets: Number(svc.stats.inpkts + svc.stats.outpkts), bytes: Number(svc.stats.inbytes + svc.stats.outbytes) };
     services.push(s);
   }

@@ -52,6 +52,7 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
   if (backend === 'nft' && !NFT_SCHEDULERS.includes(s.scheduler)) {
     throw new ResolveError(where, `scheduler ${s.scheduler} needs the IPVS backend; the nftables backend has ${NFT_SCHEDULERS.join(', ')}`);
   }
+  if (backend === 'nft' && s.persistence) throw new ResolveError(where, 'persistence needs the IPVS backend; with nftables, scheduler sh keeps a client on one real server');
   if (backend === 'nft' && s.encapsulation === 'ipip') throw new ResolveError(where, 'encapsulation ipip (IPVS tunnel mode) needs the IPVS backend; the nftables backend does direct routing (MAC rewrite)');
   if (backend === 'ipvs' && s.mode === 'fullnat') throw new ResolveError(where, 'fullnat on the IPVS backend is not available in this version (it needs source NAT beside IPVS); use backend nft for fullnat');
   const device = vipDevice(s, where, facts);
@@ -71,6 +72,7 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
     }
   }
   if (s.encapsulation === 'ipip') state.encapsulation = 'ipip';
+  if (s.persistence) state.persistence = { ...s.persistence };
   // IPVS forwards DSR itself (direct routing or tunnel): no MACs to resolve.
   if (s.mode === 'dsr' && backend === 'nft') {
     let forward: NetInterface | undefined;

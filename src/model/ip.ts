@@ -24,3 +24,10 @@ export function inSubnet(address: string, network: string, prefixLength: number)
 export function isMac(text: string): boolean {
   return /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(text);
 }
+
+/** A netmask: ones then zeros, e.g. 255.255.255.0. */
+export function isNetmask(text: string): boolean {
+  if (!isIPv4(text)) return false;
+  const bits = ipv4ToInt(text).toString(2).padStart(32, '0');
+  return /^1*0*$/.test(bits);
+}

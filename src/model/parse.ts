@@ -1,10 +1,10 @@
 // Config text -> validated Config, or every error with its path in the file.
 // Pure: the caller reads the file.
 import { LineCounter, parseDocument, isNode } from 'yaml';
-import { isIPv4 } from './ip';
+import { isIPv4, isNetmask } from './ip';
 import {
   BACKENDS, BackendChoice, Config, ENCAPSULATIONS, Encapsulation, MODES, Mode, PROTOCOLS, Protocol, RealServer, SCHEDULERS, SCHEDULER_ALIASES,
-  Scheduler, Service, realServerKey, serviceKey,
+  Persistence, Scheduler, Service, realServerKey, serviceKey,
 } from './types';
 
 export interface ConfigIssue {
@@ -20,7 +20,8 @@ export type ParseResult = { ok: true; config: Config } | { ok: false; issues: Co
 
 type PathPart = string | number;
 
-const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'realServers'];
+const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'persistence', 'realServers'];
+const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
 const TOP_KEYS = ['backend', 'services'];
 
@@ -129,6 +130,20 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
     encapsulation = c.oneOf<Encapsulation>(raw.encapsulation, ENCAPSULATIONS, [...path, 'encapsulation'], 'encapsulation');
     if (encapsulation === 'ipip' && mode !== undefined && mode !== 'dsr') c.fail([...path, 'encapsulation'], `ipip only applies to mode dsr (this service is ${mode})`);
   }
+  let persistence: Persistence | undefined;
+  if (raw.persistence !== undefined) {
+    const pp = [...path, 'persistence'];
+    if (!isRecord(raw.persistence)) c.fail(pp, 'must be a mapping with timeout (seconds) and optionally netmask');
+    else {
+      c.unknownKeys(raw.persistence, PERSISTENCE_KEYS, pp);
+      const t = raw.persistence.timeout;
+      const timeoutOk = typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 2147483;
+      if (!timeoutOk) c.fail([...pp, 'timeout'], `${JSON.stringify(t)} is not a persistence timeout (whole seconds, 1 to 2147483)`);
+      const netmask = raw.persistence.netmask === undefined ? '255.255.255.255' : c.ipv4(raw.persistence.netmask, [...pp, 'netmask']);
+      if (netmask !== undefined && !isNetmask(netmask)) c.fail([...pp, 'netmask'], `${netmask} is not a netmask (contiguous ones, e.g. 255.255.255.0)`);
+      if (timeoutOk && netmask !== undefined && isNetmask(netmask)) persistence = { timeout: t as number, netmask };
+    }
+  }
   const realServers: RealServer[] = [];
   if (!Array.isArray(raw.realServers) || raw.realServers.length === 0) {
     c.fail([...path, 'realServers'], 'is required: a list of at least one real server');
@@ -150,6 +165,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
   if (iface !== undefined) service.interface = iface;
   if (snatAddress !== undefined) service.snatAddress = snatAddress;
   if (encapsulation === 'ipip') service.encapsulation = encapsulation;
+  if (persistence) service.persistence = persistence;
   return service;
 }
 

@@ -1,7 +1,7 @@
 // Kernel-facing state: a service with everything resolved that the data path
 // needs (devices, SNAT address, MACs). The planner compares the desired form
 // (config + observed host) with the programmed form (read back from the kernel).
-import { Encapsulation, Mode, Protocol, Scheduler } from './types';
+import { Encapsulation, Mode, Persistence, Protocol, Scheduler } from './types';
 
 export interface RealServerState {
   address: string;
@@ -24,6 +24,8 @@ export interface ServiceState {
   device: string;
   /** fullnat: the balancer's address used as source towards the real servers. */
   snatAddress?: string;
+  /** IPVS: client affinity for a timeout. */
+  persistence?: Persistence;
   /** dsr over IPVS: ipip sends the packet in an IP-in-IP tunnel to the RS. */
   encapsulation?: Encapsulation;
   /** dsr: interface towards the real servers and its MAC (the new source MAC). */

@@ -43,7 +43,14 @@ export interface Service {
   snatAddress?: string;
   /** dsr only: ipip wraps the client's packet in IP-in-IP to the RS (IPVS tunnel mode) instead of rewriting the MAC. */
   encapsulation?: Encapsulation;
+  /** IPVS only: a client (its address under the netmask) keeps its real server for `timeout` seconds. */
+  persistence?: Persistence;
   realServers: RealServer[];
+}
+
+export interface Persistence {
+  timeout: number;
+  netmask: string;
 }
 
 export interface Config {

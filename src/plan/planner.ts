@@ -15,6 +15,8 @@ function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   for (const f of fields) {
     if (before[f] !== after[f]) changes.push(`${f} ${String(before[f] ?? '-')} -> ${String(after[f] ?? '-')}`);
   }
+  const persistence = (s: ServiceState) => (s.persistence ? `${s.persistence.timeout}s/${s.persistence.netmask}` : '-');
+  if (persistence(before) !== persistence(after)) changes.push(`persistence ${persistence(before)} -> ${persistence(after)}`);
   return changes;
 }
 

@@ -55,6 +55,18 @@ describe('engine on the IPVS backend', () => {
     assert.equal((k.ipvs?.messagesSent ?? 0) - sent, 1, 'one weight change is one netlink message');
   });
 
+  it('persistence: timeout and netmask reach IPVS, and a change is one update', async () => {
+    const persistent = (timeout: number) => `backend: ipvs\nservices:\n${service(83, ['10.0.0.2']).replace('scheduler: wlc,', `scheduler: wlc, persistence: { timeout: ${timeout}, netmask: 255.255.255.0 },`)}`;
+    await executePlan(k, await planConfig(k, config(persistent(300))));
+    assert.match((await runChecked('ipvsadm', ['ipvsadm', '-Ln'])).stdout, /TCP {2}10\.0\.0\.1:83 wlc persistent 300 mask 255\.255\.255\.0/);
+    assert.deepEqual((await planConfig(k, config(persistent(300)))).ops, []);
+    const longer = await planConfig(k, config(persistent(600)));
+    assert.match(formatPlan(longer.ops), /~ service tcp\/10\.0\.0\.1:83: persistence 300s\/255\.255\.255\.0 -> 600s\/255\.255\.255\.0/);
+    await executePlan(k, longer);
+    assert.match((await runChecked('ipvsadm', ['ipvsadm', '-Ln'])).stdout, /10\.0\.0\.1:83 wlc persistent 600 mask 255\.255\.255\.0/);
+    await executePlan(k, await planConfig(k, config(`backend: ipvs\nservices:\n${service(80, ['10.0.0.2', '10.0.0.3'], 4).replace('{ address: 10.0.0.3, weight: 4 }', '{ address: 10.0.0.3, weight: 1 }')}`)));
+  });
+
   it('a change the kernel rejects half-way is rolled back', async () => {
     const before = await snapshot();
     // 224.0.0.5 is multicast: IPVS refuses it as a destination (EINVAL) after the first new service went in.

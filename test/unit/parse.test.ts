@@ -127,7 +127,7 @@ const accepted: { name: string; text: string; config: Config }[] = [
 
 // ---------------------------------------------------------------- rejected
 
-const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, snatAddress, encapsulation, realServers';
+const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, snatAddress, encapsulation, persistence, realServers';
 
 const rejected: { name: string; text: string; issues: string[] }[] = [
   {
@@ -465,5 +465,22 @@ describe('schema/slbctl.schema.json says what the parser accepts', () => {
     const weightOk = (w: number) => parseConfig(webJson({ realServers: [{ address: '172.16.75.82', weight: w }] })).ok;
     assert.deepEqual([0, 1, 65535, 65536].map(portOk), [false, true, true, false]);
     assert.deepEqual([-1, 0, 65535, 65536].map(weightOk), [false, true, true, false]);
+  });
+});
+
+describe('persistence', () => {
+  const base = `services:\n  - vip: 172.16.75.84\n    port: 80\n    mode: dsr\n    realServers: [{ address: 172.16.75.82 }]\n`;
+  it('defaults the netmask to one client address', () => {
+    const r = parseConfig(base.replace('mode: dsr', 'mode: dsr\n    persistence: { timeout: 300 }'));
+    assert.ok(r.ok);
+    assert.deepEqual(r.config.services[0]?.persistence, { timeout: 300, netmask: '255.255.255.255' });
+  });
+  it('rejects a bad timeout and a mask that is not contiguous', () => {
+    const r = parseConfig(base.replace('mode: dsr', 'mode: dsr\n    persistence: { timeout: 0, netmask: 255.0.255.0 }'));
+    assert.ok(!r.ok);
+    assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), [
+      'services[0].persistence.timeout: 0 is not a persistence timeout (whole seconds, 1 to 2147483)',
+      'services[0].persistence.netmask: 255.0.255.0 is not a netmask (contiguous ones, e.g. 255.255.255.0)',
+    ]);
   });
 });

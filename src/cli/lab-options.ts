@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
 import { UsageError, EXIT } from './errors';
+import { forwardToUml, umlLab } from '../uml/lab';
 
 export const DEFAULT_LAB = 'slb';
 
@@ -11,4 +12,17 @@ export function requireRoot(what: string): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new UsageError(`${what} needs root (it creates network namespaces and programs nftables); run it as root or with sudo`, EXIT.preflight);
   }
+}
+
+/**
+ * When the lab runs on a user-mode-linux guest, run this very command line
+ * inside it, pass its output and exit code through, and return true.
+ */
+export async function forwardIfUml(name: string): Promise<boolean> {
+  const record = umlLab(name);
+  if (!record) return false;
+  const r = await forwardToUml(record, process.argv.slice(2));
+  process.stdout.write(r.output);
+  process.exitCode = r.code;
+  return true;
 }

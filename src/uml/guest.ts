@@ -1,30 +1,61 @@
 // Runs inside the user-mode-linux guest (started by scripts/uml-init.sh):
-// loads the kernel modules the job asks for, runs the job's command with its
-// output in the job folder, records the exit code and powers the guest off.
+// loads the kernel modules the job asks for, then either runs the job's one
+// command, or (agent) runs every command the host drops into <work>/jobs/
+// until told to power off. Output and exit codes go back through files in
+// the job folder, which is on the host's filesystem.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { UmlJob } from './job';
+import { AgentCommand, UmlJob } from './job';
+
+function runOne(argv: string[], cwd: string, outFile: string, env: Record<string, string>, timeoutMs?: number): number {
+  const out = fs.openSync(outFile, 'a');
+  try {
+    const [cmd, ...args] = argv;
+    const r = spawnSync(cmd ?? 'true', args, { cwd, stdio: ['ignore', out, out], env: { ...process.env, ...env, SLBCTL_IN_UML: '1' }, ...(timeoutMs ? { timeout: timeoutMs } : {}) });
+    if (r.error) fs.writeSync(out, `uml guest: ${r.error.message}\n`);
+    return r.status ?? (r.signal ? 128 : 1);
+  } finally {
+    fs.closeSync(out);
+  }
+}
+
+function agent(work: string, job: UmlJob): void {
+  const jobs = path.join(work, 'jobs');
+  fs.mkdirSync(jobs, { recursive: true });
+  fs.writeFileSync(path.join(work, 'ready'), `${Date.now()}\n`);
+  for (;;) {
+    const pending = fs.readdirSync(jobs).filter((f) => /^\d+\.json$/.test(f) && !fs.existsSync(path.join(jobs, f.replace('.json', '.code')))).sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
+    for (const f of pending) {
+      const base = path.join(jobs, f.replace('.json', ''));
+      const cmd = JSON.parse(fs.readFileSync(path.join(jobs, f), 'utf8')) as AgentCommand;
+      if (cmd.poweroff) {
+        fs.writeFileSync(`${base}.code`, '0\n');
+        return;
+      }
+      const code = runOne(cmd.argv, cmd.cwd, `${base}.out`, job.env);
+      fs.writeFileSync(`${base}.code`, `${code}\n`);
+    }
+    spawnSync('sleep', ['0.1']);
+  }
+}
 
 function main(): void {
   const work = process.argv[2] ?? '';
   const job = JSON.parse(fs.readFileSync(path.join(work, 'job.json'), 'utf8')) as UmlJob;
-  const log = fs.openSync(path.join(work, 'output.log'), 'a');
+  const log = path.join(work, 'output.log');
   let code = 0;
   try {
     for (const m of job.modules) {
-      const r = spawnSync('modprobe', ['-d', '/run/uml-modules', m], { stdio: ['ignore', log, log] });
-      if (r.status !== 0) fs.writeSync(log, `uml guest: modprobe ${m} failed\n`);
+      const r = spawnSync('modprobe', ['-d', '/run/uml-modules', m], { stdio: 'ignore' });
+      if (r.status !== 0) fs.appendFileSync(log, `uml guest: modprobe ${m} failed\n`);
     }
-    const [cmd, ...args] = job.argv;
-    const r = spawnSync(cmd ?? 'true', args, { cwd: job.cwd, stdio: ['ignore', log, log], env: { ...process.env, ...job.env, SLBCTL_IN_UML: '1' }, timeout: job.timeoutMs });
-    code = r.status ?? (r.signal ? 128 : 1);
-    if (r.error) fs.writeSync(log, `uml guest: ${r.error.message}\n`);
+    if (job.agent) agent(work, job);
+    else code = runOne(job.argv, job.cwd, log, job.env, job.timeoutMs);
   } catch (e) {
-    fs.writeSync(log, `uml guest: ${(e as Error).message}\n`);
+    fs.appendFileSync(log, `uml guest: ${(e as Error).message}\n`);
     code = 125;
   } finally {
-    fs.closeSync(log);
     fs.writeFileSync(path.join(work, 'exit-code'), `${code}\n`);
     spawnSync('poweroff', ['-f'], { stdio: 'ignore' });
   }

@@ -6,4 +6,14 @@ export interface UmlJob {
   modules: string[];
   env: Record<string, string>;
   timeoutMs: number;
+  /** Stay up and run the commands that appear in <work>/jobs/ until told to power off. */
+  agent?: boolean;
+}
+
+/** One command for a running guest agent: <work>/jobs/<seq>.json; answers <seq>.out and then <seq>.code. */
+export interface AgentCommand {
+  argv: string[];
+  cwd: string;
+  /** Power the guest off instead of running a command. */
+  poweroff?: boolean;
 }

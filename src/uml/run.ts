@@ -27,6 +27,17 @@ export function umlAvailable(): string | undefined {
   return undefined;
 }
 
+/** The kernel command line that boots the guest on the host's filesystem with slbctl's init. */
+export function umlKernelArgs(work: string, memoryMb: number): string[] {
+  return [
+    `mem=${memoryMb}M`, 'root=/dev/root', 'rootfstype=hostfs', 'rootflags=/', 'rw',
+    `init=${INIT}`, `slbctl_work=${work}`, `slbctl_guest=${GUEST}`, 'con=null', 'con0=null,fd:1',
+    `umid=slbctl-${path.basename(work)}`,
+  ];
+}
+
+export const PROJECT_ROOT = ROOT;
+
 export interface UmlResult {
   code: number;
   output: string;
@@ -43,11 +54,7 @@ export async function runInUml(argv: string[], options: { modules?: string[]; me
   fs.writeFileSync(path.join(work, 'job.json'), JSON.stringify(job));
   const started = Date.now();
   try {
-    const boot = await run([
-      UML_KERNEL, `mem=${options.memoryMb ?? 1024}M`, 'root=/dev/root', 'rootfstype=hostfs', 'rootflags=/', 'rw',
-      `init=${INIT}`, `slbctl_work=${work}`, `slbctl_guest=${GUEST}`, 'con=null', 'con0=null,fd:1',
-      `umid=slbctl-${process.pid}-${path.basename(work)}`,
-    ], { timeoutMs: timeoutMs + 60_000, env: { ...process.env, TMPDIR: os.tmpdir() } });
+    const boot = await run([UML_KERNEL, ...umlKernelArgs(work, options.memoryMb ?? 1024)], { timeoutMs: timeoutMs + 60_000, env: { ...process.env, TMPDIR: os.tmpdir() } });
     const output = fs.existsSync(path.join(work, 'output.log')) ? fs.readFileSync(path.join(work, 'output.log'), 'utf8') : '';
     const codeFile = path.join(work, 'exit-code');
     if (!fs.existsSync(codeFile)) {

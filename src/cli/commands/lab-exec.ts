@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { labExec } from '../../lab/netns';
 import { LAB_HOSTS, LabHostName } from '../../lab/topology';
-import { requireRoot, withLabName } from '../lab-options';
+import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
 import { UsageError } from '../errors';
 
 interface Args { name: string; host: string; cmd?: string[]; '--'?: string[] }
@@ -17,6 +17,7 @@ export const labExecCommand: CommandModule<object, Args> = {
     .example('$0 lab exec lb -- nft list ruleset', 'show the balancer\'s ruleset'),
   handler: async (args) => {
     requireRoot('lab exec');
+    if (await forwardIfUml(args.name)) return;
     const argv = [...(args.cmd ?? []), ...(args['--'] ?? [])].map(String);
     if (argv.length === 0) throw new UsageError('lab exec: name the command to run, after --, e.g. `slbctl lab exec lb -- nft list ruleset`');
     const r = await labExec(args.name, args.host as LabHostName, argv);

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { MODES, Mode } from '../../model/types';
 import { applyLabMode } from '../../lab/mode';
 import { MODE_TITLES } from '../../lab/lb-config';
-import { requireRoot, withLabName } from '../lab-options';
+import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
 
 interface Args { name: string; mode: Mode; backend: 'nft' | 'ipvs'; encapsulation: 'none' | 'ipip' }
 
@@ -15,6 +15,7 @@ export const labModeCommand: CommandModule<object, Args> = {
     .option('encapsulation', { choices: ['none', 'ipip'] as const, default: 'none' as const, describe: 'dsr: ipip tunnels to the real servers (IPVS backend, kernel with ipip)' }),
   handler: async (args) => {
     requireRoot('lab mode');
+    if (await forwardIfUml(args.name)) return;
     process.stdout.write(`lab "${args.name}": mode ${args.mode} (${MODE_TITLES[args.mode]})\n`);
     await applyLabMode(args.name, args.mode, (l) => process.stdout.write(`${l}\n`), args.backend, args.encapsulation);
     process.stdout.write(`next: slbctl lab verify --name ${args.name}\n`);

@@ -3,7 +3,7 @@ import { MODES, Mode } from '../../model/types';
 import { verifyLabMode } from '../../verify/run';
 import { renderVerdict } from '../../verify/render';
 import { EXIT, UsageError } from '../errors';
-import { requireRoot, withLabName } from '../lab-options';
+import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
 
 interface Args { name: string; mode?: Mode; requests: number; out?: string; json: boolean }
 
@@ -17,6 +17,7 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
   handler: async (args) => {
     requireRoot('lab verify');
+    if (await forwardIfUml(args.name)) return;
     if (!Number.isInteger(args.requests) || args.requests < 1 || args.requests > 1000) throw new UsageError('--requests must be an integer from 1 to 1000');
     const report = await verifyLabMode(args.name, args.mode, args.requests, args.out);
     if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

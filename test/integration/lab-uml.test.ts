@@ -1,0 +1,57 @@
+// `lab up --provider uml`: one user-mode-linux kernel kept running between
+// commands; later commands find it by the lab's name, work through it
+// unchanged, and the pcap files come back to the host.
+import { after, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CLI_ENTRY } from '../../src/cli/entry';
+import { umlAvailable } from '../../src/uml/run';
+import { umlLab } from '../../src/uml/lab';
+import { run } from '../../src/util/exec';
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const lab = `um${process.pid % 10000}`;
+const slbctl = (...args: string[]) => run([process.execPath, CLI_ENTRY, ...args], { timeoutMs: 5 * 60 * 1000 });
+
+describe('lab on user-mode-linux', { skip: isRoot ? false : 'needs root', timeout: 10 * 60 * 1000 }, () => {
+  after(async () => {
+    await slbctl('lab', 'down', '--name', lab);
+  });
+
+  it('up, mode on IPVS, exec, verify with pcaps on the host, down', async () => {
+    assert.equal(umlAvailable(), undefined, 'user-mode-linux is installed by scripts/setup.sh');
+    const up = await slbctl('lab', 'up', '--provider', 'uml', '--name', lab);
+    assert.equal(up.code, 0, up.stdout + up.stderr);
+    const record = umlLab(lab);
+    assert.ok(record, 'the running guest is recorded under the lab name');
+
+    const mode = await slbctl('lab', 'mode', 'transparent', '--backend', 'ipvs', '--name', lab);
+    assert.equal(mode.code, 0, mode.stdout + mode.stderr);
+    assert.match(mode.stdout, /backend: ipvs/);
+
+    const ipvsadm = await slbctl('lab', 'exec', '--name', lab, 'lb', '--', 'ipvsadm', '-Ln');
+    assert.equal(ipvsadm.code, 0, ipvsadm.stdout);
+    assert.match(ipvsadm.stdout, /-> 172\.16\.75\.85:80 +Masq +1/);
+    const failing = await slbctl('lab', 'exec', '--name', lab, 'rs1', '--', 'ip', 'link', 'show', 'nosuchdev');
+    assert.equal(failing.code, 1, 'the exit code comes back from the guest');
+
+    const out = fs.mkdtempSync(path.join('/var/tmp', 'slbctl-uml-pcaps-'));
+    try {
+      const verify = await slbctl('lab', 'verify', '--name', lab, '--requests', '8', '--out', out);
+      assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+      assert.match(verify.stdout, /verdict: PASS: transparent/);
+      for (const host of ['client', 'lb', 'rs1', 'rs2']) assert.ok(fs.statSync(path.join(out, `${host}.pcap`)).size > 24, `${host}.pcap is on the host`);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+
+    const down = await slbctl('lab', 'down', '--name', lab);
+    assert.equal(down.code, 0, down.stdout + down.stderr);
+    assert.equal(umlLab(lab), undefined);
+    for (let i = 0; i < 50 && fs.existsSync(`/proc/${record.pid}`) && !fs.readFileSync(`/proc/${record.pid}/stat`, 'utf8').includes(') Z'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(!fs.existsSync(`/proc/${record.pid}`) || fs.readFileSync(`/proc/${record.pid}/stat`, 'utf8').includes(') Z'), 'the guest kernel has stopped');
+    assert.ok(!fs.existsSync(record.work), 'its job folder is gone');
+  });
+});
+

@@ -2,8 +2,8 @@
 import { BackendChoice } from '../model/types';
 import { KernelSession, closeSession, openSession } from '../engine/engine';
 
-export async function withSession<T>(choice: BackendChoice, needsNft: boolean, fn: (k: KernelSession) => Promise<T>): Promise<T> {
-  const k = await openSession(choice, needsNft);
+export async function withSession<T>(choice: BackendChoice, fn: (k: KernelSession) => Promise<T>): Promise<T> {
+  const k = await openSession(choice);
   try {
     return await fn(k);
   } finally {

@@ -38,12 +38,12 @@ function requireRoot(): void {
 
 /**
  * Checks before slbctl touches the kernel, and the backend to use. auto is
- * IPVS when the kernel has it (the genetlink lookup loads ip_vs if it can)
- * and every service can run there, nftables otherwise.
+ * IPVS when the kernel has it (the genetlink lookup loads ip_vs if it can),
+ * nftables otherwise.
  */
-export async function openSession(choice: BackendChoice, needsNft = false): Promise<KernelSession> {
+export async function openSession(choice: BackendChoice): Promise<KernelSession> {
   requireRoot();
-  if (choice === 'nft' || (choice === 'auto' && needsNft)) {
+  if (choice === 'nft') {
     requireNft();
     return { backend: 'nft', rtnl: Rtnl.open() };
   }
@@ -76,11 +76,6 @@ function findNft(): boolean {
   } catch {
     return false;
   }
-}
-
-/** Services only the nftables backend can run in this version. */
-export function needsNft(config: Config): boolean {
-  return config.services.some((s) => s.mode === 'fullnat');
 }
 
 export function closeSession(k: KernelSession): void {

@@ -2,6 +2,7 @@
 // over generic netlink. IPVS has no transactions, so every completed step
 // records its inverse and a failure rolls back what was done.
 import { IpvsClient } from '../kernel/ipvs/client';
+import { SnatRule, applySnat, readSnat } from '../kernel/iptables/snat';
 import { SvcFlag } from '../kernel/ipvs/constants';
 import { IpvsDestination, IpvsService } from '../kernel/ipvs/types';
 import { IpvsOwnership, OwnedIpvsService, readOwnership, writeOwnership } from '../kernel/ipvs/ownership';
@@ -120,6 +121,14 @@ export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: st
       const handler = handlers[op.op] as ((o: Op) => Promise<void>) | undefined;
       if (handler) await handler(op);
     }
+    // fullnat: IPVS masquerades, netfilter source-NATs to the balancer's address.
+    const wanted = snatRules(plan.desired.services);
+    const had = await readSnat().catch(() => [] as SnatRule[]);
+    if (JSON.stringify(had) !== JSON.stringify(wanted) && (wanted.length > 0 || had.length > 0)) {
+      await applySnat(wanted);
+      done.push({ what: 'source NAT rules', undo: () => applySnat(had) });
+      log(`source NAT for ${wanted.length} fullnat service(s)`);
+    }
   } catch (e) {
     for (const step of done.reverse()) {
       try {
@@ -130,6 +139,13 @@ export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: st
     }
     throw e;
   }
+}
+
+function snatRules(services: ServiceState[]): SnatRule[] {
+  return services
+    .filter((s) => s.mode === 'fullnat' && s.snatAddress)
+    .map((s) => ({ protocol: s.protocol, vip: s.vip, port: s.port, snatAddress: s.snatAddress as string }))
+    .sort((a, b) => `${a.vip}:${a.port}`.localeCompare(`${b.vip}:${b.port}`));
 }
 
 /** The ownership record after a plan: the desired services and the VIPs slbctl added. */

@@ -54,7 +54,6 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
   }
   if (backend === 'nft' && s.persistence) throw new ResolveError(where, 'persistence needs the IPVS backend; with nftables, scheduler sh keeps a client on one real server');
   if (backend === 'nft' && s.encapsulation === 'ipip') throw new ResolveError(where, 'encapsulation ipip (IPVS tunnel mode) needs the IPVS backend; the nftables backend does direct routing (MAC rewrite)');
-  if (backend === 'ipvs' && s.mode === 'fullnat') throw new ResolveError(where, 'fullnat on the IPVS backend is not available in this version (it needs source NAT beside IPVS); use backend nft for fullnat');
   const device = vipDevice(s, where, facts);
   const state: ServiceState = {
     name: s.name, vip: s.vip, port: s.port, protocol: s.protocol, mode: s.mode, scheduler: s.scheduler, device,
@@ -102,5 +101,7 @@ export function resolveConfig(config: Config, facts: HostFacts, backend: Backend
   }
   const sysctls: Record<string, string> = {};
   if (services.some((s) => s.mode !== 'dsr')) sysctls['net.ipv4.ip_forward'] = '1';
+  // IPVS keeps conntrack entries only with this on; fullnat's source NAT needs them.
+  if (backend === 'ipvs' && services.some((s) => s.mode === 'fullnat')) sysctls['net.ipv4.vs.conntrack'] = '1';
   return { backend, services, addresses, sysctls };
 }

@@ -18,6 +18,8 @@ const GUEST = path.join(__dirname, 'guest.js');
 export const IPVS_MODULES = [
   'ip_vs', 'ip_vs_rr', 'ip_vs_wrr', 'ip_vs_lc', 'ip_vs_wlc', 'ip_vs_sh', 'ip_vs_mh', 'ip_vs_sed', 'ip_vs_nq', 'ip_vs_dh',
   'ip_vs_lblc', 'ip_vs_lblcr', 'ip_vs_fo', 'ip_vs_ovf', 'ipip', 'veth', 'bridge', 'dummy', 'nf_tables', 'nft_ct', 'nft_numgen', 'nft_hash',
+  // fullnat on IPVS: source NAT beside IPVS through iptables (this kernel has no nftables NAT).
+  'nf_conntrack', 'nf_nat', 'ip_tables', 'iptable_nat', 'xt_ipvs', 'xt_nat',
 ];
 
 export function umlAvailable(): string | undefined {

@@ -17,6 +17,7 @@ import { verifyLabMode } from '../../src/verify/run';
 import { Mode } from '../../src/model/types';
 
 const cases: { mode: Mode; encapsulation?: 'ipip'; forward: RegExp }[] = [
+  { mode: 'fullnat', forward: /-> 172\.16\.75\.82:80 +Masq +1/ },
   { mode: 'transparent', forward: /-> 172\.16\.75\.82:80 +Masq +1/ },
   { mode: 'dsr', forward: /-> 172\.16\.75\.82:80 +Route +1/ },
   { mode: 'dsr', encapsulation: 'ipip', forward: /-> 172\.16\.75\.82:80 +Tunnel +1/ },
@@ -37,6 +38,10 @@ for (const c of cases) {
       const r = await labExec(lab, 'lb', ['ipvsadm', '-Ln']);
       assert.match(r.stdout, /TCP {2}172\.16\.75\.84:80 rr/);
       assert.match(r.stdout, c.forward);
+      if (c.mode === 'fullnat') {
+        const nat = await labExec(lab, 'lb', ['iptables-legacy', '-t', 'nat', '-S', 'SLBCTL-SNAT']);
+        assert.match(nat.stdout, /-m ipvs --vaddr 172\.16\.75\.84(\/32)? --vport 80 --vdir ORIGINAL -j SNAT --to-source 172\.16\.75\.83/);
+      }
     });
 
     it('verify passes by packet capture', async () => {
@@ -65,6 +70,15 @@ for (const c of cases) {
         } finally {
           conn.kill();
         }
+      });
+    }
+
+    if (c.mode === 'fullnat') {
+      it('moving the service to another mode removes the source NAT chain it owned', async () => {
+        await applyLabMode(lab, 'transparent', () => undefined, 'ipvs');
+        const nat = await labExec(lab, 'lb', ['iptables-legacy', '-t', 'nat', '-S']);
+        assert.doesNotMatch(nat.stdout, /SLBCTL-SNAT/);
+        await applyLabMode(lab, c.mode, () => undefined, 'ipvs');
       });
     }
 

@@ -186,12 +186,6 @@ const refuses: { name: string; config: Config; facts?: HostFacts; backend?: 'nft
     error: `${SVC}: encapsulation ipip (IPVS tunnel mode) needs the IPVS backend; the nftables backend does direct routing (MAC rewrite)`,
   },
   {
-    name: 'IPVS backend: fullnat',
-    config: config(web()),
-    backend: 'ipvs',
-    error: `${SVC}: fullnat on the IPVS backend is not available in this version (it needs source NAT beside IPVS); use backend nft for fullnat`,
-  },
-  {
     name: 'the failing service is named by its index and key',
     config: config(web(), web({ name: 'dns', vip: '10.99.0.53', port: 53, protocol: 'udp' })),
     error: 'services[1] (udp/10.99.0.53:53): VIP 10.99.0.53 is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP',
@@ -230,4 +224,12 @@ describe('resolveConfig refuses', () => {
       });
     });
   }
+});
+
+describe('resolveConfig for IPVS fullnat', () => {
+  it('keeps the SNAT address and asks for IPVS conntrack entries, which source NAT needs', () => {
+    const d = resolveConfig({ backend: 'ipvs', services: [web()] }, host(), 'ipvs');
+    assert.equal(d.services[0]?.snatAddress, '172.16.75.83');
+    assert.deepEqual(d.sysctls, { 'net.ipv4.ip_forward': '1', 'net.ipv4.vs.conntrack': '1' });
+  });
 });

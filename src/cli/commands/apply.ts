@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { loadConfig, withConfigOptions } from '../config-file';
 import { withSession } from '../kernel-session';
-import { executePlan, needsNft, planConfig } from '../../engine/engine';
+import { executePlan, planConfig } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
 import { BackendChoice } from '../../model/types';
 
@@ -15,7 +15,7 @@ export const applyCommand: CommandModule<object, Args> = {
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'print only the summary line' }),
   handler: async (args) => {
     const config = loadConfig(args.file);
-    await withSession(args.backend ?? config.backend, needsNft(config), async (k) => {
+    await withSession(args.backend ?? config.backend, async (k) => {
       const plan = await planConfig(k, config);
       if (plan.ops.length === 0) {
         process.stdout.write('no changes\n');

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { loadConfig, withConfigOptions } from '../config-file';
 import { withSession } from '../kernel-session';
-import { needsNft, planConfig } from '../../engine/engine';
+import { planConfig } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
 import { renderPlan } from '../../kernel/nft/render';
 import { BackendChoice } from '../../model/types';
@@ -17,7 +17,7 @@ export const planCommand: CommandModule<object, Args> = {
     .option('detailed-exitcode', { type: 'boolean', default: false, describe: 'exit 0 when there are no changes, 2 when there are' }),
   handler: async (args) => {
     const config = loadConfig(args.file);
-    const { backend, plan } = await withSession(args.backend ?? config.backend, needsNft(config), async (k) => ({ backend: k.backend, plan: await planConfig(k, config) }));
+    const { backend, plan } = await withSession(args.backend ?? config.backend, async (k) => ({ backend: k.backend, plan: await planConfig(k, config) }));
     const script = backend === 'nft' ? renderPlan(plan) : '';
     if (args.json) {
       process.stdout.write(`${JSON.stringify({ backend, ops: plan.ops, nft: script }, null, 2)}\n`);

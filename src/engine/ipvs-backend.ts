@@ -50,7 +50,11 @@ export async function observeIpvs(client: IpvsClient): Promise<KernelState & { f
     const s: ServiceState = {
       name: o.name, vip: o.vip, port: o.port, protocol: o.protocol, mode: modeOf(o, dests), device: o.device,
       scheduler: (SCHEDULERS as readonly string[]).includes(svc.scheduler) ? (svc.scheduler as Scheduler) : o.scheduler,
-      realServers: dests.map((d) => ({ address: d.address, port: d.port, weight: d.weight, connections: { active: d.activeConnections ?? 0, inactive: d.inactiveConnections ?? 0 } })),
+      realServers: dests.map((d) => ({
+        address: d.address, port: d.port, weight: d.weight,
+        connections: { active: d.activeConnections ?? 0, inactive: d.inactiveConnections ?? 0 },
+        ...(d.stats ? { counters: { packets: Number(d.stats.inpkts + d.stats.outpkts), bytes: Number(d.stats.inbytes + d.stats.outbytes) } } : {}),
+      })),
     };
     if (o.snatAddress && s.mode === 'fullnat') s.snatAddress = o.snatAddress;
     if (dests.some((d) => d.forwarding === 'tunnel')) s.encapsulation = 'ipip';

@@ -11,6 +11,8 @@ export interface RealServerState {
   mac?: string;
   /** Read back from IPVS only: its connection counters for this real server. */
   connections?: { active: number; inactive: number };
+  /** Read back from IPVS only: traffic through this real server. */
+  counters?: { packets: number; bytes: number };
 }
 
 export interface ServiceState {

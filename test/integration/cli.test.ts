@@ -120,6 +120,7 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
     },
     { name: 'an unknown mode', args: () => ['apply', '-f', config('mode.yaml', service('bridge'))], code: 2, message: /services\[0\]\.mode: "bridge" is not a known mode; use one of fullnat, transparent, dsr/ },
     { name: 'a VIP on no interface', args: () => ['apply', '-f', config('novip.yaml', service('fullnat', '192.0.2.10'))], code: 2, message: /VIP 192\.0\.2\.10 is on no interface/ },
+    { name: 'the IPVS backend on a kernel without IPVS', args: () => ['apply', '--backend', 'ipvs', '-f', config('ipvs.yaml', service('dsr'))], code: 3, message: /backend ipvs: the kernel has no IPVS .*modprobe ip_vs/ },
     { name: 'a missing config file', args: () => ['apply', '-f', path.join(dir, 'nope.yaml')], code: 2, message: /cannot read config .*nope\.yaml: no such file/ },
     {
       name: 'a missing nft binary',

@@ -13,7 +13,7 @@ function render(backend: Backend, kernel: KernelState): string {
     rows.push([serviceKey(s), s.name, s.mode, s.scheduler, `${s.device} ${via}`, '', '', '', String(s.counters?.packets ?? '-'), String(s.counters?.bytes ?? '-')]);
     for (const r of s.realServers) {
       const conns = r.connections ? `${r.connections.active}/${r.connections.inactive}` : '-';
-      rows.push(['', '', '', '', '', `${r.address}:${r.port}${r.mac ? ` (${r.mac})` : ''}`, String(r.weight), conns, '', '']);
+      rows.push(['', '', '', '', '', `${r.address}:${r.port}${r.mac ? ` (${r.mac})` : ''}`, String(r.weight), conns, String(r.counters?.packets ?? ''), String(r.counters?.bytes ?? '')]);
     }
   }
   const owned = kernel.ownedAddresses.map((a) => `${a.address} on ${a.device}`).join(', ');

@@ -82,10 +82,10 @@ export async function startUmlLab(lab: string, log: (line: string) => void): Pro
   const work = fs.mkdtempSync(path.join('/var/tmp', `slbctl-uml-${lab}-`));
   const job: UmlJob = { argv: [], cwd: process.cwd(), modules: IPVS_MODULES, env: {}, timeoutMs: 0, agent: true };
   fs.writeFileSync(path.join(work, 'job.json'), JSON.stringify(job));
-  const console = fs.openSync(path.join(work, 'console.log'), 'a');
-  const child = spawn(UML_KERNEL, umlKernelArgs(work, 1024), { detached: true, stdio: ['ignore', console, console], env: { ...process.env, TMPDIR: os.tmpdir() } });
+  const consoleLog = fs.openSync(path.join(work, 'console.log'), 'a');
+  const child = spawn(UML_KERNEL, umlKernelArgs(work, 1024), { detached: true, stdio: ['ignore', consoleLog, consoleLog], env: { ...process.env, TMPDIR: os.tmpdir() } });
   child.unref();
-  fs.closeSync(console);
+  fs.closeSync(consoleLog);
   const record: UmlLabRecord = { lab, pid: child.pid ?? 0, work, startedAt: new Date().toISOString() };
   const started = Date.now();
   while (!fs.existsSync(path.join(work, 'ready'))) {

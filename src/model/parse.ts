@@ -2,6 +2,7 @@
 // Pure: the caller reads the file.
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { isIPv4, isNetmask } from './ip';
+import { HEALTH_KEYS, HealthCheck, checkHealth } from './health';
 import {
   BACKENDS, BackendChoice, Config, ENCAPSULATIONS, Encapsulation, MODES, Mode, PROTOCOLS, Protocol, RealServer, SCHEDULERS, SCHEDULER_ALIASES,
   Persistence, Scheduler, Service, realServerKey, serviceKey,
@@ -20,7 +21,7 @@ export type ParseResult = { ok: true; config: Config } | { ok: false; issues: Co
 
 type PathPart = string | number;
 
-const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'persistence', 'realServers'];
+const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'persistence', 'healthCheck', 'realServers'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
 const TOP_KEYS = ['backend', 'services'];
@@ -144,6 +145,15 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
       if (timeoutOk && netmask !== undefined && isNetmask(netmask)) persistence = { timeout: t as number, netmask };
     }
   }
+  let healthCheck: HealthCheck | undefined;
+  if (raw.healthCheck !== undefined) {
+    const hp = [...path, 'healthCheck'];
+    if (!isRecord(raw.healthCheck)) c.fail(hp, 'must be a mapping (type, interval, timeout, rise, fall …)');
+    else {
+      c.unknownKeys(raw.healthCheck, HEALTH_KEYS, hp);
+      healthCheck = checkHealth(raw.healthCheck, (key, message) => c.fail(key ? [...hp, key] : hp, message));
+    }
+  }
   const realServers: RealServer[] = [];
   if (!Array.isArray(raw.realServers) || raw.realServers.length === 0) {
     c.fail([...path, 'realServers'], 'is required: a list of at least one real server');
@@ -166,6 +176,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
   if (snatAddress !== undefined) service.snatAddress = snatAddress;
   if (encapsulation === 'ipip') service.encapsulation = encapsulation;
   if (persistence) service.persistence = persistence;
+  if (healthCheck) service.healthCheck = healthCheck;
   return service;
 }
 

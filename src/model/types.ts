@@ -1,5 +1,6 @@
 // The desired state: what the operator asks for, validated and normalised.
 // Pure data; the kernel backends translate it.
+import type { HealthCheck } from './health';
 
 export const MODES = ['fullnat', 'transparent', 'dsr'] as const;
 export type Mode = (typeof MODES)[number];
@@ -45,6 +46,8 @@ export interface Service {
   encapsulation?: Encapsulation;
   /** IPVS only: a client (its address under the netmask) keeps its real server for `timeout` seconds. */
   persistence?: Persistence;
+  /** How each real server's health is checked (used by `slbctl run`). */
+  healthCheck?: HealthCheck;
   realServers: RealServer[];
 }
 

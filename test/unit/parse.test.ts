@@ -127,7 +127,7 @@ const accepted: { name: string; text: string; config: Config }[] = [
 
 // ---------------------------------------------------------------- rejected
 
-const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, snatAddress, encapsulation, persistence, realServers';
+const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, snatAddress, encapsulation, persistence, healthCheck, realServers';
 
 const rejected: { name: string; text: string; issues: string[] }[] = [
   {
@@ -483,4 +483,33 @@ describe('persistence', () => {
       'services[0].persistence.netmask: 255.0.255.0 is not a netmask (contiguous ones, e.g. 255.255.255.0)',
     ]);
   });
+});
+
+describe('healthCheck', () => {
+  const base = `services:\n  - vip: 172.16.75.84\n    port: 80\n    mode: fullnat\n    realServers: [{ address: 172.16.75.82 }]\n`;
+  const withCheck = (hc: string) => base.replace('mode: fullnat', `mode: fullnat\n    healthCheck: ${hc}`);
+  it('fills in the documented defaults', () => {
+    const r = parseConfig(withCheck('{ type: http, body: ok }'));
+    assert.ok(r.ok);
+    assert.deepEqual(r.config.services[0]?.healthCheck, { type: 'http', expectStatus: [200, 399], body: 'ok', intervalMs: 1000, timeoutMs: 800, rise: 2, fall: 3 });
+  });
+  it('reads durations and ranges', () => {
+    const r = parseConfig(withCheck('{ type: https, url: "https://{address}/health", expectStatus: "200-204", interval: 200ms, timeout: 150ms, rise: 1, fall: 2 }'));
+    assert.ok(r.ok);
+    assert.deepEqual(r.config.services[0]?.healthCheck, { type: 'https', url: 'https://{address}/health', expectStatus: [200, 204], intervalMs: 200, timeoutMs: 150, rise: 1, fall: 2 });
+  });
+  const refused: [string, string, string][] = [
+    ['a timeout longer than the interval', '{ type: tcp, interval: 1s, timeout: 2s }', 'services[0].healthCheck.timeout: 2000ms is longer than the interval (1000ms): a check must end before the next one starts'],
+    ['a URL that is not HTTP(S)', '{ type: http, url: "ftp://172.16.75.82/" }', 'services[0].healthCheck.url: "ftp://172.16.75.82/" is not an http:// or https:// URL'],
+    ['a command that does not exist', '{ type: command, command: [no-such-probe, "{address}"] }', 'services[0].healthCheck.command: "no-such-probe" is not on PATH'],
+    ['an interval below the fastest', '{ type: tcp, interval: 10ms, timeout: 5ms }', 'services[0].healthCheck.interval: 10ms is below the fastest interval, 100ms'],
+    ['an unknown type', '{ type: icmp6 }', 'services[0].healthCheck.type: "icmp6" is not a health check type; use one of tcp, http, https, command'],
+  ];
+  for (const [name, hc, message] of refused) {
+    it(`refuses ${name} at validation time`, () => {
+      const r = parseConfig(withCheck(hc));
+      assert.ok(!r.ok);
+      assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), [message]);
+    });
+  }
 });

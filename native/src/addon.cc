@@ -61,10 +61,13 @@ static Napi::Value LeaveNetns(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   int saved = info[0].As<Napi::Number>().Int32Value();
+  if (saved < 0) return Fail(env, "leaveNetns", EBADF);
   int rc = setns(saved, CLONE_NEWNET);
   int err = errno;
   close(saved);
-  if (rc != 0) return Fail(env, "return to the original network namespace", err);
+  // Not recoverable by the caller: the main thread stays in the lab host's
+  // namespace and every socket opened later would silently land there too.
+  if (rc != 0) return Fail(env, "could not return this thread to its original network namespace", err);
   return env.Undefined();
 }
 

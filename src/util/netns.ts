@@ -1,5 +1,13 @@
-// Typed access to the native addon: run synchronous code inside a named
-// network namespace (for the calling thread only), and read MACs there.
+// Typed access to the native addon (native/): run synchronous code with the
+// calling thread inside a named network namespace, and read MACs there.
+//
+// Why: `lab verify` captures on the client, the balancer and every real
+// server at once from this one process. A socket stays in the namespace it
+// was created in, so entering a host's namespace just long enough to open its
+// pcap socket, then coming back, gives one live capture per host without a
+// tcpdump child each. setns(CLONE_NEWNET) changes only the calling thread and
+// is allowed in a multithreaded process (unlike user namespaces), so Node's
+// worker threads and libuv's pool are unaffected.
 import * as path from 'node:path';
 
 interface NativeAddon {
@@ -9,6 +17,7 @@ interface NativeAddon {
   interfaceMac(ifname: string): string;
 }
 
+// dist/src/util/netns.js -> the repository root.
 const ADDON_PATH = path.join(__dirname, '..', '..', '..', 'native', 'build', 'Release', 'slbctl_native.node');
 let addon: NativeAddon | undefined;
 
@@ -17,7 +26,8 @@ function native(): NativeAddon {
     try {
       addon = require(ADDON_PATH) as NativeAddon;
     } catch (e) {
-      throw new Error(`the native addon is not built (${ADDON_PATH}): run \`npm run setup\` (${(e as Error).message.split('\n')[0]})`);
+      const why = (e as Error).message.split('\n')[0];
+      throw new Error(`the native addon is not built (${ADDON_PATH}): run \`npm run build\` (${why})`);
     }
   }
   return addon;
@@ -25,12 +35,17 @@ function native(): NativeAddon {
 
 /**
  * Run `fn` with the calling thread inside /run/netns/<name> and always come
- * back. Synchronous only: an await inside would let other code run in the
- * wrong namespace. Sockets opened inside stay in that namespace.
+ * back, even when `fn` throws. Synchronous only: an await inside would let
+ * other code run in the wrong namespace, and a socket whose syscall is
+ * deferred (most of node:net) would be created after we left. An undefined
+ * name runs `fn` in the current namespace.
  */
 export function inNetns<T>(name: string | undefined, fn: () => T): T {
   if (name === undefined) return fn();
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`bad network namespace name ${JSON.stringify(name)}`);
+  // A name, not a path: nothing outside /run/netns can be entered by accident.
+  if (!/^[A-Za-z0-9_.-]+$/.test(name) || name === '.' || name === '..') {
+    throw new Error(`bad network namespace name ${JSON.stringify(name)}`);
+  }
   const n = native();
   const saved = n.enterNetns(`/run/netns/${name}`);
   try {
@@ -40,10 +55,12 @@ export function inNetns<T>(name: string | undefined, fn: () => T): T {
   }
 }
 
+/** MAC of `ifname` as seen in namespace `netns` (undefined: the current one). */
 export function interfaceMac(netns: string | undefined, ifname: string): string {
   return inNetns(netns, () => native().interfaceMac(ifname));
 }
 
+/** Inode of the calling thread's network namespace: equal inodes, same namespace. */
 export function netnsInode(): number {
   return native().netnsInode();
 }

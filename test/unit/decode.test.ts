@@ -6,6 +6,8 @@ import { PSH_ACK, SYN, SYN_ACK, ethernet, ipv4, ipv6, rng, tcp, udp } from '../h
 
 const CLIENT_MAC = '02:00:00:00:00:40';
 const LB_MAC = '02:00:00:00:00:83';
+const V6_SRC = [0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), 1];
+const V6_DST = [0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), 2];
 const frame = (data: Buffer) => ({ tsMicros: 1, wireLength: data.length, data });
 const decode = (data: Buffer, link: LinkType = 'ETHERNET') => decodeFrame(frame(data), link);
 
@@ -53,15 +55,50 @@ describe('decodeFrame', () => {
   });
 
   it('IPv6 with a hop-by-hop extension header', () => {
-    const src = [0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), 1];
-    const dst = [0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), 2];
     const hopByHop = Buffer.from([6, 0, 1, 4, 0, 0, 0, 0]);
-    const p = decode(ethernet(LB_MAC, CLIENT_MAC, 0x86dd, ipv6(src, dst, 0, Buffer.concat([hopByHop, tcp(1234, 80, SYN)]))));
+    const p = decode(ethernet(LB_MAC, CLIENT_MAC, 0x86dd, ipv6(V6_SRC, V6_DST, 0, Buffer.concat([hopByHop, tcp(1234, 80, SYN)]))));
     assert.equal(p.error, undefined);
     assert.equal(p.ip?.src, '2001:db8::1');
     assert.equal(p.ip?.dst, '2001:db8::2');
     assert.equal(p.ip?.protocol, 6);
     assert.equal(p.transport?.kind === 'tcp' && p.transport.dstPort, 80);
+  });
+
+  it('IPv6 in IPv4 (protocol 41) and IPv4 in IPv6 (next header 4)', () => {
+    const v6 = ipv6(V6_SRC, V6_DST, 6, tcp(1234, 80, SYN));
+    const p = decode(ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('172.16.75.83', '172.16.75.82', 41, v6)));
+    assert.equal(p.error, undefined);
+    assert.equal(p.outer?.protocol, 41);
+    assert.equal(p.ip?.version, 6);
+    assert.equal(p.ip?.dst, '2001:db8::2');
+    const q = decode(ethernet(LB_MAC, CLIENT_MAC, 0x86dd, ipv6(V6_SRC, V6_DST, 4, ipv4('10.8.21.40', '172.16.75.84', 17, udp(1, 53, Buffer.alloc(2))))));
+    assert.equal(q.error, undefined);
+    assert.equal(q.outer?.src, '2001:db8::1');
+    assert.deepEqual(q.transport, { kind: 'udp', srcPort: 1, dstPort: 53, payloadLength: 2 });
+  });
+
+  it('only the first IPv4 fragment has a transport header', () => {
+    const later = ipv4('10.8.21.40', '172.16.75.84', 6, Buffer.alloc(24, 0xee));
+    later.writeUInt16BE(0x00b9, 6); // fragment offset 185 * 8, no flags
+    const p = decode(ethernet(LB_MAC, CLIENT_MAC, 0x0800, later));
+    assert.equal(p.error, undefined);
+    assert.deepEqual(p.transport, { kind: 'other' });
+    assert.equal(formatPacket(p), '10.8.21.40 > 172.16.75.84 proto 6');
+  });
+
+  it('a frame cut by the snap length keeps the IP-declared payload length and says so', () => {
+    const whole = ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('172.16.75.82', '10.8.21.40', 6, tcp(80, 51234, PSH_ACK, Buffer.alloc(1000))));
+    const p = decode(whole.subarray(0, 14 + 20 + 20 + 10));
+    assert.equal(p.transport?.kind === 'tcp' && p.transport.payloadLength, 1000);
+    assert.match(p.error ?? '', /IPv4 packet truncated \(990 bytes missing\)/);
+  });
+
+  it('ICMP is named in the summary; malformed IPv4 lengths are reported', () => {
+    const ping = decode(ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('192.0.2.1', '192.0.2.2', 1, Buffer.alloc(64))));
+    assert.equal(formatPacket(ping), '192.0.2.1 > 192.0.2.2 icmp');
+    const bad = ipv4('192.0.2.1', '192.0.2.2', 6, tcp(1, 2, SYN));
+    bad.writeUInt16BE(12, 2); // total length below the header length
+    assert.match(decode(bad, 'RAW').error ?? '', /total length 12/);
   });
 
   it('RAW and Linux cooked link types', () => {
@@ -79,12 +116,17 @@ describe('decodeFrame', () => {
   });
 
   it('a frame cut at every offset never throws and says what is missing', () => {
-    const whole = ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('10.8.21.40', '172.16.75.84', 4, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(1, 80, SYN))));
-    for (let n = 0; n < whole.length; n++) {
-      const p = decode(whole.subarray(0, n));
-      assert.ok(p.error, `cut at ${n} bytes reports an error`);
+    const wholes = [
+      ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('10.8.21.40', '172.16.75.84', 4, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(1, 80, SYN, Buffer.from('GET /'))))),
+      ethernet(LB_MAC, CLIENT_MAC, 0x86dd, ipv6(V6_SRC, V6_DST, 0, Buffer.concat([Buffer.from([17, 0, 1, 4, 0, 0, 0, 0]), udp(5353, 53, Buffer.from('q'))])), 75),
+    ];
+    for (const whole of wholes) {
+      for (let n = 0; n < whole.length; n++) {
+        const p = decode(whole.subarray(0, n));
+        assert.ok(p.error, `cut at ${n} of ${whole.length} bytes reports an error`);
+      }
+      assert.equal(decode(whole).error, undefined);
     }
-    assert.equal(decode(whole).error, undefined);
   });
 
   it('fuzz: 20,000 random buffers and mutations of valid frames never throw', () => {

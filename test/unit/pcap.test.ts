@@ -1,4 +1,4 @@
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,6 +23,35 @@ describe('pcap files', () => {
     assert.deepEqual(back.frames, frames);
   });
 
+  it('reads big-endian files, nanosecond timestamps, and drops a half-written last record', () => {
+    const data = frames[0]?.data as Buffer;
+    const header = Buffer.alloc(24);
+    header.writeUInt32BE(0xa1b23c4d, 0); // nanosecond magic, written big-endian
+    header.writeUInt16BE(2, 4);
+    header.writeUInt16BE(4, 6);
+    header.writeUInt32BE(65535, 16);
+    header.writeUInt32BE(101, 20);
+    const record = Buffer.alloc(16);
+    record.writeUInt32BE(1_700_000_000, 0);
+    record.writeUInt32BE(123_456_789, 4);
+    record.writeUInt32BE(data.length, 8);
+    record.writeUInt32BE(data.length + 100, 12);
+    const back = decodePcap(Buffer.concat([header, record, data, record, data.subarray(0, 10)]));
+    assert.equal(back.linkType, 'RAW');
+    assert.deepEqual(back.frames, [{ tsMicros: 1_700_000_000_123_456, wireLength: data.length + 100, data }]);
+  });
+
+  it('writes the classic header: host byte order, version 2.4, snap length 65535, link type', () => {
+    writePcap(file, 'LINUX_SLL', []);
+    const header = fs.readFileSync(file);
+    const u32 = (o: number) => (os.endianness() === 'LE' ? header.readUInt32LE(o) : header.readUInt32BE(o));
+    assert.equal(header.length, 24);
+    assert.equal(u32(0), 0xa1b2c3d4);
+    assert.equal(u32(4), os.endianness() === 'LE' ? 0x00040002 : 0x00020004);
+    assert.equal(u32(16), 65535);
+    assert.equal(u32(20), 113);
+  });
+
   it('rejects what is not a pcap file', () => {
     assert.throws(() => decodePcap(Buffer.from('not a capture, just some text')), /bad magic/);
   });
@@ -33,9 +62,15 @@ describe('pcap files', () => {
       return;
     }
     writePcap(file, 'ETHERNET', frames);
-    const r = await run(['tshark', '-r', file, '-T', 'fields', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'tcp.dstport']);
+    const r = await run(['tshark', '-r', file, '-T', 'fields', '-e', 'frame.time_epoch', '-e', 'ip.src', '-e', 'tcp.dstport']);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, '10.8.21.40\t172.16.75.84\t80\n172.16.75.83\t172.16.75.82\t80\n');
-    fs.rmSync(dir, { recursive: true, force: true });
+    // Compare times to the microsecond: tshark versions print epoch times differently.
+    const rows = r.stdout.trimEnd().split('\n').map((l) => l.split('\t'));
+    assert.deepEqual(rows.map(([time, src, port]) => [Math.round(Number(time) * 1e6), src, port]), [
+      [1_700_000_000_123_456, '10.8.21.40', '80'],
+      [1_700_000_000_223_456, '172.16.75.83', '80'],
+    ]);
   });
+
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
 });

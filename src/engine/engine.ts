@@ -9,6 +9,7 @@ import { applyScript, listTable, requireNft } from '../kernel/nft/client';
 import { observeFromListings } from '../kernel/nft/observe';
 import { renderPlan } from '../kernel/nft/render';
 import { IpvsClient } from '../kernel/ipvs/client';
+import { findCommand } from '../util/exec';
 import { plan as makePlan } from '../plan/planner';
 import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
@@ -61,20 +62,11 @@ export async function openSession(choice: BackendChoice): Promise<KernelSession>
 /** A session on exactly this backend, or undefined when this host does not have it (root is still required). */
 export async function sessionIfAvailable(backend: Backend): Promise<KernelSession | undefined> {
   requireRoot();
-  if (backend === 'nft') return findNft() ? { backend: 'nft', rtnl: Rtnl.open() } : undefined;
+  if (backend === 'nft') return findCommand('nft') ? { backend: 'nft', rtnl: Rtnl.open() } : undefined;
   try {
     return { backend: 'ipvs', rtnl: Rtnl.open(), ipvs: await IpvsClient.open() };
   } catch {
     return undefined;
-  }
-}
-
-function findNft(): boolean {
-  try {
-    requireNft();
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -128,16 +120,12 @@ export async function planDestroy(k: KernelSession): Promise<Plan> {
   return makePlan(desired, await observe(k, []));
 }
 
-export interface ExecuteResult {
-  nftScript: string;
-}
-
 /**
  * Execute a plan. nftables changes are one transaction; IPVS changes undo
  * themselves on failure; sysctls and addresses go first and are undone if
  * what follows fails: the kernel is left as it was.
  */
-export async function executePlan(k: KernelSession, plan: Plan, log: (line: string) => void = () => undefined): Promise<ExecuteResult> {
+export async function executePlan(k: KernelSession, plan: Plan, log: (line: string) => void = () => undefined): Promise<void> {
   const nftScript = k.backend === 'nft' ? renderPlan(plan) : '';
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
   let indexes: Map<string, number> | undefined;
@@ -181,6 +169,5 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     await k.rtnl.deleteAddress(await ifindex(op.device), op.address, 32);
     log(`address ${op.address}/32 removed from ${op.device}`);
   }
-  return { nftScript };
 }
 

@@ -38,8 +38,6 @@ export function umlKernelArgs(work: string, memoryMb: number): string[] {
   ];
 }
 
-export const PROJECT_ROOT = ROOT;
-
 export interface UmlResult {
   code: number;
   output: string;

@@ -37,10 +37,3 @@ export async function applyScript(script: string): Promise<void> {
   const r = await run([requireNft(), '-f', '-'], { input: script });
   if (r.code !== 0) throw new NftError('transaction rejected, nothing was changed', r.stderr.trim().split('\n').slice(0, 6).join('\n'));
 }
-
-/** Check a script without committing it (nft --check). */
-export async function checkScript(script: string): Promise<void> {
-  if (!script) return;
-  const r = await run([requireNft(), '--check', '-f', '-'], { input: script });
-  if (r.code !== 0) throw new NftError('transaction check failed', r.stderr.trim().split('\n').slice(0, 6).join('\n'));
-}

@@ -5,6 +5,7 @@ import { RtnlError } from '../kernel/rtnl/rtnl';
 import { PreflightError } from '../engine/engine';
 import { ResolveError } from '../engine/resolve';
 import { LabError } from '../lab/errors';
+import { ConfigFileError } from '../model/load';
 
 export const EXIT = {
   ok: 0,
@@ -29,7 +30,7 @@ export class UsageError extends Error {
 
 export function exitCodeFor(e: unknown): number {
   if (e instanceof UsageError) return e.exitCode;
-  if (e instanceof ResolveError) return EXIT.config;
+  if (e instanceof ResolveError || e instanceof ConfigFileError) return EXIT.config;
   if (e instanceof PreflightError) return EXIT.preflight;
   if (e instanceof NftError && /binary not found/.test(e.message)) return EXIT.preflight;
   if (e instanceof NftError || e instanceof RtnlError) return EXIT.kernel;

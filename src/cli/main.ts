@@ -7,6 +7,7 @@ import { statusCommand } from './commands/status';
 import { validateCommand } from './commands/validate';
 import { labCommand } from './commands/lab';
 import { demoCommand } from './commands/demo';
+import { runCommand } from './commands/run';
 import { EXIT, report } from './errors';
 
 export async function main(argv: string[]): Promise<void> {
@@ -19,6 +20,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(applyCommand)
     .command(statusCommand)
     .command(destroyCommand)
+    .command(runCommand)
     .command(labCommand)
     .command(demoCommand)
     .demandCommand(1, 'name a command; see slbctl --help')

@@ -103,5 +103,7 @@ export function resolveConfig(config: Config, facts: HostFacts, backend: Backend
   if (services.some((s) => s.mode !== 'dsr')) sysctls['net.ipv4.ip_forward'] = '1';
   // IPVS keeps conntrack entries only with this on; fullnat's source NAT needs them.
   if (backend === 'ipvs' && services.some((s) => s.mode === 'fullnat')) sysctls['net.ipv4.vs.conntrack'] = '1';
+  // A UDP real server that fails its checks leaves the service; with this on, IPVS drops its stale entries at the next datagram and schedules it anew.
+  if (backend === 'ipvs' && config.services.some((s) => s.protocol === 'udp' && s.healthCheck)) sysctls['net.ipv4.vs.expire_nodest_conn'] = '1';
   return { backend, services, addresses, sysctls };
 }

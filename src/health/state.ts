@@ -38,9 +38,3 @@ export function observe(status: HealthStatus, result: CheckResult, timing: Pick<
   const reason = result.ok ? `${streak} checks passed (${result.detail})` : `${streak} checks failed (last: ${result.detail})`;
   return { status: { ...next, state: to, changedAt: now, reason }, transition: { from: status.state, to, reason } };
 }
-
-/** The weight the planner should program for a configured weight and a health state. */
-export function effectiveWeight(configured: number, state: HealthState): number {
-  // A server not (yet) known to be up gets no new connections; existing ones finish (quiescent).
-  return state === 'up' ? configured : 0;
-}

@@ -5,7 +5,7 @@ import { isIPv4, isNetmask } from './ip';
 import { HEALTH_KEYS, HealthCheck, checkHealth } from './health';
 import {
   BACKENDS, BackendChoice, Config, ENCAPSULATIONS, Encapsulation, MODES, Mode, PROTOCOLS, Protocol, RealServer, SCHEDULERS, SCHEDULER_ALIASES,
-  Persistence, Scheduler, Service, realServerKey, serviceKey,
+  FAILURE_POLICIES, FailurePolicy, Persistence, Scheduler, Service, realServerKey, serviceKey,
 } from './types';
 
 export interface ConfigIssue {
@@ -21,7 +21,8 @@ export type ParseResult = { ok: true; config: Config } | { ok: false; issues: Co
 
 type PathPart = string | number;
 
-const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'persistence', 'healthCheck', 'realServers'];
+const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'persistence', 'healthCheck', 'failurePolicy', 'sorryServer', 'realServers'];
+const SORRY_KEYS = ['address', 'port'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
 const TOP_KEYS = ['backend', 'services'];
@@ -154,6 +155,21 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
       healthCheck = checkHealth(raw.healthCheck, (key, message) => c.fail(key ? [...hp, key] : hp, message));
     }
   }
+  const failurePolicy = raw.failurePolicy === undefined ? undefined : c.oneOf<FailurePolicy>(raw.failurePolicy, FAILURE_POLICIES, [...path, 'failurePolicy'], 'failure policy');
+  if (failurePolicy !== undefined && raw.healthCheck === undefined) c.fail([...path, 'failurePolicy'], 'needs a healthCheck: without one, no real server ever fails');
+  let sorryServer: { address: string; port: number } | undefined;
+  if (raw.sorryServer !== undefined) {
+    const sp = [...path, 'sorryServer'];
+    if (!isRecord(raw.sorryServer)) c.fail(sp, 'must be a mapping with address and optionally port');
+    else {
+      c.unknownKeys(raw.sorryServer, SORRY_KEYS, sp);
+      const address = raw.sorryServer.address === undefined ? (c.fail([...sp, 'address'], 'is required'), undefined) : c.ipv4(raw.sorryServer.address, [...sp, 'address']);
+      const sorryPort = raw.sorryServer.port === undefined ? port : c.port(raw.sorryServer.port, [...sp, 'port']);
+      if (mode === 'dsr' && sorryPort !== undefined && port !== undefined && sorryPort !== port) c.fail([...sp, 'port'], `is ${sorryPort} but the service port is ${port}: direct server return cannot change the port`);
+      if (raw.healthCheck === undefined) c.fail(sp, 'needs a healthCheck: the sorry server serves when every real server is down');
+      if (address !== undefined && sorryPort !== undefined) sorryServer = { address, port: sorryPort };
+    }
+  }
   const realServers: RealServer[] = [];
   if (!Array.isArray(raw.realServers) || raw.realServers.length === 0) {
     c.fail([...path, 'realServers'], 'is required: a list of at least one real server');
@@ -177,6 +193,11 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
   if (encapsulation === 'ipip') service.encapsulation = encapsulation;
   if (persistence) service.persistence = persistence;
   if (healthCheck) service.healthCheck = healthCheck;
+  if (failurePolicy) service.failurePolicy = failurePolicy;
+  if (sorryServer) {
+    if (realServers.some((r) => r.address === sorryServer.address && r.port === sorryServer.port)) c.fail([...path, 'sorryServer'], `${sorryServer.address}:${sorryServer.port} is also a real server; the sorry server serves only when they are all down`);
+    else service.sorryServer = sorryServer;
+  }
   return service;
 }
 

@@ -48,8 +48,19 @@ export interface Service {
   persistence?: Persistence;
   /** How each real server's health is checked (used by `slbctl run`). */
   healthCheck?: HealthCheck;
+  /** What `slbctl run` does with a real server that fails its checks (default quiesce: weight 0). */
+  failurePolicy?: FailurePolicy;
+  /** Serves when every real server is down or drained (slbctl run). */
+  sorryServer?: { address: string; port: number };
   realServers: RealServer[];
 }
+
+/**
+ * quiesce: weight 0, no new connections, existing ones finish; remove: the
+ * real server leaves the service until it passes `rise` checks again.
+ */
+export const FAILURE_POLICIES = ['quiesce', 'remove'] as const;
+export type FailurePolicy = (typeof FAILURE_POLICIES)[number];
 
 export interface Persistence {
   timeout: number;

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { HealthStatus, INITIAL, effectiveWeight, observe } from '../../src/health/state';
+import { HealthStatus, INITIAL, observe } from '../../src/health/state';
 
 const ok = { ok: true, detail: 'HTTP 200', millis: 1 };
 const bad = { ok: false, detail: 'connection refused', millis: 1 };
@@ -31,10 +31,4 @@ describe('health state machine (rise 2, fall 3)', () => {
   for (const [name, results, states, transitions] of cases) {
     it(name, () => assert.deepEqual(run(results), { states, transitions }));
   }
-
-  it('only an up server gets its configured weight (quiescent otherwise)', () => {
-    assert.equal(effectiveWeight(5, 'up'), 5);
-    assert.equal(effectiveWeight(5, 'down'), 0);
-    assert.equal(effectiveWeight(5, 'unknown'), 0);
-  });
 });

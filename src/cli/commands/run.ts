@@ -1,0 +1,51 @@
+import type { CommandModule } from 'yargs';
+import { withConfigOptions } from '../config-file';
+import { BackendChoice } from '../../model/types';
+import { parseDuration } from '../../model/health';
+import { Controller } from '../../controller/controller';
+import { LOG_FORMATS, LogFormat, createLogger } from '../../controller/log';
+import { parseListen } from '../../controller/metrics';
+import { UsageError } from '../errors';
+import { runningController } from '../../controller/records';
+
+interface Args { file: string; backend?: BackendChoice; 'log-format': LogFormat; metrics: string; resync?: string }
+
+export const DEFAULT_METRICS = '127.0.0.1:9469';
+
+export const runCommand: CommandModule<object, Args> = {
+  command: 'run',
+  describe: 'Apply the config and keep the kernel matching it: health checks set weights, SIGHUP or saving the file reloads, changes made behind slbctl\'s back are repaired',
+  builder: (y) => withConfigOptions(y)
+    .option('log-format', { choices: LOG_FORMATS, default: 'text' as LogFormat, describe: 'text: one readable line an event; json: one JSON object a line' })
+    .option('metrics', { type: 'string', default: DEFAULT_METRICS, describe: 'address:port for the Prometheus /metrics endpoint; "off" for none' })
+    .option('resync', { type: 'string', describe: 'how often the kernel is compared with the config, e.g. 500ms (default: the shortest check interval, or 1s)' })
+    .epilogue('Signals: SIGHUP reloads the file, SIGUSR1 re-applies now, SIGTERM/SIGINT stop checking (the kernel keeps serving what is programmed; `slbctl destroy` removes it).'),
+  handler: async (args) => {
+    const metrics = args.metrics === 'off' ? undefined : parseListen(args.metrics);
+    if (args.metrics !== 'off' && !metrics) throw new UsageError(`--metrics ${JSON.stringify(args.metrics)} is not address:port (e.g. ${DEFAULT_METRICS}) or off`);
+    let resyncMs: number | undefined;
+    if (args.resync !== undefined) {
+      resyncMs = parseDuration(args.resync);
+      if (resyncMs === undefined || resyncMs < 100) throw new UsageError(`--resync ${JSON.stringify(args.resync)} is not a duration of at least 100ms (e.g. "500ms", "2s")`);
+    }
+    const other = runningController();
+    if (other && other.pid !== process.pid) throw new UsageError(`slbctl run is already running in this network namespace (pid ${other.pid}, ${other.file}); stop it first`);
+    const logger = createLogger(args['log-format']);
+    const controller = await Controller.start({
+      file: args.file, logger,
+      ...(args.backend ? { backend: args.backend } : {}),
+      ...(metrics ? { metrics } : {}),
+      ...(resyncMs ? { resyncMs } : {}),
+    });
+    await new Promise<void>((resolve) => {
+      process.on('SIGHUP', () => void controller.reload('SIGHUP'));
+      process.on('SIGUSR1', () => void controller.reconcile('SIGUSR1'));
+      const stop = (signal: string) => {
+        logger.log('info', 'stop', `${signal}: stopping; the kernel keeps serving what is programmed`);
+        void controller.stop().then(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+  },
+};

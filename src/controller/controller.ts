@@ -1,0 +1,397 @@
+// The long-running controller (`slbctl run`): health checks decide each real
+// server's weight, and every change (health, reload, drain, drift) goes
+// through the same observe -> plan -> execute path as `slbctl apply`.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as http from 'node:http';
+import { BackendChoice, Config, realServerKey, serviceKey } from '../model/types';
+import { KernelSession, closeSession, executePlan, openSession, planConfig } from '../engine/engine';
+import { ObservedState } from '../plan/types';
+import { formatPlan } from '../plan/format';
+import { loadConfigFile } from '../model/load';
+import { Checker, CheckResult, CheckTiming } from '../health/types';
+import { HealthStatus, INITIAL, observe as observeHealth } from '../health/state';
+import { checkerFor } from './checkers';
+import { Effective, RealServerDecision, effectiveConfig } from './effective';
+import { Logger } from './log';
+import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
+import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
+import { expireUdpFlows } from './conntrack';
+
+export interface ControllerOptions {
+  file: string;
+  backend?: BackendChoice;
+  logger: Logger;
+  /** Where /metrics listens; undefined: no metrics endpoint. */
+  metrics?: { host: string; port: number };
+  /** How often the kernel is compared with the desired state (default: the shortest check interval, or 1 s). */
+  resyncMs?: number;
+}
+
+interface Monitor {
+  service: string;
+  realServer: string;
+  checker: Checker;
+  timing: CheckTiming;
+  signature: string;
+  status: HealthStatus;
+  last?: CheckResult & { at: number };
+  counters: RealServerCounters;
+  timer?: NodeJS.Timeout;
+  stopped: boolean;
+}
+
+type KernelRs = { active?: number; inactive?: number; packets?: number; bytes?: number };
+
+const monitorKey = (service: string, realServer: string) => `${service}|${realServer}`;
+
+export class Controller {
+  private config: Config;
+  private k: KernelSession | undefined;
+  private readonly monitors = new Map<string, Monitor>();
+  /** The effective config last found in the kernel or put there: an unchanged one with a non-empty plan is drift. */
+  private lastApplied: string | undefined;
+  private busy: Promise<void> | undefined;
+  private again: string | undefined;
+  private stopped = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private watcher: fs.FSWatcher | undefined;
+  private reloadTimer: NodeJS.Timeout | undefined;
+  private metricsServer: http.Server | undefined;
+  private decisions = new Map<string, RealServerDecision[]>();
+  private kernel = new Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }>();
+  private previous: { at: number; kernel: Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }> } | undefined;
+  private rates = new Map<string, { packets: number; bytes: number }>();
+  private readonly startedAt = Date.now();
+  private readonly stats = {
+    applies: { ok: 0, failed: 0 },
+    buckets: APPLY_BUCKETS.map((le) => ({ le, count: 0 })),
+    seconds: { sum: 0, count: 0 },
+    driftRepairs: 0,
+    reloads: { ok: 0, failed: 0 },
+  };
+
+  private constructor(private readonly o: ControllerOptions, config: Config) {
+    this.config = config;
+  }
+
+  /** Load the config, open the kernel, apply once; throws (and leaves nothing running) when any of that fails. */
+  static async start(o: ControllerOptions): Promise<Controller> {
+    const c = new Controller(o, loadConfigFile(o.file));
+    c.k = await openSession(o.backend ?? c.config.backend);
+    try {
+      c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
+      // Refuse at once what the kernel or this host cannot do, before any checker runs.
+      await planConfig(c.k, c.effective().config);
+      c.setMonitors();
+      await c.reconcile('start');
+      if (c.stats.applies.failed > 0) throw new Error('the first apply failed (see the log above)');
+      if (o.metrics) {
+        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText());
+        c.log('info', 'metrics', `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`);
+      }
+    } catch (e) {
+      await c.stop();
+      throw e;
+    }
+    const resync = o.resyncMs ?? c.defaultResync();
+    c.resyncTimer = setInterval(() => void c.reconcile('resync'), resync);
+    c.watch();
+    c.log('info', 'start', `running: kernel compared with the config every ${resync} ms; reload with SIGHUP or by saving ${o.file}`);
+    return c;
+  }
+
+  get backend(): string {
+    return this.k?.backend ?? 'none';
+  }
+
+  private defaultResync(): number {
+    const intervals = this.config.services.flatMap((s) => (s.healthCheck ? [s.healthCheck.intervalMs] : []));
+    return intervals.length ? Math.min(...intervals) : 1000;
+  }
+
+  private log(level: 'info' | 'warn' | 'error', event: string, message: string, fields?: Record<string, string | number | boolean | undefined | string[]>): void {
+    this.o.logger.log(level, event, message, fields);
+  }
+
+  private effective(config = this.config): Effective {
+    return effectiveConfig(config, (s, r) => this.monitors.get(monitorKey(s, r))?.status.state, readDrains());
+  }
+
+  /** One monitor per (service, real server) with a health check; unchanged ones keep their state across reloads. */
+  private setMonitors(): void {
+    const wanted = new Set<string>();
+    for (const s of this.config.services) {
+      const hc = s.healthCheck;
+      if (!hc) continue;
+      for (const r of s.realServers) {
+        const key = monitorKey(serviceKey(s), realServerKey(r));
+        wanted.add(key);
+        const signature = JSON.stringify({ hc, r: { address: r.address, port: r.port }, mode: s.mode, vip: s.vip });
+        const existing = this.monitors.get(key);
+        if (existing?.signature === signature) continue;
+        if (existing) this.stopMonitor(existing);
+        const m: Monitor = {
+          service: serviceKey(s), realServer: realServerKey(r), checker: checkerFor(s, r, hc), signature,
+          timing: { intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs, rise: hc.rise, fall: hc.fall },
+          status: INITIAL, counters: { checksOk: 0, checksFailed: 0, transitions: {} }, stopped: false,
+        };
+        this.monitors.set(key, m);
+        this.runMonitor(m);
+      }
+    }
+    for (const [key, m] of this.monitors) {
+      if (wanted.has(key)) continue;
+      this.stopMonitor(m);
+      this.monitors.delete(key);
+    }
+  }
+
+  private stopMonitor(m: Monitor): void {
+    m.stopped = true;
+    if (m.timer) clearTimeout(m.timer);
+  }
+
+  private runMonitor(m: Monitor): void {
+    const tick = async () => {
+      if (m.stopped) return;
+      const started = Date.now();
+      const result = await m.checker.check(m.timing.timeoutMs);
+      if (m.stopped) return;
+      if (result.ok) m.counters.checksOk++;
+      else m.counters.checksFailed++;
+      m.last = { ...result, at: Date.now() };
+      const { status, transition } = observeHealth(m.status, result, m.timing);
+      m.status = status;
+      if (transition) {
+        m.counters.transitions[transition.to] = (m.counters.transitions[transition.to] ?? 0) + 1;
+        this.log(transition.to === 'down' ? 'warn' : 'info', 'health', `${m.service} ${m.realServer}: ${transition.from} -> ${transition.to}, ${transition.reason}`, {
+          service: m.service, realServer: m.realServer, from: transition.from, to: transition.to, check: m.checker.target,
+        });
+        void this.reconcile(`health ${m.realServer} ${transition.to}`);
+      }
+      m.timer = setTimeout(() => void tick(), Math.max(0, started + m.timing.intervalMs - Date.now()));
+    };
+    m.timer = setTimeout(() => void tick(), 0);
+  }
+
+  /** Bring the kernel to the effective config; calls while one runs coalesce into one more run. */
+  reconcile(cause: string): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.busy) {
+      this.again = this.again && this.again !== 'resync' ? this.again : cause;
+      return this.busy;
+    }
+    this.busy = (async () => {
+      let next: string | undefined = cause;
+      while (next && !this.stopped) {
+        this.again = undefined;
+        await this.reconcileOnce(next);
+        next = this.again;
+      }
+    })().finally(() => {
+      this.busy = undefined;
+    });
+    return this.busy;
+  }
+
+  private async reconcileOnce(cause: string): Promise<void> {
+    const k = this.k;
+    if (!k) return;
+    const eff = this.effective();
+    const signature = JSON.stringify(eff.config.services);
+    const started = process.hrtime.bigint();
+    try {
+      const plan = await planConfig(k, eff.config);
+      this.decisions = eff.decisions;
+      this.absorb(plan.observed);
+      if (plan.ops.length > 0) {
+        const drift = this.lastApplied === signature;
+        await executePlan(k, plan);
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        this.stats.applies.ok++;
+        this.stats.seconds.sum += seconds;
+        this.stats.seconds.count++;
+        for (const b of this.stats.buckets) if (seconds <= b.le) b.count++;
+        const summary = formatPlan(plan.ops).split('\n').filter((l) => l.trim() && !/^\d+ operation/.test(l)).map((l) => l.trim());
+        if (drift) {
+          this.stats.driftRepairs++;
+          this.log('warn', 'drift', `the kernel no longer matched the config (changed outside slbctl); restored with ${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'}`, { ops: summary });
+        } else {
+          this.log('info', 'apply', `${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'} applied in ${(seconds * 1000).toFixed(1)} ms (${cause})`, { ops: summary });
+        }
+        if (k.backend === 'nft') {
+          for (const op of plan.ops) {
+            if (op.op !== 'delete-real-server' || op.service.protocol !== 'udp' || op.service.mode === 'dsr') continue;
+            const n = await expireUdpFlows(op.service, op.realServer);
+            if (n !== undefined) this.log('info', 'expire', `${n} UDP flow${n === 1 ? '' : 's'} to ${op.realServer.address}:${op.realServer.port} expired`, { service: serviceKey(op.service) });
+          }
+        }
+      }
+      this.lastApplied = signature;
+    } catch (e) {
+      this.stats.applies.failed++;
+      this.lastApplied = undefined;
+      this.log('error', 'apply', `${cause}: ${(e as Error).message}; the kernel was left as it was and slbctl retries at the next resync`);
+    }
+    this.writeRecord();
+  }
+
+  /** Remember the kernel's counters and derive per-second rates since the last look. */
+  private absorb(observed: ObservedState): void {
+    const now = Date.now();
+    const kernel = new Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }>();
+    for (const s of observed.kernel.services) {
+      const realServers = new Map<string, KernelRs>();
+      for (const r of s.realServers) {
+        realServers.set(realServerKey(r), {
+          ...(r.connections ? { active: r.connections.active, inactive: r.connections.inactive } : {}),
+          ...(r.counters ? { packets: Number(r.counters.packets), bytes: Number(r.counters.bytes) } : {}),
+        });
+      }
+      kernel.set(serviceKey(s), { ...(s.counters ? { packets: Number(s.counters.packets), bytes: Number(s.counters.bytes) } : {}), realServers });
+    }
+    const prev = this.previous;
+    if (prev && now > prev.at) {
+      const dt = (now - prev.at) / 1000;
+      const rate = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && a >= b ? (a - b) / dt : undefined);
+      this.rates = new Map();
+      for (const [sk, s] of kernel) {
+        const p = prev.kernel.get(sk);
+        const sp = rate(s.packets, p?.packets);
+        if (sp !== undefined) this.rates.set(sk, { packets: sp, bytes: rate(s.bytes, p?.bytes) ?? 0 });
+        for (const [rk, r] of s.realServers) {
+          const pr = p?.realServers.get(rk);
+          const rp = rate(r.packets, pr?.packets);
+          if (rp !== undefined) this.rates.set(monitorKey(sk, rk), { packets: rp, bytes: rate(r.bytes, pr?.bytes) ?? 0 });
+        }
+      }
+    }
+    this.kernel = kernel;
+    this.previous = { at: now, kernel };
+  }
+
+  private runtime(): ServiceRuntime[] {
+    return this.config.services.map((s) => {
+      const key = serviceKey(s);
+      const decisions = this.decisions.get(key) ?? [];
+      return {
+        key,
+        name: s.name,
+        realServers: decisions.map((d) => {
+          const rk = realServerKey(d);
+          const m = this.monitors.get(monitorKey(key, rk));
+          const rate = this.rates.get(monitorKey(key, rk));
+          return {
+            ...d,
+            health: m ? m.status.state : 'unchecked' as const,
+            ...(m?.last ? { last: m.last } : {}),
+            ...(m?.status.reason ? { reason: m.status.reason } : {}),
+            ...(m?.status.changedAt ? { changedAt: m.status.changedAt } : {}),
+            ...(rate ? { rates: rate } : {}),
+          };
+        }),
+      };
+    });
+  }
+
+  private writeRecord(): void {
+    if (this.stopped) return;
+    const record: ControllerRecord = {
+      pid: process.pid, file: path.resolve(this.o.file), startedAt: this.startedAt, updatedAt: Date.now(), backend: this.backend,
+      ...(this.o.metrics ? { metrics: `${this.o.metrics.host}:${this.o.metrics.port}` } : {}),
+      services: this.runtime(),
+    };
+    try {
+      writeControllerRecord(record);
+    } catch (e) {
+      this.log('warn', 'record', `cannot write the status record: ${(e as Error).message}`);
+    }
+  }
+
+  metricsSnapshot(): MetricsSnapshot {
+    return {
+      backend: this.backend,
+      services: this.runtime().map((s) => {
+        const svc = this.config.services.find((x) => serviceKey(x) === s.key);
+        const counters = new Map<string, RealServerCounters>();
+        for (const m of this.monitors.values()) if (m.service === s.key) counters.set(m.realServer, m.counters);
+        const k = this.kernel.get(s.key);
+        return {
+          ...s, mode: svc?.mode ?? '', protocol: svc?.protocol ?? '', counters, kernel: k?.realServers ?? new Map(),
+          ...(k?.packets !== undefined ? { packets: k.packets } : {}), ...(k?.bytes !== undefined ? { bytes: k.bytes } : {}),
+        };
+      }),
+      applies: { ...this.stats.applies },
+      applyBuckets: this.stats.buckets.map((b) => ({ ...b })),
+      applySeconds: { ...this.stats.seconds },
+      driftRepairs: this.stats.driftRepairs,
+      reloads: { ...this.stats.reloads },
+      startedAt: this.startedAt,
+    };
+  }
+
+  metricsText(): string {
+    return renderMetrics(this.metricsSnapshot());
+  }
+
+  /** Read the file again; an invalid or unresolvable one is logged and the running config kept. */
+  async reload(reason: string): Promise<void> {
+    if (this.stopped || !this.k) return;
+    let next: Config;
+    try {
+      next = loadConfigFile(this.o.file);
+      if (!this.o.backend && next.backend !== this.config.backend) {
+        throw new Error(`backend changed from ${this.config.backend} to ${next.backend}; that needs a restart of slbctl run`);
+      }
+      // Resolve against this host before taking it (an interface that does not exist, a foreign IPVS service …).
+      await planConfig(this.k, this.effective(next).config);
+    } catch (e) {
+      this.stats.reloads.failed++;
+      this.log('error', 'reload', `${reason}: ${this.o.file} not taken, the running config stays: ${(e as Error).message}`);
+      return;
+    }
+    if (JSON.stringify(next) === JSON.stringify(this.config)) {
+      this.log('info', 'reload', `${reason}: ${this.o.file} unchanged`);
+      return;
+    }
+    this.config = next;
+    this.stats.reloads.ok++;
+    this.setMonitors();
+    this.log('info', 'reload', `${reason}: ${this.o.file} taken, ${next.services.length} service${next.services.length === 1 ? '' : 's'}`);
+    await this.reconcile('reload');
+  }
+
+  /** Reload when the file is saved (editors often replace it: watch its folder). */
+  private watch(): void {
+    const dir = path.dirname(path.resolve(this.o.file));
+    const base = path.basename(this.o.file);
+    try {
+      this.watcher = fs.watch(dir, (_event, name) => {
+        if (name !== base) return;
+        if (this.reloadTimer) clearTimeout(this.reloadTimer);
+        this.reloadTimer = setTimeout(() => void this.reload('file changed'), 200);
+      });
+    } catch (e) {
+      this.log('warn', 'reload', `cannot watch ${dir} (${(e as Error).message}); reload with SIGHUP`);
+    }
+  }
+
+  /** Stop checking and watching. The kernel keeps serving what was programmed. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    this.watcher?.close();
+    for (const m of this.monitors.values()) this.stopMonitor(m);
+    if (this.metricsServer) {
+      const server = this.metricsServer;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    await this.busy;
+    if (this.k) closeSession(this.k);
+    this.k = undefined;
+    removeControllerRecord(process.pid);
+  }
+}

@@ -6,6 +6,7 @@ import { PreflightError } from '../engine/engine';
 import { ResolveError } from '../engine/resolve';
 import { LabError } from '../lab/errors';
 import { ConfigFileError } from '../model/load';
+import { DrainError } from '../controller/drain';
 
 export const EXIT = {
   ok: 0,
@@ -30,7 +31,7 @@ export class UsageError extends Error {
 
 export function exitCodeFor(e: unknown): number {
   if (e instanceof UsageError) return e.exitCode;
-  if (e instanceof ResolveError || e instanceof ConfigFileError) return EXIT.config;
+  if (e instanceof ResolveError || e instanceof ConfigFileError || e instanceof DrainError) return EXIT.config;
   if (e instanceof PreflightError) return EXIT.preflight;
   if (e instanceof NftError && /binary not found/.test(e.message)) return EXIT.preflight;
   if (e instanceof NftError || e instanceof RtnlError) return EXIT.kernel;

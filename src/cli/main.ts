@@ -8,6 +8,7 @@ import { validateCommand } from './commands/validate';
 import { labCommand } from './commands/lab';
 import { demoCommand } from './commands/demo';
 import { runCommand } from './commands/run';
+import { drainCommand, undrainCommand } from './commands/drain';
 import { EXIT, report } from './errors';
 
 export async function main(argv: string[]): Promise<void> {
@@ -21,6 +22,8 @@ export async function main(argv: string[]): Promise<void> {
     .command(statusCommand)
     .command(destroyCommand)
     .command(runCommand)
+    .command(drainCommand)
+    .command(undrainCommand)
     .command(labCommand)
     .command(demoCommand)
     .demandCommand(1, 'name a command; see slbctl --help')

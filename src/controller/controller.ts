@@ -275,9 +275,11 @@ export class Controller {
     return this.config.services.map((s) => {
       const key = serviceKey(s);
       const decisions = this.decisions.get(key) ?? [];
+      const rates = this.rates.get(key);
       return {
         key,
         name: s.name,
+        ...(rates ? { rates } : {}),
         realServers: decisions.map((d) => {
           const rk = realServerKey(d);
           const m = this.monitors.get(monitorKey(key, rk));

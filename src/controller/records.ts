@@ -64,6 +64,8 @@ export interface RealServerRuntime extends RealServerDecision {
 export interface ServiceRuntime {
   key: string;
   name: string;
+  /** Per second over the last resync interval; nftables counts new connections at the service rule. */
+  rates?: { packets: number; bytes: number };
   realServers: RealServerRuntime[];
 }
 

@@ -12,6 +12,7 @@ import { IpvsClient } from '../kernel/ipvs/client';
 import { findCommand } from '../util/exec';
 import { plan as makePlan } from '../plan/planner';
 import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
+import { ServiceState } from '../model/state';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { executeIpvs, observeIpvs, ownershipAfter, writeOwnership } from './ipvs-backend';
 
@@ -111,6 +112,20 @@ export async function planConfig(k: KernelSession, config: Config): Promise<Plan
   if (taken.length > 0) {
     throw new ResolveError(`service ${taken.map((s) => `${s.protocol}/${s.vip}:${s.port}`).join(', ')}`, 'is already served by an IPVS service slbctl did not create; remove it (ipvsadm -D) or choose another VIP/port');
   }
+  return makePlan(desired, observed);
+}
+
+/**
+ * Plan a change to what the kernel holds now, without a config (drain and
+ * undrain without a running controller): the services read back from the
+ * kernel, edited, are the desired state.
+ */
+export async function planEdit(k: KernelSession, edit: (services: ServiceState[]) => ServiceState[]): Promise<Plan> {
+  const observed = await observe(k, []);
+  const current = observed.kernel.services.map(({ counters: _c, backendKeys: _b, ...s }) => ({
+    ...s, realServers: s.realServers.map(({ connections: _n, counters: _r, ...r }) => r),
+  }));
+  const desired: DesiredState = { backend: k.backend, services: edit(current), addresses: observed.kernel.ownedAddresses, sysctls: {} };
   return makePlan(desired, observed);
 }
 

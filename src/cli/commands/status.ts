@@ -1,31 +1,77 @@
 import type { CommandModule } from 'yargs';
 import { Backend, closeSession, observe, sessionIfAvailable } from '../../engine/engine';
-import { serviceKey } from '../../model/types';
+import { realServerKey, serviceKey } from '../../model/types';
 import { KernelState } from '../../model/state';
 import { renderTable } from '../table';
+import { ControllerRecord, RealServerRuntime, readDrains, runningController } from '../../controller/records';
+import { Drain } from '../../controller/effective';
+import { Counts, countFor, listFlows } from '../../controller/conntrack';
 
 interface Args { json: boolean }
 
-function render(backend: Backend, kernel: KernelState): string {
+interface Found {
+  backend: Backend;
+  kernel: KernelState;
+  sysctls: Record<string, string>;
+}
+
+function age(at: number | undefined): string {
+  if (!at) return '';
+  const s = (Date.now() - at) / 1000;
+  return s < 10 ? `${s.toFixed(1)}s ago` : s < 120 ? `${Math.round(s)}s ago` : `${Math.round(s / 60)}m ago`;
+}
+
+function rate(n: number | undefined, unit: string): string {
+  if (n === undefined) return '';
+  return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M${unit}` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k${unit}` : `${n.toFixed(n < 10 ? 1 : 0)}${unit}`;
+}
+
+/** Connection counts of nftables services from one conntrack listing (IPVS reports its own). */
+async function nftConnections(found: Found[]): Promise<Map<string, Counts>> {
+  const out = new Map<string, Counts>();
+  const nft = found.find((f) => f.backend === 'nft' && f.kernel.services.some((s) => s.mode !== 'dsr'));
+  if (!nft) return out;
+  const flows = await listFlows();
+  if (!flows) return out;
+  for (const s of nft.kernel.services) {
+    if (s.mode === 'dsr') continue;
+    for (const r of s.realServers) out.set(`${serviceKey(s)}|${realServerKey(r)}`, countFor(flows, s, r));
+  }
+  return out;
+}
+
+function render(f: Found, controller: ControllerRecord | undefined, drains: Drain[], conns: Map<string, Counts>): string {
   const rows: string[][] = [];
-  for (const s of kernel.services) {
+  for (const s of f.kernel.services) {
+    const key = serviceKey(s);
     const via = s.mode === 'fullnat' ? `snat ${s.snatAddress ?? '?'}` : s.mode === 'dsr' ? (s.encapsulation === 'ipip' ? 'ipip tunnel' : `fwd ${s.forwardDevice ?? 'direct routing'}`) : 'dnat only';
-    rows.push([serviceKey(s), s.name, s.mode, s.scheduler, `${s.device} ${via}`, '', '', '', String(s.counters?.packets ?? '-'), String(s.counters?.bytes ?? '-')]);
-    for (const r of s.realServers) {
-      const conns = r.connections ? `${r.connections.active}/${r.connections.inactive}` : '-';
-      rows.push(['', '', '', '', '', `${r.address}:${r.port}${r.mac ? ` (${r.mac})` : ''}`, String(r.weight), conns, String(r.counters?.packets ?? ''), String(r.counters?.bytes ?? '')]);
+    const svc = controller?.services.find((x) => x.key === key);
+    const svcRates = svc?.rates ? `${rate(svc.rates.packets, 'pps')} ${rate(svc.rates.bytes * 8, 'bps')}` : '';
+    rows.push([key, s.name, s.mode, s.scheduler, `${s.device} ${via}`, '', '', '', '', '', String(s.counters?.packets ?? '-'), String(s.counters?.bytes ?? '-'), svcRates]);
+    const runtime = svc?.realServers ?? [];
+    const keys = [...new Set([...s.realServers.map(realServerKey), ...runtime.map(realServerKey), ...drains.filter((d) => d.service === key).map((d) => d.realServer)])];
+    for (const rk of keys) {
+      const r = s.realServers.find((x) => realServerKey(x) === rk);
+      const rt: RealServerRuntime | undefined = runtime.find((x) => realServerKey(x) === rk);
+      const drain = drains.find((d) => d.service === key && d.realServer === rk);
+      const c = r?.connections ?? conns.get(`${key}|${rk}`);
+      const health = drain ? (drain.state === 'removed' ? 'drained' : 'draining') : rt ? (rt.decision === 'sorry server' ? 'sorry server' : rt.health) : controller ? '-' : 'no controller';
+      const last = rt?.last ? `${rt.last.ok ? 'ok' : 'FAIL'} ${rt.last.detail} (${age(rt.last.at)})` : '';
+      const rates = rt?.rates ? `${rate(rt.rates.packets, 'pps')} ${rate(rt.rates.bytes * 8, 'bps')}` : '';
+      rows.push(['', '', '', '', '', `${rk}${r?.mac ? ` (${r.mac})` : ''}`, r ? String(r.weight) : 'out', health, last, c ? `${c.active}/${c.inactive}` : '-', String(r?.counters?.packets ?? ''), String(r?.counters?.bytes ?? ''), rates]);
     }
   }
-  const owned = kernel.ownedAddresses.map((a) => `${a.address} on ${a.device}`).join(', ');
-  return `backend: ${backend}\n${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'CONNS ACT/INACT', 'PACKETS', 'BYTES'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
+  const owned = f.kernel.ownedAddresses.map((a) => `${a.address} on ${a.device}`).join(', ');
+  const ctl = controller ? `controller: pid ${controller.pid}, ${controller.file}, updated ${age(controller.updatedAt)}${controller.metrics ? `, metrics http://${controller.metrics}/metrics` : ''}\n` : 'controller: none running (health is checked only by `slbctl run`)\n';
+  return `backend: ${f.backend}\n${ctl}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
 }
 
 export const statusCommand: CommandModule<object, Args> = {
   command: 'status',
-  describe: 'Show what slbctl has programmed in the kernel, per backend (read back from the kernel, with counters)',
+  describe: 'Show what slbctl has programmed in the kernel, per backend (read back from the kernel, with counters), and each real server\'s health from `slbctl run`',
   builder: (y) => y.option('json', { type: 'boolean', default: false, describe: 'print JSON' }),
   handler: async (args) => {
-    const found: { backend: Backend; kernel: KernelState; sysctls: Record<string, string> }[] = [];
+    const found: Found[] = [];
     for (const backend of ['nft', 'ipvs'] as const) {
       const k = await sessionIfAvailable(backend);
       if (!k) continue;
@@ -36,12 +82,29 @@ export const statusCommand: CommandModule<object, Args> = {
         closeSession(k);
       }
     }
+    const controller = runningController();
+    const drains = readDrains();
     const withServices = found.filter((f) => f.kernel.services.length > 0);
+    const conns = await nftConnections(withServices);
     if (args.json) {
       const bigints = (_k: string, v: unknown) => (typeof v === 'bigint' ? Number(v) : v);
       const pick = withServices[0] ?? found[0];
+      const services = withServices.flatMap((f) => f.kernel.services.map((s) => {
+        const key = serviceKey(s);
+        const runtime = controller?.services.find((x) => x.key === key)?.realServers ?? [];
+        return {
+          backend: f.backend, ...s,
+          realServers: s.realServers.map((r) => {
+            const rt = runtime.find((x) => realServerKey(x) === realServerKey(r));
+            const c = r.connections ?? conns.get(`${key}|${realServerKey(r)}`);
+            return { ...r, ...(c ? { connections: c } : {}), ...(rt ? { health: rt.health, decision: rt.decision, configuredWeight: rt.configuredWeight, last: rt.last, reason: rt.reason, changedAt: rt.changedAt, rates: rt.rates } : {}) };
+          }),
+          removed: [...runtime.filter((x) => x.weight === undefined).map((x) => ({ address: x.address, port: x.port, decision: x.decision, health: x.health, last: x.last })),
+            ...drains.filter((d) => d.service === key && d.state === 'removed' && !runtime.some((x) => realServerKey(x) === d.realServer)).map((d) => ({ realServer: d.realServer, decision: 'drained: removed' }))],
+        };
+      }));
       process.stdout.write(`${JSON.stringify({
-        backend: pick?.backend ?? 'none', services: withServices.flatMap((f) => f.kernel.services.map((s) => ({ backend: f.backend, ...s }))),
+        backend: pick?.backend ?? 'none', controller: controller ?? null, drains, services,
         ownedAddresses: found.flatMap((f) => f.kernel.ownedAddresses), tables: found.flatMap((f) => f.kernel.tables), sysctls: pick?.sysctls ?? {},
       }, bigints, 2)}\n`);
       return;
@@ -50,6 +113,6 @@ export const statusCommand: CommandModule<object, Args> = {
       process.stdout.write(`backend: ${found.map((f) => f.backend).join(', ') || 'none'}\nno services programmed\n`);
       return;
     }
-    process.stdout.write(withServices.map((f) => render(f.backend, f.kernel)).join('\n'));
+    process.stdout.write(withServices.map((f) => render(f, controller, drains, conns)).join('\n'));
   },
 };

@@ -1,0 +1,122 @@
+// Drain: weight 0 so a real server gets no new connections, wait for its
+// connections to finish (or a deadline), then take it out of the service.
+// The drain is recorded under /run/slbctl so a running controller keeps it;
+// without a controller, the change goes through planEdit -> executePlan.
+import { Backend, KernelSession, closeSession, executePlan, observe, planEdit, sessionIfAvailable } from '../engine/engine';
+import { RealServerState, ServiceState } from '../model/state';
+import { realServerKey, serviceKey } from '../model/types';
+import { Drain } from './effective';
+import { readDrains, runningController } from './records';
+import { countFor, listFlows } from './conntrack';
+
+export class DrainError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DrainError';
+  }
+}
+
+export interface Target {
+  k: KernelSession;
+  service: ServiceState;
+  realServer: RealServerState | undefined;
+  rsKey: string;
+}
+
+function matchesService(s: ServiceState, want: string): boolean {
+  return s.name === want || serviceKey(s) === want || `${s.vip}:${s.port}` === want;
+}
+
+/**
+ * Find SERVICE (name, proto/vip:port or vip:port) and RS (address or
+ * address:port) among the services slbctl owns, in whichever backend has it.
+ * The caller closes target.k.
+ */
+export async function findTarget(service: string, rs: string, drains: readonly Drain[] = readDrains()): Promise<Target> {
+  const seen: string[] = [];
+  for (const backend of ['ipvs', 'nft'] as Backend[]) {
+    const k = await sessionIfAvailable(backend);
+    if (!k) continue;
+    const { kernel } = await observe(k, []);
+    const s = kernel.services.find((x) => matchesService(x, service));
+    seen.push(...kernel.services.map((x) => `${x.name} (${serviceKey(x)})`));
+    if (!s) {
+      closeSession(k);
+      continue;
+    }
+    const candidates = s.realServers.filter((r) => r.address === rs || realServerKey(r) === rs);
+    if (candidates.length > 1) {
+      closeSession(k);
+      throw new DrainError(`${rs} matches ${candidates.length} real servers of ${s.name}; name the port too (${candidates.map(realServerKey).join(', ')})`);
+    }
+    const r = candidates[0];
+    // A real server already taken out by a drain is found through the record.
+    const recorded = drains.find((d) => d.service === serviceKey(s) && (d.realServer === rs || d.realServer.split(':')[0] === rs));
+    if (!r && !recorded) {
+      closeSession(k);
+      throw new DrainError(`service ${s.name} (${serviceKey(s)}) has no real server ${rs}; it has ${s.realServers.map(realServerKey).join(', ') || 'none'}`);
+    }
+    return { k, service: s, realServer: r, rsKey: r ? realServerKey(r) : (recorded as Drain).realServer };
+  }
+  throw new DrainError(`no service ${service} is programmed by slbctl${seen.length ? `; there are ${seen.join(', ')}` : ''}`);
+}
+
+export interface Progress {
+  active: number;
+  inactive: number;
+  /** false: the balancer cannot see the connections (DSR on nftables is stateless). */
+  visible: boolean;
+}
+
+export async function connectionsOf(t: Target): Promise<Progress> {
+  const { kernel } = await observe(t.k, []);
+  const s = kernel.services.find((x) => serviceKey(x) === serviceKey(t.service));
+  const r = s?.realServers.find((x) => realServerKey(x) === t.rsKey);
+  if (!s || !r) return { active: 0, inactive: 0, visible: true };
+  if (t.k.backend === 'ipvs') return { active: r.connections?.active ?? 0, inactive: r.connections?.inactive ?? 0, visible: true };
+  if (s.mode === 'dsr') return { active: 0, inactive: 0, visible: false };
+  const flows = await listFlows();
+  return flows ? { ...countFor(flows, s, r), visible: true } : { active: 0, inactive: 0, visible: false };
+}
+
+/** Tell a running controller to re-read the drains now; true when one runs. */
+function nudgeController(): boolean {
+  const c = runningController();
+  if (!c) return false;
+  process.kill(c.pid, 'SIGUSR1');
+  return true;
+}
+
+async function waitFor(what: string, ms: number, test: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await test()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new DrainError(`the running controller did not ${what} within ${ms / 1000} s; see its log`);
+}
+
+async function rsInKernel(t: Target): Promise<RealServerState | undefined> {
+  const { kernel } = await observe(t.k, []);
+  return kernel.services.find((x) => serviceKey(x) === serviceKey(t.service))?.realServers.find((x) => realServerKey(x) === t.rsKey);
+}
+
+/** Put the real server at `weight` (undefined: remove it) through the controller when one runs, else through the planner. */
+export async function setRealServer(t: Target, weight: number | undefined, log: (line: string) => void, mac?: string): Promise<void> {
+  if (nudgeController()) {
+    await waitFor(weight === undefined ? 'remove the real server' : 'set the weight', 10_000, async () => {
+      const r = await rsInKernel(t);
+      return weight === undefined ? !r : r !== undefined && (weight === 0 ? r.weight === 0 : true);
+    });
+    return;
+  }
+  const [address, port] = t.rsKey.split(':') as [string, string];
+  const plan = await planEdit(t.k, (services) => services.map((s) => {
+    if (serviceKey(s) !== serviceKey(t.service)) return s;
+    if (weight === undefined) return { ...s, realServers: s.realServers.filter((r) => realServerKey(r) !== t.rsKey) };
+    if (s.realServers.some((r) => realServerKey(r) === t.rsKey)) return { ...s, realServers: s.realServers.map((r) => (realServerKey(r) === t.rsKey ? { ...r, weight } : r)) };
+    return { ...s, realServers: [...s.realServers, { address, port: Number(port), weight, ...(mac ? { mac } : {}) }] };
+  }));
+  await executePlan(t.k, plan, log);
+}
+

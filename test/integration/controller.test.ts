@@ -1,0 +1,6 @@
+// slbctl run on the nftables backend, in network namespaces on this kernel.
+// The same scenarios run on IPVS inside user-mode-linux (test/uml/ipvs-controller.test.ts).
+import { controllerScenarios } from '../helpers/controller-scenarios';
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+controllerScenarios({ backend: 'nft', tag: 'c', skip: isRoot ? false : 'needs root: network namespaces and nftables' });

@@ -179,7 +179,7 @@ export class Controller {
   reconcile(cause: string): Promise<void> {
     if (this.stopped) return Promise.resolve();
     if (this.busy) {
-      this.again = this.again && this.again !== 'resync' ? this.again : cause;
+      if (cause !== 'resync' || !this.again) this.again = cause;
       return this.busy;
     }
     this.busy = (async () => {

@@ -3,4 +3,4 @@
 import { controllerScenarios } from '../helpers/controller-scenarios';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-controllerScenarios({ backend: 'nft', tag: 'c', skip: isRoot ? false : 'needs root: network namespaces and nftables' });
+controllerScenarios({ backend: 'nft', tag: 'c', timing: { interval: 200, timeout: 150, rise: 2, fall: 2 }, slackMs: 600, skip: isRoot ? false : 'needs root: network namespaces and nftables' });

@@ -127,7 +127,7 @@ const accepted: { name: string; text: string; config: Config }[] = [
 
 // ---------------------------------------------------------------- rejected
 
-const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, snatAddress, encapsulation, persistence, healthCheck, realServers';
+const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, snatAddress, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, realServers';
 
 const rejected: { name: string; text: string; issues: string[] }[] = [
   {
@@ -510,6 +510,32 @@ describe('healthCheck', () => {
       const r = parseConfig(withCheck(hc));
       assert.ok(!r.ok);
       assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), [message]);
+    });
+  }
+});
+
+describe('failurePolicy and sorryServer', () => {
+  const base = `services:\n  - vip: 172.16.75.84\n    port: 80\n    mode: MODE\n    realServers: [{ address: 172.16.75.82 }]\n`;
+  const withKeys = (keys: string, mode = 'fullnat') => base.replace('mode: MODE', `mode: ${mode}\n${keys.split('\n').map((l) => `    ${l}`).join('\n')}`);
+  it('reads them, the sorry server port defaulting to the service port', () => {
+    const r = parseConfig(withKeys('healthCheck: { type: tcp }\nfailurePolicy: remove\nsorryServer: { address: 172.16.75.90 }'));
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.equal(r.config.services[0]?.failurePolicy, 'remove');
+    assert.deepEqual(r.config.services[0]?.sorryServer, { address: '172.16.75.90', port: 80 });
+  });
+  const refused: [string, string, string, string[]][] = [
+    ['an unknown policy', 'healthCheck: { type: tcp }\nfailurePolicy: panic', 'fullnat', ['services[0].failurePolicy: "panic" is not a known failure policy; use one of quiesce, remove']],
+    ['a policy without a health check', 'failurePolicy: remove', 'fullnat', ['services[0].failurePolicy: needs a healthCheck: without one, no real server ever fails']],
+    ['a sorry server without a health check', 'sorryServer: { address: 172.16.75.90 }', 'fullnat', ['services[0].sorryServer: needs a healthCheck: the sorry server serves when every real server is down']],
+    ['a DSR sorry server on another port', 'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.90, port: 8080 }', 'dsr', ['services[0].sorryServer.port: is 8080 but the service port is 80: direct server return cannot change the port']],
+    ['a sorry server that is also a real server', 'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.82 }', 'fullnat', ['services[0].sorryServer: 172.16.75.82:80 is also a real server; the sorry server serves only when they are all down']],
+    ['an unknown sorry server key', 'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.90, weight: 2 }', 'fullnat', ['services[0].sorryServer.weight: unknown key; allowed keys are address, port']],
+  ];
+  for (const [name, keys, mode, issues] of refused) {
+    it(`refuses ${name}`, () => {
+      const r = parseConfig(withKeys(keys, mode));
+      assert.ok(!r.ok);
+      assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), issues);
     });
   }
 });

@@ -13,7 +13,7 @@ import { CLI_ENTRY } from '../../src/cli/entry';
 import { run } from '../../src/util/exec';
 import { Mode } from '../../src/model/types';
 import { openLongLived } from './long-lived';
-import { LogLine, RunningController, startController, startRequestLoop } from './controller';
+import { LogLine, RunningController, startController, startRequestLoop } from '../../src/lab/harness';
 import { spawn } from 'node:child_process';
 
 export interface Timing { interval: number; timeout: number; rise: number; fall: number }

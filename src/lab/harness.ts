@@ -1,9 +1,9 @@
-// Test harness: `slbctl run` in a lab namespace with JSON logs, and a steady
+// Harness for tests and benchmarks: `slbctl run` in a lab namespace with JSON logs, and a steady
 // request loop in another, both child processes whose output is parsed.
 import { ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
-import { CLI_ENTRY } from '../../src/cli/entry';
-import { RequestRecord } from '../../src/lab/request-loop';
+import { CLI_ENTRY } from '../cli/entry';
+import { RequestRecord } from './request-loop';
 
 export interface LogLine {
   time: string;
@@ -81,7 +81,7 @@ export interface RequestLoop {
 }
 
 export function startRequestLoop(netns: string, url: string, gapMs = 20, timeoutMs = 1000): RequestLoop {
-  const script = path.join(__dirname, '..', '..', 'src', 'lab', 'request-loop.js');
+  const script = path.join(__dirname, 'request-loop.js');
   const child = spawn('ip', ['netns', 'exec', netns, process.execPath, script, url, String(gapMs), String(timeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const records: RequestRecord[] = [];
   lines(child, 'stdout', (l) => { try { records.push(JSON.parse(l) as RequestRecord); } catch { /* partial line at exit */ } });

@@ -1,23 +1,23 @@
-// Files under /run/slbctl that the controller, `drain` and `status` share,
+// Files under /run/slbctl (runDir) that the controller, `drain` and `status` share,
 // one per network namespace (its inode names it), written atomically.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Drain, RealServerDecision } from './effective';
 import { HealthState } from '../health/state';
 import { CheckResult } from '../health/types';
+import { runDir } from '../util/rundir';
 
-const RUN_DIR = '/run/slbctl';
 
 function netnsTag(): string {
   return `net-${fs.statSync('/proc/self/ns/net').ino}`;
 }
 
 export function drainsFile(): string {
-  return path.join(RUN_DIR, 'drains', `${netnsTag()}.json`);
+  return runDir('drains', `${netnsTag()}.json`);
 }
 
 export function controllerFile(): string {
-  return path.join(RUN_DIR, 'controller', `${netnsTag()}.json`);
+  return runDir('controller', `${netnsTag()}.json`);
 }
 
 function writeAtomic(file: string, data: unknown): void {

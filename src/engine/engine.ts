@@ -10,6 +10,7 @@ import { observeFromListings } from '../kernel/nft/observe';
 import { renderPlan } from '../kernel/nft/render';
 import { IpvsClient } from '../kernel/ipvs/client';
 import { findCommand } from '../util/exec';
+import { CAP_NET_ADMIN, hasCapability } from '../util/caps';
 import { plan as makePlan } from '../plan/planner';
 import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { ServiceState } from '../model/state';
@@ -33,8 +34,8 @@ export interface KernelSession {
 }
 
 function requireRoot(): void {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    throw new PreflightError('slbctl needs root (CAP_NET_ADMIN) to read and program the kernel; run it as root or with sudo');
+  if (!hasCapability(CAP_NET_ADMIN)) {
+    throw new PreflightError('slbctl needs CAP_NET_ADMIN to read and program the kernel; run it as root, with sudo, or as the systemd unit (systemd/slbctl.service) that grants CAP_NET_ADMIN and CAP_NET_RAW');
   }
 }
 

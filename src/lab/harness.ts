@@ -34,8 +34,9 @@ export interface RunningController {
   pid: number;
 }
 
-export function startController(netns: string, file: string, extra: string[] = []): RunningController {
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, CLI_ENTRY, 'run', '-f', file, '--log-format', 'json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `slbctl run` in `netns`; `prefix` goes between `ip netns exec NS` and node (e.g. setpriv … --). */
+export function startController(netns: string, file: string, extra: string[] = [], prefix: string[] = []): RunningController {
+  const child = spawn('ip', ['netns', 'exec', netns, ...prefix, process.execPath, CLI_ENTRY, 'run', '-f', file, '--log-format', 'json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const other: string[] = [];
   const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));

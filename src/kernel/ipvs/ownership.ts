@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Encapsulation, Mode, Protocol, Scheduler } from '../../model/types';
 import { OwnedAddress } from '../../model/state';
+import { runDir } from '../../util/rundir';
 
 export interface OwnedIpvsService {
   protocol: Protocol;
@@ -24,11 +25,10 @@ export interface IpvsOwnership {
   addresses: OwnedAddress[];
 }
 
-export const OWNERSHIP_DIR = '/run/slbctl/ipvs';
 
 /** One record per network namespace: the namespace's inode names it. */
 export function ownershipFile(): string {
-  return path.join(OWNERSHIP_DIR, `net-${fs.statSync('/proc/self/ns/net').ino}.json`);
+  return runDir('ipvs', `net-${fs.statSync('/proc/self/ns/net').ino}.json`);
 }
 
 export function readOwnership(file = ownershipFile()): IpvsOwnership {

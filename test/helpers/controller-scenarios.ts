@@ -228,3 +228,72 @@ export function dsrBlackholeScenario(o: ScenarioOptions): void {
     });
   });
 }
+
+function spawnIn(netns: string, argv: string[]): { lines: string[]; stop: () => void } {
+  const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let buf = '';
+  child.stdout.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const parts = buf.split('\n');
+    buf = parts.pop() ?? '';
+    lines.push(...parts);
+  });
+  return { lines, stop: () => child.kill('SIGTERM') };
+}
+
+/** A UDP service whose real server fails: its flows move to the other RS at once, though its UDP server still answers. */
+export function udpExpiryScenario(o: ScenarioOptions): void {
+  describe(`slbctl run on ${o.backend}: UDP flows to a dead real server expire`, { skip: o.skip ?? false }, () => {
+    const lab = `${o.tag}u${(process.pid % 1000).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(0, 12);
+    const echo = path.join(__dirname, '..', '..', 'src', 'lab', 'udp-echo.js');
+    const procs: { stop: () => void }[] = [];
+    let c: RunningController | undefined;
+    before(async () => {
+      await labUp(lab, REFERENCE_TOPOLOGY);
+      await configureRealServers(lab, 'fullnat', REFERENCE_TOPOLOGY);
+      for (const h of REAL_SERVERS) procs.push(spawnIn(nsName(lab, h), [process.execPath, echo, 'server', h, '5353']));
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `slbctl-udp-${lab}-`)), 'slbctl.json');
+      fs.writeFileSync(file, `${JSON.stringify({
+        backend: o.backend,
+        services: [{
+          name: 'dns', vip: VIP, port: 5353, protocol: 'udp', mode: 'fullnat', scheduler: 'rr',
+          // The RS's HTTP server stands for its health: killing it fails the RS while its UDP server keeps answering.
+          healthCheck: { type: 'tcp', port: 80, interval: `${o.timing.interval}ms`, timeout: `${o.timing.timeout}ms`, rise: o.timing.rise, fall: o.timing.fall },
+          realServers: REAL_SERVERS.map((h) => ({ address: addressOf(REFERENCE_TOPOLOGY, h), port: 5353, weight: 1 })),
+        }],
+      })}\n`);
+      c = startController(nsName(lab, 'lb'), file, ['--metrics', 'off']);
+      await c.waitFor((l) => l.event === 'start' && l.msg.startsWith('running'), 20_000, 'the controller running');
+    });
+    after(async () => {
+      for (const p of procs) p.stop();
+      try {
+        await c?.stop();
+      } finally {
+        await labDown(lab);
+      }
+    });
+
+    it('a flow pinned to RS1 moves to RS2 as soon as RS1 is down, though RS1 still answers UDP', async () => {
+      const client = spawnIn(nsName(lab, 'client'), [process.execPath, echo, 'client', VIP, '5353', '2', '20']);
+      procs.push(client);
+      const answers = () => client.lines.map((l) => JSON.parse(l) as { at: number; socket: number; rs: string });
+      for (let i = 0; i < 100 && new Set(answers().map((a) => a.rs)).size < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      const before = answers();
+      const pinned = before.filter((a) => a.rs === 'rs1').map((a) => a.socket)[0];
+      assert.ok(pinned !== undefined, `one flow is on rs1: ${JSON.stringify(before.slice(-4))}`);
+      assert.ok(before.filter((a) => a.socket === pinned).slice(-5).every((a) => a.rs === 'rs1'), 'the flow stays on rs1 (connection tracking)');
+      const killedAt = Date.now();
+      killServer(lab, 'rs1');
+      const applied = await c?.waitFor((l) => l.event === 'apply' && ms(l) >= killedAt, 10_000, 'rs1 removed');
+      const at = applied ? ms(applied) : killedAt;
+      await new Promise((r) => setTimeout(r, 1000));
+      const after = answers().filter((a) => a.socket === pinned && a.at > at + 100);
+      client.stop();
+      assert.ok(after.length > 5, `answers after the change: ${after.length}`);
+      assert.deepEqual([...new Set(after.map((a) => a.rs))], ['rs2'], 'the pinned flow now gets rs2');
+      if (o.backend === 'nft') assert.ok(c?.logs.some((l) => l.event === 'expire' && /\b[1-9]\d* UDP flow/.test(l.msg)), 'the stale conntrack entry was deleted');
+    });
+  });
+}

@@ -62,6 +62,9 @@ export class Controller {
   private kernel = new Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }>();
   private previous: { at: number; kernel: Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }> } | undefined;
   private rates = new Map<string, { packets: number; bytes: number }>();
+  /** DSR on nftables: real servers' MACs seen so far, and those that answer no ARP now. */
+  private readonly macs = new Map<string, string>();
+  private unresolved = '';
   private readonly startedAt = Date.now();
   private readonly stats = {
     applies: { ok: 0, failed: 0 },
@@ -82,7 +85,7 @@ export class Controller {
     try {
       c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
       // Refuse at once what the kernel or this host cannot do, before any checker runs.
-      await planConfig(c.k, c.effective().config);
+      await planConfig(c.k, c.effective().config, { dropUnresolved: true });
       c.setMonitors();
       await c.reconcile('start');
       if (c.stats.applies.failed > 0) throw new Error('the first apply failed (see the log above)');
@@ -202,7 +205,15 @@ export class Controller {
     const signature = JSON.stringify(eff.config.services);
     const started = process.hrtime.bigint();
     try {
-      const plan = await planConfig(k, eff.config);
+      // A DSR real server that stops answering ARP (powered off) must not stall or fail the plan for the others.
+      const plan = await planConfig(k, eff.config, { knownMacs: this.macs, arpWaitMs: 0, dropUnresolved: true });
+      for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
+      const unresolved = plan.unresolved.join(', ');
+      if (unresolved !== this.unresolved) {
+        if (unresolved) this.log('warn', 'arp', `no MAC for ${unresolved}: left out of their DSR services until they answer ARP`);
+        else this.log('info', 'arp', `${this.unresolved}: MAC known again`);
+        this.unresolved = unresolved;
+      }
       this.decisions = eff.decisions;
       this.absorb(plan.observed);
       if (plan.ops.length > 0) {
@@ -347,7 +358,7 @@ export class Controller {
         throw new Error(`backend changed from ${this.config.backend} to ${next.backend}; that needs a restart of slbctl run`);
       }
       // Resolve against this host before taking it (an interface that does not exist, a foreign IPVS service …).
-      await planConfig(this.k, this.effective(next).config);
+      await planConfig(this.k, this.effective(next).config, { knownMacs: this.macs, arpWaitMs: 0, dropUnresolved: true });
     } catch (e) {
       this.stats.reloads.failed++;
       this.log('error', 'reload', `${reason}: ${this.o.file} not taken, the running config stays: ${(e as Error).message}`);

@@ -93,18 +93,33 @@ export async function observe(k: KernelSession, sysctlKeys: string[]): Promise<O
   return { kernel, addresses, sysctls, foreign };
 }
 
+export interface PlanOptions {
+  /** MACs learned earlier (the controller's), used when a neighbour no longer answers ARP. */
+  knownMacs?: Map<string, string>;
+  /** How long to wait for a DSR real server to answer ARP (default 2 s; the controller does not wait). */
+  arpWaitMs?: number;
+  /** Leave DSR real servers with no known MAC out of the plan (listed in `unresolved`) instead of failing. */
+  dropUnresolved?: boolean;
+}
+
 /** Resolve the config against this host and plan against what the kernel holds. */
-export async function planConfig(k: KernelSession, config: Config): Promise<Plan> {
+export async function planConfig(k: KernelSession, config: Config, o: PlanOptions = {}): Promise<Plan & { unresolved: string[] }> {
   const interfaces = await k.rtnl.interfaces();
   const macs = new Map<string, string>();
+  const unresolved: string[] = [];
   if (k.backend === 'nft') {
     for (const s of config.services) {
       if (s.mode !== 'dsr') continue;
       for (const r of s.realServers) {
         if (macs.has(r.address)) continue;
-        const n = await k.rtnl.resolveNeighbour(r.address);
-        if (n) macs.set(r.address, n.mac);
+        const n = await k.rtnl.resolveNeighbour(r.address, o.arpWaitMs ?? 2000);
+        const mac = n?.mac ?? o.knownMacs?.get(r.address);
+        if (mac) macs.set(r.address, mac);
+        else if (!unresolved.includes(r.address)) unresolved.push(r.address);
       }
+    }
+    if (o.dropUnresolved && unresolved.length > 0) {
+      config = { ...config, services: config.services.map((s) => (s.mode === 'dsr' ? { ...s, realServers: s.realServers.filter((r) => !unresolved.includes(r.address)) } : s)) };
     }
   }
   const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) }, k.backend);
@@ -113,7 +128,7 @@ export async function planConfig(k: KernelSession, config: Config): Promise<Plan
   if (taken.length > 0) {
     throw new ResolveError(`service ${taken.map((s) => `${s.protocol}/${s.vip}:${s.port}`).join(', ')}`, 'is already served by an IPVS service slbctl did not create; remove it (ipvsadm -D) or choose another VIP/port');
   }
-  return makePlan(desired, observed);
+  return { ...makePlan(desired, observed), unresolved };
 }
 
 /**

@@ -140,14 +140,14 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
     });
   }
 
-  it('bad input: not root -> exit 3, kernel untouched', async () => {
+  it('bad input: not root (no CAP_NET_ADMIN) -> exit 3, kernel untouched', async () => {
     const before = await kernelSnapshot();
     const file = config('user.yaml', service('fullnat'));
     fs.chmodSync(dir, 0o755);
     fs.chmodSync(file, 0o644);
     const r = await run(['ip', 'netns', 'exec', ns, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI_ENTRY, 'apply', '-f', file]);
     assert.equal(r.code, 3, r.stderr);
-    assert.match(r.stderr, /needs root/);
+    assert.match(r.stderr, /needs CAP_NET_ADMIN/);
     assert.equal(await kernelSnapshot(), before);
   });
 

@@ -90,7 +90,10 @@ export class Controller {
       await c.reconcile('start');
       if (c.stats.applies.failed > 0) throw new Error('the first apply failed (see the log above)');
       if (o.metrics) {
-        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText());
+        const where = `${o.metrics.host}:${o.metrics.port}`;
+        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((e: NodeJS.ErrnoException) => {
+          throw new Error(`cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`);
+        });
         c.log('info', 'metrics', `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`);
       }
     } catch (e) {

@@ -31,21 +31,29 @@ export const runCommand: CommandModule<object, Args> = {
     const other = runningController();
     if (other && other.pid !== process.pid) throw new UsageError(`slbctl run is already running in this network namespace (pid ${other.pid}, ${other.file}); stop it first`);
     const logger = createLogger(args['log-format']);
-    const controller = await Controller.start({
+    // Signals are taken from the start: SIGUSR1's default action would end the process.
+    let controller: Controller | undefined;
+    let stopping = false;
+    process.on('SIGHUP', () => void controller?.reload('SIGHUP'));
+    process.on('SIGUSR1', () => void controller?.reconcile('SIGUSR1'));
+    const stopped = new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.log('info', 'stop', `${signal}: stopping; the kernel keeps serving what is programmed`);
+        if (controller) void controller.stop().then(resolve);
+        else resolve();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    controller = await Controller.start({
       file: args.file, logger,
       ...(args.backend ? { backend: args.backend } : {}),
       ...(metrics ? { metrics } : {}),
       ...(resyncMs ? { resyncMs } : {}),
     });
-    await new Promise<void>((resolve) => {
-      process.on('SIGHUP', () => void controller.reload('SIGHUP'));
-      process.on('SIGUSR1', () => void controller.reconcile('SIGUSR1'));
-      const stop = (signal: string) => {
-        logger.log('info', 'stop', `${signal}: stopping; the kernel keeps serving what is programmed`);
-        void controller.stop().then(resolve);
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-    });
+    if (stopping) await controller.stop();
+    await stopped;
   },
 };

@@ -3,13 +3,13 @@
 import { findCommand } from '../util/exec';
 import { FASTEST_INTERVAL_MS, DEFAULT_TIMING } from '../health/types';
 
-export const HEALTH_KINDS = ['tcp', 'http', 'https', 'command'] as const;
+export const HEALTH_KINDS = ['tcp', 'http', 'https', 'command', 'icmp'] as const;
 export type HealthKind = (typeof HEALTH_KINDS)[number];
 export const HEALTH_KEYS = ['type', 'port', 'url', 'expectStatus', 'body', 'command', 'interval', 'timeout', 'rise', 'fall'];
 
 export interface HealthCheck {
   type: HealthKind;
-  /** tcp/http(s): port to probe (default: the real server's port). */
+  /** tcp/http(s): port to probe (icmp: none) (default: the real server's port). */
   port?: number;
   /** http(s): URL; {address} is replaced by the real server's address. Default http(s)://{address}:{port}/ */
   url?: string;
@@ -58,6 +58,13 @@ export function checkHealth(raw: Record<string, unknown>, fail: Fail): HealthChe
     const n = raw[key];
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 100) failBad(key, `${JSON.stringify(n)} is not a count from 1 to 100`);
     else hc[key] = n;
+  }
+  if (hc.type === 'icmp') {
+    // An echo request has none of these: refuse them rather than ignore them.
+    for (const key of ['port', 'url', 'expectStatus', 'body', 'command']) {
+      if (raw[key] !== undefined) failBad(key, 'does not apply to icmp checks (an echo request has no port, URL, status, body or command)');
+    }
+    return bad ? undefined : hc;
   }
   if (raw.port !== undefined) {
     const p = raw.port;

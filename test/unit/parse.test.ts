@@ -503,7 +503,7 @@ describe('healthCheck', () => {
     ['a URL that is not HTTP(S)', '{ type: http, url: "ftp://172.16.75.82/" }', 'services[0].healthCheck.url: "ftp://172.16.75.82/" is not an http:// or https:// URL'],
     ['a command that does not exist', '{ type: command, command: [no-such-probe, "{address}"] }', 'services[0].healthCheck.command: "no-such-probe" is not on PATH'],
     ['an interval below the fastest', '{ type: tcp, interval: 10ms, timeout: 5ms }', 'services[0].healthCheck.interval: 10ms is below the fastest interval, 100ms'],
-    ['an unknown type', '{ type: icmp6 }', 'services[0].healthCheck.type: "icmp6" is not a health check type; use one of tcp, http, https, command'],
+    ['an unknown type', '{ type: icmp6 }', 'services[0].healthCheck.type: "icmp6" is not a health check type; use one of tcp, http, https, command, icmp'],
   ];
   for (const [name, hc, message] of refused) {
     it(`refuses ${name} at validation time`, () => {

@@ -33,8 +33,8 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
-# cap and netlink ship/compile native code at install; make sure they load.
-node -e "require('cap'); require('netlink')" || { log "npm rebuild of native dependencies"; npm rebuild cap netlink --loglevel=error; }
+# cap, netlink and raw-socket ship/compile native code at install; make sure they load.
+node -e "require('cap'); require('netlink'); require('raw-socket')" || { log "npm rebuild of native dependencies"; npm rebuild cap netlink raw-socket --loglevel=error; }
 
 log "building TypeScript"
 npx tsc -p tsconfig.json

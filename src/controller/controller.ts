@@ -12,6 +12,8 @@ import { loadConfigFile } from '../model/load';
 import { Checker, CheckResult, CheckTiming } from '../health/types';
 import { HealthStatus, INITIAL, observe as observeHealth } from '../health/state';
 import { checkerFor } from './checkers';
+import { closeIcmpSockets } from '../health/icmp';
+import { closeVipPathCaptures } from '../health/vip-path';
 import { Effective, RealServerDecision, effectiveConfig } from './effective';
 import { Logger } from './log';
 import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
@@ -138,7 +140,7 @@ export class Controller {
         if (existing?.signature === signature) continue;
         if (existing) this.stopMonitor(existing);
         const m: Monitor = {
-          service: serviceKey(s), realServer: realServerKey(r), checker: checkerFor(s, r, hc), signature,
+          service: serviceKey(s), realServer: realServerKey(r), checker: checkerFor(s, r, hc, (this.k as KernelSession).rtnl), signature,
           timing: { intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs, rise: hc.rise, fall: hc.fall },
           status: INITIAL, counters: { checksOk: 0, checksFailed: 0, transitions: {} }, stopped: false,
         };
@@ -245,7 +247,8 @@ export class Controller {
       this.lastApplied = signature;
     } catch (e) {
       this.stats.applies.failed++;
-      this.lastApplied = undefined;
+      // lastApplied stays: if the wanted state is unchanged, what the next run repairs is still drift
+      // (a hand edit can race with a plan, e.g. ipvsadm -D between observe and execute).
       this.log('error', 'apply', `${cause}: ${(e as Error).message}; the kernel was left as it was and slbctl retries at the next resync`);
     }
     this.writeRecord();
@@ -408,6 +411,8 @@ export class Controller {
     await this.busy;
     if (this.k) closeSession(this.k);
     this.k = undefined;
+    closeIcmpSockets();
+    closeVipPathCaptures();
     removeControllerRecord(process.pid);
   }
 }

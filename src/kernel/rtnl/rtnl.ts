@@ -41,19 +41,27 @@ export class RtnlError extends Error {
 }
 
 export class Rtnl {
-  private constructor(private readonly socket: RtNetlinkSocket) {}
+  /** One request at a time: the netlink socket cannot tell interleaved dump replies apart (the controller and its probes share it). */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly sock: RtNetlinkSocket) {}
+
+  private serial<T>(fn: (socket: RtNetlinkSocket) => Promise<T>): Promise<T> {
+    const next = this.queue.then(() => fn(this.sock));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
 
   static open(): Rtnl {
     return new Rtnl(createRtNetlink());
   }
 
   close(): void {
-    this.socket.socket.close();
+    this.sock.socket.close();
   }
 
   async interfaces(): Promise<NetInterface[]> {
-    const links = await this.socket.getLinks();
-    const addresses = await this.socket.getAddresses({ family: AF_INET });
+    const [links, addresses] = await this.serial(async (socket) => [await socket.getLinks(), await socket.getAddresses({ family: AF_INET })] as const);
     return links.map((link) => {
       const index = link.data.index ?? 0;
       const result: NetInterface = {
@@ -79,12 +87,12 @@ export class Rtnl {
   async addAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {
     const raw = ipv4ToBuffer(address);
     try {
-      await this.socket.newAddress(
+      await this.serial((socket) => socket.newAddress(
         { family: AF_INET, prefixlen: prefixLength, index: ifindex, scope: 0 },
         { local: raw, address: raw },
         // NLM_F_CREATE | NLM_F_EXCL: fail rather than silently adopt an address slbctl did not add.
         { flags: 0x400 | 0x200 },
-      );
+      ));
     } catch (e) {
       throw new RtnlError(`add address ${address}/${prefixLength} to interface ${ifindex}`, e);
     }
@@ -93,7 +101,7 @@ export class Rtnl {
   async deleteAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {
     const raw = ipv4ToBuffer(address);
     try {
-      await this.socket.delAddress({ family: AF_INET, prefixlen: prefixLength, index: ifindex }, { local: raw, address: raw });
+      await this.serial((socket) => socket.delAddress({ family: AF_INET, prefixlen: prefixLength, index: ifindex }, { local: raw, address: raw }));
     } catch (e) {
       throw new RtnlError(`delete address ${address}/${prefixLength} from interface ${ifindex}`, e);
     }
@@ -101,7 +109,7 @@ export class Rtnl {
 
   /** The link-layer address the kernel has for `address`, if resolved. */
   async neighbour(address: string): Promise<{ mac: string; ifindex: number } | undefined> {
-    const entries = await this.socket.getNeighbors({ family: AF_INET });
+    const entries = await this.serial((socket) => socket.getNeighbors({ family: AF_INET }));
     for (const n of entries) {
       if (ipv4FromBuffer(n.attrs.dst) !== address) continue;
       const state = n.data.state ?? {};

@@ -30,7 +30,7 @@ const server = http.createServer((req, res) => {
   res.end(req.method === 'HEAD' ? undefined : body);
 });
 server.on('error', (e) => fail(`${address}:${port}: ${e.message}`));
-server.listen(port, address, () => process.stdout.write(`${name}: listening on ${address}:${port} (pid ${process.pid})\n`));
+server.listen(port, address, () => process.stdout.write(`${name}: listening on ${address}:${port} (pid ${process.pid}) since ${new Date().toISOString()}\n`));
 
 function stop(signal: NodeJS.Signals): void {
   process.stdout.write(`${name}: ${signal}, stopping\n`);

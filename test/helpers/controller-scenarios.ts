@@ -46,10 +46,14 @@ function killServer(lab: string, rs: 'rs1' | 'rs2'): void {
   process.kill(pid, 'SIGKILL');
 }
 
-async function restartServer(lab: string, rs: 'rs1' | 'rs2'): Promise<void> {
+/** Start the RS's HTTP server again; resolves with the moment it was listening (from its own log). */
+async function restartServer(lab: string, rs: 'rs1' | 'rs2'): Promise<number> {
   const ns = nsName(lab, rs);
   const server = startHttpServer(lab, ns, rs, 80);
-  await waitForHttp(ns, server, `http://${addressOf(REFERENCE_TOPOLOGY, rs)}:80/`, Date.now() + 5000);
+  await waitForHttp(ns, server, `http://${addressOf(REFERENCE_TOPOLOGY, rs)}:80/`, Date.now() + 10_000);
+  const since = [...fs.readFileSync(server.logFile, 'utf8').matchAll(new RegExp(`pid ${server.pid}\\) since (\\S+)`, 'g'))].pop()?.[1];
+  assert.ok(since, `the restarted server logged when it listened (${server.logFile})`);
+  return Date.parse(since);
 }
 
 export interface ScenarioOptions {
@@ -107,10 +111,10 @@ export function controllerScenarios(o: ScenarioOptions): void {
         const down = await c.waitFor(isTransition(RS1, 'down', killedAt), 5000, 'rs1 down');
         const applied = await c.waitFor((l) => l.event === 'apply' && ms(l) >= ms(down), 5000, 'the apply after rs1 went down');
         await new Promise((r) => setTimeout(r, 1000));
-        // From the restart on: the server's own start-up time counts against the slack.
-        const readyAt = Date.now();
-        await restartServer(lab, 'rs1');
-        const up = await c.waitFor(isTransition(RS1, 'up', readyAt), 10_000, 'rs1 up again');
+        // Rise counts from the moment the restarted server listens (its own log), not from its slow start-up.
+        const restartAt = Date.now();
+        const readyAt = await restartServer(lab, 'rs1');
+        const up = await c.waitFor(isTransition(RS1, 'up', restartAt), 10_000, 'rs1 up again');
         await c.waitFor((l) => l.event === 'apply' && ms(l) >= ms(up), 5000, 'the apply after rs1 came back');
         await new Promise((r) => setTimeout(r, 800));
         const records = await loop.stop();

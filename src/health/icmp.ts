@@ -5,6 +5,7 @@
 // probe waiting for them by identifier, sequence and source address.
 import { inNetns } from '../util/netns';
 import { CheckResult, Checker } from './types';
+import { settleOnce } from './settle';
 
 /** The part of `raw-socket` (no types of its own) used here. */
 export interface RawSocket {
@@ -171,7 +172,6 @@ function sendError(e: Error): string {
   return `send failed: ${m}`;
 }
 
-const round = (ms: number) => Math.round(ms * 100) / 100;
 
 export interface IcmpOptions {
   /** Network namespace (under /run/netns) to send from; absent for the process's own. */
@@ -193,28 +193,11 @@ export class IcmpChecker implements Checker {
   }
 
   check(timeoutMs: number): Promise<CheckResult> {
-    const started = process.hrtime.bigint();
-    const elapsed = () => round(Number(process.hrtime.bigint() - started) / 1e6);
     this.seq = (this.seq + 1) & 0xffff;
     const seq = this.seq;
-    return new Promise((resolve) => {
-      let settled = false;
-      let cancel = () => undefined as void;
-      const done = (ok: boolean, detail: string) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        cancel();
-        const millis = elapsed();
-        resolve({ ok, detail: ok ? `echo reply in ${millis} ms` : detail, millis });
-      };
-      const timer = setTimeout(() => done(false, `no echo reply within ${timeoutMs} ms`), timeoutMs);
-      try {
-        cancel = EchoSocket.get(this.options.netns).echo(this.identifier, seq, { address: this.address, settle: done });
-        if (settled) cancel();
-      } catch (e) {
-        done(false, `cannot send ICMP echo: ${(e as Error).message}`);
-      }
-    });
+    return settleOnce(timeoutMs, `no echo reply within ${timeoutMs} ms`, (done) => EchoSocket.get(this.options.netns).echo(this.identifier, seq, {
+      address: this.address,
+      settle: (ok, detail) => done(ok, ok ? 'echo reply in {ms} ms' : detail),
+    }), 'cannot send ICMP echo');
   }
 }

@@ -21,6 +21,7 @@ import { Cap } from 'cap';
 import { inNetns, interfaceMac } from '../util/netns';
 import { allocateEchoIdentifier, echoRequest, inetChecksum } from './icmp';
 import { CheckResult, Checker } from './types';
+import { settleOnce } from './settle';
 
 export interface VipPathTarget {
   /** The balancer's interface on the real servers' segment. */
@@ -222,7 +223,6 @@ export function closeVipPathCaptures(): void {
   InterfaceTap.closeAll();
 }
 
-const round = (ms: number) => Math.round(ms * 100) / 100;
 
 export class VipPathChecker implements Checker {
   readonly kind: 'tcp-vip' | 'icmp-vip';
@@ -247,28 +247,10 @@ export class VipPathChecker implements Checker {
   }
 
   check(timeoutMs: number): Promise<CheckResult> {
-    const started = process.hrtime.bigint();
-    const elapsed = () => round(Number(process.hrtime.bigint() - started) / 1e6);
-    return new Promise((resolve) => {
-      let settled = false;
-      let cancel = () => undefined as void;
-      const done = (ok: boolean, detail: string) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        cancel();
-        const millis = elapsed();
-        resolve({ ok, detail: detail.replace('{ms}', String(millis)), millis });
-      };
-      const timer = setTimeout(() => done(false, `no answer from the VIP ${this.via} within ${timeoutMs} ms`), timeoutMs);
-      try {
-        const tap = InterfaceTap.get(this.t.netns, this.t.interface);
-        cancel = this.kind === 'tcp-vip' ? this.sendSyn(tap, done) : this.sendEcho(tap, done);
-        if (settled) cancel();
-      } catch (e) {
-        done(false, `cannot probe: ${(e as Error).message}`);
-      }
-    });
+    return settleOnce(timeoutMs, `no answer from the VIP ${this.via} within ${timeoutMs} ms`, (done) => {
+      const tap = InterfaceTap.get(this.t.netns, this.t.interface);
+      return this.kind === 'tcp-vip' ? this.sendSyn(tap, done) : this.sendEcho(tap, done);
+    }, 'cannot probe');
   }
 
   /** An answer must come from the VIP to our source, and from the RS's MAC. */

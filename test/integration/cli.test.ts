@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { run, runChecked, RunResult } from '../../src/util/exec';
 import { CLI_ENTRY } from '../../src/cli/entry';
+import { createBalancerNetns, deleteNetns } from '../helpers/balancer-netns';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const ns = `slbt-cli-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
@@ -45,16 +46,11 @@ async function kernelSnapshot(): Promise<string> {
 
 describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, () => {
   before(async () => {
-    await runChecked('netns', ['ip', 'netns', 'add', ns]);
-    // IPv6 link-local addresses change state (DAD) on their own; they are not slbctl's business.
-    await runChecked('no ipv6', ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { netns: ns });
     // Two veth ends inside the namespace: a LB-side eth0 and a peer holding the RS addresses.
-    await runChecked('veth', ['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
-    await runChecked('addr', ['ip', '-n', ns, 'addr', 'add', '172.16.75.83/24', 'dev', 'eth0']);
-    for (const dev of ['eth0', 'peer0', 'lo']) await runChecked('up', ['ip', '-n', ns, 'link', 'set', dev, 'up']);
+    await createBalancerNetns(ns);
   });
   after(async () => {
-    await run(['ip', 'netns', 'del', ns]);
+    await deleteNetns(ns);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

@@ -6,8 +6,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { run, runChecked, RunResult } from '../../src/util/exec';
+import { run, RunResult } from '../../src/util/exec';
 import { CLI_ENTRY } from '../../src/cli/entry';
+import { createBalancerNetns, deleteNetns } from '../helpers/balancer-netns';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const ns = `slbt-run-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
@@ -36,13 +37,10 @@ function slbctl(args: string[], timeoutMs = 20_000): Promise<RunResult> {
 
 describe('slbctl run, drain and undrain: bad input', { skip: isRoot ? false : 'needs root' }, () => {
   before(async () => {
-    await runChecked('netns', ['ip', 'netns', 'add', ns]);
-    await runChecked('veth', ['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
-    await runChecked('addr', ['ip', '-n', ns, 'addr', 'add', '172.16.75.83/24', 'dev', 'eth0']);
-    for (const dev of ['eth0', 'peer0', 'lo']) await runChecked('up', ['ip', '-n', ns, 'link', 'set', dev, 'up']);
+    await createBalancerNetns(ns);
   });
   after(async () => {
-    await run(['ip', 'netns', 'del', ns]);
+    await deleteNetns(ns);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,0 +1,32 @@
+// The shape every probe shares: start it, settle exactly once (answer,
+// error or deadline), cancel whatever is still waiting, time it precisely.
+import { CheckResult } from './types';
+
+export type Done = (ok: boolean, detail: string) => void;
+
+/**
+ * Run `start(done)`, which returns how to cancel the wait. A detail may hold
+ * "{ms}" for the elapsed milliseconds. Never rejects; settles by timeoutMs.
+ */
+export function settleOnce(timeoutMs: number, timeoutDetail: string, start: (done: Done) => () => void, failedToStart: string): Promise<CheckResult> {
+  const started = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    let settled = false;
+    let cancel = (): void => undefined;
+    const done: Done = (ok, detail) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      cancel();
+      const millis = Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
+      resolve({ ok, detail: detail.replace('{ms}', String(millis)), millis });
+    };
+    const timer = setTimeout(() => done(false, timeoutDetail), timeoutMs);
+    try {
+      cancel = start(done);
+      if (settled) cancel();
+    } catch (e) {
+      done(false, `${failedToStart}: ${(e as Error).message}`);
+    }
+  });
+}

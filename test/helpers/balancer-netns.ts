@@ -1,0 +1,16 @@
+// A namespace of a test's own standing for a balancer: eth0 with the LB's
+// lab address, its veth peer in the same namespace (where RS addresses can go).
+import { run, runChecked } from '../../src/util/exec';
+
+export async function createBalancerNetns(ns: string): Promise<void> {
+  await runChecked('netns', ['ip', 'netns', 'add', ns]);
+  // IPv6 link-local addresses change state (DAD) on their own; they are not slbctl's business.
+  await runChecked('no ipv6', ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { netns: ns });
+  await runChecked('veth', ['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
+  await runChecked('addr', ['ip', '-n', ns, 'addr', 'add', '172.16.75.83/24', 'dev', 'eth0']);
+  for (const dev of ['eth0', 'peer0', 'lo']) await runChecked('up', ['ip', '-n', ns, 'link', 'set', dev, 'up']);
+}
+
+export async function deleteNetns(ns: string): Promise<void> {
+  await run(['ip', 'netns', 'del', ns]);
+}

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import { findCommand, run, RunResult } from '../util/exec';
 import { LabError } from '../lab/errors';
 import { checkLabName } from '../lab/names';
@@ -75,6 +76,22 @@ function vagrant(record: Pick<VagrantLabRecord, 'lab' | 'box' | 'managementNet' 
   return run(['vagrant', ...args, '--no-tty', '--no-color'], { env: vagrantEnv(record), timeoutMs });
 }
 
+/** Run vagrant with its output appended to a log file as it comes (vagrant up takes minutes: `tail -f` it). */
+function vagrantLogged(record: VagrantLabRecord, args: string[], logFile: string, timeoutMs: number): Promise<number> {
+  const fd = fs.openSync(logFile, 'a');
+  return new Promise((resolve) => {
+    const child = spawn('vagrant', [...args, '--no-tty', '--no-color'], { env: vagrantEnv(record), stdio: ['ignore', fd, fd] });
+    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    const done = (code: number) => {
+      clearTimeout(timer);
+      fs.closeSync(fd);
+      resolve(code);
+    };
+    child.once('error', () => done(127));
+    child.once('close', (code) => done(code ?? 1));
+  });
+}
+
 function memAvailableMb(): number {
   const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
   return m?.[1] ? Math.floor(Number(m[1]) / 1024) : Math.floor(os.freemem() / 1048576);
@@ -136,13 +153,18 @@ export async function startVagrantLab(lab: string, box: string, log: (line: stri
   try {
     const started = Date.now();
     log(`vagrant up: ${VM_NAMES.map((v) => `${libvirtPrefix(lab)}${v}`).join(', ')} (box ${box}, management network ${record.managementNet}, isolated)`);
-    const up = await vagrant(record, ['up'], 20 * 60_000);
-    fs.writeFileSync(path.join(dataDir, 'vagrant-up.log'), `${up.stdout}${up.stderr}`);
-    if (up.code !== 0) {
-      const tail = `${up.stdout}${up.stderr}`.trimEnd().split('\n').slice(-12).join('\n');
-      throw new LabError(`vagrant up failed (exit ${up.code}); full log ${path.join(dataDir, 'vagrant-up.log')}:\n${tail}`);
+    const upLog = path.join(dataDir, 'vagrant-up.log');
+    log(`its output as it comes: ${upLog}`);
+    const code = await vagrantLogged(record, ['up'], upLog, 20 * 60_000);
+    const output = fs.readFileSync(upLog, 'utf8');
+    if (code !== 0) {
+      const tail = output.trimEnd().split('\n').slice(-12).join('\n');
+      // The data folder goes with the cleanup below; the log is kept.
+      const kept = path.join('/var/tmp', `slbctl-vagrant-${lab}-up.log`);
+      fs.copyFileSync(upLog, kept);
+      throw new LabError(`vagrant up failed (exit ${code}); full log ${kept}:\n${tail}`);
     }
-    for (const line of up.stdout.split('\n')) if (/slbctl provision/.test(line)) log(line.replace(/^==> /, '').trim());
+    for (const line of output.split('\n')) if (/slbctl provision/.test(line)) log(line.replace(/^==> /, '').trim());
     log(`four VMs up and provisioned in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     const ssh = await vagrant(record, ['ssh-config'], 120_000);
     if (ssh.code !== 0) throw new LabError(`vagrant ssh-config failed: ${ssh.stderr.trim()}`);

@@ -51,7 +51,9 @@ export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, bac
     const steps = realServerSteps(mode, topology, encapsulation);
     const r = await vmScript(record, h as VmName, script(steps));
     if (r.code !== 0) throw new LabError(`lab mode ${mode}: setting up ${h} failed: ${(r.stderr || r.stdout).trim()}`);
-    out(`  ${h}: ${steps.filter((s) => !s.mayFail).map((s) => s.argv.slice(-4).join(' ')).slice(-2).join('; ')}`);
+    // fullnat adds nothing to the reset, so what follows it is the mode's own part.
+    const own = steps.slice(realServerSteps('fullnat', topology, 'none').length).map((s) => s.argv.join(' '));
+    out(`  ${h}: reset (VIP off lo, arp_ignore/arp_announce 0, ${topology.clientNet} via the router)${own.length ? `; ${own.join('; ')}` : ''}`);
   }
   const file = `/etc/slbctl/lab-${mode}.yaml`;
   const config = labServiceConfig(mode, topology, backend, encapsulation);

@@ -93,8 +93,11 @@ if ! virsh -q -c qemu:///system pool-info slbctl >/dev/null 2>&1; then
   virsh -q -c qemu:///system pool-define-as slbctl dir --target /var/lib/libvirt/slbctl >/dev/null
   virsh -q -c qemu:///system pool-build slbctl >/dev/null
 fi
-if ! virsh -q -c qemu:///system pool-info slbctl | grep -q 'State:.*running'; then
+# (Output captured first: with pipefail, grep -q closing the pipe early
+# would fail the pipeline.)
+pool_state=$(virsh -q -c qemu:///system pool-info slbctl)
+if ! grep -q 'State:.*running' <<<"$pool_state"; then
   virsh -q -c qemu:///system pool-start slbctl >/dev/null
 fi
 
-log "ready (vagrant $(vagrant --version 2>/dev/null | awk '{print $2}'), $(virsh -c qemu:///system version 2>/dev/null | grep -m1 'running hypervisor' | sed 's/.*: //'))"
+log "ready (vagrant $(vagrant --version 2>/dev/null | awk '{print $2}'), $(virsh -c qemu:///system version 2>/dev/null | grep -m1 -i 'running hypervisor' | sed 's/.*: //'))"

@@ -44,6 +44,19 @@ export function vagrantLab(lab: string): VagrantLabRecord | undefined {
   }
 }
 
+/**
+ * A lab whose record is gone (its `lab up` was killed) but whose VMs or
+ * networks are still in libvirt: enough of a record for `lab down`.
+ */
+export async function orphanedVagrantLab(lab: string): Promise<VagrantLabRecord | undefined> {
+  checkLabName(lab);
+  if (!findCommand('virsh')) return undefined;
+  const left = await libvirtLeftovers(lab);
+  if (left.domains.length + left.networks.length + left.volumes.length === 0) return undefined;
+  const dataDir = path.join(DATA, lab);
+  return { lab, box: '', managementNet: managementNet(lab), dataDir, sshConfig: path.join(dataDir, 'ssh_config'), startedAt: '' };
+}
+
 export function writeVagrantRecord(record: VagrantLabRecord): void {
   fs.mkdirSync(RECORDS, { recursive: true });
   fs.writeFileSync(`${recordFile(record.lab)}.tmp`, `${JSON.stringify(record, null, 2)}\n`);

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { labDown } from '../../lab/netns';
 import { forwardToUml, stopUmlLab, umlLab } from '../../uml/lab';
 import { requireRoot, withLabName } from '../lab-options';
-import { stopVagrantLab, vagrantLab } from '../../vagrant/lab';
+import { orphanedVagrantLab, stopVagrantLab, vagrantLab } from '../../vagrant/lab';
 
 interface Args { name: string }
 
@@ -12,7 +12,7 @@ export const labDownCommand: CommandModule<object, Args> = {
   builder: (y) => withLabName(y),
   handler: async (args) => {
     requireRoot('lab down');
-    const vagrant = vagrantLab(args.name);
+    const vagrant = vagrantLab(args.name) ?? (await orphanedVagrantLab(args.name));
     if (vagrant) {
       await stopVagrantLab(vagrant, (line) => process.stdout.write(`lab "${args.name}": ${line}\n`));
       return;

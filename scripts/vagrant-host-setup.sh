@@ -20,7 +20,8 @@ stop_daemons() {
   for f in "$state"/*.pid; do
     [ -e "$f" ] || continue
     pid=$(cat "$f")
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    # Only if that pid is still the daemon recorded (a pid may be reused).
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(basename "$f" .pid)" ]; then
       log "stopping $(basename "$f" .pid) (pid $pid)"
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

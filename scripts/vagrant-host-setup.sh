@@ -32,6 +32,14 @@ stop_daemons() {
 }
 
 if [ "${1:-}" = --stop ]; then
+  # libvirtd going away would leave the lab VMs' QEMU processes running unmanaged.
+  if [ -S /run/libvirt/libvirt-sock ]; then
+    running=$(virsh -q -c qemu:///system list --name 2>/dev/null || true)
+    if grep -q '^slbctl-' <<<"$running"; then
+      log "lab VMs still run ($(grep '^slbctl-' <<<"$running" | tr '\n' ' ')): run slbctl lab down first"
+      exit 5
+    fi
+  fi
   stop_daemons
   exit 0
 fi

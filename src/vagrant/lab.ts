@@ -192,6 +192,10 @@ export async function startVagrantLab(lab: string, box: string, log: (line: stri
 
 /** Power off and destroy the lab's VMs, then remove any of its domains, networks and disks still left. Idempotent. */
 export async function stopVagrantLab(record: VagrantLabRecord, log: (line: string) => void): Promise<string[]> {
+  // Without libvirtd nothing can be removed, and the record must stay for a later try.
+  if ((await run(['virsh', '-c', LIBVIRT, 'version'], { timeoutMs: 20_000 })).code !== 0) {
+    throw new LabError(`lab "${record.lab}": libvirtd does not answer on ${LIBVIRT}, so its VMs cannot be removed: run scripts/vagrant-host-setup.sh, then lab down again`);
+  }
   const before = await libvirtLeftovers(record.lab);
   // Hard power-off first: vagrant destroy would otherwise wait for each
   // guest to shut down cleanly, which under emulation takes minutes.

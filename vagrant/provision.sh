@@ -13,10 +13,19 @@ role=${a[role]:?role=}
 dev=${a[device]:?device=}
 log() { printf 'slbctl provision (%s): %s\n' "$role" "$*"; }
 
-command -v node >/dev/null || { log "node is missing in this box: use the box of scripts/vagrant-box or install nodejs"; exit 1; }
-for tool in ipvsadm iptables tcpdump curl; do
-  command -v "$tool" >/dev/null || { log "$tool is missing in this box (scripts/vagrant-box includes it)"; exit 1; }
+# The box of scripts/vagrant-box has all of these; a public box (with
+# internet) gets them from Debian's archive here.
+missing=()
+for tool in node:nodejs ipvsadm:ipvsadm iptables:iptables tcpdump:tcpdump curl:curl; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]} from Debian's archive"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null 2>&1; then
+    log "cannot install ${missing[*]} (no network in the VM?): use the box built by scripts/vagrant-box"
+    exit 1
+  fi
+fi
 [ -f /opt/slbctl/dist/src/cli/main.js ] || { log "/opt/slbctl/dist is missing: build the project on the host before vagrant up"; exit 1; }
 
 # slbctl on PATH, run by the VM's node.

@@ -3,7 +3,7 @@
 // one process captures on the client, the balancer and the real servers at
 // once, all delivered on the main thread's event loop.
 import * as path from 'node:path';
-import { Cap } from 'cap';
+import type { Cap } from 'cap';
 import { inNetns, interfaceMac } from '../util/netns';
 import { decodeFrame } from './decode';
 import { writePcap } from './pcap';
@@ -59,7 +59,11 @@ const nowMicros = () => clockBase.wallMicros + Number((process.hrtime.bigint() -
 
 export function startCapture(o: CaptureOptions): CaptureSession {
   const where = `capture on ${o.host}${o.netns ? ` (netns ${o.netns})` : ''} device ${o.device}`;
-  const cap = new Cap();
+  // Loaded here, not at import: slbctl also runs where cap's addon was built
+  // for another Node ABI (the Vagrant lab's VMs run Debian's node), and only
+  // capturing needs it.
+  const { Cap: CapClass } = require('cap') as typeof import('cap');
+  const cap = new CapClass();
   keepAlive.push(cap);
   // One pcap record at a time is copied here by cap before each 'packet' event.
   const buffer = Buffer.alloc(65535);

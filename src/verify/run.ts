@@ -29,25 +29,61 @@ export interface VerifyReport {
   pcaps: Record<string, string>;
 }
 
-const CAPTURED_HOSTS: LabHostName[] = ['client', 'lb', ...REAL_SERVERS];
+export const CAPTURED_HOSTS: LabHostName[] = ['client', 'lb', ...REAL_SERVERS];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function request(lab: string, url: string): Promise<RequestOutcome> {
-  const r = await run(['curl', '-s', '-S', '--max-time', '2', '--connect-timeout', '2', '-o', '-', '-w', '\n%{http_code}', url], { netns: nsName(lab, 'client'), timeoutMs: 5000 });
-  const lines = r.stdout.trimEnd().split('\n');
+/** One curl run (`-o - -w '\n%{http_code}'`) turned into a request outcome. */
+export function curlOutcome(code: number, stdout: string, stderr: string): RequestOutcome {
+  const lines = stdout.trimEnd().split('\n');
   const status = lines.pop() ?? '';
   const body = lines.join('\n');
   const m = /^(\S+) saw client ([0-9.]+):\d+/.exec(body);
-  if (r.code !== 0 || status !== '200') return { ok: false, error: r.stderr.trim().replace(/^curl: /, '') || `HTTP ${status}` };
+  if (code !== 0 || status !== '200') return { ok: false, error: stderr.trim().replace(/^curl: /, '') || `HTTP ${status}` };
   const outcome: RequestOutcome = { ok: true };
   if (m?.[1]) outcome.realServer = m[1];
   if (m?.[2]) outcome.clientSeen = m[2];
   return outcome;
 }
 
+/** curl's arguments for one lab request. */
+export function curlArgv(url: string): string[] {
+  return ['curl', '-s', '-S', '--max-time', '2', '--connect-timeout', '2', '-o', '-', '-w', '\n%{http_code}', url];
+}
+
+/** What the captures filter: the service's packets, and IP-in-IP for tunnelled DSR. */
+export function captureFilter(port: number): string {
+  return `tcp port ${port} or udp port ${port} or ip proto 4`;
+}
+
+async function request(lab: string, url: string): Promise<RequestOutcome> {
+  const r = await run(curlArgv(url), { netns: nsName(lab, 'client'), timeoutMs: 5000 });
+  return curlOutcome(r.code, r.stdout, r.stderr);
+}
+
+/** Judge the captures of the client, the LB and the real servers against the mode's facts. */
+export function judgeLab(mode: Mode, topology: LabTopology, captures: HostCapture[], requests: RequestOutcome[], encapsulation: 'none' | 'ipip'): Verdict {
+  const byHost = (h: string) => {
+    const c = captures.find((x) => x.host === h);
+    if (!c) throw new Error(`no capture of ${h}`);
+    return c;
+  };
+  const realServers: Record<string, string> = {};
+  for (const h of REAL_SERVERS) realServers[h] = addressOf(topology, h);
+  return judge({
+    mode,
+    addresses: { client: addressOf(topology, 'client'), lb: addressOf(topology, 'lb'), vip: topology.vip, port: topology.servicePort, realServers },
+    client: byHost('client'),
+    lb: byHost('lb'),
+    realServers: REAL_SERVERS.map(byHost),
+    requests,
+    expectedRealServers: [...REAL_SERVERS],
+    encapsulation,
+  });
+}
+
 export async function verifyLab(o: VerifyOptions): Promise<VerifyReport> {
   const port = o.topology.servicePort;
-  const filter = `tcp port ${port} or udp port ${port} or ip proto 4`;
+  const filter = captureFilter(port);
   const sessions: CaptureSession[] = [];
   let captures: HostCapture[] = [];
   const requests: RequestOutcome[] = [];
@@ -66,23 +102,7 @@ export async function verifyLab(o: VerifyOptions): Promise<VerifyReport> {
   fs.mkdirSync(o.outDir, { recursive: true });
   const pcaps: Record<string, string> = {};
   for (const c of captures) pcaps[c.host] = writeHostCapture(c, o.outDir);
-  const byHost = (h: string) => {
-    const c = captures.find((x) => x.host === h);
-    if (!c) throw new Error(`no capture of ${h}`);
-    return c;
-  };
-  const realServers: Record<string, string> = {};
-  for (const h of REAL_SERVERS) realServers[h] = addressOf(o.topology, h);
-  const verdict = judge({
-    mode: o.mode,
-    addresses: { client: addressOf(o.topology, 'client'), lb: addressOf(o.topology, 'lb'), vip: o.topology.vip, port, realServers },
-    client: byHost('client'),
-    lb: byHost('lb'),
-    realServers: REAL_SERVERS.map(byHost),
-    requests,
-    expectedRealServers: [...REAL_SERVERS],
-    encapsulation: o.encapsulation ?? 'none',
-  });
+  const verdict = judgeLab(o.mode, o.topology, captures, requests, o.encapsulation ?? 'none');
   return { verdict, requests, pcaps };
 }
 

@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { labDown } from '../../lab/netns';
 import { forwardToUml, stopUmlLab, umlLab } from '../../uml/lab';
 import { requireRoot, withLabName } from '../lab-options';
+import { orphanedVagrantLab, stopVagrantLab, vagrantLab } from '../../vagrant/lab';
 
 interface Args { name: string }
 
@@ -11,6 +12,11 @@ export const labDownCommand: CommandModule<object, Args> = {
   builder: (y) => withLabName(y),
   handler: async (args) => {
     requireRoot('lab down');
+    const vagrant = vagrantLab(args.name) ?? (await orphanedVagrantLab(args.name));
+    if (vagrant) {
+      await stopVagrantLab(vagrant, (line) => process.stdout.write(`lab "${args.name}": ${line}\n`));
+      return;
+    }
     const uml = umlLab(args.name);
     if (uml) {
       const inside = await forwardToUml(uml, ['lab', 'down', '--name', args.name], 60_000).catch((e: Error) => ({ code: 1, output: `${e.message}\n` }));

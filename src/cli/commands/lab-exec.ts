@@ -3,6 +3,8 @@ import { labExec } from '../../lab/netns';
 import { LAB_HOSTS, LabHostName } from '../../lab/topology';
 import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
 import { UsageError } from '../errors';
+import { vagrantLab } from '../../vagrant/lab';
+import { vagrantExec } from '../../vagrant/exec';
 
 interface Args { name: string; host: string; cmd?: string[]; '--'?: string[] }
 
@@ -20,7 +22,8 @@ export const labExecCommand: CommandModule<object, Args> = {
     if (await forwardIfUml(args.name)) return;
     const argv = [...(args.cmd ?? []), ...(args['--'] ?? [])].map(String);
     if (argv.length === 0) throw new UsageError('lab exec: name the command to run, after --, e.g. `slbctl lab exec lb -- nft list ruleset`');
-    const r = await labExec(args.name, args.host as LabHostName, argv);
+    const vagrant = vagrantLab(args.name);
+    const r = vagrant ? await vagrantExec(vagrant, args.host as LabHostName, argv) : await labExec(args.name, args.host as LabHostName, argv);
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr);
     process.exitCode = r.code;

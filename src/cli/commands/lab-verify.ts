@@ -4,6 +4,8 @@ import { verifyLabMode } from '../../verify/run';
 import { renderVerdict } from '../../verify/render';
 import { EXIT, UsageError } from '../errors';
 import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
+import { vagrantLab } from '../../vagrant/lab';
+import { verifyVagrantLab } from '../../vagrant/verify';
 
 interface Args { name: string; mode?: Mode; requests: number; out?: string; json: boolean }
 
@@ -19,7 +21,8 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     requireRoot('lab verify');
     if (await forwardIfUml(args.name)) return;
     if (!Number.isInteger(args.requests) || args.requests < 1 || args.requests > 1000) throw new UsageError('--requests must be an integer from 1 to 1000');
-    const report = await verifyLabMode(args.name, args.mode, args.requests, args.out);
+    const vagrant = vagrantLab(args.name);
+    const report = vagrant ? await verifyVagrantLab(vagrant, args.mode, args.requests, args.out) : await verifyLabMode(args.name, args.mode, args.requests, args.out);
     if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else {
       const answered = report.requests.filter((r) => r.ok);

@@ -1,0 +1,101 @@
+// `lab verify` on the VMs: tcpdump on the client (in its namespace), the lb
+// and both real servers, the client's HTTP requests run in the client VM,
+// the pcap files copied to the host, then decoded and judged by the same
+// code as the netns lab (judgeLab: same facts, same verdict table).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { decodeFrame } from '../capture/decode';
+import { readPcap } from '../capture/pcap';
+import { HostCapture } from '../capture/types';
+import { Mode } from '../model/types';
+import { LabError } from '../lab/errors';
+import { LabHostName, REFERENCE_TOPOLOGY } from '../lab/topology';
+import { RequestOutcome } from '../verify/facts';
+import { CAPTURED_HOSTS, VerifyReport, captureFilter, curlArgv, curlOutcome, judgeLab } from '../verify/run';
+import { CLIENT_NETNS, VM_LAB_DEVICE, VmName } from './plan';
+import { VagrantLabRecord } from './lab';
+import { shellCommand, vmCopyFrom, vmScript } from './ssh';
+
+const REMOTE_DIR = '/var/tmp/slbctl-capture';
+
+interface Where { vm: VmName; netns?: string; device: string }
+
+function whereIs(host: LabHostName): Where {
+  if (host === 'client') return { vm: 'client', netns: CLIENT_NETNS, device: 'eth0' };
+  return { vm: host as VmName, device: VM_LAB_DEVICE };
+}
+
+const inNs = (w: Where, argv: string[]) => (w.netns ? ['ip', 'netns', 'exec', w.netns, ...argv] : argv);
+
+/** Start tcpdump in the background on the host's VM; resolves with the captured interface's MAC once it listens. */
+async function startCapture(record: VagrantLabRecord, host: LabHostName, port: number): Promise<string> {
+  const w = whereIs(host);
+  const file = `${REMOTE_DIR}/${host}.pcap`;
+  const tcpdump = inNs(w, ['tcpdump', '-i', w.device, '-n', '-U', '-s', '0', '-Z', 'root', '-w', file, captureFilter(port)]);
+  const script = [
+    shellCommand(['mkdir', '-p', REMOTE_DIR]),
+    shellCommand(['rm', '-f', file]),
+    `${shellCommand(tcpdump)} >${REMOTE_DIR}/${host}.log 2>&1 &`,
+    `echo $! >${REMOTE_DIR}/${host}.pid`,
+    `i=0; until grep -q 'listening on' ${REMOTE_DIR}/${host}.log; do i=$((i+1)); [ $i -gt 150 ] && { cat ${REMOTE_DIR}/${host}.log; exit 1; }; sleep 0.1; done`,
+    shellCommand(inNs(w, ['cat', `/sys/class/net/${w.device}/address`])),
+  ].join('\n');
+  const r = await vmScript(record, w.vm, script);
+  if (r.code !== 0) throw new LabError(`capture on ${host} (${w.vm} VM, ${w.device}) did not start: ${(r.stdout + r.stderr).trim()}`);
+  return r.stdout.trim().split('\n').pop() ?? '';
+}
+
+async function stopCapture(record: VagrantLabRecord, host: LabHostName): Promise<void> {
+  const pid = `${REMOTE_DIR}/${host}.pid`;
+  // SIGINT makes tcpdump flush and close the file; wait until it has exited.
+  await vmScript(record, whereIs(host).vm, `p=$(cat ${pid} 2>/dev/null) || exit 0\nkill -INT "$p" 2>/dev/null\ni=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done\nrm -f ${pid}`);
+}
+
+/** K requests from the client namespace of the client VM in one ssh session. */
+async function requests(record: VagrantLabRecord, k: number, url: string): Promise<RequestOutcome[]> {
+  const one = `${shellCommand(['ip', 'netns', 'exec', CLIENT_NETNS, ...curlArgv(url)])} 2>/dev/null; echo "@@exit=$?"`;
+  const r = await vmScript(record, 'client', `i=0; while [ $i -lt ${k} ]; do i=$((i+1)); ${one}; done`, { timeoutMs: 60_000 + k * 5000 });
+  const outcomes: RequestOutcome[] = [];
+  const re = /([\s\S]*?)\n?@@exit=(\d+)\n/g;
+  for (let m = re.exec(r.stdout); m; m = re.exec(r.stdout)) {
+    const code = Number(m[2]);
+    outcomes.push(curlOutcome(code, m[1] ?? '', code === 0 ? '' : `curl exit ${code}`));
+  }
+  while (outcomes.length < k) outcomes.push({ ok: false, error: `no answer from the client VM (ssh exit ${r.code})` });
+  return outcomes;
+}
+
+function loadCapture(host: LabHostName, device: string, mac: string, file: string): HostCapture {
+  const { linkType, frames } = readPcap(file);
+  if (typeof linkType === 'number') throw new LabError(`${file}: link type ${linkType} is not one slbctl decodes`);
+  return { host, device, mac, linkType, frames, packets: frames.map((f) => decodeFrame(f, linkType)), pcapPath: file };
+}
+
+export async function verifyVagrantLab(record: VagrantLabRecord, mode: Mode | undefined, k: number, out: string | undefined): Promise<VerifyReport> {
+  const judged = mode ?? (record.mode as Mode | undefined);
+  if (!judged) throw new LabError(`no mode is applied in lab "${record.lab}"; run \`slbctl lab mode MODE --name ${record.lab}\` or pass --mode`);
+  const encapsulation = record.encapsulation === 'ipip' && judged === 'dsr' ? 'ipip' : 'none';
+  const topology = REFERENCE_TOPOLOGY;
+  const outDir = path.resolve(out ?? path.join('slbctl-pcaps', record.lab, judged));
+  fs.mkdirSync(outDir, { recursive: true });
+  const macs = new Map<LabHostName, string>();
+  let outcomes: RequestOutcome[] = [];
+  try {
+    const started = await Promise.all(CAPTURED_HOSTS.map(async (h) => [h, await startCapture(record, h, topology.servicePort)] as const));
+    for (const [h, mac] of started) macs.set(h, mac);
+    outcomes = await requests(record, k, `http://${topology.vip}:${topology.servicePort}/`);
+    await new Promise((r) => setTimeout(r, 500)); // the last FIN/ACKs reach every capture
+  } finally {
+    await Promise.all(CAPTURED_HOSTS.map((h) => stopCapture(record, h)));
+  }
+  const captures: HostCapture[] = [];
+  const pcaps: Record<string, string> = {};
+  for (const h of CAPTURED_HOSTS) {
+    const local = path.join(outDir, `${h}.pcap`);
+    const r = await vmCopyFrom(record, whereIs(h).vm, `${REMOTE_DIR}/${h}.pcap`, local);
+    if (r.code !== 0) throw new LabError(`copying the capture of ${h} from the ${whereIs(h).vm} VM failed: ${r.stderr.trim()}`);
+    captures.push(loadCapture(h, whereIs(h).device, macs.get(h) ?? '', local));
+    pcaps[h] = local;
+  }
+  return { verdict: judgeLab(judged, topology, captures, outcomes, encapsulation), requests: outcomes, pcaps };
+}

@@ -1,0 +1,60 @@
+// The Vagrant lab's pure parts: the VM plan derived from the topology, the
+// one shell-quoting helper every remote command goes through, and the real
+// servers' steps per mode.
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
+import { vagrantPlan } from '../../src/vagrant/plan';
+import { shellCommand, shellQuote } from '../../src/vagrant/ssh';
+import { realServerSteps } from '../../src/vagrant/mode';
+import { managementNet } from '../../src/vagrant/lab';
+
+describe('vagrant plan', () => {
+  it('puts the reference addresses on four VMs, the router in the client VM', () => {
+    const plan = vagrantPlan(REFERENCE_TOPOLOGY);
+    assert.deepEqual(plan.vms.map((v) => v.name), ['client', 'lb', 'rs1', 'rs2']);
+    const args = (name: string) => plan.vms.find((v) => v.name === name)?.provision ?? [];
+    assert.ok(args('client').includes('client_cidr=10.8.21.40/24'));
+    assert.ok(args('client').includes('router_cidr=172.16.75.1/24'));
+    assert.ok(args('client').includes('router_client_cidr=10.8.21.1/24'));
+    assert.ok(args('lb').includes('cidr=172.16.75.83/24'));
+    assert.ok(args('rs1').includes('cidr=172.16.75.82/24') && args('rs1').includes('http_name=rs1'));
+    assert.ok(args('rs2').includes('cidr=172.16.75.85/24'));
+    for (const vm of plan.vms) assert.ok(vm.provision.includes('router=172.16.75.1') && vm.provision.includes('client_net=10.8.21.0/24'));
+  });
+
+  it('gives each lab a management network outside the lab ranges', () => {
+    for (const lab of ['slb', 'vt', 'a-very-long1']) assert.match(managementNet(lab), /^192\.168\.2[0-3]\d\.0\/24$/);
+  });
+});
+
+describe('shellQuote', () => {
+  it('round-trips any argument through sh', () => {
+    const argv = ['printf', '%s|', 'plain', 'with space', "it's", '$(id) `x` $HOME', 'a"b', '', 'new\nline', '*'];
+    const r = spawnSync('sh', ['-c', shellCommand(argv)], { encoding: 'utf8' });
+    assert.equal(r.stdout, `${argv.slice(2).join('|')}|`);
+  });
+  it('leaves plain words alone', () => {
+    assert.equal(shellQuote('172.16.75.84/32'), '172.16.75.84/32');
+    assert.equal(shellQuote('a b'), "'a b'");
+  });
+});
+
+describe('real server steps', () => {
+  const text = (mode: 'fullnat' | 'transparent' | 'dsr', enc: 'none' | 'ipip' = 'none') => realServerSteps(mode, REFERENCE_TOPOLOGY, enc).map((s) => s.argv.join(' '));
+  it('fullnat: only the reset, client network via the router', () => {
+    assert.ok(text('fullnat').includes('ip route replace 10.8.21.0/24 via 172.16.75.1 dev eth1'));
+    assert.ok(!text('fullnat').some((l) => l.startsWith('ip addr add')));
+  });
+  it('transparent: replies to the client go back through the LB', () => {
+    assert.equal(text('transparent').at(-1), 'ip route replace 10.8.21.0/24 via 172.16.75.83 dev eth1');
+  });
+  it('dsr: ARP settings before the VIP appears on lo', () => {
+    const steps = text('dsr');
+    const vip = steps.indexOf('ip addr add 172.16.75.84/32 dev lo');
+    assert.ok(vip > steps.indexOf('sysctl -qw net.ipv4.conf.eth1.arp_ignore=1'));
+    assert.ok(vip > steps.indexOf('sysctl -qw net.ipv4.conf.all.arp_announce=2'));
+    assert.ok(text('dsr', 'ipip').includes('ip link set tunl0 up'));
+  });
+});

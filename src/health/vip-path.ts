@@ -17,7 +17,7 @@
 // One capture handle per (namespace, interface) is shared by every probe in
 // the process and demultiplexed by our source port (TCP) or echo identifier
 // and sequence (ICMP), then checked against the VIP, port and RS MAC.
-import { Cap } from 'cap';
+import type { Cap } from 'cap';
 import { inNetns, interfaceMac } from '../util/netns';
 import { allocateEchoIdentifier, echoRequest, inetChecksum } from './icmp';
 import { CheckResult, Checker } from './types';
@@ -162,7 +162,9 @@ class InterfaceTap {
     // A failed open is not retried for a while: each try leaves a Cap behind (never freed).
     const failed = InterfaceTap.failed.get(key);
     if (failed && failed.until > Date.now()) throw new Error(failed.error);
-    const cap = new Cap();
+    // Loaded on first probe, not at import: the CLI also runs where cap's addon was built for another Node ABI (the VM lab).
+    const { Cap: CapClass } = require('cap') as typeof import('cap');
+    const cap = new CapClass();
     keepAlive.push(cap);
     const buffer = Buffer.alloc(65535);
     try {

@@ -301,3 +301,50 @@ export function udpExpiryScenario(o: ScenarioOptions): void {
     });
   });
 }
+
+/** Every real server down: the sorry server answers; one back: it serves again. */
+export function sorryServerScenario(o: ScenarioOptions): void {
+  describe(`slbctl run on ${o.backend}: the sorry server`, { skip: o.skip ?? false }, () => {
+    const lab = `${o.tag}s${(process.pid % 1000).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(0, 12);
+    let c: RunningController | undefined;
+    before(async () => {
+      await labUp(lab, REFERENCE_TOPOLOGY);
+      await configureRealServers(lab, 'fullnat', REFERENCE_TOPOLOGY);
+      // The sorry server: a second HTTP server on rs2, port 8080, that stays up.
+      const sorry = startHttpServer(lab, nsName(lab, 'rs2'), 'sorry', 8080);
+      await waitForHttp(nsName(lab, 'rs2'), sorry, `http://${RS2}:8080/`, Date.now() + 10_000);
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `slbctl-sorry-${lab}-`)), 'slbctl.json');
+      fs.writeFileSync(file, controllerConfig('fullnat', o.backend, o.timing, { type: 'http' }, { sorryServer: { address: RS2, port: 8080 } }));
+      c = startController(nsName(lab, 'lb'), file, ['--metrics', 'off']);
+      await c.waitFor((l) => l.event === 'start' && l.msg.startsWith('running'), 20_000, 'the controller running');
+    });
+    after(async () => {
+      try {
+        await c?.stop();
+      } finally {
+        await labDown(lab);
+      }
+    });
+
+    const answeredBy = async () => {
+      const r = await run(['curl', '-s', '-D', '-', '-o', '/dev/null', '--max-time', '2', `http://${VIP}/`], { netns: nsName(lab, 'client') });
+      return /X-Real-Server: (\S+)/i.exec(r.stdout)?.[1];
+    };
+
+    it('answers from the sorry server while both real servers are down, and from RS1 once it is back', async () => {
+      const ctl = c as RunningController;
+      assert.equal(ctl.logs.some((l) => l.event === 'apply' && (l.ops as string[] | undefined)?.some((x) => x.includes('8080'))), false, 'the sorry server is not in the service while the real servers are being checked');
+      const killedAt = Date.now();
+      killServer(lab, 'rs1');
+      killServer(lab, 'rs2');
+      await ctl.waitFor((l) => l.event === 'apply' && ms(l) >= killedAt && (l.ops as string[]).some((x) => x.includes(`${RS2}:8080`)), 10_000, 'the sorry server put in');
+      assert.equal(await answeredBy(), 'sorry');
+      const backAt = Date.now();
+      await restartServer(lab, 'rs1');
+      await ctl.waitFor((l) => l.event === 'apply' && ms(l) >= backAt && (l.ops as string[]).some((x) => x.includes(`${RS1}:80`)), 10_000, 'rs1 back in');
+      const seen = new Set<string | undefined>();
+      for (let i = 0; i < 4; i++) seen.add(await answeredBy());
+      assert.deepEqual([...seen], ['rs1'], 'only rs1 answers (rs2 is still down, the sorry server is out)');
+    });
+  });
+}

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { findCommand } from '../util/exec';
 import { CheckResult, Checker } from './types';
+import { settleOnce } from './settle';
 
 export class CommandChecker implements Checker {
   readonly kind = 'command';
@@ -15,20 +16,13 @@ export class CommandChecker implements Checker {
   }
 
   check(timeoutMs: number): Promise<CheckResult> {
-    const started = Date.now();
-    return new Promise((resolve) => {
+    return settleOnce(timeoutMs, `did not finish within ${timeoutMs} ms`, (done) => {
       const [cmd, ...args] = this.argv;
       const child = spawn(cmd as string, args, { stdio: 'ignore' });
-      let settled = false;
-      const done = (ok: boolean, detail: string) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve({ ok, detail, millis: Date.now() - started });
-      };
-      const timer = setTimeout(() => { child.kill('SIGKILL'); done(false, `did not finish within ${timeoutMs} ms`); }, timeoutMs);
       child.on('error', (e) => done(false, e.message));
       child.on('exit', (code, signal) => done(code === 0, signal ? `killed by ${signal}` : `exit ${code}`));
-    });
+      // Settled by the deadline while still running: it must not outlive its check.
+      return () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };
+    }, 'cannot start the command');
   }
 }

@@ -3,6 +3,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { CheckResult, Checker } from './types';
+import { settleOnce } from './settle';
 
 export interface HttpExpectation {
   /** Inclusive status range, default 200-399. */
@@ -24,17 +25,8 @@ export class HttpChecker implements Checker {
   }
 
   check(timeoutMs: number): Promise<CheckResult> {
-    const started = Date.now();
     const client = this.url.protocol === 'https:' ? https : http;
-    return new Promise((resolve) => {
-      let settled = false;
-      const done = (ok: boolean, detail: string) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        req.destroy();
-        resolve({ ok, detail, millis: Date.now() - started });
-      };
+    return settleOnce(timeoutMs, `no answer within ${timeoutMs} ms`, (done) => {
       // Health checks talk to the real server itself, never through a proxy; self-signed certificates are the norm there.
       const req = client.get(this.url, { agent: false, rejectUnauthorized: false, headers: { 'User-Agent': 'slbctl-health', Connection: 'close' } }, (res) => {
         const status = res.statusCode ?? 0;
@@ -49,8 +41,8 @@ export class HttpChecker implements Checker {
         });
         res.on('error', (e) => done(false, e.message));
       });
-      const timer = setTimeout(() => done(false, `no answer within ${timeoutMs} ms`), timeoutMs);
       req.on('error', (e: NodeJS.ErrnoException) => done(false, e.code === 'ECONNREFUSED' ? 'connection refused' : (e.code ?? e.message)));
-    });
+      return () => req.destroy();
+    }, 'cannot send the request');
   }
 }

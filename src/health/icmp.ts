@@ -197,7 +197,7 @@ export class IcmpChecker implements Checker {
     const seq = this.seq;
     return settleOnce(timeoutMs, `no echo reply within ${timeoutMs} ms`, (done) => EchoSocket.get(this.options.netns).echo(this.identifier, seq, {
       address: this.address,
-      settle: (ok, detail) => done(ok, ok ? 'echo reply in {ms} ms' : detail),
+      settle: (ok, detail) => done(ok, ok ? (ms) => `echo reply in ${ms} ms` : detail),
     }), 'cannot send ICMP echo');
   }
 }

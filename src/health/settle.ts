@@ -2,11 +2,13 @@
 // error or deadline), cancel whatever is still waiting, time it precisely.
 import { CheckResult } from './types';
 
-export type Done = (ok: boolean, detail: string) => void;
+/** A detail, or one made from the elapsed milliseconds (e.g. "echo reply in 0.3 ms"). */
+export type Done = (ok: boolean, detail: string | ((millis: number) => string)) => void;
 
 /**
- * Run `start(done)`, which returns how to cancel the wait. A detail may hold
- * "{ms}" for the elapsed milliseconds. Never rejects; settles by timeoutMs.
+ * Run `start(done)`, which returns how to stop waiting (close the socket,
+ * kill the child …); that runs once the probe settles, whatever settled it.
+ * Never rejects; settles by timeoutMs.
  */
 export function settleOnce(timeoutMs: number, timeoutDetail: string, start: (done: Done) => () => void, failedToStart: string): Promise<CheckResult> {
   const started = process.hrtime.bigint();
@@ -19,7 +21,7 @@ export function settleOnce(timeoutMs: number, timeoutDetail: string, start: (don
       clearTimeout(timer);
       cancel();
       const millis = Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
-      resolve({ ok, detail: detail.replace('{ms}', String(millis)), millis });
+      resolve({ ok, detail: typeof detail === 'function' ? detail(millis) : detail, millis });
     };
     const timer = setTimeout(() => done(false, timeoutDetail), timeoutMs);
     try {

@@ -21,7 +21,7 @@ import type { Cap } from 'cap';
 import { inNetns, interfaceMac } from '../util/netns';
 import { allocateEchoIdentifier, echoRequest, inetChecksum } from './icmp';
 import { CheckResult, Checker } from './types';
-import { settleOnce } from './settle';
+import { Done, settleOnce } from './settle';
 
 export interface VipPathTarget {
   /** The balancer's interface on the real servers' segment. */
@@ -260,7 +260,7 @@ export class VipPathChecker implements Checker {
     return a.src === this.t.vip && a.dst === this.t.source && a.srcMac === this.t.rsMac;
   }
 
-  private sendSyn(tap: InterfaceTap, done: (ok: boolean, detail: string) => void): () => void {
+  private sendSyn(tap: InterfaceTap, done: Done): () => void {
     const { source, vip } = this.t;
     const port = this.t.port as number;
     const sport = tap.freePort();
@@ -276,18 +276,18 @@ export class VipPathChecker implements Checker {
       if ((tcp.flags & (TCP_SYN | TCP_ACK)) !== (TCP_SYN | TCP_ACK)) return false;
       // Our kernel drops the SYN-ACK (its source is a local address), so reset the RS's half-open connection ourselves.
       tap.inject(ethIpv4(tap.mac, this.t.rsMac, source, vip, 6, tcpSegment(source, vip, sport, port, isn + 1, TCP_RST)));
-      done(true, `SYN-ACK from the VIP ${this.via} in {ms} ms`);
+      done(true, (ms) => `SYN-ACK from the VIP ${this.via} in ${ms} ms`);
       return true;
     });
   }
 
-  private sendEcho(tap: InterfaceTap, done: (ok: boolean, detail: string) => void): () => void {
+  private sendEcho(tap: InterfaceTap, done: Done): () => void {
     this.seq = (this.seq + 1) & 0xffff;
     const seq = this.seq;
     const frame = ethIpv4(tap.mac, this.t.rsMac, this.t.source, this.t.vip, 1, echoRequest(this.identifier, seq));
     return tap.send(frame, `icmp:${this.identifier}:${seq}`, (a) => {
       if (!this.fromRs(a)) return false;
-      done(true, `echo reply from the VIP ${this.via} in {ms} ms`);
+      done(true, (ms) => `echo reply from the VIP ${this.via} in ${ms} ms`);
       return true;
     });
   }

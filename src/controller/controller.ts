@@ -44,6 +44,8 @@ interface Monitor {
 }
 
 type KernelRs = { active?: number; inactive?: number; packets?: number; bytes?: number };
+/** What the kernel said of each service at the last plan: its counters and its real servers'. */
+type KernelView = Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }>;
 
 const monitorKey = (service: string, realServer: string) => `${service}|${realServer}`;
 
@@ -61,8 +63,8 @@ export class Controller {
   private reloadTimer: NodeJS.Timeout | undefined;
   private metricsServer: http.Server | undefined;
   private decisions = new Map<string, RealServerDecision[]>();
-  private kernel = new Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }>();
-  private previous: { at: number; kernel: Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }> } | undefined;
+  private kernel: KernelView = new Map();
+  private previous: { at: number; kernel: KernelView } | undefined;
   private rates = new Map<string, { packets: number; bytes: number }>();
   /** DSR on nftables: real servers' MACs seen so far, and those that answer no ARP now. */
   private readonly macs = new Map<string, string>();
@@ -86,11 +88,9 @@ export class Controller {
     c.k = await openSession(o.backend ?? c.config.backend);
     try {
       c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
-      // Refuse at once what the kernel or this host cannot do, before any checker runs.
-      await planConfig(c.k, c.effective().config, { dropUnresolved: true });
+      // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.
+      await c.reconcileOnce('start', true);
       c.setMonitors();
-      await c.reconcile('start');
-      if (c.stats.applies.failed > 0) throw new Error('the first apply failed (see the log above)');
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
         c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((e: NodeJS.ErrnoException) => {
@@ -203,7 +203,8 @@ export class Controller {
     return this.busy;
   }
 
-  private async reconcileOnce(cause: string): Promise<void> {
+  /** `first`: the apply at start-up, which waits for ARP and throws what fails instead of retrying. */
+  private async reconcileOnce(cause: string, first = false): Promise<void> {
     const k = this.k;
     if (!k) return;
     const eff = this.effective();
@@ -211,7 +212,7 @@ export class Controller {
     const started = process.hrtime.bigint();
     try {
       // A DSR real server that stops answering ARP (powered off) must not stall or fail the plan for the others.
-      const plan = await planConfig(k, eff.config, { knownMacs: this.macs, arpWaitMs: 0, dropUnresolved: true });
+      const plan = await planConfig(k, eff.config, { knownMacs: this.macs, arpWaitMs: first ? 2000 : 0, dropUnresolved: true });
       for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
       const unresolved = plan.unresolved.join(', ');
       if (unresolved !== this.unresolved) {
@@ -246,6 +247,7 @@ export class Controller {
       }
       this.lastApplied = signature;
     } catch (e) {
+      if (first) throw e;
       this.stats.applies.failed++;
       // lastApplied stays: if the wanted state is unchanged, what the next run repairs is still drift
       // (a hand edit can race with a plan, e.g. ipvsadm -D between observe and execute).
@@ -257,7 +259,7 @@ export class Controller {
   /** Remember the kernel's counters and derive per-second rates since the last look. */
   private absorb(observed: ObservedState): void {
     const now = Date.now();
-    const kernel = new Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }>();
+    const kernel: KernelView = new Map();
     for (const s of observed.kernel.services) {
       const realServers = new Map<string, KernelRs>();
       for (const r of s.realServers) {

@@ -13,7 +13,8 @@ export interface LogLine {
   [k: string]: unknown;
 }
 
-function lines(child: ChildProcess, stream: 'stdout' | 'stderr', each: (line: string) => void): void {
+/** Call `each` with every whole line the child writes on `stream`. */
+export function lines(child: ChildProcess, stream: 'stdout' | 'stderr', each: (line: string) => void): void {
   let buf = '';
   child[stream]?.on('data', (d: Buffer) => {
     buf += d.toString();

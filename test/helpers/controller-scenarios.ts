@@ -13,7 +13,7 @@ import { CLI_ENTRY } from '../../src/cli/entry';
 import { run } from '../../src/util/exec';
 import { Mode } from '../../src/model/types';
 import { openLongLived } from './long-lived';
-import { LogLine, RunningController, startController, startRequestLoop } from '../../src/lab/harness';
+import { LogLine, RunningController, lines, startController, startRequestLoop } from '../../src/lab/harness';
 import { spawn } from 'node:child_process';
 
 export interface Timing { interval: number; timeout: number; rise: number; fall: number }
@@ -235,15 +235,9 @@ export function dsrBlackholeScenario(o: ScenarioOptions): void {
 
 function spawnIn(netns: string, argv: string[]): { lines: string[]; stop: () => void } {
   const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  let buf = '';
-  child.stdout.on('data', (d: Buffer) => {
-    buf += d.toString();
-    const parts = buf.split('\n');
-    buf = parts.pop() ?? '';
-    lines.push(...parts);
-  });
-  return { lines, stop: () => child.kill('SIGTERM') };
+  const out: string[] = [];
+  lines(child, 'stdout', (l) => out.push(l));
+  return { lines: out, stop: () => child.kill('SIGTERM') };
 }
 
 /** A UDP service whose real server fails: its flows move to the other RS at once, though its UDP server still answers. */

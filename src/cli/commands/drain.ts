@@ -81,7 +81,7 @@ export const undrainCommand: CommandModule<object, Omit<Args, 'deadline' | 'quie
       const key = serviceKey(t.service);
       const drain = readDrains().find((d) => d.service === key && d.realServer === t.rsKey);
       if (!drain) throw new UsageError(`${t.rsKey} of ${t.service.name} is not drained`);
-      updateDrains((ds) => ds.filter((d) => d !== undefined && !(d.service === key && d.realServer === t.rsKey)));
+      updateDrains((ds) => ds.filter((d) => !(d.service === key && d.realServer === t.rsKey)));
       let mac: string | undefined;
       if (t.k.backend === 'nft' && t.service.mode === 'dsr') {
         mac = (await t.k.rtnl.resolveNeighbour(t.rsKey.split(':')[0] as string))?.mac;

@@ -6,6 +6,13 @@
 //   opening the socket, and coming back. setns(CLONE_NEWNET) acts on the
 //   calling thread only and is allowed in a multithreaded process.
 // - interfaceMac: an interface's MAC, read in the current thread's namespace.
+// - netnsCookie: the kernel's 64-bit cookie of the current network namespace
+//   (SO_NETNS_COOKIE). Unlike the namespace's inode it is never reused while
+//   the machine runs, so a record written for one namespace is never taken
+//   for another one that got the same inode later.
+// - tryLock / unlock: flock(2) on a file. Node has no flock; the kernel drops
+//   the lock when the last holder of the open file dies, even by SIGKILL, so
+//   a crashed slbctl never leaves a namespace locked.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -16,6 +23,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -100,11 +108,66 @@ static Napi::Value InterfaceMac(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, text);
 }
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+static Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Fail(env, "socket", errno);
+  unsigned long long cookie = 0;
+  socklen_t len = sizeof(cookie);
+  int rc = getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+  int err = errno;
+  close(fd);
+  // Kernels before 5.14 have no namespace cookie: the caller falls back to the inode alone.
+  if (rc != 0 && err == ENOPROTOOPT) return env.Undefined();
+  if (rc != 0) return Fail(env, "read the network namespace cookie", err);
+  return Napi::String::New(env, std::to_string(cookie));
+}
+
+// tryLock(path): an open file descriptor holding an exclusive flock on path
+// (created 0600 if absent; a symlink is refused), or -1 when another process
+// holds the lock. The descriptor is close-on-exec: children get it only when
+// slbctl passes it on purpose.
+static Napi::Value TryLock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "tryLock(path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Fail(env, "open lock file " + path, errno);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    close(fd);
+    if (err == EWOULDBLOCK) return Napi::Number::New(env, -1);
+    return Fail(env, "lock " + path, err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+static Napi::Value Unlock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "unlock(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (fd >= 0) close(fd);
+  return env.Undefined();
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("enterNetns", Napi::Function::New(env, EnterNetns));
   exports.Set("leaveNetns", Napi::Function::New(env, LeaveNetns));
   exports.Set("netnsInode", Napi::Function::New(env, NetnsInode));
   exports.Set("interfaceMac", Napi::Function::New(env, InterfaceMac));
+  exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookie));
+  exports.Set("tryLock", Napi::Function::New(env, TryLock));
+  exports.Set("unlock", Napi::Function::New(env, Unlock));
   return exports;
 }
 

@@ -9,6 +9,7 @@ import { run, runChecked } from '../../src/util/exec';
 import { Config, Service } from '../../src/model/types';
 import { closeSession, executePlan, openSession, planConfig } from '../../src/engine/engine';
 import { renderPlan } from '../../src/kernel/nft/render';
+import { withWriteLock } from '../../src/records/lock';
 import { formatPlan } from '../../src/plan/format';
 
 const SERVICES = Number(process.env.SLB_BENCH_SERVICES ?? 10000);
@@ -35,9 +36,9 @@ async function inner(): Promise<void> {
   try {
     const [plan1, tPlan1] = await timed(() => planConfig(rtnl, makeConfig(1)));
     const script = renderPlan(plan1);
-    const [, tApply1] = await timed(() => executePlan(rtnl, plan1));
+    const [, tApply1] = await timed(() => withWriteLock(0, () => executePlan(rtnl, plan1)));
     const [plan2, tPlan2] = await timed(() => planConfig(rtnl, makeConfig(5)));
-    const [, tApply2] = await timed(() => executePlan(rtnl, plan2));
+    const [, tApply2] = await timed(() => withWriteLock(0, () => executePlan(rtnl, plan2)));
     const script2 = renderPlan(plan2);
     // The kernel's own share: the same first transaction loaded by nft alone.
     await runChecked('flush', ['nft', 'delete', 'table', 'ip', 'slbctl']);

@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import { UsageError, EXIT } from './errors';
+import { PreflightError } from '../util/errors';
 import { forwardToUml, umlLab } from '../uml/lab';
 
 export const DEFAULT_LAB = 'slb';
@@ -10,7 +10,7 @@ export function withLabName<T>(y: Argv<T>) {
 
 export function requireRoot(what: string): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    throw new UsageError(`${what} needs root (it creates network namespaces and programs nftables); run it as root or with sudo`, EXIT.preflight);
+    throw new PreflightError(`${what} needs root (it creates network namespaces and programs nftables); run it as root or with sudo`);
   }
 }
 

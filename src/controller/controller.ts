@@ -19,6 +19,8 @@ import { Logger } from './log';
 import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { expireUdpFlows } from './conntrack';
+import { Lock } from '../records/lock';
+import { BusyError } from '../util/errors';
 
 export interface ControllerOptions {
   file: string;
@@ -28,6 +30,8 @@ export interface ControllerOptions {
   metrics?: { host: string; port: number };
   /** How often the kernel is compared with the desired state (default: the shortest check interval, or 1 s). */
   resyncMs?: number;
+  /** How long a reconcile waits for another writer of the namespace (apply --force, drain) before it tries again later. */
+  waitMs?: number;
 }
 
 interface Monitor {
@@ -210,7 +214,9 @@ export class Controller {
     const eff = this.effective();
     const signature = JSON.stringify(eff.config.services);
     const started = process.hrtime.bigint();
+    let lock: Lock | undefined;
     try {
+      lock = await Lock.acquire('write', this.o.waitMs ?? 5000);
       // A DSR real server that stops answering ARP (powered off) must not stall or fail the plan for the others.
       const plan = await planConfig(k, eff.config, { knownMacs: this.macs, arpWaitMs: first ? 2000 : 0, dropUnresolved: true });
       for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
@@ -251,7 +257,9 @@ export class Controller {
       this.stats.applies.failed++;
       // lastApplied stays: if the wanted state is unchanged, what the next run repairs is still drift
       // (a hand edit can race with a plan, e.g. ipvsadm -D between observe and execute).
-      this.log('error', 'apply', `${cause}: ${(e as Error).message}; the kernel was left as it was and slbctl retries at the next resync`);
+      this.log(e instanceof BusyError ? 'warn' : 'error', e instanceof BusyError ? 'busy' : 'apply', `${cause}: ${(e as Error).message}; the kernel was left as it was and slbctl retries at the next resync`);
+    } finally {
+      lock?.release();
     }
     this.writeRecord();
   }

@@ -7,17 +7,17 @@ import { RealServerState, ServiceState } from '../model/state';
 import { realServerKey, serviceKey } from '../model/types';
 import { Drain } from './effective';
 import { readDrains, runningController } from './records';
+import { Lock } from '../records/lock';
+import { ConfigError } from '../util/errors';
 import { countFor, listFlows } from './conntrack';
 
-export class DrainError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DrainError';
-  }
-}
+/** The drain names a service or real server slbctl does not have, or the controller did not follow (exit 2). */
+export class DrainError extends ConfigError {}
 
 export interface Target {
   k: KernelSession;
+  /** How long to wait for another writer of the namespace (--wait). */
+  waitMs: number;
   service: ServiceState;
   realServer: RealServerState | undefined;
   rsKey: string;
@@ -32,7 +32,7 @@ function matchesService(s: ServiceState, want: string): boolean {
  * address:port) among the services slbctl owns, in whichever backend has it.
  * The caller closes target.k.
  */
-export async function findTarget(service: string, rs: string, drains: readonly Drain[] = readDrains()): Promise<Target> {
+export async function findTarget(service: string, rs: string, waitMs: number, drains: readonly Drain[] = readDrains()): Promise<Target> {
   const seen: string[] = [];
   for (const backend of ['ipvs', 'nft'] as Backend[]) {
     const k = await sessionIfAvailable(backend);
@@ -56,7 +56,7 @@ export async function findTarget(service: string, rs: string, drains: readonly D
       closeSession(k);
       throw new DrainError(`service ${s.name} (${serviceKey(s)}) has no real server ${rs}; it has ${s.realServers.map(realServerKey).join(', ') || 'none'}`);
     }
-    return { k, service: s, realServer: r, rsKey: r ? realServerKey(r) : (recorded as Drain).realServer };
+    return { k, waitMs, service: s, realServer: r, rsKey: r ? realServerKey(r) : (recorded as Drain).realServer };
   }
   throw new DrainError(`no service ${service} is programmed by slbctl${seen.length ? `; there are ${seen.join(', ')}` : ''}`);
 }
@@ -82,7 +82,7 @@ export async function connectionsOf(t: Target): Promise<Progress> {
 /** Tell a running controller to re-read the drains now; true when one runs. */
 function nudgeController(): boolean {
   const c = runningController();
-  if (!c) return false;
+  if (!c || c.pid <= 0) return false;
   process.kill(c.pid, 'SIGUSR1');
   return true;
 }
@@ -111,12 +111,18 @@ export async function setRealServer(t: Target, weight: number | undefined, log: 
     return;
   }
   const [address, port] = t.rsKey.split(':') as [string, string];
-  const plan = await planEdit(t.k, (services) => services.map((s) => {
-    if (serviceKey(s) !== serviceKey(t.service)) return s;
-    if (weight === undefined) return { ...s, realServers: s.realServers.filter((r) => realServerKey(r) !== t.rsKey) };
-    if (s.realServers.some((r) => realServerKey(r) === t.rsKey)) return { ...s, realServers: s.realServers.map((r) => (realServerKey(r) === t.rsKey ? { ...r, weight } : r)) };
-    return { ...s, realServers: [...s.realServers, { address, port: Number(port), weight, ...(mac ? { mac } : {}) }] };
-  }));
-  await executePlan(t.k, plan, log);
+  // No controller: this command is the namespace's writer for the change.
+  const lock = await Lock.acquire('write', t.waitMs);
+  try {
+    const plan = await planEdit(t.k, (services) => services.map((s) => {
+      if (serviceKey(s) !== serviceKey(t.service)) return s;
+      if (weight === undefined) return { ...s, realServers: s.realServers.filter((r) => realServerKey(r) !== t.rsKey) };
+      if (s.realServers.some((r) => realServerKey(r) === t.rsKey)) return { ...s, realServers: s.realServers.map((r) => (realServerKey(r) === t.rsKey ? { ...r, weight } : r)) };
+      return { ...s, realServers: [...s.realServers, { address, port: Number(port), weight, ...(mac ? { mac } : {}) }] };
+    }));
+    await executePlan(t.k, plan, log);
+  } finally {
+    lock.release();
+  }
 }
 

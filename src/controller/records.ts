@@ -1,51 +1,23 @@
-// Files under /run/slbctl (runDir) that the controller, `drain` and `status` share,
-// one per network namespace (its inode names it), written atomically.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+// Records under the runtime directory that the controller, `drain` and
+// `status` share, one per network namespace (src/records/netns.ts: named by
+// the namespace's inode, checked against its cookie), written atomically.
 import { Drain, RealServerDecision } from './effective';
 import { HealthState } from '../health/state';
 import { CheckResult } from '../health/types';
-import { runDir } from '../util/rundir';
+import { readRecord, removeRecord, writeRecord } from '../records/netns';
+import { holderOf } from '../records/lock';
 
-
-function netnsTag(): string {
-  return `net-${fs.statSync('/proc/self/ns/net').ino}`;
-}
-
-export function drainsFile(): string {
-  return runDir('drains', `${netnsTag()}.json`);
-}
-
-export function controllerFile(): string {
-  return runDir('controller', `${netnsTag()}.json`);
-}
-
-function writeAtomic(file: string, data: unknown): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${JSON.stringify(data, null, 2)}\n`);
-  fs.renameSync(tmp, file);
-}
-
-function readJson(file: string): unknown {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-export function readDrains(file = drainsFile()): Drain[] {
-  const data = readJson(file);
+export function readDrains(): Drain[] {
+  const data = readRecord('drains')?.drains;
   return Array.isArray(data) ? (data as Drain[]).filter((d) => typeof d.service === 'string' && typeof d.realServer === 'string') : [];
 }
 
-export function writeDrains(drains: readonly Drain[], file = drainsFile()): void {
-  if (drains.length === 0) fs.rmSync(file, { force: true });
-  else writeAtomic(file, drains);
+export function writeDrains(drains: readonly Drain[]): void {
+  if (drains.length === 0) removeRecord('drains');
+  else writeRecord('drains', { drains });
 }
 
-/** Change the drains record under a lock-free read-modify-write (one operator command at a time is assumed). */
+/** Change the drains record; the caller holds the namespace's write lock, so no other writer interleaves. */
 export function updateDrains(fn: (d: Drain[]) => Drain[]): Drain[] {
   const next = fn(readDrains());
   writeDrains(next);
@@ -79,34 +51,24 @@ export interface ControllerRecord {
   services: ServiceRuntime[];
 }
 
-export function writeControllerRecord(r: ControllerRecord, file = controllerFile()): void {
-  writeAtomic(file, r);
+export function writeControllerRecord(r: ControllerRecord): void {
+  writeRecord('controller', { ...r });
 }
 
-export function removeControllerRecord(pid: number, file = controllerFile()): void {
-  const r = readJson(file) as Partial<ControllerRecord> | undefined;
-  if (r?.pid === pid) fs.rmSync(file, { force: true });
+export function removeControllerRecord(pid: number): void {
+  const r = readRecord('controller');
+  if (r?.pid === pid) removeRecord('controller');
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** The running controller's record in this namespace, or undefined when none runs. */
-export function runningController(file = controllerFile()): ControllerRecord | undefined {
-  const r = readJson(file) as ControllerRecord | undefined;
-  if (!r || typeof r.pid !== 'number' || !alive(r.pid)) return undefined;
-  // A zombie (its parent never reaped it) is not a controller.
-  try {
-    const stat = fs.readFileSync(`/proc/${r.pid}/stat`, 'utf8');
-    if (/\) Z /.test(stat)) return undefined;
-  } catch {
-    return undefined;
-  }
-  return r;
+/**
+ * The running controller of this namespace, or undefined when none runs. The
+ * controller lock says whether one runs (a record can outlive a killed one);
+ * the record adds what it reports.
+ */
+export function runningController(): ControllerRecord | undefined {
+  const holder = holderOf('controller');
+  if (!holder || holder.pid === 0) return undefined;
+  const r = readRecord('controller') as ControllerRecord | undefined;
+  if (r && r.pid === holder.pid) return r;
+  return { pid: holder.pid, file: '', startedAt: holder.since, updatedAt: holder.since, backend: '?', services: [] };
 }

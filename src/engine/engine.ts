@@ -3,28 +3,26 @@
 // backend holds the services.
 import { BackendChoice, Config } from '../model/types';
 import { OwnedAddress } from '../model/state';
-import { Rtnl } from '../kernel/rtnl/rtnl';
+import { Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
 import { readSysctl, writeSysctl } from '../kernel/rtnl/sysctl';
 import { applyScript, listTable, requireNft } from '../kernel/nft/client';
 import { observeFromListings } from '../kernel/nft/observe';
 import { renderPlan } from '../kernel/nft/render';
 import { IpvsClient } from '../kernel/ipvs/client';
 import { findCommand } from '../util/exec';
+import { PreflightError } from '../util/errors';
 import { CAP_NET_ADMIN, hasCapability } from '../util/caps';
 import { plan as makePlan } from '../plan/planner';
 import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { ServiceState } from '../model/state';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
-import { executeIpvs, observeIpvs, ownershipAfter, writeOwnership } from './ipvs-backend';
+import { executeIpvs, observeIpvs } from './ipvs-backend';
+import { Ownership, readOwnership, writeOwnership } from '../records/ownership';
+import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
+import { heldWriteLock } from '../records/lock';
 
 export type Backend = BackendName;
 
-export class PreflightError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PreflightError';
-  }
-}
 
 /** An open connection to the kernel for one command: rtnetlink, and IPVS when that is the backend. */
 export interface KernelSession {
@@ -78,19 +76,22 @@ export function closeSession(k: KernelSession): void {
 }
 
 export async function observe(k: KernelSession, sysctlKeys: string[]): Promise<ObservedState & { foreign: string[] }> {
+  const ownership = readOwnership();
   let kernel;
   let foreign: string[] = [];
+  let legacy: OwnedAddress[] = [];
   if (k.backend === 'ipvs' && k.ipvs) {
-    ({ foreign, ...kernel } = await observeIpvs(k.ipvs));
+    ({ foreign, ...kernel } = await observeIpvs(k.ipvs, ownership));
   } else {
     const [ip, netdev] = await Promise.all([listTable('ip'), listTable('netdev')]);
-    kernel = observeFromListings({ ip, netdev });
+    ({ legacyOwnedAddresses: legacy, ...kernel } = observeFromListings({ ip, netdev }));
   }
   const interfaces = await k.rtnl.interfaces();
   const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
+  kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacy);
   const sysctls: Record<string, string> = {};
   for (const key of sysctlKeys) sysctls[key] = readSysctl(key);
-  return { kernel, addresses, sysctls, foreign };
+  return { kernel, addresses, sysctls, foreign, ownership };
 }
 
 export interface PlanOptions {
@@ -138,7 +139,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
  */
 export async function planEdit(k: KernelSession, edit: (services: ServiceState[]) => ServiceState[]): Promise<Plan> {
   const observed = await observe(k, []);
-  const current = observed.kernel.services.map(({ counters: _c, backendKeys: _b, ...s }) => ({
+  const current = observed.kernel.services.map(({ counters: _c, backendKeys: _b, nft: _n, ...s }) => ({
     ...s, realServers: s.realServers.map(({ connections: _n, counters: _r, ...r }) => r),
   }));
   const desired: DesiredState = { backend: k.backend, services: edit(current), addresses: observed.kernel.ownedAddresses, sysctls: {} };
@@ -152,18 +153,41 @@ export async function planDestroy(k: KernelSession): Promise<Plan> {
 }
 
 /**
+ * Once nothing of slbctl's is left in this namespace: put back the sysctls
+ * slbctl changed, where they still hold the value slbctl set (someone who
+ * changed one since is not overruled), and end the record of them.
+ */
+export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undefined> {
+  const record = readOwnership();
+  if (record.sysctls.length === 0 || record.addresses.length > 0 || record.ipvsServices.length > 0) return undefined;
+  const keys = record.sysctls.map((x) => x.key);
+  const observed = await observe(k, keys);
+  if (observed.kernel.services.length > 0 || observed.kernel.tables.length > 0) return undefined;
+  const sysctls: Record<string, string> = {};
+  for (const x of record.sysctls) sysctls[x.key] = observed.sysctls[x.key] === x.value && x.original !== '' ? x.original : (observed.sysctls[x.key] ?? '');
+  return makePlan({ backend: k.backend, services: [], addresses: [], sysctls, restoreSysctls: true }, observed);
+}
+
+/**
  * Execute a plan. nftables changes are one transaction; IPVS changes undo
  * themselves on failure; sysctls and addresses go first and are undone if
- * what follows fails: the kernel is left as it was.
+ * what follows fails: the kernel is left as it was. The ownership record
+ * lists what the plan adds before it is added, so a crash at any point
+ * leaks nothing; it is written again once the plan is done.
  */
 export async function executePlan(k: KernelSession, plan: Plan, log: (line: string) => void = () => undefined): Promise<void> {
+  const lock = heldWriteLock();
+  if (!lock) throw new Error('internal: a plan was executed without holding the namespace\'s write lock');
+  const passFd = lock.descriptor;
   const nftScript = k.backend === 'nft' ? renderPlan(plan) : '';
+  const record: Ownership = plan.observed.ownership ?? readOwnership();
+  if (plan.ops.length > 0) writeOwnership(ownershipIntent(record, plan, k.backend));
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
   let indexes: Map<string, number> | undefined;
   const ifindex = async (device: string) => {
     indexes ??= new Map((await k.rtnl.interfaces()).map((i) => [i.name, i.index]));
     const index = indexes.get(device);
-    if (index === undefined) throw new Error(`interface ${device} disappeared`);
+    if (index === undefined) throw new RtnlError(`interface ${device}`, 'it disappeared');
     return index;
   };
   const opsOf = <K extends Op['op']>(kind: K) => plan.ops.filter((o): o is Extract<Op, { op: K }> => o.op === kind);
@@ -180,25 +204,28 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
       log(`address ${op.address}/32 added to ${op.device}`);
     }
     if (k.backend === 'ipvs' && k.ipvs) {
-      await executeIpvs(k.ipvs, plan, log);
-      writeOwnership(ownershipAfter(plan));
+      await executeIpvs(k.ipvs, plan, log, passFd);
     } else {
-      await applyScript(nftScript);
+      await applyScript(nftScript, passFd);
       if (nftScript) log(`nftables transaction applied (${nftScript.split('\n').length - 1} commands)`);
     }
   } catch (e) {
+    let clean = true;
     for (const step of undo.reverse()) {
       try {
         await step.run();
       } catch (undoError) {
+        clean = false;
         log(`rollback: ${step.what} failed: ${(undoError as Error).message}`);
       }
     }
+    // Undone: the record as it was. Not all undone: the intent stays, and the next plan sees what is there.
+    if (clean && plan.ops.length > 0) writeOwnership(record);
     throw e;
   }
   for (const op of opsOf('delete-address')) {
     await k.rtnl.deleteAddress(await ifindex(op.device), op.address, 32);
     log(`address ${op.address}/32 removed from ${op.device}`);
   }
+  if (plan.ops.length > 0 || plan.desired.restoreSysctls) writeOwnership(ownershipAfter(record, plan, k.backend));
 }
-

@@ -2,10 +2,10 @@
 // over generic netlink. IPVS has no transactions, so every completed step
 // records its inverse and a failure rolls back what was done.
 import { IpvsClient } from '../kernel/ipvs/client';
-import { SnatRule, applySnat, readSnat } from '../kernel/iptables/snat';
+import { applySnat, readSnat } from '../kernel/iptables/snat';
 import { SvcFlag } from '../kernel/ipvs/constants';
 import { IpvsDestination, IpvsService } from '../kernel/ipvs/types';
-import { IpvsOwnership, OwnedIpvsService, readOwnership, writeOwnership } from '../kernel/ipvs/ownership';
+import { OwnedIpvsService, Ownership } from '../records/ownership';
 import { KernelState, RealServerState, ServiceState } from '../model/state';
 import { Mode, SCHEDULERS, Scheduler, serviceKey } from '../model/types';
 import { Op, Plan } from '../plan/types';
@@ -34,14 +34,17 @@ function toDestination(s: ServiceState, r: RealServerState): IpvsDestination {
   return d;
 }
 
-/** slbctl's services as IPVS holds them; services IPVS has but slbctl does not own are left out. */
-export async function observeIpvs(client: IpvsClient): Promise<KernelState & { foreign: string[] }> {
-  const owned = readOwnership();
+/**
+ * slbctl's services as IPVS holds them; services IPVS has but slbctl does not
+ * own are left out (and named in `foreign`). A service the record lists as
+ * "adding" (an apply was cut short) is slbctl's when IPVS has it.
+ */
+export async function observeIpvs(client: IpvsClient, owned: Ownership, passFd?: number): Promise<KernelState & { foreign: string[] }> {
   const live = await client.services();
   const services: ServiceState[] = [];
   const foreign: string[] = [];
   for (const svc of live) {
-    const o = owned.services.find((x) => x.protocol === svc.protocol && x.vip === svc.address && x.port === svc.port);
+    const o = owned.ipvsServices.find((x) => x.protocol === svc.protocol && x.vip === svc.address && x.port === svc.port);
     if (!o) {
       foreign.push(serviceKey({ protocol: svc.protocol, vip: svc.address, port: svc.port }));
       continue;
@@ -62,13 +65,13 @@ export async function observeIpvs(client: IpvsClient): Promise<KernelState & { f
     if (svc.stats) s.counters = { packets: Number(svc.stats.inpkts + svc.stats.outpkts), bytes: Number(svc.stats.inbytes + svc.stats.outbytes) };
     services.push(s);
   }
-  return { services, ownedAddresses: owned.addresses, tables: [], ingressDevices: [], foreign };
+  return { services, ownedAddresses: [], tables: [], ingressDevices: [], foreign, snat: await readSnat(passFd) };
 }
 
 interface Step { what: string; undo: () => Promise<void> }
 
 /** Apply the IPVS part of a plan; on failure undo the completed steps (newest first) and rethrow. */
-export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: string) => void): Promise<void> {
+export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: string) => void, passFd?: number): Promise<void> {
   const done: Step[] = [];
   const before = new Map(plan.observed.kernel.services.map((s) => [serviceKey(s), s]));
   const addWhole = async (s: ServiceState) => {
@@ -126,12 +129,11 @@ export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: st
       if (handler) await handler(op);
     }
     // fullnat: IPVS masquerades, netfilter source-NATs to the balancer's address.
-    const wanted = snatRules(plan.desired.services);
-    const had = await readSnat().catch(() => [] as SnatRule[]);
-    if (JSON.stringify(had) !== JSON.stringify(wanted) && (wanted.length > 0 || had.length > 0)) {
-      await applySnat(wanted);
-      done.push({ what: 'source NAT rules', undo: () => applySnat(had) });
-      log(`source NAT for ${wanted.length} fullnat service(s)`);
+    for (const op of plan.ops) {
+      if (op.op !== 'set-snat') continue;
+      await applySnat(op.before, op.after, passFd);
+      done.push({ what: 'source NAT rules', undo: async () => applySnat(await readSnat(passFd), op.before.rules, passFd) });
+      log(`source NAT for ${op.after.length} fullnat service(s)`);
     }
   } catch (e) {
     for (const step of done.reverse()) {
@@ -145,26 +147,12 @@ export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: st
   }
 }
 
-function snatRules(services: ServiceState[]): SnatRule[] {
-  return services
-    .filter((s) => s.mode === 'fullnat' && s.snatAddress)
-    .map((s) => ({ protocol: s.protocol, vip: s.vip, port: s.port, snatAddress: s.snatAddress as string }))
-    .sort((a, b) => `${a.vip}:${a.port}`.localeCompare(`${b.vip}:${b.port}`));
-}
-
-/** The ownership record after a plan: the desired services and the VIPs slbctl added. */
-export function ownershipAfter(plan: Plan): IpvsOwnership {
-  const prior = readOwnership();
-  const added = plan.ops.flatMap((o) => (o.op === 'add-address' ? [{ address: o.address, device: o.device }] : []));
-  const removed = new Set(plan.ops.flatMap((o) => (o.op === 'delete-address' || o.op === 'forget-address' ? [`${o.address}@${o.device}`] : [])));
-  const addresses = [...prior.addresses, ...added].filter((a, i, all) => !removed.has(`${a.address}@${a.device}`) && all.findIndex((b) => b.address === a.address && b.device === a.device) === i);
-  const services: OwnedIpvsService[] = plan.desired.services.map((s) => {
-    const o: OwnedIpvsService = { protocol: s.protocol, vip: s.vip, port: s.port, name: s.name, mode: s.mode, scheduler: s.scheduler, device: s.device };
+/** The IPVS services slbctl owns after a plan: the desired ones. */
+export function ipvsServicesOf(services: readonly ServiceState[]): OwnedIpvsService[] {
+  return services.map((s) => {
+    const o: OwnedIpvsService = { protocol: s.protocol, vip: s.vip, port: s.port, name: s.name, mode: s.mode, scheduler: s.scheduler, device: s.device, state: 'owned' };
     if (s.snatAddress) o.snatAddress = s.snatAddress;
     if (s.encapsulation) o.encapsulation = s.encapsulation;
     return o;
   });
-  return { services, addresses };
 }
-
-export { writeOwnership };

@@ -1,15 +1,17 @@
 // Config + facts about this host -> desired kernel state. Pure: the facts
 // (interfaces, neighbour MACs) are gathered by the caller.
 import { inSubnet } from '../model/ip';
+import { ConfigError } from '../util/errors';
 import { Config, NFT_SCHEDULERS, Service, serviceKey } from '../model/types';
 import { OwnedAddress, ServiceState } from '../model/state';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { DesiredState } from '../plan/types';
+import { interfaceSysctl } from '../kernel/rtnl/sysctl';
 
-export class ResolveError extends Error {
+/** The config cannot be served by this host as it is (an interface, a subnet, a MAC is missing): exit 2. */
+export class ResolveError extends ConfigError {
   constructor(readonly where: string, message: string) {
     super(`${where}: ${message}`);
-    this.name = 'ResolveError';
   }
 }
 
@@ -103,6 +105,22 @@ export function resolveConfig(config: Config, facts: HostFacts, backend: Backend
   if (services.some((s) => s.mode !== 'dsr')) sysctls['net.ipv4.ip_forward'] = '1';
   // IPVS keeps conntrack entries only with this on; fullnat's source NAT needs them.
   if (backend === 'ipvs' && services.some((s) => s.mode === 'fullnat')) sysctls['net.ipv4.vs.conntrack'] = '1';
+  // transparent on IPVS: the real servers' replies reach the balancer on the interface they leave by (towards the
+  // router), and IPVS rewrites them only after the forwarding code has sent the real server an ICMP redirect
+  // ("the router is closer"). A real server that takes it sends its next replies to the client directly, from its
+  // own address, and those connections fail. So no redirects from the interfaces facing the real servers.
+  if (backend === 'ipvs') {
+    const devices = new Set<string>();
+    for (const s of services.filter((x) => x.mode === 'transparent')) {
+      devices.add(s.device);
+      for (const r of s.realServers) {
+        const facing = interfaceForAddress(facts.interfaces, r.address);
+        if (facing) devices.add(facing.iface.name);
+      }
+    }
+    if (devices.size > 0) sysctls['net.ipv4.conf.all.send_redirects'] = '0';
+    for (const d of [...devices].sort()) sysctls[interfaceSysctl(d, 'send_redirects')] = '0';
+  }
   // A UDP real server that fails its checks leaves the service; with this on, IPVS drops its stale entries at the next datagram and schedules it anew.
   if (backend === 'ipvs' && config.services.some((s) => s.protocol === 'udp' && s.healthCheck)) sysctls['net.ipv4.vs.expire_nodest_conn'] = '1';
   return { backend, services, addresses, sysctls };

@@ -1,14 +1,11 @@
 // Read and validate a config file: every problem named with file, line and path.
 import * as fs from 'node:fs';
 import { Config } from './types';
+import { ConfigError } from '../util/errors';
 import { formatIssue, parseConfig } from './parse';
 
-export class ConfigFileError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigFileError';
-  }
-}
+/** The config file cannot be read or is invalid (exit 2). */
+export class ConfigFileError extends ConfigError {}
 
 export function loadConfigFile(file: string): Config {
   let text: string;

@@ -2,6 +2,8 @@
 // needs (devices, SNAT address, MACs). The planner compares the desired form
 // (config + observed host) with the programmed form (read back from the kernel).
 import { Encapsulation, Mode, Persistence, Protocol, Scheduler } from './types';
+import type { TableInventory } from '../kernel/nft/inventory';
+import type { SnatObserved } from '../kernel/iptables/snat';
 
 export interface RealServerState {
   address: string;
@@ -38,6 +40,21 @@ export interface ServiceState {
   counters?: { packets: number; bytes: number };
   /** Read back from the kernel only: the backend map keys the service holds (to delete exactly those). */
   backendKeys?: string[];
+  /** Read back from nftables only: the service's other pieces, so a change or repair touches exactly what is there. */
+  nft?: NftServicePieces;
+}
+
+export interface NftServicePieces {
+  /** The table the pieces were read from. */
+  family: Family;
+  /** The services-map element's verdict ("jump svc_…"), undefined when the element is missing. */
+  map?: string;
+  /** Whether the service's chain exists. */
+  chain: boolean;
+  /** Fingerprints of the chain's rules (rules.ts). */
+  rules: string[];
+  /** Backend map slots: "vip . port . slot" -> real server ("address . port", or a MAC for dsr). */
+  backends: Record<string, string>;
 }
 
 export interface OwnedAddress {
@@ -55,6 +72,10 @@ export interface KernelState {
   tables: Family[];
   /** netdev ingress chains slbctl has, by device. */
   ingressDevices: string[];
+  /** nftables only: every object of slbctl's tables, for the drift check of what is not a service. */
+  nftTables?: Partial<Record<Family, TableInventory>>;
+  /** IPVS only: the iptables source-NAT chain beside IPVS, as it is. */
+  snat?: SnatObserved;
 }
 
 export const EMPTY_STATE: KernelState = { services: [], ownedAddresses: [], tables: [], ingressDevices: [] };

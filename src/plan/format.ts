@@ -2,6 +2,7 @@
 import { RealServerState, ServiceState } from '../model/state';
 import { serviceKey } from '../model/types';
 import { Op } from './types';
+import { SNAT_CHAIN, describeSnatChange } from '../kernel/iptables/snat';
 
 function describeService(s: ServiceState): string {
   const parts = [serviceKey(s), `"${s.name}"`, s.mode, s.scheduler, `dev ${s.device}`];
@@ -44,6 +45,18 @@ export function formatOp(op: Op): string[] {
       return [`+ real server ${serviceKey(op.service)} -> ${describeRealServer(op.realServer)}`];
     case 'delete-real-server':
       return [`- real server ${serviceKey(op.service)} -> ${op.realServer.address}:${op.realServer.port}`];
+    case 'rebuild-table':
+      return [`~ rebuild table ${op.family} slbctl: ${op.reasons.join('; ')}`];
+    case 'repair-chain':
+      return [`~ repair chain ${op.family} ${op.chain}: ${op.reasons.join('; ')}`];
+    case 'repair-service':
+      return [`~ repair service ${serviceKey(op.after)}: ${op.reasons.join('; ')}`];
+    case 'repair-snat':
+      return [`~ repair source NAT of ${op.vip}: ${op.reasons.join('; ')}`];
+    case 'delete-object':
+      return [`- ${op.kind} ${op.family} slbctl ${op.name}: not one slbctl makes (added by hand, or left by an older slbctl)`];
+    case 'set-snat':
+      return [`~ iptables chain ${SNAT_CHAIN}: ${describeSnatChange(op.before, op.after).join(', ')}`];
     case 'update-real-server': {
       const changes: string[] = [];
       if (op.before.weight !== op.after.weight) changes.push(`weight ${op.before.weight} -> ${op.after.weight}`);

@@ -2,12 +2,13 @@
 // Plans against what the kernel holds, not against the previous config, so
 // drift (a service deleted by hand) is repaired by the next apply.
 import { realServerKey, serviceKey } from '../model/types';
-import { Family, RealServerState, ServiceState } from '../model/state';
+import { Family, KernelState, RealServerState, ServiceState } from '../model/state';
+import { familyOf } from '../kernel/nft/expected';
+import { objectRepairs, tablesToRebuild } from '../kernel/nft/integrity';
+import { SnatObserved, SnatRule, snatRulesOf, snatMatches } from '../kernel/iptables/snat';
 import { DesiredState, ObservedState, Op, Plan } from './types';
 
-export function familyOf(s: Pick<ServiceState, 'mode'>): Family {
-  return s.mode === 'dsr' ? 'netdev' : 'ip';
-}
+export { familyOf };
 
 function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   const changes: string[] = [];
@@ -35,9 +36,22 @@ function realServerDiff(service: ServiceState, before: RealServerState[], after:
 
 const byKey = (a: ServiceState, b: ServiceState) => serviceKey(a).localeCompare(serviceKey(b), 'en');
 
+/** The kernel as it will be once the tables being rebuilt are empty again. */
+function withoutTables(kernel: KernelState, rebuilt: ReadonlySet<Family>): KernelState {
+  if (rebuilt.size === 0) return kernel;
+  return {
+    ...kernel,
+    services: kernel.services.filter((s) => !rebuilt.has(s.nft?.family ?? familyOf(s))),
+    ingressDevices: rebuilt.has('netdev') ? [] : kernel.ingressDevices,
+    nftTables: Object.fromEntries(Object.entries(kernel.nftTables ?? {}).filter(([f]) => !rebuilt.has(f as Family))),
+  };
+}
+
 export function plan(desired: DesiredState, observed: ObservedState): Plan {
   const ops: Op[] = [];
-  const kernel = observed.kernel;
+  const nft = desired.backend === 'nft';
+  const rebuild = nft ? tablesToRebuild(desired.services, observed.kernel) : new Map<Family, string[]>();
+  const kernel = withoutTables(observed.kernel, new Set(rebuild.keys()));
 
   for (const key of Object.keys(desired.sysctls).sort()) {
     const to = desired.sysctls[key] as string;
@@ -46,13 +60,11 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
   }
 
   // Tables and ingress hooks are the nftables backend's; IPVS needs neither.
-  const nft = desired.backend === 'nft';
-  const wantTables = new Set<Family>();
-  if (nft && desired.services.length > 0) wantTables.add('ip'); // the ip table also records owned addresses
-  if (nft) for (const s of desired.services) wantTables.add(familyOf(s));
+  const wantTables = new Set<Family>(nft ? desired.services.map(familyOf) : []);
   for (const f of ['ip', 'netdev'] as const) {
     if (wantTables.has(f) && !kernel.tables.includes(f)) ops.push({ op: 'create-table', family: f });
   }
+  for (const [family, reasons] of rebuild) ops.push({ op: 'rebuild-table', family, reasons });
 
   const wantIngress = nft ? [...new Set(desired.services.filter((s) => s.mode === 'dsr').map((s) => s.device))].sort() : [];
   for (const d of wantIngress) if (!kernel.ingressDevices.includes(d)) ops.push({ op: 'add-ingress', device: d });
@@ -62,20 +74,52 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
     if (!present.has(`${a.address}@${a.device}`)) ops.push({ op: 'add-address', address: a.address, device: a.device });
   }
 
-  const actual = new Map(kernel.services.map((s) => [serviceKey(s), s]));
+  // One service per key; a second copy (the same VIP:port in both nftables tables) is removed.
+  const actual = new Map<string, ServiceState>();
+  const strays: ServiceState[] = [];
   const wanted = new Map(desired.services.map((s) => [serviceKey(s), s]));
+  for (const s of kernel.services) {
+    const key = serviceKey(s);
+    const other = actual.get(key);
+    const fits = (x: ServiceState) => { const w = wanted.get(key); return w !== undefined && familyOf(w) === (x.nft?.family ?? familyOf(x)); };
+    if (!other) actual.set(key, s);
+    else if (fits(s) && !fits(other)) { actual.set(key, s); strays.push(other); }
+    else strays.push(s);
+  }
+  const touched = new Set<string>();
   for (const s of [...desired.services].sort(byKey)) {
-    const was = actual.get(serviceKey(s));
+    const key = serviceKey(s);
+    const was = actual.get(key);
     if (!was) {
       ops.push({ op: 'add-service', service: s });
+      touched.add(key);
       continue;
     }
     const changes = serviceChanges(was, s);
-    if (changes.length > 0) ops.push({ op: 'update-service', before: was, after: s, changes });
-    else ops.push(...realServerDiff(s, was.realServers, s.realServers));
+    const family = (x: ServiceState) => x.nft?.family ?? familyOf(x);
+    if (nft && family(was) !== familyOf(s) && !changes.some((c) => c.startsWith('mode '))) changes.push(`table ${family(was)} -> ${familyOf(s)}`);
+    if (changes.length > 0) {
+      ops.push({ op: 'update-service', before: was, after: s, changes });
+      touched.add(key);
+    } else {
+      const rsOps = realServerDiff(s, was.realServers, s.realServers);
+      if (rsOps.length > 0) touched.add(key);
+      ops.push(...rsOps);
+    }
   }
-  for (const s of [...kernel.services].sort(byKey)) {
-    if (!wanted.has(serviceKey(s))) ops.push({ op: 'delete-service', service: s });
+  for (const s of [...kernel.services.filter((x) => !wanted.has(serviceKey(x))), ...strays].sort(byKey)) {
+    ops.push({ op: 'delete-service', service: s });
+    touched.add(serviceKey(s));
+  }
+
+  if (nft) {
+    const repairs = objectRepairs(desired.services, { ...kernel, services: [...actual.values()] }, touched, new Set(rebuild.keys()));
+    // Objects that are not slbctl's go last, before ingress hooks and tables.
+    ops.push(...repairs.filter((o) => o.op !== 'delete-object'), ...repairs.filter((o) => o.op === 'delete-object'));
+  } else {
+    const want: SnatRule[] = snatRulesOf(desired.services);
+    const have: SnatObserved = kernel.snat ?? { chain: false, jumps: 0, rules: [], foreign: 0 };
+    if (!snatMatches(have, want)) ops.push({ op: 'set-snat', before: have, after: want });
   }
 
   for (const d of kernel.ingressDevices) if (!wantIngress.includes(d)) ops.push({ op: 'delete-ingress', device: d });

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { EXIT, ExitCode, SlbctlError } from './errors';
 
 export interface RunOptions {
   /** Run inside this named network namespace (via `ip netns exec`). */
@@ -12,6 +13,12 @@ export interface RunOptions {
   /** Kill the program after this many milliseconds. */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /**
+   * An open descriptor the child inherits (as its fd 3): a kernel tool run
+   * under slbctl's write lock keeps the lock held until it exits, even when
+   * slbctl itself is killed first.
+   */
+  passFd?: number;
 }
 
 export interface RunResult {
@@ -22,11 +29,11 @@ export interface RunResult {
   stderr: string;
 }
 
-export class CommandError extends Error {
-  constructor(readonly result: RunResult, what: string) {
+/** A program slbctl ran failed. Lab steps use it as it is (exit 5); kernel tools wrap it in their own error. */
+export class CommandError extends SlbctlError {
+  constructor(readonly result: RunResult, what: string, readonly exitCode: ExitCode = EXIT.lab) {
     const detail = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' / ');
     super(`${what}: \`${result.argv.join(' ')}\` exited ${result.signal ?? result.code}${detail ? `: ${detail}` : ''}`);
-    this.name = 'CommandError';
   }
 }
 
@@ -39,13 +46,14 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
   const [cmd, ...args] = full;
   if (!cmd) throw new Error('run: empty argument list');
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+    const stdio: ('pipe' | number)[] = options.passFd === undefined ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', options.passFd];
+    const child = spawn(cmd, args, { stdio, env: options.env ?? process.env });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timer: NodeJS.Timeout | undefined;
     if (options.timeoutMs) timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer);
       resolve({ argv: full, code: e.code === 'ENOENT' ? 127 : 126, signal: null, stdout: '', stderr: e.message });
@@ -54,15 +62,15 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
       if (timer) clearTimeout(timer);
       resolve({ argv: full, code: code ?? -1, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
     });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input ?? '');
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(options.input ?? '');
   });
 }
 
 /** Like run, but throws a CommandError naming `what` when the exit code is not 0. */
-export async function runChecked(what: string, argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+export async function runChecked(what: string, argv: readonly string[], options: RunOptions & { exitCode?: ExitCode } = {}): Promise<RunResult> {
   const result = await run(argv, options);
-  if (result.code !== 0) throw new CommandError(result, what);
+  if (result.code !== 0) throw new CommandError(result, what, options.exitCode);
   return result;
 }
 

@@ -15,13 +15,16 @@ interface NativeAddon {
   leaveNetns(savedFd: number): void;
   netnsInode(): number;
   interfaceMac(ifname: string): string;
+  netnsCookie(): string | undefined;
+  tryLock(path: string): number;
+  unlock(fd: number): void;
 }
 
 // dist/src/util/netns.js -> the repository root.
 const ADDON_PATH = path.join(__dirname, '..', '..', '..', 'native', 'build', 'Release', 'slbctl_native.node');
 let addon: NativeAddon | undefined;
 
-function native(): NativeAddon {
+export function native(): NativeAddon {
   if (!addon) {
     try {
       addon = require(ADDON_PATH) as NativeAddon;
@@ -63,4 +66,13 @@ export function interfaceMac(netns: string | undefined, ifname: string): string 
 /** Inode of the calling thread's network namespace: equal inodes, same namespace. */
 export function netnsInode(): number {
   return native().netnsInode();
+}
+
+/**
+ * The kernel's cookie of the calling thread's network namespace: unlike the
+ * inode, never reused while the machine runs. Undefined on kernels before
+ * 5.14, which have none.
+ */
+export function netnsCookie(): string | undefined {
+  return native().netnsCookie();
 }

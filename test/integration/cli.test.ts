@@ -123,7 +123,7 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
       args: () => ['apply', '-f', config('nonft.yaml', service('fullnat'))],
       path: '/nonexistent',
       code: 3,
-      message: /nft binary not found.*apt-get install nftables/,
+      message: /nft program is not installed.*apt-get install nftables/,
     },
   ];
   for (const c of badCases) {
@@ -148,16 +148,22 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
   });
 
   it('a transaction the kernel rejects is rolled back: VIP and sysctl restored', async () => {
-    // A foreign object squatting on slbctl's table with the wrong type makes the transaction fail after the VIP was added.
-    await runChecked('nft', ['nft', '-f', '-'], { netns: ns, input: 'add table ip slbctl\nadd set ip slbctl services { type ipv4_addr; }\n' });
+    // A UDP service first (its table is whole), then backends_tcp is swapped for one of the right
+    // type that holds one element: the TCP service's two slots make the kernel refuse the transaction
+    // after the VIP was added.
+    const udp = `services:\n  - { name: dns, vip: 172.16.75.90, port: 53, protocol: udp, mode: fullnat, realServers: [{ address: 172.16.75.82, port: 53 }] }\n`;
+    const first = await slbctl(['apply', '-f', config('udp.yaml', udp)]);
+    assert.equal(first.code, 0, `${first.stdout}${first.stderr}`);
+    await runChecked('nft', ['nft', '-f', '-'], { netns: ns, input: 'delete map ip slbctl backends_tcp\nadd map ip slbctl backends_tcp { typeof ip daddr . tcp dport . numgen inc mod 1 : ip daddr . tcp dport; size 1; }\n' });
     try {
       const before = await kernelSnapshot();
-      const r = await slbctl(['apply', '-f', config('reject.yaml', service('fullnat'))]);
+      const both = `${udp}  - { name: web, vip: 172.16.75.84, port: 80, mode: fullnat, realServers: [{ address: 172.16.75.82, port: 80 }, { address: 172.16.75.85, port: 80 }] }\n`;
+      const r = await slbctl(['apply', '-f', config('reject.yaml', both)]);
       assert.equal(r.code, 4, `${r.stdout}${r.stderr}`);
       assert.match(r.stderr, /nftables: transaction rejected, nothing was changed/);
       assert.equal(await kernelSnapshot(), before);
     } finally {
-      await run(['nft', 'delete', 'table', 'ip', 'slbctl'], { netns: ns });
+      await slbctl(['destroy']);
     }
   });
 });

@@ -5,12 +5,16 @@
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { closeSession, executePlan, KernelSession, openSession, planConfig } from '../../src/engine/engine';
+import { closeSession, executePlan as executeUnlocked, KernelSession, openSession, planConfig } from '../../src/engine/engine';
+import { Plan } from '../../src/plan/types';
+import { withWriteLock } from '../../src/records/lock';
 import { parseConfig } from '../../src/model/parse';
 import { Config } from '../../src/model/types';
 import { formatPlan } from '../../src/plan/format';
-import { ownershipFile } from '../../src/kernel/ipvs/ownership';
+import { recordFile } from '../../src/records/netns';
 import { run, runChecked } from '../../src/util/exec';
+
+const executePlan = (k: KernelSession, p: Plan) => withWriteLock(5000, () => executeUnlocked(k, p));
 
 function config(text: string): Config {
   const r = parseConfig(text);
@@ -23,7 +27,8 @@ const service = (port: number, rs: string[], weight = 1) => `  - { name: s${port
 async function snapshot(): Promise<string> {
   const ipvs = await runChecked('ipvsadm', ['ipvsadm', '-Ln']);
   const addrs = await runChecked('ip', ['ip', '-o', '-4', 'addr', 'show', 'dev', 'slbe0']);
-  const owned = fs.existsSync(ownershipFile()) ? fs.readFileSync(ownershipFile(), 'utf8') : '(no record)';
+  const file = recordFile('ownership');
+  const owned = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '(no record)';
   return `${ipvs.stdout}\n${addrs.stdout.replace(/valid_lft.*$/gm, '')}\n${owned}`;
 }
 

@@ -40,7 +40,8 @@ const pristine: ObservedState = { kernel: { services: [], ownedAddresses: [], ta
 
 /** The kernel right after slbctl applied `services`; `drift` then edits it as someone might by hand. */
 function applied(services: ServiceState[], drift: { kernel?: Partial<KernelState>; addresses?: OwnedAddress[]; sysctls?: Record<string, string> } = {}): ObservedState {
-  const tables: Family[] = services.length === 0 ? [] : services.some((s) => s.mode === 'dsr') ? ['ip', 'netdev'] : ['ip'];
+  // The ip table holds the NAT services, the netdev table the DSR ones.
+  const tables: Family[] = [...(services.some((s) => s.mode !== 'dsr') ? ['ip' as const] : []), ...(services.some((s) => s.mode === 'dsr') ? ['netdev' as const] : [])];
   const vips = vipsOf(services);
   return {
     kernel: {
@@ -86,17 +87,16 @@ const cases: Case[] = [
     ops: ['set-sysctl', 'create-table', 'create-table', 'add-ingress', 'add-address', 'add-address', 'add-service', 'add-service'],
   },
   {
-    name: 'first apply of a DSR service alone: no ip_forward, but the ip table (it records the VIPs slbctl adds)',
+    name: 'first apply of a DSR service alone: no ip_forward, no ip table (VIPs are in the ownership record)',
     desired: desired([dsr()]),
     observed: pristine,
-    plan: `+ table ip slbctl
-+ table netdev slbctl
+    plan: `+ table netdev slbctl
 + ingress hook on eth0
 + address 172.16.75.86/32 dev eth0
 + service tcp/172.16.75.86:80 "web-dsr" dsr rr dev eth0 forward eth0 from 02:00:00:00:00:83
 +   real server 172.16.75.82:80 weight 1 mac 02:00:00:00:00:82
 +   real server 172.16.75.85:80 weight 1 mac 02:00:00:00:00:85`,
-    ops: ['create-table', 'create-table', 'add-ingress', 'add-address', 'add-service'],
+    ops: ['create-table', 'add-ingress', 'add-address', 'add-service'],
   },
   {
     name: 'a VIP the operator already put on the interface is used, not added',
@@ -180,13 +180,14 @@ const cases: Case[] = [
     ops: ['update-service'],
   },
   {
-    name: 'fullnat to DSR: the netdev table and ingress hook come first (ip_forward stays as it is)',
+    name: 'fullnat to DSR: the netdev table and ingress hook come first, the ip table goes with its last NAT service (ip_forward stays as it is)',
     desired: desired([web({ mode: 'dsr', snatAddress: undefined, forwardDevice: 'eth0', forwardMac: '02:00:00:00:00:83' })]),
     observed: applied([web()]),
     plan: `+ table netdev slbctl
 + ingress hook on eth0
-~ service tcp/172.16.75.84:80: mode fullnat -> dsr, snatAddress 172.16.75.83 -> -, forwardDevice - -> eth0, forwardMac - -> 02:00:00:00:00:83`,
-    ops: ['create-table', 'add-ingress', 'update-service'],
+~ service tcp/172.16.75.84:80: mode fullnat -> dsr, snatAddress 172.16.75.83 -> -, forwardDevice - -> eth0, forwardMac - -> 02:00:00:00:00:83
+- table ip slbctl`,
+    ops: ['create-table', 'add-ingress', 'update-service', 'delete-table'],
   },
   {
     name: 'a service added beside one that stays',

@@ -14,8 +14,12 @@ import { DesiredState, ObservedState } from '../../src/plan/types';
 import { Family, OwnedAddress, RealServerState, ServiceState } from '../../src/model/state';
 import { serviceKey } from '../../src/model/types';
 import { backendSlots, MAX_SLOTS, renderPlan, slotShares } from '../../src/kernel/nft/render';
-import { observeFromListings } from '../../src/kernel/nft/observe';
+import { observeFromInventories, observeFromListings } from '../../src/kernel/nft/observe';
+import { expectedInventory } from '../../src/kernel/nft/expected';
+import { TableInventory } from '../../src/kernel/nft/inventory';
 import { findCommand, run, runChecked } from '../../src/util/exec';
+import { EMPTY_OWNERSHIP, Ownership } from '../../src/records/ownership';
+import { ownedAddressesOf, ownershipAfter } from '../../src/engine/ownership';
 
 /** Golden files live in the source tree (this file runs as dist/test/unit/render.test.js). */
 const GOLDEN_DIR = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'render');
@@ -52,11 +56,11 @@ function desired(services: ServiceState[]): DesiredState {
   return { backend: 'nft', services, addresses: vipsOf(services), sysctls: services.some((s) => s.mode !== 'dsr') ? { 'net.ipv4.ip_forward': '1' } : {} };
 }
 
-/** The kernel after slbctl applied `services` (how observe would read it, minus counters). */
+/** The kernel after slbctl applied `services`, read back as observe reads it (from the tables nft would list). */
 function programmed(services: ServiceState[]): ObservedState {
-  const tables: Family[] = services.length === 0 ? [] : services.some((s) => s.mode === 'dsr') ? ['ip', 'netdev'] : ['ip'];
+  const { legacyOwnedAddresses: _legacy, ...kernel } = observeFromInventories(expectedInventory(services));
   return {
-    kernel: { services, ownedAddresses: vipsOf(services), tables, ingressDevices: services.some((s) => s.mode === 'dsr') ? ['eth0'] : [] },
+    kernel: { ...kernel, ownedAddresses: vipsOf(services) },
     addresses: [{ address: LB, device: 'eth0' }, ...vipsOf(services)],
     sysctls: { 'net.ipv4.ip_forward': services.length ? '1' : '0' },
   };
@@ -100,8 +104,7 @@ const scenarios: Scenario[] = [
     name: 'dsr-first-apply',
     before: [],
     after: [webDsr],
-    plan: `+ table ip slbctl
-+ table netdev slbctl
+    plan: `+ table netdev slbctl
 + ingress hook on eth0
 + address 172.16.75.84/32 dev eth0
 + service tcp/172.16.75.84:80 "web" dsr rr dev eth0 forward eth0 from 02:00:00:00:00:83
@@ -126,7 +129,8 @@ const scenarios: Scenario[] = [
     after: [webDsr],
     plan: `+ table netdev slbctl
 + ingress hook on eth0
-~ service tcp/172.16.75.84:80: mode fullnat -> dsr, snatAddress 172.16.75.83 -> -, forwardDevice - -> eth0, forwardMac - -> 02:00:00:00:00:83`,
+~ service tcp/172.16.75.84:80: mode fullnat -> dsr, snatAddress 172.16.75.83 -> -, forwardDevice - -> eth0, forwardMac - -> 02:00:00:00:00:83
+- table ip slbctl`,
   },
   {
     name: 'second-service-removed',
@@ -239,6 +243,9 @@ async function createNamespace(): Promise<string> {
   return ns;
 }
 
+/** The ownership record of each test namespace, kept as the engine keeps it (src/engine/ownership.ts). */
+const records = new Map<string, Ownership>();
+
 /** Everything plan needs, read from the namespace: slbctl's tables, the addresses, the sysctls. */
 async function observeNamespace(ns: string, sysctlKeys: string[]): Promise<ObservedState> {
   const list = async (family: Family): Promise<unknown> => {
@@ -249,9 +256,10 @@ async function observeNamespace(ns: string, sysctlKeys: string[]): Promise<Obser
     }
     return JSON.parse(r.stdout) as unknown;
   };
-  const kernel = observeFromListings({ ip: await list('ip'), netdev: await list('netdev') });
+  const { legacyOwnedAddresses, ...kernel } = observeFromListings({ ip: await list('ip'), netdev: await list('netdev') });
   const links = JSON.parse((await runChecked('list addresses', ['ip', '-n', ns, '-j', '-4', 'addr', 'show'])).stdout) as IpAddressListing[];
   const addresses = links.flatMap((l) => (l.addr_info ?? []).flatMap((a) => (a.family === 'inet' && a.local ? [{ address: a.local, device: l.ifname }] : [])));
+  kernel.ownedAddresses = ownedAddressesOf(records.get(ns) ?? EMPTY_OWNERSHIP, 'nft', addresses, legacyOwnedAddresses);
   const sysctls: Record<string, string> = {};
   for (const key of sysctlKeys) sysctls[key] = (await runChecked('read sysctl', ['sysctl', '-n', key], { netns: ns })).stdout.trim();
   return { kernel, addresses, sysctls };
@@ -274,7 +282,17 @@ async function applyInNamespace(ns: string, want: DesiredState): Promise<string>
   for (const op of p.ops) {
     if (op.op === 'delete-address') await runChecked('remove VIP', ['ip', '-n', ns, 'addr', 'del', `${op.address}/32`, 'dev', op.device]);
   }
+  records.set(ns, ownershipAfter(records.get(ns) ?? EMPTY_OWNERSHIP, p, 'nft'));
   return script;
+}
+
+/** Inventories as plain data (maps to sorted objects), rules by fingerprint. */
+function plainTables(tables: Partial<Record<Family, TableInventory>>): object {
+  const sorted = <V>(m: Map<string, V>, f: (v: V) => unknown) => Object.fromEntries([...m].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, f(v)]));
+  return Object.fromEntries(Object.entries(tables).map(([family, t]) => [family, {
+    chains: sorted(t.chains, (c) => ({ hook: c.hook, rules: c.rules.map((r) => r.fingerprint) })),
+    sets: sorted(t.sets, (x) => ({ type: x.type, elements: sorted(x.elements, (e) => e) })),
+  }]));
 }
 
 /** The fields slbctl must read back exactly; real servers in a stable order. */
@@ -316,6 +334,7 @@ describe('round trip through the kernel (private network namespace)', { skip: ca
       [webDsr, dns, tls],
       [{ ...webDsr, realServers: [{ ...rs('172.16.75.85'), mac: '02:00:00:00:99:85' }] }, tls],
       [web({ vip: '172.16.75.90', name: 'moved' }), { ...dns, mode: 'fullnat', snatAddress: LB }],
+      [{ ...webDsr, protocol: 'udp', scheduler: 'sh' }, { ...webDsr, port: 443, scheduler: 'wrr', realServers: [{ ...rs('172.16.75.82', 3, 443), mac: MAC.rs1 }] }, web({ scheduler: 'sh' })],
       [],
     ];
     const ns = await createNamespace();
@@ -326,8 +345,10 @@ describe('round trip through the kernel (private network namespace)', { skip: ca
         const back = await observeNamespace(ns, Object.keys(want.sysctls));
         assert.deepEqual(readable(back.kernel.services), readable(services), `step ${i}`);
         assert.equal(formatPlan(plan(want, back).ops), 'no changes', `step ${i}`);
+        // Every object of the tables, rule expressions included, is what expected.ts declares: drift repair compares exactly this.
+        assert.deepEqual(plainTables(back.kernel.nftTables ?? {}), plainTables(expectedInventory(services)), `step ${i}: the tables as listed`);
       }
-      assert.deepEqual(await observeNamespace(ns, []), { kernel: { services: [], ownedAddresses: [], tables: [], ingressDevices: [] }, addresses: [{ address: LB, device: 'eth0' }], sysctls: {} });
+      assert.deepEqual(await observeNamespace(ns, []), { kernel: { services: [], ownedAddresses: [], tables: [], ingressDevices: [], nftTables: {} }, addresses: [{ address: LB, device: 'eth0' }], sysctls: {} });
     } finally {
       await run(['ip', 'netns', 'del', ns]);
     }

@@ -5,13 +5,26 @@ import { serviceKey } from '../../model/types';
 import { connectionsOf, findTarget, setRealServer } from '../../controller/drain';
 import { readDrains, updateDrains } from '../../controller/records';
 import { UsageError } from '../errors';
+import { waitMs, withWaitOption } from '../writer';
+import { Lock } from '../../records/lock';
+import { Drain } from '../../controller/effective';
 
-interface Args { service: string; rs: string; deadline: string; quiet: boolean }
+interface Args { service: string; rs: string; deadline: string; quiet: boolean; wait: string }
+
+/** Change the drains record as the namespace's writer (the controller reads it while it plans). */
+async function changeDrains(wait: number, fn: (d: Drain[]) => Drain[]): Promise<void> {
+  const lock = await Lock.acquire('write', wait);
+  try {
+    updateDrains(fn);
+  } finally {
+    lock.release();
+  }
+}
 
 export const drainCommand: CommandModule<object, Args> = {
   command: 'drain <service> <rs>',
   describe: 'Give a real server weight 0, show its connections finishing, and remove it when they reach 0 or the deadline passes (kept by a running `slbctl run`; undo with undrain)',
-  builder: (y) => y
+  builder: (y) => withWaitOption(y)
     .positional('service', { type: 'string', demandOption: true, describe: 'service name, proto/vip:port or vip:port' })
     .positional('rs', { type: 'string', demandOption: true, describe: 'real server address or address:port' })
     .option('deadline', { type: 'string', default: '30s', describe: 'remove the real server after this long even with connections left, e.g. 90s' })
@@ -20,7 +33,8 @@ export const drainCommand: CommandModule<object, Args> = {
   handler: async (args) => {
     const deadlineMs = parseDuration(args.deadline);
     if (deadlineMs === undefined) throw new UsageError(`--deadline ${JSON.stringify(args.deadline)} is not a duration (e.g. "30s", "500ms")`);
-    const t = await findTarget(args.service, args.rs);
+    const wait = waitMs(args.wait);
+    const t = await findTarget(args.service, args.rs, wait);
     const say = (line: string) => process.stdout.write(`${line}\n`);
     try {
       const key = serviceKey(t.service);
@@ -32,7 +46,7 @@ export const drainCommand: CommandModule<object, Args> = {
         return;
       }
       const weight = already?.weight ?? t.realServer.weight;
-      updateDrains((ds) => [...ds.filter((d) => !(d.service === key && d.realServer === t.rsKey)), { service: key, realServer: t.rsKey, weight, since, deadline, state: 'draining' }]);
+      await changeDrains(wait, (ds) => [...ds.filter((d) => !(d.service === key && d.realServer === t.rsKey)), { service: key, realServer: t.rsKey, weight, since, deadline, state: 'draining' }]);
       await setRealServer(t, 0, () => undefined);
       say(`draining ${t.rsKey} from ${t.service.name} (${key}): weight ${weight} -> 0, no new connections; deadline ${deadlineMs / 1000} s`);
       const interrupted = () => {
@@ -60,7 +74,7 @@ export const drainCommand: CommandModule<object, Args> = {
         await new Promise((r) => setTimeout(r, 250));
       }
       process.removeListener('SIGINT', interrupted);
-      updateDrains((ds) => ds.map((d) => (d.service === key && d.realServer === t.rsKey ? { ...d, state: 'removed' as const } : d)));
+      await changeDrains(wait, (ds) => ds.map((d) => (d.service === key && d.realServer === t.rsKey ? { ...d, state: 'removed' as const } : d)));
       await setRealServer(t, undefined, () => undefined);
       say(`${t.rsKey} removed from ${t.service.name} after ${((Date.now() - since) / 1000).toFixed(1)} s: ${reason}; \`slbctl undrain ${args.service} ${args.rs}\` brings it back`);
     } finally {
@@ -72,16 +86,17 @@ export const drainCommand: CommandModule<object, Args> = {
 export const undrainCommand: CommandModule<object, Omit<Args, 'deadline' | 'quiet'>> = {
   command: 'undrain <service> <rs>',
   describe: 'End a drain: the real server comes back with its weight (under `slbctl run`, as its health decides)',
-  builder: (y) => y
+  builder: (y) => withWaitOption(y)
     .positional('service', { type: 'string', demandOption: true, describe: 'service name, proto/vip:port or vip:port' })
     .positional('rs', { type: 'string', demandOption: true, describe: 'real server address or address:port' }),
   handler: async (args) => {
-    const t = await findTarget(args.service, args.rs);
+    const wait = waitMs(args.wait);
+    const t = await findTarget(args.service, args.rs, wait);
     try {
       const key = serviceKey(t.service);
       const drain = readDrains().find((d) => d.service === key && d.realServer === t.rsKey);
       if (!drain) throw new UsageError(`${t.rsKey} of ${t.service.name} is not drained`);
-      updateDrains((ds) => ds.filter((d) => !(d.service === key && d.realServer === t.rsKey)));
+      await changeDrains(wait, (ds) => ds.filter((d) => !(d.service === key && d.realServer === t.rsKey)));
       let mac: string | undefined;
       if (t.k.backend === 'nft' && t.service.mode === 'dsr') {
         mac = (await t.k.rtnl.resolveNeighbour(t.rsKey.split(':')[0] as string))?.mac;

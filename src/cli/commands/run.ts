@@ -6,16 +6,17 @@ import { Controller } from '../../controller/controller';
 import { LOG_FORMATS, LogFormat, createLogger } from '../../controller/log';
 import { parseListen } from '../../controller/metrics';
 import { UsageError } from '../errors';
-import { runningController } from '../../controller/records';
+import { Lock } from '../../records/lock';
+import { waitMs, withWaitOption } from '../writer';
 
-interface Args { file: string; backend?: BackendChoice; 'log-format': LogFormat; metrics: string; resync?: string }
+interface Args { file: string; backend?: BackendChoice; 'log-format': LogFormat; metrics: string; resync?: string; wait: string }
 
 export const DEFAULT_METRICS = '127.0.0.1:9469';
 
 export const runCommand: CommandModule<object, Args> = {
   command: 'run',
   describe: 'Apply the config and keep the kernel matching it: health checks set weights, SIGHUP or saving the file reloads, changes made behind slbctl\'s back are repaired',
-  builder: (y) => withConfigOptions(y)
+  builder: (y) => withWaitOption(withConfigOptions(y))
     .option('log-format', { choices: LOG_FORMATS, default: 'text' as LogFormat, describe: 'text: one readable line an event; json: one JSON object a line' })
     .option('metrics', { type: 'string', default: DEFAULT_METRICS, describe: 'address:port for the Prometheus /metrics endpoint; "off" for none' })
     .option('resync', { type: 'string', describe: 'how often the kernel is compared with the config, e.g. 500ms (default: the shortest check interval, or 1s)' })
@@ -28,8 +29,9 @@ export const runCommand: CommandModule<object, Args> = {
       resyncMs = parseDuration(args.resync);
       if (resyncMs === undefined || resyncMs < 100) throw new UsageError(`--resync ${JSON.stringify(args.resync)} is not a duration of at least 100ms (e.g. "500ms", "2s")`);
     }
-    const other = runningController();
-    if (other && other.pid !== process.pid) throw new UsageError(`slbctl run is already running in this network namespace (pid ${other.pid}, ${other.file}); stop it first`);
+    const wait = waitMs(args.wait);
+    // One controller per namespace, for its whole life; apply and destroy refuse while it runs.
+    const controllerLock = await Lock.acquire('controller', wait);
     const logger = createLogger(args['log-format']);
     // Signals are taken from the start: SIGUSR1's default action would end the process.
     let controller: Controller | undefined;
@@ -48,12 +50,13 @@ export const runCommand: CommandModule<object, Args> = {
       process.once('SIGINT', () => stop('SIGINT'));
     });
     controller = await Controller.start({
-      file: args.file, logger,
+      file: args.file, logger, waitMs: wait,
       ...(args.backend ? { backend: args.backend } : {}),
       ...(metrics ? { metrics } : {}),
       ...(resyncMs ? { resyncMs } : {}),
     });
     if (stopping) await controller.stop();
     await stopped;
+    controllerLock.release();
   },
 };

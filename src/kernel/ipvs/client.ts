@@ -3,6 +3,7 @@
 // Requests are sent without the package's error check so that the errno is
 // kept and turned into an IpvsError naming the step and the object.
 import { createGenericNetlink, GenericNetlinkSocket, parseError, genl } from 'netlink';
+import { KernelError } from '../../util/errors';
 import { Cmd, IPVS_GENL_NAME, IPVS_GENL_VERSION } from './constants';
 import { Attrs, COMMAND, INFO, decode, encode } from './codec';
 import {
@@ -29,10 +30,10 @@ const COMMAND_ERRNO_TEXT: Record<number, Record<number, string>> = {
   [Cmd.SET_DEST]: { 2: 'no such destination' },
 };
 
-export class IpvsError extends Error {
+/** IPVS refused a request (exit 4); errno and the step are kept. */
+export class IpvsError extends KernelError {
   constructor(readonly step: string, readonly errno: number, detail?: string) {
     super(`ipvs: ${step}: ${detail ?? ERRNO_TEXT[errno] ?? `errno ${errno}`}`);
-    this.name = 'IpvsError';
   }
 }
 

@@ -1,19 +1,23 @@
 // Talks to the kernel through the nft binary: one `nft -f -` per transaction,
 // `nft -j list table` to read back. Arguments are always an array.
 import { findCommand, run } from '../../util/exec';
+import { KernelError, PreflightError } from '../../util/errors';
 import { Family } from '../../model/state';
 import { TABLE } from './names';
 
-export class NftError extends Error {
+/** nft refused a transaction or a listing failed (exit 4). */
+export class NftError extends KernelError {
   constructor(what: string, detail: string) {
     super(`nftables: ${what}: ${detail}`);
-    this.name = 'NftError';
   }
 }
 
+/** The nft program is not installed (exit 3). */
+export class NftMissingError extends PreflightError {}
+
 export function requireNft(): string {
   const nft = findCommand('nft');
-  if (!nft) throw new NftError('nft binary not found', 'install the nftables package (apt-get install nftables), or run `npm run setup`');
+  if (!nft) throw new NftMissingError('nftables: the nft program is not installed; install the nftables package (apt-get install nftables), or run `npm run setup`');
   return nft;
 }
 
@@ -32,8 +36,9 @@ export async function listTable(family: Family): Promise<unknown> {
 }
 
 /** Apply a script as one transaction: all of it, or (on any error) none of it. */
-export async function applyScript(script: string): Promise<void> {
+export async function applyScript(script: string, passFd?: number): Promise<void> {
   if (!script) return;
-  const r = await run([requireNft(), '-f', '-'], { input: script });
+  // passFd: nft keeps slbctl's write lock while it commits, even if slbctl is killed meanwhile.
+  const r = await run([requireNft(), '-f', '-'], passFd === undefined ? { input: script } : { input: script, passFd });
   if (r.code !== 0) throw new NftError('transaction rejected, nothing was changed', r.stderr.trim().split('\n').slice(0, 6).join('\n'));
 }

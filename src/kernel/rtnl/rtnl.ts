@@ -2,6 +2,7 @@
 // The socket is opened in the calling process's network namespace; slbctl is
 // run inside the balancer's namespace, so this sees that host's view.
 import * as dgram from 'node:dgram';
+import { KernelError } from '../../util/errors';
 import { createRtNetlink, RtNetlinkSocket } from 'netlink';
 
 export interface InterfaceAddress {
@@ -33,10 +34,10 @@ function macFromBuffer(b: Buffer | undefined): string | undefined {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-export class RtnlError extends Error {
+/** rtnetlink refused a request (exit 4). */
+export class RtnlError extends KernelError {
   constructor(what: string, cause: unknown) {
     super(`rtnetlink: ${what}: ${cause instanceof Error ? cause.message.replace(/^Request rejected: /, '') : String(cause)}`);
-    this.name = 'RtnlError';
   }
 }
 

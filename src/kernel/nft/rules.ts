@@ -1,0 +1,105 @@
+// Every rule slbctl writes, declared once with both of its forms: the text
+// `nft -f` reads, and the expression list `nft -j list` prints back for it
+// (nft 1.0.x, JSON schema 1). Drift repair compares the second with what the
+// kernel holds, so a rule altered by hand is found; a real-kernel test loads
+// every shape and checks that the listing equals the declared expression.
+import { ServiceState } from '../../model/state';
+import { FULLNAT_VIPS_MAP, SERVICES_MAP, backendsMap, serviceComment } from './names';
+
+export interface Rule {
+  /** After `add rule FAMILY TABLE CHAIN `. */
+  text: string;
+  /** What the kernel lists for the rule ("expr"), counters at zero. */
+  expr: unknown[];
+  comment?: string;
+}
+
+/** Fixed so that one flow hashes to the same real server on every apply. */
+export const HASH_SEED = 0x51b;
+
+const payload = (protocol: string, field: string) => ({ payload: { protocol, field } });
+const meta = (key: string) => ({ meta: { key } });
+const match = (left: unknown, right: unknown, op = '==') => ({ match: { op, left, right } });
+const counter = { counter: { packets: 0, bytes: 0 } };
+
+/** prerouting, output and each ingress hook: one verdict-map lookup on (protocol . VIP . port). */
+export function dispatchRule(family: 'ip' | 'netdev'): Rule {
+  // netdev needs the "meta protocol ip" dependency in the text; nft adds it implicitly and does not list it.
+  const text = `${family === 'netdev' ? 'meta protocol ip ' : ''}meta l4proto . ip daddr . th dport vmap @${SERVICES_MAP}`;
+  return { text, expr: [{ vmap: { key: { concat: [meta('l4proto'), payload('ip', 'daddr'), payload('th', 'dport')] }, data: `@${SERVICES_MAP}` } }] };
+}
+
+/** postrouting: a connection slbctl DNATed goes to the source-NAT chain of its original VIP. */
+export function snatDispatchRule(): Rule {
+  return {
+    text: `ct status dnat ct original ip daddr vmap @${FULLNAT_VIPS_MAP}`,
+    expr: [match({ ct: { key: 'status' } }, 'dnat', 'in'), { vmap: { key: { ct: { key: 'ip daddr', dir: 'original' } }, data: `@${FULLNAT_VIPS_MAP}` } }],
+  };
+}
+
+/** One fullnat service's source NAT to the balancer's address, with a random port so the RS sees a fresh one. */
+export function snatRule(s: Pick<ServiceState, 'protocol' | 'port' | 'snatAddress'>): Rule {
+  return {
+    text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${s.snatAddress ?? ''} random`,
+    expr: [match(meta('l4proto'), s.protocol), match({ ct: { key: 'proto-dst', dir: 'original' } }, s.port), { snat: { addr: s.snatAddress ?? '', flags: 'random' } }],
+  };
+}
+
+function selector(s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol'>, total: number): { text: string; expr: unknown } {
+  const seed = `seed 0x${HASH_SEED.toString(16)}`;
+  const bySource = { text: `jhash ip saddr mod ${total} ${seed}`, expr: { jhash: { mod: total, seed: HASH_SEED, expr: payload('ip', 'saddr') } } };
+  if (s.scheduler === 'sh') return bySource;
+  if (s.mode === 'dsr') {
+    // No conntrack on the netdev hook: every packet of a flow must hash the same way.
+    return {
+      text: `jhash ip saddr . ${s.protocol} sport mod ${total} ${seed}`,
+      expr: { jhash: { mod: total, seed: HASH_SEED, expr: { concat: [payload('ip', 'saddr'), payload(s.protocol, 'sport')] } } },
+    };
+  }
+  return { text: `numgen inc mod ${total}`, expr: { numgen: { mode: 'inc', mod: total, offset: 0 } } };
+}
+
+/** The one rule of a service's chain: pick a slot, map it to a real server, forward there. */
+export function serviceRule(s: ServiceState, total: number): Rule {
+  const comment = serviceComment(s);
+  const head = `meta l4proto ${s.protocol} counter`;
+  const headExpr = [match(meta('l4proto'), s.protocol), counter];
+  if (total === 0) return { text: `${head} drop`, expr: [...headExpr, { drop: null }], comment };
+  const sel = selector(s, total);
+  const map = backendsMap(s.protocol);
+  const lookupText = `ip daddr . ${s.protocol} dport . ${sel.text} map @${map}`;
+  const lookupExpr = { map: { key: { concat: [payload('ip', 'daddr'), payload(s.protocol, 'dport'), sel.expr] }, data: `@${map}` } };
+  if (s.mode === 'dsr') {
+    return {
+      text: `${head} ether saddr set ${s.forwardMac ?? ''} ether daddr set ${lookupText} fwd to "${s.forwardDevice ?? ''}"`,
+      expr: [
+        ...headExpr,
+        { mangle: { key: payload('ether', 'saddr'), value: s.forwardMac ?? '' } },
+        { mangle: { key: payload('ether', 'daddr'), value: lookupExpr } },
+        { fwd: { dev: s.forwardDevice ?? '' } },
+      ],
+      comment,
+    };
+  }
+  return { text: `${head} dnat ip to ${lookupText}`, expr: [...headExpr, { dnat: { family: 'ip', addr: lookupExpr } }], comment };
+}
+
+/** The rule as `add rule` takes it. */
+export function ruleText(r: Rule): string {
+  return r.comment === undefined ? r.text : `${r.text} comment "${r.comment}"`;
+}
+
+/** A stable text of a rule's expression and comment, for comparison: object keys sorted, counters at zero. */
+export function ruleFingerprint(expr: unknown, comment: string | undefined): string {
+  return `${canonical(expr)}${comment === undefined ? '' : ` # ${comment}`}`;
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    if ('counter' in o && Object.keys(o).length === 1) return '{"counter":{}}';
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}

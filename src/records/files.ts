@@ -1,0 +1,60 @@
+// Reading and writing slbctl's record files under the runtime directory.
+// Written to a fresh temporary name (created exclusively, never through a
+// link), flushed, then renamed over the record: a crash leaves the old record
+// or the new one, never half of one, and a link planted in the directory is
+// never followed.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Make the record directory (0700, owned by whoever runs slbctl), refusing one that is a link. */
+export function ensureDirectory(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory (a link?); remove it`);
+}
+
+export function writeJsonAtomic(file: string, data: unknown): void {
+  ensureDirectory(path.dirname(file));
+  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+  const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    fs.writeSync(fd, `${JSON.stringify(data, null, 2)}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+export type ReadResult = { kind: 'absent' } | { kind: 'ok'; data: unknown } | { kind: 'unreadable'; why: string };
+
+/** A record's JSON; a link or a file that does not parse is reported as unreadable, never followed or trusted. */
+export function readJson(file: string): ReadResult {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { kind: 'absent' };
+    return { kind: 'unreadable', why: code === 'ELOOP' ? 'it is a symbolic link' : (e as Error).message };
+  }
+  try {
+    return { kind: 'ok', data: JSON.parse(fs.readFileSync(fd, 'utf8')) as unknown };
+  } catch (e) {
+    return { kind: 'unreadable', why: (e as Error).message };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Move a record that must not be used out of the way (kept for a human to read). */
+export function setAside(file: string, suffix: string): string {
+  const to = `${file}.${suffix}`;
+  try {
+    fs.renameSync(file, to);
+  } catch {
+    fs.rmSync(file, { force: true });
+  }
+  return to;
+}

@@ -1,0 +1,101 @@
+// Records that describe one network namespace (what slbctl owns there, its
+// drains, its controller) are named by the namespace's inode, and carry the
+// namespace's cookie inside. Inodes are reused once a namespace is gone; the
+// cookie is not (it is unique while the machine runs). A record whose cookie
+// is not the current namespace's belongs to a namespace that no longer
+// exists: it is reported, set aside and never acted on.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { inNetns, netnsCookie, netnsInode } from '../util/netns';
+import { runDir } from '../util/rundir';
+import { readJson, setAside, writeJsonAtomic } from './files';
+
+export interface NetnsIdentity {
+  inode: number;
+  /** undefined on kernels without SO_NETNS_COOKIE (before 5.14): the inode alone then names the namespace. */
+  cookie?: string;
+}
+
+export const RECORD_KINDS = ['ownership', 'drains', 'controller'] as const;
+export type RecordKind = (typeof RECORD_KINDS)[number];
+
+let current: NetnsIdentity | undefined;
+
+/** The identity of the namespace this process runs in (it never changes for slbctl's main thread). */
+export function currentNetns(): NetnsIdentity {
+  if (!current) {
+    const cookie = netnsCookie();
+    current = cookie === undefined ? { inode: netnsInode() } : { inode: netnsInode(), cookie };
+  }
+  return current;
+}
+
+/** The identity of a named namespace (/run/netns/NAME), read from inside it. */
+export function identityOf(netnsName: string): NetnsIdentity {
+  return inNetns(netnsName, () => {
+    const cookie = netnsCookie();
+    return cookie === undefined ? { inode: netnsInode() } : { inode: netnsInode(), cookie };
+  });
+}
+
+export function recordFile(kind: RecordKind, id: NetnsIdentity = currentNetns()): string {
+  return runDir(kind, `net-${id.inode}.json`);
+}
+
+function sameNamespace(a: NetnsIdentity, b: Partial<NetnsIdentity> | undefined): boolean {
+  return b !== undefined && a.inode === b.inode && (a.cookie ?? '') === (b.cookie ?? '');
+}
+
+/** Where stale records are reported (the CLI: stderr; the controller: its log). */
+export type Reporter = (message: string) => void;
+let reporter: Reporter = (m) => process.stderr.write(`slbctl: ${m}\n`);
+export function setRecordReporter(r: Reporter): void {
+  reporter = r;
+}
+
+/**
+ * The payload of this namespace's record of `kind`, or undefined when there
+ * is none. A record of another namespace (same inode, other cookie), an
+ * unreadable one, or one without an identity is set aside and reported.
+ */
+export function readRecord(kind: RecordKind, id: NetnsIdentity = currentNetns()): Record<string, unknown> | undefined {
+  const file = recordFile(kind, id);
+  const r = readJson(file);
+  if (r.kind === 'absent') return undefined;
+  const data = r.kind === 'ok' && typeof r.data === 'object' && r.data !== null && !Array.isArray(r.data) ? (r.data as Record<string, unknown>) : undefined;
+  if (!data) {
+    const moved = setAside(file, 'unreadable');
+    reporter(`the ${kind} record ${file} is unreadable (${r.kind === 'unreadable' ? r.why : 'not a record'}); ignored and moved to ${moved}`);
+    return undefined;
+  }
+  const netns = data.netns as Partial<NetnsIdentity> | undefined;
+  if (!sameNamespace(id, netns)) {
+    const moved = setAside(file, `stale-${netns?.cookie ?? 'unknown'}`);
+    reporter(`the ${kind} record ${file} was left by another network namespace that had the same inode (cookie ${netns?.cookie ?? 'none'}, this one ${id.cookie ?? 'none'}); ignored and moved to ${moved}`);
+    return undefined;
+  }
+  return data;
+}
+
+export function writeRecord(kind: RecordKind, payload: Record<string, unknown>, id: NetnsIdentity = currentNetns()): void {
+  writeJsonAtomic(recordFile(kind, id), { netns: id, ...payload });
+}
+
+export function removeRecord(kind: RecordKind, id: NetnsIdentity = currentNetns()): void {
+  fs.rmSync(recordFile(kind, id), { force: true });
+}
+
+/** Remove every record of a namespace that is going away (lab down); records of others are left alone. */
+export function removeRecordsOf(id: NetnsIdentity): string[] {
+  const removed: string[] = [];
+  for (const kind of RECORD_KINDS) {
+    const file = recordFile(kind, id);
+    const r = readJson(file);
+    if (r.kind !== 'ok') continue;
+    const netns = (r.data as { netns?: Partial<NetnsIdentity> } | null)?.netns;
+    if (!sameNamespace(id, netns)) continue;
+    fs.rmSync(file, { force: true });
+    removed.push(path.basename(path.dirname(file)));
+  }
+  return removed;
+}

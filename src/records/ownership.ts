@@ -1,0 +1,107 @@
+// What slbctl added outside its own nftables tables, per network namespace:
+// VIP addresses, sysctls it changed (with the value it found), IPVS services
+// (IPVS keeps no annotations) and the iptables source-NAT chain.
+//
+// Crash safety comes from intent: before an apply adds anything, the record
+// already lists it as "adding"; once the apply is done, "owned". A later
+// apply, run or destroy resolves an "adding" entry by looking: present means
+// slbctl added it (the planner only ever adds what is absent), absent means
+// it never got there. Removal updates the record only after the object is
+// gone, so a crash in between leaves an owned entry for an absent object,
+// which the next plan forgets. Nothing slbctl adds is ever unrecorded.
+import * as fs from 'node:fs';
+import { Encapsulation, Mode, Protocol, Scheduler } from '../model/types';
+import { OwnedAddress } from '../model/state';
+import { runDir } from '../util/rundir';
+import { readJson } from './files';
+import { readRecord, removeRecord, writeRecord, currentNetns } from './netns';
+
+export type EntryState = 'adding' | 'owned';
+
+export type BackendName = 'nft' | 'ipvs';
+
+export interface OwnedAddressEntry extends OwnedAddress {
+  /** The backend whose services needed it: destroying one backend leaves the other's VIPs. */
+  backend: BackendName;
+  state: EntryState;
+}
+
+export interface OwnedSysctl {
+  key: string;
+  /** The value slbctl found before it first changed the key ('' when unreadable). */
+  original: string;
+  /** The value slbctl set. */
+  value: string;
+}
+
+export interface OwnedIpvsService {
+  protocol: Protocol;
+  vip: string;
+  port: number;
+  name: string;
+  mode: Mode;
+  scheduler: Scheduler;
+  device: string;
+  snatAddress?: string;
+  encapsulation?: Encapsulation;
+  state: EntryState;
+}
+
+export interface Ownership {
+  addresses: OwnedAddressEntry[];
+  sysctls: OwnedSysctl[];
+  ipvsServices: OwnedIpvsService[];
+  /** The iptables source-NAT chain beside IPVS (SLBCTL-SNAT), when slbctl created or is creating it. */
+  iptablesChain?: EntryState;
+}
+
+export const EMPTY_OWNERSHIP: Ownership = { addresses: [], sysctls: [], ipvsServices: [] };
+
+function list<T>(v: unknown, ok: (x: Record<string, unknown>) => boolean): T[] {
+  return Array.isArray(v) ? (v.filter((x) => typeof x === 'object' && x !== null && ok(x as Record<string, unknown>)) as T[]) : [];
+}
+
+const isState = (v: unknown) => v === 'adding' || v === 'owned';
+
+function parse(data: Record<string, unknown>): Ownership {
+  const o: Ownership = {
+    addresses: list<OwnedAddressEntry>(data.addresses, (x) => typeof x.address === 'string' && typeof x.device === 'string' && isState(x.state) && (x.backend === 'nft' || x.backend === 'ipvs')),
+    sysctls: list<OwnedSysctl>(data.sysctls, (x) => typeof x.key === 'string' && typeof x.original === 'string' && typeof x.value === 'string'),
+    ipvsServices: list<OwnedIpvsService>(data.ipvsServices, (x) => typeof x.vip === 'string' && typeof x.port === 'number' && typeof x.protocol === 'string' && isState(x.state)),
+  };
+  if (isState(data.iptablesChain)) o.iptablesChain = data.iptablesChain as EntryState;
+  return o;
+}
+
+/**
+ * The IPVS ownership file of slbctl before records carried the namespace's
+ * cookie (/run/slbctl/ipvs/net-INODE.json): read once, so that an upgrade
+ * does not turn slbctl's own IPVS services into foreign ones.
+ */
+function legacyIpvsFile(): string {
+  return runDir('ipvs', `net-${currentNetns().inode}.json`);
+}
+
+function readLegacy(): Ownership | undefined {
+  const r = readJson(legacyIpvsFile());
+  if (r.kind !== 'ok' || typeof r.data !== 'object' || r.data === null) return undefined;
+  const d = r.data as { services?: unknown; addresses?: unknown };
+  return {
+    addresses: list<OwnedAddress>(d.addresses, (x) => typeof x.address === 'string').map((a) => ({ ...a, backend: 'ipvs' as const, state: 'owned' as const })),
+    sysctls: [],
+    ipvsServices: list<Omit<OwnedIpvsService, 'state'>>(d.services, (x) => typeof x.vip === 'string').map((s) => ({ ...s, state: 'owned' as const })),
+  };
+}
+
+export function readOwnership(): Ownership {
+  const data = readRecord('ownership');
+  if (data) return parse(data);
+  return readLegacy() ?? { addresses: [], sysctls: [], ipvsServices: [] };
+}
+
+export function writeOwnership(o: Ownership): void {
+  const empty = o.addresses.length === 0 && o.sysctls.length === 0 && o.ipvsServices.length === 0 && !o.iptablesChain;
+  if (empty) removeRecord('ownership');
+  else writeRecord('ownership', { ...o });
+  fs.rmSync(legacyIpvsFile(), { force: true });
+}

@@ -250,6 +250,9 @@ export class Controller {
             if (n !== undefined) this.log('info', 'expire', `${n} UDP flow${n === 1 ? '' : 's'} to ${op.realServer.address}:${op.realServer.port} expired`, { service: serviceKey(op.service) });
           }
         }
+      } else {
+        // Nothing to change; this settles an ownership record a killed apply left (see executePlan).
+        await executePlan(k, plan);
       }
       this.lastApplied = signature;
     } catch (e) {

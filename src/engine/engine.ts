@@ -17,7 +17,7 @@ import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { ServiceState } from '../model/state';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { executeIpvs, observeIpvs } from './ipvs-backend';
-import { Ownership, readOwnership, writeOwnership } from '../records/ownership';
+import { Ownership, hasIntent, readOwnership, writeOwnership } from '../records/ownership';
 import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
 import { heldWriteLock } from '../records/lock';
 
@@ -169,7 +169,8 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
 }
 
 /**
- * Execute a plan. nftables changes are one transaction; IPVS changes undo
+ * Execute a plan (also one with no operations: callers that hold the write
+ * lock call this every time, so the ownership record is settled). nftables changes are one transaction; IPVS changes undo
  * themselves on failure; sysctls and addresses go first and are undone if
  * what follows fails: the kernel is left as it was. The ownership record
  * lists what the plan adds before it is added, so a crash at any point
@@ -179,8 +180,14 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
   const lock = heldWriteLock();
   if (!lock) throw new Error('internal: a plan was executed without holding the namespace\'s write lock');
   const passFd = lock.descriptor;
-  const nftScript = k.backend === 'nft' ? renderPlan(plan) : '';
   const record: Ownership = plan.observed.ownership ?? readOwnership();
+  if (plan.ops.length === 0 && !plan.desired.restoreSysctls) {
+    // Nothing to change, but an apply cut short may have left "adding" entries: settle them now (present:
+    // owned, absent: dropped), or an address of that name that someone else adds later would pass for slbctl's.
+    if (hasIntent(record)) writeOwnership(ownershipAfter(record, plan, k.backend));
+    return;
+  }
+  const nftScript = k.backend === 'nft' ? renderPlan(plan) : '';
   if (plan.ops.length > 0) writeOwnership(ownershipIntent(record, plan, k.backend));
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
   let indexes: Map<string, number> | undefined;

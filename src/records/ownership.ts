@@ -99,6 +99,11 @@ export function readOwnership(): Ownership {
   return readLegacy() ?? { addresses: [], sysctls: [], ipvsServices: [] };
 }
 
+/** Whether an apply that was cut short left entries it had not confirmed yet. */
+export function hasIntent(o: Ownership): boolean {
+  return o.addresses.some((a) => a.state === 'adding') || o.ipvsServices.some((s) => s.state === 'adding') || o.iptablesChain === 'adding';
+}
+
 export function writeOwnership(o: Ownership): void {
   const empty = o.addresses.length === 0 && o.sysctls.length === 0 && o.ipvsServices.length === 0 && !o.iptablesChain;
   if (empty) removeRecord('ownership');

@@ -20,6 +20,8 @@ export const applyCommand: CommandModule<object, Args> = {
       const apply = async () => {
         const plan = await planConfig(k, config);
         if (plan.ops.length === 0) {
+          // No change, yet the ownership record of an apply that was killed is settled (see executePlan).
+          if (!args['dry-run']) await executePlan(k, plan);
           process.stdout.write('no changes\n');
           return;
         }

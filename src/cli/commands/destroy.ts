@@ -30,8 +30,8 @@ export const destroyCommand: CommandModule<object, Args> = {
         last = backend;
         try {
           const plan = await planDestroy(k);
-          if (plan.ops.length === 0) continue;
-          show(backend, plan);
+          if (plan.ops.length > 0) show(backend, plan);
+          // With no operation too: it settles the ownership record an apply that was killed left.
           if (!args['dry-run']) await executePlan(k, plan);
         } finally {
           closeSession(k);

@@ -13,6 +13,10 @@
 // - tryLock / unlock: flock(2) on a file. Node has no flock; the kernel drops
 //   the lock when the last holder of the open file dies, even by SIGKILL, so
 //   a crashed slbctl never leaves a namespace locked.
+// - sealedInput: a program's whole input in an anonymous in-memory file
+//   (memfd), written before the program starts. Fed through a pipe instead,
+//   a slbctl killed while writing would leave nft a prefix of its script,
+//   and a prefix of a script is often a valid, smaller transaction.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -24,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -160,6 +165,37 @@ static Napi::Value Unlock(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// sealedInput(content): a close-on-exec descriptor of a memfd holding content
+// (UTF-8), sealed against any change and positioned at its start, for a child
+// to read as its standard input. The caller closes it.
+static Napi::Value SealedInput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "sealedInput(content: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string content = info[0].As<Napi::String>();
+  int fd = memfd_create("slbctl-input", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return Fail(env, "memfd_create", errno);
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return Fail(env, "write the input", err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+    int err = errno;
+    close(fd);
+    return Fail(env, "seal the input", err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("enterNetns", Napi::Function::New(env, EnterNetns));
   exports.Set("leaveNetns", Napi::Function::New(env, LeaveNetns));
@@ -168,6 +204,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookie));
   exports.Set("tryLock", Napi::Function::New(env, TryLock));
   exports.Set("unlock", Napi::Function::New(env, Unlock));
+  exports.Set("sealedInput", Napi::Function::New(env, SealedInput));
   return exports;
 }
 

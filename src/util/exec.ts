@@ -10,6 +10,8 @@ export interface RunOptions {
   netns?: string;
   /** Written to the program's standard input, which is then closed. */
   input?: string;
+  /** A descriptor the program reads as its standard input instead (complete before it starts, unlike a pipe). */
+  stdinFd?: number;
   /** Kill the program after this many milliseconds. */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
@@ -46,7 +48,8 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
   const [cmd, ...args] = full;
   if (!cmd) throw new Error('run: empty argument list');
   return new Promise((resolve) => {
-    const stdio: ('pipe' | number)[] = options.passFd === undefined ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', options.passFd];
+    const stdio: ('pipe' | number)[] = [options.stdinFd ?? 'pipe', 'pipe', 'pipe'];
+    if (options.passFd !== undefined) stdio.push(options.passFd);
     const child = spawn(cmd, args, { stdio, env: options.env ?? process.env });
     const out: Buffer[] = [];
     const err: Buffer[] = [];

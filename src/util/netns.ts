@@ -18,6 +18,7 @@ interface NativeAddon {
   netnsCookie(): string | undefined;
   tryLock(path: string): number;
   unlock(fd: number): void;
+  sealedInput(content: string): number;
 }
 
 // dist/src/util/netns.js -> the repository root.

@@ -1,6 +1,8 @@
 // Talks to the kernel through the nft binary: one `nft -f -` per transaction,
 // `nft -j list table` to read back. Arguments are always an array.
+import * as fs from 'node:fs';
 import { findCommand, run } from '../../util/exec';
+import { native } from '../../util/netns';
 import { KernelError, PreflightError } from '../../util/errors';
 import { Family } from '../../model/state';
 import { TABLE } from './names';
@@ -38,7 +40,16 @@ export async function listTable(family: Family): Promise<unknown> {
 /** Apply a script as one transaction: all of it, or (on any error) none of it. */
 export async function applyScript(script: string, passFd?: number): Promise<void> {
   if (!script) return;
-  // passFd: nft keeps slbctl's write lock while it commits, even if slbctl is killed meanwhile.
-  const r = await run([requireNft(), '-f', '-'], passFd === undefined ? { input: script } : { input: script, passFd });
+  const nft = requireNft();
+  // The script is whole before nft starts: through a pipe, a slbctl killed while writing it would leave nft a
+  // prefix to commit, and a prefix is often valid (a chain flushed but not refilled, a rule cut before its NAT).
+  const input = native().sealedInput(script);
+  let r;
+  try {
+    // passFd: nft keeps slbctl's write lock while it commits, even if slbctl is killed meanwhile.
+    r = await run([nft, '-f', '-'], passFd === undefined ? { stdinFd: input } : { stdinFd: input, passFd });
+  } finally {
+    fs.closeSync(input);
+  }
   if (r.code !== 0) throw new NftError('transaction rejected, nothing was changed', r.stderr.trim().split('\n').slice(0, 6).join('\n'));
 }

@@ -7,6 +7,7 @@ import { LOG_FORMATS, LogFormat, createLogger } from '../../controller/log';
 import { parseListen } from '../../controller/metrics';
 import { UsageError } from '../errors';
 import { Lock } from '../../records/lock';
+import { setRecordReporter } from '../../records/netns';
 import { waitMs, withWaitOption } from '../writer';
 
 interface Args { file: string; backend?: BackendChoice; 'log-format': LogFormat; metrics: string; resync?: string; wait: string }
@@ -33,6 +34,8 @@ export const runCommand: CommandModule<object, Args> = {
     // One controller per namespace, for its whole life; apply and destroy refuse while it runs.
     const controllerLock = await Lock.acquire('controller', wait);
     const logger = createLogger(args['log-format']);
+    // A record left by a dead namespace with this one's inode is reported in the log, not as a stray stderr line.
+    setRecordReporter((m) => logger.log('warn', 'record', m));
     // Signals are taken from the start: SIGUSR1's default action would end the process.
     let controller: Controller | undefined;
     let stopping = false;

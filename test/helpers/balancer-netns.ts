@@ -4,6 +4,11 @@ import { run, runChecked } from '../../src/util/exec';
 
 export async function createBalancerNetns(ns: string): Promise<void> {
   await runChecked('netns', ['ip', 'netns', 'add', ns]);
+  await setUpBalancerNetns(ns);
+}
+
+/** The balancer's interfaces in a namespace that already exists (one a test created to get a given inode). */
+export async function setUpBalancerNetns(ns: string): Promise<void> {
   // IPv6 link-local addresses change state (DAD) on their own; they are not slbctl's business.
   await runChecked('no ipv6', ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { netns: ns });
   await runChecked('veth', ['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);

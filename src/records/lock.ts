@@ -107,7 +107,19 @@ export function holderOf(kind: LockKind, id: NetnsIdentity = currentNetns()): Ho
 export function describeHolder(h: Holder | undefined): string {
   if (!h) return 'another process';
   const age = h.since ? `, for ${((Date.now() - h.since) / 1000).toFixed(1)} s` : '';
-  return `pid ${h.pid || '?'} (\`${h.command}\`${age})`;
+  // The lock outlives a killed slbctl while the nft or iptables it started still runs: say so, not just a dead pid.
+  const gone = h.pid > 0 && !alive(h.pid) ? ', which has exited; a program it started (nft, iptables) still holds the lock' : '';
+  return `pid ${h.pid || '?'} (\`${h.command}\`${age}${gone})`;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists but is not ours to signal.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function busyMessage(kind: LockKind, h: Holder | undefined, waitMs: number): string {

@@ -27,9 +27,9 @@ export function slbctlIn(ns: string, args: readonly string[], timeoutMs = 60_000
 /** dist/test/helpers/lock-holder.js */
 export const LOCK_HOLDER = path.join(__dirname, 'lock-holder.js');
 
-/** A process in `ns` holding its `kind` lock; resolves once it holds it. */
-export async function holdLock(ns: string, kind: 'write' | 'controller'): Promise<Started> {
-  const holder = startIn(ns, [LOCK_HOLDER, kind]);
+/** A process in `ns` holding its `kind` lock (withChild: shared with a child, as with slbctl's nft); resolves once it holds it. */
+export async function holdLock(ns: string, kind: 'write' | 'controller', withChild = false): Promise<Started> {
+  const holder = startIn(ns, [LOCK_HOLDER, kind, ...(withChild ? ['--child'] : [])]);
   await waitUntil(`the ${kind} lock held by ${holder.pid}`, 20_000, () => {
     if (holder.done()) throw new Error(`the lock holder exited: ${holder.out()} ${holder.err()}`);
     return holder.out().startsWith('held');

@@ -87,10 +87,29 @@ describe('one writer per network namespace', { skip: isRoot ? false : 'needs roo
     assert.deepEqual(await vipsNow(), B.vips);
   });
 
+  it('a killed writer\'s child that inherited the lock (as nft does) keeps the namespace until it exits, and the refusal says so', async () => {
+    const holder = await holdLock(ns, 'write', true);
+    const child = Number(/child (\d+)/.exec(holder.out())?.[1]);
+    try {
+      assert.ok(child > 0, holder.out());
+      holder.child.kill('SIGKILL');
+      await holder.exited;
+      const refused = await slbctl(['apply', '-f', fileA, '--wait', '1s']);
+      assertBusy(refused, holder.pid, /lock-holder\.js write --child`.*which has exited; a program it started \(nft, iptables\) still holds the lock/);
+    } finally {
+      if (child > 0) process.kill(child, 'SIGKILL');
+    }
+    // Its exit releases the lock (a zombie holds no descriptors); a short wait covers the moment until then.
+    const r = await slbctl(['apply', '-f', fileA, '--wait', '10s']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   it('two applies of different configs started at the same moment: the kernel ends with exactly one of them', async () => {
     const wins = { A: 0, B: 0 };
     for (let round = 0; round < 6; round++) {
-      const [a, b] = [startSlbctl(ns, ['apply', '-q', '-f', fileA, '--wait', '60s']), startSlbctl(ns, ['apply', '-q', '-f', fileB, '--wait', '60s'])];
+      // Started back to back, in turn A first and B first.
+      const start = (file: string) => startSlbctl(ns, ['apply', '-q', '-f', file, '--wait', '60s']);
+      const [a, b] = round % 2 === 0 ? [start(fileA), start(fileB)] : [start(fileB), start(fileA)].reverse() as [Started, Started];
       const [ca, cb] = await Promise.all([a.exited, b.exited]);
       assert.equal(ca, 0, a.err());
       assert.equal(cb, 0, b.err());

@@ -17,7 +17,7 @@ import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { ServiceState } from '../model/state';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { executeIpvs, observeIpvs } from './ipvs-backend';
-import { Ownership, hasIntent, readOwnership, writeOwnership } from '../records/ownership';
+import { Ownership, hasIntent, readOwnership, sweepOwnershipLeftovers, writeOwnership } from '../records/ownership';
 import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
 import { heldWriteLock } from '../records/lock';
 
@@ -185,6 +185,7 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     // Nothing to change, but an apply cut short may have left "adding" entries: settle them now (present:
     // owned, absent: dropped), or an address of that name that someone else adds later would pass for slbctl's.
     if (hasIntent(record)) writeOwnership(ownershipAfter(record, plan, k.backend));
+    else sweepOwnershipLeftovers();
     return;
   }
   const nftScript = k.backend === 'nft' ? renderPlan(plan) : '';

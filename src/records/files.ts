@@ -25,6 +25,36 @@ export function writeJsonAtomic(file: string, data: unknown): void {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
+  removeLeftovers(file);
+}
+
+/**
+ * Temporary files of this record left by writers that were killed before
+ * their rename (FILE.PID.HEX.tmp with PID gone): nothing reads them, so
+ * without this they would pile up. A running writer's file is left alone.
+ */
+export function removeLeftovers(file: string): void {
+  const prefix = `${path.basename(file)}.`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(file));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length));
+    if (m && !processExists(Number(m[1]))) fs.rmSync(path.join(path.dirname(file), name), { force: true });
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export type ReadResult = { kind: 'absent' } | { kind: 'ok'; data: unknown } | { kind: 'unreadable'; why: string };

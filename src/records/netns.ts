@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { inNetns, netnsCookie, netnsInode } from '../util/netns';
 import { runDir } from '../util/rundir';
-import { readJson, setAside, writeJsonAtomic } from './files';
+import { readJson, removeLeftovers, setAside, writeJsonAtomic } from './files';
 
 export interface NetnsIdentity {
   inode: number;
@@ -83,6 +83,7 @@ export function writeRecord(kind: RecordKind, payload: Record<string, unknown>, 
 
 export function removeRecord(kind: RecordKind, id: NetnsIdentity = currentNetns()): void {
   fs.rmSync(recordFile(kind, id), { force: true });
+  removeLeftovers(recordFile(kind, id));
 }
 
 /** Remove every record of a namespace that is going away (lab down); records of others are left alone. */

@@ -13,8 +13,8 @@ import * as fs from 'node:fs';
 import { Encapsulation, Mode, Protocol, Scheduler } from '../model/types';
 import { OwnedAddress } from '../model/state';
 import { runDir } from '../util/rundir';
-import { readJson } from './files';
-import { readRecord, removeRecord, writeRecord, currentNetns } from './netns';
+import { readJson, removeLeftovers } from './files';
+import { readRecord, recordFile, removeRecord, writeRecord, currentNetns } from './netns';
 
 export type EntryState = 'adding' | 'owned';
 
@@ -102,6 +102,11 @@ export function readOwnership(): Ownership {
 /** Whether an apply that was cut short left entries it had not confirmed yet. */
 export function hasIntent(o: Ownership): boolean {
   return o.addresses.some((a) => a.state === 'adding') || o.ipvsServices.some((s) => s.state === 'adding') || o.iptablesChain === 'adding';
+}
+
+/** Remove what writers of the record killed mid-write left (see removeLeftovers); for plans that write nothing. */
+export function sweepOwnershipLeftovers(): void {
+  removeLeftovers(recordFile('ownership'));
 }
 
 export function writeOwnership(o: Ownership): void {

@@ -3,10 +3,14 @@
 // before the VIPs are added), when its nft child starts (the transaction) and
 // when that child is gone (then the VIPs due for removal are removed).
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Started, sleep } from './processes';
 
-/** nft-start: the moment the transaction's nft is running (its script must be whole by then). */
-export type Phase = 'start' | 'adding' | 'nft-start' | 'nft' | 'removing';
+/**
+ * nft-start: the moment the transaction's nft is running (its script must be whole by then).
+ * record-write: while the ownership record is being written (its temporary file exists).
+ */
+export type Phase = 'start' | 'record-write' | 'adding' | 'nft-start' | 'nft' | 'removing';
 
 export interface Timeline {
   start: number;
@@ -16,6 +20,8 @@ export interface Timeline {
   /** The record written again once the VIPs due for removal are gone. */
   final?: number;
   exit?: number;
+  /** A temporary file of the record seen (a write in progress). */
+  recordWrite?: number;
 }
 
 function inodeOf(file: string): number | undefined {
@@ -63,6 +69,7 @@ export class ApplyTracker {
       const now = Date.now();
       if (this.apply.done()) return;
       // The record is replaced by a rename: a new inode is a new version.
+      if (this.t.recordWrite === undefined && this.writing()) this.t.recordWrite = now;
       const inode = inodeOf(this.recordFile);
       if (this.t.intent === undefined && inode !== this.firstInode) {
         this.t.intent = now;
@@ -76,9 +83,19 @@ export class ApplyTracker {
     }
   }
 
+  private writing(): boolean {
+    const prefix = `${path.basename(this.recordFile)}.`;
+    try {
+      return fs.readdirSync(path.dirname(this.recordFile)).some((n) => n.startsWith(prefix) && n.endsWith('.tmp'));
+    } catch {
+      return false;
+    }
+  }
+
   /** When `phase` began (undefined: not yet, or the apply ended without reaching it). */
   began(phase: Phase): number | undefined {
     if (phase === 'start') return this.t.start;
+    if (phase === 'record-write') return this.t.recordWrite;
     if (phase === 'adding') return this.t.intent;
     if (phase === 'nft' || phase === 'nft-start') return this.t.nftStart;
     return this.t.nftEnd;

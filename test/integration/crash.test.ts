@@ -1,8 +1,9 @@
 // Crash safety of `slbctl apply` on a real kernel: in a namespace of the
-// test's own, with two configs of 1,000 services on 250 VIPs each (50 VIPs
-// only in one, 50 only in the other), apply is SIGKILLed at random points of
-// chosen phases (before it changes anything, while it adds VIPs, the moment
-// its nft starts, while the nft transaction runs, while it removes VIPs),
+// test's own, with two configs of 1,000 services on 250 VIPs each (100 VIPs
+// only in one, 100 only in the other), apply is SIGKILLed at random points of
+// chosen phases (before it changes anything, while it writes its ownership
+// record, while it adds VIPs, the moment its nft starts, while the nft
+// transaction runs, while it removes VIPs),
 // alone or with its nft child (its own process group, as a cgroup stop would
 // kill it). After each kill: the nft table is one config or the other, never
 // a mix; an nft that outlived slbctl commits the whole transaction and holds
@@ -35,7 +36,7 @@ process.env.RUNTIME_DIRECTORY = runtime;
 
 const OWN = '172.16.75.83/24';
 const A = bigConfig(0, 250, 1);
-const B = bigConfig(50, 300, 2);
+const B = bigConfig(100, 350, 2);
 const file = (c: BigConfig) => path.join(dir, c === A ? 'a.json' : 'b.json');
 const name = (c: BigConfig) => (c === A ? 'A' : 'B');
 
@@ -94,6 +95,8 @@ interface Tally {
   targeted: Record<string, number>;
   reached: Record<string, number>;
   nftOutlived: number;
+  /** Kills that left a temporary record file (removed by the next write: leftoverFiles counts those that stay). */
+  tmpLeftByKill: number;
   lockHeldWhileNftLived: number;
   mixedTables: string[];
   transactionsLost: string[];
@@ -140,16 +143,17 @@ describe('slbctl apply killed at random points', { skip: isRoot ? false : 'needs
       start: cal.intent - cal.start,
       adding: cal.nftStart - cal.intent,
       'nft-start': 0,
+      'record-write': 0,
       nft: cal.nftEnd - cal.nftStart,
       removing: (cal.final ?? cal.exit) - cal.nftEnd,
     };
     process.stdout.write(`# crash: seed ${seed}; apply B after A: ${cal.exit - cal.start} ms (planning ${length.start}, adding VIPs ${length.adding}, nft ${length.nft}, removing VIPs ${length.removing})\n`);
 
     const tally: Tally = {
-      kills: 0, alone: 0, withChildren: 0, missedKills: 0, targeted: {}, reached: {}, nftOutlived: 0, lockHeldWhileNftLived: 0,
+      kills: 0, alone: 0, withChildren: 0, missedKills: 0, targeted: {}, reached: {}, nftOutlived: 0, lockHeldWhileNftLived: 0, tmpLeftByKill: 0,
       mixedTables: [], transactionsLost: [], failedReapplies: [], leaked: [], missing: [], duplicated: [], notConverged: [], recordWrong: [], leftoverFiles: [],
     };
-    const phases: Phase[] = ['adding', 'nft', 'removing', 'nft-start', 'start'];
+    const phases: Phase[] = ['adding', 'nft', 'removing', 'nft-start', 'record-write', 'start'];
     let state = B;
     let i = 0;
     const more = () => (FIXED ? tally.kills < FIXED : tally.kills < MIN_KILLS || (tally.kills < MAX_KILLS && Date.now() - started < BUDGET_MS));
@@ -199,6 +203,7 @@ describe('slbctl apply killed at random points', { skip: isRoot ? false : 'needs
       else tally.alone++;
       tally.targeted[phase] = (tally.targeted[phase] ?? 0) + 1;
 
+      if (fs.readdirSync(path.dirname(recordFile)).some((n) => n.endsWith('.tmp'))) tally.tmpLeftByKill++;
       const table = whichConfig(await listSlbctl(ns, 'ip'), x, y);
       const seen = reached(table, x, y, new Set(vipsOf(await addressesOn(ns))));
       tally.reached[seen] = (tally.reached[seen] ?? 0) + 1;
@@ -223,6 +228,7 @@ describe('slbctl apply killed at random points', { skip: isRoot ? false : 'needs
       `${tally.mixedTables.length} mixed tables, ${tally.transactionsLost.length} transactions lost, ${tally.leaked.length} leaked, ${tally.missing.length} missing, ${tally.duplicated.length} duplicated, ` +
       `${tally.failedReapplies.length} failed re-applies, ${tally.notConverged.length} not converged, ${tally.recordWrong.length} wrong records; ` +
       `nft outlived slbctl ${tally.nftOutlived} times, the write lock held each time: ${tally.lockHeldWhileNftLived === tally.nftOutlived}; ` +
+      `${tally.tmpLeftByKill} kills left a temporary record file, ${tally.leftoverFiles.length} still there after the re-apply; ` +
       `targeted ${JSON.stringify(tally.targeted)}; reached ${JSON.stringify(tally.reached)}; ${((Date.now() - started) / 1000).toFixed(0)} s`;
     process.stdout.write(`# crash: ${summary}\n`);
     assert.ok(tally.kills >= MIN_KILLS || FIXED !== undefined, summary);

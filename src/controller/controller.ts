@@ -20,6 +20,7 @@ import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serv
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { expireUdpFlows } from './conntrack';
 import { Lock } from '../records/lock';
+import { setRecordReporter } from '../records/netns';
 import { BusyError } from '../util/errors';
 
 export interface ControllerOptions {
@@ -89,6 +90,8 @@ export class Controller {
   /** Load the config, open the kernel, apply once; throws (and leaves nothing running) when any of that fails. */
   static async start(o: ControllerOptions): Promise<Controller> {
     const c = new Controller(o, loadConfigFile(o.file));
+    // A stale record (of a namespace that had this one's inode) is reported in the log, as one line of its format.
+    setRecordReporter((m) => c.log('warn', 'record', m));
     c.k = await openSession(o.backend ?? c.config.backend);
     try {
       c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
@@ -216,9 +219,16 @@ export class Controller {
     const started = process.hrtime.bigint();
     let lock: Lock | undefined;
     try {
-      lock = await Lock.acquire('write', this.o.waitMs ?? 5000);
       // A DSR real server that stops answering ARP (powered off) must not stall or fail the plan for the others.
-      const plan = await planConfig(k, eff.config, { knownMacs: this.macs, arpWaitMs: first ? 2000 : 0, dropUnresolved: true });
+      const options = { knownMacs: this.macs, arpWaitMs: first ? 2000 : 0, dropUnresolved: true };
+      // Most resyncs find nothing to do: they plan without the write lock, so drain, undrain and a forced apply
+      // are not starved by a controller that would otherwise hold it nearly all the time. A change is planned
+      // again as the namespace's one writer before it is made.
+      let plan = await planConfig(k, eff.config, options);
+      if (plan.ops.length > 0) {
+        lock = await Lock.acquire('write', this.o.waitMs ?? 5000);
+        plan = await planConfig(k, eff.config, options);
+      }
       for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
       const unresolved = plan.unresolved.join(', ');
       if (unresolved !== this.unresolved) {

@@ -7,6 +7,7 @@
 // - every veth is created with both ends placed straight into lab namespaces
 //   (`ip link add … netns A type veth peer … netns B`), never made in the root
 //   namespace and moved afterwards.
+import { identityOf, removeRecordsOf } from '../records/netns';
 import * as fs from 'node:fs';
 import { run, runChecked, RunResult } from '../util/exec';
 import { LabError } from './errors';
@@ -127,6 +128,13 @@ export async function labDown(lab: string): Promise<{ removed: string[] }> {
   await stopAllIn(namespaces, () => recordedServerPids(labStateDir(lab)));
   const failures: string[] = [];
   for (const ns of namespaces) {
+    // slbctl's records of the namespace (ownership, drains, controller) go with it: a later namespace that
+    // gets the same inode must not find them (it would only report and ignore them, but nothing should be left).
+    try {
+      removeRecordsOf(identityOf(ns));
+    } catch {
+      // the namespace is half gone already (a crashed lab); its records are ignored by their cookie
+    }
     let r = await run(['ip', 'netns', 'del', ns]);
     // A process that just exited can keep the mount busy for an instant.
     if (r.code !== 0) {

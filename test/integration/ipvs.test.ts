@@ -9,7 +9,7 @@ import { runInUml, umlAvailable } from '../../src/uml/run';
 import { run, runChecked } from '../../src/util/exec';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const GUEST_TESTS = ['ipvs-client', 'ipvs-engine', 'ipvs-lab', 'ipvs-controller'].map((f) => path.join(__dirname, '..', 'uml', `${f}.test.js`));
+const GUEST_TESTS = ['ipvs-client', 'ipvs-engine', 'ipvs-drift', 'ipvs-lab', 'ipvs-controller'].map((f) => path.join(__dirname, '..', 'uml', `${f}.test.js`));
 
 async function hostHasIpvs(): Promise<boolean> {
   try {

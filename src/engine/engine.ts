@@ -17,6 +17,7 @@ import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { ServiceState } from '../model/state';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { executeIpvs, observeIpvs } from './ipvs-backend';
+import { iptablesBinary } from '../kernel/iptables/snat';
 import { Ownership, readOwnership, writeOwnership } from '../records/ownership';
 import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
 import { heldWriteLock } from '../records/lock';
@@ -179,6 +180,11 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
   const lock = heldWriteLock();
   if (!lock) throw new Error('internal: a plan was executed without holding the namespace\'s write lock');
   const passFd = lock.descriptor;
+  // What the plan needs from this host is checked before anything changes (exit 3, nothing touched).
+  if (plan.ops.some((o) => o.op === 'set-snat' && (o.after.length > 0 || o.before.chain || o.before.jumps > 0)) && !iptablesBinary()) {
+    throw new PreflightError('iptables: not installed; fullnat on IPVS needs it for source NAT (apt-get install iptables, or run `npm run setup`)');
+  }
+  if (k.backend === 'nft') requireNft();
   const nftScript = k.backend === 'nft' ? renderPlan(plan) : '';
   const record: Ownership = plan.observed.ownership ?? readOwnership();
   if (plan.ops.length > 0) writeOwnership(ownershipIntent(record, plan, k.backend));

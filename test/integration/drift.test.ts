@@ -123,6 +123,16 @@ describe('drift of every object slbctl owns (nftables, netns lab)', { skip: isRo
     assert.match(await curlThroughVip(8080), /saw client 172\.16\.75\.83:/);
   });
 
+  it('status shows the drift it can see without the config (a backend slot deleted by hand)', async () => {
+    await nft('delete', 'element', 'ip', 'slbctl', 'backends_tcp', '{ 172.16.75.84 . 80 . 1 }');
+    const st = await slbctl('status');
+    assert.match(st.stdout, /DRIFT: the kernel no longer holds what slbctl programmed(.|\n)*~ repair service tcp\/172\.16\.75\.84:80: backend slot 1 missing/);
+    const json = JSON.parse((await slbctl('status', '--json')).stdout) as { drift: string[] };
+    assert.deepEqual(json.drift, ['~ repair service tcp/172.16.75.84:80: backend slot 1 missing']);
+    assert.equal((await slbctl('apply', '-q', '-f', file)).code, 0);
+    assert.doesNotMatch((await slbctl('status')).stdout, /DRIFT/);
+  });
+
   for (const d of drifts) {
     it(`${d.name}: plan names the repair, apply makes it, the VIP answers again`, async () => {
       await d.edit();

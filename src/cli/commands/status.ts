@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { Backend, closeSession, observe, sessionIfAvailable } from '../../engine/engine';
+import { Backend, closeSession, observe, planEdit, sessionIfAvailable } from '../../engine/engine';
+import { formatPlan } from '../../plan/format';
 import { realServerKey, serviceKey } from '../../model/types';
 import { KernelState } from '../../model/state';
 import { renderTable } from '../table';
@@ -13,6 +14,8 @@ interface Found {
   backend: Backend;
   kernel: KernelState;
   sysctls: Record<string, string>;
+  /** What does not match what slbctl programmed (the repairs the next apply or resync makes), one line each. */
+  drift: string[];
 }
 
 function age(at: number | undefined): string {
@@ -63,7 +66,8 @@ function render(f: Found, controller: ControllerRecord | undefined, drains: Drai
   }
   const owned = f.kernel.ownedAddresses.map((a) => `${a.address} on ${a.device}`).join(', ');
   const ctl = controller ? `controller: pid ${controller.pid}, ${controller.file}, updated ${age(controller.updatedAt)}${controller.metrics ? `, metrics http://${controller.metrics}/metrics` : ''}\n` : 'controller: none running (health is checked only by `slbctl run`)\n';
-  return `backend: ${f.backend}\n${ctl}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
+  const drift = f.drift.length ? `DRIFT: the kernel no longer holds what slbctl programmed; \`slbctl apply\` (or the running controller, at its next resync) repairs:\n${f.drift.map((l) => `  ${l}`).join('\n')}\n` : '';
+  return `backend: ${f.backend}\n${ctl}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
 }
 
 export const statusCommand: CommandModule<object, Args> = {
@@ -77,7 +81,10 @@ export const statusCommand: CommandModule<object, Args> = {
       if (!k) continue;
       try {
         const { kernel, sysctls } = await observe(k, ['net.ipv4.ip_forward']);
-        if (kernel.services.length > 0 || kernel.tables.length > 0 || found.length === 0) found.push({ backend, kernel, sysctls });
+        // What slbctl programmed, planned against itself: whatever a hand edit broke shows up as a repair.
+        const self = await planEdit(k, (services) => services);
+        const drift = self.ops.length ? formatPlan(self.ops).split('\n') : [];
+        if (kernel.services.length > 0 || kernel.tables.length > 0 || found.length === 0) found.push({ backend, kernel, sysctls, drift });
       } finally {
         closeSession(k);
       }
@@ -92,8 +99,9 @@ export const statusCommand: CommandModule<object, Args> = {
       const services = withServices.flatMap((f) => f.kernel.services.map((s) => {
         const key = serviceKey(s);
         const runtime = controller?.services.find((x) => x.key === key)?.realServers ?? [];
+        const { nft: _pieces, backendKeys: _keys, ...shown } = s;
         return {
-          backend: f.backend, ...s,
+          backend: f.backend, ...shown,
           realServers: s.realServers.map((r) => {
             const rt = runtime.find((x) => realServerKey(x) === realServerKey(r));
             const c = r.connections ?? conns.get(`${key}|${realServerKey(r)}`);
@@ -106,6 +114,7 @@ export const statusCommand: CommandModule<object, Args> = {
       process.stdout.write(`${JSON.stringify({
         backend: pick?.backend ?? 'none', controller: controller ?? null, drains, services,
         ownedAddresses: found.flatMap((f) => f.kernel.ownedAddresses), tables: found.flatMap((f) => f.kernel.tables), sysctls: pick?.sysctls ?? {},
+        drift: found.flatMap((f) => f.drift),
       }, bigints, 2)}\n`);
       return;
     }

@@ -17,7 +17,7 @@ import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { ServiceState } from '../model/state';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { executeIpvs, observeIpvs } from './ipvs-backend';
-import { iptablesBinary } from '../kernel/iptables/snat';
+import { iptablesBinary, iptablesSnat } from '../kernel/iptables/snat';
 import { Ownership, readOwnership, writeOwnership } from '../records/ownership';
 import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
 import { heldWriteLock } from '../records/lock';
@@ -82,7 +82,7 @@ export async function observe(k: KernelSession, sysctlKeys: string[]): Promise<O
   let foreign: string[] = [];
   let legacy: OwnedAddress[] = [];
   if (k.backend === 'ipvs' && k.ipvs) {
-    ({ foreign, ...kernel } = await observeIpvs(k.ipvs, ownership));
+    ({ foreign, ...kernel } = await observeIpvs(k.ipvs, ownership, iptablesSnat()));
   } else {
     const [ip, netdev] = await Promise.all([listTable('ip'), listTable('netdev')]);
     ({ legacyOwnedAddresses: legacy, ...kernel } = observeFromListings({ ip, netdev }));
@@ -210,7 +210,7 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
       log(`address ${op.address}/32 added to ${op.device}`);
     }
     if (k.backend === 'ipvs' && k.ipvs) {
-      await executeIpvs(k.ipvs, plan, log, passFd);
+      await executeIpvs(k.ipvs, plan, log, iptablesSnat(passFd));
     } else {
       await applyScript(nftScript, passFd);
       if (nftScript) log(`nftables transaction applied (${nftScript.split('\n').length - 1} commands)`);

@@ -97,10 +97,7 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
 
 export function resolveConfig(config: Config, facts: HostFacts, backend: BackendName = 'nft'): DesiredState {
   const services = config.services.map((s, i) => resolveService(s, i, facts, backend));
-  const addresses: OwnedAddress[] = [];
-  for (const s of services) {
-    if (!addresses.some((a) => a.address === s.vip && a.device === s.device)) addresses.push({ address: s.vip, device: s.device });
-  }
+  const addresses = [...new Map(services.map((s): [string, OwnedAddress] => [`${s.vip}@${s.device}`, { address: s.vip, device: s.device }])).values()];
   const sysctls: Record<string, string> = {};
   if (services.some((s) => s.mode !== 'dsr')) sysctls['net.ipv4.ip_forward'] = '1';
   // IPVS keeps conntrack entries only with this on; fullnat's source NAT needs them.

@@ -29,11 +29,12 @@ const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
 const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'services'];
 const MAX_PERSISTENCE_S = MAX_DURATION_MS / 1000;
 
-/** What each kind of address is for, said in the error when it cannot be one. */
+/** The fix for each kind of address, said in the error when it cannot be one. */
 const ADDRESS_ROLES = {
-  vip: 'a VIP must be one unicast address clients can reach',
-  realServer: 'a real server must be the unicast address of one host',
-  source: 'the source address must be a unicast address of this host facing the real servers',
+  vip: 'use one unicast address that clients can reach as the VIP',
+  realServer: 'use the real server\'s own unicast address',
+  sorryServer: 'use the sorry server\'s own unicast address',
+  source: 'use a unicast address of this host that faces the real servers',
 } as const;
 
 export function formatPath(parts: readonly PathPart[]): string {
@@ -182,7 +183,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
     if (!isRecord(raw.sorryServer)) c.fail(sp, 'must be a mapping with address and optionally port');
     else {
       c.unknownKeys(raw.sorryServer, SORRY_KEYS, sp);
-      const address = raw.sorryServer.address === undefined ? (c.fail([...sp, 'address'], 'is required'), undefined) : c.hostAddress(raw.sorryServer.address, [...sp, 'address'], 'realServer');
+      const address = raw.sorryServer.address === undefined ? (c.fail([...sp, 'address'], 'is required'), undefined) : c.hostAddress(raw.sorryServer.address, [...sp, 'address'], 'sorryServer');
       const sorryPort = raw.sorryServer.port === undefined ? port : c.port(raw.sorryServer.port, [...sp, 'port']);
       if (mode === 'dsr' && sorryPort !== undefined && port !== undefined && sorryPort !== port) c.fail([...sp, 'port'], `is ${sorryPort} but the service port is ${port}: direct server return cannot change the port`);
       if (raw.healthCheck === undefined) c.fail(sp, 'needs a healthCheck: the sorry server serves when every real server is down');

@@ -70,10 +70,10 @@ describe('a VIP or real server is the address of one host', () => {
         ],
       });
       assert.deepEqual(issues(text), [
-        `services[0].vip: ${address} is ${reason}; a VIP must be one unicast address clients can reach`,
-        `services[1].snatAddress: ${address} is ${reason}; the source address must be a unicast address of this host facing the real servers`,
-        `services[1].sorryServer.address: ${address} is ${reason}; a real server must be the unicast address of one host`,
-        `services[1].realServers[0].address: ${address} is ${reason}; a real server must be the unicast address of one host`,
+        `services[0].vip: ${address} is ${reason}; use one unicast address that clients can reach as the VIP`,
+        `services[1].snatAddress: ${address} is ${reason}; use a unicast address of this host that faces the real servers`,
+        `services[1].sorryServer.address: ${address} is ${reason}; use the sorry server's own unicast address`,
+        `services[1].realServers[0].address: ${address} is ${reason}; use the real server's own unicast address`,
       ]);
     });
   }

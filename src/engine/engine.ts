@@ -21,6 +21,7 @@ import { iptablesBinary, iptablesSnat } from '../kernel/iptables/snat';
 import { Ownership, readOwnership, writeOwnership } from '../records/ownership';
 import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
 import { heldWriteLock } from '../records/lock';
+import { checkVips } from './vip-checks';
 
 export type Backend = BackendName;
 
@@ -130,7 +131,10 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   if (taken.length > 0) {
     throw new ResolveError(`service ${taken.map((s) => `${s.protocol}/${s.vip}:${s.port}`).join(', ')}`, 'is already served by an IPVS service slbctl did not create; remove it (ipvsadm -D) or choose another VIP/port');
   }
-  return { ...makePlan(desired, observed), unresolved };
+  const plan = makePlan(desired, observed);
+  // Host-dependent refusals (subnet edges, a VIP another host holds) before anything changes.
+  await checkVips(k.rtnl, config, interfaces, plan.ops);
+  return { ...plan, unresolved };
 }
 
 /**

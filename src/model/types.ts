@@ -21,6 +21,14 @@ export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type Scheduler = (typeof SCHEDULERS)[number];
 export const SCHEDULER_ALIASES: Record<string, Scheduler> = { weighted: 'wrr' };
 
+/**
+ * A VIP that another host on the segment already answers for: refuse (the
+ * default) stops apply before two hosts claim one address; allow adds it
+ * anyway (an address moved here on purpose, e.g. by a failover tool).
+ */
+export const VIP_PRESENCE = ['refuse', 'allow'] as const;
+export type VipPresence = (typeof VIP_PRESENCE)[number];
+
 export const BACKENDS = ['auto', 'nft', 'ipvs'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
@@ -40,6 +48,8 @@ export interface Service {
   scheduler: Scheduler;
   /** Interface that carries the VIP; found from the routing table when absent. */
   interface?: string;
+  /** Set only to allow: add the VIP even when another host on the segment answers for it. */
+  vipAlreadyPresent?: 'allow';
   /** fullnat only: source address towards the real servers; the LB's own address on their subnet when absent. */
   snatAddress?: string;
   /** dsr only: ipip wraps the client's packet in IP-in-IP to the RS (IPVS tunnel mode) instead of rewriting the MAC. */

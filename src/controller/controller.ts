@@ -18,7 +18,6 @@ import { Effective, RealServerDecision, effectiveConfig } from './effective';
 import { Logger } from './log';
 import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
-import { expireUdpFlows } from './conntrack';
 import { Lock } from '../records/lock';
 import { setRecordReporter } from '../records/netns';
 import { BusyError } from '../util/errors';
@@ -253,13 +252,8 @@ export class Controller {
         } else {
           this.log('info', 'apply', `${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'} applied in ${(seconds * 1000).toFixed(1)} ms (${cause})`, { ops: summary });
         }
-        if (k.backend === 'nft') {
-          for (const op of plan.ops) {
-            if (op.op !== 'delete-real-server' || op.service.protocol !== 'udp' || op.service.mode === 'dsr') continue;
-            const n = await expireUdpFlows(op.service, op.realServer);
-            if (n !== undefined) this.log('info', 'expire', `${n} UDP flow${n === 1 ? '' : 's'} to ${op.realServer.address}:${op.realServer.port} expired`, { service: serviceKey(op.service) });
-          }
-        }
+        // What the backend does once a change is in (nftables: a removed UDP server's flows expired).
+        await k.driver.afterApply(plan, (line) => this.log('info', 'expire', line));
       }
       this.lastApplied = signature;
     } catch (e) {

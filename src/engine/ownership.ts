@@ -2,10 +2,9 @@
 // intent: written before the plan runs, listing everything it will add as
 // "adding"; after: written once it ran, with what slbctl owns now.
 import { OwnedAddress } from '../model/state';
-import { serviceKey } from '../model/types';
 import { BackendName, OwnedAddressEntry, Ownership } from '../records/ownership';
 import { Plan } from '../plan/types';
-import { ipvsServicesOf } from './ipvs-backend';
+import { backendOf } from '../backends/registry';
 
 const addressKey = (a: OwnedAddress) => `${a.address}@${a.device}`;
 
@@ -50,7 +49,6 @@ export function ownershipIntent(record: Ownership, plan: Plan, backend: BackendN
   const book = new AddressBook(next.addresses);
   // Addresses the observation counts as owned (an older version's nft set included) are written down first.
   for (const a of plan.observed.kernel.ownedAddresses) book.put({ ...a, backend, state: 'owned' });
-  const ipvsKeys = new Set(next.ipvsServices.map((s) => serviceKey(s)));
   for (const op of plan.ops) {
     if (op.op === 'add-address') book.put({ address: op.address, device: op.device, backend, state: 'adding' });
     if (op.op === 'set-sysctl') {
@@ -58,16 +56,10 @@ export function ownershipIntent(record: Ownership, plan: Plan, backend: BackendN
       if (had) had.value = op.to;
       else next.sysctls.push({ key: op.key, original: op.from, value: op.to });
     }
-    if (op.op === 'add-service' && backend === 'ipvs') {
-      const [added] = ipvsServicesOf([op.service]);
-      if (added && !ipvsKeys.has(serviceKey(added))) {
-        next.ipvsServices.push({ ...added, state: 'adding' });
-        ipvsKeys.add(serviceKey(added));
-      }
-    }
-    if (op.op === 'set-snat' && op.after.length > 0 && !op.before.chain && next.iptablesChain !== 'owned') next.iptablesChain = 'adding';
   }
   next.addresses = book.list();
+  // What only the backend adds (IPVS services, its iptables chain) is its own to write down.
+  backendOf(backend).ownership?.intent(next, plan);
   return next;
 }
 
@@ -86,11 +78,7 @@ export function ownershipAfter(record: Ownership, plan: Plan, backend: BackendNa
     ? []
     : ownershipIntent(record, { ...plan, ops: plan.ops.filter((o) => o.op === 'set-sysctl') }, backend).sysctls;
 
-  const next: Ownership = { addresses, sysctls, ipvsServices: backend === 'ipvs' ? ipvsServicesOf(plan.desired.services) : record.ipvsServices };
-  if (backend === 'ipvs') {
-    const snat = plan.ops.find((o) => o.op === 'set-snat');
-    const chain = snat ? snat.after.length > 0 : plan.observed.kernel.snat?.chain === true;
-    if (chain) next.iptablesChain = 'owned';
-  } else if (record.iptablesChain) next.iptablesChain = record.iptablesChain;
+  const next: Ownership = { ...structuredClone(record), addresses, sysctls };
+  backendOf(backend).ownership?.after(next, plan);
   return next;
 }

@@ -1,6 +1,7 @@
 // The desired state: what the operator asks for, validated and normalised.
 // Pure data; the kernel backends translate it.
 import type { HealthCheck } from './health';
+import { BACKEND_NAMES } from '../backends/names';
 
 export const MODES = ['fullnat', 'transparent', 'dsr'] as const;
 export type Mode = (typeof MODES)[number];
@@ -15,7 +16,7 @@ export type Protocol = (typeof PROTOCOLS)[number];
  */
 export const SCHEDULERS = ['rr', 'wrr', 'sh', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sed', 'nq', 'fo', 'ovf', 'mh'] as const;
 /** The schedulers the nftables backend implements. */
-export const NFT_SCHEDULERS: readonly string[] = ['rr', 'wrr', 'sh'];
+export const NFT_SCHEDULERS = ['rr', 'wrr', 'sh'] as const satisfies readonly Scheduler[];
 export const ENCAPSULATIONS = ['none', 'ipip'] as const;
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type Scheduler = (typeof SCHEDULERS)[number];
@@ -29,7 +30,7 @@ export const SCHEDULER_ALIASES: Record<string, Scheduler> = { weighted: 'wrr' };
 export const VIP_PRESENCE = ['refuse', 'allow'] as const;
 export type VipPresence = (typeof VIP_PRESENCE)[number];
 
-export const BACKENDS = ['auto', 'nft', 'ipvs'] as const;
+export const BACKENDS = ['auto', ...BACKEND_NAMES] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
 export interface RealServer {

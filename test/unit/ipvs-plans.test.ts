@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { executeIpvs, observeIpvs } from '../../src/engine/ipvs-backend';
+import { executeIpvs, observeIpvs } from '../../src/backends/ipvs/execute';
 import { ownershipAfter } from '../../src/engine/ownership';
 import { HostFacts, resolveConfig } from '../../src/engine/resolve';
 import { MemoryIpvs } from '../../src/kernel/ipvs/memory';

@@ -102,7 +102,7 @@ export const undrainCommand: CommandModule<object, Omit<Args, 'deadline' | 'quie
       if (!drain) throw new UsageError(`${t.rsKey} of ${t.service.name} is not drained`);
       await changeDrains(wait, (ds) => ds.filter((d) => !(d.service === key && d.realServer === t.rsKey)));
       let mac: string | undefined;
-      if (t.k.backend === 'nft' && t.service.mode === 'dsr') {
+      if (t.k.impl.capabilities.dsrNeedsMacs && t.service.mode === 'dsr') {
         mac = (await t.k.rtnl.resolveNeighbour(t.rsKey.split(':')[0] as string))?.mac;
         if (!mac) throw new UsageError(`${t.rsKey} does not answer ARP; it cannot be put back into a DSR service`);
       }

@@ -1,12 +1,13 @@
 import type { CommandModule } from 'yargs';
-import { Backend, closeSession, observe, planEdit, sessionIfAvailable } from '../../engine/engine';
+import { Backend, KernelSession, closeSession, observe, planEdit, sessionIfAvailable } from '../../engine/engine';
+import { BACKEND_NAMES } from '../../backends/names';
 import { formatPlan } from '../../plan/format';
 import { realServerKey, serviceKey } from '../../model/types';
 import { KernelState } from '../../model/state';
 import { renderTable } from '../table';
 import { ControllerRecord, RealServerRuntime, readDrains, runningController } from '../../controller/records';
 import { Drain } from '../../controller/effective';
-import { Counts, countFor, listFlows } from '../../controller/conntrack';
+import { Counts } from '../../kernel/conntrack/conntrack';
 
 interface Args { json: boolean }
 
@@ -29,16 +30,15 @@ function rate(n: number | undefined, unit: string): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M${unit}` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k${unit}` : `${n.toFixed(n < 10 ? 1 : 0)}${unit}`;
 }
 
-/** Connection counts of nftables services from one conntrack listing (IPVS reports its own). */
-async function nftConnections(found: Found[]): Promise<Map<string, Counts>> {
+/** Connection counts where the kernel's service listing has none (nftables: from conntrack), asked of each backend. */
+async function connectionsOf(k: KernelSession, kernel: KernelState): Promise<Map<string, Counts>> {
   const out = new Map<string, Counts>();
-  const nft = found.find((f) => f.backend === 'nft' && f.kernel.services.some((s) => s.mode !== 'dsr'));
-  if (!nft) return out;
-  const flows = await listFlows();
-  if (!flows) return out;
-  for (const s of nft.kernel.services) {
-    if (s.mode === 'dsr') continue;
-    for (const r of s.realServers) out.set(`${serviceKey(s)}|${realServerKey(r)}`, countFor(flows, s, r));
+  for (const s of kernel.services) {
+    for (const r of s.realServers) {
+      if (r.connections) continue;
+      const p = await k.driver.connections(s, r);
+      if (p.visible) out.set(`${serviceKey(s)}|${realServerKey(r)}`, { active: p.active, inactive: p.inactive });
+    }
   }
   return out;
 }
@@ -76,7 +76,8 @@ export const statusCommand: CommandModule<object, Args> = {
   builder: (y) => y.option('json', { type: 'boolean', default: false, describe: 'print JSON' }),
   handler: async (args) => {
     const found: Found[] = [];
-    for (const backend of ['nft', 'ipvs'] as const) {
+    const conns = new Map<string, Counts>();
+    for (const backend of BACKEND_NAMES) {
       const k = await sessionIfAvailable(backend);
       if (!k) continue;
       try {
@@ -85,6 +86,7 @@ export const statusCommand: CommandModule<object, Args> = {
         const self = await planEdit(k, (services) => services);
         const drift = self.ops.length ? formatPlan(self.ops).split('\n') : [];
         if (kernel.services.length > 0 || kernel.tables.length > 0 || found.length === 0) found.push({ backend, kernel, sysctls, drift });
+        for (const [key, c] of await connectionsOf(k, kernel)) conns.set(key, c);
       } finally {
         closeSession(k);
       }
@@ -92,7 +94,6 @@ export const statusCommand: CommandModule<object, Args> = {
     const controller = runningController();
     const drains = readDrains();
     const withServices = found.filter((f) => f.kernel.services.length > 0);
-    const conns = await nftConnections(withServices);
     if (args.json) {
       const bigints = (_k: string, v: unknown) => (typeof v === 'bigint' ? Number(v) : v);
       const pick = withServices[0] ?? found[0];

@@ -6,7 +6,8 @@
 // objects are removed only after everything that refers to them.
 import { serviceKey } from '../../model/types';
 import { Family, ServiceState } from '../../model/state';
-import { Plan } from '../../plan/types';
+import { Plan, changesOf } from '../../plan/types';
+import { NftChange } from './changes';
 import { MEMBERS_SET, SERVICES_MAP, backendsMap, ingressChain, snatChain } from './names';
 import { familyOf, memberKey, servicePieces, snatPieces, tablePlumbing, FULLNAT_VIPS } from './expected';
 import { dispatchRule } from './rules';
@@ -146,7 +147,7 @@ function beforeOf(plan: Plan, rebuilt: ReadonlySet<Family>): Before {
 /** The nftables commands of a plan, in the order they must run; none when the plan has no nftables work. */
 export function planCommands(plan: Plan): NftCommand[] {
   const tx = new Transaction();
-  const rebuilt = new Set(plan.ops.flatMap((o) => (o.op === 'rebuild-table' ? [o.family] : [])));
+  const rebuilt = new Set(changesOf(plan.ops, 'nft').flatMap((c) => (c.what === 'rebuild-table' ? [c.family] : [])));
   const before = beforeOf(plan, rebuilt);
   const deleted = new Set<Family>();
   const snatVips = new Set<string>();
@@ -162,33 +163,33 @@ export function planCommands(plan: Plan): NftCommand[] {
     tx.emit('services', ...rewriteService(s, before.service(s)));
   };
 
-  for (const op of plan.ops) {
-    switch (op.op) {
+  const change = (c: NftChange) => {
+    switch (c.what) {
       case 'rebuild-table':
-        tx.emit('rebuild', { verb: 'delete', object: 'table', family: op.family }, ...createTable(op.family));
-        if (op.family === 'ip') for (const s of plan.desired.services) noteSnat(s);
+        tx.emit('rebuild', { verb: 'delete', object: 'table', family: c.family }, ...createTable(c.family));
+        if (c.family === 'ip') for (const s of plan.desired.services) noteSnat(s);
         break;
       case 'create-table':
-        tx.emit('tables', ...createTable(op.family));
+        tx.emit('tables', ...createTable(c.family));
         break;
       case 'delete-table':
-        deleted.add(op.family);
+        deleted.add(c.family);
         break;
       case 'add-ingress': {
-        const chain = ingressChain(op.device);
-        const declaration = tablePlumbing('netdev', [op.device]).chains.get(chain)?.declaration ?? '';
+        const chain = ingressChain(c.device);
+        const declaration = tablePlumbing('netdev', [c.device]).chains.get(chain)?.declaration ?? '';
         tx.emit('chains', { verb: 'add', object: 'chain', family: 'netdev', chain, declaration }, { verb: 'add', object: 'rule', family: 'netdev', chain, rule: dispatchRule('netdev') });
         break;
       }
       case 'delete-ingress':
-        tx.emit('cleanup', ...flushAndDelete('netdev', ingressChain(op.device)));
+        tx.emit('cleanup', ...flushAndDelete('netdev', ingressChain(c.device)));
         break;
       case 'repair-chain': {
-        const want = tablePlumbing(op.family, dsrDevices).chains.get(op.chain);
-        const have = plan.observed.kernel.nftTables?.[op.family]?.chains.get(op.chain);
+        const want = tablePlumbing(c.family, dsrDevices).chains.get(c.chain);
+        const have = plan.observed.kernel.nftTables?.[c.family]?.chains.get(c.chain);
         if (!want) break;
-        const family = op.family;
-        const chain = op.chain;
+        const family = c.family;
+        const chain = c.chain;
         // A base chain cannot be re-hooked in place: one hooked otherwise goes, and is made anew.
         if (have && have.hook !== want.hook) tx.emit('chains', ...flushAndDelete(family, chain));
         if (have && have.hook === want.hook) tx.emit('chains', { verb: 'flush', object: 'chain', family, chain });
@@ -197,8 +198,24 @@ export function planCommands(plan: Plan): NftCommand[] {
         break;
       }
       case 'delete-object':
-        if (op.kind === 'chain') tx.emit('cleanup', ...flushAndDelete(op.family, op.name));
-        else tx.emit('cleanup', { verb: 'delete', object: op.kind, family: op.family, name: op.name });
+        if (c.object === 'chain') tx.emit('cleanup', ...flushAndDelete(c.family, c.name));
+        else tx.emit('cleanup', { verb: 'delete', object: c.object, family: c.family, name: c.name });
+        break;
+      case 'repair-service':
+        // Its source NAT is not among its pieces: a damaged one is a repair-snat of its own.
+        rewrite(c.after);
+        break;
+      case 'repair-snat':
+        snatVips.add(c.vip);
+        break;
+    }
+  };
+
+  for (const op of plan.ops) {
+    switch (op.op) {
+      case 'backend':
+        // Only this backend's changes are nftables work.
+        if (op.backend === 'nft') change(op.change);
         break;
       case 'add-service':
         tx.emit('services', ...addService(op.service));
@@ -214,13 +231,6 @@ export function planCommands(plan: Plan): NftCommand[] {
         noteSnat(op.before);
         noteSnat(op.after);
         break;
-      case 'repair-service':
-        rewrite(op.after);
-        noteSnat(op.after);
-        break;
-      case 'repair-snat':
-        snatVips.add(op.vip);
-        break;
       case 'add-real-server':
       case 'update-real-server':
       case 'delete-real-server':
@@ -230,7 +240,6 @@ export function planCommands(plan: Plan): NftCommand[] {
       case 'add-address':
       case 'delete-address':
       case 'forget-address':
-      case 'set-snat':
         break; // not nftables
     }
   }

@@ -1,14 +1,14 @@
-// The IPVS backend: slbctl's services read from and written to kernel IPVS
+// IPVS's part of a plan: slbctl's services read from and written to kernel IPVS
 // over generic netlink. IPVS has no transactions, so every completed step
 // records its inverse and a failure rolls back what was done.
-import { IpvsOperations } from '../kernel/ipvs/operations';
-import { SnatIo } from '../kernel/iptables/snat';
-import { SvcFlag } from '../kernel/ipvs/constants';
-import { IpvsDestination, IpvsService } from '../kernel/ipvs/types';
-import { OwnedIpvsService, Ownership } from '../records/ownership';
-import { KernelState, RealServerState, ServiceState } from '../model/state';
-import { Mode, SCHEDULERS, Scheduler, serviceKey } from '../model/types';
-import { Op, Plan } from '../plan/types';
+import { IpvsOperations } from '../../kernel/ipvs/operations';
+import { SnatIo } from '../../kernel/iptables/snat';
+import { SvcFlag } from '../../kernel/ipvs/constants';
+import { IpvsDestination, IpvsService } from '../../kernel/ipvs/types';
+import { OwnedIpvsService, Ownership } from '../../records/ownership';
+import { KernelState, RealServerState, ServiceState } from '../../model/state';
+import { Mode, SCHEDULERS, Scheduler, serviceKey } from '../../model/types';
+import { GenericOp, Plan, changesOf } from '../../plan/types';
 
 /** How a mode forwards in IPVS. fullnat is masquerading plus source NAT done by netfilter. */
 export function forwardingOf(s: Pick<ServiceState, 'mode' | 'encapsulation'>): IpvsDestination['forwarding'] {
@@ -84,7 +84,7 @@ export async function executeIpvs(client: IpvsOperations, plan: Plan, log: (line
     await client.deleteService(toIpvsService(s));
     done.push({ what: `delete ${serviceKey(s)}`, undo: () => addWhole(s, false) });
   };
-  const handlers: { [K in Op['op']]?: (op: Extract<Op, { op: K }>) => Promise<void> } = {
+  const handlers: { [K in GenericOp['op']]?: (op: Extract<GenericOp, { op: K }>) => Promise<void> } = {
     'add-service': (op) => addWhole(op.service),
     'delete-service': (op) => deleteWhole(op.service),
     'update-service': async (op) => {
@@ -126,15 +126,15 @@ export async function executeIpvs(client: IpvsOperations, plan: Plan, log: (line
   };
   try {
     for (const op of plan.ops) {
-      const handler = handlers[op.op] as ((o: Op) => Promise<void>) | undefined;
+      if (op.op === 'backend') continue;
+      const handler = handlers[op.op] as ((o: GenericOp) => Promise<void>) | undefined;
       if (handler) await handler(op);
     }
     // fullnat: IPVS masquerades, netfilter source-NATs to the balancer's address.
-    for (const op of plan.ops) {
-      if (op.op !== 'set-snat') continue;
-      await snat.apply(op.before, op.after);
-      done.push({ what: 'source NAT rules', undo: async () => snat.apply(await snat.read(), op.before.rules) });
-      log(`source NAT for ${op.after.length} fullnat service(s)`);
+    for (const c of changesOf(plan.ops, 'ipvs')) {
+      await snat.apply(c.before, c.after);
+      done.push({ what: 'source NAT rules', undo: async () => snat.apply(await snat.read(), c.before.rules) });
+      log(`source NAT for ${c.after.length} fullnat service(s)`);
     }
   } catch (e) {
     for (const step of [...done].reverse()) {

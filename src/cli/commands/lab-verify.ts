@@ -19,7 +19,7 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
   handler: async (args) => {
     requireRoot('lab verify');
-    if (await forwardIfUml(args.name)) return;
+    if (await forwardIfUml(args.name, [args.out])) return;
     if (!Number.isInteger(args.requests) || args.requests < 1 || args.requests > 1000) throw new UsageError('--requests must be an integer from 1 to 1000');
     const vagrant = vagrantLab(args.name);
     const report = vagrant ? await verifyVagrantLab(vagrant, args.mode, args.requests, args.out) : await verifyLabMode(args.name, args.mode, args.requests, args.out);

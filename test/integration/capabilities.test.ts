@@ -1,7 +1,8 @@
 // The systemd unit runs slbctl as an unprivileged user with only
 // CAP_NET_ADMIN and CAP_NET_RAW. This runs `slbctl run` exactly so (setpriv,
 // in the lab's LB namespace) and shows it programs and reprograms the kernel;
-// without CAP_NET_ADMIN it refuses with a clear sentence.
+// without CAP_NET_ADMIN it refuses with a clear sentence; and the unit's
+// sandbox scores at most 2.5 in `systemd-analyze security --offline`.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -66,6 +67,23 @@ describe('slbctl with only the systemd unit\'s capabilities', { skip: isRoot ? f
     assert.match(text, /^ExecStart=\S+slbctl run -f \S+ --log-format json --metrics 127\.0\.0\.1:9469$/m);
     assert.match(text, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
     assert.doesNotMatch(text, /ProtectKernelTunables=yes/, '/proc/sys/net must stay writable');
+  });
+
+  it('the unit\'s sandbox scores at most 2.5 in systemd-analyze security', async (t) => {
+    // --offline judges the file alone: no systemd as PID 1 is needed (systemd 250 and later).
+    const r = await run(['systemd-analyze', 'security', '--offline=true', '--no-pager', UNIT]);
+    if (r.code === 127 || /unrecognized option|unknown option/i.test(r.stderr)) {
+      t.skip(`systemd-analyze security --offline is not available here: ${r.stderr.trim().split('\n')[0] ?? ''}`);
+      return;
+    }
+    const score = /Overall exposure level for \S+: (\d+(?:\.\d+)?)/.exec(r.stdout)?.[1];
+    assert.ok(score, `systemd-analyze printed a score: ${r.stdout}${r.stderr}`);
+    t.diagnostic(`exposure ${score}`);
+    assert.ok(Number(score) <= 2.5, `exposure ${score} is above 2.5:\n${r.stdout.split('\n').filter((l) => l.startsWith('✗')).join('\n')}`);
+    // What slbctl itself needs stays allowed.
+    const text = fs.readFileSync(UNIT, 'utf8');
+    assert.match(text, /^RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET$/m);
+    assert.match(text, /^MemoryDenyWriteExecute=no$/m, 'node\'s JIT');
   });
 
   it('without CAP_NET_ADMIN, apply refuses and says what is missing', async () => {

@@ -180,14 +180,16 @@ export class Controller {
       }
       m.timer = setTimeout(() => void tick(), Math.max(0, started + m.timing.intervalMs - Date.now()));
     };
-    m.timer = setTimeout(() => void tick(), 0);
+    // Spread first checks over the interval: monitors started together would stay in step and start all their probes in one loop turn.
+    m.timer = setTimeout(() => void tick(), Math.floor(Math.random() * m.timing.intervalMs));
   }
 
   /** Bring the kernel to the effective config; calls while one runs coalesce into one more run. */
   reconcile(cause: string): Promise<void> {
     if (this.stopped) return Promise.resolve();
     if (this.busy) {
-      if (cause !== 'resync' || !this.again) this.again = cause;
+      // A resync during a run is that run: queuing one would keep the loop planning back to back when a plan takes longer than the resync interval, starving the checks.
+      if (cause !== 'resync') this.again = cause;
       return this.busy;
     }
     this.busy = (async () => {

@@ -5,13 +5,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as http from 'node:http';
 import { BackendChoice, Config, realServerKey, serviceKey } from '../model/types';
-import { KernelSession, PreflightError, closeSession, executePlan, openSession, planConfig } from '../engine/engine';
+import { KernelSession, closeSession, executePlan, openSession, planConfig } from '../engine/engine';
 import { ObservedState } from '../plan/types';
 import { formatPlan } from '../plan/format';
 import { loadConfigFile } from '../model/load';
 import { Checker, CheckResult, CheckTiming } from '../health/types';
 import { HealthStatus, INITIAL, observe as observeHealth } from '../health/state';
 import { checkerFor } from './checkers';
+import { refuseWhatCannotRun } from './preflight';
 import { closeIcmpSockets } from '../health/icmp';
 import { closeVipPathCaptures } from '../health/vip-path';
 import { Effective, RealServerDecision, effectiveConfig } from './effective';
@@ -19,7 +20,6 @@ import { Logger } from './log';
 import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { expireUdpFlows } from './conntrack';
-import { runRefusals } from './preflight';
 
 export interface ControllerOptions {
   file: string;
@@ -86,17 +86,16 @@ export class Controller {
   /** Load the config, open the kernel, apply once; throws (and leaves nothing running) when any of that fails. */
   static async start(o: ControllerOptions): Promise<Controller> {
     const c = new Controller(o, loadConfigFile(o.file));
+    c.k = await openSession(o.backend ?? c.config.backend);
     try {
-      // What can refuse comes before the kernel is touched: a refusal leaves it as it was.
+      // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
         c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((e: NodeJS.ErrnoException) => {
           throw new Error(`cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`);
         });
       }
-      const refusals = runRefusals(c.config);
-      if (refusals.length) throw new PreflightError(`slbctl run: ${refusals.join('; ')}`);
-      c.k = await openSession(o.backend ?? c.config.backend);
+      refuseWhatCannotRun(c.config);
       c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
       if (o.metrics) c.log('info', 'metrics', `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`);
       // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import { Config, serviceKey } from '../model/types';
 import { CAP_NET_RAW, hasCapability } from '../util/caps';
 import { runDir } from '../util/rundir';
+import { PreflightError } from '../engine/engine';
 
 /** Services whose checks need raw or packet sockets: ICMP echo, and DSR's probe to the VIP through each real server. */
 export function servicesNeedingNetRaw(config: Config): string[] {
@@ -29,4 +30,10 @@ export function runRefusals(config: Config, canUseRawSockets = hasCapability(CAP
     refusals.push(`the health checks of ${raw.join(', ')} need CAP_NET_RAW (ICMP echo, or DSR's probe through each real server), which this process lacks; grant it as the systemd unit does`);
   }
   return refusals;
+}
+
+/** Throw every refusal as one sentence (exit code 3, as for a missing CAP_NET_ADMIN). */
+export function refuseWhatCannotRun(config: Config): void {
+  const refusals = runRefusals(config);
+  if (refusals.length) throw new PreflightError(`slbctl run: ${refusals.join('; ')}`);
 }

@@ -5,7 +5,6 @@ import * as fs from 'node:fs';
 import { Config, serviceKey } from '../model/types';
 import { CAP_NET_RAW, hasCapability } from '../util/caps';
 import { runDir } from '../util/rundir';
-import { PreflightError } from '../engine/engine';
 
 /** Services whose checks need raw or packet sockets: ICMP echo, and DSR's probe to the VIP through each real server. */
 export function servicesNeedingNetRaw(config: Config): string[] {
@@ -32,8 +31,12 @@ export function runRefusals(config: Config, canUseRawSockets = hasCapability(CAP
   return refusals;
 }
 
-/** Throw every refusal as one sentence (exit code 3, as for a missing CAP_NET_ADMIN). */
+/**
+ * Throw every refusal as one sentence. A plain Error (exit 1, as for a
+ * metrics port in use) while the error classes are being reworked on main;
+ * a preflight error (exit 3) is the better fit once they land.
+ */
 export function refuseWhatCannotRun(config: Config): void {
   const refusals = runRefusals(config);
-  if (refusals.length) throw new PreflightError(`slbctl run: ${refusals.join('; ')}`);
+  if (refusals.length) throw new Error(`slbctl run: ${refusals.join('; ')}`);
 }

@@ -12,6 +12,7 @@ import { loadConfigFile } from '../model/load';
 import { Checker, CheckResult, CheckTiming } from '../health/types';
 import { HealthStatus, INITIAL, observe as observeHealth } from '../health/state';
 import { checkerFor } from './checkers';
+import { refuseWhatCannotRun } from './preflight';
 import { closeIcmpSockets } from '../health/icmp';
 import { closeVipPathCaptures } from '../health/vip-path';
 import { Effective, RealServerDecision, effectiveConfig } from './effective';
@@ -20,7 +21,7 @@ import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serv
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { Lock } from '../records/lock';
 import { setRecordReporter } from '../records/netns';
-import { BusyError } from '../util/errors';
+import { BusyError, PreflightError } from '../util/errors';
 
 export interface ControllerOptions {
   file: string;
@@ -93,17 +94,19 @@ export class Controller {
     setRecordReporter((m) => c.log('warn', 'record', m));
     c.k = await openSession(o.backend ?? c.config.backend);
     try {
-      c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
-      // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.
-      await c.reconcileOnce('start', true);
-      c.setMonitors();
+      // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
         c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((e: NodeJS.ErrnoException) => {
-          throw new Error(`cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`);
+          throw new PreflightError(`cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`);
         });
-        c.log('info', 'metrics', `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`);
       }
+      refuseWhatCannotRun(c.config);
+      c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
+      if (o.metrics) c.log('info', 'metrics', `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`);
+      // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.
+      await c.reconcileOnce('start', true);
+      c.setMonitors();
     } catch (e) {
       await c.stop();
       throw e;
@@ -186,14 +189,16 @@ export class Controller {
       }
       m.timer = setTimeout(() => void tick(), Math.max(0, started + m.timing.intervalMs - Date.now()));
     };
-    m.timer = setTimeout(() => void tick(), 0);
+    // Spread first checks over the interval: monitors started together would stay in step and start all their probes in one loop turn.
+    m.timer = setTimeout(() => void tick(), Math.floor(Math.random() * m.timing.intervalMs));
   }
 
   /** Bring the kernel to the effective config; calls while one runs coalesce into one more run. */
   reconcile(cause: string): Promise<void> {
     if (this.stopped) return Promise.resolve();
     if (this.busy) {
-      if (cause !== 'resync' || !this.again) this.again = cause;
+      // A resync during a run is that run: queuing one would keep the loop planning back to back when a plan takes longer than the resync interval, starving the checks.
+      if (cause !== 'resync') this.again = cause;
       return this.busy;
     }
     this.busy = (async () => {

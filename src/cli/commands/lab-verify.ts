@@ -18,7 +18,7 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
   handler: async (args) => {
     requireRoot('lab verify');
-    if (await forwardIfUml(args.name)) return;
+    if (await forwardIfUml(args.name, [args.out])) return;
     const vagrant = vagrantLab(args.name);
     const report = vagrant ? await verifyVagrantLab(vagrant, args.mode, args.requests, args.out) : await verifyLabMode(args.name, args.mode, args.requests, args.out);
     if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

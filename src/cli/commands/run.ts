@@ -6,6 +6,8 @@ import { Controller } from '../../controller/controller';
 import { LOG_FORMATS, LogFormat, createLogger } from '../../controller/log';
 import { parseListen } from '../../controller/metrics';
 import { Lock } from '../../records/lock';
+import { refuseWhatCannotRun } from '../../controller/preflight';
+import { loadConfigFile } from '../../model/load';
 import { waitMs, withWaitOption } from '../writer';
 
 interface Args { file: string; backend?: BackendChoice; 'log-format': LogFormat; metrics: string; resync?: string; wait: string }
@@ -36,6 +38,8 @@ export const runCommand: CommandModule<object, Args> = {
     const metrics = args.metrics === 'off' ? undefined : parseListen(args.metrics);
     const resyncMs = args.resync === undefined ? undefined : resyncOf(args.resync);
     const wait = waitMs(args.wait);
+    // What would stop the controller is refused first, before it takes the namespace (nothing changed, exit 3).
+    refuseWhatCannotRun(loadConfigFile(args.file));
     // One controller per namespace, for its whole life; apply and destroy refuse while it runs.
     const controllerLock = await Lock.acquire('controller', wait);
     const logger = createLogger(args['log-format']);

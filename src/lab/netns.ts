@@ -9,6 +9,7 @@
 //   namespace and moved afterwards.
 import { identityOf, removeRecordsOf } from '../records/netns';
 import * as fs from 'node:fs';
+import { Encapsulation, Mode } from '../model/types';
 import { run, runChecked, RunResult } from '../util/exec';
 import { LabError } from './errors';
 import { checkLabName, nsName } from './names';
@@ -19,7 +20,7 @@ import { LAB_HOSTS, LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, 
 export { checkLabName, nsName, labStateDir, readLabState, writeLabState };
 export type { LabState } from './state';
 
-export type RealServerMode = 'fullnat' | 'transparent' | 'dsr';
+export type RealServerMode = Mode;
 
 async function listNamespaces(): Promise<Set<string>> {
   const r = await runChecked('list network namespaces', ['ip', 'netns', 'list']);
@@ -181,7 +182,7 @@ async function resetRealServer(lab: string, h: LabHostName, topology: LabTopolog
 }
 
 /** The real servers' side of a mode. Idempotent; first undoes whatever another mode set. */
-export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY, encapsulation: 'none' | 'ipip' = 'none'): Promise<string[]> {
+export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY, encapsulation: Encapsulation = 'none'): Promise<string[]> {
   const { missing } = await labExists(lab);
   if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')})`);
   const steps: string[] = [];

@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
 import { HostCapture } from '../capture/types';
-import { Mode } from '../model/types';
+import { Encapsulation, Mode } from '../model/types';
 import { run } from '../util/exec';
 import { LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf } from '../lab/topology';
 import { nsName, readLabState } from '../lab/netns';
@@ -20,7 +20,7 @@ export interface VerifyOptions {
   requests: number;
   outDir: string;
   topology: LabTopology;
-  encapsulation?: 'none' | 'ipip';
+  encapsulation?: Encapsulation;
 }
 
 export interface VerifyReport {
@@ -80,7 +80,7 @@ async function request(lab: string, url: string): Promise<RequestOutcome> {
 }
 
 /** Judge the captures of the client, the LB and the real servers against the mode's facts. */
-export function judgeLab(mode: Mode, topology: LabTopology, captures: HostCapture[], requests: RequestOutcome[], encapsulation: 'none' | 'ipip'): Verdict {
+export function judgeLab(mode: Mode, topology: LabTopology, captures: HostCapture[], requests: RequestOutcome[], encapsulation: Encapsulation): Verdict {
   const byHost = (h: string) => {
     const c = captures.find((x) => x.host === h);
     if (!c) throw new Error(`no capture of ${h}`);

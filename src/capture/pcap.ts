@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { LinkType, RawFrame } from './types';
+import { writeFileNoFollow } from '../util/safe-write';
 
 const LINKTYPES: Record<LinkType, number> = { ETHERNET: 1, RAW: 101, LINUX_SLL: 113 };
 const MAGIC_MICRO = 0xa1b2c3d4;
@@ -42,8 +43,9 @@ export function encodePcap(linkType: LinkType, frames: readonly RawFrame[]): Buf
   return Buffer.concat(parts);
 }
 
+/** Write a pcap file; slbctl writes them as root, so never through a link (src/util/safe-write.ts). */
 export function writePcap(file: string, linkType: LinkType, frames: readonly RawFrame[]): void {
-  fs.writeFileSync(file, encodePcap(linkType, frames));
+  writeFileNoFollow(file, encodePcap(linkType, frames));
 }
 
 /** Parse a classic pcap file of either byte order, micro- or nanosecond timestamps. */

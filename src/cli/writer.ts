@@ -8,7 +8,20 @@ import { UsageError } from './errors';
 export const DEFAULT_WAIT = '5s';
 
 export function withWaitOption<T>(y: Argv<T>) {
-  return y.option('wait', { type: 'string', default: DEFAULT_WAIT, describe: 'how long to wait for another slbctl changing this network namespace, e.g. 30s, before refusing' });
+  return y
+    .option('wait', { type: 'string', default: DEFAULT_WAIT, describe: 'how long to wait for another slbctl changing this network namespace, e.g. 30s, before refusing' })
+    // A bad value is a usage error, refused before the command does anything.
+    .check((a) => {
+      if (waitOf(String(a.wait)) === undefined) throw new Error(`--wait ${JSON.stringify(a.wait)} is not a duration up to 1 hour (e.g. "5s", "500ms", "0")`);
+      return true;
+    });
+}
+
+function waitOf(wait: string): number | undefined {
+  // 0 is allowed here: do not wait at all.
+  if (/^0+(?:\.0+)?(?:ms|s)?$/.test(wait.trim())) return 0;
+  const ms = parseDuration(wait);
+  return ms === undefined || ms > 3_600_000 ? undefined : ms;
 }
 
 export function withWriterOptions<T>(y: Argv<T>) {
@@ -20,10 +33,8 @@ export function withWriterOptions<T>(y: Argv<T>) {
 }
 
 export function waitMs(wait: string): number {
-  // 0 is allowed here: do not wait at all.
-  if (/^0+(?:\.0+)?(?:ms|s)?$/.test(wait.trim())) return 0;
-  const ms = parseDuration(wait);
-  if (ms === undefined || ms > 3_600_000) throw new UsageError(`--wait ${JSON.stringify(wait)} is not a duration up to 1 hour (e.g. "5s", "500ms", "0")`);
+  const ms = waitOf(wait);
+  if (ms === undefined) throw new UsageError(`--wait ${JSON.stringify(wait)} is not a duration up to 1 hour (e.g. "5s", "500ms", "0")`);
   return ms;
 }
 

@@ -10,6 +10,7 @@ import { HttpChecker } from '../health/http';
 import { CommandChecker } from '../health/command';
 import { IcmpChecker } from '../health/icmp';
 import { VipPathChecker } from '../health/vip-path';
+import { loopStopwatch } from '../health/loop-clock';
 import { Rtnl } from '../kernel/rtnl/rtnl';
 import { interfaceForAddress } from '../engine/resolve';
 
@@ -55,6 +56,8 @@ export class DsrPathChecker implements Checker {
 
   async check(timeoutMs: number): Promise<CheckResult> {
     const started = Date.now();
+    // The budget left for the probe after ARP leaves out time the event loop was blocked, as settleOnce does.
+    const clock = loopStopwatch();
     const fail = (detail: string): CheckResult => ({ ok: false, detail, millis: Date.now() - started });
     try {
       const facing = interfaceForAddress(await this.rtnl.interfaces(), this.r.address);
@@ -68,12 +71,14 @@ export class DsrPathChecker implements Checker {
           checker: new VipPathChecker({ interface: facing.iface.name, source: facing.local, vip: this.s.vip, port: this.s.port, rsAddress: this.r.address, rsMac: n.mac, protocol: this.protocol }),
         };
       }
-      const left = timeoutMs - (Date.now() - started);
+      const left = timeoutMs - clock.waited();
       if (left <= 0) return fail(`no time left for the probe after ARP (${timeoutMs} ms)`);
       const r = await this.probe.checker.check(left);
       return { ...r, millis: Date.now() - started };
     } catch (e) {
       return fail((e as Error).message);
+    } finally {
+      clock.release();
     }
   }
 }

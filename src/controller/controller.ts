@@ -12,15 +12,16 @@ import { loadConfigFile } from '../model/load';
 import { Checker, CheckResult, CheckTiming } from '../health/types';
 import { HealthStatus, INITIAL, observe as observeHealth } from '../health/state';
 import { checkerFor } from './checkers';
+import { refuseWhatCannotRun } from './preflight';
 import { closeIcmpSockets } from '../health/icmp';
 import { closeVipPathCaptures } from '../health/vip-path';
 import { Effective, RealServerDecision, effectiveConfig } from './effective';
 import { Logger } from './log';
 import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
-import { expireUdpFlows } from './conntrack';
 import { Lock } from '../records/lock';
-import { BusyError } from '../util/errors';
+import { setRecordReporter } from '../records/netns';
+import { BusyError, PreflightError } from '../util/errors';
 
 export interface ControllerOptions {
   file: string;
@@ -89,19 +90,23 @@ export class Controller {
   /** Load the config, open the kernel, apply once; throws (and leaves nothing running) when any of that fails. */
   static async start(o: ControllerOptions): Promise<Controller> {
     const c = new Controller(o, loadConfigFile(o.file));
+    // A stale record (of a namespace that had this one's inode) is reported in the log, as one line of its format.
+    setRecordReporter((m) => c.log('warn', 'record', m));
     c.k = await openSession(o.backend ?? c.config.backend);
     try {
-      c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
-      // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.
-      await c.reconcileOnce('start', true);
-      c.setMonitors();
+      // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
         c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((e: NodeJS.ErrnoException) => {
-          throw new Error(`cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`);
+          throw new PreflightError(`cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`);
         });
-        c.log('info', 'metrics', `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`);
       }
+      refuseWhatCannotRun(c.config);
+      c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
+      if (o.metrics) c.log('info', 'metrics', `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`);
+      // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.
+      await c.reconcileOnce('start', true);
+      c.setMonitors();
     } catch (e) {
       await c.stop();
       throw e;
@@ -184,14 +189,16 @@ export class Controller {
       }
       m.timer = setTimeout(() => void tick(), Math.max(0, started + m.timing.intervalMs - Date.now()));
     };
-    m.timer = setTimeout(() => void tick(), 0);
+    // Spread first checks over the interval: monitors started together would stay in step and start all their probes in one loop turn.
+    m.timer = setTimeout(() => void tick(), Math.floor(Math.random() * m.timing.intervalMs));
   }
 
   /** Bring the kernel to the effective config; calls while one runs coalesce into one more run. */
   reconcile(cause: string): Promise<void> {
     if (this.stopped) return Promise.resolve();
     if (this.busy) {
-      if (cause !== 'resync' || !this.again) this.again = cause;
+      // A resync during a run is that run: queuing one would keep the loop planning back to back when a plan takes longer than the resync interval, starving the checks.
+      if (cause !== 'resync') this.again = cause;
       return this.busy;
     }
     this.busy = (async () => {
@@ -216,9 +223,16 @@ export class Controller {
     const started = process.hrtime.bigint();
     let lock: Lock | undefined;
     try {
-      lock = await Lock.acquire('write', this.o.waitMs ?? 5000);
       // A DSR real server that stops answering ARP (powered off) must not stall or fail the plan for the others.
-      const plan = await planConfig(k, eff.config, { knownMacs: this.macs, arpWaitMs: first ? 2000 : 0, dropUnresolved: true });
+      const options = { knownMacs: this.macs, arpWaitMs: first ? 2000 : 0, dropUnresolved: true };
+      // Most resyncs find nothing to do: they plan without the write lock, so drain, undrain and a forced apply
+      // are not starved by a controller that would otherwise hold it nearly all the time. A change is planned
+      // again as the namespace's one writer before it is made.
+      let plan = await planConfig(k, eff.config, options);
+      if (plan.ops.length > 0) {
+        lock = await Lock.acquire('write', this.o.waitMs ?? 5000);
+        plan = await planConfig(k, eff.config, options);
+      }
       for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
       const unresolved = plan.unresolved.join(', ');
       if (unresolved !== this.unresolved) {
@@ -243,13 +257,8 @@ export class Controller {
         } else {
           this.log('info', 'apply', `${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'} applied in ${(seconds * 1000).toFixed(1)} ms (${cause})`, { ops: summary });
         }
-        if (k.backend === 'nft') {
-          for (const op of plan.ops) {
-            if (op.op !== 'delete-real-server' || op.service.protocol !== 'udp' || op.service.mode === 'dsr') continue;
-            const n = await expireUdpFlows(op.service, op.realServer);
-            if (n !== undefined) this.log('info', 'expire', `${n} UDP flow${n === 1 ? '' : 's'} to ${op.realServer.address}:${op.realServer.port} expired`, { service: serviceKey(op.service) });
-          }
-        }
+        // What the backend does once a change is in (nftables: a removed UDP server's flows expired).
+        await k.driver.afterApply(plan, (line) => this.log('info', 'expire', line));
       } else {
         // Nothing to change; this settles an ownership record a killed apply left (see executePlan).
         await executePlan(k, plan);

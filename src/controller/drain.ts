@@ -2,14 +2,15 @@
 // connections to finish (or a deadline), then take it out of the service.
 // The drain is recorded under /run/slbctl so a running controller keeps it;
 // without a controller, the change goes through planEdit -> executePlan.
-import { Backend, KernelSession, closeSession, executePlan, observe, planEdit, sessionIfAvailable } from '../engine/engine';
+import { KernelSession, closeSession, executePlan, observe, planEdit, sessionIfAvailable } from '../engine/engine';
+import { AUTO_ORDER } from '../backends/registry';
+import { Progress } from '../backends/types';
 import { RealServerState, ServiceState } from '../model/state';
 import { realServerKey, serviceKey } from '../model/types';
 import { Drain } from './effective';
 import { readDrains, runningController } from './records';
 import { Lock } from '../records/lock';
 import { ConfigError } from '../util/errors';
-import { countFor, listFlows } from './conntrack';
 
 /** The drain names a service or real server slbctl does not have, or the controller did not follow (exit 2). */
 export class DrainError extends ConfigError {}
@@ -34,7 +35,7 @@ function matchesService(s: ServiceState, want: string): boolean {
  */
 export async function findTarget(service: string, rs: string, waitMs: number, drains: readonly Drain[] = readDrains()): Promise<Target> {
   const seen: string[] = [];
-  for (const backend of ['ipvs', 'nft'] as Backend[]) {
+  for (const backend of AUTO_ORDER) {
     const k = await sessionIfAvailable(backend);
     if (!k) continue;
     const { kernel } = await observe(k, []);
@@ -61,22 +62,14 @@ export async function findTarget(service: string, rs: string, waitMs: number, dr
   throw new DrainError(`no service ${service} is programmed by slbctl${seen.length ? `; there are ${seen.join(', ')}` : ''}`);
 }
 
-export interface Progress {
-  active: number;
-  inactive: number;
-  /** false: the balancer cannot see the connections (DSR on nftables is stateless). */
-  visible: boolean;
-}
+export type { Progress };
 
 export async function connectionsOf(t: Target): Promise<Progress> {
   const { kernel } = await observe(t.k, []);
   const s = kernel.services.find((x) => serviceKey(x) === serviceKey(t.service));
   const r = s?.realServers.find((x) => realServerKey(x) === t.rsKey);
   if (!s || !r) return { active: 0, inactive: 0, visible: true };
-  if (t.k.backend === 'ipvs') return { active: r.connections?.active ?? 0, inactive: r.connections?.inactive ?? 0, visible: true };
-  if (s.mode === 'dsr') return { active: 0, inactive: 0, visible: false };
-  const flows = await listFlows();
-  return flows ? { ...countFor(flows, s, r), visible: true } : { active: 0, inactive: 0, visible: false };
+  return t.k.driver.connections(s, r);
 }
 
 /** Tell a running controller to re-read the drains now; true when one runs. */

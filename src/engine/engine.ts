@@ -5,30 +5,27 @@ import { BackendChoice, Config } from '../model/types';
 import { OwnedAddress } from '../model/state';
 import { Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
 import { readSysctl, writeSysctl } from '../kernel/rtnl/sysctl';
-import { applyScript, listTable, requireNft } from '../kernel/nft/client';
-import { observeFromListings } from '../kernel/nft/observe';
-import { renderPlan } from '../kernel/nft/render';
-import { IpvsClient } from '../kernel/ipvs/client';
-import { findCommand } from '../util/exec';
 import { PreflightError } from '../util/errors';
 import { CAP_NET_ADMIN, hasCapability } from '../util/caps';
 import { plan as makePlan } from '../plan/planner';
 import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { ServiceState } from '../model/state';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
-import { executeIpvs, observeIpvs } from './ipvs-backend';
+import { AUTO_ORDER, backendOf } from '../backends/registry';
+import { Backend as BackendImpl, BackendDriver } from '../backends/types';
 import { Ownership, hasIntent, readOwnership, sweepOwnershipLeftovers, writeOwnership } from '../records/ownership';
 import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
 import { heldWriteLock } from '../records/lock';
+import { checkVips } from './vip-checks';
 
 export type Backend = BackendName;
 
-
-/** An open connection to the kernel for one command: rtnetlink, and IPVS when that is the backend. */
+/** An open connection to the kernel for one command: rtnetlink, and the backend's driver. */
 export interface KernelSession {
   backend: Backend;
+  impl: BackendImpl;
+  driver: BackendDriver;
   rtnl: Rtnl;
-  ipvs?: IpvsClient;
 }
 
 function requireRoot(): void {
@@ -37,58 +34,48 @@ function requireRoot(): void {
   }
 }
 
+const session = (impl: BackendImpl, driver: BackendDriver): KernelSession => ({ backend: impl.name, impl, driver, rtnl: Rtnl.open() });
+
 /**
  * Checks before slbctl touches the kernel, and the backend to use. auto is
- * IPVS when the kernel has it (the genetlink lookup loads ip_vs if it can),
- * nftables otherwise.
+ * the first backend of AUTO_ORDER this host has (IPVS when the kernel has it;
+ * its genetlink lookup loads ip_vs if it can), else the last one, whose own
+ * refusal says what is missing.
  */
 export async function openSession(choice: BackendChoice): Promise<KernelSession> {
   requireRoot();
-  if (choice === 'nft') {
-    requireNft();
-    return { backend: 'nft', rtnl: Rtnl.open() };
+  if (choice !== 'auto') {
+    const impl = backendOf(choice);
+    return session(impl, await impl.open());
   }
-  let ipvs: IpvsClient | undefined;
-  try {
-    ipvs = await IpvsClient.open();
-  } catch (e) {
-    if (choice === 'ipvs') throw new PreflightError(`backend ipvs: ${(e as Error).message.replace(/^ipvs: open: /, '')}`);
+  for (const name of AUTO_ORDER.slice(0, -1)) {
+    const impl = backendOf(name);
+    const driver = await impl.tryOpen();
+    if (driver) return session(impl, driver);
   }
-  if (ipvs) return { backend: 'ipvs', rtnl: Rtnl.open(), ipvs };
-  requireNft();
-  return { backend: 'nft', rtnl: Rtnl.open() };
+  const last = backendOf(AUTO_ORDER[AUTO_ORDER.length - 1] as BackendName);
+  return session(last, await last.open());
 }
 
 /** A session on exactly this backend, or undefined when this host does not have it (root is still required). */
 export async function sessionIfAvailable(backend: Backend): Promise<KernelSession | undefined> {
   requireRoot();
-  if (backend === 'nft') return findCommand('nft') ? { backend: 'nft', rtnl: Rtnl.open() } : undefined;
-  try {
-    return { backend: 'ipvs', rtnl: Rtnl.open(), ipvs: await IpvsClient.open() };
-  } catch {
-    return undefined;
-  }
+  const impl = backendOf(backend);
+  const driver = await impl.tryOpen();
+  return driver ? session(impl, driver) : undefined;
 }
 
 export function closeSession(k: KernelSession): void {
   k.rtnl.close();
-  k.ipvs?.close();
+  k.driver.close();
 }
 
 export async function observe(k: KernelSession, sysctlKeys: string[]): Promise<ObservedState & { foreign: string[] }> {
   const ownership = readOwnership();
-  let kernel;
-  let foreign: string[] = [];
-  let legacy: OwnedAddress[] = [];
-  if (k.backend === 'ipvs' && k.ipvs) {
-    ({ foreign, ...kernel } = await observeIpvs(k.ipvs, ownership));
-  } else {
-    const [ip, netdev] = await Promise.all([listTable('ip'), listTable('netdev')]);
-    ({ legacyOwnedAddresses: legacy, ...kernel } = observeFromListings({ ip, netdev }));
-  }
+  const { kernel, foreign, legacyOwnedAddresses } = await k.driver.observe(ownership);
   const interfaces = await k.rtnl.interfaces();
   const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
-  kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacy);
+  kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacyOwnedAddresses);
   const sysctls: Record<string, string> = {};
   for (const key of sysctlKeys) sysctls[key] = readSysctl(key);
   return { kernel, addresses, sysctls, foreign, ownership };
@@ -108,7 +95,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   const interfaces = await k.rtnl.interfaces();
   const macs = new Map<string, string>();
   const unresolved: string[] = [];
-  if (k.backend === 'nft') {
+  if (k.impl.capabilities.dsrNeedsMacs) {
     for (const s of config.services) {
       if (s.mode !== 'dsr') continue;
       for (const r of s.realServers) {
@@ -129,7 +116,10 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   if (taken.length > 0) {
     throw new ResolveError(`service ${taken.map((s) => `${s.protocol}/${s.vip}:${s.port}`).join(', ')}`, 'is already served by an IPVS service slbctl did not create; remove it (ipvsadm -D) or choose another VIP/port');
   }
-  return { ...makePlan(desired, observed), unresolved };
+  const plan = makePlan(desired, observed);
+  // Host-dependent refusals (subnet edges, a VIP another host holds) before anything changes.
+  await checkVips(k.rtnl, config, interfaces, plan.ops);
+  return { ...plan, unresolved };
 }
 
 /**
@@ -188,7 +178,8 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     else sweepOwnershipLeftovers();
     return;
   }
-  const nftScript = k.backend === 'nft' ? renderPlan(plan) : '';
+  // What the plan needs from this host is checked before anything changes (exit 3, nothing touched).
+  k.driver.preflight(plan);
   if (plan.ops.length > 0) writeOwnership(ownershipIntent(record, plan, k.backend));
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
   let indexes: Map<string, number> | undefined;
@@ -211,12 +202,7 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
       undo.push({ what: `remove address ${op.address}`, run: () => k.rtnl.deleteAddress(index, op.address, 32) });
       log(`address ${op.address}/32 added to ${op.device}`);
     }
-    if (k.backend === 'ipvs' && k.ipvs) {
-      await executeIpvs(k.ipvs, plan, log, passFd);
-    } else {
-      await applyScript(nftScript, passFd);
-      if (nftScript) log(`nftables transaction applied (${nftScript.split('\n').length - 1} commands)`);
-    }
+    await k.driver.execute(plan, log, passFd);
   } catch (e) {
     let clean = true;
     for (const step of undo.reverse()) {

@@ -2,10 +2,9 @@
 // intent: written before the plan runs, listing everything it will add as
 // "adding"; after: written once it ran, with what slbctl owns now.
 import { OwnedAddress } from '../model/state';
-import { serviceKey } from '../model/types';
 import { BackendName, OwnedAddressEntry, Ownership } from '../records/ownership';
 import { Plan } from '../plan/types';
-import { ipvsServicesOf } from './ipvs-backend';
+import { backendOf } from '../backends/registry';
 
 const addressKey = (a: OwnedAddress) => `${a.address}@${a.device}`;
 
@@ -25,52 +24,61 @@ export function ownedAddressesOf(record: Ownership, backend: BackendName, presen
   return [...owned.values()];
 }
 
-function upsert(list: OwnedAddressEntry[], entry: OwnedAddressEntry): void {
-  const i = list.findIndex((a) => addressKey(a) === addressKey(entry) && a.backend === entry.backend);
-  if (i < 0) list.push(entry);
-  else if (list[i]?.state === 'adding') list[i] = entry;
+/** Address entries keyed by backend and address@device, in first-seen order; an owned entry wins over an adding one. */
+class AddressBook {
+  private readonly entries = new Map<string, OwnedAddressEntry>();
+
+  constructor(initial: readonly OwnedAddressEntry[] = []) {
+    for (const a of initial) this.put(a);
+  }
+
+  put(entry: OwnedAddressEntry): void {
+    const k = `${entry.backend} ${addressKey(entry)}`;
+    const had = this.entries.get(k);
+    if (!had || had.state === 'adding') this.entries.set(k, entry);
+  }
+
+  list(): OwnedAddressEntry[] {
+    return [...this.entries.values()];
+  }
 }
 
 /** The record before the plan runs: what it will add is already listed as "adding". */
 export function ownershipIntent(record: Ownership, plan: Plan, backend: BackendName): Ownership {
   const next: Ownership = structuredClone(record);
+  const book = new AddressBook(next.addresses);
   // Addresses the observation counts as owned (an older version's nft set included) are written down first.
-  for (const a of plan.observed.kernel.ownedAddresses) upsert(next.addresses, { ...a, backend, state: 'owned' });
+  for (const a of plan.observed.kernel.ownedAddresses) book.put({ ...a, backend, state: 'owned' });
   for (const op of plan.ops) {
-    if (op.op === 'add-address') upsert(next.addresses, { address: op.address, device: op.device, backend, state: 'adding' });
+    if (op.op === 'add-address') book.put({ address: op.address, device: op.device, backend, state: 'adding' });
     if (op.op === 'set-sysctl') {
       const had = next.sysctls.find((x) => x.key === op.key);
       if (had) had.value = op.to;
       else next.sysctls.push({ key: op.key, original: op.from, value: op.to });
     }
-    if (op.op === 'add-service' && backend === 'ipvs') {
-      const [added] = ipvsServicesOf([op.service]);
-      if (added && !next.ipvsServices.some((s) => serviceKey(s) === serviceKey(added))) next.ipvsServices.push({ ...added, state: 'adding' });
-    }
-    if (op.op === 'set-snat' && op.after.length > 0 && !op.before.chain && next.iptablesChain !== 'owned') next.iptablesChain = 'adding';
   }
+  next.addresses = book.list();
+  // What only the backend adds (IPVS services, its iptables chain) is its own to write down.
+  backendOf(backend).ownership?.intent(next, plan);
   return next;
 }
 
 /** The record once the plan ran: what slbctl owns now. */
 export function ownershipAfter(record: Ownership, plan: Plan, backend: BackendName): Ownership {
   const gone = new Set(plan.ops.flatMap((o) => (o.op === 'delete-address' || o.op === 'forget-address' ? [`${o.address}@${o.device}`] : [])));
-  const addresses: OwnedAddressEntry[] = record.addresses.filter((a) => a.backend !== backend);
+  const book = new AddressBook(record.addresses.filter((a) => a.backend !== backend));
   const mine = [
     ...plan.observed.kernel.ownedAddresses,
     ...plan.ops.flatMap((o) => (o.op === 'add-address' ? [{ address: o.address, device: o.device }] : [])),
   ];
-  for (const a of mine) if (!gone.has(addressKey(a))) upsert(addresses, { address: a.address, device: a.device, backend, state: 'owned' });
+  for (const a of mine) if (!gone.has(addressKey(a))) book.put({ address: a.address, device: a.device, backend, state: 'owned' });
+  const addresses = book.list();
 
   const sysctls = plan.desired.restoreSysctls
     ? []
     : ownershipIntent(record, { ...plan, ops: plan.ops.filter((o) => o.op === 'set-sysctl') }, backend).sysctls;
 
-  const next: Ownership = { addresses, sysctls, ipvsServices: backend === 'ipvs' ? ipvsServicesOf(plan.desired.services) : record.ipvsServices };
-  if (backend === 'ipvs') {
-    const snat = plan.ops.find((o) => o.op === 'set-snat');
-    const chain = snat ? snat.after.length > 0 : plan.observed.kernel.snat?.chain === true;
-    if (chain) next.iptablesChain = 'owned';
-  } else if (record.iptablesChain) next.iptablesChain = record.iptablesChain;
+  const next: Ownership = { ...structuredClone(record), addresses, sysctls };
+  backendOf(backend).ownership?.after(next, plan);
   return next;
 }

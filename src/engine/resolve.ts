@@ -1,12 +1,13 @@
 // Config + facts about this host -> desired kernel state. Pure: the facts
 // (interfaces, neighbour MACs) are gathered by the caller.
-import { inSubnet } from '../model/ip';
+import { interfaceForAddress } from './interfaces';
+import { BackendName } from '../backends/names';
+import { backendOf } from '../backends/registry';
 import { ConfigError } from '../util/errors';
-import { Config, NFT_SCHEDULERS, Service, serviceKey } from '../model/types';
+import { Config, Service, serviceKey } from '../model/types';
 import { OwnedAddress, ServiceState } from '../model/state';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { DesiredState } from '../plan/types';
-import { interfaceSysctl } from '../kernel/rtnl/sysctl';
 
 /** The config cannot be served by this host as it is (an interface, a subnet, a MAC is missing): exit 2. */
 export class ResolveError extends ConfigError {
@@ -21,15 +22,7 @@ export interface HostFacts {
   macOf: (address: string) => string | undefined;
 }
 
-/** The interface whose connected subnet holds `address` (not counting /32 host addresses). */
-export function interfaceForAddress(interfaces: NetInterface[], address: string): { iface: NetInterface; local: string } | undefined {
-  for (const iface of interfaces) {
-    for (const a of iface.addresses) {
-      if (a.prefixLength < 32 && inSubnet(address, a.address, a.prefixLength)) return { iface, local: a.address };
-    }
-  }
-  return undefined;
-}
+export { interfaceForAddress };
 
 function vipDevice(s: Service, where: string, facts: HostFacts): string {
   if (s.interface) {
@@ -47,15 +40,16 @@ function vipDevice(s: Service, where: string, facts: HostFacts): string {
   return found.iface.name;
 }
 
-export type BackendName = 'nft' | 'ipvs';
+export type { BackendName };
 
 export function resolveService(s: Service, index: number, facts: HostFacts, backend: BackendName = 'nft'): ServiceState {
   const where = `services[${index}] (${serviceKey(s)})`;
-  if (backend === 'nft' && !NFT_SCHEDULERS.includes(s.scheduler)) {
-    throw new ResolveError(where, `scheduler ${s.scheduler} needs the IPVS backend; the nftables backend has ${NFT_SCHEDULERS.join(', ')}`);
+  const can = backendOf(backend).capabilities;
+  if (!can.schedulers.includes(s.scheduler)) {
+    throw new ResolveError(where, `scheduler ${s.scheduler} needs the IPVS backend; ${can.title} has ${can.schedulers.join(', ')}`);
   }
-  if (backend === 'nft' && s.persistence) throw new ResolveError(where, 'persistence needs the IPVS backend; with nftables, scheduler sh keeps a client on one real server');
-  if (backend === 'nft' && s.encapsulation === 'ipip') throw new ResolveError(where, 'encapsulation ipip (IPVS tunnel mode) needs the IPVS backend; the nftables backend does direct routing (MAC rewrite)');
+  if (s.persistence && !can.persistence) throw new ResolveError(where, `persistence needs the IPVS backend; with ${can.title}, scheduler sh keeps a client on one real server`);
+  if (s.encapsulation && !can.encapsulations.includes(s.encapsulation)) throw new ResolveError(where, `encapsulation ${s.encapsulation} (IPVS tunnel mode) needs the IPVS backend; ${can.title} does direct routing (MAC rewrite)`);
   const device = vipDevice(s, where, facts);
   const state: ServiceState = {
     name: s.name, vip: s.vip, port: s.port, protocol: s.protocol, mode: s.mode, scheduler: s.scheduler, device,
@@ -74,8 +68,8 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
   }
   if (s.encapsulation === 'ipip') state.encapsulation = 'ipip';
   if (s.persistence) state.persistence = { ...s.persistence };
-  // IPVS forwards DSR itself (direct routing or tunnel): no MACs to resolve.
-  if (s.mode === 'dsr' && backend === 'nft') {
+  // IPVS forwards DSR itself (direct routing or tunnel): no MACs to resolve; nftables rewrites them.
+  if (s.mode === 'dsr' && can.dsrNeedsMacs) {
     let forward: NetInterface | undefined;
     for (const r of state.realServers) {
       const found = interfaceForAddress(facts.interfaces, r.address);
@@ -97,31 +91,7 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
 
 export function resolveConfig(config: Config, facts: HostFacts, backend: BackendName = 'nft'): DesiredState {
   const services = config.services.map((s, i) => resolveService(s, i, facts, backend));
-  const addresses: OwnedAddress[] = [];
-  for (const s of services) {
-    if (!addresses.some((a) => a.address === s.vip && a.device === s.device)) addresses.push({ address: s.vip, device: s.device });
-  }
-  const sysctls: Record<string, string> = {};
-  if (services.some((s) => s.mode !== 'dsr')) sysctls['net.ipv4.ip_forward'] = '1';
-  // IPVS keeps conntrack entries only with this on; fullnat's source NAT needs them.
-  if (backend === 'ipvs' && services.some((s) => s.mode === 'fullnat')) sysctls['net.ipv4.vs.conntrack'] = '1';
-  // transparent on IPVS: the real servers' replies reach the balancer on the interface they leave by (towards the
-  // router), and IPVS rewrites them only after the forwarding code has sent the real server an ICMP redirect
-  // ("the router is closer"). A real server that takes it sends its next replies to the client directly, from its
-  // own address, and those connections fail. So no redirects from the interfaces facing the real servers.
-  if (backend === 'ipvs') {
-    const devices = new Set<string>();
-    for (const s of services.filter((x) => x.mode === 'transparent')) {
-      devices.add(s.device);
-      for (const r of s.realServers) {
-        const facing = interfaceForAddress(facts.interfaces, r.address);
-        if (facing) devices.add(facing.iface.name);
-      }
-    }
-    if (devices.size > 0) sysctls['net.ipv4.conf.all.send_redirects'] = '0';
-    for (const d of [...devices].sort()) sysctls[interfaceSysctl(d, 'send_redirects')] = '0';
-  }
-  // A UDP real server that fails its checks leaves the service; with this on, IPVS drops its stale entries at the next datagram and schedules it anew.
-  if (backend === 'ipvs' && config.services.some((s) => s.protocol === 'udp' && s.healthCheck)) sysctls['net.ipv4.vs.expire_nodest_conn'] = '1';
+  const addresses = [...new Map(services.map((s): [string, OwnedAddress] => [`${s.vip}@${s.device}`, { address: s.vip, device: s.device }])).values()];
+  const sysctls = backendOf(backend).sysctls(services, config, facts.interfaces);
   return { backend, services, addresses, sysctls };
 }

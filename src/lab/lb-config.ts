@@ -1,7 +1,7 @@
 // The balancer's config for each mode of the lab, derived from the topology
 // (one source of truth for addresses).
 import { stringify } from 'yaml';
-import { Mode } from '../model/types';
+import { BackendChoice, Encapsulation, Mode } from '../model/types';
 import { LabTopology, REAL_SERVERS, addressOf } from './topology';
 
 export const MODE_TITLES: Record<Mode, string> = {
@@ -10,7 +10,7 @@ export const MODE_TITLES: Record<Mode, string> = {
   dsr: 'triangle / direct server return',
 };
 
-export function labServiceConfig(mode: Mode, topology: LabTopology, backend: 'nft' | 'ipvs' = 'nft', encapsulation: 'none' | 'ipip' = 'none'): string {
+export function labServiceConfig(mode: Mode, topology: LabTopology, backend: BackendChoice = 'auto', encapsulation: Encapsulation = 'none'): string {
   const config = {
     backend,
     services: [

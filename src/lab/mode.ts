@@ -3,7 +3,7 @@
 // operator uses on a real balancer).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Mode } from '../model/types';
+import { BackendChoice, Encapsulation, Mode } from '../model/types';
 import { run } from '../util/exec';
 import { configureRealServers, labExists, labStateDir, nsName, writeLabState } from './netns';
 import { labServiceConfig } from './lb-config';
@@ -17,7 +17,7 @@ export async function requireLabUp(lab: string): Promise<void> {
   if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab up --name ${lab}\``);
 }
 
-export async function applyLabMode(lab: string, mode: Mode, out: (line: string) => void, backend: 'nft' | 'ipvs' = 'nft', encapsulation: 'none' | 'ipip' = 'none'): Promise<void> {
+export async function applyLabMode(lab: string, mode: Mode, out: (line: string) => void, backend: BackendChoice = 'auto', encapsulation: Encapsulation = 'none'): Promise<void> {
   await requireLabUp(lab);
   for (const step of await configureRealServers(lab, mode, REFERENCE_TOPOLOGY, encapsulation)) out(`  rs: ${step}`);
   const file = path.join(labStateDir(lab), `lb-${mode}.yaml`);

@@ -7,7 +7,9 @@
 // - every veth is created with both ends placed straight into lab namespaces
 //   (`ip link add … netns A type veth peer … netns B`), never made in the root
 //   namespace and moved afterwards.
+import { identityOf, removeRecordsOf } from '../records/netns';
 import * as fs from 'node:fs';
+import { Encapsulation, Mode } from '../model/types';
 import { run, runChecked, RunResult } from '../util/exec';
 import { LabError } from './errors';
 import { checkLabName, nsName } from './names';
@@ -18,7 +20,7 @@ import { LAB_HOSTS, LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, 
 export { checkLabName, nsName, labStateDir, readLabState, writeLabState };
 export type { LabState } from './state';
 
-export type RealServerMode = 'fullnat' | 'transparent' | 'dsr';
+export type RealServerMode = Mode;
 
 async function listNamespaces(): Promise<Set<string>> {
   const r = await runChecked('list network namespaces', ['ip', 'netns', 'list']);
@@ -127,6 +129,13 @@ export async function labDown(lab: string): Promise<{ removed: string[] }> {
   await stopAllIn(namespaces, () => recordedServerPids(labStateDir(lab)));
   const failures: string[] = [];
   for (const ns of namespaces) {
+    // slbctl's records of the namespace (ownership, drains, controller) go with it: a later namespace that
+    // gets the same inode must not find them (it would only report and ignore them, but nothing should be left).
+    try {
+      removeRecordsOf(identityOf(ns));
+    } catch {
+      // the namespace is half gone already (a crashed lab); its records are ignored by their cookie
+    }
     let r = await run(['ip', 'netns', 'del', ns]);
     // A process that just exited can keep the mount busy for an instant.
     if (r.code !== 0) {
@@ -173,7 +182,7 @@ async function resetRealServer(lab: string, h: LabHostName, topology: LabTopolog
 }
 
 /** The real servers' side of a mode. Idempotent; first undoes whatever another mode set. */
-export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY, encapsulation: 'none' | 'ipip' = 'none'): Promise<string[]> {
+export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY, encapsulation: Encapsulation = 'none'): Promise<string[]> {
   const { missing } = await labExists(lab);
   if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')})`);
   const steps: string[] = [];

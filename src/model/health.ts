@@ -1,7 +1,16 @@
 // The healthCheck part of a service in the config: validated here, so a bad
 // check is refused by `slbctl validate`, never discovered at 3 a.m.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { findCommand } from '../util/exec';
 import { FASTEST_INTERVAL_MS, DEFAULT_TIMING } from '../health/types';
+
+/**
+ * The longest duration a config may hold. Node clamps a timer above 2^31-1 ms
+ * (24.8 days) to 1 ms, so `interval: 3000000000` would check in a busy loop;
+ * one day is far above any sensible interval and far below that limit.
+ */
+export const MAX_DURATION_MS = 86_400_000;
 
 export const HEALTH_KINDS = ['tcp', 'http', 'https', 'command', 'icmp'] as const;
 export type HealthKind = (typeof HEALTH_KINDS)[number];
@@ -23,7 +32,7 @@ export interface HealthCheck {
   fall: number;
 }
 
-/** "500ms", "2s", or a number of milliseconds. */
+/** "500ms", "2s", or a number of milliseconds (callers bound it: MAX_DURATION_MS). */
 export function parseDuration(v: unknown): number | undefined {
   if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
   if (typeof v !== 'string') return undefined;
@@ -44,14 +53,21 @@ export function checkHealth(raw: Record<string, unknown>, fail: Fail): HealthChe
   let bad = false;
   const failBad: Fail = (k, m) => { bad = true; fail(k, m); };
   const hc: HealthCheck = { type: type as HealthKind, expectStatus: [200, 399], intervalMs: DEFAULT_TIMING.intervalMs, timeoutMs: DEFAULT_TIMING.timeoutMs, rise: DEFAULT_TIMING.rise, fall: DEFAULT_TIMING.fall };
+  let timingBad = false;
   for (const [key, field] of [['interval', 'intervalMs'], ['timeout', 'timeoutMs']] as const) {
     if (raw[key] === undefined) continue;
     const ms = parseDuration(raw[key]);
-    if (ms === undefined) failBad(key, `${JSON.stringify(raw[key])} is not a duration (e.g. "500ms", "2s")`);
-    else hc[field] = ms;
+    if (ms === undefined) {
+      timingBad = true;
+      failBad(key, `${JSON.stringify(raw[key])} is not a duration (e.g. "500ms", "2s")`);
+    } else if (ms > MAX_DURATION_MS) {
+      timingBad = true;
+      failBad(key, tooLong(raw[key]));
+    } else hc[field] = ms;
   }
   if (hc.intervalMs < FASTEST_INTERVAL_MS) failBad('interval', `${hc.intervalMs}ms is below the fastest interval, ${FASTEST_INTERVAL_MS}ms`);
-  if (raw.timeout !== undefined && hc.timeoutMs > hc.intervalMs) failBad('timeout', `${hc.timeoutMs}ms is longer than the interval (${hc.intervalMs}ms): a check must end before the next one starts`);
+  // Compared only when both parsed: a refused value must not also be blamed on the other.
+  if (!timingBad && raw.timeout !== undefined && hc.timeoutMs > hc.intervalMs) failBad('timeout', `${hc.timeoutMs}ms is longer than the interval (${hc.intervalMs}ms): a check must end before the next one starts`);
   if (raw.timeout === undefined) hc.timeoutMs = Math.min(hc.timeoutMs, hc.intervalMs);
   for (const key of ['rise', 'fall'] as const) {
     if (raw[key] === undefined) continue;
@@ -90,8 +106,39 @@ export function checkHealth(raw: Record<string, unknown>, fail: Fail): HealthChe
   if (hc.type === 'command') {
     const argv = raw.command;
     if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) failBad('command', 'is required for a command check: a list of program and arguments (no shell)');
-    else if (!(argv[0] as string).includes('/') && !findCommand(argv[0] as string)) failBad('command', `"${argv[0] as string}" is not on PATH`);
-    else hc.command = argv as string[];
+    else {
+      const program = argv[0] as string;
+      const problem = program.includes('/') ? programPathProblem(program) : findCommand(program) ? undefined : 'is not on PATH';
+      if (problem) failBad('command', `"${program}" ${problem}`);
+      else hc.command = argv as string[];
+    }
   } else if (raw.command !== undefined) failBad('command', `only applies to command checks (this one is ${hc.type})`);
   return bad ? undefined : hc;
+}
+
+function tooLong(value: unknown): string {
+  return `${JSON.stringify(value)} is longer than one day; use at most "86400s" (${MAX_DURATION_MS}ms)`;
+}
+
+/**
+ * Why a program given by path cannot run, or undefined when it can. A relative
+ * path is refused: `slbctl run` (a systemd unit runs it in /) does not start
+ * checks from the directory `validate` ran in.
+ */
+function programPathProblem(program: string): string | undefined {
+  if (!path.isAbsolute(program)) return 'is a relative path; give the absolute path of the program, or a program name on PATH';
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(program);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist; install the program or correct the path' : `cannot be read (${code ?? (e as Error).message})`;
+  }
+  if (!st.isFile()) return 'is not a file; give the path of the program itself';
+  try {
+    fs.accessSync(program, fs.constants.X_OK);
+  } catch {
+    return `is not executable; make it so (chmod +x ${program}) or run it through its interpreter, e.g. [/bin/sh, ${program}]`;
+  }
+  return undefined;
 }

@@ -31,3 +31,21 @@ export function isNetmask(text: string): boolean {
   const bits = ipv4ToInt(text).toString(2).padStart(32, '0');
   return /^1*0*$/.test(bits);
 }
+
+/**
+ * Why an address can be neither a VIP nor a real server, or undefined when it
+ * is an ordinary unicast address. These hold on every host; the network and
+ * broadcast addresses of a connected subnet need the host's own addresses and
+ * are refused when the config is resolved against it (src/engine/vip-checks.ts).
+ */
+export function nonUnicastReason(text: string): string | undefined {
+  const n = ipv4ToInt(text);
+  const first = Math.floor(n / 2 ** 24);
+  if (n === 0) return 'the unspecified address (0.0.0.0), which means "any address", not one host';
+  // Checked before 240/4, which holds it: it has a meaning of its own.
+  if (n === 2 ** 32 - 1) return 'the limited broadcast address (255.255.255.255): it reaches every host on the segment, not one';
+  if (first === 127) return 'a loopback address (127.0.0.0/8): it never leaves the host that has it';
+  if (first >= 224 && first <= 239) return 'a multicast address (224.0.0.0/4): it names a group of receivers, not one host';
+  if (first >= 240) return 'a reserved address (240.0.0.0/4): it is not routed as unicast';
+  return undefined;
+}

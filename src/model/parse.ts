@@ -1,11 +1,12 @@
 // Config text -> validated Config, or every error with its path in the file.
 // Pure: the caller reads the file.
 import { LineCounter, parseDocument, isNode } from 'yaml';
-import { isIPv4, isNetmask } from './ip';
-import { HEALTH_KEYS, HealthCheck, checkHealth } from './health';
+import { isIPv4, isNetmask, nonUnicastReason } from './ip';
+import { HEALTH_KEYS, HealthCheck, MAX_DURATION_MS, checkHealth } from './health';
+import { expansionIssue } from './alias-guard';
 import {
   BACKENDS, BackendChoice, Config, ENCAPSULATIONS, Encapsulation, MODES, Mode, PROTOCOLS, Protocol, RealServer, SCHEDULERS, SCHEDULER_ALIASES,
-  FAILURE_POLICIES, FailurePolicy, Persistence, Scheduler, Service, realServerKey, serviceKey,
+  FAILURE_POLICIES, FailurePolicy, Persistence, Scheduler, Service, VIP_PRESENCE, VipPresence, realServerKey, serviceKey,
 } from './types';
 
 export interface ConfigIssue {
@@ -21,11 +22,20 @@ export type ParseResult = { ok: true; config: Config } | { ok: false; issues: Co
 
 type PathPart = string | number;
 
-const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'snatAddress', 'encapsulation', 'persistence', 'healthCheck', 'failurePolicy', 'sorryServer', 'realServers'];
+const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'vipAlreadyPresent', 'snatAddress', 'encapsulation', 'persistence', 'healthCheck', 'failurePolicy', 'sorryServer', 'realServers'];
 const SORRY_KEYS = ['address', 'port'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
-const TOP_KEYS = ['backend', 'services'];
+const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'services'];
+const MAX_PERSISTENCE_S = MAX_DURATION_MS / 1000;
+
+/** The fix for each kind of address, said in the error when it cannot be one. */
+const ADDRESS_ROLES = {
+  vip: 'use one unicast address that clients can reach as the VIP',
+  realServer: 'use the real server\'s own unicast address',
+  sorryServer: 'use the sorry server\'s own unicast address',
+  source: 'use a unicast address of this host that faces the real servers',
+} as const;
 
 export function formatPath(parts: readonly PathPart[]): string {
   return parts.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
@@ -58,6 +68,15 @@ class Checker {
     return value;
   }
 
+  /** An address that names one host: a VIP, a real server, a source address. */
+  hostAddress(value: unknown, path: PathPart[], role: keyof typeof ADDRESS_ROLES): string | undefined {
+    const address = this.ipv4(value, path);
+    const reason = address === undefined ? undefined : nonUnicastReason(address);
+    if (reason === undefined) return address;
+    this.fail(path, `${address} is ${reason}; ${ADDRESS_ROLES[role]}`);
+    return undefined;
+  }
+
   port(value: unknown, path: PathPart[]): number | undefined {
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {
       this.fail(path, `${JSON.stringify(value)} is not a port number (1-65535)`);
@@ -81,7 +100,7 @@ function checkRealServer(c: Checker, raw: unknown, path: PathPart[], servicePort
     return undefined;
   }
   c.unknownKeys(raw, REAL_SERVER_KEYS, path);
-  const address = raw.address === undefined ? (c.fail([...path, 'address'], 'is required'), undefined) : c.ipv4(raw.address, [...path, 'address']);
+  const address = raw.address === undefined ? (c.fail([...path, 'address'], 'is required'), undefined) : c.hostAddress(raw.address, [...path, 'address'], 'realServer');
   let port = servicePort;
   if (raw.port !== undefined) {
     port = c.port(raw.port, [...path, 'port']);
@@ -99,13 +118,13 @@ function checkRealServer(c: Checker, raw: unknown, path: PathPart[], servicePort
   return { address, port, weight };
 }
 
-function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | undefined {
+function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: VipPresence): Service | undefined {
   if (!isRecord(raw)) {
     c.fail(path, 'must be a mapping (vip, port, protocol, mode, scheduler, realServers)');
     return undefined;
   }
   c.unknownKeys(raw, SERVICE_KEYS, path);
-  const vip = raw.vip === undefined ? (c.fail([...path, 'vip'], 'is required'), undefined) : c.ipv4(raw.vip, [...path, 'vip']);
+  const vip = raw.vip === undefined ? (c.fail([...path, 'vip'], 'is required'), undefined) : c.hostAddress(raw.vip, [...path, 'vip'], 'vip');
   const port = raw.port === undefined ? (c.fail([...path, 'port'], 'is required'), undefined) : c.port(raw.port, [...path, 'port']);
   const protocol = raw.protocol === undefined ? 'tcp' : c.oneOf<Protocol>(raw.protocol, PROTOCOLS, [...path, 'protocol'], 'protocol');
   const mode = raw.mode === undefined ? (c.fail([...path, 'mode'], `is required; use one of ${MODES.join(', ')}`), undefined) : c.oneOf<Mode>(raw.mode, MODES, [...path, 'mode'], 'mode');
@@ -124,7 +143,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
   }
   let snatAddress: string | undefined;
   if (raw.snatAddress !== undefined) {
-    snatAddress = c.ipv4(raw.snatAddress, [...path, 'snatAddress']);
+    snatAddress = c.hostAddress(raw.snatAddress, [...path, 'snatAddress'], 'source');
     if (mode !== undefined && mode !== 'fullnat') c.fail([...path, 'snatAddress'], `only applies to mode fullnat (this service is ${mode})`);
   }
   let encapsulation: Encapsulation | undefined;
@@ -139,8 +158,8 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
     else {
       c.unknownKeys(raw.persistence, PERSISTENCE_KEYS, pp);
       const t = raw.persistence.timeout;
-      const timeoutOk = typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 2147483;
-      if (!timeoutOk) c.fail([...pp, 'timeout'], `${JSON.stringify(t)} is not a persistence timeout (whole seconds, 1 to 2147483)`);
+      const timeoutOk = typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= MAX_PERSISTENCE_S;
+      if (!timeoutOk) c.fail([...pp, 'timeout'], `${JSON.stringify(t)} is not a persistence timeout (whole seconds, 1 to ${MAX_PERSISTENCE_S}: at most one day)`);
       const netmask = raw.persistence.netmask === undefined ? '255.255.255.255' : c.ipv4(raw.persistence.netmask, [...pp, 'netmask']);
       if (netmask !== undefined && !isNetmask(netmask)) c.fail([...pp, 'netmask'], `${netmask} is not a netmask (contiguous ones, e.g. 255.255.255.0)`);
       if (timeoutOk && netmask !== undefined && isNetmask(netmask)) persistence = { timeout: t as number, netmask };
@@ -155,6 +174,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
       healthCheck = checkHealth(raw.healthCheck, (key, message) => c.fail(key ? [...hp, key] : hp, message));
     }
   }
+  const presence = raw.vipAlreadyPresent === undefined ? vipPresence : c.oneOf<VipPresence>(raw.vipAlreadyPresent, VIP_PRESENCE, [...path, 'vipAlreadyPresent'], 'vipAlreadyPresent setting');
   const failurePolicy = raw.failurePolicy === undefined ? undefined : c.oneOf<FailurePolicy>(raw.failurePolicy, FAILURE_POLICIES, [...path, 'failurePolicy'], 'failure policy');
   if (failurePolicy !== undefined && raw.healthCheck === undefined) c.fail([...path, 'failurePolicy'], 'needs a healthCheck: without one, no real server ever fails');
   let sorryServer: { address: string; port: number } | undefined;
@@ -163,7 +183,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
     if (!isRecord(raw.sorryServer)) c.fail(sp, 'must be a mapping with address and optionally port');
     else {
       c.unknownKeys(raw.sorryServer, SORRY_KEYS, sp);
-      const address = raw.sorryServer.address === undefined ? (c.fail([...sp, 'address'], 'is required'), undefined) : c.ipv4(raw.sorryServer.address, [...sp, 'address']);
+      const address = raw.sorryServer.address === undefined ? (c.fail([...sp, 'address'], 'is required'), undefined) : c.hostAddress(raw.sorryServer.address, [...sp, 'address'], 'sorryServer');
       const sorryPort = raw.sorryServer.port === undefined ? port : c.port(raw.sorryServer.port, [...sp, 'port']);
       if (mode === 'dsr' && sorryPort !== undefined && port !== undefined && sorryPort !== port) c.fail([...sp, 'port'], `is ${sorryPort} but the service port is ${port}: direct server return cannot change the port`);
       if (raw.healthCheck === undefined) c.fail(sp, 'needs a healthCheck: the sorry server serves when every real server is down');
@@ -194,6 +214,8 @@ function checkService(c: Checker, raw: unknown, path: PathPart[]): Service | und
   if (persistence) service.persistence = persistence;
   if (healthCheck) service.healthCheck = healthCheck;
   if (failurePolicy) service.failurePolicy = failurePolicy;
+  // Only the exception is kept: refusing a VIP another host holds is the default.
+  if (presence === 'allow') service.vipAlreadyPresent = 'allow';
   if (sorryServer) {
     if (realServers.some((r) => r.address === sorryServer.address && r.port === sorryServer.port)) c.fail([...path, 'sorryServer'], `${sorryServer.address}:${sorryServer.port} is also a real server; the sorry server serves only when they are all down`);
     else service.sorryServer = sorryServer;
@@ -210,6 +232,7 @@ export function validateConfig(data: unknown, locate: (path: PathPart[]) => { li
   }
   c.unknownKeys(data, TOP_KEYS, []);
   const backend = data.backend === undefined ? 'auto' : c.oneOf<BackendChoice>(data.backend, BACKENDS, ['backend'], 'backend');
+  const vipPresence = data.vipAlreadyPresent === undefined ? 'refuse' : c.oneOf<VipPresence>(data.vipAlreadyPresent, VIP_PRESENCE, ['vipAlreadyPresent'], 'vipAlreadyPresent setting') ?? 'refuse';
   const services: Service[] = [];
   if (!Array.isArray(data.services)) {
     c.fail(['services'], 'is required: a list of services');
@@ -217,7 +240,7 @@ export function validateConfig(data: unknown, locate: (path: PathPart[]) => { li
     const keys = new Map<string, number>();
     const names = new Map<string, number>();
     data.services.forEach((raw, i) => {
-      const s = checkService(c, raw, ['services', i]);
+      const s = checkService(c, raw, ['services', i], vipPresence);
       if (!s) return;
       const key = serviceKey(s);
       const first = keys.get(key);
@@ -246,6 +269,9 @@ export function parseConfig(text: string): ParseResult {
       }),
     };
   }
+  // Before toJS: a few lines of nested aliases can stand for billions of nodes.
+  const bomb = expansionIssue(doc, lineCounter);
+  if (bomb) return { ok: false, issues: [bomb] };
   const locate = (path: PathPart[]) => {
     // Point at the deepest node that exists on the path.
     for (let n = path.length; n >= 0; n--) {
@@ -257,7 +283,14 @@ export function parseConfig(text: string): ParseResult {
     }
     return undefined;
   };
-  return validateConfig(doc.toJS(), locate);
+  let data: unknown;
+  try {
+    // The expansion was bounded above, so yaml's own alias limit (100, which refuses ordinary configs) is off.
+    data = doc.toJS({ maxAliasCount: -1 });
+  } catch (e) {
+    return { ok: false, issues: [{ path: '', message: (e as Error).message }] };
+  }
+  return validateConfig(data, locate);
 }
 
 export function formatIssue(file: string, issue: ConfigIssue): string {

@@ -1,6 +1,7 @@
 // The desired state: what the operator asks for, validated and normalised.
 // Pure data; the kernel backends translate it.
 import type { HealthCheck } from './health';
+import { BACKEND_NAMES } from '../backends/names';
 
 export const MODES = ['fullnat', 'transparent', 'dsr'] as const;
 export type Mode = (typeof MODES)[number];
@@ -15,13 +16,21 @@ export type Protocol = (typeof PROTOCOLS)[number];
  */
 export const SCHEDULERS = ['rr', 'wrr', 'sh', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sed', 'nq', 'fo', 'ovf', 'mh'] as const;
 /** The schedulers the nftables backend implements. */
-export const NFT_SCHEDULERS: readonly string[] = ['rr', 'wrr', 'sh'];
+export const NFT_SCHEDULERS = ['rr', 'wrr', 'sh'] as const satisfies readonly Scheduler[];
 export const ENCAPSULATIONS = ['none', 'ipip'] as const;
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type Scheduler = (typeof SCHEDULERS)[number];
 export const SCHEDULER_ALIASES: Record<string, Scheduler> = { weighted: 'wrr' };
 
-export const BACKENDS = ['auto', 'nft', 'ipvs'] as const;
+/**
+ * A VIP that another host on the segment already answers for: refuse (the
+ * default) stops apply before two hosts claim one address; allow adds it
+ * anyway (an address moved here on purpose, e.g. by a failover tool).
+ */
+export const VIP_PRESENCE = ['refuse', 'allow'] as const;
+export type VipPresence = (typeof VIP_PRESENCE)[number];
+
+export const BACKENDS = ['auto', ...BACKEND_NAMES] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
 export interface RealServer {
@@ -40,6 +49,8 @@ export interface Service {
   scheduler: Scheduler;
   /** Interface that carries the VIP; found from the routing table when absent. */
   interface?: string;
+  /** Set only to allow: add the VIP even when another host on the segment answers for it. */
+  vipAlreadyPresent?: 'allow';
   /** fullnat only: source address towards the real servers; the LB's own address on their subnet when absent. */
   snatAddress?: string;
   /** dsr only: ipip wraps the client's packet in IP-in-IP to the RS (IPVS tunnel mode) instead of rewriting the MAC. */

@@ -2,7 +2,8 @@
 import { RealServerState, ServiceState } from '../model/state';
 import { serviceKey } from '../model/types';
 import { Op } from './types';
-import { SNAT_CHAIN, describeSnatChange } from '../kernel/iptables/snat';
+import { backendOf } from '../backends/registry';
+import { Backend } from '../backends/types';
 
 function describeService(s: ServiceState): string {
   const parts = [serviceKey(s), `"${s.name}"`, s.mode, s.scheduler, `dev ${s.device}`];
@@ -19,16 +20,11 @@ function describeRealServer(r: RealServerState): string {
 
 export function formatOp(op: Op): string[] {
   switch (op.op) {
+    case 'backend':
+      // Each backend words its own changes.
+      return (backendOf(op.backend) as Backend<typeof op.backend>).describe(op.change as never);
     case 'set-sysctl':
       return [`~ sysctl ${op.key} ${op.from || '(unset)'} -> ${op.to}`];
-    case 'create-table':
-      return [`+ table ${op.family} slbctl`];
-    case 'delete-table':
-      return [`- table ${op.family} slbctl`];
-    case 'add-ingress':
-      return [`+ ingress hook on ${op.device}`];
-    case 'delete-ingress':
-      return [`- ingress hook on ${op.device}`];
     case 'add-address':
       return [`+ address ${op.address}/32 dev ${op.device}`];
     case 'delete-address':
@@ -45,18 +41,6 @@ export function formatOp(op: Op): string[] {
       return [`+ real server ${serviceKey(op.service)} -> ${describeRealServer(op.realServer)}`];
     case 'delete-real-server':
       return [`- real server ${serviceKey(op.service)} -> ${op.realServer.address}:${op.realServer.port}`];
-    case 'rebuild-table':
-      return [`~ rebuild table ${op.family} slbctl: ${op.reasons.join('; ')}`];
-    case 'repair-chain':
-      return [`~ repair chain ${op.family} ${op.chain}: ${op.reasons.join('; ')}`];
-    case 'repair-service':
-      return [`~ repair service ${serviceKey(op.after)}: ${op.reasons.join('; ')}`];
-    case 'repair-snat':
-      return [`~ repair source NAT of ${op.vip}: ${op.reasons.join('; ')}`];
-    case 'delete-object':
-      return [`- ${op.kind} ${op.family} slbctl ${op.name}: not one slbctl makes (added by hand, or left by an older slbctl)`];
-    case 'set-snat':
-      return [`~ iptables chain ${SNAT_CHAIN}: ${describeSnatChange(op.before, op.after).join(', ')}`];
     case 'update-real-server': {
       const changes: string[] = [];
       if (op.before.weight !== op.after.weight) changes.push(`weight ${op.before.weight} -> ${op.after.weight}`);

@@ -13,7 +13,7 @@
 // crash never leaves a namespace locked. The holder writes its pid and
 // command line into the file, for the refusal message of the next one.
 import * as fs from 'node:fs';
-import { BusyError } from '../util/errors';
+import { BusyError, PreflightError } from '../util/errors';
 import { native } from '../util/netns';
 import { runDir } from '../util/rundir';
 import { ensureDirectory } from './files';
@@ -45,8 +45,13 @@ export class Lock {
   static tryAcquire(kind: LockKind, id: NetnsIdentity = currentNetns()): Lock | undefined {
     const file = lockFile(kind, id);
     if (held.has(file)) throw new Error(`slbctl: this process already holds the ${kind} lock ${file}`);
-    ensureDirectory(runDir('locks'));
-    const fd = native().tryLock(file);
+    let fd: number;
+    try {
+      ensureDirectory(runDir('locks'));
+      fd = native().tryLock(file);
+    } catch (e) {
+      throw new PreflightError(`cannot take the network namespace's ${kind} lock ${file}: ${(e as Error).message}; run slbctl as root or as the systemd unit, whose RuntimeDirectory it uses`);
+    }
     if (fd < 0) return undefined;
     const holder: Holder = { pid: process.pid, command: commandLine(), since: Date.now() };
     fs.ftruncateSync(fd, 0);

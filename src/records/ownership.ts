@@ -13,12 +13,13 @@ import * as fs from 'node:fs';
 import { Encapsulation, Mode, Protocol, Scheduler } from '../model/types';
 import { OwnedAddress } from '../model/state';
 import { runDir } from '../util/rundir';
+import { BackendName } from '../backends/names';
 import { readJson, removeLeftovers } from './files';
 import { readRecord, recordFile, removeRecord, writeRecord, currentNetns } from './netns';
 
 export type EntryState = 'adding' | 'owned';
 
-export type BackendName = 'nft' | 'ipvs';
+export type { BackendName };
 
 export interface OwnedAddressEntry extends OwnedAddress {
   /** The backend whose services needed it: destroying one backend leaves the other's VIPs. */

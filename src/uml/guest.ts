@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { AgentCommand, UmlJob } from './job';
+import { SHOW_FILE, foldersToShow } from './visible';
 
 function runOne(argv: string[], cwd: string, outFile: string, env: Record<string, string>, timeoutMs?: number): number {
   const out = fs.openSync(outFile, 'a');
@@ -20,7 +21,18 @@ function runOne(argv: string[], cwd: string, outFile: string, env: Record<string
   }
 }
 
+/** Mount the host's folders this command needs where the guest's private /tmp, /run or /dev/shm hide them (uml-init.sh did the boot's). */
+function showFolders(folders: readonly string[], shown: string[], outFile: string): void {
+  for (const dir of foldersToShow(folders, shown).show) {
+    fs.mkdirSync(dir, { recursive: true });
+    const r = spawnSync('mount', ['-t', 'hostfs', '-o', dir, 'none', dir], { encoding: 'utf8' });
+    if (r.status === 0) shown.push(dir);
+    else fs.appendFileSync(outFile, `uml guest: cannot mount the host's ${dir}: ${(r.stderr || r.error?.message || '').trim()}\n`);
+  }
+}
+
 function agent(work: string, job: UmlJob): void {
+  const shown = fs.readFileSync(path.join(work, SHOW_FILE), 'utf8').split('\n').filter(Boolean);
   const jobs = path.join(work, 'jobs');
   fs.mkdirSync(jobs, { recursive: true });
   fs.writeFileSync(path.join(work, 'ready'), `${Date.now()}\n`);
@@ -33,6 +45,7 @@ function agent(work: string, job: UmlJob): void {
         fs.writeFileSync(`${base}.code`, '0\n');
         return;
       }
+      showFolders([cmd.cwd, ...(cmd.show ?? [])], shown, `${base}.out`);
       const code = runOne(cmd.argv, cmd.cwd, `${base}.out`, job.env);
       fs.writeFileSync(`${base}.code`, `${code}\n`);
     }

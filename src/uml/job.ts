@@ -14,6 +14,8 @@ export interface UmlJob {
 export interface AgentCommand {
   argv: string[];
   cwd: string;
+  /** Host folders the guest must see for this command (its cwd, an output folder …), hostfs-mounted if its own mounts hide them. */
+  show?: string[];
   /** Power the guest off instead of running a command. */
   poweroff?: boolean;
 }

@@ -4,7 +4,8 @@
 // host. Every later lab command for that name is forwarded into the guest
 // (the same slbctl, over the shared filesystem) and its output and exit code
 // come back; pcap files written relative to the working directory land on
-// the host directly, since the guest's root is the host's filesystem.
+// the host directly, since the guest's root is the host's filesystem (and a
+// working directory under its private /tmp is mounted back: visible.ts).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,7 +14,8 @@ import { CLI_ENTRY } from '../cli/entry';
 import { LabError } from '../lab/errors';
 import { checkLabName } from '../lab/names';
 import { AgentCommand, UmlJob } from './job';
-import { IPVS_MODULES, UML_KERNEL, umlAvailable, umlKernelArgs } from './run';
+import { foldersToShow } from './visible';
+import { IPVS_MODULES, UML_KERNEL, umlAvailable, umlKernelArgs, writeJob } from './run';
 
 const RECORDS = '/run/slbctl/uml';
 
@@ -66,9 +68,16 @@ async function submit(record: UmlLabRecord, command: AgentCommand, timeoutMs: nu
   return { code: Number(fs.readFileSync(`${base}.code`, 'utf8').trim()), output };
 }
 
-/** Run `slbctl <args>` inside the lab's guest. */
-export function forwardToUml(record: UmlLabRecord, args: string[], timeoutMs = 10 * 60 * 1000): Promise<{ code: number; output: string }> {
-  return submit(record, { argv: [process.execPath, CLI_ENTRY, ...args], cwd: process.cwd() }, timeoutMs);
+/**
+ * Run `slbctl <args>` inside the lab's guest, in this working directory; the
+ * guest is shown it, and the folders in `show`, when its own /tmp or /run
+ * would hide them (output then lands on the host).
+ */
+export async function forwardToUml(record: UmlLabRecord, args: string[], timeoutMs = 10 * 60 * 1000, show: readonly string[] = []): Promise<{ code: number; output: string }> {
+  const cwd = process.cwd();
+  const notes = foldersToShow([cwd, ...show]).hidden.map((h) => `note: ${h} is the guest's own: what the command writes there stays in the guest; use another folder\n`);
+  const r = await submit(record, { argv: [process.execPath, CLI_ENTRY, ...args], cwd, show: show.map((s) => path.resolve(s)) }, timeoutMs);
+  return { code: r.code, output: notes.join('') + r.output };
 }
 
 export async function startUmlLab(lab: string, log: (line: string) => void): Promise<UmlLabRecord> {
@@ -76,12 +85,15 @@ export async function startUmlLab(lab: string, log: (line: string) => void): Pro
   const missing = umlAvailable();
   if (missing) throw new LabError(`provider uml: ${missing}`);
   if (umlLab(lab)) throw new LabError(`lab "${lab}" already runs on user-mode-linux; run \`slbctl lab down --name ${lab}\` first`);
-  if (['/tmp', '/run'].some((p) => process.cwd() === p || process.cwd().startsWith(`${p}/`))) {
-    log(`note: ${process.cwd()} is private inside the guest: pcap files written relative to it stay there; run from another folder or pass --out`);
-  }
   const work = fs.mkdtempSync(path.join('/var/tmp', `slbctl-uml-${lab}-`));
   const job: UmlJob = { argv: [], cwd: process.cwd(), modules: IPVS_MODULES, env: {}, timeoutMs: 0, agent: true };
-  fs.writeFileSync(path.join(work, 'job.json'), JSON.stringify(job));
+  try {
+    const { hidden } = writeJob(work, job);
+    for (const h of hidden) log(`note: ${h} is the guest's own: files written there from inside the lab stay in the guest; run from another folder or pass --out`);
+  } catch (e) {
+    fs.rmSync(work, { recursive: true, force: true });
+    throw new LabError((e as Error).message);
+  }
   const consoleLog = fs.openSync(path.join(work, 'console.log'), 'a');
   const child = spawn(UML_KERNEL, umlKernelArgs(work, 1024), { detached: true, stdio: ['ignore', consoleLog, consoleLog], env: { ...process.env, TMPDIR: os.tmpdir() } });
   child.unref();

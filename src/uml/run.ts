@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { findCommand, run } from '../util/exec';
 import { UmlJob } from './job';
+import { SHOW_FILE, Visibility, foldersToShow } from './visible';
 
 export const UML_KERNEL = '/usr/bin/linux.uml';
 export const UML_MODULES = '/usr/lib/uml/modules';
@@ -38,6 +39,22 @@ export function umlKernelArgs(work: string, memoryMb: number): string[] {
   ];
 }
 
+/**
+ * Write the job into its folder, with the host folders the guest must be
+ * shown at boot: slbctl's own checkout (without it the guest cannot start),
+ * node's folder, the job's working directory and `extra`. Returns what could
+ * not be shown, for the caller to mention.
+ */
+export function writeJob(work: string, job: UmlJob, extra: readonly string[] = []): Visibility {
+  const needed = [ROOT, path.dirname(process.execPath)];
+  const v = foldersToShow([...needed, job.cwd, ...extra]);
+  const lost = v.hidden.filter((h) => needed.some((n) => n === h || n.startsWith(`${h}/`)));
+  if (lost.length) throw new Error(`user-mode-linux: ${lost.join(', ')} cannot be shown to the guest, which keeps its own there; put slbctl (and node) in another folder`);
+  fs.writeFileSync(path.join(work, 'job.json'), JSON.stringify(job));
+  fs.writeFileSync(path.join(work, SHOW_FILE), v.show.map((d) => `${d}\n`).join(''));
+  return v;
+}
+
 export interface UmlResult {
   code: number;
   output: string;
@@ -51,9 +68,9 @@ export async function runInUml(argv: string[], options: { modules?: string[]; me
   const work = fs.mkdtempSync(path.join('/var/tmp', `slbctl-uml-${process.pid}-`));
   const timeoutMs = options.timeoutMs ?? 10 * 60 * 1000;
   const job: UmlJob = { argv, cwd: ROOT, modules: options.modules ?? IPVS_MODULES, env: options.env ?? {}, timeoutMs };
-  fs.writeFileSync(path.join(work, 'job.json'), JSON.stringify(job));
   const started = Date.now();
   try {
+    writeJob(work, job);
     const boot = await run([UML_KERNEL, ...umlKernelArgs(work, options.memoryMb ?? 1024)], { timeoutMs: timeoutMs + 60_000, env: { ...process.env, TMPDIR: os.tmpdir() } });
     const output = fs.existsSync(path.join(work, 'output.log')) ? fs.readFileSync(path.join(work, 'output.log'), 'utf8') : '';
     const codeFile = path.join(work, 'exit-code');

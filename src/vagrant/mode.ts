@@ -3,7 +3,7 @@
 // with the VMs' device and their route to the client network instead of a
 // default route, which belongs to Vagrant's management NIC), then the
 // balancer's config applied by slbctl itself inside the lb VM.
-import { Mode } from '../model/types';
+import { BackendChoice, Encapsulation, Mode } from '../model/types';
 import { LabError } from '../lab/errors';
 import { labServiceConfig } from '../lab/lb-config';
 import { REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf, LabTopology } from '../lab/topology';
@@ -18,7 +18,7 @@ function sysctl(key: string, value: string): Step {
 }
 
 /** The steps that put one real server VM into a mode; first undoes any other mode. Pure. */
-export function realServerSteps(mode: Mode, topology: LabTopology, encapsulation: 'none' | 'ipip', dev = VM_LAB_DEVICE): Step[] {
+export function realServerSteps(mode: Mode, topology: LabTopology, encapsulation: Encapsulation, dev = VM_LAB_DEVICE): Step[] {
   const routerOnServerNet = hostOf(topology, 'router').interfaces.find((i) => i.segment === 'server-net')?.cidr.split('/')[0];
   if (!routerOnServerNet) throw new LabError('lab topology: the router has no server-net address');
   const steps: Step[] = [
@@ -45,7 +45,7 @@ function script(steps: Step[]): string {
   return steps.map((s) => (s.mayFail ? `${shellCommand(s.argv)} 2>/dev/null || true` : `${shellCommand(s.argv)} || exit 1`)).join('\n');
 }
 
-export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, backend: 'nft' | 'ipvs', encapsulation: 'none' | 'ipip', out: (line: string) => void): Promise<void> {
+export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, backend: BackendChoice, encapsulation: Encapsulation, out: (line: string) => void): Promise<void> {
   const topology = REFERENCE_TOPOLOGY;
   for (const h of REAL_SERVERS) {
     const steps = realServerSteps(mode, topology, encapsulation);

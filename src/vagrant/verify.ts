@@ -3,15 +3,17 @@
 // the pcap files copied to the host, then decoded and judged by the same
 // code as the netns lab (judgeLab: same facts, same verdict table).
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { decodeFrame } from '../capture/decode';
 import { readPcap } from '../capture/pcap';
+import { writeFileNoFollow } from '../util/safe-write';
 import { HostCapture } from '../capture/types';
 import { Mode } from '../model/types';
 import { LabError } from '../lab/errors';
 import { LabHostName, REFERENCE_TOPOLOGY } from '../lab/topology';
 import { RequestOutcome } from '../verify/facts';
-import { CAPTURED_HOSTS, VerifyReport, captureFilter, curlArgv, curlOutcome, judgeLab } from '../verify/run';
+import { CAPTURED_HOSTS, VerifyReport, captureFilter, curlArgv, curlOutcome, judgeLab, prepareOutputDirectory, writingOutput } from '../verify/run';
 import { CLIENT_NETNS, VM_LAB_DEVICE, VmName } from './plan';
 import { VagrantLabRecord } from './lab';
 import { shellCommand, vmCopyFrom, vmScript } from './ssh';
@@ -65,10 +67,10 @@ async function requests(record: VagrantLabRecord, k: number, url: string): Promi
   return outcomes;
 }
 
-function loadCapture(host: LabHostName, device: string, mac: string, file: string): HostCapture {
+function loadCapture(host: LabHostName, device: string, mac: string, file: string, pcapPath: string): HostCapture {
   const { linkType, frames } = readPcap(file);
   if (typeof linkType === 'number') throw new LabError(`${file}: link type ${linkType} is not one slbctl decodes`);
-  return { host, device, mac, linkType, frames, packets: frames.map((f) => decodeFrame(f, linkType)), pcapPath: file };
+  return { host, device, mac, linkType, frames, packets: frames.map((f) => decodeFrame(f, linkType)), pcapPath };
 }
 
 export async function verifyVagrantLab(record: VagrantLabRecord, mode: Mode | undefined, k: number, out: string | undefined): Promise<VerifyReport> {
@@ -77,7 +79,7 @@ export async function verifyVagrantLab(record: VagrantLabRecord, mode: Mode | un
   const encapsulation = record.encapsulation === 'ipip' && judged === 'dsr' ? 'ipip' : 'none';
   const topology = REFERENCE_TOPOLOGY;
   const outDir = path.resolve(out ?? path.join('slbctl-pcaps', record.lab, judged));
-  fs.mkdirSync(outDir, { recursive: true });
+  prepareOutputDirectory(outDir);
   const macs = new Map<LabHostName, string>();
   let outcomes: RequestOutcome[] = [];
   try {
@@ -90,12 +92,20 @@ export async function verifyVagrantLab(record: VagrantLabRecord, mode: Mode | un
   }
   const captures: HostCapture[] = [];
   const pcaps: Record<string, string> = {};
-  for (const h of CAPTURED_HOSTS) {
-    const local = path.join(outDir, `${h}.pcap`);
-    const r = await vmCopyFrom(record, whereIs(h).vm, `${REMOTE_DIR}/${h}.pcap`, local);
-    if (r.code !== 0) throw new LabError(`copying the capture of ${h} from the ${whereIs(h).vm} VM failed: ${r.stderr.trim()}`);
-    captures.push(loadCapture(h, whereIs(h).device, macs.get(h) ?? '', local));
-    pcaps[h] = local;
+  // scp writes wherever its path leads: it copies into a private directory
+  // (mode 0700, a fresh name), and slbctl moves the bytes on without following links.
+  const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-pcaps-'));
+  try {
+    for (const h of CAPTURED_HOSTS) {
+      const copied = path.join(staging, `${h}.pcap`);
+      const r = await vmCopyFrom(record, whereIs(h).vm, `${REMOTE_DIR}/${h}.pcap`, copied);
+      if (r.code !== 0) throw new LabError(`copying the capture of ${h} from the ${whereIs(h).vm} VM failed: ${r.stderr.trim()}`);
+      const local = writingOutput(() => writeFileNoFollow(path.join(outDir, `${h}.pcap`), fs.readFileSync(copied)));
+      captures.push(loadCapture(h, whereIs(h).device, macs.get(h) ?? '', copied, local));
+      pcaps[h] = local;
+    }
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
   }
   return { verdict: judgeLab(judged, topology, captures, outcomes, encapsulation), requests: outcomes, pcaps };
 }

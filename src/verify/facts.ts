@@ -1,7 +1,7 @@
 // Judge the packet facts of a forwarding mode (shared/reference/slb-modes.md)
 // from the captures of the client, the balancer and the real servers. Pure.
 import { DecodedPacket, HostCapture } from '../capture/types';
-import { Mode } from '../model/types';
+import { Encapsulation, Mode } from '../model/types';
 
 export interface LabAddresses {
   client: string;
@@ -48,7 +48,7 @@ export interface VerifyInput {
   /** Source hash sends one client to one real server only. */
   oneServerOnly?: boolean;
   /** dsr: ipip when the balancer tunnels to the real servers (IPVS tunnel mode). */
-  encapsulation?: 'none' | 'ipip';
+  encapsulation?: Encapsulation;
 }
 
 type Tcp = DecodedPacket & { ip: NonNullable<DecodedPacket['ip']>; transport: { kind: 'tcp'; srcPort: number; dstPort: number; flags: { syn: boolean; ack: boolean }; payloadLength: number } };

@@ -2,17 +2,17 @@
 // once (one process, each capture opened inside its host's namespace), drive
 // real HTTP requests from the client with curl, write one pcap per host and
 // judge the mode's packet facts.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
 import { HostCapture } from '../capture/types';
-import { Mode } from '../model/types';
+import { Encapsulation, Mode } from '../model/types';
 import { run } from '../util/exec';
 import { LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf } from '../lab/topology';
 import { nsName, readLabState } from '../lab/netns';
 import { requireLabUp } from '../lab/mode';
 import { LabError } from '../lab/errors';
 import { judge, RequestOutcome, Verdict } from './facts';
+import { UnsafePathError, trustedDirectory } from '../util/safe-write';
 
 export interface VerifyOptions {
   lab: string;
@@ -20,7 +20,7 @@ export interface VerifyOptions {
   requests: number;
   outDir: string;
   topology: LabTopology;
-  encapsulation?: 'none' | 'ipip';
+  encapsulation?: Encapsulation;
 }
 
 export interface VerifyReport {
@@ -55,13 +55,32 @@ export function captureFilter(port: number): string {
   return `tcp port ${port} or udp port ${port} or ip proto 4`;
 }
 
+/**
+ * Run a step that writes under the output directory; a refusal to write
+ * through a planted link is a lab operation that failed (exit 5), in its own
+ * sentence.
+ */
+export function writingOutput<T>(step: () => T): T {
+  try {
+    return step();
+  } catch (e) {
+    if (e instanceof UnsafePathError) throw new LabError(e.message);
+    throw e;
+  }
+}
+
+/** Make (or check) the directory the pcaps go to, before anything is captured. */
+export function prepareOutputDirectory(dir: string): string {
+  return writingOutput(() => trustedDirectory(dir));
+}
+
 async function request(lab: string, url: string): Promise<RequestOutcome> {
   const r = await run(curlArgv(url), { netns: nsName(lab, 'client'), timeoutMs: 5000 });
   return curlOutcome(r.code, r.stdout, r.stderr);
 }
 
 /** Judge the captures of the client, the LB and the real servers against the mode's facts. */
-export function judgeLab(mode: Mode, topology: LabTopology, captures: HostCapture[], requests: RequestOutcome[], encapsulation: 'none' | 'ipip'): Verdict {
+export function judgeLab(mode: Mode, topology: LabTopology, captures: HostCapture[], requests: RequestOutcome[], encapsulation: Encapsulation): Verdict {
   const byHost = (h: string) => {
     const c = captures.find((x) => x.host === h);
     if (!c) throw new Error(`no capture of ${h}`);
@@ -84,6 +103,8 @@ export function judgeLab(mode: Mode, topology: LabTopology, captures: HostCaptur
 export async function verifyLab(o: VerifyOptions): Promise<VerifyReport> {
   const port = o.topology.servicePort;
   const filter = captureFilter(port);
+  // Checked first: a directory that cannot be written safely fails before a minute of capturing.
+  prepareOutputDirectory(o.outDir);
   const sessions: CaptureSession[] = [];
   let captures: HostCapture[] = [];
   const requests: RequestOutcome[] = [];
@@ -99,9 +120,8 @@ export async function verifyLab(o: VerifyOptions): Promise<VerifyReport> {
   } finally {
     captures = sessions.map((s) => s.stop());
   }
-  fs.mkdirSync(o.outDir, { recursive: true });
   const pcaps: Record<string, string> = {};
-  for (const c of captures) pcaps[c.host] = writeHostCapture(c, o.outDir);
+  for (const c of captures) pcaps[c.host] = writingOutput(() => writeHostCapture(c, o.outDir));
   const verdict = judgeLab(o.mode, o.topology, captures, requests, o.encapsulation ?? 'none');
   return { verdict, requests, pcaps };
 }

@@ -1,7 +1,8 @@
 // The systemd unit runs slbctl as an unprivileged user with only
 // CAP_NET_ADMIN and CAP_NET_RAW. This runs `slbctl run` exactly so (setpriv,
 // in the lab's LB namespace) and shows it programs and reprograms the kernel;
-// without CAP_NET_ADMIN it refuses with a clear sentence.
+// without CAP_NET_ADMIN it refuses with a clear sentence; and the unit's
+// sandbox scores at most 2.5 in `systemd-analyze security --offline`.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -68,10 +69,44 @@ describe('slbctl with only the systemd unit\'s capabilities', { skip: isRoot ? f
     assert.doesNotMatch(text, /ProtectKernelTunables=yes/, '/proc/sys/net must stay writable');
   });
 
+  it('the unit\'s sandbox scores at most 2.5 in systemd-analyze security', async (t) => {
+    // --offline judges the file alone: no systemd as PID 1 is needed (systemd 250 and later).
+    const r = await run(['systemd-analyze', 'security', '--offline=true', '--no-pager', UNIT]);
+    if (r.code === 127 || /unrecognized option|unknown option/i.test(r.stderr)) {
+      t.skip(`systemd-analyze security --offline is not available here: ${r.stderr.trim().split('\n')[0] ?? ''}`);
+      return;
+    }
+    const score = /Overall exposure level for \S+: (\d+(?:\.\d+)?)/.exec(r.stdout)?.[1];
+    assert.ok(score, `systemd-analyze printed a score: ${r.stdout}${r.stderr}`);
+    t.diagnostic(`exposure ${score}`);
+    assert.ok(Number(score) <= 2.5, `exposure ${score} is above 2.5:\n${r.stdout.split('\n').filter((l) => l.startsWith('✗')).join('\n')}`);
+    // What slbctl itself needs stays allowed.
+    const text = fs.readFileSync(UNIT, 'utf8');
+    assert.match(text, /^RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET$/m);
+    assert.match(text, /^MemoryDenyWriteExecute=no$/m, 'node\'s JIT');
+  });
+
   it('without CAP_NET_ADMIN, apply refuses and says what is missing', async () => {
     const r = await run([...setpriv(uid, []), process.execPath, CLI_ENTRY, 'apply', '-f', file], { netns: nsName(lab, 'lb'), env: { ...process.env, RUNTIME_DIRECTORY: runtime } });
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /needs CAP_NET_ADMIN/);
+  });
+
+  it('`slbctl run` refuses before touching the kernel: DSR probes without CAP_NET_RAW, a run directory it cannot write', async () => {
+    const dsr = path.join(dir, 'dsr.json');
+    fs.writeFileSync(dsr, controllerConfig('dsr', 'nft', { interval: 200, timeout: 150, rise: 2, fall: 2 }, { type: 'tcp' }));
+    const noRaw = await run([...setpriv(uid, ['net_admin']), process.execPath, CLI_ENTRY, 'run', '-f', dsr, '--metrics', 'off'], { netns: nsName(lab, 'lb'), env: { ...process.env, RUNTIME_DIRECTORY: runtime }, timeoutMs: 20_000 });
+    assert.equal(noRaw.code, 3, noRaw.stderr);
+    assert.match(noRaw.stderr, /the health checks of web \(tcp\/172\.16\.75\.84:80\) need CAP_NET_RAW/);
+    const readOnly = path.join(dir, 'read-only');
+    fs.mkdirSync(readOnly, { mode: 0o555 });
+    const noDir = await run([...setpriv(uid, caps), process.execPath, CLI_ENTRY, 'run', '-f', file, '--metrics', 'off'], { netns: nsName(lab, 'lb'), env: { ...process.env, RUNTIME_DIRECTORY: readOnly }, timeoutMs: 20_000 });
+    assert.equal(noDir.code, 3, noDir.stderr);
+    assert.match(noDir.stderr, /cannot write its records \(status, drains, IPVS ownership\) under .*read-only: EACCES/);
+    const tables = await run(['nft', 'list', 'tables'], { netns: nsName(lab, 'lb') });
+    assert.equal(tables.stdout.trim(), '', 'nothing programmed');
+    const addrs = await run(['ip', '-n', nsName(lab, 'lb'), '-4', '-o', 'addr', 'show']);
+    assert.doesNotMatch(addrs.stdout, /172\.16\.75\.84/, 'no VIP added');
   });
 
   it('`slbctl run` with only those capabilities programs the kernel, checks health and reprograms on a failure', async (t) => {

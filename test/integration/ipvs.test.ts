@@ -9,7 +9,7 @@ import { runInUml, umlAvailable } from '../../src/uml/run';
 import { run, runChecked } from '../../src/util/exec';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const GUEST_TESTS = ['ipvs-client', 'ipvs-engine', 'ipvs-lab', 'ipvs-controller'].map((f) => path.join(__dirname, '..', 'uml', `${f}.test.js`));
+const GUEST_TESTS = ['ipvs-client', 'ipvs-engine', 'ipvs-drift', 'exit-codes', 'ipvs-lab', 'ipvs-controller'].map((f) => path.join(__dirname, '..', 'uml', `${f}.test.js`));
 
 async function hostHasIpvs(): Promise<boolean> {
   try {
@@ -25,7 +25,7 @@ function summary(output: string): string {
 }
 
 describe('IPVS on a real IPVS kernel', { skip: isRoot ? false : 'needs root' }, () => {
-  it('the IPVS client suite passes (host namespace or user-mode-linux)', { timeout: 10 * 60 * 1000 }, async (t) => {
+  it('the IPVS client suite passes (host namespace or user-mode-linux)', { timeout: 25 * 60 * 1000 }, async (t) => {
     const argv = [process.execPath, '--test', ...GUEST_TESTS];
     if (await hostHasIpvs()) {
       const ns = `slbt-ipvs-${process.pid}`;

@@ -64,10 +64,13 @@ withLab('f', 'fullnat', (lab) => {
     assert.equal(failing.code, 1);
   });
 
-  it('verify --mode dsr fails on a fullnat lab and says why', async () => {
+  it('verify --mode dsr fails on a fullnat lab and says why (exit 1)', async () => {
     const report = await verifyLabMode(lab, 'dsr', 6, outDir(lab, 'dsr'));
     assert.equal(report.verdict.pass, false);
     assert.ok(failed(report).includes('real servers see source'), `failed: ${failed(report).join(', ')}`);
+    const cli = await run([process.execPath, CLI_ENTRY, 'lab', 'verify', '--name', lab, '--mode', 'dsr', '-k', '4', '--out', outDir(lab, 'dsr-cli')]);
+    assert.equal(cli.code, 1, cli.stdout + cli.stderr);
+    assert.match(cli.stdout, /verdict: FAIL/);
   });
 
   it('a live connection survives re-apply and an unrelated change', async () => {

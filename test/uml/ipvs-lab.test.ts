@@ -74,6 +74,13 @@ for (const c of cases) {
     }
 
     if (c.mode === 'fullnat') {
+      it('lab verify judging a fullnat lab as dsr fails with exit 1 and says why', async () => {
+        const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ipvs-wrong-'));
+        const cli = await run([process.execPath, CLI_ENTRY, 'lab', 'verify', '--name', lab, '--mode', 'dsr', '-k', '4', '--out', out]);
+        assert.equal(cli.code, 1, cli.stdout + cli.stderr);
+        assert.match(cli.stdout, /real servers see source .*FAIL/);
+      });
+
       it('moving the service to another mode removes the source NAT chain it owned', async () => {
         await applyLabMode(lab, 'transparent', () => undefined, 'ipvs');
         const nat = await labExec(lab, 'lb', ['iptables-legacy', '-t', 'nat', '-S']);

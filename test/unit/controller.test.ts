@@ -6,7 +6,7 @@ import { Config, Service, serviceKey } from '../../src/model/types';
 import { Drain, effectiveConfig } from '../../src/controller/effective';
 import { HealthState } from '../../src/health/state';
 import { renderMetrics, parseListen, APPLY_BUCKETS } from '../../src/controller/metrics';
-import { countFor, parseFlows } from '../../src/controller/conntrack';
+import { countFor, parseFlows } from '../../src/kernel/conntrack/conntrack';
 import { createLogger } from '../../src/controller/log';
 
 const hc = { type: 'tcp' as const, expectStatus: [200, 399] as [number, number], intervalMs: 200, timeoutMs: 150, rise: 2, fall: 2 };

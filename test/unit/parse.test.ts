@@ -6,7 +6,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigIssue, formatIssue, parseConfig } from '../../src/model/parse';
-import { BACKENDS, Config, MODES, Mode, PROTOCOLS, SCHEDULERS, SCHEDULER_ALIASES, Service } from '../../src/model/types';
+import { BACKENDS, Config, MODES, Mode, PROTOCOLS, SCHEDULERS, SCHEDULER_ALIASES, Service, VIP_PRESENCE } from '../../src/model/types';
+import { isIPv4 } from '../../src/model/ip';
 
 /** The repository root (this file runs as dist/test/unit/parse.test.js). */
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -127,7 +128,7 @@ const accepted: { name: string; text: string; config: Config }[] = [
 
 // ---------------------------------------------------------------- rejected
 
-const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, snatAddress, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, realServers';
+const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, realServers';
 
 const rejected: { name: string; text: string; issues: string[] }[] = [
   {
@@ -163,7 +164,7 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
     name: 'unknown keys at every level',
     text: webJson({ colour: 'blue', realServers: [{ address: '172.16.75.82', wieght: 2 }] }, { verbose: true }),
     issues: [
-      'verbose: unknown key; allowed keys are backend, services',
+      'verbose: unknown key; allowed keys are backend, vipAlreadyPresent, services',
       `services[0].colour: unknown key; allowed keys are ${ALLOWED_SERVICE_KEYS}`,
       'services[0].realServers[0].wieght: unknown key; allowed keys are address, port, weight',
     ],
@@ -352,11 +353,11 @@ describe('examples/', () => {
 
 // ---------------------------------------------------------------- schema
 
-interface SchemaProperty { enum?: unknown[]; pattern?: string; minimum?: number; maximum?: number; default?: unknown; $ref?: string; description?: string }
+interface SchemaProperty { enum?: unknown[]; pattern?: string; minimum?: number; maximum?: number; default?: unknown; $ref?: string; description?: string; allOf?: SchemaProperty[]; not?: SchemaProperty }
 interface SchemaObject { properties: Record<string, SchemaProperty>; required: string[]; additionalProperties: boolean; description?: string }
 interface Schema extends SchemaObject {
   $schema: string;
-  $defs: { ipv4: SchemaProperty; port: SchemaProperty; service: SchemaObject; realServer: SchemaObject };
+  $defs: { ipv4: SchemaProperty; unicastAddress: SchemaProperty; port: SchemaProperty; service: SchemaObject; realServer: SchemaObject };
 }
 
 function loadSchema(): Schema {
@@ -393,6 +394,8 @@ describe('schema/slbctl.schema.json says what the parser accepts', () => {
     assert.deepEqual(service.properties.mode?.enum, [...MODES]);
     assert.deepEqual(service.properties.protocol?.enum, [...PROTOCOLS]);
     assert.deepEqual(service.properties.scheduler?.enum, [...SCHEDULERS, ...Object.keys(SCHEDULER_ALIASES)]);
+    assert.deepEqual(schema.properties.vipAlreadyPresent?.enum, [...VIP_PRESENCE]);
+    assert.deepEqual(service.properties.vipAlreadyPresent?.enum, [...VIP_PRESENCE]);
   });
 
   it('the property names are the keys the parser accepts, in its order', () => {
@@ -431,10 +434,14 @@ describe('schema/slbctl.schema.json says what the parser accepts', () => {
   });
 
   // Each sample goes through the schema's pattern and through the parser; both must agree.
+  const ipv4Samples = ['172.16.75.84', '0.0.0.0', '255.255.255.255', '10.0.0.1', '172.16.75.300', '172.16.075.84', '1.2.3', '1.2.3.4.5', '01.2.3.4', ' 1.2.3.4', '1.2.3.4 ', 'a.b.c.d', '256.1.1.1', '1..2.3'];
+  const unicast = schema.$defs.unicastAddress;
   const samples: { field: string; pattern: string | undefined; values: string[]; parserAccepts: (v: string) => boolean }[] = [
+    { field: 'an IPv4 address', pattern: schema.$defs.ipv4.pattern, values: ipv4Samples, parserAccepts: isIPv4 },
     {
-      field: 'an IPv4 address', pattern: schema.$defs.ipv4.pattern,
-      values: ['172.16.75.84', '0.0.0.0', '255.255.255.255', '10.0.0.1', '172.16.75.300', '172.16.075.84', '1.2.3', '1.2.3.4.5', '01.2.3.4', ' 1.2.3.4', '1.2.3.4 ', 'a.b.c.d', '256.1.1.1', '1..2.3'],
+      // The address of one host: the ipv4 pattern, and not the "not" pattern.
+      field: 'a unicast address', pattern: `^(?!.*(?:${unicast.allOf?.[1]?.not?.pattern ?? ''}))(?:${schema.$defs.ipv4.pattern ?? ''})$`,
+      values: [...ipv4Samples, '0.1.2.3', '126.255.255.255', '127.0.0.1', '127.255.255.254', '128.0.0.1', '223.255.255.255', '224.0.0.1', '239.255.255.255', '240.0.0.1', '254.1.1.1', '255.255.255.254'],
       parserAccepts: (v) => parseConfig(webJson({ vip: v })).ok,
     },
     {
@@ -479,7 +486,7 @@ describe('persistence', () => {
     const r = parseConfig(base.replace('mode: dsr', 'mode: dsr\n    persistence: { timeout: 0, netmask: 255.0.255.0 }'));
     assert.ok(!r.ok);
     assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), [
-      'services[0].persistence.timeout: 0 is not a persistence timeout (whole seconds, 1 to 2147483)',
+      'services[0].persistence.timeout: 0 is not a persistence timeout (whole seconds, 1 to 86400: at most one day)',
       'services[0].persistence.netmask: 255.0.255.0 is not a netmask (contiguous ones, e.g. 255.255.255.0)',
     ]);
   });

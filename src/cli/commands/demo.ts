@@ -7,7 +7,7 @@ import { REFERENCE_TOPOLOGY } from '../../lab/topology';
 import { renderVerdict } from '../../verify/render';
 import { renderTable } from '../table';
 import { EXIT } from '../errors';
-import { requireRoot, withLabName } from '../lab-options';
+import { requireRoot, withLabName, withRequests } from '../lab-options';
 import { applyLabMode } from '../../lab/mode';
 import { verifyLabMode } from '../../verify/run';
 
@@ -16,8 +16,7 @@ interface Args { name: string; requests: number; out: string; keep: boolean }
 export const demoCommand: CommandModule<object, Args> = {
   command: 'demo',
   describe: 'Bring the lab up, apply and verify each of the three modes by packet capture, print a summary, tear the lab down',
-  builder: (y) => withLabName(y)
-    .option('requests', { alias: 'k', type: 'number', default: 16, describe: 'HTTP requests per mode' })
+  builder: (y) => withRequests(withLabName(y), 'HTTP requests per mode')
     .option('out', { alias: 'o', type: 'string', default: 'slbctl-pcaps/demo', describe: 'directory for the pcap files' })
     .option('keep', { type: 'boolean', default: false, describe: 'leave the lab up at the end' }),
   handler: async (args) => {

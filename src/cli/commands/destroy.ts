@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { Backend, closeSession, executePlan, planDestroy, planRestoreSysctls, sessionIfAvailable } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
 import { BACKENDS, BackendChoice } from '../../model/types';
+import { BACKEND_NAMES } from '../../backends/names';
 import { Plan } from '../../plan/types';
 import { asWriter, withWriterOptions } from '../writer';
 import { removeRecord } from '../../records/netns';
@@ -16,7 +17,7 @@ export const destroyCommand: CommandModule<object, Args> = {
     .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'which backend to clean (auto: every one this host has)' })
     .option('keep-sysctls', { type: 'boolean', default: false, describe: 'leave the sysctls slbctl changed (ip_forward …) as they are; by default they are put back when they still hold the value slbctl set' }),
   handler: async (args) => {
-    const backends: Backend[] = args.backend === 'auto' ? ['nft', 'ipvs'] : [args.backend];
+    const backends: Backend[] = args.backend === 'auto' ? [...BACKEND_NAMES] : [args.backend];
     let removed = 0;
     const show = (backend: Backend, plan: Plan) => {
       removed += plan.ops.length;
@@ -51,7 +52,7 @@ export const destroyCommand: CommandModule<object, Args> = {
         closeSession(k);
       }
       // Nothing of slbctl's is left: its drains here describe nothing any more.
-      if (backends.length === 2) removeRecord('drains');
+      if (backends.length === BACKEND_NAMES.length) removeRecord('drains');
     };
     if (args['dry-run']) await destroy();
     else await asWriter(args, 'slbctl destroy', destroy);

@@ -29,10 +29,14 @@ export const drainCommand: CommandModule<object, Args> = {
     .positional('rs', { type: 'string', demandOption: true, describe: 'real server address or address:port' })
     .option('deadline', { type: 'string', default: '30s', describe: 'remove the real server after this long even with connections left, e.g. 90s' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'print only the outcome' })
+    .check((a) => {
+      if (parseDuration(a.deadline) === undefined) throw new Error(`--deadline ${JSON.stringify(a.deadline)} is not a duration (e.g. "30s", "500ms")`);
+      return true;
+    })
     .epilogue('TCP: waits for active (established) connections; closed ones the kernel still remembers (inactive) do not hold it up. UDP: waits for every entry to expire. DSR on nftables is stateless, so the balancer sees no connections: it waits for the deadline.'),
   handler: async (args) => {
-    const deadlineMs = parseDuration(args.deadline);
-    if (deadlineMs === undefined) throw new UsageError(`--deadline ${JSON.stringify(args.deadline)} is not a duration (e.g. "30s", "500ms")`);
+    // Checked by the builder: a bad deadline or wait never reaches the kernel.
+    const deadlineMs = parseDuration(args.deadline) ?? 30_000;
     const wait = waitMs(args.wait);
     const t = await findTarget(args.service, args.rs, wait);
     const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -98,7 +102,7 @@ export const undrainCommand: CommandModule<object, Omit<Args, 'deadline' | 'quie
       if (!drain) throw new UsageError(`${t.rsKey} of ${t.service.name} is not drained`);
       await changeDrains(wait, (ds) => ds.filter((d) => !(d.service === key && d.realServer === t.rsKey)));
       let mac: string | undefined;
-      if (t.k.backend === 'nft' && t.service.mode === 'dsr') {
+      if (t.k.impl.capabilities.dsrNeedsMacs && t.service.mode === 'dsr') {
         mac = (await t.k.rtnl.resolveNeighbour(t.rsKey.split(':')[0] as string))?.mac;
         if (!mac) throw new UsageError(`${t.rsKey} does not answer ARP; it cannot be put back into a DSR service`);
       }

@@ -2,11 +2,14 @@ import type { CommandModule } from 'yargs';
 import { labExec } from '../../lab/netns';
 import { LAB_HOSTS, LabHostName } from '../../lab/topology';
 import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
-import { UsageError } from '../errors';
 import { vagrantLab } from '../../vagrant/lab';
 import { vagrantExec } from '../../vagrant/exec';
 
 interface Args { name: string; host: string; cmd?: string[]; '--'?: string[] }
+
+function commandOf(args: Pick<Args, 'cmd' | '--'>): string[] {
+  return [...(args.cmd ?? []), ...(args['--'] ?? [])].map(String);
+}
 
 export const labExecCommand: CommandModule<object, Args> = {
   command: 'exec <host> [cmd..]',
@@ -16,12 +19,15 @@ export const labExecCommand: CommandModule<object, Args> = {
     .positional('cmd', { type: 'string', array: true, describe: 'command and arguments (after --, so its options are not slbctl\'s)' })
     // Everything after -- is the command's, options included.
     .parserConfiguration({ 'populate--': true })
+    .check((a) => {
+      if (commandOf(a).length === 0) throw new Error('lab exec: name the command to run, after --, e.g. `slbctl lab exec lb -- nft list ruleset`');
+      return true;
+    })
     .example('$0 lab exec lb -- nft list ruleset', 'show the balancer\'s ruleset'),
   handler: async (args) => {
     requireRoot('lab exec');
     if (await forwardIfUml(args.name)) return;
-    const argv = [...(args.cmd ?? []), ...(args['--'] ?? [])].map(String);
-    if (argv.length === 0) throw new UsageError('lab exec: name the command to run, after --, e.g. `slbctl lab exec lb -- nft list ruleset`');
+    const argv = commandOf(args);
     const vagrant = vagrantLab(args.name);
     const r = vagrant ? await vagrantExec(vagrant, args.host as LabHostName, argv) : await labExec(args.name, args.host as LabHostName, argv);
     process.stdout.write(r.stdout);

@@ -2,8 +2,8 @@ import type { CommandModule } from 'yargs';
 import { MODES, Mode } from '../../model/types';
 import { verifyLabMode } from '../../verify/run';
 import { renderVerdict } from '../../verify/render';
-import { EXIT, UsageError } from '../errors';
-import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
+import { EXIT } from '../errors';
+import { forwardIfUml, requireRoot, withLabName, withRequests } from '../lab-options';
 import { vagrantLab } from '../../vagrant/lab';
 import { verifyVagrantLab } from '../../vagrant/verify';
 
@@ -12,15 +12,13 @@ interface Args { name: string; mode?: Mode; requests: number; out?: string; json
 export const labVerifyCommand: CommandModule<object, Args> = {
   command: 'verify',
   describe: 'Capture on client, LB and real servers while the client makes HTTP requests, and judge the mode\'s packet facts',
-  builder: (y) => withLabName(y)
+  builder: (y) => withRequests(withLabName(y), 'HTTP requests the client makes')
     .option('mode', { choices: MODES, describe: 'mode to judge against (default: the mode applied with `lab mode`)' })
-    .option('requests', { alias: 'k', type: 'number', default: 16, describe: 'HTTP requests the client makes' })
     .option('out', { alias: 'o', type: 'string', describe: 'directory for the pcap files (default ./slbctl-pcaps/NAME/MODE)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
   handler: async (args) => {
     requireRoot('lab verify');
-    if (await forwardIfUml(args.name)) return;
-    if (!Number.isInteger(args.requests) || args.requests < 1 || args.requests > 1000) throw new UsageError('--requests must be an integer from 1 to 1000');
+    if (await forwardIfUml(args.name, [args.out])) return;
     const vagrant = vagrantLab(args.name);
     const report = vagrant ? await verifyVagrantLab(vagrant, args.mode, args.requests, args.out) : await verifyLabMode(args.name, args.mode, args.requests, args.out);
     if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -1,19 +1,20 @@
-import type { CommandModule } from 'yargs';
 import { labUpCommand } from './lab-up';
 import { labDownCommand } from './lab-down';
 import { labModeCommand } from './lab-mode';
 import { labVerifyCommand } from './lab-verify';
 import { labExecCommand } from './lab-exec';
+import { AnyCommand, CommandGroup, anyCommand, commandName } from '../command-group';
 
-export const labCommand: CommandModule = {
+const subcommands: readonly AnyCommand[] = [
+  anyCommand(labUpCommand), anyCommand(labDownCommand), anyCommand(labModeCommand), anyCommand(labVerifyCommand), anyCommand(labExecCommand),
+];
+
+export const labCommand: CommandGroup = {
   command: 'lab <command>',
   describe: 'The reference lab (client, router, LB, RS1, RS2) in network namespaces',
-  builder: (y) => y
-    .command(labUpCommand)
-    .command(labDownCommand)
-    .command(labModeCommand)
-    .command(labVerifyCommand)
-    .command(labExecCommand)
-    .demandCommand(1, 'name a lab command: up, down, mode, verify, exec'),
+  subcommands,
+  builder: (y) => subcommands
+    .reduce((acc, c) => acc.command(c), y)
+    .demandCommand(1, `name a lab command: ${subcommands.map(commandName).join(', ')}`),
   handler: () => undefined,
 };

@@ -1,18 +1,25 @@
 import type { CommandModule } from 'yargs';
 import { withConfigOptions } from '../config-file';
 import { BackendChoice } from '../../model/types';
-import { parseDuration } from '../../model/health';
+import { MAX_DURATION_MS, parseDuration } from '../../model/health';
 import { Controller } from '../../controller/controller';
 import { LOG_FORMATS, LogFormat, createLogger } from '../../controller/log';
 import { parseListen } from '../../controller/metrics';
-import { UsageError } from '../errors';
 import { Lock } from '../../records/lock';
 import { setRecordReporter } from '../../records/netns';
+import { refuseWhatCannotRun } from '../../controller/preflight';
+import { loadConfigFile } from '../../model/load';
 import { waitMs, withWaitOption } from '../writer';
 
 interface Args { file: string; backend?: BackendChoice; 'log-format': LogFormat; metrics: string; resync?: string; wait: string }
 
 export const DEFAULT_METRICS = '127.0.0.1:9469';
+
+/** --resync in milliseconds: at least 100ms, at most a day (Node fires a longer timer at once). */
+function resyncOf(text: string): number | undefined {
+  const ms = parseDuration(text);
+  return ms !== undefined && ms >= 100 && ms <= MAX_DURATION_MS ? ms : undefined;
+}
 
 export const runCommand: CommandModule<object, Args> = {
   command: 'run',
@@ -21,16 +28,19 @@ export const runCommand: CommandModule<object, Args> = {
     .option('log-format', { choices: LOG_FORMATS, default: 'text' as LogFormat, describe: 'text: one readable line an event; json: one JSON object a line' })
     .option('metrics', { type: 'string', default: DEFAULT_METRICS, describe: 'address:port for the Prometheus /metrics endpoint; "off" for none' })
     .option('resync', { type: 'string', describe: 'how often the kernel is compared with the config, e.g. 500ms (default: the shortest check interval, or 1s)' })
+    // Bad values are usage errors, refused before anything starts.
+    .check((a) => {
+      if (a.metrics !== 'off' && !parseListen(a.metrics)) throw new Error(`--metrics ${JSON.stringify(a.metrics)} is not address:port (e.g. ${DEFAULT_METRICS}) or off`);
+      if (a.resync !== undefined && resyncOf(a.resync) === undefined) throw new Error(`--resync ${JSON.stringify(a.resync)} is not a duration from 100ms to one day (e.g. "500ms", "2s")`);
+      return true;
+    })
     .epilogue('Signals: SIGHUP reloads the file, SIGUSR1 re-applies now, SIGTERM/SIGINT stop checking (the kernel keeps serving what is programmed; `slbctl destroy` removes it).'),
   handler: async (args) => {
     const metrics = args.metrics === 'off' ? undefined : parseListen(args.metrics);
-    if (args.metrics !== 'off' && !metrics) throw new UsageError(`--metrics ${JSON.stringify(args.metrics)} is not address:port (e.g. ${DEFAULT_METRICS}) or off`);
-    let resyncMs: number | undefined;
-    if (args.resync !== undefined) {
-      resyncMs = parseDuration(args.resync);
-      if (resyncMs === undefined || resyncMs < 100) throw new UsageError(`--resync ${JSON.stringify(args.resync)} is not a duration of at least 100ms (e.g. "500ms", "2s")`);
-    }
+    const resyncMs = args.resync === undefined ? undefined : resyncOf(args.resync);
     const wait = waitMs(args.wait);
+    // What would stop the controller is refused first, before it takes the namespace (nothing changed, exit 3).
+    refuseWhatCannotRun(loadConfigFile(args.file));
     // One controller per namespace, for its whole life; apply and destroy refuse while it runs.
     const controllerLock = await Lock.acquire('controller', wait);
     const logger = createLogger(args['log-format']);

@@ -1,11 +1,13 @@
 import type { CommandModule } from 'yargs';
-import { Backend, closeSession, observe, sessionIfAvailable } from '../../engine/engine';
+import { Backend, KernelSession, closeSession, observe, planEdit, sessionIfAvailable } from '../../engine/engine';
+import { BACKEND_NAMES } from '../../backends/names';
+import { formatPlan } from '../../plan/format';
 import { realServerKey, serviceKey } from '../../model/types';
 import { KernelState } from '../../model/state';
 import { renderTable } from '../table';
 import { ControllerRecord, RealServerRuntime, readDrains, runningController } from '../../controller/records';
 import { Drain } from '../../controller/effective';
-import { Counts, countFor, listFlows } from '../../controller/conntrack';
+import { Counts } from '../../kernel/conntrack/conntrack';
 
 interface Args { json: boolean }
 
@@ -13,6 +15,8 @@ interface Found {
   backend: Backend;
   kernel: KernelState;
   sysctls: Record<string, string>;
+  /** What does not match what slbctl programmed (the repairs the next apply or resync makes), one line each. */
+  drift: string[];
 }
 
 function age(at: number | undefined): string {
@@ -26,16 +30,15 @@ function rate(n: number | undefined, unit: string): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M${unit}` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k${unit}` : `${n.toFixed(n < 10 ? 1 : 0)}${unit}`;
 }
 
-/** Connection counts of nftables services from one conntrack listing (IPVS reports its own). */
-async function nftConnections(found: Found[]): Promise<Map<string, Counts>> {
+/** Connection counts where the kernel's service listing has none (nftables: from conntrack), asked of each backend. */
+async function connectionsOf(k: KernelSession, kernel: KernelState): Promise<Map<string, Counts>> {
   const out = new Map<string, Counts>();
-  const nft = found.find((f) => f.backend === 'nft' && f.kernel.services.some((s) => s.mode !== 'dsr'));
-  if (!nft) return out;
-  const flows = await listFlows();
-  if (!flows) return out;
-  for (const s of nft.kernel.services) {
-    if (s.mode === 'dsr') continue;
-    for (const r of s.realServers) out.set(`${serviceKey(s)}|${realServerKey(r)}`, countFor(flows, s, r));
+  for (const s of kernel.services) {
+    for (const r of s.realServers) {
+      if (r.connections) continue;
+      const p = await k.driver.connections(s, r);
+      if (p.visible) out.set(`${serviceKey(s)}|${realServerKey(r)}`, { active: p.active, inactive: p.inactive });
+    }
   }
   return out;
 }
@@ -63,7 +66,8 @@ function render(f: Found, controller: ControllerRecord | undefined, drains: Drai
   }
   const owned = f.kernel.ownedAddresses.map((a) => `${a.address} on ${a.device}`).join(', ');
   const ctl = controller ? `controller: pid ${controller.pid}, ${controller.file}, updated ${age(controller.updatedAt)}${controller.metrics ? `, metrics http://${controller.metrics}/metrics` : ''}\n` : 'controller: none running (health is checked only by `slbctl run`)\n';
-  return `backend: ${f.backend}\n${ctl}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
+  const drift = f.drift.length ? `DRIFT: the kernel no longer holds what slbctl programmed; \`slbctl apply\` (or the running controller, at its next resync) repairs:\n${f.drift.map((l) => `  ${l}`).join('\n')}\n` : '';
+  return `backend: ${f.backend}\n${ctl}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
 }
 
 export const statusCommand: CommandModule<object, Args> = {
@@ -72,12 +76,17 @@ export const statusCommand: CommandModule<object, Args> = {
   builder: (y) => y.option('json', { type: 'boolean', default: false, describe: 'print JSON' }),
   handler: async (args) => {
     const found: Found[] = [];
-    for (const backend of ['nft', 'ipvs'] as const) {
+    const conns = new Map<string, Counts>();
+    for (const backend of BACKEND_NAMES) {
       const k = await sessionIfAvailable(backend);
       if (!k) continue;
       try {
         const { kernel, sysctls } = await observe(k, ['net.ipv4.ip_forward']);
-        if (kernel.services.length > 0 || kernel.tables.length > 0 || found.length === 0) found.push({ backend, kernel, sysctls });
+        // What slbctl programmed, planned against itself: whatever a hand edit broke shows up as a repair.
+        const self = await planEdit(k, (services) => services);
+        const drift = self.ops.length ? formatPlan(self.ops).split('\n') : [];
+        if (kernel.services.length > 0 || kernel.tables.length > 0 || found.length === 0) found.push({ backend, kernel, sysctls, drift });
+        for (const [key, c] of await connectionsOf(k, kernel)) conns.set(key, c);
       } finally {
         closeSession(k);
       }
@@ -85,15 +94,15 @@ export const statusCommand: CommandModule<object, Args> = {
     const controller = runningController();
     const drains = readDrains();
     const withServices = found.filter((f) => f.kernel.services.length > 0);
-    const conns = await nftConnections(withServices);
     if (args.json) {
       const bigints = (_k: string, v: unknown) => (typeof v === 'bigint' ? Number(v) : v);
       const pick = withServices[0] ?? found[0];
       const services = withServices.flatMap((f) => f.kernel.services.map((s) => {
         const key = serviceKey(s);
         const runtime = controller?.services.find((x) => x.key === key)?.realServers ?? [];
+        const { nft: _pieces, backendKeys: _keys, ...shown } = s;
         return {
-          backend: f.backend, ...s,
+          backend: f.backend, ...shown,
           realServers: s.realServers.map((r) => {
             const rt = runtime.find((x) => realServerKey(x) === realServerKey(r));
             const c = r.connections ?? conns.get(`${key}|${realServerKey(r)}`);
@@ -106,6 +115,7 @@ export const statusCommand: CommandModule<object, Args> = {
       process.stdout.write(`${JSON.stringify({
         backend: pick?.backend ?? 'none', controller: controller ?? null, drains, services,
         ownedAddresses: found.flatMap((f) => f.kernel.ownedAddresses), tables: found.flatMap((f) => f.kernel.tables), sysctls: pick?.sysctls ?? {},
+        drift: found.flatMap((f) => f.drift),
       }, bigints, 2)}\n`);
       return;
     }

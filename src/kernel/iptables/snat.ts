@@ -101,6 +101,17 @@ export function parseNatListing(text: string): SnatObserved {
   return seen;
 }
 
+/** Reading and rewriting the chain: iptables here, an in-memory double in tests. */
+export interface SnatIo {
+  read(): Promise<SnatObserved>;
+  apply(have: SnatObserved, rules: readonly SnatRule[]): Promise<void>;
+}
+
+/** The chain through iptables; `passFd` (the write lock) is inherited by each iptables run. */
+export function iptablesSnat(passFd?: number): SnatIo {
+  return { read: () => readSnat(passFd), apply: (have, rules) => applySnat(have, rules, passFd) };
+}
+
 /** The chain as it is; with no iptables installed there is none. */
 export async function readSnat(passFd?: number): Promise<SnatObserved> {
   const iptables = iptablesBinary();

@@ -4,6 +4,7 @@
 // kept and turned into an IpvsError naming the step and the object.
 import { createGenericNetlink, GenericNetlinkSocket, parseError, genl } from 'netlink';
 import { KernelError } from '../../util/errors';
+import { IpvsOperations } from './operations';
 import { Cmd, IPVS_GENL_NAME, IPVS_GENL_VERSION } from './constants';
 import { Attrs, COMMAND, INFO, decode, encode } from './codec';
 import {
@@ -40,7 +41,7 @@ export class IpvsError extends KernelError {
 export const describeService = (s: Pick<IpvsService, 'protocol' | 'address' | 'port'>) => `service ${s.protocol} ${s.address}:${s.port}`;
 export const describeDest = (d: Pick<IpvsDestination, 'address' | 'port'>) => `destination ${d.address}:${d.port}`;
 
-export class IpvsClient {
+export class IpvsClient implements IpvsOperations {
   /** netlink messages sent since the client opened (the benchmark counts them). */
   messagesSent = 0;
 

@@ -94,9 +94,26 @@ export function servicePieces(s: ServiceState): ServicePieces {
   };
 }
 
+/** Full-NAT services by VIP, so that each VIP's source-NAT chain is found without a pass over every service. */
+const byVipCache = new WeakMap<readonly ServiceState[], Map<string, ServiceState[]>>();
+function fullnatByVip(services: readonly ServiceState[]): Map<string, ServiceState[]> {
+  let m = byVipCache.get(services);
+  if (!m) {
+    m = new Map();
+    for (const s of services) {
+      if (s.mode !== 'fullnat') continue;
+      const list = m.get(s.vip);
+      if (list) list.push(s);
+      else m.set(s.vip, [s]);
+    }
+    byVipCache.set(services, m);
+  }
+  return m;
+}
+
 /** The source-NAT chain of one VIP: a rule per fullnat service on it, in a stable order. */
 export function snatPieces(vip: string, services: readonly ServiceState[]): { chain: string; rules: Rule[]; element: string } | undefined {
-  const on = services.filter((s) => s.vip === vip && s.mode === 'fullnat').sort((a, b) => a.port - b.port || a.protocol.localeCompare(b.protocol));
+  const on = [...(fullnatByVip(services).get(vip) ?? [])].sort((a, b) => a.port - b.port || a.protocol.localeCompare(b.protocol));
   if (on.length === 0) return undefined;
   const chain = snatChain(vip);
   return { chain, rules: on.map(snatRule), element: `jump ${chain}` };

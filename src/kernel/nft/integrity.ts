@@ -11,7 +11,7 @@
 // - a chain, set or map slbctl does not make: deleted (it is slbctl's table).
 import { Family, KernelState, ServiceState } from '../../model/state';
 import { serviceKey } from '../../model/types';
-import { Op } from '../../plan/types';
+import { NftChange } from './changes';
 import { FULLNAT_VIPS_MAP, SERVICES_MAP, snatChain } from './names';
 import { familyOf, servicePieces, snatPieces, tablePlumbing } from './expected';
 import { ChainInfo, TableInventory } from './inventory';
@@ -74,17 +74,17 @@ export function serviceDamage(want: ServiceState, have: ServiceState): string[] 
  * already rewrites (they need no repair of their own). `kernel` is without
  * the families being rebuilt.
  */
-export function objectRepairs(desired: readonly ServiceState[], kernel: KernelState, touched: ReadonlySet<string>, skip: ReadonlySet<Family>): Op[] {
+export function objectRepairs(desired: readonly ServiceState[], kernel: KernelState, touched: ReadonlySet<string>, skip: ReadonlySet<Family>): NftChange[] {
   // A VIP whose services the plan changes gets its source NAT rewritten anyway.
   const touchedVips = new Set([...desired, ...kernel.services].filter((s) => touched.has(serviceKey(s))).map((s) => s.vip));
-  const ops: Op[] = [];
+  const ops: NftChange[] = [];
   const observed = new Map(kernel.services.map((s) => [serviceKey(s), s]));
   for (const s of desired) {
     const key = serviceKey(s);
     const have = observed.get(key);
     if (!have || touched.has(key) || skip.has(familyOf(s)) || familyOf(have) !== familyOf(s)) continue;
     const reasons = serviceDamage(s, have);
-    if (reasons.length > 0) ops.push({ op: 'repair-service', before: have, after: s, reasons });
+    if (reasons.length > 0) ops.push({ what: 'repair-service', before: have, after: s, reasons });
   }
   const dsrDevices = [...new Set(desired.filter((s) => s.mode === 'dsr').map((s) => s.device))];
   for (const family of ['ip', 'netdev'] as const) {
@@ -96,21 +96,21 @@ export function objectRepairs(desired: readonly ServiceState[], kernel: KernelSt
       // A missing ingress chain is added by the plan's add-ingress.
       if (!have && family === 'netdev') continue;
       const reasons = have ? chainRuleReasons(name, have, want) : [`chain ${name} missing`];
-      if (reasons.length > 0) ops.push({ op: 'repair-chain', family, chain: name, reasons });
+      if (reasons.length > 0) ops.push({ what: 'repair-chain', family, chain: name, reasons });
     }
-    if (family === 'ip') ops.push(...snatRepairs(desired, t).filter((o) => o.op !== 'repair-snat' || !touchedVips.has(o.vip)));
-    for (const [name, set] of t.sets) if (!plumbing.sets.has(name)) ops.push({ op: 'delete-object', family, kind: set.type.startsWith('map ') ? 'map' : 'set', name });
+    if (family === 'ip') ops.push(...snatRepairs(desired, t).filter((o) => o.what !== 'repair-snat' || !touchedVips.has(o.vip)));
+    for (const [name, set] of t.sets) if (!plumbing.sets.has(name)) ops.push({ what: 'delete-object', family, object: set.type.startsWith('map ') ? 'map' : 'set', name });
     for (const name of t.chains.keys()) {
       // svc_ chains of a well-formed name are services (observe.ts); snat_ chains are checked above.
       const known = plumbing.chains.has(name) || /^ingress_/.test(name) || parseChainName(name) !== undefined || /^snat_\d+_\d+_\d+_\d+$/.test(name);
-      if (!known) ops.push({ op: 'delete-object', family, kind: 'chain', name });
+      if (!known) ops.push({ what: 'delete-object', family, object: 'chain', name });
     }
   }
   return ops;
 }
 
-function snatRepairs(desired: readonly ServiceState[], t: TableInventory): Op[] {
-  const ops: Op[] = [];
+function snatRepairs(desired: readonly ServiceState[], t: TableInventory): NftChange[] {
+  const ops: NftChange[] = [];
   const elements = t.sets.get(FULLNAT_VIPS_MAP)?.elements ?? new Map<string, { value?: string }>();
   const vips = new Set<string>(desired.filter((s) => s.mode === 'fullnat').map((s) => s.vip));
   for (const name of t.chains.keys()) {
@@ -133,7 +133,7 @@ function snatRepairs(desired: readonly ServiceState[], t: TableInventory): Op[] 
       if (element === undefined) reasons.push(`${FULLNAT_VIPS_MAP} element ${vip} missing`);
       else if (element !== want.element) reasons.push(`${FULLNAT_VIPS_MAP} element ${vip} is "${element}", not "${want.element}"`);
     }
-    if (reasons.length > 0) ops.push({ op: 'repair-snat', vip, reasons });
+    if (reasons.length > 0) ops.push({ what: 'repair-snat', vip, reasons });
   }
   return ops;
 }

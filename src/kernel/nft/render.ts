@@ -1,15 +1,17 @@
 // Plan -> one nftables transaction (the text `nft -f -` reads). Pure.
 // Every change of a plan goes into one batch, so the kernel switches from the
 // old ruleset to the new one atomically: packets never see half a change.
-// Lines are collected per phase and per table, and written last: a table the
-// plan deletes simply drops its lines, and objects are removed only after
-// everything that refers to them.
+// Commands are typed objects (commands.ts), collected per phase and written
+// as text last: a table the plan deletes simply drops its commands, and
+// objects are removed only after everything that refers to them.
 import { serviceKey } from '../../model/types';
 import { Family, ServiceState } from '../../model/state';
-import { Plan } from '../../plan/types';
-import { MEMBERS_SET, SERVICES_MAP, TABLE, backendsMap, ingressChain, snatChain } from './names';
+import { Plan, changesOf } from '../../plan/types';
+import { NftChange } from './changes';
+import { MEMBERS_SET, SERVICES_MAP, backendsMap, ingressChain, snatChain } from './names';
 import { familyOf, memberKey, servicePieces, snatPieces, tablePlumbing, FULLNAT_VIPS } from './expected';
-import { dispatchRule, ruleText } from './rules';
+import { dispatchRule } from './rules';
+import { NftCommand, scriptText } from './commands';
 
 export { HASH_SEED } from './rules';
 export { MAX_SLOTS, backendSlots, slotShares } from './slots';
@@ -18,26 +20,28 @@ const PHASES = ['rebuild', 'tables', 'chains', 'services', 'snat', 'cleanup'] as
 type Phase = (typeof PHASES)[number];
 
 class Transaction {
-  private readonly lines = new Map<Phase, { family: Family; line: string }[]>(PHASES.map((p) => [p, []]));
+  private readonly commands = new Map<Phase, NftCommand[]>(PHASES.map((p) => [p, []]));
 
-  emit(phase: Phase, family: Family, ...lines: string[]): void {
-    this.lines.get(phase)?.push(...lines.map((line) => ({ family, line })));
+  emit(phase: Phase, ...commands: NftCommand[]): void {
+    this.commands.get(phase)?.push(...commands);
   }
 
-  /** The script; a table being deleted takes its contents with it, so nothing else is said about it. */
-  text(deleted: ReadonlySet<Family>): string {
-    const kept = PHASES.flatMap((p) => (this.lines.get(p) ?? []).filter((l) => !deleted.has(l.family)).map((l) => l.line));
-    kept.push(...[...deleted].map((f) => `delete table ${f} ${TABLE}`));
-    return kept.length > 0 ? `${kept.join('\n')}\n` : '';
+  /** The commands in order; a table being deleted takes its contents with it, so nothing else is said about it. */
+  list(deleted: ReadonlySet<Family>): NftCommand[] {
+    const kept = PHASES.flatMap((p) => (this.commands.get(p) ?? []).filter((c) => !deleted.has(c.family)));
+    return [...kept, ...[...deleted].map((family): NftCommand => ({ verb: 'delete', object: 'table', family }))];
   }
 }
 
-function createTable(family: Family): string[] {
+function createTable(family: Family): NftCommand[] {
   const { sets, chains } = tablePlumbing(family, []);
   return [
-    `add table ${family} ${TABLE}`,
-    ...[...sets].map(([name, s]) => `add ${s.kind} ${family} ${TABLE} ${name} ${s.declaration}`),
-    ...[...chains].flatMap(([name, c]) => [`add chain ${family} ${TABLE} ${name} ${c.declaration ?? ''}`, ...c.rules.map((r) => `add rule ${family} ${TABLE} ${name} ${ruleText(r)}`)]),
+    { verb: 'add', object: 'table', family },
+    ...[...sets].map(([name, s]): NftCommand => ({ verb: 'add', object: s.kind, family, name, declaration: s.declaration })),
+    ...[...chains].flatMap(([chain, c]): NftCommand[] => [
+      { verb: 'add', object: 'chain', family, chain, ...(c.declaration ? { declaration: c.declaration } : {}) },
+      ...c.rules.map((rule): NftCommand => ({ verb: 'add', object: 'rule', family, chain, rule })),
+    ]),
   ];
 }
 
@@ -47,80 +51,85 @@ interface Before {
   snat(vip: string): { chain: boolean; element?: string };
 }
 
-function contentLines(family: Family, s: ServiceState): string[] {
+function contents(family: Family, s: ServiceState): NftCommand[] {
   const p = servicePieces(s);
-  const lines: string[] = [];
-  if (p.backends.length > 0) lines.push(`add element ${family} ${TABLE} ${backendsMap(s.protocol)} { ${p.backends.map((b) => `${b.key} : ${b.value}`).join(', ')} }`);
-  if (p.members.length > 0) lines.push(`add element ${family} ${TABLE} ${MEMBERS_SET} { ${p.members.map((m) => `${m.key} comment "${m.comment}"`).join(', ')} }`);
-  return lines;
+  const out: NftCommand[] = [];
+  if (p.backends.length > 0) out.push({ verb: 'add', object: 'element', family, set: backendsMap(s.protocol), elements: p.backends });
+  if (p.members.length > 0) out.push({ verb: 'add', object: 'element', family, set: MEMBERS_SET, elements: p.members });
+  return out;
 }
 
 /** Remove exactly the contents the kernel holds for a service (its backend slots and member elements). */
-function removeLines(family: Family, o: ServiceState): string[] {
-  const lines: string[] = [];
+function removeContents(family: Family, o: ServiceState): NftCommand[] {
+  const out: NftCommand[] = [];
   const keys = o.backendKeys ?? [];
-  if (keys.length > 0) lines.push(`delete element ${family} ${TABLE} ${backendsMap(o.protocol)} { ${keys.join(', ')} }`);
-  if (o.realServers.length > 0) lines.push(`delete element ${family} ${TABLE} ${MEMBERS_SET} { ${o.realServers.map((r) => memberKey(o, r)).join(', ')} }`);
-  return lines;
+  if (keys.length > 0) out.push({ verb: 'delete', object: 'element', family, set: backendsMap(o.protocol), keys });
+  if (o.realServers.length > 0) out.push({ verb: 'delete', object: 'element', family, set: MEMBERS_SET, keys: o.realServers.map((r) => memberKey(o, r)) });
+  return out;
 }
 
 const familyHeld = (o: ServiceState): Family => o.nft?.family ?? familyOf(o);
+const flushAndDelete = (family: Family, chain: string): NftCommand[] => [
+  { verb: 'flush', object: 'chain', family, chain },
+  { verb: 'delete', object: 'chain', family, chain },
+];
 
-function addService(s: ServiceState): string[] {
+function addService(s: ServiceState): NftCommand[] {
   const family = familyOf(s);
   const p = servicePieces(s);
   return [
-    `add chain ${family} ${TABLE} ${p.chain}`,
-    ...contentLines(family, s),
-    `add rule ${family} ${TABLE} ${p.chain} ${ruleText(p.rule)}`,
-    `add element ${family} ${TABLE} ${SERVICES_MAP} { ${p.map.key} : ${p.map.value} }`,
+    { verb: 'add', object: 'chain', family, chain: p.chain },
+    ...contents(family, s),
+    { verb: 'add', object: 'rule', family, chain: p.chain, rule: p.rule },
+    { verb: 'add', object: 'element', family, set: SERVICES_MAP, elements: [p.map] },
   ];
 }
 
-function deleteService(o: ServiceState): string[] {
+function deleteService(o: ServiceState): NftCommand[] {
   const family = familyHeld(o);
   const p = servicePieces(o);
-  const lines: string[] = [];
+  const out: NftCommand[] = [];
   // Only what is there: deleting an absent element or chain would fail the whole transaction.
-  if (!o.nft || o.nft.map !== undefined) lines.push(`delete element ${family} ${TABLE} ${SERVICES_MAP} { ${p.map.key} }`);
-  if (!o.nft || o.nft.chain) lines.push(`flush chain ${family} ${TABLE} ${p.chain}`, `delete chain ${family} ${TABLE} ${p.chain}`);
-  return [...lines, ...removeLines(family, o)];
+  if (!o.nft || o.nft.map !== undefined) out.push({ verb: 'delete', object: 'element', family, set: SERVICES_MAP, keys: [p.map.key] });
+  if (!o.nft || o.nft.chain) out.push(...flushAndDelete(family, p.chain));
+  return [...out, ...removeContents(family, o)];
 }
 
 /** Rewrite a service in place: its old contents out, the new ones in, its chain's rule and map element made right. */
-function rewriteService(s: ServiceState, o: ServiceState | undefined): string[] {
+function rewriteService(s: ServiceState, o: ServiceState | undefined): NftCommand[] {
   const family = familyOf(s);
   const p = servicePieces(s);
-  const lines = o ? removeLines(family, o) : [];
+  const out = o ? removeContents(family, o) : [];
   const chainThere = o ? !o.nft || o.nft.chain : false;
-  lines.push(chainThere ? `flush chain ${family} ${TABLE} ${p.chain}` : `add chain ${family} ${TABLE} ${p.chain}`);
-  lines.push(...contentLines(family, s), `add rule ${family} ${TABLE} ${p.chain} ${ruleText(p.rule)}`);
+  out.push({ verb: chainThere ? 'flush' : 'add', object: 'chain', family, chain: p.chain });
+  out.push(...contents(family, s), { verb: 'add', object: 'rule', family, chain: p.chain, rule: p.rule });
   const element = o ? (o.nft ? o.nft.map : p.map.value) : undefined;
   if (element !== p.map.value) {
-    if (element !== undefined) lines.push(`delete element ${family} ${TABLE} ${SERVICES_MAP} { ${p.map.key} }`);
-    lines.push(`add element ${family} ${TABLE} ${SERVICES_MAP} { ${p.map.key} : ${p.map.value} }`);
+    if (element !== undefined) out.push({ verb: 'delete', object: 'element', family, set: SERVICES_MAP, keys: [p.map.key] });
+    out.push({ verb: 'add', object: 'element', family, set: SERVICES_MAP, elements: [p.map] });
   }
-  return lines;
+  return out;
 }
 
 /** Make the source-NAT chain of one VIP and its fullnat_vips element what the services after the plan need. */
-function snatLines(vip: string, after: readonly ServiceState[], before: Before): string[] {
+function snatCommands(vip: string, after: readonly ServiceState[], before: Before): NftCommand[] {
   const want = snatPieces(vip, after);
   const have = before.snat(vip);
   const chain = snatChain(vip);
-  const lines: string[] = [];
+  const family = 'ip';
+  const out: NftCommand[] = [];
   if (!want) {
-    if (have.element !== undefined) lines.push(`delete element ip ${TABLE} ${FULLNAT_VIPS} { ${vip} }`);
-    if (have.chain) lines.push(`flush chain ip ${TABLE} ${chain}`, `delete chain ip ${TABLE} ${chain}`);
-    return lines;
+    if (have.element !== undefined) out.push({ verb: 'delete', object: 'element', family, set: FULLNAT_VIPS, keys: [vip] });
+    if (have.chain) out.push(...flushAndDelete(family, chain));
+    return out;
   }
-  lines.push(have.chain ? `flush chain ip ${TABLE} ${chain}` : `add chain ip ${TABLE} ${chain}`);
-  lines.push(...want.rules.map((r) => `add rule ip ${TABLE} ${chain} ${ruleText(r)}`));
+  out.push({ verb: have.chain ? 'flush' : 'add', object: 'chain', family, chain });
+  out.push(...want.rules.map((rule): NftCommand => ({ verb: 'add', object: 'rule', family, chain, rule })));
   if (have.element !== want.element) {
-    if (have.element !== undefined) lines.push(`delete element ip ${TABLE} ${FULLNAT_VIPS} { ${vip} }`);
-    lines.push(`add element ip ${TABLE} ${FULLNAT_VIPS} { ${vip} : ${want.element} }`);
+    if (have.element !== undefined) out.push({ verb: 'delete', object: 'element', family, set: FULLNAT_VIPS, keys: [vip] });
+    out.push({ verb: 'add', object: 'element', family, set: FULLNAT_VIPS, elements: [{ key: vip, value: want.element }] });
   }
-  return lines;
+  return out;
 }
 
 function beforeOf(plan: Plan, rebuilt: ReadonlySet<Family>): Before {
@@ -135,10 +144,10 @@ function beforeOf(plan: Plan, rebuilt: ReadonlySet<Family>): Before {
   };
 }
 
-/** The nftables script for a plan; empty when the plan has no nftables work. */
-export function renderPlan(plan: Plan): string {
+/** The nftables commands of a plan, in the order they must run; none when the plan has no nftables work. */
+export function planCommands(plan: Plan): NftCommand[] {
   const tx = new Transaction();
-  const rebuilt = new Set(plan.ops.flatMap((o) => (o.op === 'rebuild-table' ? [o.family] : [])));
+  const rebuilt = new Set(changesOf(plan.ops, 'nft').flatMap((c) => (c.what === 'rebuild-table' ? [c.family] : [])));
   const before = beforeOf(plan, rebuilt);
   const deleted = new Set<Family>();
   const snatVips = new Set<string>();
@@ -151,55 +160,94 @@ export function renderPlan(plan: Plan): string {
     const key = serviceKey(s);
     if (rewritten.has(key)) return;
     rewritten.add(key);
-    tx.emit('services', familyOf(s), ...rewriteService(s, before.service(s)));
+    tx.emit('services', ...rewriteService(s, before.service(s)));
+  };
+
+  const change = (c: NftChange) => {
+    switch (c.what) {
+      case 'rebuild-table':
+        tx.emit('rebuild', { verb: 'delete', object: 'table', family: c.family }, ...createTable(c.family));
+        if (c.family === 'ip') for (const s of plan.desired.services) noteSnat(s);
+        break;
+      case 'create-table':
+        tx.emit('tables', ...createTable(c.family));
+        break;
+      case 'delete-table':
+        deleted.add(c.family);
+        break;
+      case 'add-ingress': {
+        const chain = ingressChain(c.device);
+        const declaration = tablePlumbing('netdev', [c.device]).chains.get(chain)?.declaration ?? '';
+        tx.emit('chains', { verb: 'add', object: 'chain', family: 'netdev', chain, declaration }, { verb: 'add', object: 'rule', family: 'netdev', chain, rule: dispatchRule('netdev') });
+        break;
+      }
+      case 'delete-ingress':
+        tx.emit('cleanup', ...flushAndDelete('netdev', ingressChain(c.device)));
+        break;
+      case 'repair-chain': {
+        const want = tablePlumbing(c.family, dsrDevices).chains.get(c.chain);
+        const have = plan.observed.kernel.nftTables?.[c.family]?.chains.get(c.chain);
+        if (!want) break;
+        const family = c.family;
+        const chain = c.chain;
+        // A base chain cannot be re-hooked in place: one hooked otherwise goes, and is made anew.
+        if (have && have.hook !== want.hook) tx.emit('chains', ...flushAndDelete(family, chain));
+        if (have && have.hook === want.hook) tx.emit('chains', { verb: 'flush', object: 'chain', family, chain });
+        else tx.emit('chains', { verb: 'add', object: 'chain', family, chain, ...(want.declaration ? { declaration: want.declaration } : {}) });
+        tx.emit('chains', ...want.rules.map((rule): NftCommand => ({ verb: 'add', object: 'rule', family, chain, rule })));
+        break;
+      }
+      case 'delete-object':
+        if (c.object === 'chain') tx.emit('cleanup', ...flushAndDelete(c.family, c.name));
+        else tx.emit('cleanup', { verb: 'delete', object: c.object, family: c.family, name: c.name });
+        break;
+      case 'repair-service':
+        // Its source NAT is not among its pieces: a damaged one is a repair-snat of its own.
+        rewrite(c.after);
+        break;
+      case 'repair-snat':
+        snatVips.add(c.vip);
+        break;
+    }
   };
 
   for (const op of plan.ops) {
     switch (op.op) {
-      case 'rebuild-table':
-        tx.emit('rebuild', op.family, `delete table ${op.family} ${TABLE}`, ...createTable(op.family));
-        if (op.family === 'ip') for (const s of plan.desired.services) noteSnat(s);
+      case 'backend':
+        // Only this backend's changes are nftables work.
+        if (op.backend === 'nft') change(op.change);
         break;
-      case 'create-table': tx.emit('tables', op.family, ...createTable(op.family)); break;
-      case 'delete-table': deleted.add(op.family); break;
-      case 'add-ingress': {
-        const chain = tablePlumbing('netdev', [op.device]).chains.get(ingressChain(op.device));
-        tx.emit('chains', 'netdev', `add chain netdev ${TABLE} ${ingressChain(op.device)} ${chain?.declaration ?? ''}`, `add rule netdev ${TABLE} ${ingressChain(op.device)} ${ruleText(dispatchRule('netdev'))}`);
+      case 'add-service':
+        tx.emit('services', ...addService(op.service));
+        noteSnat(op.service);
         break;
-      }
-      case 'delete-ingress': tx.emit('cleanup', 'netdev', `flush chain netdev ${TABLE} ${ingressChain(op.device)}`, `delete chain netdev ${TABLE} ${ingressChain(op.device)}`); break;
-      case 'repair-chain': {
-        const want = tablePlumbing(op.family, dsrDevices).chains.get(op.chain);
-        const have = plan.observed.kernel.nftTables?.[op.family]?.chains.get(op.chain);
-        if (!want) break;
-        const lines: string[] = [];
-        if (have && have.hook !== want.hook) lines.push(`flush chain ${op.family} ${TABLE} ${op.chain}`, `delete chain ${op.family} ${TABLE} ${op.chain}`);
-        if (have && have.hook === want.hook) lines.push(`flush chain ${op.family} ${TABLE} ${op.chain}`);
-        else lines.push(`add chain ${op.family} ${TABLE} ${op.chain} ${want.declaration ?? ''}`);
-        lines.push(...want.rules.map((r) => `add rule ${op.family} ${TABLE} ${op.chain} ${ruleText(r)}`));
-        tx.emit('chains', op.family, ...lines);
+      case 'delete-service':
+        tx.emit('services', ...deleteService(op.service));
+        noteSnat(op.service);
         break;
-      }
-      case 'delete-object':
-        if (op.kind === 'chain') tx.emit('cleanup', op.family, `flush chain ${op.family} ${TABLE} ${op.name}`, `delete chain ${op.family} ${TABLE} ${op.name}`);
-        else tx.emit('cleanup', op.family, `delete ${op.kind} ${op.family} ${TABLE} ${op.name}`);
-        break;
-      case 'add-service': tx.emit('services', familyOf(op.service), ...addService(op.service)); noteSnat(op.service); break;
-      case 'delete-service': tx.emit('services', familyHeld(op.service), ...deleteService(op.service)); noteSnat(op.service); break;
       case 'update-service':
-        if (familyHeld(op.before) !== familyOf(op.after)) {
-          tx.emit('services', familyHeld(op.before), ...deleteService(op.before));
-          tx.emit('services', familyOf(op.after), ...addService(op.after));
-        } else rewrite(op.after);
+        if (familyHeld(op.before) !== familyOf(op.after)) tx.emit('services', ...deleteService(op.before), ...addService(op.after));
+        else rewrite(op.after);
         noteSnat(op.before);
         noteSnat(op.after);
         break;
-      case 'repair-service': rewrite(op.after); noteSnat(op.after); break;
-      case 'repair-snat': snatVips.add(op.vip); break;
-      case 'add-real-server': case 'update-real-server': case 'delete-real-server': rewrite(op.service); break;
-      case 'set-sysctl': case 'add-address': case 'delete-address': case 'forget-address': case 'set-snat': break; // not nftables
+      case 'add-real-server':
+      case 'update-real-server':
+      case 'delete-real-server':
+        rewrite(op.service);
+        break;
+      case 'set-sysctl':
+      case 'add-address':
+      case 'delete-address':
+      case 'forget-address':
+        break; // not nftables
     }
   }
-  for (const vip of [...snatVips].sort()) tx.emit('snat', 'ip', ...snatLines(vip, plan.desired.services, before));
-  return tx.text(deleted);
+  for (const vip of [...snatVips].sort()) tx.emit('snat', ...snatCommands(vip, plan.desired.services, before));
+  return tx.list(deleted);
+}
+
+/** The nftables script for a plan; empty when the plan has no nftables work. */
+export function renderPlan(plan: Plan): string {
+  return scriptText(planCommands(plan));
 }

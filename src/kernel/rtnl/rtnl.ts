@@ -34,6 +34,13 @@ function macFromBuffer(b: Buffer | undefined): string | undefined {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
+export interface NeighbourEntry {
+  ifindex: number;
+  /** The kernel's NUD state names that are set, e.g. ["reachable"]. */
+  states: string[];
+  mac?: string;
+}
+
 /** rtnetlink refused a request (exit 4). */
 export class RtnlError extends KernelError {
   constructor(what: string, cause: unknown) {
@@ -119,6 +126,41 @@ export class Rtnl {
       if (mac) return { mac, ifindex: n.data.ifindex ?? 0 };
     }
     return undefined;
+  }
+
+  /** Every entry the kernel has for `address`, on any interface, with its state names (reachable, stale, incomplete …). */
+  async neighbourEntries(address: string): Promise<NeighbourEntry[]> {
+    const entries = await this.serial((socket) => socket.getNeighbors({ family: AF_INET }));
+    return entries.flatMap((n) => {
+      if (ipv4FromBuffer(n.attrs.dst) !== address) return [];
+      const states = Object.entries(n.data.state ?? {}).filter(([k, v]) => v === true && k !== '__unknown').map(([k]) => k);
+      const entry: NeighbourEntry = { ifindex: n.data.ifindex ?? 0, states };
+      const mac = macFromBuffer(n.attrs.lladdr);
+      if (mac) entry.mac = mac;
+      return [entry];
+    });
+  }
+
+  /**
+   * Make the kernel ARP for `address` out of interface `ifindex` now, as it
+   * would before sending there (RTM_NEWNEIGH with NTF_USE): no route or
+   * datagram needed, and the reply lands in the neighbour table.
+   */
+  async solicitNeighbour(ifindex: number, address: string): Promise<void> {
+    try {
+      // NLM_F_CREATE: the entry may not exist yet.
+      await this.serial((socket) => socket.newNeighbor({ family: AF_INET, ifindex, flags: { use: true } }, { dst: ipv4ToBuffer(address) }, { flags: 0x400 }));
+    } catch (e) {
+      throw new RtnlError(`ARP request for ${address} on interface ${ifindex}`, e);
+    }
+  }
+
+  async deleteNeighbour(ifindex: number, address: string): Promise<void> {
+    try {
+      await this.serial((socket) => socket.delNeighbor({ family: AF_INET, ifindex }, { dst: ipv4ToBuffer(address) }));
+    } catch (e) {
+      throw new RtnlError(`delete neighbour ${address} on interface ${ifindex}`, e);
+    }
   }
 
   /**

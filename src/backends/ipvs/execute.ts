@@ -1,14 +1,14 @@
-// The IPVS backend: slbctl's services read from and written to kernel IPVS
+// IPVS's part of a plan: slbctl's services read from and written to kernel IPVS
 // over generic netlink. IPVS has no transactions, so every completed step
 // records its inverse and a failure rolls back what was done.
-import { IpvsClient } from '../kernel/ipvs/client';
-import { applySnat, readSnat } from '../kernel/iptables/snat';
-import { SvcFlag } from '../kernel/ipvs/constants';
-import { IpvsDestination, IpvsService } from '../kernel/ipvs/types';
-import { OwnedIpvsService, Ownership } from '../records/ownership';
-import { KernelState, RealServerState, ServiceState } from '../model/state';
-import { Mode, SCHEDULERS, Scheduler, serviceKey } from '../model/types';
-import { Op, Plan } from '../plan/types';
+import { IpvsOperations } from '../../kernel/ipvs/operations';
+import { SnatIo } from '../../kernel/iptables/snat';
+import { SvcFlag } from '../../kernel/ipvs/constants';
+import { IpvsDestination, IpvsService } from '../../kernel/ipvs/types';
+import { OwnedIpvsService, Ownership } from '../../records/ownership';
+import { KernelState, RealServerState, ServiceState } from '../../model/state';
+import { Mode, SCHEDULERS, Scheduler, serviceKey } from '../../model/types';
+import { GenericOp, Plan, changesOf } from '../../plan/types';
 
 /** How a mode forwards in IPVS. fullnat is masquerading plus source NAT done by netfilter. */
 export function forwardingOf(s: Pick<ServiceState, 'mode' | 'encapsulation'>): IpvsDestination['forwarding'] {
@@ -39,7 +39,7 @@ function toDestination(s: ServiceState, r: RealServerState): IpvsDestination {
  * own are left out (and named in `foreign`). A service the record lists as
  * "adding" (an apply was cut short) is slbctl's when IPVS has it.
  */
-export async function observeIpvs(client: IpvsClient, owned: Ownership, passFd?: number): Promise<KernelState & { foreign: string[] }> {
+export async function observeIpvs(client: IpvsOperations, owned: Ownership, snat: SnatIo): Promise<KernelState & { foreign: string[] }> {
   const live = await client.services();
   const services: ServiceState[] = [];
   const foreign: string[] = [];
@@ -65,25 +65,26 @@ export async function observeIpvs(client: IpvsClient, owned: Ownership, passFd?:
     if (svc.stats) s.counters = { packets: Number(svc.stats.inpkts + svc.stats.outpkts), bytes: Number(svc.stats.inbytes + svc.stats.outbytes) };
     services.push(s);
   }
-  return { services, ownedAddresses: [], tables: [], ingressDevices: [], foreign, snat: await readSnat(passFd) };
+  return { services, ownedAddresses: [], tables: [], ingressDevices: [], foreign, snat: await snat.read() };
 }
 
 interface Step { what: string; undo: () => Promise<void> }
 
 /** Apply the IPVS part of a plan; on failure undo the completed steps (newest first) and rethrow. */
-export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: string) => void, passFd?: number): Promise<void> {
+export async function executeIpvs(client: IpvsOperations, plan: Plan, log: (line: string) => void, snat: SnatIo): Promise<void> {
   const done: Step[] = [];
   const before = new Map(plan.observed.kernel.services.map((s) => [serviceKey(s), s]));
-  const addWhole = async (s: ServiceState) => {
+  // A service with its destinations; `record` false when this is itself an undo (an undo is not undone).
+  const addWhole = async (s: ServiceState, record = true) => {
     await client.addService(toIpvsService(s));
-    done.push({ what: `add ${serviceKey(s)}`, undo: () => client.deleteService(toIpvsService(s)) });
+    if (record) done.push({ what: `add ${serviceKey(s)}`, undo: () => client.deleteService(toIpvsService(s)) });
     for (const r of s.realServers) await client.addDestination(toIpvsService(s), toDestination(s, r));
   };
   const deleteWhole = async (s: ServiceState) => {
     await client.deleteService(toIpvsService(s));
-    done.push({ what: `delete ${serviceKey(s)}`, undo: () => addWhole(s) });
+    done.push({ what: `delete ${serviceKey(s)}`, undo: () => addWhole(s, false) });
   };
-  const handlers: { [K in Op['op']]?: (op: Extract<Op, { op: K }>) => Promise<void> } = {
+  const handlers: { [K in GenericOp['op']]?: (op: Extract<GenericOp, { op: K }>) => Promise<void> } = {
     'add-service': (op) => addWhole(op.service),
     'delete-service': (op) => deleteWhole(op.service),
     'update-service': async (op) => {
@@ -125,18 +126,18 @@ export async function executeIpvs(client: IpvsClient, plan: Plan, log: (line: st
   };
   try {
     for (const op of plan.ops) {
-      const handler = handlers[op.op] as ((o: Op) => Promise<void>) | undefined;
+      if (op.op === 'backend') continue;
+      const handler = handlers[op.op] as ((o: GenericOp) => Promise<void>) | undefined;
       if (handler) await handler(op);
     }
     // fullnat: IPVS masquerades, netfilter source-NATs to the balancer's address.
-    for (const op of plan.ops) {
-      if (op.op !== 'set-snat') continue;
-      await applySnat(op.before, op.after, passFd);
-      done.push({ what: 'source NAT rules', undo: async () => applySnat(await readSnat(passFd), op.before.rules, passFd) });
-      log(`source NAT for ${op.after.length} fullnat service(s)`);
+    for (const c of changesOf(plan.ops, 'ipvs')) {
+      await snat.apply(c.before, c.after);
+      done.push({ what: 'source NAT rules', undo: async () => snat.apply(await snat.read(), c.before.rules) });
+      log(`source NAT for ${c.after.length} fullnat service(s)`);
     }
   } catch (e) {
-    for (const step of done.reverse()) {
+    for (const step of [...done].reverse()) {
       try {
         await step.undo();
       } catch (undoError) {

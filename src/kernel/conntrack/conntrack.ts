@@ -2,9 +2,9 @@
 // nftables services, through the conntrack tool (argument arrays only):
 // counted for drain and status, deleted to stop UDP datagrams going to a
 // dead server. One listing serves every service.
-import { RealServerState, ServiceState } from '../model/state';
-import { Protocol } from '../model/types';
-import { findCommand, run } from '../util/exec';
+import { RealServerState, ServiceState } from '../../model/state';
+import { Protocol } from '../../model/types';
+import { findCommand, run } from '../../util/exec';
 
 export interface Flow {
   protocol: Protocol;

@@ -1,0 +1,124 @@
+// Refusals that need this host's facts, made after planning and before
+// anything is changed: a VIP or real server that is the network or broadcast
+// address of a subnet this host is on, and a VIP that another host on the
+// segment already answers for (adding it here too would have two hosts
+// answer ARP for one address and split its traffic). The second costs an ARP
+// exchange, so it is asked only about the VIPs the plan is about to add:
+// the controller's periodic plans, which add nothing, do not pay for it.
+import { intToIpv4, inSubnet, ipv4ToInt } from '../model/ip';
+import { Config, serviceKey } from '../model/types';
+import { NetInterface, Rtnl } from '../kernel/rtnl/rtnl';
+import { Op } from '../plan/types';
+import { ResolveError } from './resolve';
+
+/** How long another host has to answer the ARP request for a VIP (a host on the segment answers within a millisecond or two). */
+export const ARP_ANSWER_WAIT_MS = 300;
+const POLL_MS = 20;
+/** Neighbour states in which the kernel has a MAC it heard from recently: someone answers for the address. */
+const LIVE_STATES = ['reachable', 'stale', 'delay', 'probe'];
+
+/** Whether `address` is the network or broadcast address of a connected subnet, said as the reason it is refused. */
+export function subnetEdge(address: string, interfaces: readonly NetInterface[]): string | undefined {
+  const n = ipv4ToInt(address);
+  for (const iface of interfaces) {
+    for (const a of iface.addresses) {
+      // /31 (RFC 3021) and /32 have no network or broadcast address.
+      if (a.prefixLength >= 31 || !inSubnet(address, a.address, a.prefixLength)) continue;
+      const size = 2 ** (32 - a.prefixLength);
+      const network = Math.floor(ipv4ToInt(a.address) / size) * size;
+      const subnet = `${intToIpv4(network)}/${a.prefixLength} on ${iface.name}`;
+      if (n === network) return `the network address of ${subnet}, which names the subnet, not a host in it`;
+      if (n === network + size - 1) return `the broadcast address of ${subnet}, which reaches every host there, not one`;
+    }
+  }
+  return undefined;
+}
+
+function refuseSubnetEdges(config: Config, interfaces: readonly NetInterface[]): void {
+  config.services.forEach((s, i) => {
+    const where = `services[${i}]`;
+    const addresses: [string, string][] = [
+      [`${where}.vip (${serviceKey(s)})`, s.vip],
+      ...s.realServers.map((r, j): [string, string] => [`${where}.realServers[${j}].address (${serviceKey(s)})`, r.address]),
+      ...(s.sorryServer ? [[`${where}.sorryServer.address (${serviceKey(s)})`, s.sorryServer.address] as [string, string]] : []),
+    ];
+    for (const [path, address] of addresses) {
+      const edge = subnetEdge(address, interfaces);
+      if (edge) throw new ResolveError(path, `${address} is ${edge}; choose a host address inside the subnet`);
+    }
+  });
+}
+
+interface Holder { mac: string; how: string }
+
+function liveMac(entries: { states: string[]; mac?: string }[]): { mac: string; state: string } | undefined {
+  for (const e of entries) {
+    const state = e.states.find((s) => LIVE_STATES.includes(s));
+    if (state && e.mac) return { mac: e.mac, state };
+  }
+  return undefined;
+}
+
+/**
+ * Which of these addresses another host answers for: one already in the
+ * neighbour table with a live MAC, or one that answers an ARP request sent
+ * on its interface within `waitMs`. All are asked at once.
+ */
+export async function heldAddresses(rtnl: Rtnl, targets: readonly { address: string; iface: NetInterface }[], waitMs = ARP_ANSWER_WAIT_MS): Promise<Map<string, Holder>> {
+  const held = new Map<string, Holder>();
+  const asked: { address: string; iface: NetInterface; ours: boolean }[] = [];
+  for (const t of targets) {
+    const entries = await rtnl.neighbourEntries(t.address);
+    const known = liveMac(entries);
+    if (known) {
+      held.set(t.address, { mac: known.mac, how: `this host's neighbour table has it at ${known.mac} (${known.state})` });
+      continue;
+    }
+    // An entry made by our request is ours to remove if nobody answers it.
+    asked.push({ ...t, ours: !entries.some((e) => e.ifindex === t.iface.index) });
+    await rtnl.solicitNeighbour(t.iface.index, t.address);
+  }
+  const deadline = Date.now() + waitMs;
+  let waiting = asked;
+  try {
+    while (waiting.length > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      const still: typeof waiting = [];
+      for (const t of waiting) {
+        const answer = liveMac(await rtnl.neighbourEntries(t.address));
+        if (answer) held.set(t.address, { mac: answer.mac, how: `${answer.mac} answered an ARP request for it on ${t.iface.name}` });
+        else still.push(t);
+      }
+      waiting = still;
+    }
+  } finally {
+    // The kernel would retry and then keep a FAILED entry: leave nothing of ours behind.
+    for (const t of waiting) if (t.ours) await rtnl.deleteNeighbour(t.iface.index, t.address).catch(() => undefined);
+  }
+  return held;
+}
+
+async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], interfaces: readonly NetInterface[]): Promise<void> {
+  const targets: { address: string; iface: NetInterface; index: number }[] = [];
+  for (const op of ops) {
+    if (op.op !== 'add-address') continue;
+    // Asked unless every service on the VIP allows it.
+    const index = config.services.findIndex((s) => s.vip === op.address && s.vipAlreadyPresent !== 'allow');
+    const iface = interfaces.find((i) => i.name === op.device);
+    if (index >= 0 && iface) targets.push({ address: op.address, iface, index });
+  }
+  if (targets.length === 0) return;
+  const held = await heldAddresses(rtnl, targets);
+  for (const t of targets) {
+    const holder = held.get(t.address);
+    const s = config.services[t.index];
+    if (!holder || !s) continue;
+    throw new ResolveError(`services[${t.index}].vip (${serviceKey(s)})`, `${t.address} is already held by another host: ${holder.how}; adding it here too would have two hosts answer for it. Remove it from that host or choose another VIP; if it is meant to move here, set vipAlreadyPresent: allow on the service (or at the top of the config)`);
+  }
+}
+
+/** Every refusal above; the plan's add-address operations say which VIPs are new here. */
+export async function checkVips(rtnl: Rtnl, config: Config, interfaces: readonly NetInterface[], ops: readonly Op[]): Promise<void> {
+  refuseSubnetEdges(config, interfaces);
+  await refuseHeldVips(rtnl, config, ops, interfaces);
+}

@@ -1,0 +1,59 @@
+// The README's exit codes on the nftables backend, in a namespace of the
+// test's own (the same suite runs on IPVS inside user-mode-linux:
+// test/uml/exit-codes.test.ts).
+import { after, before } from 'node:test';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CLI_ENTRY } from '../../src/cli/entry';
+import { run, runChecked } from '../../src/util/exec';
+import { createBalancerNetns, deleteNetns } from '../helpers/balancer-netns';
+import { ExitCodeEnv, exitCodeSuite } from '../helpers/exit-codes';
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const ns = `slbt-exit-${process.pid}`;
+let dir = '';
+
+const service = (vip: string, port: number, protocol = 'tcp') =>
+  `  - { name: s${port}, vip: ${vip}, port: ${port}, protocol: ${protocol}, mode: fullnat, realServers: [{ address: 172.16.75.82, port: ${port} }, { address: 172.16.75.85, port: ${port} }] }\n`;
+
+const env = (): ExitCodeEnv => ({
+  backend: 'nft',
+  prefix: ['ip', 'netns', 'exec', ns],
+  dir,
+  slbctl: (args, o = {}) => run(['ip', 'netns', 'exec', ns, ...(o.path ? ['/usr/bin/env', `PATH=${o.path}`] : []), ...(o.nobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : []), process.execPath, CLI_ENTRY, ...args]),
+  snapshot: async () => {
+    const rules = await run(['nft', 'list', 'ruleset'], { netns: ns });
+    const addrs = await run(['ip', '-o', '-4', 'addr', 'show'], { netns: ns });
+    const fwd = await run(['sysctl', '-n', 'net.ipv4.ip_forward'], { netns: ns });
+    return `${rules.stdout}\n${addrs.stdout.replace(/valid_lft.*$/gm, '')}\n${fwd.stdout}`;
+  },
+  goodConfig: `backend: nft\nservices:\n${service('172.16.75.84', 80)}`,
+  kernelRefusal: async () => {
+    // A UDP service makes the table whole; then backends_tcp is swapped for one that holds a single element.
+    const udp = `backend: nft\nservices:\n${service('172.16.75.90', 53, 'udp')}`;
+    const file = path.join(dir, 'udp.yaml');
+    fs.writeFileSync(file, udp);
+    await runChecked('apply udp', ['ip', 'netns', 'exec', ns, process.execPath, CLI_ENTRY, 'apply', '-q', '-f', file]);
+    await runChecked('nft', ['nft', '-f', '-'], { netns: ns, input: 'delete map ip slbctl backends_tcp\nadd map ip slbctl backends_tcp { typeof ip daddr . tcp dport . numgen inc mod 1 : ip daddr . tcp dport; size 1; }\n' });
+    return {
+      config: `${udp}${service('172.16.75.84', 80)}`,
+      refusal: /nftables: transaction rejected, nothing was changed/,
+      undo: async () => { await run(['ip', 'netns', 'exec', ns, process.execPath, CLI_ENTRY, 'destroy']); },
+    };
+  },
+  missingProgram: { path: '/nonexistent', config: `backend: nft\nservices:\n${service('172.16.75.84', 80)}`, message: /the nft program is not installed/ },
+});
+
+if (isRoot) {
+  before(async () => {
+    await createBalancerNetns(ns);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-exit-'));
+    fs.chmodSync(dir, 0o755);
+  });
+  after(async () => {
+    await deleteNetns(ns);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  exitCodeSuite('nftables (a namespace of its own)', env);
+}

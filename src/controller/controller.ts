@@ -20,6 +20,7 @@ import { Logger } from './log';
 import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { Lock } from '../records/lock';
+import { hasIntent } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
 
@@ -229,7 +230,8 @@ export class Controller {
       // are not starved by a controller that would otherwise hold it nearly all the time. A change is planned
       // again as the namespace's one writer before it is made.
       let plan = await planConfig(k, eff.config, options);
-      if (plan.ops.length > 0) {
+      // An ownership record with "adding" entries (an apply was killed) is settled as the writer too.
+      if (plan.ops.length > 0 || (plan.observed.ownership !== undefined && hasIntent(plan.observed.ownership))) {
         lock = await Lock.acquire('write', this.o.waitMs ?? 5000);
         plan = await planConfig(k, eff.config, options);
       }
@@ -259,8 +261,8 @@ export class Controller {
         }
         // What the backend does once a change is in (nftables: a removed UDP server's flows expired).
         await k.driver.afterApply(plan, (line) => this.log('info', 'expire', line));
-      } else {
-        // Nothing to change; this settles an ownership record a killed apply left (see executePlan).
+      } else if (lock) {
+        // Nothing to change; this settles the ownership record a killed apply left (see executePlan).
         await executePlan(k, plan);
       }
       this.lastApplied = signature;

@@ -17,7 +17,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { run, RunResult } from '../../src/util/exec';
+import { run, runChecked, RunResult } from '../../src/util/exec';
 import { CLI_ENTRY } from '../../src/cli/entry';
 import { native } from '../../src/util/netns';
 import { createBalancerNetns, deleteNetns } from '../helpers/balancer-netns';
@@ -25,7 +25,8 @@ import { addressesOn, listSlbctl, nftTables, slbctlRuleProblems, sysctl } from '
 import { BigConfig, bigConfig } from '../helpers/many-services';
 import { whichConfig } from '../helpers/big-table';
 import { ApplyTracker, Phase } from '../helpers/apply-tracker';
-import { Started, groupMembers, killGroup, startSlbctl, waitGroupGone } from '../helpers/processes';
+import { Started, groupMembers, killGroup, startSlbctl, waitGroupGone, waitUntil } from '../helpers/processes';
+import { RunningController, startController } from '../../src/lab/harness';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const ns = `slbt-crash-${process.pid}-${Math.floor(Math.random() * 1e6)}`;
@@ -283,3 +284,50 @@ async function checkConverged(z: BigConfig, label: string, tally: Tally, recordF
   const strays = fs.existsSync(path.dirname(recordFile)) ? fs.readdirSync(path.dirname(recordFile)).filter((f) => f.endsWith('.tmp')) : [];
   if (strays.length) tally.leftoverFiles.push(`${label}: ${strays.join(', ')}`);
 }
+
+describe('an apply killed after its intent, before adding a VIP', { skip: isRoot ? false : 'needs root' }, () => {
+  const ns2 = `${ns}-b`;
+  const small = path.join(dir, 'small.yaml');
+  const runtime2 = path.join(dir, 'run');
+  let controller: RunningController | undefined;
+  before(async () => {
+    await createBalancerNetns(ns2);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(small, 'backend: nft\nservices:\n  - { name: web, vip: 172.16.75.100, port: 80, mode: fullnat, realServers: [{ address: 172.16.75.82, port: 80 }] }\n');
+  });
+  after(async () => {
+    await controller?.stop();
+    await deleteNetns(ns2);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const inNs2 = (args: string[]) => run([process.execPath, CLI_ENTRY, ...args], { netns: ns2, timeoutMs: 60_000 });
+  const recordOf = () => readOwnershipRecord(path.join(runtime2, 'ownership', `net-${fs.statSync(`/run/netns/${ns2}`).ino}.json`));
+  /** The record as such an apply leaves it: 172.16.75.120 listed as "adding", not on the interface. */
+  const plantIntent = async () => {
+    const script = `const o = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'records', 'ownership.js'))});
+const r = o.readOwnership(); r.addresses.push({ address: '172.16.75.120', device: 'eth0', backend: 'nft', state: 'adding' }); o.writeOwnership(r);`;
+    const r = await run([process.execPath, '-e', script], { netns: ns2 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(recordOf()?.addresses?.some((a) => a.address === '172.16.75.120' && a.state === 'adding'));
+  };
+  const settled = () => (recordOf()?.addresses ?? []).map((a) => `${a.address}:${a.state}`).join() === '172.16.75.100:owned';
+
+  it('is settled by the next apply with nothing to do, and by slbctl run; the address added later by someone else survives destroy', async () => {
+    assert.equal((await inNs2(['apply', '-f', small])).code, 0);
+    await plantIntent();
+    const noop = await inNs2(['apply', '-f', small]);
+    assert.equal(noop.stdout, 'no changes\n', noop.stderr);
+    assert.ok(settled(), `apply settled the record: ${JSON.stringify(recordOf())}`);
+
+    await plantIntent();
+    controller = startController(ns2, small, ['--metrics', 'off', '--resync', '200ms']);
+    await controller.waitFor((l) => l.event === 'start' && l.msg.startsWith('running'), 30_000, 'the controller running');
+    await waitUntil('slbctl run settling the record', 20_000, settled, 100);
+    assert.equal(await controller.stop(), 0);
+
+    await runChecked('addr', ['ip', '-n', ns2, 'addr', 'add', '172.16.75.120/32', 'dev', 'eth0']);
+    const destroyed = await inNs2(['destroy']);
+    assert.equal(destroyed.code, 0, destroyed.stderr);
+    assert.deepEqual(await addressesOn(ns2), ['172.16.75.120/32', OWN], 'destroy removed slbctl\'s VIP only');
+  });
+});

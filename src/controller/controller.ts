@@ -6,12 +6,10 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import { BackendChoice, Config, realServerKey, serviceKey } from '../model/types';
 import { KernelSession, closeSession, executePlan, openSession, planConfig } from '../engine/engine';
-import { ObservedState } from '../plan/types';
 import { formatPlan } from '../plan/format';
 import { loadConfigFile } from '../model/load';
-import { Checker, CheckResult, CheckTiming } from '../health/types';
-import { HealthStatus, INITIAL, observe as observeHealth } from '../health/state';
-import { checkerFor } from './checkers';
+import { Monitors, monitorKey } from './monitors';
+import { KernelCounters } from './kernel-view';
 import { refuseWhatCannotRun } from './preflight';
 import { closeIcmpSockets } from '../health/icmp';
 import { closeVipPathCaptures } from '../health/vip-path';
@@ -36,29 +34,15 @@ export interface ControllerOptions {
   waitMs?: number;
 }
 
-interface Monitor {
-  service: string;
-  realServer: string;
-  checker: Checker;
-  timing: CheckTiming;
-  signature: string;
-  status: HealthStatus;
-  last?: CheckResult & { at: number };
-  counters: RealServerCounters;
-  timer?: NodeJS.Timeout;
-  stopped: boolean;
-}
-
-type KernelRs = { active?: number; inactive?: number; packets?: number; bytes?: number };
-/** What the kernel said of each service at the last plan: its counters and its real servers'. */
-type KernelView = Map<string, { packets?: number; bytes?: number; realServers: Map<string, KernelRs> }>;
-
-const monitorKey = (service: string, realServer: string) => `${service}|${realServer}`;
-
 export class Controller {
   private config: Config;
   private k: KernelSession | undefined;
-  private readonly monitors = new Map<string, Monitor>();
+  private readonly monitors = new Monitors((m, t) => {
+    this.log(t.to === 'down' ? 'warn' : 'info', 'health', `${m.service} ${m.realServer}: ${t.from} -> ${t.to}, ${t.reason}`, {
+      service: m.service, realServer: m.realServer, from: t.from, to: t.to, check: m.checker.target,
+    });
+    void this.reconcile(`health ${m.realServer} ${t.to}`);
+  });
   /** The effective config last found in the kernel or put there: an unchanged one with a non-empty plan is drift. */
   private lastApplied: string | undefined;
   private busy: Promise<void> | undefined;
@@ -69,9 +53,7 @@ export class Controller {
   private reloadTimer: NodeJS.Timeout | undefined;
   private metricsServer: http.Server | undefined;
   private decisions = new Map<string, RealServerDecision[]>();
-  private kernel: KernelView = new Map();
-  private previous: { at: number; kernel: KernelView } | undefined;
-  private rates = new Map<string, { packets: number; bytes: number }>();
+  private readonly counters = new KernelCounters();
   /** DSR on nftables: real servers' MACs seen so far, and those that answer no ARP now. */
   private readonly macs = new Map<string, string>();
   private unresolved = '';
@@ -133,65 +115,11 @@ export class Controller {
   }
 
   private effective(config = this.config): Effective {
-    return effectiveConfig(config, (s, r) => this.monitors.get(monitorKey(s, r))?.status.state, readDrains());
+    return effectiveConfig(config, (s, r) => this.monitors.stateOf(s, r), readDrains());
   }
 
-  /** One monitor per (service, real server) with a health check; unchanged ones keep their state across reloads. */
   private setMonitors(): void {
-    const wanted = new Set<string>();
-    for (const s of this.config.services) {
-      const hc = s.healthCheck;
-      if (!hc) continue;
-      for (const r of s.realServers) {
-        const key = monitorKey(serviceKey(s), realServerKey(r));
-        wanted.add(key);
-        const signature = JSON.stringify({ hc, r: { address: r.address, port: r.port }, mode: s.mode, vip: s.vip });
-        const existing = this.monitors.get(key);
-        if (existing?.signature === signature) continue;
-        if (existing) this.stopMonitor(existing);
-        const m: Monitor = {
-          service: serviceKey(s), realServer: realServerKey(r), checker: checkerFor(s, r, hc, (this.k as KernelSession).rtnl), signature,
-          timing: { intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs, rise: hc.rise, fall: hc.fall },
-          status: INITIAL, counters: { checksOk: 0, checksFailed: 0, transitions: {} }, stopped: false,
-        };
-        this.monitors.set(key, m);
-        this.runMonitor(m);
-      }
-    }
-    for (const [key, m] of this.monitors) {
-      if (wanted.has(key)) continue;
-      this.stopMonitor(m);
-      this.monitors.delete(key);
-    }
-  }
-
-  private stopMonitor(m: Monitor): void {
-    m.stopped = true;
-    if (m.timer) clearTimeout(m.timer);
-  }
-
-  private runMonitor(m: Monitor): void {
-    const tick = async () => {
-      if (m.stopped) return;
-      const started = Date.now();
-      const result = await m.checker.check(m.timing.timeoutMs);
-      if (m.stopped) return;
-      if (result.ok) m.counters.checksOk++;
-      else m.counters.checksFailed++;
-      m.last = { ...result, at: Date.now() };
-      const { status, transition } = observeHealth(m.status, result, m.timing);
-      m.status = status;
-      if (transition) {
-        m.counters.transitions[transition.to] = (m.counters.transitions[transition.to] ?? 0) + 1;
-        this.log(transition.to === 'down' ? 'warn' : 'info', 'health', `${m.service} ${m.realServer}: ${transition.from} -> ${transition.to}, ${transition.reason}`, {
-          service: m.service, realServer: m.realServer, from: transition.from, to: transition.to, check: m.checker.target,
-        });
-        void this.reconcile(`health ${m.realServer} ${transition.to}`);
-      }
-      m.timer = setTimeout(() => void tick(), Math.max(0, started + m.timing.intervalMs - Date.now()));
-    };
-    // Spread first checks over the interval: monitors started together would stay in step and start all their probes in one loop turn.
-    m.timer = setTimeout(() => void tick(), Math.floor(Math.random() * m.timing.intervalMs));
+    if (this.k) this.monitors.set(this.config, this.k.rtnl);
   }
 
   /** Bring the kernel to the effective config; calls while one runs coalesce into one more run. */
@@ -243,7 +171,7 @@ export class Controller {
         this.unresolved = unresolved;
       }
       this.decisions = eff.decisions;
-      this.absorb(plan.observed);
+      this.counters.absorb(plan.observed.kernel);
       if (plan.ops.length > 0) {
         const drift = this.lastApplied === signature;
         await executePlan(k, plan);
@@ -278,53 +206,19 @@ export class Controller {
     this.writeRecord();
   }
 
-  /** Remember the kernel's counters and derive per-second rates since the last look. */
-  private absorb(observed: ObservedState): void {
-    const now = Date.now();
-    const kernel: KernelView = new Map();
-    for (const s of observed.kernel.services) {
-      const realServers = new Map<string, KernelRs>();
-      for (const r of s.realServers) {
-        realServers.set(realServerKey(r), {
-          ...(r.connections ? { active: r.connections.active, inactive: r.connections.inactive } : {}),
-          ...(r.counters ? { packets: Number(r.counters.packets), bytes: Number(r.counters.bytes) } : {}),
-        });
-      }
-      kernel.set(serviceKey(s), { ...(s.counters ? { packets: Number(s.counters.packets), bytes: Number(s.counters.bytes) } : {}), realServers });
-    }
-    const prev = this.previous;
-    if (prev && now > prev.at) {
-      const dt = (now - prev.at) / 1000;
-      const rate = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && a >= b ? (a - b) / dt : undefined);
-      this.rates = new Map();
-      for (const [sk, s] of kernel) {
-        const p = prev.kernel.get(sk);
-        const sp = rate(s.packets, p?.packets);
-        if (sp !== undefined) this.rates.set(sk, { packets: sp, bytes: rate(s.bytes, p?.bytes) ?? 0 });
-        for (const [rk, r] of s.realServers) {
-          const pr = p?.realServers.get(rk);
-          const rp = rate(r.packets, pr?.packets);
-          if (rp !== undefined) this.rates.set(monitorKey(sk, rk), { packets: rp, bytes: rate(r.bytes, pr?.bytes) ?? 0 });
-        }
-      }
-    }
-    this.kernel = kernel;
-    this.previous = { at: now, kernel };
-  }
-
   private runtime(): ServiceRuntime[] {
     return this.config.services.map((s) => {
       const key = serviceKey(s);
       const decisions = this.decisions.get(key) ?? [];
-      const rates = this.rates.get(key);
+      const rates = this.counters.rates.get(key);
       return {
         key,
         name: s.name,
         ...(rates ? { rates } : {}),
         realServers: decisions.map((d) => {
           const rk = realServerKey(d);
-          const m = this.monitors.get(monitorKey(key, rk));
-          const rate = this.rates.get(monitorKey(key, rk));
+          const m = this.monitors.get(key, rk);
+          const rate = this.counters.rates.get(monitorKey(key, rk));
           return {
             ...d,
             health: m ? m.status.state : 'unchecked' as const,
@@ -358,8 +252,8 @@ export class Controller {
       services: this.runtime().map((s) => {
         const svc = this.config.services.find((x) => serviceKey(x) === s.key);
         const counters = new Map<string, RealServerCounters>();
-        for (const m of this.monitors.values()) if (m.service === s.key) counters.set(m.realServer, m.counters);
-        const k = this.kernel.get(s.key);
+        for (const m of this.monitors.ofService(s.key)) counters.set(m.realServer, m.counters);
+        const k = this.counters.view.get(s.key);
         return {
           ...s, mode: svc?.mode ?? '', protocol: svc?.protocol ?? '', counters, kernel: k?.realServers ?? new Map(),
           ...(k?.packets !== undefined ? { packets: k.packets } : {}), ...(k?.bytes !== undefined ? { bytes: k.bytes } : {}),
@@ -426,7 +320,7 @@ export class Controller {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.watcher?.close();
-    for (const m of this.monitors.values()) this.stopMonitor(m);
+    this.monitors.stopAll();
     if (this.metricsServer) {
       const server = this.metricsServer;
       server.closeAllConnections();

@@ -2,7 +2,7 @@
 // request loop in another, both child processes whose output is parsed.
 import { ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
-import { CLI_ENTRY } from '../cli/entry';
+import { CLI_ENTRY } from '../util/self';
 import { RequestRecord } from './request-loop';
 
 export interface LogLine {

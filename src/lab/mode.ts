@@ -9,7 +9,7 @@ import { configureRealServers, labExists, labStateDir, nsName, writeLabState } f
 import { labServiceConfig } from './lb-config';
 import { LabError } from './errors';
 import { REFERENCE_TOPOLOGY } from './topology';
-import { CLI_ENTRY } from '../cli/entry';
+import { CLI_ENTRY } from '../util/self';
 
 
 export async function requireLabUp(lab: string): Promise<void> {

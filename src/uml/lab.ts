@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { CLI_ENTRY } from '../cli/entry';
+import { CLI_ENTRY } from '../util/self';
 import { LabError } from '../lab/errors';
 import { checkLabName } from '../lab/names';
 import { AgentCommand, UmlJob } from './job';

@@ -1,5 +1,5 @@
 // Verdict -> terminal table.
-import { renderTable } from '../cli/table';
+import { renderTable } from '../util/table';
 import { MODE_TITLES } from '../lab/lb-config';
 import { Verdict } from './facts';
 

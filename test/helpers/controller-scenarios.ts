@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { configureRealServers, labDown, labStateDir, labUp, nsName, removeVipFromRealServer } from '../../src/lab/netns';
 import { startHttpServer, waitForHttp } from '../../src/lab/processes';
 import { REFERENCE_TOPOLOGY, REAL_SERVERS, addressOf } from '../../src/lab/topology';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { run } from '../../src/util/exec';
 import { Mode } from '../../src/model/types';
 import { openLongLived } from './long-lived';

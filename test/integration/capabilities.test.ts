@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { configureRealServers, labDown, labStateDir, labUp, nsName } from '../../src/lab/netns';
 import { REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { run } from '../../src/util/exec';
 import { controllerConfig } from '../helpers/controller-scenarios';
 import { LogLine, RunningController, startController } from '../../src/lab/harness';

@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { run } from '../../src/util/exec';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 // Lab names are at most 12 characters.

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { labDown, labUp, nsName } from '../../src/lab/netns';
 import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { run, runChecked } from '../../src/util/exec';
 import { startController } from '../../src/lab/harness';
 

@@ -5,7 +5,7 @@ import { after, before } from 'node:test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { run, runChecked } from '../../src/util/exec';
 import { createBalancerNetns, deleteNetns } from '../helpers/balancer-netns';
 import { ExitCodeEnv, exitCodeSuite } from '../helpers/exit-codes';

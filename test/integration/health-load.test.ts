@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { configureRealServers, labDown, labUp, nsName } from '../../src/lab/netns';
 import { REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
 import { LogLine, RunningController, startController } from '../../src/lab/harness';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { run } from '../../src/util/exec';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

@@ -5,7 +5,7 @@ import { after, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { umlAvailable } from '../../src/uml/run';
 import { umlLab } from '../../src/uml/lab';
 import { run } from '../../src/util/exec';

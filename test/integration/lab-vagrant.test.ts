@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { run } from '../../src/util/exec';
 import { LOCAL_BOX, libvirtLeftovers, vagrantLab } from '../../src/vagrant/lab';
 

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { openLongLived } from '../helpers/long-lived';
 import { labDown, labUp, nsName, removeVipFromRealServer, setRealServerClientRoute } from '../../src/lab/netns';
 import { applyLabMode } from '../../src/lab/mode';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { labServiceConfig } from '../../src/lab/lb-config';
 import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
 import { verifyLabMode } from '../../src/verify/run';

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { labDown, labExec, labUp, nsName } from '../../src/lab/netns';
 import { labServiceConfig } from '../../src/lab/lb-config';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { run } from '../../src/util/exec';
 import { openLongLived } from '../helpers/long-lived';
 import { applyLabMode } from '../../src/lab/mode';

@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { formatIssue, parseConfig } from '../../src/model/parse';
 import { ConfigFileError, loadConfigFile } from '../../src/model/load';
 import { MIN_EXPANSION_LIMIT } from '../../src/model/alias-guard';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-limits-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -5,7 +5,7 @@ import { labDown, labUp } from '../../lab/netns';
 import { MODE_TITLES } from '../../lab/lb-config';
 import { REFERENCE_TOPOLOGY } from '../../lab/topology';
 import { renderVerdict } from '../../verify/render';
-import { renderTable } from '../table';
+import { renderTable } from '../../util/table';
 import { EXIT } from '../errors';
 import { requireRoot, withLabName, withRequests } from '../lab-options';
 import { applyLabMode } from '../../lab/mode';

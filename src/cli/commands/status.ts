@@ -4,7 +4,7 @@ import { BACKEND_NAMES } from '../../backends/names';
 import { formatPlan } from '../../plan/format';
 import { realServerKey, serviceKey } from '../../model/types';
 import { KernelState } from '../../model/state';
-import { renderTable } from '../table';
+import { renderTable } from '../../util/table';
 import { ControllerRecord, RealServerRuntime, readDrains, runningController } from '../../controller/records';
 import { Drain } from '../../controller/effective';
 import { Counts } from '../../kernel/conntrack/conntrack';

@@ -1,4 +1,0 @@
-import * as path from 'node:path';
-
-/** slbctl's own entry point (dist/src/cli/main.js), to run slbctl in another namespace. */
-export const CLI_ENTRY = path.join(__dirname, 'main.js');

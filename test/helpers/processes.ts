@@ -4,7 +4,7 @@
 // group read from /proc.
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 
 export interface Started {
   child: ChildProcess;

@@ -2,7 +2,7 @@
 // the test's namespace.
 import * as path from 'node:path';
 import { run, RunResult } from '../../src/util/exec';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { Started, startIn, waitUntil } from './processes';
 
 /** A config of `count` fullnat services on VIPs 172.16.75.(first…), real servers .82 and .85. */

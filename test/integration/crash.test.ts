@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { run, runChecked, RunResult } from '../../src/util/exec';
-import { CLI_ENTRY } from '../../src/cli/entry';
+import { CLI_ENTRY } from '../../src/util/self';
 import { native } from '../../src/util/netns';
 import { createBalancerNetns, deleteNetns } from '../helpers/balancer-netns';
 import { addressesOn, listSlbctl, nftTables, slbctlRuleProblems, sysctl } from '../helpers/kernel-state';

@@ -40,13 +40,17 @@ export function childCommands(pid: number): string[] {
   } catch {
     return [];
   }
-  return list.trim().split(/\s+/).filter(Boolean).flatMap((c) => {
-    try {
-      return [fs.readFileSync(`/proc/${c}/comm`, 'utf8').trim()];
-    } catch {
-      return [];
-    }
-  });
+  return list
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .flatMap((c) => {
+      try {
+        return [fs.readFileSync(`/proc/${c}/comm`, 'utf8').trim()];
+      } catch {
+        return [];
+      }
+    });
 }
 
 /** Poll the apply every ~2 ms and note when each phase begins. */
@@ -57,10 +61,15 @@ export class ApplyTracker {
   private stopped = false;
   private readonly loop: Promise<void>;
 
-  constructor(private readonly apply: Started, private readonly recordFile: string) {
+  constructor(
+    private readonly apply: Started,
+    private readonly recordFile: string,
+  ) {
     this.t = { start: Date.now() };
     this.firstInode = inodeOf(recordFile);
-    void apply.exited.then(() => { this.t.exit ??= Date.now(); });
+    void apply.exited.then(() => {
+      this.t.exit ??= Date.now();
+    });
     this.loop = this.poll();
   }
 

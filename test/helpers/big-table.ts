@@ -4,7 +4,9 @@ import { BigConfig } from './many-services';
 import { NftObject, ruleProblems } from './kernel-state';
 
 type Elem = [{ concat: [string, string, number] }, unknown];
-interface Member { elem: { val: { concat: [string, string, number, string, number] }; comment?: string } }
+interface Member {
+  elem: { val: { concat: [string, string, number, string, number] }; comment?: string };
+}
 
 /** "tcp . VIP . PORT" of every service in the listing, and the weights of real server 172.16.75.82. */
 function contents(objects: readonly NftObject[]): { keys: string[]; weights: Set<string>; emptyChains: number } {
@@ -23,12 +25,14 @@ function contents(objects: readonly NftObject[]): { keys: string[]; weights: Set
 }
 
 /** 'x' or 'y' when the table is exactly that config's, else what is mixed. */
-export function whichConfig(objects: readonly NftObject[], x: BigConfig, y: BigConfig): 'x' | 'y' | string {
+export function whichConfig(objects: readonly NftObject[], x: BigConfig, y: BigConfig): string {
   const c = contents(objects);
   const problems = ruleProblems(objects);
   const matches = (cfg: BigConfig) => {
     const want = [...cfg.serviceKeys].sort();
-    return c.keys.length === want.length && c.keys.every((k, i) => k === want[i]) && c.weights.size === 1 && c.weights.has(`w=${cfg.weight}`);
+    return (
+      c.keys.length === want.length && c.keys.every((k, i) => k === want[i]) && c.weights.size === 1 && c.weights.has(`w=${cfg.weight}`)
+    );
   };
   if (problems.length === 0 && c.emptyChains === 0) {
     if (matches(x)) return 'x';

@@ -13,10 +13,14 @@ export async function addressesOn(ns: string, device = 'eth0'): Promise<string[]
 /** "family name" of every nftables table in `ns`. */
 export async function nftTables(ns: string): Promise<string[]> {
   const r = await runChecked('nft list tables', ['nft', 'list', 'tables'], { netns: ns });
-  return r.stdout.split('\n').map((l) => l.replace(/^table /, '').trim()).filter(Boolean);
+  return r.stdout
+    .split('\n')
+    .map((l) => l.replace(/^table /, '').trim())
+    .filter(Boolean);
 }
 
-export type NftObject = Record<string, Record<string, unknown>>;
+/** One object of `nft -j` output: {chain: …}, {rule: …}, {map: …} … */
+export type NftObject = Partial<Record<string, Record<string, unknown>>>;
 
 /** The JSON objects of slbctl's table of `family`, or [] when there is none. */
 export async function listSlbctl(ns: string, family: 'ip' | 'netdev'): Promise<NftObject[]> {

@@ -8,18 +8,19 @@
 import { spawn } from 'node:child_process';
 import { Lock, LockKind } from '../../src/records/lock';
 
-const kind = process.argv[2] as LockKind;
-if (kind !== 'write' && kind !== 'controller') {
-  process.stderr.write('usage: lock-holder.js write|controller\n');
+const arg = process.argv[2];
+if (arg !== 'write' && arg !== 'controller') {
+  process.stderr.write('usage: lock-holder.js write|controller [--child]\n');
   process.exit(2);
 }
+const kind: LockKind = arg;
 const lock = Lock.tryAcquire(kind);
 if (!lock) {
   process.stdout.write('busy\n');
   process.exit(1);
 }
 if (process.argv[3] === '--child') {
-  const child = spawn('sleep', ['3600'], { stdio: ['ignore', 'ignore', 'ignore', lock.descriptor as number], detached: true });
+  const child = spawn('sleep', ['3600'], { stdio: ['ignore', 'ignore', 'ignore', lock.descriptor], detached: true });
   process.stdout.write(`held ${process.pid} child ${child.pid}\n`);
 } else {
   process.stdout.write(`held ${process.pid}\n`);

@@ -33,8 +33,15 @@ export function bigConfig(from: number, to: number, weight: number): BigConfig {
       const port = 1000 + p;
       serviceKeys.push(`tcp . ${vip} . ${port}`);
       services.push({
-        name: `s${i}-${p}`, vip, port, interface: 'eth0', mode: (i + p) % 2 === 0 ? 'transparent' : 'fullnat',
-        realServers: [{ address: '172.16.75.82', port: 80, weight }, { address: '172.16.75.85', port: 80, weight: 1 }],
+        name: `s${i}-${p}`,
+        vip,
+        port,
+        interface: 'eth0',
+        mode: (i + p) % 2 === 0 ? 'transparent' : 'fullnat',
+        realServers: [
+          { address: '172.16.75.82', port: 80, weight },
+          { address: '172.16.75.85', port: 80, weight: 1 },
+        ],
       });
     }
   }

@@ -25,8 +25,12 @@ export function startIn(ns: string, argv: readonly string[], group = false): Sta
   let out = '';
   let err = '';
   let finished = false;
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const exited = new Promise<number | NodeJS.Signals>((resolve) => {
     child.on('close', (code, signal) => {
       finished = true;

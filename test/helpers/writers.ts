@@ -13,8 +13,13 @@ export function smallConfig(first: number, count: number, weight = 1): { vips: s
     const vip = `172.16.75.${first + i}`;
     vips.push(vip);
     lines.push(
-      `  - name: web${first + i}`, `    vip: ${vip}`, '    port: 80', '    mode: fullnat', '    realServers:',
-      `      - { address: 172.16.75.82, port: 80, weight: ${weight} }`, '      - { address: 172.16.75.85, port: 80, weight: 1 }',
+      `  - name: web${first + i}`,
+      `    vip: ${vip}`,
+      '    port: 80',
+      '    mode: fullnat',
+      '    realServers:',
+      `      - { address: 172.16.75.82, port: 80, weight: ${weight} }`,
+      '      - { address: 172.16.75.85, port: 80, weight: 1 }',
     );
   }
   return { vips, yaml: `${lines.join('\n')}\n` };

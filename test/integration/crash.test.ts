@@ -63,7 +63,9 @@ function prng(seed: number): () => number {
   };
 }
 
-interface OwnershipFile { addresses?: { address: string; state: string }[] }
+interface OwnershipFile {
+  addresses?: { address: string; state: string }[];
+}
 
 function readOwnershipRecord(recordFile: string): OwnershipFile | undefined {
   try {
@@ -83,7 +85,8 @@ function reached(table: string, x: BigConfig, y: BigConfig, vips: Set<string>): 
   const added = yOnly.filter((v) => vips.has(v)).length;
   const kept = xOnly.filter((v) => vips.has(v)).length;
   if (table.startsWith('mixed')) return 'a mixed table';
-  if (table === 'x') return added === 0 ? 'nothing changed' : added < yOnly.length ? 'adding VIPs' : 'VIPs added, transaction not committed';
+  if (table === 'x')
+    return added === 0 ? 'nothing changed' : added < yOnly.length ? 'adding VIPs' : 'VIPs added, transaction not committed';
   if (added < yOnly.length) return 'transaction committed with VIPs missing';
   return kept === xOnly.length ? 'transaction committed, removal not begun' : kept > 0 ? 'removing VIPs' : 'VIPs removed';
 }
@@ -139,7 +142,10 @@ describe('slbctl apply killed at random points', { skip: isRoot ? false : 'needs
     assert.equal(await calibration.exited, 0, calibration.err());
     await tracker.stop();
     const cal = tracker.t;
-    assert.ok(cal.intent && cal.nftStart && cal.nftEnd && cal.exit, `the calibration apply went through every phase: ${JSON.stringify(cal)}`);
+    assert.ok(
+      cal.intent && cal.nftStart && cal.nftEnd && cal.exit,
+      `the calibration apply went through every phase: ${JSON.stringify(cal)}`,
+    );
     const length: Record<Phase, number> = {
       start: cal.intent - cal.start,
       adding: cal.nftStart - cal.intent,
@@ -148,21 +154,40 @@ describe('slbctl apply killed at random points', { skip: isRoot ? false : 'needs
       nft: cal.nftEnd - cal.nftStart,
       removing: (cal.final ?? cal.exit) - cal.nftEnd,
     };
-    process.stdout.write(`# crash: seed ${seed}; apply B after A: ${cal.exit - cal.start} ms (planning ${length.start}, adding VIPs ${length.adding}, nft ${length.nft}, removing VIPs ${length.removing})\n`);
+    process.stdout.write(
+      `# crash: seed ${seed}; apply B after A: ${cal.exit - cal.start} ms (planning ${length.start}, adding VIPs ${length.adding}, nft ${length.nft}, removing VIPs ${length.removing})\n`,
+    );
 
     const tally: Tally = {
-      kills: 0, alone: 0, withChildren: 0, missedKills: 0, targeted: {}, reached: {}, nftOutlived: 0, lockHeldWhileNftLived: 0, tmpLeftByKill: 0,
-      mixedTables: [], transactionsLost: [], failedReapplies: [], leaked: [], missing: [], duplicated: [], notConverged: [], recordWrong: [], leftoverFiles: [],
+      kills: 0,
+      alone: 0,
+      withChildren: 0,
+      missedKills: 0,
+      targeted: {},
+      reached: {},
+      nftOutlived: 0,
+      lockHeldWhileNftLived: 0,
+      tmpLeftByKill: 0,
+      mixedTables: [],
+      transactionsLost: [],
+      failedReapplies: [],
+      leaked: [],
+      missing: [],
+      duplicated: [],
+      notConverged: [],
+      recordWrong: [],
+      leftoverFiles: [],
     };
     const phases: Phase[] = ['adding', 'nft', 'removing', 'nft-start', 'record-write', 'start'];
     let state = B;
     let i = 0;
-    const more = () => (FIXED ? tally.kills < FIXED : tally.kills < MIN_KILLS || (tally.kills < MAX_KILLS && Date.now() - started < BUDGET_MS));
+    const more = () =>
+      FIXED ? tally.kills < FIXED : tally.kills < MIN_KILLS || (tally.kills < MAX_KILLS && Date.now() - started < BUDGET_MS);
     while (more()) {
       const x = state;
       const y = state === A ? B : A;
       const group = i % 2 === 1;
-      const phase = phases[Math.floor(i / 2) % phases.length] as Phase;
+      const phase = phases[Math.floor(i / 2) % phases.length];
       // Mostly the killed config again; every third time back to the one before (its VIPs half added must go).
       const z = i % 3 === 0 ? x : y;
       i++;
@@ -210,7 +235,8 @@ describe('slbctl apply killed at random points', { skip: isRoot ? false : 'needs
       tally.reached[seen] = (tally.reached[seen] ?? 0) + 1;
       if (table.startsWith('mixed')) tally.mixedTables.push(`${label}: ${table}`);
       // Killed alone once its nft runs: nft has the whole script and commits all of it.
-      if (!group && phase === 'nft-start' && table !== 'y') tally.transactionsLost.push(`${label}: the table holds ${table === 'x' ? 'the old config' : table}`);
+      if (!group && phase === 'nft-start' && table !== 'y')
+        tally.transactionsLost.push(`${label}: the table holds ${table === 'x' ? 'the old config' : table}`);
 
       const again = await slbctl(['apply', '-q', '-f', file(z), '--wait', '60s']);
       if (again.code !== 0) tally.failedReapplies.push(`${label}: exit ${again.code}: ${again.stderr.trim()}`);
@@ -220,12 +246,13 @@ describe('slbctl apply killed at random points', { skip: isRoot ? false : 'needs
 
     const destroyed = await slbctl(['destroy', '--wait', '60s']);
     assert.equal(destroyed.code, 0, destroyed.stderr);
-    assert.deepEqual(await addressesOn(ns), [OWN], 'destroy leaves only the namespace\'s own address');
+    assert.deepEqual(await addressesOn(ns), [OWN], "destroy leaves only the namespace's own address");
     assert.deepEqual(await nftTables(ns), [], 'destroy leaves no slbctl table');
     assert.equal(fs.existsSync(recordFile), false, 'destroy ends the ownership record');
     assert.equal(await sysctl(ns, 'net.ipv4.ip_forward'), '0', 'destroy puts ip_forward back as slbctl found it');
 
-    const summary = `${tally.kills} kills (${tally.alone} alone, ${tally.withChildren} with children; ${tally.missedKills} applies finished before their kill), ` +
+    const summary =
+      `${tally.kills} kills (${tally.alone} alone, ${tally.withChildren} with children; ${tally.missedKills} applies finished before their kill), ` +
       `${tally.mixedTables.length} mixed tables, ${tally.transactionsLost.length} transactions lost, ${tally.leaked.length} leaked, ${tally.missing.length} missing, ${tally.duplicated.length} duplicated, ` +
       `${tally.failedReapplies.length} failed re-applies, ${tally.notConverged.length} not converged, ${tally.recordWrong.length} wrong records; ` +
       `nft outlived slbctl ${tally.nftOutlived} times, the write lock held each time: ${tally.lockHeldWhileNftLived === tally.nftOutlived}; ` +
@@ -233,13 +260,23 @@ describe('slbctl apply killed at random points', { skip: isRoot ? false : 'needs
       `targeted ${JSON.stringify(tally.targeted)}; reached ${JSON.stringify(tally.reached)}; ${((Date.now() - started) / 1000).toFixed(0)} s`;
     process.stdout.write(`# crash: ${summary}\n`);
     assert.ok(tally.kills >= MIN_KILLS || FIXED !== undefined, summary);
-    for (const k of ['mixedTables', 'transactionsLost', 'failedReapplies', 'leaked', 'missing', 'duplicated', 'notConverged', 'recordWrong', 'leftoverFiles'] as const) {
+    for (const k of [
+      'mixedTables',
+      'transactionsLost',
+      'failedReapplies',
+      'leaked',
+      'missing',
+      'duplicated',
+      'notConverged',
+      'recordWrong',
+      'leftoverFiles',
+    ] as const) {
       assert.deepEqual(tally[k], [], `${k}: ${summary}`);
     }
     assert.equal(tally.lockHeldWhileNftLived, tally.nftOutlived, `an nft child that outlived slbctl held the write lock: ${summary}`);
   });
 
-  it('destroy removes the VIPs also after slbctl\'s table was deleted by hand', async () => {
+  it("destroy removes the VIPs also after slbctl's table was deleted by hand", async () => {
     const applied = await slbctl(['apply', '-q', '-f', file(A)]);
     assert.equal(applied.code, 0, applied.stderr);
     assert.equal((await addressesOn(ns)).length, A.vips.length + 1);
@@ -272,14 +309,17 @@ async function checkConverged(z: BigConfig, label: string, tally: Tally, recordF
   const problems = await slbctlRuleProblems(ns);
   if (problems.length) tally.duplicated.push(`${label}: ${problems.join('; ')}`);
   const plan = await slbctl(['plan', '-f', file(z), '--detailed-exitcode']);
-  if (plan.code !== 0) tally.notConverged.push(`${label}: plan exits ${plan.code}: ${plan.stdout.split('\n').slice(0, 6).join(' | ')} ${plan.stderr}`);
+  if (plan.code !== 0)
+    tally.notConverged.push(`${label}: plan exits ${plan.code}: ${plan.stdout.split('\n').slice(0, 6).join(' | ')} ${plan.stderr}`);
   const record = readOwnershipRecord(recordFile);
   const listed = (record?.addresses ?? []).map((a) => `${a.address}:${a.state}`).sort();
   const expected = z.vips.map((v) => `${v}:owned`).sort();
   if (listed.join() !== expected.join()) {
     const extra = listed.filter((l) => !expected.includes(l));
     const absent = expected.filter((l) => !listed.includes(l));
-    tally.recordWrong.push(`${label}: the ownership record lists ${extra.length} entries too many (${extra.slice(0, 4).join(', ')}) and lacks ${absent.length} (${absent.slice(0, 4).join(', ')})`);
+    tally.recordWrong.push(
+      `${label}: the ownership record lists ${extra.length} entries too many (${extra.slice(0, 4).join(', ')}) and lacks ${absent.length} (${absent.slice(0, 4).join(', ')})`,
+    );
   }
   const strays = fs.existsSync(path.dirname(recordFile)) ? fs.readdirSync(path.dirname(recordFile)).filter((f) => f.endsWith('.tmp')) : [];
   if (strays.length) tally.leftoverFiles.push(`${label}: ${strays.join(', ')}`);
@@ -293,7 +333,10 @@ describe('an apply killed after its intent, before adding a VIP', { skip: isRoot
   before(async () => {
     await createBalancerNetns(ns2);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(small, 'backend: nft\nservices:\n  - { name: web, vip: 172.16.75.100, port: 80, mode: fullnat, realServers: [{ address: 172.16.75.82, port: 80 }] }\n');
+    fs.writeFileSync(
+      small,
+      'backend: nft\nservices:\n  - { name: web, vip: 172.16.75.100, port: 80, mode: fullnat, realServers: [{ address: 172.16.75.82, port: 80 }] }\n',
+    );
   });
   after(async () => {
     await controller?.stop();
@@ -328,6 +371,6 @@ const r = o.readOwnership(); r.addresses.push({ address: '172.16.75.120', device
     await runChecked('addr', ['ip', '-n', ns2, 'addr', 'add', '172.16.75.120/32', 'dev', 'eth0']);
     const destroyed = await inNs2(['destroy']);
     assert.equal(destroyed.code, 0, destroyed.stderr);
-    assert.deepEqual(await addressesOn(ns2), ['172.16.75.120/32', OWN], 'destroy removed slbctl\'s VIP only');
+    assert.deepEqual(await addressesOn(ns2), ['172.16.75.120/32', OWN], "destroy removed slbctl's VIP only");
   });
 });

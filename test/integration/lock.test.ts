@@ -87,7 +87,7 @@ describe('one writer per network namespace', { skip: isRoot ? false : 'needs roo
     assert.deepEqual(await vipsNow(), B.vips);
   });
 
-  it('a killed writer\'s child that inherited the lock (as nft does) keeps the namespace until it exits, and the refusal says so', async () => {
+  it("a killed writer's child that inherited the lock (as nft does) keeps the namespace until it exits, and the refusal says so", async () => {
     const holder = await holdLock(ns, 'write', true);
     const child = Number(/child (\d+)/.exec(holder.out())?.[1]);
     try {
@@ -95,7 +95,11 @@ describe('one writer per network namespace', { skip: isRoot ? false : 'needs roo
       holder.child.kill('SIGKILL');
       await holder.exited;
       const refused = await slbctl(['apply', '-f', fileA, '--wait', '1s']);
-      assertBusy(refused, holder.pid, /lock-holder\.js write --child`.*which has exited; a program it started \(nft, iptables\) still holds the lock/);
+      assertBusy(
+        refused,
+        holder.pid,
+        /lock-holder\.js write --child`.*which has exited; a program it started \(nft, iptables\) still holds the lock/,
+      );
     } finally {
       if (child > 0) process.kill(child, 'SIGKILL');
     }
@@ -109,15 +113,18 @@ describe('one writer per network namespace', { skip: isRoot ? false : 'needs roo
     for (let round = 0; round < 6; round++) {
       // Started back to back, in turn A first and B first.
       const start = (file: string) => startSlbctl(ns, ['apply', '-q', '-f', file, '--wait', '60s']);
-      const [a, b] = round % 2 === 0 ? [start(fileA), start(fileB)] : [start(fileB), start(fileA)].reverse() as [Started, Started];
+      const [a, b] = round % 2 === 0 ? [start(fileA), start(fileB)] : ([start(fileB), start(fileA)].reverse() as [Started, Started]);
       const [ca, cb] = await Promise.all([a.exited, b.exited]);
       assert.equal(ca, 0, a.err());
       assert.equal(cb, 0, b.err());
-      const [pa, pb] = await Promise.all([slbctl(['plan', '-f', fileA, '--detailed-exitcode']), slbctl(['plan', '-f', fileB, '--detailed-exitcode'])]);
+      const [pa, pb] = await Promise.all([
+        slbctl(['plan', '-f', fileA, '--detailed-exitcode']),
+        slbctl(['plan', '-f', fileB, '--detailed-exitcode']),
+      ]);
       const winner = pa.code === 0 ? 'A' : 'B';
       assert.deepEqual([pa.code, pb.code].sort(), [0, 2], `exactly one config is in the kernel (plan A ${pa.code}, plan B ${pb.code})`);
       wins[winner]++;
-      assert.deepEqual(await vipsNow(), winner === 'A' ? A.vips : B.vips, 'only the winner\'s VIPs');
+      assert.deepEqual(await vipsNow(), winner === 'A' ? A.vips : B.vips, "only the winner's VIPs");
       assert.deepEqual(await slbctlRuleProblems(ns), []);
     }
     process.stdout.write(`# lock: 6 simultaneous apply pairs, the kernel held A ${wins.A} times and B ${wins.B} times, never a mix\n`);
@@ -141,7 +148,9 @@ describe('one writer per network namespace', { skip: isRoot ? false : 'needs roo
       assert.equal(cd, 0, `drain: ${drain.err()}`);
       assert.equal(ca, 0, `apply: ${ca} ${apply.err()}`);
       // Either order is a whole serialisation: .82 is out (drain last) or back at its weight (apply last), never left at 0.
-      const st = JSON.parse((await slbctl(['status', '--json'])).stdout) as { services: { name: string; realServers: { address: string; weight: number }[] }[] };
+      const st = JSON.parse((await slbctl(['status', '--json'])).stdout) as {
+        services: { name: string; realServers: { address: string; weight: number }[] }[];
+      };
       const rs = st.services.find((s) => s.name === 'web100')?.realServers.find((r) => r.address === '172.16.75.82');
       assert.ok(rs === undefined || rs.weight === 1, `172.16.75.82 is out or at weight 1: ${JSON.stringify(rs)}`);
       assert.deepEqual(await slbctlRuleProblems(ns), []);
@@ -192,7 +201,9 @@ describe('one writer per network namespace', { skip: isRoot ? false : 'needs roo
       assert.match(r.stdout, /172\.16\.75\.82:80 removed from web100/);
       await c().waitFor((l) => l.event === 'apply' && Date.parse(l.time) >= since, 10_000, 'the controller applying the drain');
       await sleep(1000);
-      const st = JSON.parse((await slbctl(['status', '--json'])).stdout) as { services: { name: string; realServers: { address: string }[] }[] };
+      const st = JSON.parse((await slbctl(['status', '--json'])).stdout) as {
+        services: { name: string; realServers: { address: string }[] }[];
+      };
       const rss = st.services.find((s) => s.name === 'web100')?.realServers.map((x) => x.address);
       assert.deepEqual(rss, ['172.16.75.85'], 'the drained real server stays out under the controller');
       const back = await slbctl(['undrain', 'web100', '172.16.75.82']);
@@ -205,7 +216,7 @@ describe('one writer per network namespace', { skip: isRoot ? false : 'needs roo
       assert.equal(r.code, 0, r.stderr);
       await c().waitFor((l) => l.event === 'drift' && Date.parse(l.time) >= since, 10_000, 'the controller restoring its config');
       for (let i = 0; i < 100 && (await vipsNow()).join() !== A.vips.join(); i++) await sleep(100);
-      assert.deepEqual(await vipsNow(), A.vips, 'B\'s VIPs, added by the forced apply, removed by the controller');
+      assert.deepEqual(await vipsNow(), A.vips, "B's VIPs, added by the forced apply, removed by the controller");
     });
   });
 

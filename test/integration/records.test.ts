@@ -42,7 +42,10 @@ const record = (kind: string, inode: number) => path.join(runtime, kind, `net-${
 const cookieIn = (file: string) => (JSON.parse(fs.readFileSync(file, 'utf8')) as { netns: { cookie?: string } }).netns.cookie;
 const count = (text: string, kind: string) => text.split('\n').filter((l) => STALE.test(l) && l.includes(`the ${kind} record`)).length;
 
-interface StatusJson { drains: unknown[]; services: { name: string; realServers: { address: string; weight: number }[]; removed: unknown[] }[] }
+interface StatusJson {
+  drains: unknown[];
+  services: { name: string; realServers: { address: string; weight: number }[]; removed: unknown[] }[];
+}
 
 /**
  * Namespaces are made (and kept, so each next one gets a higher free number)
@@ -61,8 +64,13 @@ async function namespaceWithInode(want: number, tries: number): Promise<{ found?
     // A deleted namespace is freed by a kernel worker a moment later; its inode is free only then.
     await sleep(200);
   }
-  throw Object.assign(new Error(`no new network namespace got inode ${want} in ${tries} tries (they got ${got.join(', ')}); ` +
-    'the kernel reuses the lowest free inode, but other processes making namespaces at the same time can take it first: run the test again'), { made });
+  throw Object.assign(
+    new Error(
+      `no new network namespace got inode ${want} in ${tries} tries (they got ${got.join(', ')}); ` +
+        'the kernel reuses the lowest free inode, but other processes making namespaces at the same time can take it first: run the test again',
+    ),
+    { made },
+  );
 }
 
 describe('records of a namespace whose inode was reused', { skip: isRoot ? false : 'needs root' }, () => {
@@ -111,7 +119,7 @@ describe('records of a namespace whose inode was reused', { skip: isRoot ? false
     assert.equal(apply.code, 0, apply.stderr);
     assert.equal(count(apply.stderr, 'ownership'), 1, `apply reports the stale ownership record once: ${apply.stderr}`);
     assert.match(apply.stderr, new RegExp(`cookie ${cookieA}, this one \\d+\\); ignored and moved to \\S+\\.stale-${cookieA}`));
-    assert.doesNotMatch(apply.stdout, /address 172\.16\.75\.84/, 'the address already there is not added, so not slbctl\'s');
+    assert.doesNotMatch(apply.stdout, /address 172\.16\.75\.84/, "the address already there is not added, so not slbctl's");
 
     const status = await inB(['status', '--json']);
     assert.equal(status.code, 0, status.stderr);
@@ -119,8 +127,12 @@ describe('records of a namespace whose inode was reused', { skip: isRoot ? false
     const st = JSON.parse(status.stdout) as StatusJson;
     assert.deepEqual(st.drains, [], 'status shows no drain');
     const web = st.services.find((s) => s.name === 'web');
-    assert.deepEqual(web?.realServers.map((r) => `${r.address}:${r.weight}`), ['172.16.75.82:1', '172.16.75.85:1']);
-    assert.deepEqual(web?.removed, []);
+    assert.ok(web, status.stdout);
+    assert.deepEqual(
+      web.realServers.map((r) => `${r.address}:${r.weight}`),
+      ['172.16.75.82:1', '172.16.75.85:1'],
+    );
+    assert.deepEqual(web.removed, []);
     const text = await inB(['status']);
     assert.doesNotMatch(text.stdout, /drain/, text.stdout);
     assert.equal(count(text.stderr, 'drains') + count(text.stderr, 'ownership'), 0, 'a record set aside is not reported again');
@@ -131,7 +143,11 @@ describe('records of a namespace whose inode was reused', { skip: isRoot ? false
     await controller.waitFor((l) => l.event === 'start' && l.msg.startsWith('running'), 30_000, 'the controller running');
     await sleep(1000);
     const during = JSON.parse((await inB(['status', '--json'])).stdout) as StatusJson;
-    assert.deepEqual(during.services.find((s) => s.name === 'web')?.realServers.map((r) => `${r.address}:${r.weight}`), ['172.16.75.82:1', '172.16.75.85:1'], 'the controller keeps 172.16.75.82 in');
+    assert.deepEqual(
+      during.services.find((s) => s.name === 'web')?.realServers.map((r) => `${r.address}:${r.weight}`),
+      ['172.16.75.82:1', '172.16.75.85:1'],
+      'the controller keeps 172.16.75.82 in',
+    );
     assert.equal(await controller.stop(), 0);
     const reports = controller.logs.filter((l) => l.event === 'record' && STALE.test(l.msg));
     assert.equal(reports.length, 1, `the controller logs the stale drain record once: ${JSON.stringify(controller.logs)}`);

@@ -16,5 +16,8 @@ it('says when the holder has exited and a program it started holds the lock', ()
   const pid = Number(dead.stdout);
   assert.ok(pid > 0);
   const text = describeHolder({ pid, command: 'slbctl apply -f a.yaml', since: 0 });
-  assert.equal(text, `pid ${pid} (\`slbctl apply -f a.yaml\`, which has exited; a program it started (nft, iptables) still holds the lock)`);
+  assert.equal(
+    text,
+    `pid ${pid} (\`slbctl apply -f a.yaml\`, which has exited; a program it started (nft, iptables) still holds the lock)`,
+  );
 });

@@ -20,9 +20,9 @@ it('the next write removes the leftovers of killed writers of that record only',
     for (const f of [stale, live, other]) fs.writeFileSync(f, '{');
     writeJsonAtomic(file, { a: 1 });
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), { a: 1 });
-    assert.equal(fs.existsSync(stale), false, 'a killed writer\'s temporary file is removed');
-    assert.equal(fs.existsSync(live), true, 'a running writer\'s is not');
-    assert.equal(fs.existsSync(other), true, 'another record\'s is not');
+    assert.equal(fs.existsSync(stale), false, "a killed writer's temporary file is removed");
+    assert.equal(fs.existsSync(live), true, "a running writer's is not");
+    assert.equal(fs.existsSync(other), true, "another record's is not");
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

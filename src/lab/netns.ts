@@ -8,6 +8,7 @@
 //   (`ip link add … netns A type veth peer … netns B`), never made in the root
 //   namespace and moved afterwards.
 import { identityOf, removeRecordsOf } from '../records/netns';
+import { RealServerPlace, Step, describeRealServer, realServerSteps } from './rs-steps';
 import * as fs from 'node:fs';
 import { Encapsulation, Mode } from '../model/types';
 import { run, runChecked, RunResult } from '../util/exec';
@@ -164,61 +165,37 @@ export async function setRealServerClientRoute(lab: string, host: LabHostName, v
   await inHost(lab, host, 'client-net route', ['ip', 'route', 'replace', topology.clientNet, 'via', via]);
 }
 
-async function resetRealServer(lab: string, h: LabHostName, topology: LabTopology): Promise<string> {
-  const host = hostOf(topology, h);
-  const dev = mainInterface(topology, h).name;
-  // The VIP goes first, before ARP is relaxed again, so the RS never answers ARP for it.
-  const hadVip = await removeVipFromRealServer(lab, h, topology);
-  const hadRoute = (await run(['ip', 'route', 'del', topology.clientNet], { netns: nsName(lab, h) })).code === 0;
-  for (const scope of ['all', dev]) {
-    await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_ignore`, '0');
-    await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_announce`, '0');
-  }
-  if (host.gateway) await inHost(lab, h, 'default route', ['ip', 'route', 'replace', 'default', 'via', host.gateway]);
-  // tunl0 exists only where the ipip module is loaded; down is its resting state.
-  await run(['ip', 'link', 'set', 'tunl0', 'down'], { netns: nsName(lab, h) });
-  const undone = [hadVip ? `VIP off lo` : '', hadRoute ? `route ${topology.clientNet} removed` : ''].filter(Boolean);
-  return `${h}: reset (${undone.length ? `${undone.join(', ')}, ` : ''}arp_ignore=0 arp_announce=0, default via ${host.gateway ?? '-'})`;
+/** How a real server sits in the netns lab: its one interface, its default route via the router. */
+export function netnsPlace(topology: LabTopology, h: LabHostName): RealServerPlace {
+  return { device: mainInterface(topology, h).name, clientRoute: 'default', canLoadModules: false };
 }
 
-/** The real servers' side of a mode. Idempotent; first undoes whatever another mode set. */
+/** Run one real server's steps in its namespace; which ones succeeded (a step that may not fail throws). */
+async function runSteps(lab: string, h: LabHostName, steps: readonly Step[]): Promise<boolean[]> {
+  const done: boolean[] = [];
+  for (const step of steps) {
+    const r = await run(step.argv, { netns: nsName(lab, h) });
+    if (r.code !== 0 && !step.mayFail) {
+      if (step.argv.join(' ') === 'ip link set tunl0 up') throw new LabError(`${h}: no tunl0: this kernel has no ipip module (dsr with ipip needs it; the user-mode-linux kernel has it)`);
+      throw new LabError(`${h}: \`${step.argv.join(' ')}\` failed: ${(r.stderr || r.stdout).trim()}`);
+    }
+    done.push(r.code === 0);
+  }
+  return done;
+}
+
+/** The real servers' side of a mode (src/lab/rs-steps.ts, the same steps every provider runs). Idempotent. */
 export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY, encapsulation: Encapsulation = 'none'): Promise<string[]> {
   const { missing } = await labExists(lab);
   if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')})`);
-  const steps: string[] = [];
-  const lb = addressOf(topology, 'lb');
+  const lines: string[] = [];
   for (const h of REAL_SERVERS) {
-    steps.push(await resetRealServer(lab, h, topology));
-    const dev = mainInterface(topology, h).name;
-    if (mode === 'transparent') {
-      // The RS sees the client's own address, so its reply must go back
-      // through the balancer (which undoes the DNAT), not straight to the router.
-      await setRealServerClientRoute(lab, h, lb, topology);
-      steps.push(`${h}: route ${topology.clientNet} via ${lb} (the LB)`);
-    } else if (mode === 'dsr') {
-      // The RS must accept packets addressed to the VIP, but only the LB may
-      // own the VIP on the segment: arp_ignore=1 answers ARP only for
-      // addresses on the receiving interface (not lo), arp_announce=2 never
-      // uses the VIP as ARP source. Set before the VIP appears.
-      for (const scope of ['all', dev]) {
-        await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_ignore`, '1');
-        await sysctl(lab, h, `net.ipv4.conf.${scope}.arp_announce`, '2');
-      }
-      await inHost(lab, h, 'VIP on lo', ['ip', 'addr', 'add', `${topology.vip}/32`, 'dev', 'lo']);
-      steps.push(`${h}: VIP ${topology.vip}/32 on lo, arp_ignore=1 arp_announce=2 (all, ${dev}); replies from the VIP via the router ${hostOf(topology, h).gateway ?? ''}`.trimEnd());
-      if (encapsulation === 'ipip') {
-        // The client's packet arrives wrapped in IP-in-IP from the LB and is
-        // unwrapped on tunl0; its source (the client) is routed back via eth0,
-        // so reverse-path filtering must not drop it there.
-        const up = await run(['ip', 'link', 'set', 'tunl0', 'up'], { netns: nsName(lab, h) });
-        if (up.code !== 0) throw new LabError(`${h}: no tunl0: this kernel has no ipip module (dsr with ipip needs it; the user-mode-linux kernel has it)`);
-        for (const scope of ['all', 'tunl0', dev]) await sysctl(lab, h, `net.ipv4.conf.${scope}.rp_filter`, '0');
-        steps.push(`${h}: tunl0 up (IP-in-IP from the LB is unwrapped there), rp_filter=0`);
-      }
-    } else {
-      steps.push(`${h}: nothing more (the RS answers the LB's own address ${lb})`);
-    }
+    const place = netnsPlace(topology, h);
+    const steps = realServerSteps(mode, topology, encapsulation, place);
+    const resetDone = await runSteps(lab, h, steps.reset);
+    await runSteps(lab, h, steps.own);
+    lines.push(...describeRealServer(h, topology, steps, resetDone, place));
   }
   await writeLabState(lab, { mode, encapsulation });
-  return steps;
+  return lines;
 }

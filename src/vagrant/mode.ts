@@ -6,54 +6,29 @@
 import { BackendChoice, Encapsulation, Mode } from '../model/types';
 import { LabError } from '../lab/errors';
 import { labServiceConfig } from '../lab/lb-config';
-import { REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf, LabTopology } from '../lab/topology';
+import { REAL_SERVERS, REFERENCE_TOPOLOGY } from '../lab/topology';
+import { RealServerPlace, Step, describeRealServer, realServerSteps } from '../lab/rs-steps';
 import { VM_LAB_DEVICE, VmName } from './plan';
 import { VagrantLabRecord, writeVagrantRecord } from './lab';
 import { shellCommand, vmRun, vmScript } from './ssh';
 
-type Step = { argv: string[]; mayFail?: boolean };
+/** How a real server VM sits: eth1 on the server segment, its default route being Vagrant's management NIC. */
+export const VM_PLACE: RealServerPlace = { device: VM_LAB_DEVICE, clientRoute: 'client-net', canLoadModules: true };
 
-function sysctl(key: string, value: string): Step {
-  return { argv: ['sysctl', '-qw', `${key}=${value}`] };
-}
-
-/** The steps that put one real server VM into a mode; first undoes any other mode. Pure. */
-export function realServerSteps(mode: Mode, topology: LabTopology, encapsulation: Encapsulation, dev = VM_LAB_DEVICE): Step[] {
-  const routerOnServerNet = hostOf(topology, 'router').interfaces.find((i) => i.segment === 'server-net')?.cidr.split('/')[0];
-  if (!routerOnServerNet) throw new LabError('lab topology: the router has no server-net address');
-  const steps: Step[] = [
-    // The VIP goes first, before ARP is relaxed again, so the RS never answers ARP for it.
-    { argv: ['ip', 'addr', 'del', `${topology.vip}/32`, 'dev', 'lo'], mayFail: true },
-    ...['all', dev].flatMap((s) => [sysctl(`net.ipv4.conf.${s}.arp_ignore`, '0'), sysctl(`net.ipv4.conf.${s}.arp_announce`, '0')]),
-    { argv: ['ip', 'link', 'set', 'tunl0', 'down'], mayFail: true },
-    { argv: ['ip', 'route', 'replace', topology.clientNet, 'via', routerOnServerNet, 'dev', dev] },
-  ];
-  if (mode === 'transparent') {
-    steps.push({ argv: ['ip', 'route', 'replace', topology.clientNet, 'via', addressOf(topology, 'lb'), 'dev', dev] });
-  } else if (mode === 'dsr') {
-    steps.push(...['all', dev].flatMap((s) => [sysctl(`net.ipv4.conf.${s}.arp_ignore`, '1'), sysctl(`net.ipv4.conf.${s}.arp_announce`, '2')]));
-    steps.push({ argv: ['ip', 'addr', 'add', `${topology.vip}/32`, 'dev', 'lo'] });
-    if (encapsulation === 'ipip') {
-      steps.push({ argv: ['modprobe', 'ipip'] }, { argv: ['ip', 'link', 'set', 'tunl0', 'up'] });
-      steps.push(...['all', 'tunl0', dev].map((s) => sysctl(`net.ipv4.conf.${s}.rp_filter`, '0')));
-    }
-  }
-  return steps;
-}
-
-function script(steps: Step[]): string {
-  return steps.map((s) => (s.mayFail ? `${shellCommand(s.argv)} 2>/dev/null || true` : `${shellCommand(s.argv)} || exit 1`)).join('\n');
+/** The steps as one shell script (quoted argument by argument); a step that may fail reports whether it did. */
+export function stepsScript(steps: readonly Step[]): string {
+  return steps.map((s, i) => (s.mayFail ? `if ${shellCommand(s.argv)} 2>/dev/null; then echo @@ok=${i}; fi` : `${shellCommand(s.argv)} || exit 1`)).join('\n');
 }
 
 export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, backend: BackendChoice, encapsulation: Encapsulation, out: (line: string) => void): Promise<void> {
   const topology = REFERENCE_TOPOLOGY;
   for (const h of REAL_SERVERS) {
-    const steps = realServerSteps(mode, topology, encapsulation);
-    const r = await vmScript(record, h as VmName, script(steps));
+    const steps = realServerSteps(mode, topology, encapsulation, VM_PLACE);
+    const r = await vmScript(record, h as VmName, `${stepsScript(steps.reset)}\necho @@reset-done\n${stepsScript(steps.own)}`);
     if (r.code !== 0) throw new LabError(`lab mode ${mode}: setting up ${h} failed: ${(r.stderr || r.stdout).trim()}`);
-    // fullnat adds nothing to the reset, so what follows it is the mode's own part.
-    const own = steps.slice(realServerSteps('fullnat', topology, 'none').length).map((s) => s.argv.join(' '));
-    out(`  ${h}: reset (VIP off lo, arp_ignore/arp_announce 0, ${topology.clientNet} via the router)${own.length ? `; ${own.join('; ')}` : ''}`);
+    const reset = r.stdout.split('@@reset-done')[0] ?? '';
+    const resetDone = steps.reset.map((_s, i) => reset.includes(`@@ok=${i}\n`));
+    for (const line of describeRealServer(h, topology, steps, resetDone, VM_PLACE)) out(`  ${line}`);
   }
   const file = `/etc/slbctl/lab-${mode}.yaml`;
   const config = labServiceConfig(mode, topology, backend, encapsulation);

@@ -7,7 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
 import { vagrantPlan } from '../../src/vagrant/plan';
 import { shellCommand, shellQuote } from '../../src/vagrant/ssh';
-import { realServerSteps } from '../../src/vagrant/mode';
+import { VM_PLACE } from '../../src/vagrant/mode';
+import { realServerSteps } from '../../src/lab/rs-steps';
+import { Encapsulation, Mode } from '../../src/model/types';
 import { managementNet } from '../../src/vagrant/lab';
 
 describe('vagrant plan', () => {
@@ -42,7 +44,10 @@ describe('shellQuote', () => {
 });
 
 describe('real server steps', () => {
-  const text = (mode: 'fullnat' | 'transparent' | 'dsr', enc: 'none' | 'ipip' = 'none') => realServerSteps(mode, REFERENCE_TOPOLOGY, enc).map((s) => s.argv.join(' '));
+  const text = (mode: Mode, enc: Encapsulation = 'none') => {
+    const steps = realServerSteps(mode, REFERENCE_TOPOLOGY, enc, VM_PLACE);
+    return [...steps.reset, ...steps.own].map((s) => s.argv.join(' '));
+  };
   it('fullnat: only the reset, client network via the router', () => {
     assert.ok(text('fullnat').includes('ip route replace 10.8.21.0/24 via 172.16.75.1 dev eth1'));
     assert.ok(!text('fullnat').some((l) => l.startsWith('ip addr add')));
@@ -56,5 +61,22 @@ describe('real server steps', () => {
     assert.ok(vip > steps.indexOf('sysctl -qw net.ipv4.conf.eth1.arp_ignore=1'));
     assert.ok(vip > steps.indexOf('sysctl -qw net.ipv4.conf.all.arp_announce=2'));
     assert.ok(text('dsr', 'ipip').includes('ip link set tunl0 up'));
+  });
+});
+
+describe('real server steps in the netns lab (the same list, another place)', () => {
+  const place = { device: 'eth0', clientRoute: 'default' as const, canLoadModules: false };
+  const text = (mode: Mode, enc: Encapsulation = 'none') => {
+    const steps = realServerSteps(mode, REFERENCE_TOPOLOGY, enc, place);
+    return [...steps.reset, ...steps.own].map((s) => s.argv.join(' '));
+  };
+  it('the reset restores the default route via the router and drops a client-net route', () => {
+    assert.ok(text('fullnat').includes('ip route replace default via 172.16.75.1'));
+    assert.ok(text('fullnat').includes('ip route del 10.8.21.0/24'));
+  });
+  it('transparent routes the client network via the LB; dsr with ipip brings tunl0 up without loading a module', () => {
+    assert.equal(text('transparent').at(-1), 'ip route replace 10.8.21.0/24 via 172.16.75.83');
+    assert.ok(text('dsr', 'ipip').includes('ip link set tunl0 up'));
+    assert.ok(!text('dsr', 'ipip').includes('modprobe ipip'));
   });
 });

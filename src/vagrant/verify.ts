@@ -1,7 +1,7 @@
-// `lab verify` on the VMs: tcpdump on the client (in its namespace), the lb
-// and both real servers, the client's HTTP requests run in the client VM,
-// the pcap files copied to the host, then decoded and judged by the same
-// code as the netns lab (judgeLab: same facts, same verdict table).
+// `lab verify` on the VMs: the capture driver of the one verify flow
+// (src/verify/flow.ts): tcpdump on the client (in its namespace), the lb and
+// both real servers, the client's HTTP requests run in the client VM, the
+// pcap files copied to the host; judged as in every lab.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,7 +13,8 @@ import { Mode } from '../model/types';
 import { LabError } from '../lab/errors';
 import { LabHostName, REFERENCE_TOPOLOGY } from '../lab/topology';
 import { RequestOutcome } from '../verify/facts';
-import { CAPTURED_HOSTS, VerifyReport, captureFilter, curlArgv, curlOutcome, judgeLab, prepareOutputDirectory, writingOutput } from '../verify/run';
+import { curlArgv, curlOutcome, writingOutput } from '../verify/judge';
+import { CaptureDriver, VerifyReport, verifyWith } from '../verify/flow';
 import { CLIENT_NETNS, VM_LAB_DEVICE, VmName } from './plan';
 import { VagrantLabRecord } from './lab';
 import { shellCommand, vmCopyFrom, vmScript } from './ssh';
@@ -30,10 +31,10 @@ function whereIs(host: LabHostName): Where {
 const inNs = (w: Where, argv: string[]) => (w.netns ? ['ip', 'netns', 'exec', w.netns, ...argv] : argv);
 
 /** Start tcpdump in the background on the host's VM; resolves with the captured interface's MAC once it listens. */
-async function startCapture(record: VagrantLabRecord, host: LabHostName, port: number): Promise<string> {
+async function startCapture(record: VagrantLabRecord, host: LabHostName, filter: string): Promise<string> {
   const w = whereIs(host);
   const file = `${REMOTE_DIR}/${host}.pcap`;
-  const tcpdump = inNs(w, ['tcpdump', '-i', w.device, '-n', '-U', '-s', '0', '-Z', 'root', '-w', file, captureFilter(port)]);
+  const tcpdump = inNs(w, ['tcpdump', '-i', w.device, '-n', '-U', '-s', '0', '-Z', 'root', '-w', file, filter]);
   const script = [
     shellCommand(['mkdir', '-p', REMOTE_DIR]),
     shellCommand(['rm', '-f', file]),
@@ -73,39 +74,42 @@ function loadCapture(host: LabHostName, device: string, mac: string, file: strin
   return { host, device, mac, linkType, frames, packets: frames.map((f) => decodeFrame(f, linkType)), pcapPath };
 }
 
-export async function verifyVagrantLab(record: VagrantLabRecord, mode: Mode | undefined, k: number, out: string | undefined): Promise<VerifyReport> {
-  const judged = mode ?? (record.mode as Mode | undefined);
-  if (!judged) throw new LabError(`no mode is applied in lab "${record.lab}"; run \`slbctl lab mode MODE --name ${record.lab}\` or pass --mode`);
-  const encapsulation = record.encapsulation === 'ipip' && judged === 'dsr' ? 'ipip' : 'none';
-  const topology = REFERENCE_TOPOLOGY;
-  const outDir = path.resolve(out ?? path.join('slbctl-pcaps', record.lab, judged));
-  prepareOutputDirectory(outDir);
+/** The VMs' captures: tcpdump on each host's VM, curl in the client namespace of the client VM, pcaps copied back. */
+export function vagrantCaptureDriver(record: VagrantLabRecord): CaptureDriver {
   const macs = new Map<LabHostName, string>();
-  let outcomes: RequestOutcome[] = [];
-  try {
-    const started = await Promise.all(CAPTURED_HOSTS.map(async (h) => [h, await startCapture(record, h, topology.servicePort)] as const));
-    for (const [h, mac] of started) macs.set(h, mac);
-    outcomes = await requests(record, k, `http://${topology.vip}:${topology.servicePort}/`);
-    await new Promise((r) => setTimeout(r, 500)); // the last FIN/ACKs reach every capture
-  } finally {
-    await Promise.all(CAPTURED_HOSTS.map((h) => stopCapture(record, h)));
-  }
-  const captures: HostCapture[] = [];
-  const pcaps: Record<string, string> = {};
-  // scp writes wherever its path leads: it copies into a private directory
-  // (mode 0700, a fresh name), and slbctl moves the bytes on without following links.
-  const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-pcaps-'));
-  try {
-    for (const h of CAPTURED_HOSTS) {
-      const copied = path.join(staging, `${h}.pcap`);
-      const r = await vmCopyFrom(record, whereIs(h).vm, `${REMOTE_DIR}/${h}.pcap`, copied);
-      if (r.code !== 0) throw new LabError(`copying the capture of ${h} from the ${whereIs(h).vm} VM failed: ${r.stderr.trim()}`);
-      const local = writingOutput(() => writeFileNoFollow(path.join(outDir, `${h}.pcap`), fs.readFileSync(copied)));
-      captures.push(loadCapture(h, whereIs(h).device, macs.get(h) ?? '', copied, local));
-      pcaps[h] = local;
-    }
-  } finally {
-    fs.rmSync(staging, { recursive: true, force: true });
-  }
-  return { verdict: judgeLab(judged, topology, captures, outcomes, encapsulation), requests: outcomes, pcaps };
+  let hosts: readonly LabHostName[] = [];
+  return {
+    async start(which, filter) {
+      hosts = which;
+      const started = await Promise.all(which.map(async (h) => [h, await startCapture(record, h, filter)] as const));
+      for (const [h, mac] of started) macs.set(h, mac);
+    },
+    requests: (k, url) => requests(record, k, url),
+    async stop() {
+      await new Promise((r) => setTimeout(r, 500)); // the last FIN/ACKs reach every capture
+      await Promise.all(hosts.map((h) => stopCapture(record, h)));
+    },
+    async collect(outDir) {
+      const captures: HostCapture[] = [];
+      // scp writes wherever its path leads: it copies into a private directory
+      // (mode 0700, a fresh name), and slbctl moves the bytes on without following links.
+      const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-pcaps-'));
+      try {
+        for (const h of hosts) {
+          const copied = path.join(staging, `${h}.pcap`);
+          const r = await vmCopyFrom(record, whereIs(h).vm, `${REMOTE_DIR}/${h}.pcap`, copied);
+          if (r.code !== 0) throw new LabError(`copying the capture of ${h} from the ${whereIs(h).vm} VM failed: ${r.stderr.trim()}`);
+          const local = writingOutput(() => writeFileNoFollow(path.join(outDir, `${h}.pcap`), fs.readFileSync(copied)));
+          captures.push(loadCapture(h, whereIs(h).device, macs.get(h) ?? '', copied, local));
+        }
+      } finally {
+        fs.rmSync(staging, { recursive: true, force: true });
+      }
+      return captures;
+    },
+  };
+}
+
+export function verifyVagrantLab(record: VagrantLabRecord, mode: Mode | undefined, k: number, out: string | undefined): Promise<VerifyReport> {
+  return verifyWith(vagrantCaptureDriver(record), { lab: record.lab, mode, applied: record, requests: k, out, topology: REFERENCE_TOPOLOGY });
 }

@@ -1,0 +1,66 @@
+// `lab verify`, one flow for every lab provider: capture on the client, the
+// balancer and the real servers, make K HTTP requests from the client, write
+// one pcap per host into a checked directory, judge the mode's packet facts.
+// What differs per provider (how to capture, how to run curl on the client)
+// is its CaptureDriver.
+import * as path from 'node:path';
+import { HostCapture } from '../capture/types';
+import { Encapsulation, Mode } from '../model/types';
+import { LabHostName, LabTopology, REAL_SERVERS } from '../lab/topology';
+import { LabError } from '../lab/errors';
+import { RequestOutcome, Verdict } from './facts';
+import { judgeLab, prepareOutputDirectory } from './judge';
+
+export interface VerifyReport {
+  verdict: Verdict;
+  requests: RequestOutcome[];
+  pcaps: Record<string, string>;
+}
+
+export const CAPTURED_HOSTS: LabHostName[] = ['client', 'lb', ...REAL_SERVERS];
+
+/** What the captures filter: the service's packets, and IP-in-IP for tunnelled DSR. */
+export function captureFilter(port: number): string {
+  return `tcp port ${port} or udp port ${port} or ip proto 4`;
+}
+
+export interface CaptureDriver {
+  /** Start capturing on these hosts with this filter; resolves once every capture listens. */
+  start(hosts: readonly LabHostName[], filter: string): Promise<void>;
+  /** K requests from the client to the URL, one after the other. */
+  requests(k: number, url: string): Promise<RequestOutcome[]>;
+  /** Stop every capture (also after a failure) and let the last packets land. */
+  stop(): Promise<void>;
+  /** The captures, each written as a pcap into `outDir` (never through a link), decoded. */
+  collect(outDir: string): Promise<HostCapture[]>;
+}
+
+export interface VerifyRequest {
+  lab: string;
+  /** The mode asked for (--mode), else the one applied. */
+  mode: Mode | undefined;
+  applied: { mode?: string; encapsulation?: string } | undefined;
+  requests: number;
+  /** --out, else ./slbctl-pcaps/LAB/MODE. */
+  out: string | undefined;
+  topology: LabTopology;
+}
+
+export async function verifyWith(driver: CaptureDriver, r: VerifyRequest): Promise<VerifyReport> {
+  const judged = r.mode ?? (r.applied?.mode as Mode | undefined);
+  if (!judged) throw new LabError(`no mode is applied in lab "${r.lab}"; run \`slbctl lab mode MODE --name ${r.lab}\` or pass --mode`);
+  const encapsulation: Encapsulation = r.applied?.encapsulation === 'ipip' && judged === 'dsr' ? 'ipip' : 'none';
+  const outDir = path.resolve(r.out ?? path.join('slbctl-pcaps', r.lab, judged));
+  // Checked first: a directory that cannot be written safely fails before a minute of capturing.
+  prepareOutputDirectory(outDir);
+  let outcomes: RequestOutcome[] = [];
+  try {
+    await driver.start(CAPTURED_HOSTS, captureFilter(r.topology.servicePort));
+    outcomes = await driver.requests(r.requests, `http://${r.topology.vip}:${r.topology.servicePort}/`);
+  } finally {
+    await driver.stop();
+  }
+  const captures = await driver.collect(outDir);
+  const pcaps = Object.fromEntries(captures.map((c) => [c.host, c.pcapPath ?? '']));
+  return { verdict: judgeLab(judged, r.topology, captures, outcomes, encapsulation), requests: outcomes, pcaps };
+}

@@ -1,6 +1,7 @@
 // A namespace of a test's own standing for a balancer: eth0 with the LB's
 // lab address, its veth peer in the same namespace (where RS addresses can go).
 import { run, runChecked } from '../../src/util/exec';
+import { identityOf, removeRecordsOf } from '../../src/records/netns';
 
 export async function createBalancerNetns(ns: string): Promise<void> {
   await runChecked('netns', ['ip', 'netns', 'add', ns]);
@@ -17,5 +18,11 @@ export async function setUpBalancerNetns(ns: string): Promise<void> {
 }
 
 export async function deleteNetns(ns: string): Promise<void> {
+  // slbctl's records of the namespace go with it, as lab down does for its namespaces.
+  try {
+    removeRecordsOf(identityOf(ns));
+  } catch {
+    // already gone
+  }
   await run(['ip', 'netns', 'del', ns]);
 }

@@ -1,9 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { labExec } from '../../lab/netns';
 import { LAB_HOSTS, LabHostName } from '../../lab/topology';
-import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
-import { vagrantLab } from '../../vagrant/lab';
-import { vagrantExec } from '../../vagrant/exec';
+import { requireRoot, withLabName } from '../lab-options';
+import { findLab } from '../../lab/providers';
 
 interface Args { name: string; host: string; cmd?: string[]; '--'?: string[] }
 
@@ -26,10 +24,8 @@ export const labExecCommand: CommandModule<object, Args> = {
     .example('$0 lab exec lb -- nft list ruleset', 'show the balancer\'s ruleset'),
   handler: async (args) => {
     requireRoot('lab exec');
-    if (await forwardIfUml(args.name)) return;
-    const argv = commandOf(args);
-    const vagrant = vagrantLab(args.name);
-    const r = vagrant ? await vagrantExec(vagrant, args.host as LabHostName, argv) : await labExec(args.name, args.host as LabHostName, argv);
+    const lab = await findLab(args.name);
+    const r = await lab.exec(args.host as LabHostName, commandOf(args));
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr);
     process.exitCode = r.code;

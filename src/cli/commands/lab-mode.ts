@@ -1,10 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { BACKENDS, BackendChoice, ENCAPSULATIONS, Encapsulation, MODES, Mode } from '../../model/types';
-import { applyLabMode } from '../../lab/mode';
 import { MODE_TITLES } from '../../lab/lb-config';
-import { forwardIfUml, requireRoot, withLabName } from '../lab-options';
-import { vagrantLab } from '../../vagrant/lab';
-import { applyVagrantMode } from '../../vagrant/mode';
+import { requireRoot, withLabName } from '../lab-options';
+import { findLab } from '../../lab/providers';
 
 interface Args { name: string; mode: Mode; backend: BackendChoice; encapsulation: Encapsulation }
 
@@ -17,15 +15,10 @@ export const labModeCommand: CommandModule<object, Args> = {
     .option('encapsulation', { choices: ENCAPSULATIONS, default: 'none' as Encapsulation, describe: 'dsr: ipip tunnels to the real servers (IPVS backend, kernel with ipip)' }),
   handler: async (args) => {
     requireRoot('lab mode');
-    if (await forwardIfUml(args.name)) return;
-    process.stdout.write(`lab "${args.name}": mode ${args.mode} (${MODE_TITLES[args.mode]})\n`);
-    const vagrant = vagrantLab(args.name);
-    if (vagrant) {
-      await applyVagrantMode(vagrant, args.mode, args.backend, args.encapsulation, (l) => process.stdout.write(`${l}\n`));
-      process.stdout.write(`next: slbctl lab verify --name ${args.name}\n`);
-      return;
-    }
-    await applyLabMode(args.name, args.mode, (l) => process.stdout.write(`${l}\n`), args.backend, args.encapsulation);
-    process.stdout.write(`next: slbctl lab verify --name ${args.name}\n`);
+    const lab = await findLab(args.name);
+    const say = (line: string) => process.stdout.write(`${line}\n`);
+    say(`lab "${args.name}": mode ${args.mode} (${MODE_TITLES[args.mode]})`);
+    await lab.mode(args.mode, args.backend, args.encapsulation, say);
+    say(`next: slbctl lab verify --name ${args.name}`);
   },
 };

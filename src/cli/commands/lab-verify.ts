@@ -1,11 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { MODES, Mode } from '../../model/types';
-import { verifyLabMode } from '../../verify/run';
 import { renderVerdict } from '../../verify/render';
 import { EXIT } from '../errors';
-import { forwardIfUml, requireRoot, withLabName, withRequests } from '../lab-options';
-import { vagrantLab } from '../../vagrant/lab';
-import { verifyVagrantLab } from '../../vagrant/verify';
+import { requireRoot, withLabName, withRequests } from '../lab-options';
+import { findLab } from '../../lab/providers';
 
 interface Args { name: string; mode?: Mode; requests: number; out?: string; json: boolean }
 
@@ -18,9 +16,8 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
   handler: async (args) => {
     requireRoot('lab verify');
-    if (await forwardIfUml(args.name, [args.out])) return;
-    const vagrant = vagrantLab(args.name);
-    const report = vagrant ? await verifyVagrantLab(vagrant, args.mode, args.requests, args.out) : await verifyLabMode(args.name, args.mode, args.requests, args.out);
+    const lab = await findLab(args.name);
+    const report = await lab.verify(args.mode, args.requests, args.out);
     if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else {
       const answered = report.requests.filter((r) => r.ok);

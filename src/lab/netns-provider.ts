@@ -1,0 +1,38 @@
+// The default lab: the reference topology in network namespaces of this kernel.
+import { LAB_HOSTS, REFERENCE_TOPOLOGY } from './topology';
+import { labDown, labExec, labExists, labUp, nsName } from './netns';
+import { applyLabMode } from './mode';
+import { verifyLabMode } from '../verify/run';
+import { Lab, LabProvider } from './provider';
+
+function netnsLab(name: string): Lab {
+  return {
+    name,
+    provider: 'netns',
+    mode: (mode, backend, encapsulation, say) => applyLabMode(name, mode, say, backend, encapsulation),
+    verify: (mode, requests, out) => verifyLabMode(name, mode, requests, out),
+    exec: (host, argv) => labExec(name, host, argv),
+    async down(say) {
+      const { removed } = await labDown(name);
+      say(removed.length ? `lab "${name}" removed: ${removed.join(', ')}` : `lab "${name}": nothing to remove`);
+    },
+  };
+}
+
+export const netnsProvider: LabProvider = {
+  name: 'netns',
+  describe: 'namespaces on this kernel',
+  // Always "found": its commands say themselves when the namespaces are missing (and lab down cleans up a half-made lab).
+  find: async (name) => netnsLab(name),
+  async up(name, _options, say) {
+    const started = Date.now();
+    await labUp(name, REFERENCE_TOPOLOGY, (line) => say(`  ${line}`));
+    const hosts = LAB_HOSTS.map((h) => {
+      const host = REFERENCE_TOPOLOGY.hosts.find((x) => x.name === h);
+      return `  ${nsName(name, h).padEnd(16)} ${host?.interfaces.map((i) => `${i.name} ${i.cidr}`).join(', ') ?? ''}`;
+    });
+    return `lab "${name}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s:\n${hosts.join('\n')}\nnext: slbctl lab mode fullnat|transparent|dsr --name ${name}`;
+  },
+};
+
+export { labExists };

@@ -1,0 +1,38 @@
+// One interface for every lab provider (network namespaces on this kernel,
+// a user-mode-linux kernel with IPVS, Vagrant VMs): the CLI's lab commands
+// know only this. A new provider is one file implementing it plus its line
+// in providers.ts.
+import { BackendChoice, Encapsulation, Mode } from '../model/types';
+import { RunResult } from '../util/exec';
+import { LabHostName } from './topology';
+import { VerifyReport } from '../verify/flow';
+
+export type Say = (line: string) => void;
+
+/** A running lab of one provider. */
+export interface Lab {
+  readonly name: string;
+  readonly provider: string;
+  /** Put the real servers into a mode and apply the balancer's config with slbctl on the balancer. */
+  mode(mode: Mode, backend: BackendChoice, encapsulation: Encapsulation, say: Say): Promise<void>;
+  /** Capture on every host, make K requests from the client, judge the mode's facts; pcaps under `out`. */
+  verify(mode: Mode | undefined, requests: number, out: string | undefined): Promise<VerifyReport>;
+  /** A command on one lab host; its exit code comes back. */
+  exec(host: LabHostName, argv: string[]): Promise<RunResult>;
+  /** Remove everything the lab made. */
+  down(say: Say): Promise<void>;
+}
+
+export interface LabProvider {
+  readonly name: string;
+  /** One line for `lab up --help`. */
+  readonly describe: string;
+  /**
+   * This provider's running lab of that name (from its record), or undefined.
+   * `leftovers`: also a lab whose record was lost but whose pieces are still
+   * there (lab down removes it), a slower look.
+   */
+  find(name: string, o?: { leftovers?: boolean }): Promise<Lab | undefined>;
+  /** Build the lab; `say` tells how it goes; the returned text ends the output. */
+  up(name: string, options: { box?: string }, say: Say): Promise<string>;
+}

@@ -1,0 +1,67 @@
+// The lab inside a user-mode-linux kernel with IPVS that keeps running until
+// lab down: every command for the lab is the same slbctl command run inside
+// the guest (src/uml/lab.ts), its output and exit code brought back.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Lab, LabProvider, Say } from '../lab/provider';
+import { LabError } from '../lab/errors';
+import { VerifyReport } from '../verify/flow';
+import { UmlLabRecord, forwardToUml, startUmlLab, stopUmlLab, umlLab } from './lab';
+
+function umlLabOf(record: UmlLabRecord): Lab {
+  const name = record.lab;
+  const inside = async (args: string[], say: Say, show: string[] = []) => {
+    const r = await forwardToUml(record, [...args, '--name', name], undefined, show);
+    for (const line of r.output.trimEnd().split('\n')) if (line) say(line);
+    return r.code;
+  };
+  return {
+    name,
+    provider: 'uml',
+    async mode(mode, backend, encapsulation, say) {
+      const code = await inside(['lab', 'mode', mode, '--backend', backend, '--encapsulation', encapsulation], say);
+      if (code !== 0) throw new LabError(`lab mode ${mode} inside the user-mode-linux kernel failed (exit ${code})`);
+    },
+    async verify(mode, requests, out) {
+      // The guest judges and answers in JSON; its pcaps are on the host (the guest's root is the host's filesystem).
+      const dir = path.resolve(out ?? path.join('slbctl-pcaps', name, mode ?? 'applied'));
+      fs.mkdirSync(dir, { recursive: true });
+      const r = await forwardToUml(record, ['lab', 'verify', '--name', name, '--json', '--requests', String(requests), '--out', dir, ...(mode ? ['--mode', mode] : [])], undefined, [dir]);
+      const json = r.output.slice(r.output.indexOf('{'));
+      try {
+        return JSON.parse(json) as VerifyReport;
+      } catch {
+        throw new LabError(`lab verify inside the user-mode-linux kernel failed (exit ${r.code}): ${r.output.trim()}`);
+      }
+    },
+    async exec(host, argv) {
+      const r = await forwardToUml(record, ['lab', 'exec', host, '--name', name, '--', ...argv]);
+      return { argv, code: r.code, signal: null, stdout: r.output, stderr: '' };
+    },
+    async down(say) {
+      await inside(['lab', 'down'], say).catch((e: Error) => say(e.message));
+      await stopUmlLab(record);
+      say(`lab "${name}": user-mode-linux kernel (pid ${record.pid}) stopped`);
+    },
+  };
+}
+
+export const umlProvider: LabProvider = {
+  name: 'uml',
+  describe: 'namespaces inside a user-mode-linux kernel with IPVS that keeps running until lab down',
+  async find(name) {
+    const record = umlLab(name);
+    return record ? umlLabOf(record) : undefined;
+  },
+  async up(name, _options, say) {
+    const started = Date.now();
+    const record = await startUmlLab(name, (line) => say(`  ${line}`));
+    const r = await forwardToUml(record, ['lab', 'up', '--name', name]);
+    for (const line of r.output.trimEnd().split('\n')) if (line) say(line);
+    if (r.code !== 0) {
+      await stopUmlLab(record);
+      throw new LabError(`lab up inside the user-mode-linux kernel failed (exit ${r.code}); the kernel was stopped`);
+    }
+    return `(on user-mode-linux, ${((Date.now() - started) / 1000).toFixed(1)} s in all; its kernel has IPVS: lab mode picks it)`;
+  },
+};

@@ -19,7 +19,11 @@ function makeConfig(weightOfFirst: number): Config {
   const services: Service[] = [];
   for (let i = 0; i < SERVICES; i++) {
     const vip = `198.18.${Math.floor(i / 250)}.${(i % 250) + 2}`;
-    const realServers = Array.from({ length: REAL_SERVERS }, (_, j) => ({ address: `198.19.${Math.floor(i / 60)}.${(i % 60) * 4 + j + 2}`, port: 8080, weight: i === 0 && j === 0 ? weightOfFirst : 1 }));
+    const realServers = Array.from({ length: REAL_SERVERS }, (_, j) => ({
+      address: `198.19.${Math.floor(i / 60)}.${(i % 60) * 4 + j + 2}`,
+      port: 8080,
+      weight: i === 0 && j === 0 ? weightOfFirst : 1,
+    }));
     services.push({ name: `svc${i}`, vip, port: 80, protocol: 'tcp', mode: 'fullnat', scheduler: 'wrr', realServers });
   }
   return { backend: 'nft', services };
@@ -44,16 +48,18 @@ async function inner(): Promise<void> {
     await runChecked('flush', ['nft', 'delete', 'table', 'ip', 'slbctl']);
     const [, tNftOnly] = await timed(() => runChecked('nft -f', ['nft', '-f', '-'], { input: script }));
     const f = (s: number) => `${s.toFixed(2)} s`;
-    process.stdout.write([
-      `services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr), one nftables transaction of ${script.split('\n').length - 1} commands`,
-      `first plan:   ${f(tPlan1)}  (${plan1.ops.length} operations)`,
-      `first apply:  ${f(tApply1)}  (addresses via rtnetlink + nft transaction)`,
-      `nft -f alone: ${f(tNftOnly)}  (the same transaction, kernel + nft parser only)`,
-      `second plan (one weight 1 -> 5): ${f(tPlan2)}, ${plan2.ops.length} operation: ${formatPlan(plan2.ops)}`,
-      `second apply: ${f(tApply2)}  (${script2.split('\n').length - 1} nft commands)`,
-      `ratio first apply / nft alone: ${(tApply1 / tNftOnly).toFixed(2)}`,
-      `ratio second (plan+apply) / first (plan+apply): ${((tPlan2 + tApply2) / (tPlan1 + tApply1)).toFixed(3)}`,
-    ].join('\n') + '\n');
+    process.stdout.write(
+      [
+        `services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr), one nftables transaction of ${script.split('\n').length - 1} commands`,
+        `first plan:   ${f(tPlan1)}  (${plan1.ops.length} operations)`,
+        `first apply:  ${f(tApply1)}  (addresses via rtnetlink + nft transaction)`,
+        `nft -f alone: ${f(tNftOnly)}  (the same transaction, kernel + nft parser only)`,
+        `second plan (one weight 1 -> 5): ${f(tPlan2)}, ${plan2.ops.length} operation: ${formatPlan(plan2.ops)}`,
+        `second apply: ${f(tApply2)}  (${script2.split('\n').length - 1} nft commands)`,
+        `ratio first apply / nft alone: ${(tApply1 / tNftOnly).toFixed(2)}`,
+        `ratio second (plan+apply) / first (plan+apply): ${((tPlan2 + tApply2) / (tPlan1 + tApply1)).toFixed(3)}`,
+      ].join('\n') + '\n',
+    );
   } finally {
     closeSession(rtnl);
   }
@@ -66,7 +72,10 @@ async function outer(): Promise<void> {
     await runChecked('veth', ['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
     await runChecked('addr', ['ip', '-n', ns, 'addr', 'add', '198.18.0.1/15', 'dev', 'eth0']);
     await runChecked('up', ['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
-    const r = await run([process.execPath, path.join(__dirname, 'control-plane.js')], { netns: ns, env: { ...process.env, SLB_BENCH_INNER: '1' } });
+    const r = await run([process.execPath, path.join(__dirname, 'control-plane.js')], {
+      netns: ns,
+      env: { ...process.env, SLB_BENCH_INNER: '1' },
+    });
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr);
     process.exitCode = r.code;

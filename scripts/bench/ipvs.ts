@@ -15,13 +15,37 @@ const RS = 4;
 
 function dataset(): { service: IpvsService; dests: IpvsDestination[] }[] {
   return Array.from({ length: SERVICES }, (_, i) => ({
-    service: { protocol: 'tcp' as const, address: `198.18.${Math.floor(i / 250)}.${(i % 250) + 2}`, port: 80, scheduler: 'wrr', flags: 0, timeout: 0, netmask: '255.255.255.255' },
-    dests: Array.from({ length: RS }, (_, j) => ({ address: `198.19.${Math.floor(i / 60)}.${(i % 60) * 4 + j + 2}`, port: 8080, forwarding: 'masq' as const, weight: 1, upperThreshold: 0, lowerThreshold: 0 })),
+    service: {
+      protocol: 'tcp' as const,
+      address: `198.18.${Math.floor(i / 250)}.${(i % 250) + 2}`,
+      port: 80,
+      scheduler: 'wrr',
+      flags: 0,
+      timeout: 0,
+      netmask: '255.255.255.255',
+    },
+    dests: Array.from({ length: RS }, (_, j) => ({
+      address: `198.19.${Math.floor(i / 60)}.${(i % 60) * 4 + j + 2}`,
+      port: 8080,
+      forwarding: 'masq' as const,
+      weight: 1,
+      upperThreshold: 0,
+      lowerThreshold: 0,
+    })),
   }));
 }
 
 function restoreText(set: ReturnType<typeof dataset>): string {
-  return set.map(({ service: s, dests }) => [`-A -t ${s.address}:${s.port} -s ${s.scheduler}`, ...dests.map((d) => `-a -t ${s.address}:${s.port} -r ${d.address}:${d.port} -m -w ${d.weight}`)].join('\n')).join('\n') + '\n';
+  return (
+    set
+      .map(({ service: s, dests }) =>
+        [
+          `-A -t ${s.address}:${s.port} -s ${s.scheduler}`,
+          ...dests.map((d) => `-a -t ${s.address}:${s.port} -r ${d.address}:${d.port} -m -w ${d.weight}`),
+        ].join('\n'),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -31,7 +55,13 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 }
 
 async function removeAll(client: IpvsClient, set: ReturnType<typeof dataset>): Promise<void> {
-  await IpvsClient.pipeline(set.map(({ service }) => () => client.deleteService(service)));
+  await IpvsClient.pipeline(
+    set.map(
+      ({ service }) =>
+        () =>
+          client.deleteService(service),
+    ),
+  );
 }
 
 async function inner(): Promise<void> {
@@ -52,7 +82,13 @@ async function inner(): Promise<void> {
     const messages = client.messagesSent - m0;
     await removeAll(client, set);
     const tPipelined = await timed(async () => {
-      await IpvsClient.pipeline(set.map(({ service }) => () => client.addService(service)));
+      await IpvsClient.pipeline(
+        set.map(
+          ({ service }) =>
+            () =>
+              client.addService(service),
+        ),
+      );
       await IpvsClient.pipeline(set.flatMap(({ service, dests }) => dests.map((d) => () => client.addDestination(service, d))));
     });
     const listed = (await client.services()).length;
@@ -63,22 +99,27 @@ async function inner(): Promise<void> {
     const tWeight = await timed(() => client.updateDestination(first.service, { ...(first.dests[0] as IpvsDestination), weight: 5 }));
     const weightMessages = client.messagesSent - m1;
     await removeAll(client, set);
-    process.stdout.write([
-      `IPVS: ${SERVICES} services x ${RS} real servers (${messages} netlink requests), ${listed} services listed back`,
-      `slbctl, one request at a time: ${f(tSequential)}`,
-      `slbctl, pipelined (128 in flight): ${f(tPipelined)}`,
-      `ipvsadm -R:                      ${f(tRestore)}`,
-      `ratio slbctl sequential / ipvsadm -R: ${(tSequential / tRestore).toFixed(2)}`,
-      `ratio slbctl pipelined / ipvsadm -R:  ${(tPipelined / tRestore).toFixed(2)}`,
-      `one weight change: ${(tWeight * 1000).toFixed(2)} ms, ${weightMessages} netlink message`,
-    ].join('\n') + '\n');
+    process.stdout.write(
+      [
+        `IPVS: ${SERVICES} services x ${RS} real servers (${messages} netlink requests), ${listed} services listed back`,
+        `slbctl, one request at a time: ${f(tSequential)}`,
+        `slbctl, pipelined (128 in flight): ${f(tPipelined)}`,
+        `ipvsadm -R:                      ${f(tRestore)}`,
+        `ratio slbctl sequential / ipvsadm -R: ${(tSequential / tRestore).toFixed(2)}`,
+        `ratio slbctl pipelined / ipvsadm -R:  ${(tPipelined / tRestore).toFixed(2)}`,
+        `one weight change: ${(tWeight * 1000).toFixed(2)} ms, ${weightMessages} netlink message`,
+      ].join('\n') + '\n',
+    );
   } finally {
     client.close();
   }
 }
 
 async function outer(): Promise<void> {
-  const r = await runInUml([process.execPath, path.join(__dirname, 'ipvs.js')], { env: { SLB_BENCH_INNER: '1', SLB_BENCH_SERVICES: String(SERVICES) }, modules: ['ip_vs', 'ip_vs_wrr', 'veth'] });
+  const r = await runInUml([process.execPath, path.join(__dirname, 'ipvs.js')], {
+    env: { SLB_BENCH_INNER: '1', SLB_BENCH_SERVICES: String(SERVICES) },
+    modules: ['ip_vs', 'ip_vs_wrr', 'veth'],
+  });
   process.stdout.write(`(inside user-mode-linux, ${r.seconds.toFixed(0)} s in all)\n${r.output}`);
   process.exitCode = r.code;
 }

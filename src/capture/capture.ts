@@ -33,7 +33,12 @@ export interface CaptureSession {
 }
 
 /** cap's link type names, including its spelling for Linux cooked captures. */
-const LINK_TYPES = new Map<string, LinkType>([['ETHERNET', 'ETHERNET'], ['RAW', 'RAW'], ['LINUX_SLL', 'LINUX_SLL'], ['LINKTYPE_LINUX_SLL', 'LINUX_SLL']]);
+const LINK_TYPES = new Map<string, LinkType>([
+  ['ETHERNET', 'ETHERNET'],
+  ['RAW', 'RAW'],
+  ['LINUX_SLL', 'LINUX_SLL'],
+  ['LINKTYPE_LINUX_SLL', 'LINUX_SLL'],
+]);
 
 /**
  * Every Cap ever created stays referenced here, so none is ever garbage

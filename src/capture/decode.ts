@@ -21,15 +21,29 @@ class Malformed extends Error {}
 
 /** Bounds-checked reads up to `end` (the frame's, or an IP packet's, end). */
 class Reader {
-  constructor(readonly b: Buffer, readonly end: number = b.length) {}
+  constructor(
+    readonly b: Buffer,
+    readonly end: number = b.length,
+  ) {}
   need(offset: number, length: number, what: string): void {
     if (offset < 0 || offset + length > this.end) throw new Malformed(`${what} truncated`);
   }
-  u8(o: number, what: string): number { this.need(o, 1, what); return this.b[o] as number; }
-  u16(o: number, what: string): number { this.need(o, 2, what); return this.b.readUInt16BE(o); }
-  u32(o: number, what: string): number { this.need(o, 4, what); return this.b.readUInt32BE(o); }
+  u8(o: number, what: string): number {
+    this.need(o, 1, what);
+    return this.b[o] as number;
+  }
+  u16(o: number, what: string): number {
+    this.need(o, 2, what);
+    return this.b.readUInt16BE(o);
+  }
+  u32(o: number, what: string): number {
+    this.need(o, 4, what);
+    return this.b.readUInt32BE(o);
+  }
   /** The same bytes, ending earlier (never later than this reader). */
-  until(end: number): Reader { return new Reader(this.b, Math.min(this.end, end)); }
+  until(end: number): Reader {
+    return new Reader(this.b, Math.min(this.end, end));
+  }
 }
 
 const mac = (b: Buffer, o: number) => Array.from(b.subarray(o, o + 6), (x) => x.toString(16).padStart(2, '0')).join(':');
@@ -44,7 +58,10 @@ function ipv6(b: Buffer, o: number): string {
   for (let i = 0; i < 8;) {
     let j = i;
     while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
     i = j === i ? i + 1 : j;
   }
   if (best < 0) return groups.join(':');
@@ -90,7 +107,13 @@ function decodeIpv6(r: Reader, o: number): IpResult {
   const length = r.b.readUInt16BE(o + 4);
   // Length 0 means a jumbogram (or offload): the captured bytes are the bound.
   const declaredEnd = length === 0 ? r.end : o + 40 + length;
-  const header: IpHeader = { version: 6, src: ipv6(r.b, o + 8), dst: ipv6(r.b, o + 24), protocol: r.b[o + 6] as number, ttl: r.b[o + 7] as number };
+  const header: IpHeader = {
+    version: 6,
+    src: ipv6(r.b, o + 8),
+    dst: ipv6(r.b, o + 24),
+    protocol: r.b[o + 6] as number,
+    ttl: r.b[o + 7] as number,
+  };
   const result: IpResult = { header, payload: o + 40, declaredEnd, r: r.until(declaredEnd), firstFragment: true };
   // Walk the extension headers; the bound keeps a loop of them finite.
   for (let guard = 0; guard < 16; guard++) {
@@ -131,7 +154,12 @@ function decodeTransport(ip: IpResult, p: DecodedPacket): void {
     };
   } else if (ip.header.protocol === PROTO_UDP) {
     const length = r.u16(o + 4, 'UDP header');
-    p.transport = { kind: 'udp', srcPort: r.u16(o, 'UDP header'), dstPort: r.u16(o + 2, 'UDP header'), payloadLength: Math.max(0, Math.min(length, ip.declaredEnd - o) - 8) };
+    p.transport = {
+      kind: 'udp',
+      srcPort: r.u16(o, 'UDP header'),
+      dstPort: r.u16(o + 2, 'UDP header'),
+      payloadLength: Math.max(0, Math.min(length, ip.declaredEnd - o) - 8),
+    };
     if (length < 8) throw new Malformed(`UDP length ${length} is below 8`);
   } else p.transport = { kind: 'other' };
 }

@@ -70,7 +70,11 @@ export function decodePcap(data: Buffer): PcapContents {
     const wireLength = u32(o + 12);
     if (o + RECORD_HEADER + caplen > data.length) break;
     const micros = nano ? Math.floor(frac / 1000) : frac;
-    frames.push({ tsMicros: sec * 1e6 + micros, wireLength, data: Buffer.from(data.subarray(o + RECORD_HEADER, o + RECORD_HEADER + caplen)) });
+    frames.push({
+      tsMicros: sec * 1e6 + micros,
+      wireLength,
+      data: Buffer.from(data.subarray(o + RECORD_HEADER, o + RECORD_HEADER + caplen)),
+    });
     o += RECORD_HEADER + caplen;
   }
   return { linkType, frames };

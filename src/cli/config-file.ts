@@ -7,5 +7,5 @@ export { loadConfigFile as loadConfig } from '../model/load';
 export function withConfigOptions<T>(y: Argv<T>) {
   return y
     .option('file', { alias: 'f', type: 'string', demandOption: true, describe: 'config file (YAML or JSON)' })
-    .option('backend', { choices: BACKENDS, describe: 'override the config\'s backend' });
+    .option('backend', { choices: BACKENDS, describe: "override the config's backend" });
 }

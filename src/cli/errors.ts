@@ -15,4 +15,3 @@ export function report(e: unknown): number {
   if (process.env.SLBCTL_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
   return exitCodeFor(e);
 }
-

@@ -14,9 +14,16 @@ import { UsageError, report } from './errors';
 
 /** Every top-level command; groups (lab) carry their subcommands. */
 export const COMMANDS: readonly AnyCommand[] = [
-  anyCommand(validateCommand), anyCommand(planCommand), anyCommand(applyCommand), anyCommand(statusCommand),
-  anyCommand(destroyCommand), anyCommand(runCommand), anyCommand(drainCommand), anyCommand(undrainCommand),
-  anyCommand(labCommand), anyCommand(demoCommand),
+  anyCommand(validateCommand),
+  anyCommand(planCommand),
+  anyCommand(applyCommand),
+  anyCommand(statusCommand),
+  anyCommand(destroyCommand),
+  anyCommand(runCommand),
+  anyCommand(drainCommand),
+  anyCommand(undrainCommand),
+  anyCommand(labCommand),
+  anyCommand(demoCommand),
 ];
 
 /** What yargs passes a fail callback as its third argument: its usage object, not the Argv the types claim. */
@@ -37,7 +44,9 @@ function numbersAreNumbers(argv: Record<string, unknown>): true {
 export async function main(argv: string[]): Promise<void> {
   const parser = yargs(argv)
     .scriptName('slbctl')
-    .usage('$0 <command> [options]\n\nProgram the Linux kernel to serve a VIP from real servers in full-NAT, transparent or direct-server-return mode, and prove the mode from packet captures.');
+    .usage(
+      '$0 <command> [options]\n\nProgram the Linux kernel to serve a VIP from real servers in full-NAT, transparent or direct-server-return mode, and prove the mode from packet captures.',
+    );
   for (const c of COMMANDS) parser.command(c);
   parser
     .demandCommand(1, 'name a command; see slbctl --help')
@@ -47,7 +56,9 @@ export async function main(argv: string[]): Promise<void> {
     .help()
     .alias('h', 'help')
     .version()
-    .epilogue('Exit codes: 0 ok; 1 verification failed; 2 bad config or usage; 3 not root / nft missing; 4 kernel refused a change (nothing left half-applied); 5 lab operation failed.')
+    .epilogue(
+      'Exit codes: 0 ok; 1 verification failed; 2 bad config or usage; 3 not root / nft missing; 4 kernel refused a change (nothing left half-applied); 5 lab operation failed.',
+    )
     .fail((msg: string | null, err: Error | undefined, usage: YargsUsage) => {
       // A handler's own failure arrives without a message: it is the handler's
       // error, reported below like any other.

@@ -8,13 +8,20 @@ import { UsageError } from './errors';
 export const DEFAULT_WAIT = '5s';
 
 export function withWaitOption<T>(y: Argv<T>) {
-  return y
-    .option('wait', { type: 'string', default: DEFAULT_WAIT, describe: 'how long to wait for another slbctl changing this network namespace, e.g. 30s, before refusing' })
-    // A bad value is a usage error, refused before the command does anything.
-    .check((a) => {
-      if (waitOf(String(a.wait)) === undefined) throw new Error(`--wait ${JSON.stringify(a.wait)} is not a duration up to 1 hour (e.g. "5s", "500ms", "0")`);
-      return true;
-    });
+  return (
+    y
+      .option('wait', {
+        type: 'string',
+        default: DEFAULT_WAIT,
+        describe: 'how long to wait for another slbctl changing this network namespace, e.g. 30s, before refusing',
+      })
+      // A bad value is a usage error, refused before the command does anything.
+      .check((a) => {
+        if (waitOf(String(a.wait)) === undefined)
+          throw new Error(`--wait ${JSON.stringify(a.wait)} is not a duration up to 1 hour (e.g. "5s", "500ms", "0")`);
+        return true;
+      })
+  );
 }
 
 function waitOf(wait: string): number | undefined {
@@ -28,7 +35,8 @@ export function withWriterOptions<T>(y: Argv<T>) {
   return withWaitOption(y).option('force', {
     type: 'boolean',
     default: false,
-    describe: 'change the kernel even though `slbctl run` manages this network namespace (it will put its own config back at its next resync)',
+    describe:
+      'change the kernel even though `slbctl run` manages this network namespace (it will put its own config back at its next resync)',
   });
 }
 

@@ -49,7 +49,12 @@ export class DsrPathChecker implements Checker {
   readonly target: string;
   private probe: { key: string; checker: VipPathChecker } | undefined;
 
-  constructor(private readonly rtnl: Rtnl, private readonly s: Service, private readonly r: RealServer, private readonly protocol: 'tcp' | 'icmp') {
+  constructor(
+    private readonly rtnl: Rtnl,
+    private readonly s: Service,
+    private readonly r: RealServer,
+    private readonly protocol: 'tcp' | 'icmp',
+  ) {
     this.kind = protocol === 'tcp' ? 'tcp-vip' : 'icmp-vip';
     this.target = protocol === 'tcp' ? `tcp ${s.vip}:${s.port} via ${r.address}` : `icmp ${s.vip} via ${r.address}`;
   }
@@ -68,7 +73,15 @@ export class DsrPathChecker implements Checker {
       if (this.probe?.key !== key) {
         this.probe = {
           key,
-          checker: new VipPathChecker({ interface: facing.iface.name, source: facing.local, vip: this.s.vip, port: this.s.port, rsAddress: this.r.address, rsMac: n.mac, protocol: this.protocol }),
+          checker: new VipPathChecker({
+            interface: facing.iface.name,
+            source: facing.local,
+            vip: this.s.vip,
+            port: this.s.port,
+            rsAddress: this.r.address,
+            rsMac: n.mac,
+            protocol: this.protocol,
+          }),
         };
       }
       const left = timeoutMs - clock.waited();

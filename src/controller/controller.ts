@@ -39,7 +39,11 @@ export class Controller {
   private k: KernelSession | undefined;
   private readonly monitors = new Monitors((m, t) => {
     this.log(t.to === 'down' ? 'warn' : 'info', 'health', `${m.service} ${m.realServer}: ${t.from} -> ${t.to}, ${t.reason}`, {
-      service: m.service, realServer: m.realServer, from: t.from, to: t.to, check: m.checker.target,
+      service: m.service,
+      realServer: m.realServer,
+      from: t.from,
+      to: t.to,
+      check: m.checker.target,
     });
     void this.reconcile(`health ${m.realServer} ${t.to}`);
   });
@@ -66,7 +70,10 @@ export class Controller {
     reloads: { ok: 0, failed: 0 },
   };
 
-  private constructor(private readonly o: ControllerOptions, config: Config) {
+  private constructor(
+    private readonly o: ControllerOptions,
+    config: Config,
+  ) {
     this.config = config;
   }
 
@@ -81,12 +88,24 @@ export class Controller {
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
         c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((e: NodeJS.ErrnoException) => {
-          throw new PreflightError(`cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`);
+          throw new PreflightError(
+            `cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`,
+          );
         });
       }
       refuseWhatCannotRun(c.config);
-      c.log('info', 'start', `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`, { pid: process.pid });
-      if (o.metrics) c.log('info', 'metrics', `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`);
+      c.log(
+        'info',
+        'start',
+        `backend ${c.k.backend}, ${c.config.services.length} service${c.config.services.length === 1 ? '' : 's'} from ${o.file}`,
+        { pid: process.pid },
+      );
+      if (o.metrics)
+        c.log(
+          'info',
+          'metrics',
+          `serving http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${o.metrics.port}/metrics`,
+        );
       // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.
       await c.reconcileOnce('start', true);
       c.setMonitors();
@@ -110,7 +129,12 @@ export class Controller {
     return intervals.length ? Math.min(...intervals) : 1000;
   }
 
-  private log(level: 'info' | 'warn' | 'error', event: string, message: string, fields?: Record<string, string | number | boolean | undefined | string[]>): void {
+  private log(
+    level: 'info' | 'warn' | 'error',
+    event: string,
+    message: string,
+    fields?: Record<string, string | number | boolean | undefined | string[]>,
+  ): void {
     this.o.logger.log(level, event, message, fields);
   }
 
@@ -180,12 +204,25 @@ export class Controller {
         this.stats.seconds.sum += seconds;
         this.stats.seconds.count++;
         for (const b of this.stats.buckets) if (seconds <= b.le) b.count++;
-        const summary = formatPlan(plan.ops).split('\n').filter((l) => l.trim() && !/^\d+ operation/.test(l)).map((l) => l.trim());
+        const summary = formatPlan(plan.ops)
+          .split('\n')
+          .filter((l) => l.trim() && !/^\d+ operation/.test(l))
+          .map((l) => l.trim());
         if (drift) {
           this.stats.driftRepairs++;
-          this.log('warn', 'drift', `the kernel no longer matched the config (changed outside slbctl); restored with ${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'}`, { ops: summary });
+          this.log(
+            'warn',
+            'drift',
+            `the kernel no longer matched the config (changed outside slbctl); restored with ${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'}`,
+            { ops: summary },
+          );
         } else {
-          this.log('info', 'apply', `${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'} applied in ${(seconds * 1000).toFixed(1)} ms (${cause})`, { ops: summary });
+          this.log(
+            'info',
+            'apply',
+            `${plan.ops.length} operation${plan.ops.length === 1 ? '' : 's'} applied in ${(seconds * 1000).toFixed(1)} ms (${cause})`,
+            { ops: summary },
+          );
         }
         // What the backend does once a change is in (nftables: a removed UDP server's flows expired).
         await k.driver.afterApply(plan, (line) => this.log('info', 'expire', line));
@@ -199,7 +236,11 @@ export class Controller {
       this.stats.applies.failed++;
       // lastApplied stays: if the wanted state is unchanged, what the next run repairs is still drift
       // (a hand edit can race with a plan, e.g. ipvsadm -D between observe and execute).
-      this.log(e instanceof BusyError ? 'warn' : 'error', e instanceof BusyError ? 'busy' : 'apply', `${cause}: ${(e as Error).message}; the kernel was left as it was and slbctl retries at the next resync`);
+      this.log(
+        e instanceof BusyError ? 'warn' : 'error',
+        e instanceof BusyError ? 'busy' : 'apply',
+        `${cause}: ${(e as Error).message}; the kernel was left as it was and slbctl retries at the next resync`,
+      );
     } finally {
       lock?.release();
     }
@@ -221,7 +262,7 @@ export class Controller {
           const rate = this.counters.rates.get(monitorKey(key, rk));
           return {
             ...d,
-            health: m ? m.status.state : 'unchecked' as const,
+            health: m ? m.status.state : ('unchecked' as const),
             ...(m?.last ? { last: m.last } : {}),
             ...(m?.status.reason ? { reason: m.status.reason } : {}),
             ...(m?.status.changedAt ? { changedAt: m.status.changedAt } : {}),
@@ -235,7 +276,11 @@ export class Controller {
   private writeRecord(): void {
     if (this.stopped) return;
     const record: ControllerRecord = {
-      pid: process.pid, file: path.resolve(this.o.file), startedAt: this.startedAt, updatedAt: Date.now(), backend: this.backend,
+      pid: process.pid,
+      file: path.resolve(this.o.file),
+      startedAt: this.startedAt,
+      updatedAt: Date.now(),
+      backend: this.backend,
       ...(this.o.metrics ? { metrics: `${this.o.metrics.host}:${this.o.metrics.port}` } : {}),
       services: this.runtime(),
     };
@@ -255,8 +300,13 @@ export class Controller {
         for (const m of this.monitors.ofService(s.key)) counters.set(m.realServer, m.counters);
         const k = this.counters.view.get(s.key);
         return {
-          ...s, mode: svc?.mode ?? '', protocol: svc?.protocol ?? '', counters, kernel: k?.realServers ?? new Map(),
-          ...(k?.packets !== undefined ? { packets: k.packets } : {}), ...(k?.bytes !== undefined ? { bytes: k.bytes } : {}),
+          ...s,
+          mode: svc?.mode ?? '',
+          protocol: svc?.protocol ?? '',
+          counters,
+          kernel: k?.realServers ?? new Map(),
+          ...(k?.packets !== undefined ? { packets: k.packets } : {}),
+          ...(k?.bytes !== undefined ? { bytes: k.bytes } : {}),
         };
       }),
       applies: { ...this.stats.applies },

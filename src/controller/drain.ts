@@ -48,14 +48,18 @@ export async function findTarget(service: string, rs: string, waitMs: number, dr
     const candidates = s.realServers.filter((r) => r.address === rs || realServerKey(r) === rs);
     if (candidates.length > 1) {
       closeSession(k);
-      throw new DrainError(`${rs} matches ${candidates.length} real servers of ${s.name}; name the port too (${candidates.map(realServerKey).join(', ')})`);
+      throw new DrainError(
+        `${rs} matches ${candidates.length} real servers of ${s.name}; name the port too (${candidates.map(realServerKey).join(', ')})`,
+      );
     }
     const r = candidates[0];
     // A real server already taken out by a drain is found through the record.
     const recorded = drains.find((d) => d.service === serviceKey(s) && (d.realServer === rs || d.realServer.split(':')[0] === rs));
     if (!r && !recorded) {
       closeSession(k);
-      throw new DrainError(`service ${s.name} (${serviceKey(s)}) has no real server ${rs}; it has ${s.realServers.map(realServerKey).join(', ') || 'none'}`);
+      throw new DrainError(
+        `service ${s.name} (${serviceKey(s)}) has no real server ${rs}; it has ${s.realServers.map(realServerKey).join(', ') || 'none'}`,
+      );
     }
     return { k, waitMs, service: s, realServer: r, rsKey: r ? realServerKey(r) : (recorded as Drain).realServer };
   }
@@ -107,15 +111,17 @@ export async function setRealServer(t: Target, weight: number | undefined, log: 
   // No controller: this command is the namespace's writer for the change.
   const lock = await Lock.acquire('write', t.waitMs);
   try {
-    const plan = await planEdit(t.k, (services) => services.map((s) => {
-      if (serviceKey(s) !== serviceKey(t.service)) return s;
-      if (weight === undefined) return { ...s, realServers: s.realServers.filter((r) => realServerKey(r) !== t.rsKey) };
-      if (s.realServers.some((r) => realServerKey(r) === t.rsKey)) return { ...s, realServers: s.realServers.map((r) => (realServerKey(r) === t.rsKey ? { ...r, weight } : r)) };
-      return { ...s, realServers: [...s.realServers, { address, port: Number(port), weight, ...(mac ? { mac } : {}) }] };
-    }));
+    const plan = await planEdit(t.k, (services) =>
+      services.map((s) => {
+        if (serviceKey(s) !== serviceKey(t.service)) return s;
+        if (weight === undefined) return { ...s, realServers: s.realServers.filter((r) => realServerKey(r) !== t.rsKey) };
+        if (s.realServers.some((r) => realServerKey(r) === t.rsKey))
+          return { ...s, realServers: s.realServers.map((r) => (realServerKey(r) === t.rsKey ? { ...r, weight } : r)) };
+        return { ...s, realServers: [...s.realServers, { address, port: Number(port), weight, ...(mac ? { mac } : {}) }] };
+      }),
+    );
     await executePlan(t.k, plan, log);
   } finally {
     lock.release();
   }
 }
-

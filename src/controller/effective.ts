@@ -19,14 +19,7 @@ export interface Drain {
 }
 
 export type Decision =
-  | 'serving'
-  | 'no health check'
-  | 'not yet checked'
-  | 'down: quiesced'
-  | 'down: removed'
-  | 'draining'
-  | 'drained: removed'
-  | 'sorry server';
+  'serving' | 'no health check' | 'not yet checked' | 'down: quiesced' | 'down: removed' | 'draining' | 'drained: removed' | 'sorry server';
 
 export interface RealServerDecision {
   address: string;
@@ -45,7 +38,12 @@ export interface Effective {
 
 export type HealthOf = (service: string, realServer: string) => HealthState | undefined;
 
-function decide(s: Service, r: RealServer, health: HealthState | undefined, drain: Drain | undefined): { weight: number | undefined; decision: Decision } {
+function decide(
+  s: Service,
+  r: RealServer,
+  health: HealthState | undefined,
+  drain: Drain | undefined,
+): { weight: number | undefined; decision: Decision } {
   if (drain?.state === 'removed') return { weight: undefined, decision: 'drained: removed' };
   if (drain) return { weight: 0, decision: 'draining' };
   if (!s.healthCheck) return { weight: r.weight, decision: 'no health check' };
@@ -65,7 +63,12 @@ export function effectiveConfig(config: Config, healthOf: HealthOf, drains: read
     const key = serviceKey(s);
     const list: RealServerDecision[] = s.realServers.map((r) => {
       const rk = realServerKey(r);
-      const d = decide(s, r, healthOf(key, rk), drains.find((x) => x.service === key && x.realServer === rk));
+      const d = decide(
+        s,
+        r,
+        healthOf(key, rk),
+        drains.find((x) => x.service === key && x.realServer === rk),
+      );
       return { address: r.address, port: r.port, configuredWeight: r.weight, ...d };
     });
     // The sorry server serves only when every real server is known down or drained, not while they are still being checked.
@@ -76,7 +79,9 @@ export function effectiveConfig(config: Config, healthOf: HealthOf, drains: read
       return { ...s, realServers: [{ ...s.sorryServer, weight: 1 }] };
     }
     decisions.set(key, list);
-    const realServers = list.filter((d) => d.weight !== undefined).map((d) => ({ address: d.address, port: d.port, weight: d.weight as number }));
+    const realServers = list
+      .filter((d) => d.weight !== undefined)
+      .map((d) => ({ address: d.address, port: d.port, weight: d.weight as number }));
     return { ...s, realServers };
   });
   return { config: { ...config, services }, decisions };

@@ -25,12 +25,16 @@ export class KernelCounters {
           ...(r.counters ? { packets: Number(r.counters.packets), bytes: Number(r.counters.bytes) } : {}),
         });
       }
-      view.set(serviceKey(s), { ...(s.counters ? { packets: Number(s.counters.packets), bytes: Number(s.counters.bytes) } : {}), realServers });
+      view.set(serviceKey(s), {
+        ...(s.counters ? { packets: Number(s.counters.packets), bytes: Number(s.counters.bytes) } : {}),
+        realServers,
+      });
     }
     const prev = this.previous;
     if (prev && now > prev.at) {
       const dt = (now - prev.at) / 1000;
-      const rate = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && a >= b ? (a - b) / dt : undefined);
+      const rate = (a: number | undefined, b: number | undefined) =>
+        a !== undefined && b !== undefined && a >= b ? (a - b) / dt : undefined;
       this.rates = new Map();
       for (const [sk, s] of view) {
         const p = prev.view.get(sk);

@@ -55,9 +55,14 @@ export class Monitors {
         if (existing?.signature === signature) continue;
         if (existing) stop(existing);
         const m: Monitor = {
-          service: serviceKey(s), realServer: realServerKey(r), checker: checkerFor(s, r, hc, rtnl), signature,
+          service: serviceKey(s),
+          realServer: realServerKey(r),
+          checker: checkerFor(s, r, hc, rtnl),
+          signature,
           timing: { intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs, rise: hc.rise, fall: hc.fall },
-          status: INITIAL, counters: { checksOk: 0, checksFailed: 0, transitions: {} }, stopped: false,
+          status: INITIAL,
+          counters: { checksOk: 0, checksFailed: 0, transitions: {} },
+          stopped: false,
         };
         this.all.set(key, m);
         this.run(m);

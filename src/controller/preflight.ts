@@ -22,12 +22,16 @@ export function runRefusals(config: Config, canUseRawSockets = hasCapability(CAP
     fs.mkdirSync(dir, { recursive: true });
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (e) {
-    refusals.push(`cannot write its records (status, drains, IPVS ownership) under ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; run it as root or as the systemd unit, which makes that its RuntimeDirectory`);
+    refusals.push(
+      `cannot write its records (status, drains, IPVS ownership) under ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; run it as root or as the systemd unit, which makes that its RuntimeDirectory`,
+    );
   }
   const raw = servicesNeedingNetRaw(config);
   if (raw.length && !canUseRawSockets) {
     // Every such probe would fail and take every real server out: refuse instead.
-    refusals.push(`the health checks of ${raw.join(', ')} need CAP_NET_RAW (ICMP echo, or DSR's probe through each real server), which this process lacks; grant it as the systemd unit does`);
+    refusals.push(
+      `the health checks of ${raw.join(', ')} need CAP_NET_RAW (ICMP echo, or DSR's probe through each real server), which this process lacks; grant it as the systemd unit does`,
+    );
   }
   return refusals;
 }

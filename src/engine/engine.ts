@@ -30,7 +30,9 @@ export interface KernelSession {
 
 function requireRoot(): void {
   if (!hasCapability(CAP_NET_ADMIN)) {
-    throw new PreflightError('slbctl needs CAP_NET_ADMIN to read and program the kernel; run it as root, with sudo, or as the systemd unit (systemd/slbctl.service) that grants CAP_NET_ADMIN and CAP_NET_RAW');
+    throw new PreflightError(
+      'slbctl needs CAP_NET_ADMIN to read and program the kernel; run it as root, with sudo, or as the systemd unit (systemd/slbctl.service) that grants CAP_NET_ADMIN and CAP_NET_RAW',
+    );
   }
 }
 
@@ -107,14 +109,22 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
       }
     }
     if (o.dropUnresolved && unresolved.length > 0) {
-      config = { ...config, services: config.services.map((s) => (s.mode === 'dsr' ? { ...s, realServers: s.realServers.filter((r) => !unresolved.includes(r.address)) } : s)) };
+      config = {
+        ...config,
+        services: config.services.map((s) =>
+          s.mode === 'dsr' ? { ...s, realServers: s.realServers.filter((r) => !unresolved.includes(r.address)) } : s,
+        ),
+      };
     }
   }
   const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) }, k.backend);
   const observed = await observe(k, Object.keys(desired.sysctls));
   const taken = desired.services.filter((s) => observed.foreign.includes(`${s.protocol}/${s.vip}:${s.port}`));
   if (taken.length > 0) {
-    throw new ResolveError(`service ${taken.map((s) => `${s.protocol}/${s.vip}:${s.port}`).join(', ')}`, 'is already served by an IPVS service slbctl did not create; remove it (ipvsadm -D) or choose another VIP/port');
+    throw new ResolveError(
+      `service ${taken.map((s) => `${s.protocol}/${s.vip}:${s.port}`).join(', ')}`,
+      'is already served by an IPVS service slbctl did not create; remove it (ipvsadm -D) or choose another VIP/port',
+    );
   }
   const plan = makePlan(desired, observed);
   // Host-dependent refusals (subnet edges, a VIP another host holds) before anything changes.
@@ -130,7 +140,8 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
 export async function planEdit(k: KernelSession, edit: (services: ServiceState[]) => ServiceState[]): Promise<Plan> {
   const observed = await observe(k, []);
   const current = observed.kernel.services.map(({ counters: _c, backendKeys: _b, nft: _n, ...s }) => ({
-    ...s, realServers: s.realServers.map(({ connections: _n, counters: _r, ...r }) => r),
+    ...s,
+    realServers: s.realServers.map(({ connections: _n, counters: _r, ...r }) => r),
   }));
   const desired: DesiredState = { backend: k.backend, services: edit(current), addresses: observed.kernel.ownedAddresses, sysctls: {} };
   return makePlan(desired, observed);
@@ -154,7 +165,8 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
   const observed = await observe(k, keys);
   if (observed.kernel.services.length > 0 || observed.kernel.tables.length > 0) return undefined;
   const sysctls: Record<string, string> = {};
-  for (const x of record.sysctls) sysctls[x.key] = observed.sysctls[x.key] === x.value && x.original !== '' ? x.original : (observed.sysctls[x.key] ?? '');
+  for (const x of record.sysctls)
+    sysctls[x.key] = observed.sysctls[x.key] === x.value && x.original !== '' ? x.original : (observed.sysctls[x.key] ?? '');
   return makePlan({ backend: k.backend, services: [], addresses: [], sysctls, restoreSysctls: true }, observed);
 }
 
@@ -168,7 +180,7 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
  */
 export async function executePlan(k: KernelSession, plan: Plan, log: (line: string) => void = () => undefined): Promise<void> {
   const lock = heldWriteLock();
-  if (!lock) throw new Error('internal: a plan was executed without holding the namespace\'s write lock');
+  if (!lock) throw new Error("internal: a plan was executed without holding the namespace's write lock");
   const passFd = lock.descriptor;
   const record: Ownership = plan.observed.ownership ?? readOwnership();
   if (plan.ops.length === 0 && !plan.desired.restoreSysctls) {
@@ -193,7 +205,12 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
   try {
     for (const op of opsOf('set-sysctl')) {
       writeSysctl(op.key, op.to);
-      undo.push({ what: `sysctl ${op.key}=${op.from}`, run: () => { if (op.from) writeSysctl(op.key, op.from); } });
+      undo.push({
+        what: `sysctl ${op.key}=${op.from}`,
+        run: () => {
+          if (op.from) writeSysctl(op.key, op.from);
+        },
+      });
       log(`sysctl ${op.key}=${op.to}`);
     }
     for (const op of opsOf('add-address')) {

@@ -13,7 +13,12 @@ const addressKey = (a: OwnedAddress) => `${a.address}@${a.device}`;
  * hold: an "adding" entry counts only when its address is there (the apply
  * that recorded it was cut short before or after adding it).
  */
-export function ownedAddressesOf(record: Ownership, backend: BackendName, present: readonly OwnedAddress[], legacy: readonly OwnedAddress[] = []): OwnedAddress[] {
+export function ownedAddressesOf(
+  record: Ownership,
+  backend: BackendName,
+  present: readonly OwnedAddress[],
+  legacy: readonly OwnedAddress[] = [],
+): OwnedAddress[] {
   const here = new Set(present.map(addressKey));
   const owned = new Map<string, OwnedAddress>();
   for (const a of record.addresses) {
@@ -65,7 +70,9 @@ export function ownershipIntent(record: Ownership, plan: Plan, backend: BackendN
 
 /** The record once the plan ran: what slbctl owns now. */
 export function ownershipAfter(record: Ownership, plan: Plan, backend: BackendName): Ownership {
-  const gone = new Set(plan.ops.flatMap((o) => (o.op === 'delete-address' || o.op === 'forget-address' ? [`${o.address}@${o.device}`] : [])));
+  const gone = new Set(
+    plan.ops.flatMap((o) => (o.op === 'delete-address' || o.op === 'forget-address' ? [`${o.address}@${o.device}`] : [])),
+  );
   const book = new AddressBook(record.addresses.filter((a) => a.backend !== backend));
   const mine = [
     ...plan.observed.kernel.ownedAddresses,

@@ -11,7 +11,10 @@ import { DesiredState } from '../plan/types';
 
 /** The config cannot be served by this host as it is (an interface, a subnet, a MAC is missing): exit 2. */
 export class ResolveError extends ConfigError {
-  constructor(readonly where: string, message: string) {
+  constructor(
+    readonly where: string,
+    message: string,
+  ) {
     super(`${where}: ${message}`);
   }
 }
@@ -27,7 +30,10 @@ export { interfaceForAddress };
 function vipDevice(s: Service, where: string, facts: HostFacts): string {
   if (s.interface) {
     if (!facts.interfaces.some((i) => i.name === s.interface)) {
-      throw new ResolveError(where, `interface "${s.interface}" does not exist on this host (it has ${facts.interfaces.map((i) => i.name).join(', ')})`);
+      throw new ResolveError(
+        where,
+        `interface "${s.interface}" does not exist on this host (it has ${facts.interfaces.map((i) => i.name).join(', ')})`,
+      );
     }
     return s.interface;
   }
@@ -35,7 +41,10 @@ function vipDevice(s: Service, where: string, facts: HostFacts): string {
   if (holder && holder.name !== 'lo') return holder.name;
   const found = interfaceForAddress(facts.interfaces, s.vip);
   if (!found) {
-    throw new ResolveError(where, `VIP ${s.vip} is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP`);
+    throw new ResolveError(
+      where,
+      `VIP ${s.vip} is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP`,
+    );
   }
   return found.iface.name;
 }
@@ -48,11 +57,22 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
   if (!can.schedulers.includes(s.scheduler)) {
     throw new ResolveError(where, `scheduler ${s.scheduler} needs the IPVS backend; ${can.title} has ${can.schedulers.join(', ')}`);
   }
-  if (s.persistence && !can.persistence) throw new ResolveError(where, `persistence needs the IPVS backend; with ${can.title}, scheduler sh keeps a client on one real server`);
-  if (s.encapsulation && !can.encapsulations.includes(s.encapsulation)) throw new ResolveError(where, `encapsulation ${s.encapsulation} (IPVS tunnel mode) needs the IPVS backend; ${can.title} does direct routing (MAC rewrite)`);
+  if (s.persistence && !can.persistence)
+    throw new ResolveError(where, `persistence needs the IPVS backend; with ${can.title}, scheduler sh keeps a client on one real server`);
+  if (s.encapsulation && !can.encapsulations.includes(s.encapsulation))
+    throw new ResolveError(
+      where,
+      `encapsulation ${s.encapsulation} (IPVS tunnel mode) needs the IPVS backend; ${can.title} does direct routing (MAC rewrite)`,
+    );
   const device = vipDevice(s, where, facts);
   const state: ServiceState = {
-    name: s.name, vip: s.vip, port: s.port, protocol: s.protocol, mode: s.mode, scheduler: s.scheduler, device,
+    name: s.name,
+    vip: s.vip,
+    port: s.port,
+    protocol: s.protocol,
+    mode: s.mode,
+    scheduler: s.scheduler,
+    device,
     realServers: s.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
   };
   if (s.mode === 'fullnat') {
@@ -62,7 +82,11 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
       const towards = first ? interfaceForAddress(facts.interfaces, first.address) : undefined;
       // The address in the real server's own subnet, not merely the first one of that interface.
       const own = towards?.local;
-      if (!own) throw new ResolveError(where, `no address of this host faces real server ${first?.address}; set "snatAddress:" to the balancer address the real servers should see`);
+      if (!own)
+        throw new ResolveError(
+          where,
+          `no address of this host faces real server ${first?.address}; set "snatAddress:" to the balancer address the real servers should see`,
+        );
       state.snatAddress = own;
     }
   }
@@ -73,11 +97,23 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
     let forward: NetInterface | undefined;
     for (const r of state.realServers) {
       const found = interfaceForAddress(facts.interfaces, r.address);
-      if (!found) throw new ResolveError(`${where} real server ${r.address}`, 'is not on a subnet of this host: direct server return only rewrites the MAC, so real servers must share an L2 segment with the balancer');
-      if (forward && forward.name !== found.iface.name) throw new ResolveError(where, `real servers are on different interfaces (${forward.name}, ${found.iface.name}); one DSR service forwards out of one interface`);
+      if (!found)
+        throw new ResolveError(
+          `${where} real server ${r.address}`,
+          'is not on a subnet of this host: direct server return only rewrites the MAC, so real servers must share an L2 segment with the balancer',
+        );
+      if (forward && forward.name !== found.iface.name)
+        throw new ResolveError(
+          where,
+          `real servers are on different interfaces (${forward.name}, ${found.iface.name}); one DSR service forwards out of one interface`,
+        );
       forward = found.iface;
       const mac = facts.macOf(r.address);
-      if (!mac) throw new ResolveError(`${where} real server ${r.address}`, `did not answer ARP on ${found.iface.name}; check that it is up and on that segment`);
+      if (!mac)
+        throw new ResolveError(
+          `${where} real server ${r.address}`,
+          `did not answer ARP on ${found.iface.name}; check that it is up and on that segment`,
+        );
       r.mac = mac;
     }
     if (forward) {
@@ -91,7 +127,9 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
 
 export function resolveConfig(config: Config, facts: HostFacts, backend: BackendName = 'nft'): DesiredState {
   const services = config.services.map((s, i) => resolveService(s, i, facts, backend));
-  const addresses = [...new Map(services.map((s): [string, OwnedAddress] => [`${s.vip}@${s.device}`, { address: s.vip, device: s.device }])).values()];
+  const addresses = [
+    ...new Map(services.map((s): [string, OwnedAddress] => [`${s.vip}@${s.device}`, { address: s.vip, device: s.device }])).values(),
+  ];
   const sysctls = backendOf(backend).sysctls(services, config, facts.interfaces);
   return { backend, services, addresses, sysctls };
 }

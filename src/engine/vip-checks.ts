@@ -49,7 +49,10 @@ function refuseSubnetEdges(config: Config, interfaces: readonly NetInterface[]):
   });
 }
 
-interface Holder { mac: string; how: string }
+interface Holder {
+  mac: string;
+  how: string;
+}
 
 function liveMac(entries: { states: string[]; mac?: string }[]): { mac: string; state: string } | undefined {
   for (const e of entries) {
@@ -64,7 +67,11 @@ function liveMac(entries: { states: string[]; mac?: string }[]): { mac: string; 
  * neighbour table with a live MAC, or one that answers an ARP request sent
  * on its interface within `waitMs`. All are asked at once.
  */
-export async function heldAddresses(rtnl: Rtnl, targets: readonly { address: string; iface: NetInterface }[], waitMs = ARP_ANSWER_WAIT_MS): Promise<Map<string, Holder>> {
+export async function heldAddresses(
+  rtnl: Rtnl,
+  targets: readonly { address: string; iface: NetInterface }[],
+  waitMs = ARP_ANSWER_WAIT_MS,
+): Promise<Map<string, Holder>> {
   const held = new Map<string, Holder>();
   const asked: { address: string; iface: NetInterface; ours: boolean }[] = [];
   for (const t of targets) {
@@ -113,7 +120,10 @@ async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], in
     const holder = held.get(t.address);
     const s = config.services[t.index];
     if (!holder || !s) continue;
-    throw new ResolveError(`services[${t.index}].vip (${serviceKey(s)})`, `${t.address} is already held by another host: ${holder.how}; adding it here too would have two hosts answer for it. Remove it from that host or choose another VIP; if it is meant to move here, set vipAlreadyPresent: allow on the service (or at the top of the config)`);
+    throw new ResolveError(
+      `services[${t.index}].vip (${serviceKey(s)})`,
+      `${t.address} is already held by another host: ${holder.how}; adding it here too would have two hosts answer for it. Remove it from that host or choose another VIP; if it is meant to move here, set vipAlreadyPresent: allow on the service (or at the top of the config)`,
+    );
   }
 }
 

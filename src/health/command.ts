@@ -16,13 +16,20 @@ export class CommandChecker implements Checker {
   }
 
   check(timeoutMs: number): Promise<CheckResult> {
-    return settleOnce(timeoutMs, `did not finish within ${timeoutMs} ms`, (done) => {
-      const [cmd, ...args] = this.argv;
-      const child = spawn(cmd as string, args, { stdio: 'ignore' });
-      child.on('error', (e) => done(false, e.message));
-      child.on('exit', (code, signal) => done(code === 0, signal ? `killed by ${signal}` : `exit ${code}`));
-      // Settled by the deadline while still running: it must not outlive its check.
-      return () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };
-    }, 'cannot start the command');
+    return settleOnce(
+      timeoutMs,
+      `did not finish within ${timeoutMs} ms`,
+      (done) => {
+        const [cmd, ...args] = this.argv;
+        const child = spawn(cmd as string, args, { stdio: 'ignore' });
+        child.on('error', (e) => done(false, e.message));
+        child.on('exit', (code, signal) => done(code === 0, signal ? `killed by ${signal}` : `exit ${code}`));
+        // Settled by the deadline while still running: it must not outlive its check.
+        return () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        };
+      },
+      'cannot start the command',
+    );
   }
 }

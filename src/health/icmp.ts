@@ -53,7 +53,14 @@ export function allocateEchoIdentifier(): number {
   return nextIdentifier;
 }
 
-const UNREACHABLE_CODES: Record<number, string> = { 0: 'network unreachable', 1: 'host unreachable', 3: 'port unreachable', 9: 'network prohibited', 10: 'host prohibited', 13: 'administratively prohibited' };
+const UNREACHABLE_CODES: Record<number, string> = {
+  0: 'network unreachable',
+  1: 'host unreachable',
+  3: 'port unreachable',
+  9: 'network prohibited',
+  10: 'host prohibited',
+  13: 'administratively prohibited',
+};
 
 /** What an ICMP message read from a raw IPv4 socket says about an echo of ours. */
 export type EchoEvent =
@@ -78,7 +85,14 @@ export function parseIcmp(packet: Buffer): EchoEvent | undefined {
   if (packet.length < innerIcmp + 8 || packet[innerIcmp] !== ECHO_REQUEST) return undefined;
   const code = packet[ihl + 1] as number;
   const detail = type === TIME_EXCEEDED ? 'TTL exceeded in transit' : (UNREACHABLE_CODES[code] ?? `destination unreachable (code ${code})`);
-  return { kind: 'error', id: packet.readUInt16BE(innerIcmp + 4), seq: packet.readUInt16BE(innerIcmp + 6), to: ipv4(packet, inner + 16), from, detail };
+  return {
+    kind: 'error',
+    id: packet.readUInt16BE(innerIcmp + 4),
+    seq: packet.readUInt16BE(innerIcmp + 6),
+    to: ipv4(packet, inner + 16),
+    from,
+    detail,
+  };
 }
 
 interface Waiter {
@@ -139,7 +153,8 @@ class EchoSocket {
     const w = this.waiting.get(key);
     if (!w) return;
     if (ev.kind === 'reply' && ev.from === w.address) w.settle(true, 'echo reply');
-    else if (ev.kind === 'error' && ev.to === w.address) w.settle(false, ev.from === w.address ? ev.detail : `${ev.detail} (from ${ev.from})`);
+    else if (ev.kind === 'error' && ev.to === w.address)
+      w.settle(false, ev.from === w.address ? ev.detail : `${ev.detail} (from ${ev.from})`);
   }
 
   /** Send one echo request; `waiter` is settled by a reply, an ICMP error or a send error. Returns a cancel function. */
@@ -172,7 +187,6 @@ function sendError(e: Error): string {
   return `send failed: ${m}`;
 }
 
-
 export interface IcmpOptions {
   /** Network namespace (under /run/netns) to send from; absent for the process's own. */
   netns?: string;
@@ -185,7 +199,10 @@ export class IcmpChecker implements Checker {
   readonly identifier = allocateEchoIdentifier();
   private seq = 0;
 
-  constructor(private readonly address: string, private readonly options: IcmpOptions = {}) {
+  constructor(
+    private readonly address: string,
+    private readonly options: IcmpOptions = {},
+  ) {
     if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address) || address.split('.').some((o) => Number(o) > 255)) {
       throw new Error(`icmp health check: ${JSON.stringify(address)} is not an IPv4 address`);
     }
@@ -195,9 +212,15 @@ export class IcmpChecker implements Checker {
   check(timeoutMs: number): Promise<CheckResult> {
     this.seq = (this.seq + 1) & 0xffff;
     const seq = this.seq;
-    return settleOnce(timeoutMs, `no echo reply within ${timeoutMs} ms`, (done) => EchoSocket.get(this.options.netns).echo(this.identifier, seq, {
-      address: this.address,
-      settle: (ok, detail) => done(ok, ok ? (ms) => `echo reply in ${ms} ms` : detail),
-    }), 'cannot send ICMP echo');
+    return settleOnce(
+      timeoutMs,
+      `no echo reply within ${timeoutMs} ms`,
+      (done) =>
+        EchoSocket.get(this.options.netns).echo(this.identifier, seq, {
+          address: this.address,
+          settle: (ok, detail) => done(ok, ok ? (ms) => `echo reply in ${ms} ms` : detail),
+        }),
+      'cannot send ICMP echo',
+    );
   }
 }

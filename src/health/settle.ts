@@ -28,7 +28,12 @@ const ROUNDING_MS = 1;
  * timeoutMs have passed without counting the time the loop was blocked;
  * otherwise it waits for the rest. hardLimitMs bounds it all.
  */
-export function settleOnce(timeoutMs: number, timeoutDetail: string, start: (done: Done) => () => void, failedToStart: string): Promise<CheckResult> {
+export function settleOnce(
+  timeoutMs: number,
+  timeoutDetail: string,
+  start: (done: Done) => () => void,
+  failedToStart: string,
+): Promise<CheckResult> {
   const started = process.hrtime.bigint();
   const clock = loopStopwatch();
   const limit = hardLimitMs(timeoutMs);

@@ -28,7 +28,12 @@ export const INITIAL: HealthStatus = { state: 'unknown', streak: 0, streakOk: fa
  * `rise` successes or `fall` failures; after that it changes state only on a
  * full streak of the other outcome, so one lost probe moves nothing.
  */
-export function observe(status: HealthStatus, result: CheckResult, timing: Pick<CheckTiming, 'rise' | 'fall'>, now = Date.now()): { status: HealthStatus; transition?: Transition } {
+export function observe(
+  status: HealthStatus,
+  result: CheckResult,
+  timing: Pick<CheckTiming, 'rise' | 'fall'>,
+  now = Date.now(),
+): { status: HealthStatus; transition?: Transition } {
   const streak = status.streakOk === result.ok ? status.streak + 1 : 1;
   const next: HealthStatus = { ...status, streak, streakOk: result.ok, last: result };
   let to: HealthState | undefined;

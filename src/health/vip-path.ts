@@ -104,7 +104,13 @@ function decode(f: Buffer): Answer | undefined {
   const l4 = 14 + (f[14]! & 0x0f) * 4;
   const a: Answer = { srcMac: macText(f, 6), src: ipText(f, 26), dst: ipText(f, 30) };
   if (f[23] === 6 && f.length >= l4 + 14) {
-    a.tcp = { sport: f.readUInt16BE(l4), dport: f.readUInt16BE(l4 + 2), seq: f.readUInt32BE(l4 + 4), ack: f.readUInt32BE(l4 + 8), flags: f[l4 + 13] as number };
+    a.tcp = {
+      sport: f.readUInt16BE(l4),
+      dport: f.readUInt16BE(l4 + 2),
+      seq: f.readUInt32BE(l4 + 4),
+      ack: f.readUInt32BE(l4 + 8),
+      flags: f[l4 + 13] as number,
+    };
   } else if (f[23] === 1 && f.length >= l4 + 8 && f[l4] === 0) {
     a.echoReply = { id: f.readUInt16BE(l4 + 4), seq: f.readUInt16BE(l4 + 6) };
   } else return undefined;
@@ -128,7 +134,8 @@ type Matcher = (a: Answer) => boolean;
  * after open() was never delivered (libpcap 1.10.3, Debian 12), so the first
  * probe of every process failed.
  */
-const filterFor = (mac: string) => `ether dst ${mac} and ip and ((tcp and tcp[tcpflags] & (tcp-syn|tcp-rst) != 0) or (icmp and icmp[icmptype] == icmp-echoreply))`;
+const filterFor = (mac: string) =>
+  `ether dst ${mac} and ip and ((tcp and tcp[tcpflags] & (tcp-syn|tcp-rst) != 0) or (icmp and icmp[icmptype] == icmp-echoreply))`;
 
 /**
  * The kernel ring for the shared capture. cap asks for immediate mode, so
@@ -144,7 +151,11 @@ class InterfaceTap {
   private readonly waiting = new Map<string, Matcher>();
   private closed = false;
 
-  private constructor(private readonly cap: Cap, readonly mac: string, buffer: Buffer) {
+  private constructor(
+    private readonly cap: Cap,
+    readonly mac: string,
+    buffer: Buffer,
+  ) {
     cap.on('packet', (nbytes) => {
       const a = decode(buffer.subarray(0, nbytes));
       if (!a) return;
@@ -225,7 +236,6 @@ export function closeVipPathCaptures(): void {
   InterfaceTap.closeAll();
 }
 
-
 export class VipPathChecker implements Checker {
   readonly kind: 'tcp-vip' | 'icmp-vip';
   readonly target: string;
@@ -235,7 +245,11 @@ export class VipPathChecker implements Checker {
 
   constructor(private readonly t: VipPathTarget) {
     const protocol = t.protocol ?? 'tcp';
-    for (const [what, v] of [['source', t.source], ['vip', t.vip], ['rsAddress', t.rsAddress]] as const) {
+    for (const [what, v] of [
+      ['source', t.source],
+      ['vip', t.vip],
+      ['rsAddress', t.rsAddress],
+    ] as const) {
       if (!IPV4.test(v)) throw new Error(`vip-path health check: ${what} ${JSON.stringify(v)} is not an IPv4 address`);
     }
     if (!MAC.test(t.rsMac)) throw new Error(`vip-path health check: rsMac ${JSON.stringify(t.rsMac)} is not a MAC like aa:bb:cc:dd:ee:ff`);
@@ -249,10 +263,15 @@ export class VipPathChecker implements Checker {
   }
 
   check(timeoutMs: number): Promise<CheckResult> {
-    return settleOnce(timeoutMs, `no answer from the VIP ${this.via} within ${timeoutMs} ms`, (done) => {
-      const tap = InterfaceTap.get(this.t.netns, this.t.interface);
-      return this.kind === 'tcp-vip' ? this.sendSyn(tap, done) : this.sendEcho(tap, done);
-    }, 'cannot probe');
+    return settleOnce(
+      timeoutMs,
+      `no answer from the VIP ${this.via} within ${timeoutMs} ms`,
+      (done) => {
+        const tap = InterfaceTap.get(this.t.netns, this.t.interface);
+        return this.kind === 'tcp-vip' ? this.sendSyn(tap, done) : this.sendEcho(tap, done);
+      },
+      'cannot probe',
+    );
   }
 
   /** An answer must come from the VIP to our source, and from the RS's MAC. */
@@ -268,7 +287,7 @@ export class VipPathChecker implements Checker {
     const syn = ethIpv4(tap.mac, this.t.rsMac, source, vip, 6, tcpSegment(source, vip, sport, port, isn, TCP_SYN));
     return tap.send(syn, `tcp:${sport}`, (a) => {
       const tcp = a.tcp;
-      if (!tcp || !this.fromRs(a) || tcp.sport !== port || tcp.ack !== ((isn + 1) >>> 0)) return false;
+      if (!tcp || !this.fromRs(a) || tcp.sport !== port || tcp.ack !== (isn + 1) >>> 0) return false;
       if ((tcp.flags & TCP_RST) !== 0) {
         done(false, `port closed: RST from the VIP ${this.via}`);
         return true;

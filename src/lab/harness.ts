@@ -37,12 +37,18 @@ export interface RunningController {
 
 /** `slbctl run` in `netns`; `prefix` goes between `ip netns exec NS` and node (e.g. setpriv … --). */
 export function startController(netns: string, file: string, extra: string[] = [], prefix: string[] = []): RunningController {
-  const child = spawn('ip', ['netns', 'exec', netns, ...prefix, process.execPath, CLI_ENTRY, 'run', '-f', file, '--log-format', 'json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', netns, ...prefix, process.execPath, CLI_ENTRY, 'run', '-f', file, '--log-format', 'json', ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   const logs: LogLine[] = [];
   const other: string[] = [];
   const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
   let exitCode: number | undefined;
-  void exited.then((c) => { exitCode = c; });
+  void exited.then((c) => {
+    exitCode = c;
+  });
   const take = (line: string) => {
     try {
       logs.push(JSON.parse(line) as LogLine);
@@ -61,8 +67,12 @@ export function startController(netns: string, file: string, extra: string[] = [
       for (;;) {
         const hit = logs.find(pred);
         if (hit) return hit;
-        if (exitCode !== undefined) throw new Error(`slbctl run exited (${exitCode}) before ${what}; log:\n${[...logs.map((l) => JSON.stringify(l)), ...other].join('\n')}`);
-        if (Date.now() > until) throw new Error(`no ${what} within ${timeoutMs} ms; log:\n${[...logs.map((l) => JSON.stringify(l)), ...other].join('\n')}`);
+        if (exitCode !== undefined)
+          throw new Error(
+            `slbctl run exited (${exitCode}) before ${what}; log:\n${[...logs.map((l) => JSON.stringify(l)), ...other].join('\n')}`,
+          );
+        if (Date.now() > until)
+          throw new Error(`no ${what} within ${timeoutMs} ms; log:\n${[...logs.map((l) => JSON.stringify(l)), ...other].join('\n')}`);
         await new Promise((r) => setTimeout(r, 20));
       }
     },
@@ -84,9 +94,17 @@ export interface RequestLoop {
 
 export function startRequestLoop(netns: string, url: string, gapMs = 20, timeoutMs = 1000): RequestLoop {
   const script = path.join(__dirname, 'request-loop.js');
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, script, url, String(gapMs), String(timeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, script, url, String(gapMs), String(timeoutMs)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const records: RequestRecord[] = [];
-  lines(child, 'stdout', (l) => { try { records.push(JSON.parse(l) as RequestRecord); } catch { /* partial line at exit */ } });
+  lines(child, 'stdout', (l) => {
+    try {
+      records.push(JSON.parse(l) as RequestRecord);
+    } catch {
+      /* partial line at exit */
+    }
+  });
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   return {
     records,

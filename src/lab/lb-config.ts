@@ -10,7 +10,12 @@ export const MODE_TITLES: Record<Mode, string> = {
   dsr: 'triangle / direct server return',
 };
 
-export function labServiceConfig(mode: Mode, topology: LabTopology, backend: BackendChoice = 'auto', encapsulation: Encapsulation = 'none'): string {
+export function labServiceConfig(
+  mode: Mode,
+  topology: LabTopology,
+  backend: BackendChoice = 'auto',
+  encapsulation: Encapsulation = 'none',
+): string {
   const config = {
     backend,
     services: [

@@ -11,13 +11,21 @@ import { LabError } from './errors';
 import { REFERENCE_TOPOLOGY } from './topology';
 import { CLI_ENTRY } from '../util/self';
 
-
 export async function requireLabUp(lab: string): Promise<void> {
   const { missing } = await labExists(lab);
-  if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab up --name ${lab}\``);
+  if (missing.length > 0)
+    throw new LabError(
+      `lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab up --name ${lab}\``,
+    );
 }
 
-export async function applyLabMode(lab: string, mode: Mode, out: (line: string) => void, backend: BackendChoice = 'auto', encapsulation: Encapsulation = 'none'): Promise<void> {
+export async function applyLabMode(
+  lab: string,
+  mode: Mode,
+  out: (line: string) => void,
+  backend: BackendChoice = 'auto',
+  encapsulation: Encapsulation = 'none',
+): Promise<void> {
   await requireLabUp(lab);
   for (const step of await configureRealServers(lab, mode, REFERENCE_TOPOLOGY, encapsulation)) out(`  rs: ${step}`);
   const file = path.join(labStateDir(lab), `lb-${mode}.yaml`);

@@ -26,7 +26,12 @@ export type RealServerMode = Mode;
 async function listNamespaces(): Promise<Set<string>> {
   const r = await runChecked('list network namespaces', ['ip', 'netns', 'list']);
   // Lines look like "slb-rs1 (id: 3)" or just "slb-rs1".
-  return new Set(r.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter(Boolean));
+  return new Set(
+    r.stdout
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[0] ?? '')
+      .filter(Boolean),
+  );
 }
 
 export async function labExists(lab: string): Promise<{ present: LabHostName[]; missing: LabHostName[] }> {
@@ -65,7 +70,7 @@ async function buildNamespaces(lab: string, topology: LabTopology, log: (line: s
   const routerIfaces = hostOf(topology, 'router').interfaces;
   const bridge = routerIfaces.find((i) => i.segment === 'server-net');
   const routerClientSide = routerIfaces.find((i) => i.segment === 'client-net');
-  if (!bridge || !routerClientSide) throw new LabError("lab topology: the router needs a client-net and a server-net interface");
+  if (!bridge || !routerClientSide) throw new LabError('lab topology: the router needs a client-net and a server-net interface');
   await inHost(lab, 'router', 'bridge', ['ip', 'link', 'add', bridge.name, 'type', 'bridge']);
   await inHost(lab, 'router', 'bridge address', ['ip', 'addr', 'add', bridge.cidr, 'dev', bridge.name]);
   await inHost(lab, 'router', 'bridge up', ['ip', 'link', 'set', bridge.name, 'up']);
@@ -79,9 +84,22 @@ async function buildNamespaces(lab: string, topology: LabTopology, log: (line: s
     // router's client-side interface, or a bridge port named after the host.
     const peer = iface.segment === 'client-net' ? routerClientSide.name : h;
     await runChecked(`veth ${nsName(lab, h)}/${iface.name} <-> ${router}/${peer}`, [
-      'ip', 'link', 'add', iface.name, 'netns', nsName(lab, h), 'type', 'veth', 'peer', 'name', peer, 'netns', router,
+      'ip',
+      'link',
+      'add',
+      iface.name,
+      'netns',
+      nsName(lab, h),
+      'type',
+      'veth',
+      'peer',
+      'name',
+      peer,
+      'netns',
+      router,
     ]);
-    if (iface.segment === 'server-net') await inHost(lab, 'router', `bridge port ${peer}`, ['ip', 'link', 'set', peer, 'master', bridge.name]);
+    if (iface.segment === 'server-net')
+      await inHost(lab, 'router', `bridge port ${peer}`, ['ip', 'link', 'set', peer, 'master', bridge.name]);
     else await inHost(lab, 'router', 'client-side address', ['ip', 'addr', 'add', routerClientSide.cidr, 'dev', peer]);
     await inHost(lab, 'router', `${peer} up`, ['ip', 'link', 'set', peer, 'up']);
     await inHost(lab, h, 'address', ['ip', 'addr', 'add', iface.cidr, 'dev', iface.name]);
@@ -92,11 +110,17 @@ async function buildNamespaces(lab: string, topology: LabTopology, log: (line: s
 }
 
 /** Build the lab and start the real servers' HTTP servers. On any failure, removes what it made and rethrows. */
-export async function labUp(lab: string, topology: LabTopology = REFERENCE_TOPOLOGY, log: (line: string) => void = () => undefined): Promise<void> {
+export async function labUp(
+  lab: string,
+  topology: LabTopology = REFERENCE_TOPOLOGY,
+  log: (line: string) => void = () => undefined,
+): Promise<void> {
   checkLabName(lab);
   const { present } = await labExists(lab);
   if (present.length > 0) {
-    throw new LabError(`lab "${lab}" already exists (namespaces ${present.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab down --name ${lab}\` first`);
+    throw new LabError(
+      `lab "${lab}" already exists (namespaces ${present.map((h) => nsName(lab, h)).join(', ')}); run \`slbctl lab down --name ${lab}\` first`,
+    );
   }
   try {
     // No namespace exists, so any state dir is a leftover of a crashed lab:
@@ -150,18 +174,32 @@ export async function labDown(lab: string): Promise<{ removed: string[] }> {
   return { removed: namespaces };
 }
 
-export function labExec(lab: string, host: LabHostName, argv: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function labExec(
+  lab: string,
+  host: LabHostName,
+  argv: string[],
+  opts: { input?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return run(argv, { netns: nsName(lab, host), ...opts });
 }
 
 /** Take the VIP off the RS's lo (no error if it is not there). */
-export async function removeVipFromRealServer(lab: string, host: LabHostName, topology: LabTopology = REFERENCE_TOPOLOGY): Promise<boolean> {
+export async function removeVipFromRealServer(
+  lab: string,
+  host: LabHostName,
+  topology: LabTopology = REFERENCE_TOPOLOGY,
+): Promise<boolean> {
   const r = await run(['ip', 'addr', 'del', `${topology.vip}/32`, 'dev', 'lo'], { netns: nsName(lab, host) });
   return r.code === 0;
 }
 
 /** Route the client network from this RS via `via` (replacing any such route). */
-export async function setRealServerClientRoute(lab: string, host: LabHostName, via: string, topology: LabTopology = REFERENCE_TOPOLOGY): Promise<void> {
+export async function setRealServerClientRoute(
+  lab: string,
+  host: LabHostName,
+  via: string,
+  topology: LabTopology = REFERENCE_TOPOLOGY,
+): Promise<void> {
   await inHost(lab, host, 'client-net route', ['ip', 'route', 'replace', topology.clientNet, 'via', via]);
 }
 
@@ -176,7 +214,8 @@ async function runSteps(lab: string, h: LabHostName, steps: readonly Step[]): Pr
   for (const step of steps) {
     const r = await run(step.argv, { netns: nsName(lab, h) });
     if (r.code !== 0 && !step.mayFail) {
-      if (step.argv.join(' ') === 'ip link set tunl0 up') throw new LabError(`${h}: no tunl0: this kernel has no ipip module (dsr with ipip needs it; the user-mode-linux kernel has it)`);
+      if (step.argv.join(' ') === 'ip link set tunl0 up')
+        throw new LabError(`${h}: no tunl0: this kernel has no ipip module (dsr with ipip needs it; the user-mode-linux kernel has it)`);
       throw new LabError(`${h}: \`${step.argv.join(' ')}\` failed: ${(r.stderr || r.stdout).trim()}`);
     }
     done.push(r.code === 0);
@@ -185,7 +224,12 @@ async function runSteps(lab: string, h: LabHostName, steps: readonly Step[]): Pr
 }
 
 /** The real servers' side of a mode (src/lab/rs-steps.ts, the same steps every provider runs). Idempotent. */
-export async function configureRealServers(lab: string, mode: RealServerMode, topology: LabTopology = REFERENCE_TOPOLOGY, encapsulation: Encapsulation = 'none'): Promise<string[]> {
+export async function configureRealServers(
+  lab: string,
+  mode: RealServerMode,
+  topology: LabTopology = REFERENCE_TOPOLOGY,
+  encapsulation: Encapsulation = 'none',
+): Promise<string[]> {
   const { missing } = await labExists(lab);
   if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')})`);
   const lines: string[] = [];

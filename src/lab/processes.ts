@@ -70,7 +70,11 @@ export function sleep(ms: number): Promise<void> {
 async function pidsIn(netns: string): Promise<number[]> {
   const r = await run(['ip', 'netns', 'pids', netns]);
   // Never signal ourselves: `slbctl lab down` may itself run inside a lab namespace.
-  return r.stdout.split(/\s+/).filter(Boolean).map(Number).filter((pid) => Number.isInteger(pid) && pid > 1 && pid !== process.pid);
+  return r.stdout
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number)
+    .filter((pid) => Number.isInteger(pid) && pid > 1 && pid !== process.pid);
 }
 
 function signalAll(pids: number[], signal: NodeJS.Signals): void {

@@ -6,7 +6,10 @@ import { netnsProvider } from './netns-provider';
 import { umlProvider } from '../uml/provider';
 import { vagrantProvider } from '../vagrant/provider';
 
-export const LAB_PROVIDERS = { netns: netnsProvider, uml: umlProvider, vagrant: vagrantProvider } as const satisfies Record<string, LabProvider>;
+export const LAB_PROVIDERS = { netns: netnsProvider, uml: umlProvider, vagrant: vagrantProvider } as const satisfies Record<
+  string,
+  LabProvider
+>;
 export type LabProviderName = keyof typeof LAB_PROVIDERS;
 export const LAB_PROVIDER_NAMES = Object.keys(LAB_PROVIDERS) as LabProviderName[];
 

@@ -27,7 +27,11 @@ function once(url: string, timeoutMs: number): Promise<RequestRecord> {
       res.resume();
       res.on('end', () => {
         const rs = res.headers['x-real-server'];
-        done({ ok: res.statusCode === 200, ...(typeof rs === 'string' ? { rs } : {}), ...(res.statusCode === 200 ? {} : { error: `HTTP ${res.statusCode}` }) });
+        done({
+          ok: res.statusCode === 200,
+          ...(typeof rs === 'string' ? { rs } : {}),
+          ...(res.statusCode === 200 ? {} : { error: `HTTP ${res.statusCode}` }),
+        });
       });
       res.on('error', (e) => done({ ok: false, error: e.message }));
     });
@@ -43,7 +47,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   let running = true;
-  process.on('SIGTERM', () => { running = false; });
+  process.on('SIGTERM', () => {
+    running = false;
+  });
   while (running) {
     const r = await once(url, Number(timeout));
     process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -26,11 +26,18 @@ const server = http.createServer((req, res) => {
   const s = req.socket;
   const body = `${name} saw client ${s.remoteAddress}:${s.remotePort} on ${s.localAddress}:${s.localPort}\n`;
   // One request per connection keeps every capture's flows simple to judge.
-  res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body), 'X-Real-Server': name, Connection: 'close' });
+  res.writeHead(200, {
+    'Content-Type': 'text/plain',
+    'Content-Length': Buffer.byteLength(body),
+    'X-Real-Server': name,
+    Connection: 'close',
+  });
   res.end(req.method === 'HEAD' ? undefined : body);
 });
 server.on('error', (e) => fail(`${address}:${port}: ${e.message}`));
-server.listen(port, address, () => process.stdout.write(`${name}: listening on ${address}:${port} (pid ${process.pid}) since ${new Date().toISOString()}\n`));
+server.listen(port, address, () =>
+  process.stdout.write(`${name}: listening on ${address}:${port} (pid ${process.pid}) since ${new Date().toISOString()}\n`),
+);
 
 function stop(signal: NodeJS.Signals): void {
   process.stdout.write(`${name}: ${signal}, stopping\n`);

@@ -30,13 +30,20 @@ export interface RealServerPlace {
 const sysctl = (key: string, value: string): Step => ({ argv: ['sysctl', '-qw', `${key}=${value}`] });
 
 function routerOf(topology: LabTopology): string {
-  const router = hostOf(topology, 'router').interfaces.find((i) => i.segment === 'server-net')?.cidr.split('/')[0];
+  const router = hostOf(topology, 'router')
+    .interfaces.find((i) => i.segment === 'server-net')
+    ?.cidr.split('/')[0];
   if (!router) throw new Error('lab topology: the router has no server-net address');
   return router;
 }
 
 /** The steps that put one real server into a mode, and what they amount to, in words. Pure. */
-export function realServerSteps(mode: Mode, topology: LabTopology, encapsulation: Encapsulation, place: RealServerPlace): { reset: Step[]; own: Step[]; words: string } {
+export function realServerSteps(
+  mode: Mode,
+  topology: LabTopology,
+  encapsulation: Encapsulation,
+  place: RealServerPlace,
+): { reset: Step[]; own: Step[]; words: string } {
   const dev = place.device;
   const router = routerOf(topology);
   const lb = addressOf(topology, 'lb');
@@ -57,13 +64,17 @@ export function realServerSteps(mode: Mode, topology: LabTopology, encapsulation
   let words: string;
   if (mode === 'transparent') {
     // The RS sees the client's own address, so its reply must go back through the balancer (which undoes the DNAT).
-    own.push({ argv: ['ip', 'route', 'replace', topology.clientNet, 'via', lb, ...(place.clientRoute === 'client-net' ? ['dev', dev] : [])] });
+    own.push({
+      argv: ['ip', 'route', 'replace', topology.clientNet, 'via', lb, ...(place.clientRoute === 'client-net' ? ['dev', dev] : [])],
+    });
     words = `route ${topology.clientNet} via ${lb} (the LB)`;
   } else if (mode === 'dsr') {
     // The RS must accept packets addressed to the VIP, but only the LB may own it on the segment: arp_ignore=1
     // answers ARP only for addresses on the receiving interface (not lo), arp_announce=2 never uses the VIP as
     // ARP source. Set before the VIP appears.
-    own.push(...['all', dev].flatMap((s) => [sysctl(`net.ipv4.conf.${s}.arp_ignore`, '1'), sysctl(`net.ipv4.conf.${s}.arp_announce`, '2')]));
+    own.push(
+      ...['all', dev].flatMap((s) => [sysctl(`net.ipv4.conf.${s}.arp_ignore`, '1'), sysctl(`net.ipv4.conf.${s}.arp_announce`, '2')]),
+    );
     own.push({ argv: ['ip', 'addr', 'add', `${topology.vip}/32`, 'dev', 'lo'] });
     words = `VIP ${topology.vip}/32 on lo, arp_ignore=1 arp_announce=2 (all, ${dev}); replies from the VIP via the router ${router}`;
     if (encapsulation === 'ipip') {
@@ -81,7 +92,13 @@ export function realServerSteps(mode: Mode, topology: LabTopology, encapsulation
 }
 
 /** Two lines for a real server once its steps ran: what the reset undid (`resetDone`: which reset steps succeeded), and what the mode set. */
-export function describeRealServer(h: LabHostName, topology: LabTopology, steps: { reset: Step[]; words: string }, resetDone: readonly boolean[], place: RealServerPlace): string[] {
+export function describeRealServer(
+  h: LabHostName,
+  topology: LabTopology,
+  steps: { reset: Step[]; words: string },
+  resetDone: readonly boolean[],
+  place: RealServerPlace,
+): string[] {
   const undone = steps.reset.flatMap((s, i) => (s.note && resetDone[i] ? [s.note] : []));
   const route = place.clientRoute === 'default' ? `default via ${routerOf(topology)}` : `${topology.clientNet} via the router`;
   return [`${h}: reset (${undone.length ? `${undone.join(', ')}, ` : ''}arp_ignore=0 arp_announce=0, ${route})`, `${h}: ${steps.words}`];

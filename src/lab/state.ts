@@ -37,7 +37,8 @@ export async function readLabState(lab: string): Promise<LabState | undefined> {
   const o = parsed as Record<string, unknown>;
   if (o.provider !== 'netns' || typeof o.createdAt !== 'string') return undefined;
   return {
-    provider: 'netns', createdAt: o.createdAt,
+    provider: 'netns',
+    createdAt: o.createdAt,
     ...(typeof o.mode === 'string' ? { mode: o.mode } : {}),
     ...(typeof o.encapsulation === 'string' ? { encapsulation: o.encapsulation } : {}),
   };

@@ -43,9 +43,24 @@ export const REFERENCE_TOPOLOGY: LabTopology = {
         { name: 'br0', cidr: '172.16.75.1/24', segment: 'server-net' },
       ],
     },
-    { name: 'lb', role: 'balancer', interfaces: [{ name: 'eth0', cidr: '172.16.75.83/24', segment: 'server-net' }], gateway: '172.16.75.1' },
-    { name: 'rs1', role: 'real-server', interfaces: [{ name: 'eth0', cidr: '172.16.75.82/24', segment: 'server-net' }], gateway: '172.16.75.1' },
-    { name: 'rs2', role: 'real-server', interfaces: [{ name: 'eth0', cidr: '172.16.75.85/24', segment: 'server-net' }], gateway: '172.16.75.1' },
+    {
+      name: 'lb',
+      role: 'balancer',
+      interfaces: [{ name: 'eth0', cidr: '172.16.75.83/24', segment: 'server-net' }],
+      gateway: '172.16.75.1',
+    },
+    {
+      name: 'rs1',
+      role: 'real-server',
+      interfaces: [{ name: 'eth0', cidr: '172.16.75.82/24', segment: 'server-net' }],
+      gateway: '172.16.75.1',
+    },
+    {
+      name: 'rs2',
+      role: 'real-server',
+      interfaces: [{ name: 'eth0', cidr: '172.16.75.85/24', segment: 'server-net' }],
+      gateway: '172.16.75.1',
+    },
   ],
 };
 

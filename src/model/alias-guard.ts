@@ -12,7 +12,10 @@ export const MIN_EXPANSION_LIMIT = 100_000;
 const LIMIT_PER_WRITTEN_NODE = 10;
 
 class Refusal {
-  constructor(readonly node: Node, readonly message: string) {}
+  constructor(
+    readonly node: Node,
+    readonly message: string,
+  ) {}
 }
 
 /** Nodes written in the text itself (aliases count once). */
@@ -48,11 +51,20 @@ export function expansionIssue(doc: Document, lines: LineCounter): ConfigIssue |
     if (isPair(x)) return size(x.key) + size(x.value);
     if (isAlias(x)) {
       const target = anchors.get(x.source);
-      if (!target) throw new Refusal(x, `alias *${x.source} has no anchor &${x.source} before it; define the anchor first (an alias can only repeat what came before)`);
-      if (open.has(target)) throw new Refusal(x, `alias *${x.source} refers to a node that contains it (a cycle); write the repeated part out instead`);
+      if (!target)
+        throw new Refusal(
+          x,
+          `alias *${x.source} has no anchor &${x.source} before it; define the anchor first (an alias can only repeat what came before)`,
+        );
+      if (open.has(target))
+        throw new Refusal(x, `alias *${x.source} refers to a node that contains it (a cycle); write the repeated part out instead`);
       const n = sizes.get(target) ?? 1;
       total += n;
-      if (total > limit) throw new Refusal(x, `the aliases expand this document to more than ${limit} nodes (a YAML alias bomb?); write the repeated parts out or nest fewer aliases`);
+      if (total > limit)
+        throw new Refusal(
+          x,
+          `the aliases expand this document to more than ${limit} nodes (a YAML alias bomb?); write the repeated parts out or nest fewer aliases`,
+        );
       return n;
     }
     if (!isScalar(x) && !isMap(x) && !isSeq(x)) return 0;

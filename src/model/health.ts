@@ -51,10 +51,23 @@ export function checkHealth(raw: Record<string, unknown>, fail: Fail): HealthChe
     return undefined;
   }
   let bad = false;
-  const failBad: Fail = (k, m) => { bad = true; fail(k, m); };
-  const hc: HealthCheck = { type: type as HealthKind, expectStatus: [200, 399], intervalMs: DEFAULT_TIMING.intervalMs, timeoutMs: DEFAULT_TIMING.timeoutMs, rise: DEFAULT_TIMING.rise, fall: DEFAULT_TIMING.fall };
+  const failBad: Fail = (k, m) => {
+    bad = true;
+    fail(k, m);
+  };
+  const hc: HealthCheck = {
+    type: type as HealthKind,
+    expectStatus: [200, 399],
+    intervalMs: DEFAULT_TIMING.intervalMs,
+    timeoutMs: DEFAULT_TIMING.timeoutMs,
+    rise: DEFAULT_TIMING.rise,
+    fall: DEFAULT_TIMING.fall,
+  };
   let timingBad = false;
-  for (const [key, field] of [['interval', 'intervalMs'], ['timeout', 'timeoutMs']] as const) {
+  for (const [key, field] of [
+    ['interval', 'intervalMs'],
+    ['timeout', 'timeoutMs'],
+  ] as const) {
     if (raw[key] === undefined) continue;
     const ms = parseDuration(raw[key]);
     if (ms === undefined) {
@@ -65,14 +78,17 @@ export function checkHealth(raw: Record<string, unknown>, fail: Fail): HealthChe
       failBad(key, tooLong(raw[key]));
     } else hc[field] = ms;
   }
-  if (hc.intervalMs < FASTEST_INTERVAL_MS) failBad('interval', `${hc.intervalMs}ms is below the fastest interval, ${FASTEST_INTERVAL_MS}ms`);
+  if (hc.intervalMs < FASTEST_INTERVAL_MS)
+    failBad('interval', `${hc.intervalMs}ms is below the fastest interval, ${FASTEST_INTERVAL_MS}ms`);
   // Compared only when both parsed: a refused value must not also be blamed on the other.
-  if (!timingBad && raw.timeout !== undefined && hc.timeoutMs > hc.intervalMs) failBad('timeout', `${hc.timeoutMs}ms is longer than the interval (${hc.intervalMs}ms): a check must end before the next one starts`);
+  if (!timingBad && raw.timeout !== undefined && hc.timeoutMs > hc.intervalMs)
+    failBad('timeout', `${hc.timeoutMs}ms is longer than the interval (${hc.intervalMs}ms): a check must end before the next one starts`);
   if (raw.timeout === undefined) hc.timeoutMs = Math.min(hc.timeoutMs, hc.intervalMs);
   for (const key of ['rise', 'fall'] as const) {
     if (raw[key] === undefined) continue;
     const n = raw[key];
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 100) failBad(key, `${JSON.stringify(n)} is not a count from 1 to 100`);
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 100)
+      failBad(key, `${JSON.stringify(n)} is not a count from 1 to 100`);
     else hc[key] = n;
   }
   if (hc.type === 'icmp') {
@@ -84,19 +100,27 @@ export function checkHealth(raw: Record<string, unknown>, fail: Fail): HealthChe
   }
   if (raw.port !== undefined) {
     const p = raw.port;
-    if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) failBad('port', `${JSON.stringify(p)} is not a port number (1-65535)`);
+    if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535)
+      failBad('port', `${JSON.stringify(p)} is not a port number (1-65535)`);
     else hc.port = p;
   }
   if (raw.url !== undefined) {
     if (hc.type !== 'http' && hc.type !== 'https') failBad('url', `only applies to http and https checks (this one is ${hc.type})`);
-    else if (typeof raw.url !== 'string' || !/^https?:\/\//.test(raw.url)) failBad('url', `${JSON.stringify(raw.url)} is not an http:// or https:// URL`);
+    else if (typeof raw.url !== 'string' || !/^https?:\/\//.test(raw.url))
+      failBad('url', `${JSON.stringify(raw.url)} is not an http:// or https:// URL`);
     else hc.url = raw.url;
   }
   if (raw.expectStatus !== undefined) {
-    const m = typeof raw.expectStatus === 'string' ? /^(\d{3})(?:-(\d{3}))?$/.exec(raw.expectStatus) : typeof raw.expectStatus === 'number' ? [String(raw.expectStatus), String(raw.expectStatus)] : null;
+    const m =
+      typeof raw.expectStatus === 'string'
+        ? /^(\d{3})(?:-(\d{3}))?$/.exec(raw.expectStatus)
+        : typeof raw.expectStatus === 'number'
+          ? [String(raw.expectStatus), String(raw.expectStatus)]
+          : null;
     const lo = m ? Number(m[1]) : NaN;
     const hi = m ? Number(m[2] ?? m[1]) : NaN;
-    if (!m || lo < 100 || hi > 599 || lo > hi) failBad('expectStatus', `${JSON.stringify(raw.expectStatus)} is not a status or range (e.g. 200 or "200-399")`);
+    if (!m || lo < 100 || hi > 599 || lo > hi)
+      failBad('expectStatus', `${JSON.stringify(raw.expectStatus)} is not a status or range (e.g. 200 or "200-399")`);
     else hc.expectStatus = [lo, hi];
   }
   if (raw.body !== undefined) {
@@ -105,7 +129,8 @@ export function checkHealth(raw: Record<string, unknown>, fail: Fail): HealthChe
   }
   if (hc.type === 'command') {
     const argv = raw.command;
-    if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) failBad('command', 'is required for a command check: a list of program and arguments (no shell)');
+    if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string'))
+      failBad('command', 'is required for a command check: a list of program and arguments (no shell)');
     else {
       const program = argv[0] as string;
       const problem = program.includes('/') ? programPathProblem(program) : findCommand(program) ? undefined : 'is not on PATH';
@@ -132,7 +157,9 @@ function programPathProblem(program: string): string | undefined {
     st = fs.statSync(program);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist; install the program or correct the path' : `cannot be read (${code ?? (e as Error).message})`;
+    return code === 'ENOENT' || code === 'ENOTDIR'
+      ? 'does not exist; install the program or correct the path'
+      : `cannot be read (${code ?? (e as Error).message})`;
   }
   if (!st.isFile()) return 'is not a file; give the path of the program itself';
   try {

@@ -12,12 +12,16 @@ export function loadConfigFile(file: string): Config {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigFileError(`cannot read config ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new ConfigFileError(
+      `cannot read config ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
   }
   const result = parseConfig(text);
   if (!result.ok) {
     const lines = result.issues.map((i) => formatIssue(file, i));
-    throw new ConfigFileError(`${file} has ${result.issues.length} error${result.issues.length === 1 ? '' : 's'}:\n${lines.map((l) => `  ${l}`).join('\n')}`);
+    throw new ConfigFileError(
+      `${file} has ${result.issues.length} error${result.issues.length === 1 ? '' : 's'}:\n${lines.map((l) => `  ${l}`).join('\n')}`,
+    );
   }
   return result.config;
 }

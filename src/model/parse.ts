@@ -5,8 +5,27 @@ import { isIPv4, isNetmask, nonUnicastReason } from './ip';
 import { HEALTH_KEYS, HealthCheck, MAX_DURATION_MS, checkHealth } from './health';
 import { expansionIssue } from './alias-guard';
 import {
-  BACKENDS, BackendChoice, Config, ENCAPSULATIONS, Encapsulation, MODES, Mode, PROTOCOLS, Protocol, RealServer, SCHEDULERS, SCHEDULER_ALIASES,
-  FAILURE_POLICIES, FailurePolicy, Persistence, Scheduler, Service, VIP_PRESENCE, VipPresence, realServerKey, serviceKey,
+  BACKENDS,
+  BackendChoice,
+  Config,
+  ENCAPSULATIONS,
+  Encapsulation,
+  MODES,
+  Mode,
+  PROTOCOLS,
+  Protocol,
+  RealServer,
+  SCHEDULERS,
+  SCHEDULER_ALIASES,
+  FAILURE_POLICIES,
+  FailurePolicy,
+  Persistence,
+  Scheduler,
+  Service,
+  VIP_PRESENCE,
+  VipPresence,
+  realServerKey,
+  serviceKey,
 } from './types';
 
 export interface ConfigIssue {
@@ -22,7 +41,23 @@ export type ParseResult = { ok: true; config: Config } | { ok: false; issues: Co
 
 type PathPart = string | number;
 
-const SERVICE_KEYS = ['name', 'vip', 'port', 'protocol', 'mode', 'scheduler', 'interface', 'vipAlreadyPresent', 'snatAddress', 'encapsulation', 'persistence', 'healthCheck', 'failurePolicy', 'sorryServer', 'realServers'];
+const SERVICE_KEYS = [
+  'name',
+  'vip',
+  'port',
+  'protocol',
+  'mode',
+  'scheduler',
+  'interface',
+  'vipAlreadyPresent',
+  'snatAddress',
+  'encapsulation',
+  'persistence',
+  'healthCheck',
+  'failurePolicy',
+  'sorryServer',
+  'realServers',
+];
 const SORRY_KEYS = ['address', 'port'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
@@ -32,8 +67,8 @@ const MAX_PERSISTENCE_S = MAX_DURATION_MS / 1000;
 /** The fix for each kind of address, said in the error when it cannot be one. */
 const ADDRESS_ROLES = {
   vip: 'use one unicast address that clients can reach as the VIP',
-  realServer: 'use the real server\'s own unicast address',
-  sorryServer: 'use the sorry server\'s own unicast address',
+  realServer: "use the real server's own unicast address",
+  sorryServer: "use the sorry server's own unicast address",
   source: 'use a unicast address of this host that faces the real servers',
 } as const;
 
@@ -85,7 +120,13 @@ class Checker {
     return value;
   }
 
-  oneOf<T extends string>(value: unknown, allowed: readonly T[], path: PathPart[], what: string, aliases: Record<string, T> = {}): T | undefined {
+  oneOf<T extends string>(
+    value: unknown,
+    allowed: readonly T[],
+    path: PathPart[],
+    what: string,
+    aliases: Record<string, T> = {},
+  ): T | undefined {
     // Own properties only: 'constructor' or '__proto__' must not pass as an alias.
     if (typeof value === 'string' && Object.hasOwn(aliases, value)) return aliases[value];
     if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
@@ -94,18 +135,30 @@ class Checker {
   }
 }
 
-function checkRealServer(c: Checker, raw: unknown, path: PathPart[], servicePort: number | undefined, mode: Mode | undefined): RealServer | undefined {
+function checkRealServer(
+  c: Checker,
+  raw: unknown,
+  path: PathPart[],
+  servicePort: number | undefined,
+  mode: Mode | undefined,
+): RealServer | undefined {
   if (!isRecord(raw)) {
     c.fail(path, 'must be a mapping with address, port and weight');
     return undefined;
   }
   c.unknownKeys(raw, REAL_SERVER_KEYS, path);
-  const address = raw.address === undefined ? (c.fail([...path, 'address'], 'is required'), undefined) : c.hostAddress(raw.address, [...path, 'address'], 'realServer');
+  const address =
+    raw.address === undefined
+      ? (c.fail([...path, 'address'], 'is required'), undefined)
+      : c.hostAddress(raw.address, [...path, 'address'], 'realServer');
   let port = servicePort;
   if (raw.port !== undefined) {
     port = c.port(raw.port, [...path, 'port']);
     if (mode === 'dsr' && port !== undefined && servicePort !== undefined && port !== servicePort) {
-      c.fail([...path, 'port'], `is ${port} but the service port is ${servicePort}: direct server return forwards the packet unchanged, so the real server must listen on the service port; drop the port or set it to ${servicePort}`);
+      c.fail(
+        [...path, 'port'],
+        `is ${port} but the service port is ${servicePort}: direct server return forwards the packet unchanged, so the real server must listen on the service port; drop the port or set it to ${servicePort}`,
+      );
     }
   }
   let weight = 1;
@@ -124,32 +177,43 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
     return undefined;
   }
   c.unknownKeys(raw, SERVICE_KEYS, path);
-  const vip = raw.vip === undefined ? (c.fail([...path, 'vip'], 'is required'), undefined) : c.hostAddress(raw.vip, [...path, 'vip'], 'vip');
+  const vip =
+    raw.vip === undefined ? (c.fail([...path, 'vip'], 'is required'), undefined) : c.hostAddress(raw.vip, [...path, 'vip'], 'vip');
   const port = raw.port === undefined ? (c.fail([...path, 'port'], 'is required'), undefined) : c.port(raw.port, [...path, 'port']);
   const protocol = raw.protocol === undefined ? 'tcp' : c.oneOf<Protocol>(raw.protocol, PROTOCOLS, [...path, 'protocol'], 'protocol');
-  const mode = raw.mode === undefined ? (c.fail([...path, 'mode'], `is required; use one of ${MODES.join(', ')}`), undefined) : c.oneOf<Mode>(raw.mode, MODES, [...path, 'mode'], 'mode');
-  const scheduler = raw.scheduler === undefined ? 'rr' : c.oneOf<Scheduler>(raw.scheduler, SCHEDULERS, [...path, 'scheduler'], 'scheduler', SCHEDULER_ALIASES);
+  const mode =
+    raw.mode === undefined
+      ? (c.fail([...path, 'mode'], `is required; use one of ${MODES.join(', ')}`), undefined)
+      : c.oneOf<Mode>(raw.mode, MODES, [...path, 'mode'], 'mode');
+  const scheduler =
+    raw.scheduler === undefined
+      ? 'rr'
+      : c.oneOf<Scheduler>(raw.scheduler, SCHEDULERS, [...path, 'scheduler'], 'scheduler', SCHEDULER_ALIASES);
   let name: string | undefined;
   if (raw.name !== undefined) {
     // 32 keeps the service rule's comment (settings read back from the kernel) under nft's 128 bytes.
-    if (typeof raw.name !== 'string' || !/^[A-Za-z0-9_.-]{1,32}$/.test(raw.name)) c.fail([...path, 'name'], 'must be 1-32 characters of letters, digits, "_", "." or "-"');
+    if (typeof raw.name !== 'string' || !/^[A-Za-z0-9_.-]{1,32}$/.test(raw.name))
+      c.fail([...path, 'name'], 'must be 1-32 characters of letters, digits, "_", "." or "-"');
     else name = raw.name;
   }
   let iface: string | undefined;
   if (raw.interface !== undefined) {
     // Names nft can use in a chain name (Linux allows more, e.g. '@', which nft rejects).
-    if (typeof raw.interface !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(raw.interface)) c.fail([...path, 'interface'], `${JSON.stringify(raw.interface)} is not an interface name`);
+    if (typeof raw.interface !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(raw.interface))
+      c.fail([...path, 'interface'], `${JSON.stringify(raw.interface)} is not an interface name`);
     else iface = raw.interface;
   }
   let snatAddress: string | undefined;
   if (raw.snatAddress !== undefined) {
     snatAddress = c.hostAddress(raw.snatAddress, [...path, 'snatAddress'], 'source');
-    if (mode !== undefined && mode !== 'fullnat') c.fail([...path, 'snatAddress'], `only applies to mode fullnat (this service is ${mode})`);
+    if (mode !== undefined && mode !== 'fullnat')
+      c.fail([...path, 'snatAddress'], `only applies to mode fullnat (this service is ${mode})`);
   }
   let encapsulation: Encapsulation | undefined;
   if (raw.encapsulation !== undefined) {
     encapsulation = c.oneOf<Encapsulation>(raw.encapsulation, ENCAPSULATIONS, [...path, 'encapsulation'], 'encapsulation');
-    if (encapsulation === 'ipip' && mode !== undefined && mode !== 'dsr') c.fail([...path, 'encapsulation'], `ipip only applies to mode dsr (this service is ${mode})`);
+    if (encapsulation === 'ipip' && mode !== undefined && mode !== 'dsr')
+      c.fail([...path, 'encapsulation'], `ipip only applies to mode dsr (this service is ${mode})`);
   }
   let persistence: Persistence | undefined;
   if (raw.persistence !== undefined) {
@@ -159,9 +223,14 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
       c.unknownKeys(raw.persistence, PERSISTENCE_KEYS, pp);
       const t = raw.persistence.timeout;
       const timeoutOk = typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= MAX_PERSISTENCE_S;
-      if (!timeoutOk) c.fail([...pp, 'timeout'], `${JSON.stringify(t)} is not a persistence timeout (whole seconds, 1 to ${MAX_PERSISTENCE_S}: at most one day)`);
+      if (!timeoutOk)
+        c.fail(
+          [...pp, 'timeout'],
+          `${JSON.stringify(t)} is not a persistence timeout (whole seconds, 1 to ${MAX_PERSISTENCE_S}: at most one day)`,
+        );
       const netmask = raw.persistence.netmask === undefined ? '255.255.255.255' : c.ipv4(raw.persistence.netmask, [...pp, 'netmask']);
-      if (netmask !== undefined && !isNetmask(netmask)) c.fail([...pp, 'netmask'], `${netmask} is not a netmask (contiguous ones, e.g. 255.255.255.0)`);
+      if (netmask !== undefined && !isNetmask(netmask))
+        c.fail([...pp, 'netmask'], `${netmask} is not a netmask (contiguous ones, e.g. 255.255.255.0)`);
       if (timeoutOk && netmask !== undefined && isNetmask(netmask)) persistence = { timeout: t as number, netmask };
     }
   }
@@ -174,18 +243,29 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
       healthCheck = checkHealth(raw.healthCheck, (key, message) => c.fail(key ? [...hp, key] : hp, message));
     }
   }
-  const presence = raw.vipAlreadyPresent === undefined ? vipPresence : c.oneOf<VipPresence>(raw.vipAlreadyPresent, VIP_PRESENCE, [...path, 'vipAlreadyPresent'], 'vipAlreadyPresent setting');
-  const failurePolicy = raw.failurePolicy === undefined ? undefined : c.oneOf<FailurePolicy>(raw.failurePolicy, FAILURE_POLICIES, [...path, 'failurePolicy'], 'failure policy');
-  if (failurePolicy !== undefined && raw.healthCheck === undefined) c.fail([...path, 'failurePolicy'], 'needs a healthCheck: without one, no real server ever fails');
+  const presence =
+    raw.vipAlreadyPresent === undefined
+      ? vipPresence
+      : c.oneOf<VipPresence>(raw.vipAlreadyPresent, VIP_PRESENCE, [...path, 'vipAlreadyPresent'], 'vipAlreadyPresent setting');
+  const failurePolicy =
+    raw.failurePolicy === undefined
+      ? undefined
+      : c.oneOf<FailurePolicy>(raw.failurePolicy, FAILURE_POLICIES, [...path, 'failurePolicy'], 'failure policy');
+  if (failurePolicy !== undefined && raw.healthCheck === undefined)
+    c.fail([...path, 'failurePolicy'], 'needs a healthCheck: without one, no real server ever fails');
   let sorryServer: { address: string; port: number } | undefined;
   if (raw.sorryServer !== undefined) {
     const sp = [...path, 'sorryServer'];
     if (!isRecord(raw.sorryServer)) c.fail(sp, 'must be a mapping with address and optionally port');
     else {
       c.unknownKeys(raw.sorryServer, SORRY_KEYS, sp);
-      const address = raw.sorryServer.address === undefined ? (c.fail([...sp, 'address'], 'is required'), undefined) : c.hostAddress(raw.sorryServer.address, [...sp, 'address'], 'sorryServer');
+      const address =
+        raw.sorryServer.address === undefined
+          ? (c.fail([...sp, 'address'], 'is required'), undefined)
+          : c.hostAddress(raw.sorryServer.address, [...sp, 'address'], 'sorryServer');
       const sorryPort = raw.sorryServer.port === undefined ? port : c.port(raw.sorryServer.port, [...sp, 'port']);
-      if (mode === 'dsr' && sorryPort !== undefined && port !== undefined && sorryPort !== port) c.fail([...sp, 'port'], `is ${sorryPort} but the service port is ${port}: direct server return cannot change the port`);
+      if (mode === 'dsr' && sorryPort !== undefined && port !== undefined && sorryPort !== port)
+        c.fail([...sp, 'port'], `is ${sorryPort} but the service port is ${port}: direct server return cannot change the port`);
       if (raw.healthCheck === undefined) c.fail(sp, 'needs a healthCheck: the sorry server serves when every real server is down');
       if (address !== undefined && sorryPort !== undefined) sorryServer = { address, port: sorryPort };
     }
@@ -217,14 +297,21 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
   // Only the exception is kept: refusing a VIP another host holds is the default.
   if (presence === 'allow') service.vipAlreadyPresent = 'allow';
   if (sorryServer) {
-    if (realServers.some((r) => r.address === sorryServer.address && r.port === sorryServer.port)) c.fail([...path, 'sorryServer'], `${sorryServer.address}:${sorryServer.port} is also a real server; the sorry server serves only when they are all down`);
+    if (realServers.some((r) => r.address === sorryServer.address && r.port === sorryServer.port))
+      c.fail(
+        [...path, 'sorryServer'],
+        `${sorryServer.address}:${sorryServer.port} is also a real server; the sorry server serves only when they are all down`,
+      );
     else service.sorryServer = sorryServer;
   }
   return service;
 }
 
 /** Validate an already-parsed document (JSON or YAML data). */
-export function validateConfig(data: unknown, locate: (path: PathPart[]) => { line: number; column: number } | undefined = () => undefined): ParseResult {
+export function validateConfig(
+  data: unknown,
+  locate: (path: PathPart[]) => { line: number; column: number } | undefined = () => undefined,
+): ParseResult {
   const c = new Checker(locate);
   if (!isRecord(data)) {
     c.fail([], 'the config must be a mapping with a "services" list');
@@ -232,7 +319,10 @@ export function validateConfig(data: unknown, locate: (path: PathPart[]) => { li
   }
   c.unknownKeys(data, TOP_KEYS, []);
   const backend = data.backend === undefined ? 'auto' : c.oneOf<BackendChoice>(data.backend, BACKENDS, ['backend'], 'backend');
-  const vipPresence = data.vipAlreadyPresent === undefined ? 'refuse' : c.oneOf<VipPresence>(data.vipAlreadyPresent, VIP_PRESENCE, ['vipAlreadyPresent'], 'vipAlreadyPresent setting') ?? 'refuse';
+  const vipPresence =
+    data.vipAlreadyPresent === undefined
+      ? 'refuse'
+      : (c.oneOf<VipPresence>(data.vipAlreadyPresent, VIP_PRESENCE, ['vipAlreadyPresent'], 'vipAlreadyPresent setting') ?? 'refuse');
   const services: Service[] = [];
   if (!Array.isArray(data.services)) {
     c.fail(['services'], 'is required: a list of services');
@@ -244,10 +334,12 @@ export function validateConfig(data: unknown, locate: (path: PathPart[]) => { li
       if (!s) return;
       const key = serviceKey(s);
       const first = keys.get(key);
-      if (first !== undefined) c.fail(['services', i], `serves ${key} like services[${first}]; one VIP, port and protocol can have only one service`);
+      if (first !== undefined)
+        c.fail(['services', i], `serves ${key} like services[${first}]; one VIP, port and protocol can have only one service`);
       else keys.set(key, i);
       const sameName = names.get(s.name);
-      if (sameName !== undefined && first === undefined) c.fail(['services', i, 'name'], `"${s.name}" is already the name of services[${sameName}]`);
+      if (sameName !== undefined && first === undefined)
+        c.fail(['services', i, 'name'], `"${s.name}" is already the name of services[${sameName}]`);
       else names.set(s.name, i);
       services.push(s);
     });
@@ -265,7 +357,11 @@ export function parseConfig(text: string): ParseResult {
       ok: false,
       issues: doc.errors.map((e) => {
         const pos = e.linePos?.[0];
-        return { path: '', message: (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, ''), ...(pos ? { line: pos.line, column: pos.col } : {}) };
+        return {
+          path: '',
+          message: (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, ''),
+          ...(pos ? { line: pos.line, column: pos.col } : {}),
+        };
       }),
     };
   }

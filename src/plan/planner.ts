@@ -8,7 +8,16 @@ import { DesiredState, ObservedState, Op, Plan } from './types';
 
 function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   const changes: string[] = [];
-  const fields: (keyof ServiceState)[] = ['name', 'mode', 'scheduler', 'device', 'snatAddress', 'encapsulation', 'forwardDevice', 'forwardMac'];
+  const fields: (keyof ServiceState)[] = [
+    'name',
+    'mode',
+    'scheduler',
+    'device',
+    'snatAddress',
+    'encapsulation',
+    'forwardDevice',
+    'forwardMac',
+  ];
   for (const f of fields) {
     if (before[f] !== after[f]) changes.push(`${f} ${String(before[f] ?? '-')} -> ${String(after[f] ?? '-')}`);
   }
@@ -40,7 +49,7 @@ const byKey = (a: ServiceState, b: ServiceState) => serviceKey(a).localeCompare(
 export function plan(desired: DesiredState, observed: ObservedState): Plan {
   const ops: Op[] = [];
   const backend = backendOf(desired.backend);
-  const wrap = (change: unknown): Op => ({ op: 'backend', backend: desired.backend, change } as Op);
+  const wrap = (change: unknown): Op => ({ op: 'backend', backend: desired.backend, change }) as Op;
   const { kernel, first } = backend.plan.prepare(desired, observed.kernel);
 
   for (const key of Object.keys(desired.sysctls).sort()) {
@@ -64,7 +73,8 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
     const key = serviceKey(s);
     const other = actual.get(key);
     // Of two copies, the one whose mode matches the wanted service's stays.
-    const fits = (x: ServiceState) => heldIn(x) === undefined || heldIn(x) === heldIn({ ...x, ...wanted.get(key), nft: undefined }) || wanted.get(key)?.mode === x.mode;
+    const fits = (x: ServiceState) =>
+      heldIn(x) === undefined || heldIn(x) === heldIn({ ...x, ...wanted.get(key), nft: undefined }) || wanted.get(key)?.mode === x.mode;
     if (!other) actual.set(key, s);
     else if (fits(s) && !fits(other)) {
       actual.set(key, s);

@@ -35,7 +35,11 @@ export function lockFile(kind: LockKind, id: NetnsIdentity = currentNetns()): st
 const held = new Map<string, Lock>();
 
 export class Lock {
-  private constructor(readonly kind: LockKind, readonly file: string, private fd: number) {}
+  private constructor(
+    readonly kind: LockKind,
+    readonly file: string,
+    private fd: number,
+  ) {}
 
   /** The descriptor to pass on to a child that must keep the lock while it runs (undefined once released). */
   get descriptor(): number | undefined {
@@ -50,7 +54,9 @@ export class Lock {
       ensureDirectory(runDir('locks'));
       fd = native().tryLock(file);
     } catch (e) {
-      throw new PreflightError(`cannot take the network namespace's ${kind} lock ${file}: ${(e as Error).message}; run slbctl as root or as the systemd unit, whose RuntimeDirectory it uses`);
+      throw new PreflightError(
+        `cannot take the network namespace's ${kind} lock ${file}: ${(e as Error).message}; run slbctl as root or as the systemd unit, whose RuntimeDirectory it uses`,
+      );
     }
     if (fd < 0) return undefined;
     const holder: Holder = { pid: process.pid, command: commandLine(), since: Date.now() };
@@ -128,7 +134,8 @@ function alive(pid: number): boolean {
 }
 
 function busyMessage(kind: LockKind, h: Holder | undefined, waitMs: number): string {
-  if (kind === 'controller') return `slbctl run is already running in this network namespace: ${describeHolder(h)}; stop it first (waited ${waitMs / 1000} s)`;
+  if (kind === 'controller')
+    return `slbctl run is already running in this network namespace: ${describeHolder(h)}; stop it first (waited ${waitMs / 1000} s)`;
   return `another slbctl is changing this network namespace: ${describeHolder(h)}; waited ${waitMs / 1000} s for it (raise --wait to wait longer)`;
 }
 

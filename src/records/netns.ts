@@ -62,16 +62,23 @@ export function readRecord(kind: RecordKind, id: NetnsIdentity = currentNetns())
   const file = recordFile(kind, id);
   const r = readJson(file);
   if (r.kind === 'absent') return undefined;
-  const data = r.kind === 'ok' && typeof r.data === 'object' && r.data !== null && !Array.isArray(r.data) ? (r.data as Record<string, unknown>) : undefined;
+  const data =
+    r.kind === 'ok' && typeof r.data === 'object' && r.data !== null && !Array.isArray(r.data)
+      ? (r.data as Record<string, unknown>)
+      : undefined;
   if (!data) {
     const moved = setAside(file, 'unreadable');
-    reporter(`the ${kind} record ${file} is unreadable (${r.kind === 'unreadable' ? r.why : 'not a record'}); ignored and moved to ${moved}`);
+    reporter(
+      `the ${kind} record ${file} is unreadable (${r.kind === 'unreadable' ? r.why : 'not a record'}); ignored and moved to ${moved}`,
+    );
     return undefined;
   }
   const netns = data.netns as Partial<NetnsIdentity> | undefined;
   if (!sameNamespace(id, netns)) {
     const moved = setAside(file, `stale-${netns?.cookie ?? 'unknown'}`);
-    reporter(`the ${kind} record ${file} was left by another network namespace that had the same inode (cookie ${netns?.cookie ?? 'none'}, this one ${id.cookie ?? 'none'}); ignored and moved to ${moved}`);
+    reporter(
+      `the ${kind} record ${file} was left by another network namespace that had the same inode (cookie ${netns?.cookie ?? 'none'}, this one ${id.cookie ?? 'none'}); ignored and moved to ${moved}`,
+    );
     return undefined;
   }
   return data;

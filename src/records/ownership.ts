@@ -66,9 +66,19 @@ const isState = (v: unknown) => v === 'adding' || v === 'owned';
 
 function parse(data: Record<string, unknown>): Ownership {
   const o: Ownership = {
-    addresses: list<OwnedAddressEntry>(data.addresses, (x) => typeof x.address === 'string' && typeof x.device === 'string' && isState(x.state) && (x.backend === 'nft' || x.backend === 'ipvs')),
-    sysctls: list<OwnedSysctl>(data.sysctls, (x) => typeof x.key === 'string' && typeof x.original === 'string' && typeof x.value === 'string'),
-    ipvsServices: list<OwnedIpvsService>(data.ipvsServices, (x) => typeof x.vip === 'string' && typeof x.port === 'number' && typeof x.protocol === 'string' && isState(x.state)),
+    addresses: list<OwnedAddressEntry>(
+      data.addresses,
+      (x) =>
+        typeof x.address === 'string' && typeof x.device === 'string' && isState(x.state) && (x.backend === 'nft' || x.backend === 'ipvs'),
+    ),
+    sysctls: list<OwnedSysctl>(
+      data.sysctls,
+      (x) => typeof x.key === 'string' && typeof x.original === 'string' && typeof x.value === 'string',
+    ),
+    ipvsServices: list<OwnedIpvsService>(
+      data.ipvsServices,
+      (x) => typeof x.vip === 'string' && typeof x.port === 'number' && typeof x.protocol === 'string' && isState(x.state),
+    ),
   };
   if (isState(data.iptablesChain)) o.iptablesChain = data.iptablesChain as EntryState;
   return o;
@@ -88,9 +98,16 @@ function readLegacy(): Ownership | undefined {
   if (r.kind !== 'ok' || typeof r.data !== 'object' || r.data === null) return undefined;
   const d = r.data as { services?: unknown; addresses?: unknown };
   return {
-    addresses: list<OwnedAddress>(d.addresses, (x) => typeof x.address === 'string').map((a) => ({ ...a, backend: 'ipvs' as const, state: 'owned' as const })),
+    addresses: list<OwnedAddress>(d.addresses, (x) => typeof x.address === 'string').map((a) => ({
+      ...a,
+      backend: 'ipvs' as const,
+      state: 'owned' as const,
+    })),
     sysctls: [],
-    ipvsServices: list<Omit<OwnedIpvsService, 'state'>>(d.services, (x) => typeof x.vip === 'string').map((s) => ({ ...s, state: 'owned' as const })),
+    ipvsServices: list<Omit<OwnedIpvsService, 'state'>>(d.services, (x) => typeof x.vip === 'string').map((s) => ({
+      ...s,
+      state: 'owned' as const,
+    })),
   };
 }
 

@@ -13,7 +13,12 @@ function runOne(argv: string[], cwd: string, outFile: string, env: Record<string
   const out = fs.openSync(outFile, 'a');
   try {
     const [cmd, ...args] = argv;
-    const r = spawnSync(cmd ?? 'true', args, { cwd, stdio: ['ignore', out, out], env: { ...process.env, ...env, SLBCTL_IN_UML: '1' }, ...(timeoutMs ? { timeout: timeoutMs } : {}) });
+    const r = spawnSync(cmd ?? 'true', args, {
+      cwd,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, ...env, SLBCTL_IN_UML: '1' },
+      ...(timeoutMs ? { timeout: timeoutMs } : {}),
+    });
     if (r.error) fs.writeSync(out, `uml guest: ${r.error.message}\n`);
     return r.status ?? (r.signal ? 128 : 1);
   } finally {
@@ -37,7 +42,10 @@ function agent(work: string, job: UmlJob): void {
   fs.mkdirSync(jobs, { recursive: true });
   fs.writeFileSync(path.join(work, 'ready'), `${Date.now()}\n`);
   for (;;) {
-    const pending = fs.readdirSync(jobs).filter((f) => /^\d+\.json$/.test(f) && !fs.existsSync(path.join(jobs, f.replace('.json', '.code')))).sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
+    const pending = fs
+      .readdirSync(jobs)
+      .filter((f) => /^\d+\.json$/.test(f) && !fs.existsSync(path.join(jobs, f.replace('.json', '.code'))))
+      .sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
     for (const f of pending) {
       const base = path.join(jobs, f.replace('.json', ''));
       const cmd = JSON.parse(fs.readFileSync(path.join(jobs, f), 'utf8')) as AgentCommand;

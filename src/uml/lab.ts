@@ -60,8 +60,10 @@ async function submit(record: UmlLabRecord, command: AgentCommand, timeoutMs: nu
   fs.renameSync(`${base}.tmp`, `${base}.json`);
   const deadline = Date.now() + timeoutMs;
   while (!fs.existsSync(`${base}.code`)) {
-    if (!alive(record.pid)) throw new LabError(`the user-mode-linux guest of lab "${record.lab}" stopped while running \`${command.argv.join(' ')}\``);
-    if (Date.now() > deadline) throw new LabError(`lab "${record.lab}": \`${command.argv.join(' ')}\` did not finish in the guest within ${timeoutMs / 1000} s`);
+    if (!alive(record.pid))
+      throw new LabError(`the user-mode-linux guest of lab "${record.lab}" stopped while running \`${command.argv.join(' ')}\``);
+    if (Date.now() > deadline)
+      throw new LabError(`lab "${record.lab}": \`${command.argv.join(' ')}\` did not finish in the guest within ${timeoutMs / 1000} s`);
     await sleep(100);
   }
   const output = fs.existsSync(`${base}.out`) ? fs.readFileSync(`${base}.out`, 'utf8') : '';
@@ -73,9 +75,16 @@ async function submit(record: UmlLabRecord, command: AgentCommand, timeoutMs: nu
  * guest is shown it, and the folders in `show`, when its own /tmp or /run
  * would hide them (output then lands on the host).
  */
-export async function forwardToUml(record: UmlLabRecord, args: string[], timeoutMs = 10 * 60 * 1000, show: readonly string[] = []): Promise<{ code: number; output: string }> {
+export async function forwardToUml(
+  record: UmlLabRecord,
+  args: string[],
+  timeoutMs = 10 * 60 * 1000,
+  show: readonly string[] = [],
+): Promise<{ code: number; output: string }> {
   const cwd = process.cwd();
-  const notes = foldersToShow([cwd, ...show]).hidden.map((h) => `note: ${h} is the guest's own: what the command writes there stays in the guest; use another folder\n`);
+  const notes = foldersToShow([cwd, ...show]).hidden.map(
+    (h) => `note: ${h} is the guest's own: what the command writes there stays in the guest; use another folder\n`,
+  );
   const r = await submit(record, { argv: [process.execPath, CLI_ENTRY, ...args], cwd, show: show.map((s) => path.resolve(s)) }, timeoutMs);
   return { code: r.code, output: notes.join('') + r.output };
 }
@@ -89,20 +98,31 @@ export async function startUmlLab(lab: string, log: (line: string) => void): Pro
   const job: UmlJob = { argv: [], cwd: process.cwd(), modules: IPVS_MODULES, env: {}, timeoutMs: 0, agent: true };
   try {
     const { hidden } = writeJob(work, job);
-    for (const h of hidden) log(`note: ${h} is the guest's own: files written there from inside the lab stay in the guest; run from another folder or pass --out`);
+    for (const h of hidden)
+      log(
+        `note: ${h} is the guest's own: files written there from inside the lab stay in the guest; run from another folder or pass --out`,
+      );
   } catch (e) {
     fs.rmSync(work, { recursive: true, force: true });
     throw new LabError((e as Error).message);
   }
   const consoleLog = fs.openSync(path.join(work, 'console.log'), 'a');
-  const child = spawn(UML_KERNEL, umlKernelArgs(work, 1024), { detached: true, stdio: ['ignore', consoleLog, consoleLog], env: { ...process.env, TMPDIR: os.tmpdir() } });
+  const child = spawn(UML_KERNEL, umlKernelArgs(work, 1024), {
+    detached: true,
+    stdio: ['ignore', consoleLog, consoleLog],
+    env: { ...process.env, TMPDIR: os.tmpdir() },
+  });
   child.unref();
   fs.closeSync(consoleLog);
   const record: UmlLabRecord = { lab, pid: child.pid ?? 0, work, startedAt: new Date().toISOString() };
   const started = Date.now();
   while (!fs.existsSync(path.join(work, 'ready'))) {
     if (!alive(record.pid) || Date.now() - started > 60_000) {
-      try { process.kill(record.pid, 'SIGKILL'); } catch { /* gone */ }
+      try {
+        process.kill(record.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
       const tail = fs.readFileSync(path.join(work, 'console.log'), 'utf8').split('\n').slice(-10).join('\n');
       fs.rmSync(work, { recursive: true, force: true });
       throw new LabError(`the user-mode-linux kernel did not come up:\n${tail}`);
@@ -123,7 +143,11 @@ export async function stopUmlLab(record: UmlLabRecord): Promise<void> {
   }
   for (let i = 0; i < 50 && alive(record.pid); i++) await sleep(100);
   if (alive(record.pid)) {
-    try { process.kill(record.pid, 'SIGKILL'); } catch { /* gone */ }
+    try {
+      process.kill(record.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
   }
   fs.rmSync(recordFile(record.lab), { force: true });
   fs.rmSync(record.work, { recursive: true, force: true });

@@ -26,7 +26,12 @@ function umlLabOf(record: UmlLabRecord): Lab {
       // The guest judges and answers in JSON; its pcaps are on the host (the guest's root is the host's filesystem).
       const dir = path.resolve(out ?? path.join('slbctl-pcaps', name, mode ?? 'applied'));
       fs.mkdirSync(dir, { recursive: true });
-      const r = await forwardToUml(record, ['lab', 'verify', '--name', name, '--json', '--requests', String(requests), '--out', dir, ...(mode ? ['--mode', mode] : [])], undefined, [dir]);
+      const r = await forwardToUml(
+        record,
+        ['lab', 'verify', '--name', name, '--json', '--requests', String(requests), '--out', dir, ...(mode ? ['--mode', mode] : [])],
+        undefined,
+        [dir],
+      );
       const json = r.output.slice(r.output.indexOf('{'));
       try {
         return JSON.parse(json) as VerifyReport;

@@ -17,10 +17,35 @@ const GUEST = path.join(__dirname, 'guest.js');
 
 /** Modules an IPVS lab needs in the guest. */
 export const IPVS_MODULES = [
-  'ip_vs', 'ip_vs_rr', 'ip_vs_wrr', 'ip_vs_lc', 'ip_vs_wlc', 'ip_vs_sh', 'ip_vs_mh', 'ip_vs_sed', 'ip_vs_nq', 'ip_vs_dh',
-  'ip_vs_lblc', 'ip_vs_lblcr', 'ip_vs_fo', 'ip_vs_ovf', 'ipip', 'veth', 'bridge', 'dummy', 'nf_tables', 'nft_ct', 'nft_numgen', 'nft_hash',
+  'ip_vs',
+  'ip_vs_rr',
+  'ip_vs_wrr',
+  'ip_vs_lc',
+  'ip_vs_wlc',
+  'ip_vs_sh',
+  'ip_vs_mh',
+  'ip_vs_sed',
+  'ip_vs_nq',
+  'ip_vs_dh',
+  'ip_vs_lblc',
+  'ip_vs_lblcr',
+  'ip_vs_fo',
+  'ip_vs_ovf',
+  'ipip',
+  'veth',
+  'bridge',
+  'dummy',
+  'nf_tables',
+  'nft_ct',
+  'nft_numgen',
+  'nft_hash',
   // fullnat on IPVS: source NAT beside IPVS through iptables (this kernel has no nftables NAT).
-  'nf_conntrack', 'nf_nat', 'ip_tables', 'iptable_nat', 'xt_ipvs', 'xt_nat',
+  'nf_conntrack',
+  'nf_nat',
+  'ip_tables',
+  'iptable_nat',
+  'xt_ipvs',
+  'xt_nat',
 ];
 
 export function umlAvailable(): string | undefined {
@@ -33,8 +58,16 @@ export function umlAvailable(): string | undefined {
 /** The kernel command line that boots the guest on the host's filesystem with slbctl's init. */
 export function umlKernelArgs(work: string, memoryMb: number): string[] {
   return [
-    `mem=${memoryMb}M`, 'root=/dev/root', 'rootfstype=hostfs', 'rootflags=/', 'rw',
-    `init=${INIT}`, `slbctl_work=${work}`, `slbctl_guest=${GUEST}`, 'con=null', 'con0=null,fd:1',
+    `mem=${memoryMb}M`,
+    'root=/dev/root',
+    'rootfstype=hostfs',
+    'rootflags=/',
+    'rw',
+    `init=${INIT}`,
+    `slbctl_work=${work}`,
+    `slbctl_guest=${GUEST}`,
+    'con=null',
+    'con0=null,fd:1',
     `umid=slbctl-${path.basename(work)}`,
   ];
 }
@@ -49,7 +82,10 @@ export function writeJob(work: string, job: UmlJob, extra: readonly string[] = [
   const needed = [ROOT, path.dirname(process.execPath)];
   const v = foldersToShow([...needed, job.cwd, ...extra]);
   const lost = v.hidden.filter((h) => needed.some((n) => n === h || n.startsWith(`${h}/`)));
-  if (lost.length) throw new Error(`user-mode-linux: ${lost.join(', ')} cannot be shown to the guest, which keeps its own there; put slbctl (and node) in another folder`);
+  if (lost.length)
+    throw new Error(
+      `user-mode-linux: ${lost.join(', ')} cannot be shown to the guest, which keeps its own there; put slbctl (and node) in another folder`,
+    );
   fs.writeFileSync(path.join(work, 'job.json'), JSON.stringify(job));
   fs.writeFileSync(path.join(work, SHOW_FILE), v.show.map((d) => `${d}\n`).join(''));
   return v;
@@ -61,7 +97,10 @@ export interface UmlResult {
   seconds: number;
 }
 
-export async function runInUml(argv: string[], options: { modules?: string[]; memoryMb?: number; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<UmlResult> {
+export async function runInUml(
+  argv: string[],
+  options: { modules?: string[]; memoryMb?: number; timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<UmlResult> {
   const missing = umlAvailable();
   if (missing) throw new Error(`user-mode-linux: ${missing}`);
   // The job folder must be on the host filesystem the guest sees (not /tmp or /run: private there).
@@ -71,11 +110,18 @@ export async function runInUml(argv: string[], options: { modules?: string[]; me
   const started = Date.now();
   try {
     writeJob(work, job);
-    const boot = await run([UML_KERNEL, ...umlKernelArgs(work, options.memoryMb ?? 1024)], { timeoutMs: timeoutMs + 60_000, env: { ...process.env, TMPDIR: os.tmpdir() } });
+    const boot = await run([UML_KERNEL, ...umlKernelArgs(work, options.memoryMb ?? 1024)], {
+      timeoutMs: timeoutMs + 60_000,
+      env: { ...process.env, TMPDIR: os.tmpdir() },
+    });
     const output = fs.existsSync(path.join(work, 'output.log')) ? fs.readFileSync(path.join(work, 'output.log'), 'utf8') : '';
     const codeFile = path.join(work, 'exit-code');
     if (!fs.existsSync(codeFile)) {
-      return { code: 124, output: `${output}\nuser-mode-linux: the guest ended without a result (exit ${boot.code}${boot.signal ? `, ${boot.signal}` : ''}):\n${boot.stdout.split('\n').slice(-15).join('\n')}`, seconds: (Date.now() - started) / 1000 };
+      return {
+        code: 124,
+        output: `${output}\nuser-mode-linux: the guest ended without a result (exit ${boot.code}${boot.signal ? `, ${boot.signal}` : ''}):\n${boot.stdout.split('\n').slice(-15).join('\n')}`,
+        seconds: (Date.now() - started) / 1000,
+      };
     }
     return { code: Number(fs.readFileSync(codeFile, 'utf8').trim()), output, seconds: (Date.now() - started) / 1000 };
   } finally {

@@ -33,7 +33,11 @@ export interface RunResult {
 
 /** A program slbctl ran failed. Lab steps use it as it is (exit 5); kernel tools wrap it in their own error. */
 export class CommandError extends SlbctlError {
-  constructor(readonly result: RunResult, what: string, readonly exitCode: ExitCode = EXIT.lab) {
+  constructor(
+    readonly result: RunResult,
+    what: string,
+    readonly exitCode: ExitCode = EXIT.lab,
+  ) {
     const detail = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' / ');
     super(`${what}: \`${result.argv.join(' ')}\` exited ${result.signal ?? result.code}${detail ? `: ${detail}` : ''}`);
   }
@@ -71,7 +75,11 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
 }
 
 /** Like run, but throws a CommandError naming `what` when the exit code is not 0. */
-export async function runChecked(what: string, argv: readonly string[], options: RunOptions & { exitCode?: ExitCode } = {}): Promise<RunResult> {
+export async function runChecked(
+  what: string,
+  argv: readonly string[],
+  options: RunOptions & { exitCode?: ExitCode } = {},
+): Promise<RunResult> {
   const result = await run(argv, options);
   if (result.code !== 0) throw new CommandError(result, what, options.exitCode);
   return result;

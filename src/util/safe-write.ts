@@ -40,15 +40,19 @@ function openDirAt(dirFd: number, name: string, shown: string): number {
     return fs.openSync(at(dirFd, name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   } catch (e) {
     // Replaced by a link or a file between the look and the open.
-    throw new UnsafePathError(`refusing to write into ${shown}: it changed while slbctl was checking it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new UnsafePathError(
+      `refusing to write into ${shown}: it changed while slbctl was checking it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
   }
 }
 
 /** Why a directory slbctl writes into cannot be trusted, or undefined. */
 function untrustedDirectory(st: fs.Stats): string | undefined {
-  if (!trusted(st.uid)) return `it is owned by uid ${st.uid}, who could swap what slbctl writes there; use a directory owned by root or uid ${euid()}`;
+  if (!trusted(st.uid))
+    return `it is owned by uid ${st.uid}, who could swap what slbctl writes there; use a directory owned by root or uid ${euid()}`;
   // Sticky (like /tmp): others may add names but not replace ours.
-  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) return `it is writable by other users (mode ${(st.mode & 0o7777).toString(8)}); chmod go-w it or choose another directory`;
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0)
+    return `it is writable by other users (mode ${(st.mode & 0o7777).toString(8)}); chmod go-w it or choose another directory`;
   return undefined;
 }
 
@@ -78,7 +82,10 @@ export function openTrustedDirectory(dir: string): { fd: number; path: string } 
       }
       if (st.isSymbolicLink()) {
         const target = fs.readlinkSync(at(fd, name));
-        if (!trusted(st.uid)) throw new UnsafePathError(`refusing to write under ${here}: it is a symbolic link (to ${target}) owned by uid ${st.uid}, and slbctl never follows a link another user could have planted; remove it or choose another directory`);
+        if (!trusted(st.uid))
+          throw new UnsafePathError(
+            `refusing to write under ${here}: it is a symbolic link (to ${target}) owned by uid ${st.uid}, and slbctl never follows a link another user could have planted; remove it or choose another directory`,
+          );
         if (++links > MAX_LINKS) throw new UnsafePathError(`refusing to write under ${here}: too many levels of symbolic links`);
         if (path.isAbsolute(target)) {
           fs.closeSync(fd);
@@ -123,8 +130,14 @@ export function writeFileNoFollow(file: string, data: string | Uint8Array, mode 
   const final = path.join(dir.path, name);
   try {
     const existing = lstatAt(dir.fd, name);
-    if (existing?.isSymbolicLink()) throw new UnsafePathError(`refusing to write ${final}: it is a symbolic link (to ${fs.readlinkSync(at(dir.fd, name))}) owned by uid ${existing.uid}, and slbctl never writes through a link; remove it or choose another directory`);
-    if (existing && !existing.isFile()) throw new UnsafePathError(`refusing to write ${final}: something other than a regular file is there; remove it or choose another directory`);
+    if (existing?.isSymbolicLink())
+      throw new UnsafePathError(
+        `refusing to write ${final}: it is a symbolic link (to ${fs.readlinkSync(at(dir.fd, name))}) owned by uid ${existing.uid}, and slbctl never writes through a link; remove it or choose another directory`,
+      );
+    if (existing && !existing.isFile())
+      throw new UnsafePathError(
+        `refusing to write ${final}: something other than a regular file is there; remove it or choose another directory`,
+      );
     const temp = `.${name}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`;
     const out = fs.openSync(at(dir.fd, temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
     try {

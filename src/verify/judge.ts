@@ -46,7 +46,13 @@ export function prepareOutputDirectory(dir: string): string {
 }
 
 /** Judge the captures of the client, the LB and the real servers against the mode's facts. */
-export function judgeLab(mode: Mode, topology: LabTopology, captures: HostCapture[], requests: RequestOutcome[], encapsulation: Encapsulation): Verdict {
+export function judgeLab(
+  mode: Mode,
+  topology: LabTopology,
+  captures: HostCapture[],
+  requests: RequestOutcome[],
+  encapsulation: Encapsulation,
+): Verdict {
   const byHost = (h: string) => {
     const c = captures.find((x) => x.host === h);
     if (!c) throw new Error(`no capture of ${h}`);
@@ -56,7 +62,13 @@ export function judgeLab(mode: Mode, topology: LabTopology, captures: HostCaptur
   for (const h of REAL_SERVERS) realServers[h] = addressOf(topology, h);
   return judge({
     mode,
-    addresses: { client: addressOf(topology, 'client'), lb: addressOf(topology, 'lb'), vip: topology.vip, port: topology.servicePort, realServers },
+    addresses: {
+      client: addressOf(topology, 'client'),
+      lb: addressOf(topology, 'lb'),
+      vip: topology.vip,
+      port: topology.servicePort,
+      realServers,
+    },
     client: byHost('client'),
     lb: byHost('lb'),
     realServers: REAL_SERVERS.map(byHost),

@@ -54,5 +54,12 @@ export function netnsCaptureDriver(lab: string, topology: LabTopology): CaptureD
 /** verify the netns lab against its applied mode (or the one asked for). */
 export async function verifyLabMode(lab: string, mode: Mode | undefined, requests: number, out: string | undefined): Promise<VerifyReport> {
   await requireLabUp(lab);
-  return verifyWith(netnsCaptureDriver(lab, REFERENCE_TOPOLOGY), { lab, mode, applied: await readLabState(lab), requests, out, topology: REFERENCE_TOPOLOGY });
+  return verifyWith(netnsCaptureDriver(lab, REFERENCE_TOPOLOGY), {
+    lab,
+    mode,
+    applied: await readLabState(lab),
+    requests,
+    out,
+    topology: REFERENCE_TOPOLOGY,
+  });
 }

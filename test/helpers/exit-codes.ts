@@ -65,7 +65,9 @@ export function exitCodeSuite(name: string, env: () => ExitCodeEnv): void {
       const r = await e.slbctl(['apply', '-f', good], { nobody: true });
       assert.equal(r.code, 3, r.stdout + r.stderr);
       assert.match(r.stderr, /needs CAP_NET_ADMIN/);
-      const missing = await e.slbctl(['apply', '-f', write(e.dir, 'missing.yaml', e.missingProgram.config)], { path: e.missingProgram.path });
+      const missing = await e.slbctl(['apply', '-f', write(e.dir, 'missing.yaml', e.missingProgram.config)], {
+        path: e.missingProgram.path,
+      });
       assert.equal(missing.code, 3, missing.stdout + missing.stderr);
       assert.match(missing.stderr, e.missingProgram.message);
       assert.equal(await e.snapshot(), before);
@@ -95,11 +97,21 @@ export function exitCodeSuite(name: string, env: () => ExitCodeEnv): void {
     it('6: another writer holds the namespace: refused after --wait, naming it', async () => {
       const e = env();
       const lockModule = path.join(__dirname, '..', '..', 'src', 'records', 'lock.js');
-      const holder = spawn(e.prefix[0] ?? process.execPath, [...e.prefix.slice(1), ...(e.prefix.length ? [process.execPath] : []), '-e',
-        `require(${JSON.stringify(lockModule)}).Lock.tryAcquire('write'); process.stdout.write('held\\n'); setTimeout(() => {}, 60000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const holder = spawn(
+        e.prefix[0] ?? process.execPath,
+        [
+          ...e.prefix.slice(1),
+          ...(e.prefix.length ? [process.execPath] : []),
+          '-e',
+          `require(${JSON.stringify(lockModule)}).Lock.tryAcquire('write'); process.stdout.write('held\\n'); setTimeout(() => {}, 60000);`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       try {
         await new Promise<void>((resolve, reject) => {
-          holder.stdout?.on('data', (b: Buffer) => { if (b.toString().includes('held')) resolve(); });
+          holder.stdout?.on('data', (b: Buffer) => {
+            if (b.toString().includes('held')) resolve();
+          });
           holder.on('exit', (c) => reject(new Error(`the lock holder exited ${c}`)));
         });
         const before = await e.snapshot();

@@ -23,7 +23,10 @@ export function ipv6(src: number[], dst: number[], next: number, payload: Buffer
 }
 
 export function tcp(srcPort: number, dstPort: number, flags: number, data = Buffer.alloc(0)): Buffer {
-  return checksumless([[srcPort >> 8, srcPort & 0xff, dstPort >> 8, dstPort & 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0], data]);
+  return checksumless([
+    [srcPort >> 8, srcPort & 0xff, dstPort >> 8, dstPort & 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0],
+    data,
+  ]);
 }
 
 export function udp(srcPort: number, dstPort: number, data: Buffer): Buffer {

@@ -19,9 +19,13 @@ export interface LongLived {
 }
 
 export function openLongLived(netns: string, address: string, port: number): LongLived {
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', SCRIPT, address, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', SCRIPT, address, String(port)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let output = '';
-  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
   const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
   return {
     async connected() {

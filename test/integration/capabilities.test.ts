@@ -30,10 +30,19 @@ function unitCaps(): string[] {
 
 function setpriv(uid: string, caps: string[]): string[] {
   const set = ['-all', ...caps.map((c) => `+${c}`)].join(',');
-  return ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', `--inh-caps=${set}`, `--ambient-caps=${set}`, `--bounding-set=${set}`, '--'];
+  return [
+    'setpriv',
+    `--reuid=${uid}`,
+    `--regid=${uid}`,
+    '--clear-groups',
+    `--inh-caps=${set}`,
+    `--ambient-caps=${set}`,
+    `--bounding-set=${set}`,
+    '--',
+  ];
 }
 
-describe('slbctl with only the systemd unit\'s capabilities', { skip: isRoot ? false : 'needs root' }, () => {
+describe("slbctl with only the systemd unit's capabilities", { skip: isRoot ? false : 'needs root' }, () => {
   const lab = `cap${process.pid % 1000}${Math.floor(Math.random() * 36).toString(36)}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-caps-'));
   const runtime = path.join(dir, 'run');
@@ -69,7 +78,7 @@ describe('slbctl with only the systemd unit\'s capabilities', { skip: isRoot ? f
     assert.doesNotMatch(text, /ProtectKernelTunables=yes/, '/proc/sys/net must stay writable');
   });
 
-  it('the unit\'s sandbox scores at most 2.5 in systemd-analyze security', async (t) => {
+  it("the unit's sandbox scores at most 2.5 in systemd-analyze security", async (t) => {
     // --offline judges the file alone: no systemd as PID 1 is needed (systemd 250 and later).
     const r = await run(['systemd-analyze', 'security', '--offline=true', '--no-pager', UNIT]);
     if (r.code === 127 || /unrecognized option|unknown option/i.test(r.stderr)) {
@@ -79,15 +88,24 @@ describe('slbctl with only the systemd unit\'s capabilities', { skip: isRoot ? f
     const score = /Overall exposure level for \S+: (\d+(?:\.\d+)?)/.exec(r.stdout)?.[1];
     assert.ok(score, `systemd-analyze printed a score: ${r.stdout}${r.stderr}`);
     t.diagnostic(`exposure ${score}`);
-    assert.ok(Number(score) <= 2.5, `exposure ${score} is above 2.5:\n${r.stdout.split('\n').filter((l) => l.startsWith('✗')).join('\n')}`);
+    assert.ok(
+      Number(score) <= 2.5,
+      `exposure ${score} is above 2.5:\n${r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('✗'))
+        .join('\n')}`,
+    );
     // What slbctl itself needs stays allowed.
     const text = fs.readFileSync(UNIT, 'utf8');
     assert.match(text, /^RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET$/m);
-    assert.match(text, /^MemoryDenyWriteExecute=no$/m, 'node\'s JIT');
+    assert.match(text, /^MemoryDenyWriteExecute=no$/m, "node's JIT");
   });
 
   it('without CAP_NET_ADMIN, apply refuses and says what is missing', async () => {
-    const r = await run([...setpriv(uid, []), process.execPath, CLI_ENTRY, 'apply', '-f', file], { netns: nsName(lab, 'lb'), env: { ...process.env, RUNTIME_DIRECTORY: runtime } });
+    const r = await run([...setpriv(uid, []), process.execPath, CLI_ENTRY, 'apply', '-f', file], {
+      netns: nsName(lab, 'lb'),
+      env: { ...process.env, RUNTIME_DIRECTORY: runtime },
+    });
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /needs CAP_NET_ADMIN/);
   });
@@ -95,12 +113,20 @@ describe('slbctl with only the systemd unit\'s capabilities', { skip: isRoot ? f
   it('`slbctl run` refuses before touching the kernel: DSR probes without CAP_NET_RAW, a run directory it cannot write', async () => {
     const dsr = path.join(dir, 'dsr.json');
     fs.writeFileSync(dsr, controllerConfig('dsr', 'nft', { interval: 200, timeout: 150, rise: 2, fall: 2 }, { type: 'tcp' }));
-    const noRaw = await run([...setpriv(uid, ['net_admin']), process.execPath, CLI_ENTRY, 'run', '-f', dsr, '--metrics', 'off'], { netns: nsName(lab, 'lb'), env: { ...process.env, RUNTIME_DIRECTORY: runtime }, timeoutMs: 20_000 });
+    const noRaw = await run([...setpriv(uid, ['net_admin']), process.execPath, CLI_ENTRY, 'run', '-f', dsr, '--metrics', 'off'], {
+      netns: nsName(lab, 'lb'),
+      env: { ...process.env, RUNTIME_DIRECTORY: runtime },
+      timeoutMs: 20_000,
+    });
     assert.equal(noRaw.code, 3, noRaw.stderr);
     assert.match(noRaw.stderr, /the health checks of web \(tcp\/172\.16\.75\.84:80\) need CAP_NET_RAW/);
     const readOnly = path.join(dir, 'read-only');
     fs.mkdirSync(readOnly, { mode: 0o555 });
-    const noDir = await run([...setpriv(uid, caps), process.execPath, CLI_ENTRY, 'run', '-f', file, '--metrics', 'off'], { netns: nsName(lab, 'lb'), env: { ...process.env, RUNTIME_DIRECTORY: readOnly }, timeoutMs: 20_000 });
+    const noDir = await run([...setpriv(uid, caps), process.execPath, CLI_ENTRY, 'run', '-f', file, '--metrics', 'off'], {
+      netns: nsName(lab, 'lb'),
+      env: { ...process.env, RUNTIME_DIRECTORY: readOnly },
+      timeoutMs: 20_000,
+    });
     assert.equal(noDir.code, 3, noDir.stderr);
     assert.match(noDir.stderr, /cannot write its records \(status, drains, IPVS ownership\) under .*read-only: EACCES/);
     const tables = await run(['nft', 'list', 'tables'], { netns: nsName(lab, 'lb') });
@@ -124,10 +150,23 @@ describe('slbctl with only the systemd unit\'s capabilities', { skip: isRoot ? f
     const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
     const rs1 = `${addressOf(REFERENCE_TOPOLOGY, 'rs1')}:80`;
-    await c.waitFor((l) => l.event === 'health' && l.realServer === rs1 && l.to === 'down' && Date.parse(l.time) >= killedAt, 5000, 'rs1 down');
+    await c.waitFor(
+      (l) => l.event === 'health' && l.realServer === rs1 && l.to === 'down' && Date.parse(l.time) >= killedAt,
+      5000,
+      'rs1 down',
+    );
     await c.waitFor((l) => l.event === 'apply' && Date.parse(l.time) >= killedAt, 5000, 'the apply that quiesces rs1');
-    assert.ok(!c.logs.some((l) => l.level === 'error'), `no errors: ${c.logs.filter((l) => l.level === 'error').map((l) => l.msg).join('; ')}`);
+    assert.ok(
+      !c.logs.some((l) => l.level === 'error'),
+      `no errors: ${c.logs
+        .filter((l) => l.level === 'error')
+        .map((l) => l.msg)
+        .join('; ')}`,
+    );
     const metrics = await run(['curl', '-s', 'http://127.0.0.1:9470/metrics'], { netns: nsName(lab, 'lb') });
-    assert.match(metrics.stdout, /slbctl_real_server_weight\{service="web",vip="tcp\/172\.16\.75\.84:80",real_server="172\.16\.75\.82:80"\} 0/);
+    assert.match(
+      metrics.stdout,
+      /slbctl_real_server_weight\{service="web",vip="tcp\/172\.16\.75\.84:80",real_server="172\.16\.75\.82:80"\} 0/,
+    );
   });
 });

@@ -52,17 +52,44 @@ test('capture on both ends of a veth pair, in two namespaces, from one process',
     }
     // Created directly in the namespaces: nothing is added to the root namespace.
     // ("name" and "dev" are spelled out: iproute2 reads a bare "a" as "address".)
-    await runChecked('create the veth pair', ['ip', 'link', 'add', 'name', 'a', 'netns', ns1, 'type', 'veth', 'peer', 'name', 'b', 'netns', ns2]);
-    for (const [ns, dev, addr] of [[ns1, 'a', ADDR1], [ns2, 'b', ADDR2]] as const) {
+    await runChecked('create the veth pair', [
+      'ip',
+      'link',
+      'add',
+      'name',
+      'a',
+      'netns',
+      ns1,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'b',
+      'netns',
+      ns2,
+    ]);
+    for (const [ns, dev, addr] of [
+      [ns1, 'a', ADDR1],
+      [ns2, 'b', ADDR2],
+    ] as const) {
       await runChecked('address', ['ip', 'addr', 'add', `${addr}/24`, 'dev', dev], { netns: ns });
       await runChecked('link up', ['ip', 'link', 'set', 'dev', dev, 'up'], { netns: ns });
       await runChecked('lo up', ['ip', 'link', 'set', 'dev', 'lo', 'up'], { netns: ns });
     }
 
     await t.test('errors name the host, namespace and device, and the thread comes back', () => {
-      assert.throws(() => startCapture({ host: 'h1', netns: ns1, device: 'nosuch0' }), /^Error: capture on h1 \(netns .*-1\) device nosuch0: .*nosuch0/);
+      assert.throws(
+        () => startCapture({ host: 'h1', netns: ns1, device: 'nosuch0' }),
+        /^Error: capture on h1 \(netns .*-1\) device nosuch0: .*nosuch0/,
+      );
       assert.throws(() => inNetns(`${tag}-absent`, () => 1), new RegExp(`/run/netns/${tag}-absent: No such file`));
-      assert.throws(() => inNetns(ns1, () => { throw new Error('inside'); }), /inside/);
+      assert.throws(
+        () =>
+          inNetns(ns1, () => {
+            throw new Error('inside');
+          }),
+        /inside/,
+      );
       assert.equal(netnsInode(), inodeBefore);
     });
 
@@ -109,15 +136,35 @@ test('capture on both ends of a veth pair, in two namespaces, from one process',
       const syn = tcpTo(c, port).find((p) => p.transport?.kind === 'tcp' && p.transport.flags.syn && !p.transport.flags.ack);
       assert.equal(syn?.ip?.src, ADDR1, `${c.host} saw the SYN from ns1`);
       const data = tcpTo(c, port).filter((p) => p.transport?.kind === 'tcp' && p.transport.payloadLength > 0);
-      assert.deepEqual(data.map((p) => p.transport?.kind === 'tcp' && p.transport.payloadLength).sort((x, y) => Number(x) - Number(y)), [2, 5], `${c.host} saw "hello" and "ok"`);
-      assert.ok(c.packets.every((p) => !p.error), `${c.host}: no decode errors`);
+      assert.deepEqual(
+        data.map((p) => p.transport?.kind === 'tcp' && p.transport.payloadLength).sort((x, y) => Number(x) - Number(y)),
+        [2, 5],
+        `${c.host} saw "hello" and "ok"`,
+      );
+      assert.ok(
+        c.packets.every((p) => !p.error),
+        `${c.host}: no decode errors`,
+      );
 
       const times = c.frames.map((f) => f.tsMicros);
-      assert.deepEqual(times, [...times].sort((x, y) => x - y), `${c.host}: timestamps in order`);
-      assert.ok(times.every((ts) => ts >= startedMicros - 1000 && ts <= stoppedMicros + 1000), `${c.host}: timestamps within the capture`);
+      assert.deepEqual(
+        times,
+        [...times].sort((x, y) => x - y),
+        `${c.host}: timestamps in order`,
+      );
+      assert.ok(
+        times.every((ts) => ts >= startedMicros - 1000 && ts <= stoppedMicros + 1000),
+        `${c.host}: timestamps within the capture`,
+      );
     }
-    assert.ok(c1.packets.every((p) => p.etherType === 0x0800), 'the filter kept ARP and IPv6 out of ns1');
-    assert.ok(c2.packets.some((p) => p.etherType === 0x0806), 'ns2, unfiltered, saw ARP');
+    assert.ok(
+      c1.packets.every((p) => p.etherType === 0x0800),
+      'the filter kept ARP and IPv6 out of ns1',
+    );
+    assert.ok(
+      c2.packets.some((p) => p.etherType === 0x0806),
+      'ns2, unfiltered, saw ARP',
+    );
 
     const file = writeHostCapture(c2, dir);
     assert.equal(file, path.join(dir, 'ns2.pcap'));

@@ -12,7 +12,10 @@ const lab = `u${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 3).t
 
 async function labNamespaces(): Promise<string[]> {
   const r = await run(['ip', 'netns', 'list']);
-  return r.stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`${lab}-`));
+  return r.stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(`${lab}-`));
 }
 
 describe('a usage error changes nothing', { skip: isRoot ? false : 'needs root' }, () => {

@@ -58,16 +58,19 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
     const file = config('ok.yaml', service('fullnat'));
     const plan = await slbctl(['plan', '-f', file, '--no-nft']);
     assert.equal(plan.code, 0, plan.stderr);
-    assert.equal(plan.stdout, [
-      'backend: nft',
-      '~ sysctl net.ipv4.ip_forward 0 -> 1',
-      '+ table ip slbctl',
-      '+ address 172.16.75.84/32 dev eth0',
-      '+ service tcp/172.16.75.84:80 "web" fullnat rr dev eth0 snat 172.16.75.83',
-      '+   real server 172.16.75.82:80 weight 1',
-      '+   real server 172.16.75.85:80 weight 2',
-      '',
-    ].join('\n'));
+    assert.equal(
+      plan.stdout,
+      [
+        'backend: nft',
+        '~ sysctl net.ipv4.ip_forward 0 -> 1',
+        '+ table ip slbctl',
+        '+ address 172.16.75.84/32 dev eth0',
+        '+ service tcp/172.16.75.84:80 "web" fullnat rr dev eth0 snat 172.16.75.83',
+        '+   real server 172.16.75.82:80 weight 1',
+        '+   real server 172.16.75.85:80 weight 2',
+        '',
+      ].join('\n'),
+    );
     assert.equal((await slbctl(['plan', '-f', file, '--detailed-exitcode'])).code, 2);
     assert.equal((await slbctl(['apply', '-f', file])).code, 0);
     const again = await slbctl(['apply', '-f', file]);
@@ -77,9 +80,14 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
     const change = await slbctl(['apply', '-f', heavier]);
     assert.match(change.stdout, /^~ real server tcp\/172\.16\.75\.84:80 -> 172\.16\.75\.85:80 weight 2 -> 5$/m);
     assert.match(change.stdout, /applied 1 operation\n/);
-    const status = JSON.parse((await slbctl(['status', '--json'])).stdout) as { services: { mode: string; realServers: { weight: number }[] }[] };
+    const status = JSON.parse((await slbctl(['status', '--json'])).stdout) as {
+      services: { mode: string; realServers: { weight: number }[] }[];
+    };
     assert.equal(status.services[0]?.mode, 'fullnat');
-    assert.deepEqual(status.services[0]?.realServers.map((r) => r.weight), [1, 5]);
+    assert.deepEqual(
+      status.services[0]?.realServers.map((r) => r.weight),
+      [1, 5],
+    );
     const destroy = await slbctl(['destroy']);
     assert.equal(destroy.code, 0, destroy.stderr);
     const rules = await run(['nft', 'list', 'ruleset'], { netns: ns });
@@ -97,7 +105,7 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
       assert.equal((await slbctl(['apply', '-f', file])).code, 0);
       assert.equal((await slbctl(['destroy'])).code, 0);
       const addrs = await run(['ip', '-o', 'addr', 'show', 'dev', 'eth0'], { netns: ns });
-      assert.match(addrs.stdout, /172\.16\.75\.84\/32/, 'the operator\'s VIP stays');
+      assert.match(addrs.stdout, /172\.16\.75\.84\/32/, "the operator's VIP stays");
       const rules = await run(['nft', 'list', 'tables'], { netns: ns });
       assert.match(rules.stdout, /someone_else/);
     } finally {
@@ -114,10 +122,30 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
       code: 2,
       message: /services\[0\]\.realServers\[1\]\.address: "172\.16\.75\.300" is not an IPv4 address/,
     },
-    { name: 'an unknown mode', args: () => ['apply', '-f', config('mode.yaml', service('bridge'))], code: 2, message: /services\[0\]\.mode: "bridge" is not a known mode; use one of fullnat, transparent, dsr/ },
-    { name: 'a VIP on no interface', args: () => ['apply', '-f', config('novip.yaml', service('fullnat', '192.0.2.10'))], code: 2, message: /VIP 192\.0\.2\.10 is on no interface/ },
-    { name: 'the IPVS backend on a kernel without IPVS', args: () => ['apply', '--backend', 'ipvs', '-f', config('ipvs.yaml', service('dsr'))], code: 3, message: /backend ipvs: the kernel has no IPVS .*modprobe ip_vs/ },
-    { name: 'a missing config file', args: () => ['apply', '-f', path.join(dir, 'nope.yaml')], code: 2, message: /cannot read config .*nope\.yaml: no such file/ },
+    {
+      name: 'an unknown mode',
+      args: () => ['apply', '-f', config('mode.yaml', service('bridge'))],
+      code: 2,
+      message: /services\[0\]\.mode: "bridge" is not a known mode; use one of fullnat, transparent, dsr/,
+    },
+    {
+      name: 'a VIP on no interface',
+      args: () => ['apply', '-f', config('novip.yaml', service('fullnat', '192.0.2.10'))],
+      code: 2,
+      message: /VIP 192\.0\.2\.10 is on no interface/,
+    },
+    {
+      name: 'the IPVS backend on a kernel without IPVS',
+      args: () => ['apply', '--backend', 'ipvs', '-f', config('ipvs.yaml', service('dsr'))],
+      code: 3,
+      message: /backend ipvs: the kernel has no IPVS .*modprobe ip_vs/,
+    },
+    {
+      name: 'a missing config file',
+      args: () => ['apply', '-f', path.join(dir, 'nope.yaml')],
+      code: 2,
+      message: /cannot read config .*nope\.yaml: no such file/,
+    },
     {
       name: 'a missing nft binary',
       args: () => ['apply', '-f', config('nonft.yaml', service('fullnat'))],
@@ -141,7 +169,21 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
     const file = config('user.yaml', service('fullnat'));
     fs.chmodSync(dir, 0o755);
     fs.chmodSync(file, 0o644);
-    const r = await run(['ip', 'netns', 'exec', ns, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI_ENTRY, 'apply', '-f', file]);
+    const r = await run([
+      'ip',
+      'netns',
+      'exec',
+      ns,
+      'setpriv',
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      CLI_ENTRY,
+      'apply',
+      '-f',
+      file,
+    ]);
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /needs CAP_NET_ADMIN/);
     assert.equal(await kernelSnapshot(), before);
@@ -154,7 +196,11 @@ describe('slbctl CLI on the kernel', { skip: isRoot ? false : 'needs root' }, ()
     const udp = `services:\n  - { name: dns, vip: 172.16.75.90, port: 53, protocol: udp, mode: fullnat, realServers: [{ address: 172.16.75.82, port: 53 }] }\n`;
     const first = await slbctl(['apply', '-f', config('udp.yaml', udp)]);
     assert.equal(first.code, 0, `${first.stdout}${first.stderr}`);
-    await runChecked('nft', ['nft', '-f', '-'], { netns: ns, input: 'delete map ip slbctl backends_tcp\nadd map ip slbctl backends_tcp { typeof ip daddr . tcp dport . numgen inc mod 1 : ip daddr . tcp dport; size 1; }\n' });
+    await runChecked('nft', ['nft', '-f', '-'], {
+      netns: ns,
+      input:
+        'delete map ip slbctl backends_tcp\nadd map ip slbctl backends_tcp { typeof ip daddr . tcp dport . numgen inc mod 1 : ip daddr . tcp dport; size 1; }\n',
+    });
     try {
       const before = await kernelSnapshot();
       const both = `${udp}  - { name: web, vip: 172.16.75.84, port: 80, mode: fullnat, realServers: [{ address: 172.16.75.82, port: 80 }, { address: 172.16.75.85, port: 80 }] }\n`;

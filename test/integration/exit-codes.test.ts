@@ -21,7 +21,18 @@ const env = (): ExitCodeEnv => ({
   backend: 'nft',
   prefix: ['ip', 'netns', 'exec', ns],
   dir,
-  slbctl: (args, o = {}) => run(['ip', 'netns', 'exec', ns, ...(o.path ? ['/usr/bin/env', `PATH=${o.path}`] : []), ...(o.nobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : []), process.execPath, CLI_ENTRY, ...args]),
+  slbctl: (args, o = {}) =>
+    run([
+      'ip',
+      'netns',
+      'exec',
+      ns,
+      ...(o.path ? ['/usr/bin/env', `PATH=${o.path}`] : []),
+      ...(o.nobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : []),
+      process.execPath,
+      CLI_ENTRY,
+      ...args,
+    ]),
   snapshot: async () => {
     const rules = await run(['nft', 'list', 'ruleset'], { netns: ns });
     const addrs = await run(['ip', '-o', '-4', 'addr', 'show'], { netns: ns });
@@ -35,14 +46,24 @@ const env = (): ExitCodeEnv => ({
     const file = path.join(dir, 'udp.yaml');
     fs.writeFileSync(file, udp);
     await runChecked('apply udp', ['ip', 'netns', 'exec', ns, process.execPath, CLI_ENTRY, 'apply', '-q', '-f', file]);
-    await runChecked('nft', ['nft', '-f', '-'], { netns: ns, input: 'delete map ip slbctl backends_tcp\nadd map ip slbctl backends_tcp { typeof ip daddr . tcp dport . numgen inc mod 1 : ip daddr . tcp dport; size 1; }\n' });
+    await runChecked('nft', ['nft', '-f', '-'], {
+      netns: ns,
+      input:
+        'delete map ip slbctl backends_tcp\nadd map ip slbctl backends_tcp { typeof ip daddr . tcp dport . numgen inc mod 1 : ip daddr . tcp dport; size 1; }\n',
+    });
     return {
       config: `${udp}${service('172.16.75.84', 80)}`,
       refusal: /nftables: transaction rejected, nothing was changed/,
-      undo: async () => { await run(['ip', 'netns', 'exec', ns, process.execPath, CLI_ENTRY, 'destroy']); },
+      undo: async () => {
+        await run(['ip', 'netns', 'exec', ns, process.execPath, CLI_ENTRY, 'destroy']);
+      },
     };
   },
-  missingProgram: { path: '/nonexistent', config: `backend: nft\nservices:\n${service('172.16.75.84', 80)}`, message: /the nft program is not installed/ },
+  missingProgram: {
+    path: '/nonexistent',
+    config: `backend: nft\nservices:\n${service('172.16.75.84', 80)}`,
+    message: /the nft program is not installed/,
+  },
 });
 
 if (isRoot) {

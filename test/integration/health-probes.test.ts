@@ -32,8 +32,16 @@ function startServer(h: Host): Promise<ChildProcess> {
   const child = spawn('ip', ['netns', 'exec', ns(h), process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${h}: server did not start`)), 5000);
-    child.stdout?.on('data', (d: Buffer) => { if (d.toString().includes('listening')) { clearTimeout(timer); resolve(child); } });
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${h}: server exited ${code}`)); });
+    child.stdout?.on('data', (d: Buffer) => {
+      if (d.toString().includes('listening')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${h}: server exited ${code}`));
+    });
   });
 }
 
@@ -51,7 +59,17 @@ describe('health probes in network namespaces', { skip, timeout: 120_000 }, () =
   const servers = new Map<Host, ChildProcess>();
   const mac: Partial<Record<Host, string>> = {};
   const vipPath = (h: 'rs1' | 'rs2', protocol: 'tcp' | 'icmp' = 'tcp') =>
-    new VipPathChecker({ netns: ns('lb'), interface: 'eth0', source: LB, vip: VIP, port: PORT, rsName: h, rsAddress: RS[h], rsMac: mac[h] as string, protocol });
+    new VipPathChecker({
+      netns: ns('lb'),
+      interface: 'eth0',
+      source: LB,
+      vip: VIP,
+      port: PORT,
+      rsName: h,
+      rsAddress: RS[h],
+      rsMac: mac[h] as string,
+      protocol,
+    });
 
   before(async () => {
     for (const h of hosts) {
@@ -152,7 +170,10 @@ describe('health probes in network namespaces', { skip, timeout: 120_000 }, () =
   it('an RS without the VIP on lo is down on the data path though its own address answers', async () => {
     await inNs('rs2', 'take the VIP off lo', ['ip', 'addr', 'del', `${VIP}/32`, 'dev', 'lo']);
     const viaRs2 = await vipPath('rs2').check(300);
-    assert.deepEqual({ ok: viaRs2.ok, detail: viaRs2.detail }, { ok: false, detail: `no answer from the VIP via rs2 ${RS.rs2} (${mac.rs2}) within 300 ms` });
+    assert.deepEqual(
+      { ok: viaRs2.ok, detail: viaRs2.detail },
+      { ok: false, detail: `no answer from the VIP via rs2 ${RS.rs2} (${mac.rs2}) within 300 ms` },
+    );
     const icmp = await vipPath('rs2', 'icmp').check(300);
     assert.equal(icmp.ok, false);
     const own = await tcpCheckFromLb(RS.rs2);

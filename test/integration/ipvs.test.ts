@@ -9,7 +9,9 @@ import { runInUml, umlAvailable } from '../../src/uml/run';
 import { run, runChecked } from '../../src/util/exec';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const GUEST_TESTS = ['ipvs-client', 'ipvs-engine', 'ipvs-drift', 'exit-codes', 'ipvs-lab', 'ipvs-controller'].map((f) => path.join(__dirname, '..', 'uml', `${f}.test.js`));
+const GUEST_TESTS = ['ipvs-client', 'ipvs-engine', 'ipvs-drift', 'exit-codes', 'ipvs-lab', 'ipvs-controller'].map((f) =>
+  path.join(__dirname, '..', 'uml', `${f}.test.js`),
+);
 
 async function hostHasIpvs(): Promise<boolean> {
   try {
@@ -21,7 +23,10 @@ async function hostHasIpvs(): Promise<boolean> {
 }
 
 function summary(output: string): string {
-  return output.split('\n').filter((l) => /^# (tests|pass|fail)/.test(l)).join(', ');
+  return output
+    .split('\n')
+    .filter((l) => /^# (tests|pass|fail)/.test(l))
+    .join(', ');
 }
 
 describe('IPVS on a real IPVS kernel', { skip: isRoot ? false : 'needs root' }, () => {

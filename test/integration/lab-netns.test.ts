@@ -50,7 +50,14 @@ class RootLinkWatch {
   }
   static async start(): Promise<RootLinkWatch> {
     const links = await runChecked('root links', ['ip', '-o', 'link', 'show']);
-    const watch = new RootLinkWatch(new Set(links.stdout.split('\n').map((l) => l.split(':')[0] ?? '').filter(Boolean)));
+    const watch = new RootLinkWatch(
+      new Set(
+        links.stdout
+          .split('\n')
+          .map((l) => l.split(':')[0] ?? '')
+          .filter(Boolean),
+      ),
+    );
     await new Promise((r) => setTimeout(r, 200)); // let the monitor subscribe
     return watch;
   }
@@ -94,11 +101,24 @@ describe('netns lab: a lab up', { skip }, () => {
     t.diagnostic(log[log.length - 1] ?? '');
     assert.deepEqual(await labExists(lab), { present: [...LAB_HOSTS], missing: [] });
     assert.equal(await rootNamespaceView(), rootBefore, 'the root namespace is unchanged');
-    assert.ok(log.some((l) => l.includes(`${nsName(lab, 'router')}: br0 172.16.75.1/24`)), 'the log names the bridge');
+    assert.ok(
+      log.some((l) => l.includes(`${nsName(lab, 'router')}: br0 172.16.75.1/24`)),
+      'the log names the bridge',
+    );
     const bridgeIn = await runChecked('router links', ['ip', '-o', 'link', 'show', 'master', 'br0'], { netns: nsName(lab, 'router') });
-    assert.deepEqual(bridgeIn.stdout.split('\n').filter(Boolean).map((l) => l.split(':')[1]?.trim().split('@')[0]).sort(), ['lb', 'rs1', 'rs2']);
+    assert.deepEqual(
+      bridgeIn.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(':')[1]?.trim().split('@')[0])
+        .sort(),
+      ['lb', 'rs1', 'rs2'],
+    );
     assert.equal((await runChecked('fwd', ['sysctl', '-n', 'net.ipv4.ip_forward'], { netns: nsName(lab, 'router') })).stdout.trim(), '1');
-    assert.equal((await runChecked('v6', ['sysctl', '-n', 'net.ipv6.conf.eth0.disable_ipv6'], { netns: nsName(lab, 'client') })).stdout.trim(), '1');
+    assert.equal(
+      (await runChecked('v6', ['sysctl', '-n', 'net.ipv6.conf.eth0.disable_ipv6'], { netns: nsName(lab, 'client') })).stdout.trim(),
+      '1',
+    );
     assert.deepEqual(await readLabState(lab).then((s) => s?.provider), 'netns');
   });
 
@@ -125,17 +145,26 @@ describe('netns lab: a lab up', { skip }, () => {
       assert.match(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /rs-http-server\.js/);
       const pids = (await runChecked('pids', ['ip', 'netns', 'pids', nsName(lab, h)])).stdout.split(/\s+/);
       assert.ok(pids.includes(String(pid)), `the pid file's process runs in ${nsName(lab, h)}`);
-      assert.match(fs.readFileSync(path.join(labStateDir(lab), `${h}-http.log`), 'utf8'), new RegExp(`${h}: listening on 0\\.0\\.0\\.0:80`));
+      assert.match(
+        fs.readFileSync(path.join(labStateDir(lab), `${h}-http.log`), 'utf8'),
+        new RegExp(`${h}: listening on 0\\.0\\.0\\.0:80`),
+      );
     }
   });
 
   it('refuses to build over the existing lab', async () => {
-    await assert.rejects(labUp(lab), new RegExp(`lab "${lab}" already exists \\(namespaces ${lab}-client, .*\\); run \`slbctl lab down --name ${lab}\` first`));
+    await assert.rejects(
+      labUp(lab),
+      new RegExp(`lab "${lab}" already exists \\(namespaces ${lab}-client, .*\\); run \`slbctl lab down --name ${lab}\` first`),
+    );
   });
 
   it('configures the real servers for dsr, then transparent, then fullnat, each undoing the last', async () => {
     const dsr = await configureRealServers(lab, 'dsr');
-    assert.ok(dsr.some((s) => s.startsWith('rs1: VIP 172.16.75.84/32 on lo')), dsr.join('\n'));
+    assert.ok(
+      dsr.some((s) => s.startsWith('rs1: VIP 172.16.75.84/32 on lo')),
+      dsr.join('\n'),
+    );
     for (const h of ['rs1', 'rs2'] as const) {
       assert.match(await addrsOnLo(lab, h), /inet 172\.16\.75\.84\/32/);
       for (const scope of ['all', 'eth0']) {
@@ -148,7 +177,10 @@ describe('netns lab: a lab up', { skip }, () => {
     assert.deepEqual(await configureRealServers(lab, 'dsr').then((s) => s.length), dsr.length, 'dsr twice is fine');
 
     const transparent = await configureRealServers(lab, 'transparent');
-    assert.ok(transparent.some((s) => s.includes('rs1: reset (VIP off lo')), transparent.join('\n'));
+    assert.ok(
+      transparent.some((s) => s.includes('rs1: reset (VIP off lo')),
+      transparent.join('\n'),
+    );
     for (const h of ['rs1', 'rs2'] as const) {
       assert.doesNotMatch(await addrsOnLo(lab, h), /172\.16\.75\.84/);
       assert.match(await routesOf(lab, h), /^10\.8\.21\.0\/24 via 172\.16\.75\.83 dev eth0/m);
@@ -181,7 +213,12 @@ describe('netns lab: a lab up', { skip }, () => {
     assert.deepEqual(removed.sort(), LAB_HOSTS.map((h) => nsName(lab, h)).sort());
     assert.deepEqual((await labExists(lab)).present, []);
     assert.equal(fs.existsSync(labStateDir(lab)), false, 'the state dir is gone');
-    for (const pid of pids) assert.equal(fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('rs-http-server'), false, `server ${pid} stopped`);
+    for (const pid of pids)
+      assert.equal(
+        fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('rs-http-server'),
+        false,
+        `server ${pid} stopped`,
+      );
     assert.deepEqual(await labDown(lab), { removed: [] }, 'a second lab down has nothing to do');
     assert.equal(await rootNamespaceView(), rootBefore);
     assert.deepEqual(watch?.stop(), [], 'no interface ever appeared in the root namespace');
@@ -221,14 +258,27 @@ describe('netns lab: failures and leftovers', { skip }, () => {
       const { removed } = await labDown(lab);
       assert.equal(removed.length, LAB_HOSTS.length - 1);
       await new Promise((r) => setTimeout(r, 100));
-      assert.equal(fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('rs-http-server'), false, 'found by its pid file and stopped');
+      assert.equal(
+        fs.existsSync(`/proc/${pid}/cmdline`) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('rs-http-server'),
+        false,
+        'found by its pid file and stopped',
+      );
     } finally {
       await labDown(lab);
     }
   });
 
   for (const [what, broken, error] of [
-    ['an address the kernel refuses', { ...REFERENCE_TOPOLOGY, hosts: REFERENCE_TOPOLOGY.hosts.map((h) => (h.name === 'rs2' ? { ...h, interfaces: [{ name: 'eth0', cidr: '172.16.75.300/24', segment: 'server-net' as const }] } : h)) }, /address/],
+    [
+      'an address the kernel refuses',
+      {
+        ...REFERENCE_TOPOLOGY,
+        hosts: REFERENCE_TOPOLOGY.hosts.map((h) =>
+          h.name === 'rs2' ? { ...h, interfaces: [{ name: 'eth0', cidr: '172.16.75.300/24', segment: 'server-net' as const }] } : h,
+        ),
+      },
+      /address/,
+    ],
     ['an HTTP server that cannot start', { ...REFERENCE_TOPOLOGY, servicePort: 65536 }, /HTTP server in .*-rs1 exited \(2\).*bad --port/],
   ] as Array<[string, LabTopology, RegExp]>) {
     it(`a lab up failing half-way (${what}) removes what it made`, async () => {

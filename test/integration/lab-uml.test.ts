@@ -42,7 +42,8 @@ describe('lab on user-mode-linux', { skip: isRoot ? false : 'needs root', timeou
       const verify = await slbctl('lab', 'verify', '--name', lab, '--requests', '8', '--out', out);
       assert.equal(verify.code, 0, verify.stdout + verify.stderr);
       assert.match(verify.stdout, /verdict: PASS: transparent/);
-      for (const host of ['client', 'lb', 'rs1', 'rs2']) assert.ok(fs.statSync(path.join(out, `${host}.pcap`)).size > 24, `${host}.pcap is on the host`);
+      for (const host of ['client', 'lb', 'rs1', 'rs2'])
+        assert.ok(fs.statSync(path.join(out, `${host}.pcap`)).size > 24, `${host}.pcap is on the host`);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
@@ -50,9 +51,16 @@ describe('lab on user-mode-linux', { skip: isRoot ? false : 'needs root', timeou
     const down = await slbctl('lab', 'down', '--name', lab);
     assert.equal(down.code, 0, down.stdout + down.stderr);
     assert.equal(umlLab(lab), undefined);
-    for (let i = 0; i < 50 && fs.existsSync(`/proc/${record.pid}`) && !fs.readFileSync(`/proc/${record.pid}/stat`, 'utf8').includes(') Z'); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.ok(!fs.existsSync(`/proc/${record.pid}`) || fs.readFileSync(`/proc/${record.pid}/stat`, 'utf8').includes(') Z'), 'the guest kernel has stopped');
+    for (
+      let i = 0;
+      i < 50 && fs.existsSync(`/proc/${record.pid}`) && !fs.readFileSync(`/proc/${record.pid}/stat`, 'utf8').includes(') Z');
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 100));
+    assert.ok(
+      !fs.existsSync(`/proc/${record.pid}`) || fs.readFileSync(`/proc/${record.pid}/stat`, 'utf8').includes(') Z'),
+      'the guest kernel has stopped',
+    );
     assert.ok(!fs.existsSync(record.work), 'its job folder is gone');
   });
 });
-

@@ -37,7 +37,10 @@ describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs r
     if (builtBox) {
       await run(['vagrant', 'box', 'remove', '--force', '--provider', 'libvirt', LOCAL_BOX]);
       const vols = await run(['virsh', '-c', 'qemu:///system', 'vol-list', 'slbctl']);
-      for (const v of vols.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith('slbctl-VAGRANTSLASH-debian12_'))) {
+      for (const v of vols.stdout
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/)[0] ?? '')
+        .filter((n) => n.startsWith('slbctl-VAGRANTSLASH-debian12_'))) {
         await run(['virsh', '-c', 'qemu:///system', 'vol-delete', '--pool', 'slbctl', v]);
       }
     }
@@ -79,7 +82,8 @@ describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs r
         log(`${mode}: ${/verdict: \S+ \S+/.exec(verify.stdout)?.[0] ?? 'no verdict'} (mode + verify ${seconds(t)})`);
         assert.equal(verify.code, 0, verify.stdout + verify.stderr);
         assert.match(verify.stdout, new RegExp(`verdict: PASS: ${mode}`));
-        for (const host of ['client', 'lb', 'rs1', 'rs2']) assert.ok(fs.statSync(path.join(out, mode, `${host}.pcap`)).size > 24, `${mode}: ${host}.pcap is on the host`);
+        for (const host of ['client', 'lb', 'rs1', 'rs2'])
+          assert.ok(fs.statSync(path.join(out, mode, `${host}.pcap`)).size > 24, `${mode}: ${host}.pcap is on the host`);
       }
       const ipvsadm = await slbctl('lab', 'exec', '--name', lab, 'lb', '--', 'ipvsadm', '-Ln');
       assert.equal(ipvsadm.code, 0, ipvsadm.stdout + ipvsadm.stderr);

@@ -51,13 +51,30 @@ withLab('f', 'fullnat', (lab) => {
   it('verify passes: the RSs see the LB address, replies come back through the LB', async () => {
     const report = await verifyLabMode(lab, undefined, 12, outDir(lab, 'ok'));
     assert.deepEqual(failed(report), []);
-    assert.ok(report.requests.every((r) => r.clientSeen === '172.16.75.83'), 'the RS HTTP servers reported the LB as client');
+    assert.ok(
+      report.requests.every((r) => r.clientSeen === '172.16.75.83'),
+      'the RS HTTP servers reported the LB as client',
+    );
     assert.deepEqual(new Set(report.requests.map((r) => r.realServer)), new Set(['rs1', 'rs2']));
     for (const file of Object.values(report.pcaps)) assert.ok(fs.statSync(file).size > 24, `${file} holds packets`);
   });
 
   it('lab exec runs a command on a lab host and passes its exit code through', async () => {
-    const rules = await run([process.execPath, CLI_ENTRY, 'lab', 'exec', '--name', lab, 'lb', '--', 'nft', 'list', 'table', 'ip', 'slbctl']);
+    const rules = await run([
+      process.execPath,
+      CLI_ENTRY,
+      'lab',
+      'exec',
+      '--name',
+      lab,
+      'lb',
+      '--',
+      'nft',
+      'list',
+      'table',
+      'ip',
+      'slbctl',
+    ]);
     assert.equal(rules.code, 0, rules.stderr);
     assert.match(rules.stdout, /snat (ip )?to 172\.16\.75\.83 random/);
     const failing = await run([process.execPath, CLI_ENTRY, 'lab', 'exec', '--name', lab, 'rs1', '--', 'ip', 'link', 'show', 'nosuchdev']);
@@ -68,7 +85,20 @@ withLab('f', 'fullnat', (lab) => {
     const report = await verifyLabMode(lab, 'dsr', 6, outDir(lab, 'dsr'));
     assert.equal(report.verdict.pass, false);
     assert.ok(failed(report).includes('real servers see source'), `failed: ${failed(report).join(', ')}`);
-    const cli = await run([process.execPath, CLI_ENTRY, 'lab', 'verify', '--name', lab, '--mode', 'dsr', '-k', '4', '--out', outDir(lab, 'dsr-cli')]);
+    const cli = await run([
+      process.execPath,
+      CLI_ENTRY,
+      'lab',
+      'verify',
+      '--name',
+      lab,
+      '--mode',
+      'dsr',
+      '-k',
+      '4',
+      '--out',
+      outDir(lab, 'dsr-cli'),
+    ]);
     assert.equal(cli.code, 1, cli.stdout + cli.stderr);
     assert.match(cli.stdout, /verdict: FAIL/);
   });
@@ -109,7 +139,7 @@ withLab('t', 'transparent', (lab) => {
     await setRealServerClientRoute(lab, 'rs2', '172.16.75.1');
     const report = await verifyLabMode(lab, undefined, 8, outDir(lab, 'bad'));
     assert.equal(report.verdict.pass, false);
-    assert.ok(failed(report).includes('real servers\' replies come back through the LB'), `failed: ${failed(report).join(', ')}`);
+    assert.ok(failed(report).includes("real servers' replies come back through the LB"), `failed: ${failed(report).join(', ')}`);
   });
 });
 
@@ -126,6 +156,9 @@ withLab('d', 'dsr', (lab) => {
     assert.equal(report.verdict.pass, false);
     // rs2 drops what it gets; if the flow hash happened to send it nothing, the distribution fact fails instead.
     const why = failed(report);
-    assert.ok(why.includes('real servers reply from the VIP straight to the client') || why.includes('real servers that got connections'), `failed: ${why.join(', ')}`);
+    assert.ok(
+      why.includes('real servers reply from the VIP straight to the client') || why.includes('real servers that got connections'),
+      `failed: ${why.join(', ')}`,
+    );
   });
 });

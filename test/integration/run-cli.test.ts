@@ -63,12 +63,19 @@ describe('slbctl run, drain and undrain: bad input', { skip: isRoot ? false : 'n
   });
 
   it('the metrics port taken: a clear sentence, exit 3, and the kernel untouched (the listener is bound before any change)', async () => {
-    const holder = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', "require('net').createServer().listen(9469, '127.0.0.1', () => console.log('ok'))"], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const holder = spawn(
+      'ip',
+      ['netns', 'exec', ns, process.execPath, '-e', "require('net').createServer().listen(9469, '127.0.0.1', () => console.log('ok'))"],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     try {
       await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
       const r = await slbctl(['run', '-f', file('good2.yaml', good)]);
       assert.equal(r.code, 3, r.stderr);
-      assert.match(r.stderr, /cannot serve metrics on 127\.0\.0\.1:9469: the port is in use; choose another with --metrics ADDRESS:PORT, or --metrics off/);
+      assert.match(
+        r.stderr,
+        /cannot serve metrics on 127\.0\.0\.1:9469: the port is in use; choose another with --metrics ADDRESS:PORT, or --metrics off/,
+      );
       const tables = await run(['nft', 'list', 'tables'], { netns: ns });
       assert.equal(tables.stdout.trim(), '', 'no slbctl table');
       const vip = await run(['ip', '-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'eth0']);

@@ -26,7 +26,8 @@ describe('user-mode-linux from a checkout under /tmp', { skip: isRoot ? false : 
     assert.equal(umlAvailable(), undefined, 'user-mode-linux is installed by scripts/setup.sh');
     const copy = fs.mkdtempSync('/tmp/slbctl-checkout-');
     const elsewhere = fs.mkdtempSync('/tmp/slbctl-cwd-');
-    const slbctl = (cwd: string, ...args: string[]) => run(['env', '-C', cwd, process.execPath, path.join(copy, 'bin', 'slbctl'), ...args], { timeoutMs: 3 * 60 * 1000 });
+    const slbctl = (cwd: string, ...args: string[]) =>
+      run(['env', '-C', cwd, process.execPath, path.join(copy, 'bin', 'slbctl'), ...args], { timeoutMs: 3 * 60 * 1000 });
     try {
       copyProject(copy);
       const up = await slbctl(copy, 'lab', 'up', '--provider', 'uml', '--name', lab);

@@ -23,14 +23,17 @@ const VIP = '172.16.75.84';
 
 function config(name: string, { vip = VIP, rs = '172.16.75.82', top = '', service = '' } = {}): string {
   const file = path.join(dir, name);
-  fs.writeFileSync(file, `${top}services:
+  fs.writeFileSync(
+    file,
+    `${top}services:
   - name: web
     vip: ${vip}
     port: 80
     mode: fullnat
 ${service}    realServers:
       - { address: ${rs}, port: 80 }
-`);
+`,
+  );
   return file;
 }
 
@@ -63,11 +66,15 @@ describe('VIPs and real servers checked against this host and its segment', { sk
     // createBalancerNetns gives eth0 (172.16.75.83/24) and its veth peer; the peer moves to the holder.
     await createBalancerNetns(lb);
     await runChecked('holder netns', ['ip', 'netns', 'add', holder]);
-    await runChecked('no ipv6', ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { netns: holder });
+    await runChecked('no ipv6', ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], {
+      netns: holder,
+    });
     await runChecked('peer to holder', ['ip', '-n', lb, 'link', 'set', 'peer0', 'netns', holder]);
     await runChecked('holder addr', ['ip', '-n', holder, 'addr', 'add', '172.16.75.90/24', 'dev', 'peer0']);
     for (const dev of ['peer0', 'lo']) await runChecked('holder up', ['ip', '-n', holder, 'link', 'set', dev, 'up']);
-    holderMac = (JSON.parse((await runChecked('mac', ['ip', '-n', holder, '-j', 'link', 'show', 'peer0'])).stdout) as { address: string }[])[0]?.address ?? '';
+    holderMac =
+      (JSON.parse((await runChecked('mac', ['ip', '-n', holder, '-j', 'link', 'show', 'peer0'])).stdout) as { address: string }[])[0]
+        ?.address ?? '';
     assert.match(holderMac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
   });
   after(async () => {
@@ -84,13 +91,19 @@ describe('VIPs and real servers checked against this host and its segment', { sk
       const before = await kernelSnapshot();
       const r = await slbctl(['apply', '-f', file]);
       assert.equal(r.code, 2, r.stdout + r.stderr);
-      assert.equal(r.stderr, `slbctl: services[0].vip (tcp/${VIP}:80): ${VIP} is already held by another host: ${holderMac} answered an ARP request for it on eth0; adding it here too would have two hosts answer for it. Remove it from that host or choose another VIP; if it is meant to move here, set vipAlreadyPresent: allow on the service (or at the top of the config)\n`);
+      assert.equal(
+        r.stderr,
+        `slbctl: services[0].vip (tcp/${VIP}:80): ${VIP} is already held by another host: ${holderMac} answered an ARP request for it on eth0; adding it here too would have two hosts answer for it. Remove it from that host or choose another VIP; if it is meant to move here, set vipAlreadyPresent: allow on the service (or at the top of the config)\n`,
+      );
       assert.equal(await kernelSnapshot(), before, 'nothing was added');
       // The answer is now in the balancer's neighbour table: the next apply is refused from it, without asking again.
       assert.match(await neighbourOfVip(), new RegExp(`lladdr ${holderMac} (REACHABLE|STALE|DELAY)`));
       const again = await slbctl(['apply', '-f', file]);
       assert.equal(again.code, 2);
-      assert.match(again.stderr, new RegExp(`already held by another host: this host's neighbour table has it at ${holderMac} \\((reachable|stale|delay)\\)`));
+      assert.match(
+        again.stderr,
+        new RegExp(`already held by another host: this host's neighbour table has it at ${holderMac} \\((reachable|stale|delay)\\)`),
+      );
       const plan = await slbctl(['plan', '-f', file]);
       assert.equal(plan.code, 2, 'plan shows the refusal apply would meet');
       assert.equal(await kernelSnapshot(), before);
@@ -103,7 +116,10 @@ describe('VIPs and real servers checked against this host and its segment', { sk
   it('vipAlreadyPresent: allow (on the service, or at the top) adds the held VIP anyway', async () => {
     await runChecked('holder takes the VIP', ['ip', '-n', holder, 'addr', 'add', `${VIP}/24`, 'dev', 'peer0']);
     try {
-      for (const [name, where] of [['service', { service: '    vipAlreadyPresent: allow\n' }], ['top', { top: 'vipAlreadyPresent: allow\n' }]] as const) {
+      for (const [name, where] of [
+        ['service', { service: '    vipAlreadyPresent: allow\n' }],
+        ['top', { top: 'vipAlreadyPresent: allow\n' }],
+      ] as const) {
         const r = await slbctl(['apply', '-f', config(`allow-${name}.yaml`, where)]);
         assert.equal(r.code, 0, `${name}: ${r.stderr}`);
         assert.match(r.stdout, /applied \d+ operations/);
@@ -131,8 +147,16 @@ describe('VIPs and real servers checked against this host and its segment', { sk
   });
 
   const edges: [string, { vip?: string; rs?: string }, RegExp][] = [
-    ['a VIP that is the subnet\'s broadcast address', { vip: '172.16.75.255' }, /^slbctl: services\[0\]\.vip \(tcp\/172\.16\.75\.255:80\): 172\.16\.75\.255 is the broadcast address of 172\.16\.75\.0\/24 on eth0, which reaches every host there, not one; choose a host address inside the subnet\n$/],
-    ['a real server that is the subnet\'s network address', { rs: '172.16.75.0' }, /^slbctl: services\[0\]\.realServers\[0\]\.address \(tcp\/172\.16\.75\.84:80\): 172\.16\.75\.0 is the network address of 172\.16\.75\.0\/24 on eth0, which names the subnet, not a host in it; choose a host address inside the subnet\n$/],
+    [
+      "a VIP that is the subnet's broadcast address",
+      { vip: '172.16.75.255' },
+      /^slbctl: services\[0\]\.vip \(tcp\/172\.16\.75\.255:80\): 172\.16\.75\.255 is the broadcast address of 172\.16\.75\.0\/24 on eth0, which reaches every host there, not one; choose a host address inside the subnet\n$/,
+    ],
+    [
+      "a real server that is the subnet's network address",
+      { rs: '172.16.75.0' },
+      /^slbctl: services\[0\]\.realServers\[0\]\.address \(tcp\/172\.16\.75\.84:80\): 172\.16\.75\.0 is the network address of 172\.16\.75\.0\/24 on eth0, which names the subnet, not a host in it; choose a host address inside the subnet\n$/,
+    ],
   ];
   for (const [name, where, message] of edges) {
     it(`${name}: exit 2, nothing changed`, async () => {

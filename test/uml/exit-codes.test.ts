@@ -19,7 +19,14 @@ const env = (): ExitCodeEnv => ({
   backend: 'ipvs',
   prefix: [],
   dir,
-  slbctl: (args, o = {}) => run([...(o.path ? ['/usr/bin/env', `PATH=${o.path}`] : []), ...(o.nobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : []), process.execPath, CLI_ENTRY, ...args]),
+  slbctl: (args, o = {}) =>
+    run([
+      ...(o.path ? ['/usr/bin/env', `PATH=${o.path}`] : []),
+      ...(o.nobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : []),
+      process.execPath,
+      CLI_ENTRY,
+      ...args,
+    ]),
   snapshot: async () => {
     const ipvs = await run(['ipvsadm', '-Sn']);
     const nat = await run(['iptables-legacy', '-t', 'nat', '-S']);
@@ -33,10 +40,16 @@ const env = (): ExitCodeEnv => ({
       // A new VIP first (added, then taken back), then the service IPVS cannot schedule.
       config: `backend: ipvs\nservices:\n${service('10.0.5.7', 80, 'dsr', 'sed')}`,
       refusal: /ipvs: add service tcp 10\.0\.5\.7:80: scheduler or persistence engine not available/,
-      undo: async () => { await runChecked('modprobe ip_vs_sed', ['modprobe', ...MODULES, 'ip_vs_sed']); },
+      undo: async () => {
+        await runChecked('modprobe ip_vs_sed', ['modprobe', ...MODULES, 'ip_vs_sed']);
+      },
     };
   },
-  missingProgram: { path: '/nonexistent', config: `backend: ipvs\nservices:\n${service('10.0.5.1', 80, 'fullnat')}`, message: /iptables: not installed; fullnat on IPVS needs it/ },
+  missingProgram: {
+    path: '/nonexistent',
+    config: `backend: ipvs\nservices:\n${service('10.0.5.1', 80, 'fullnat')}`,
+    message: /iptables: not installed; fullnat on IPVS needs it/,
+  },
 });
 
 before(async () => {

@@ -8,13 +8,35 @@ import { IPVS_SCHEDULERS, SvcFlag } from '../../src/kernel/ipvs/constants';
 import { IpvsDestination, IpvsService } from '../../src/kernel/ipvs/types';
 import { run, runChecked } from '../../src/util/exec';
 
-const svc = (over: Partial<IpvsService> = {}): IpvsService => ({ protocol: 'tcp', address: '10.0.0.1', port: 80, scheduler: 'wrr', flags: 0, timeout: 0, netmask: '255.255.255.255', ...over });
-const dest = (over: Partial<IpvsDestination> = {}): IpvsDestination => ({ address: '10.0.0.2', port: 80, forwarding: 'masq', weight: 1, upperThreshold: 0, lowerThreshold: 0, ...over });
+const svc = (over: Partial<IpvsService> = {}): IpvsService => ({
+  protocol: 'tcp',
+  address: '10.0.0.1',
+  port: 80,
+  scheduler: 'wrr',
+  flags: 0,
+  timeout: 0,
+  netmask: '255.255.255.255',
+  ...over,
+});
+const dest = (over: Partial<IpvsDestination> = {}): IpvsDestination => ({
+  address: '10.0.0.2',
+  port: 80,
+  forwarding: 'masq',
+  weight: 1,
+  upperThreshold: 0,
+  lowerThreshold: 0,
+  ...over,
+});
 
 /** ipvsadm -Ln without its two header lines, trailing spaces trimmed. */
 async function ipvsadmList(): Promise<string> {
   const r = await runChecked('ipvsadm', ['ipvsadm', '-Ln']);
-  return r.stdout.split('\n').slice(3).map((l) => l.trimEnd()).filter(Boolean).join('\n');
+  return r.stdout
+    .split('\n')
+    .slice(3)
+    .map((l) => l.trimEnd())
+    .filter(Boolean)
+    .join('\n');
 }
 
 describe('IPVS client against the kernel and ipvsadm', () => {
@@ -42,12 +64,15 @@ describe('IPVS client against the kernel and ipvsadm', () => {
     await client.addDestination(s, dest({ address: '10.0.0.2', port: 8080, forwarding: 'masq', weight: 3 }));
     await client.addDestination(s, dest({ address: '10.0.0.3', forwarding: 'route', weight: 1 }));
     await client.addDestination(s, dest({ address: '10.0.0.4', forwarding: 'tunnel', tunnelType: 'ipip', weight: 2 }));
-    assert.equal(await ipvsadmList(), [
-      'TCP  10.0.0.1:80 wrr',
-      '  -> 10.0.0.2:8080                Masq    3      0          0',
-      '  -> 10.0.0.3:80                  Route   1      0          0',
-      '  -> 10.0.0.4:80                  Tunnel  2      0          0',
-    ].join('\n'));
+    assert.equal(
+      await ipvsadmList(),
+      [
+        'TCP  10.0.0.1:80 wrr',
+        '  -> 10.0.0.2:8080                Masq    3      0          0',
+        '  -> 10.0.0.3:80                  Route   1      0          0',
+        '  -> 10.0.0.4:80                  Tunnel  2      0          0',
+      ].join('\n'),
+    );
   });
 
   it('what ipvsadm creates, slbctl reads back', async () => {
@@ -62,11 +87,16 @@ describe('IPVS client against the kernel and ipvsadm', () => {
     assert.equal(s.flags & SvcFlag.PERSISTENT, SvcFlag.PERSISTENT);
     assert.equal(s.timeout, 300);
     assert.equal(s.netmask, '255.255.255.0');
-    const dests = (await client.destinations(s)).map(({ stats: _s, activeConnections: _a, inactiveConnections: _i, persistentConnections: _p, ...d }) => d);
-    assert.deepEqual(dests.sort((a, b) => a.address.localeCompare(b.address)), [
-      { address: '10.0.0.6', port: 5353, forwarding: 'masq', weight: 7, upperThreshold: 100, lowerThreshold: 10 },
-      { address: '10.0.0.7', port: 53, forwarding: 'tunnel', tunnelType: 'ipip', weight: 0, upperThreshold: 0, lowerThreshold: 0 },
-    ]);
+    const dests = (await client.destinations(s)).map(
+      ({ stats: _s, activeConnections: _a, inactiveConnections: _i, persistentConnections: _p, ...d }) => d,
+    );
+    assert.deepEqual(
+      dests.sort((a, b) => a.address.localeCompare(b.address)),
+      [
+        { address: '10.0.0.6', port: 5353, forwarding: 'masq', weight: 7, upperThreshold: 100, lowerThreshold: 10 },
+        { address: '10.0.0.7', port: 53, forwarding: 'tunnel', tunnelType: 'ipip', weight: 0, upperThreshold: 0, lowerThreshold: 0 },
+      ],
+    );
   });
 
   it('one weight change is one SET_DEST message', async () => {
@@ -83,14 +113,23 @@ describe('IPVS client against the kernel and ipvsadm', () => {
       await client.addService(s);
       created.push(s);
     }
-    const listed = (await client.services()).filter((s) => s.address === '10.0.1.1').sort((a, b) => a.port - b.port).map((s) => s.scheduler);
+    const listed = (await client.services())
+      .filter((s) => s.address === '10.0.1.1')
+      .sort((a, b) => a.port - b.port)
+      .map((s) => s.scheduler);
     assert.deepEqual(listed, [...IPVS_SCHEDULERS]);
   });
 
   it('errors name the step, the object and the reason', async () => {
     await assert.rejects(client.addService(svc()), /ipvs: add service tcp 10\.0\.0\.1:80: already exists/);
-    await assert.rejects(client.addService(svc({ port: 81, scheduler: 'nosuch' })), /ipvs: add service tcp 10\.0\.0\.1:81: scheduler or persistence engine not available/);
-    await assert.rejects(client.deleteDestination(svc(), { address: '10.0.0.99', port: 80 }), /delete destination 10\.0\.0\.99:80 from service tcp 10\.0\.0\.1:80: no such destination/);
+    await assert.rejects(
+      client.addService(svc({ port: 81, scheduler: 'nosuch' })),
+      /ipvs: add service tcp 10\.0\.0\.1:81: scheduler or persistence engine not available/,
+    );
+    await assert.rejects(
+      client.deleteDestination(svc(), { address: '10.0.0.99', port: 80 }),
+      /delete destination 10\.0\.0\.99:80 from service tcp 10\.0\.0\.1:80: no such destination/,
+    );
     await assert.rejects(client.deleteService(svc({ port: 82 })), /ipvs: delete service tcp 10\.0\.0\.1:82: no such service/);
   });
 

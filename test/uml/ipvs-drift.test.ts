@@ -22,13 +22,41 @@ const ipvsadm = (...args: string[]) => runChecked(`ipvsadm ${args.join(' ')}`, [
 
 const drifts: { name: string; edit: () => Promise<unknown>; plan: RegExp }[] = [
   { name: 'a service deleted', edit: () => ipvsadm('-D', '-t', '10.0.3.9:80'), plan: /\+ service tcp\/10\.0\.3\.9:80 "dsr" dsr wlc/ },
-  { name: 'a destination deleted', edit: () => ipvsadm('-d', '-t', '10.0.3.1:80', '-r', '10.0.3.3:80'), plan: /\+ real server tcp\/10\.0\.3\.1:80 -> 10\.0\.3\.3:80 weight 1/ },
-  { name: 'a weight changed', edit: () => ipvsadm('-e', '-t', '10.0.3.9:80', '-r', '10.0.3.2:80', '-g', '-w', '7'), plan: /~ real server tcp\/10\.0\.3\.9:80 -> 10\.0\.3\.2:80 weight 7 -> 2/ },
-  { name: 'a scheduler changed', edit: () => ipvsadm('-E', '-t', '10.0.3.1:80', '-s', 'wrr'), plan: /~ service tcp\/10\.0\.3\.1:80: scheduler wrr -> rr/ },
-  { name: 'the source-NAT chain flushed', edit: () => iptables('-F', 'SLBCTL-SNAT'), plan: /~ iptables chain SLBCTL-SNAT: \+ tcp\/10\.0\.3\.1:80 -> 10\.0\.3\.254/ },
-  { name: 'the jump to the source-NAT chain deleted', edit: () => iptables('-D', 'POSTROUTING', '-j', 'SLBCTL-SNAT'), plan: /~ iptables chain SLBCTL-SNAT: 0 jumps from POSTROUTING -> 1/ },
-  { name: 'a second jump added', edit: () => iptables('-A', 'POSTROUTING', '-j', 'SLBCTL-SNAT'), plan: /~ iptables chain SLBCTL-SNAT: 2 jumps from POSTROUTING -> 1/ },
-  { name: 'a foreign rule in the source-NAT chain', edit: () => iptables('-A', 'SLBCTL-SNAT', '-p', 'udp', '-j', 'RETURN'), plan: /~ iptables chain SLBCTL-SNAT: 1 rule not slbctl's removed/ },
+  {
+    name: 'a destination deleted',
+    edit: () => ipvsadm('-d', '-t', '10.0.3.1:80', '-r', '10.0.3.3:80'),
+    plan: /\+ real server tcp\/10\.0\.3\.1:80 -> 10\.0\.3\.3:80 weight 1/,
+  },
+  {
+    name: 'a weight changed',
+    edit: () => ipvsadm('-e', '-t', '10.0.3.9:80', '-r', '10.0.3.2:80', '-g', '-w', '7'),
+    plan: /~ real server tcp\/10\.0\.3\.9:80 -> 10\.0\.3\.2:80 weight 7 -> 2/,
+  },
+  {
+    name: 'a scheduler changed',
+    edit: () => ipvsadm('-E', '-t', '10.0.3.1:80', '-s', 'wrr'),
+    plan: /~ service tcp\/10\.0\.3\.1:80: scheduler wrr -> rr/,
+  },
+  {
+    name: 'the source-NAT chain flushed',
+    edit: () => iptables('-F', 'SLBCTL-SNAT'),
+    plan: /~ iptables chain SLBCTL-SNAT: \+ tcp\/10\.0\.3\.1:80 -> 10\.0\.3\.254/,
+  },
+  {
+    name: 'the jump to the source-NAT chain deleted',
+    edit: () => iptables('-D', 'POSTROUTING', '-j', 'SLBCTL-SNAT'),
+    plan: /~ iptables chain SLBCTL-SNAT: 0 jumps from POSTROUTING -> 1/,
+  },
+  {
+    name: 'a second jump added',
+    edit: () => iptables('-A', 'POSTROUTING', '-j', 'SLBCTL-SNAT'),
+    plan: /~ iptables chain SLBCTL-SNAT: 2 jumps from POSTROUTING -> 1/,
+  },
+  {
+    name: 'a foreign rule in the source-NAT chain',
+    edit: () => iptables('-A', 'SLBCTL-SNAT', '-p', 'udp', '-j', 'RETURN'),
+    plan: /~ iptables chain SLBCTL-SNAT: 1 rule not slbctl's removed/,
+  },
   {
     name: 'the whole source-NAT chain removed',
     edit: async () => {
@@ -38,7 +66,11 @@ const drifts: { name: string; edit: () => Promise<unknown>; plan: RegExp }[] = [
     },
     plan: /~ iptables chain SLBCTL-SNAT: chain SLBCTL-SNAT created, 0 jumps from POSTROUTING -> 1/,
   },
-  { name: 'the VIP removed from the interface', edit: () => runChecked('ip', ['ip', 'addr', 'del', '10.0.3.1/32', 'dev', 'slbd0']), plan: /\+ address 10\.0\.3\.1\/32 dev slbd0/ },
+  {
+    name: 'the VIP removed from the interface',
+    edit: () => runChecked('ip', ['ip', 'addr', 'del', '10.0.3.1/32', 'dev', 'slbd0']),
+    plan: /\+ address 10\.0\.3\.1\/32 dev slbd0/,
+  },
 ];
 
 describe('drift of every object slbctl owns (IPVS and its iptables chain)', () => {

@@ -46,8 +46,12 @@ for (const c of cases) {
 
     it('verify passes by packet capture', async () => {
       const report = await verifyLabMode(lab, c.mode, 12, fs.mkdtempSync(path.join(os.tmpdir(), `ipvs-${c.mode}-`)));
-      assert.deepEqual(report.verdict.facts.filter((f) => !f.pass).map((f) => `${f.fact}: ${f.why}`), []);
-      if (c.encapsulation) assert.ok(report.verdict.facts.some((f) => f.fact === 'client packets reach the RSs in IP-in-IP from the LB' && f.pass));
+      assert.deepEqual(
+        report.verdict.facts.filter((f) => !f.pass).map((f) => `${f.fact}: ${f.why}`),
+        [],
+      );
+      if (c.encapsulation)
+        assert.ok(report.verdict.facts.some((f) => f.fact === 'client packets reach the RSs in IP-in-IP from the LB' && f.pass));
     });
 
     if (c.mode === 'transparent') {
@@ -59,10 +63,17 @@ for (const c of cases) {
           fs.writeFileSync(file, labServiceConfig('transparent', REFERENCE_TOPOLOGY, 'ipvs').replace(/weight: 1\n/, 'weight: 3\n'));
           const change = await run([process.execPath, CLI_ENTRY, 'apply', '-f', file], { netns: nsName(lab, 'lb') });
           assert.equal(change.code, 0, change.stderr);
-          assert.match(change.stdout, /backend: ipvs\n~ real server tcp\/172\.16\.75\.84:80 -> 172\.16\.75\.82:80 weight 1 -> 3\napplied 1 operation/);
+          assert.match(
+            change.stdout,
+            /backend: ipvs\n~ real server tcp\/172\.16\.75\.84:80 -> 172\.16\.75\.82:80 weight 1 -> 3\napplied 1 operation/,
+          );
           const status = await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') });
           assert.match(status.stdout, /backend: ipvs/);
-          assert.match(status.stdout, /172\.16\.75\.8[25]:80 +[13] +no controller +1\/\d+ +[1-9]\d* +[1-9]\d*/, `one active connection and its packets and bytes show:\n${status.stdout}`);
+          assert.match(
+            status.stdout,
+            /172\.16\.75\.8[25]:80 +[13] +no controller +1\/\d+ +[1-9]\d* +[1-9]\d*/,
+            `one active connection and its packets and bytes show:\n${status.stdout}`,
+          );
           const { code, output } = await conn.finish();
           assert.equal(code, 0, output);
           assert.match(output, /rs[12] saw client 10\.8\.21\.40/);
@@ -92,7 +103,10 @@ for (const c of cases) {
     it('re-applying the same config changes nothing', async () => {
       const lines: string[] = [];
       await applyLabMode(lab, c.mode, (l) => lines.push(l), 'ipvs', c.encapsulation);
-      assert.ok(lines.some((l) => /no changes/.test(l)), lines.join('\n'));
+      assert.ok(
+        lines.some((l) => /no changes/.test(l)),
+        lines.join('\n'),
+      );
     });
   });
 }

@@ -7,7 +7,10 @@ import * as assert from 'node:assert/strict';
 import { COMMANDS, main } from '../../src/cli/main';
 import { AnyCommand, commandName, subcommandsOf } from '../../src/cli/command-group';
 
-interface Leaf { words: string[]; module: AnyCommand }
+interface Leaf {
+  words: string[];
+  module: AnyCommand;
+}
 
 /** Every command as the words that name it: groups and what they hold. */
 function walk(list: readonly AnyCommand[], prefix: string[] = []): Leaf[] {
@@ -27,10 +30,17 @@ function validArgs(leaf: Leaf): string[] {
   const spec = String(Array.isArray(leaf.module.command) ? leaf.module.command[0] : leaf.module.command);
   const positionals = [...spec.matchAll(/[<[](\w+)(?:\.\.)?[>\]]/g)].map((m) => m[1] ?? '');
   const sub = subcommandsOf(leaf.module)[0];
-  return [...leaf.words, ...positionals.map((p) => (p === 'command' && sub ? commandName(sub) : POSITIONAL_SAMPLES[p] ?? `<no sample for ${p}>`))];
+  return [
+    ...leaf.words,
+    ...positionals.map((p) => (p === 'command' && sub ? commandName(sub) : (POSITIONAL_SAMPLES[p] ?? `<no sample for ${p}>`))),
+  ];
 }
 
-interface Outcome { code: number; stderr: string; ran: string[] }
+interface Outcome {
+  code: number;
+  stderr: string;
+  ran: string[];
+}
 
 const calls: string[] = [];
 const originals = new Map<AnyCommand, AnyCommand['handler']>();
@@ -100,7 +110,7 @@ describe('every command refuses a bad command line before its handler runs', () 
       assert.deepEqual(bad.ran, [], `${name} --bogus-option ran its handler`);
       assert.match(bad.stderr, /slbctl: Unknown arguments?: bogus-option/);
       // The usage of the command that was asked for, not just an error line.
-      const usage = group ? ok.ran[0] ?? name : name;
+      const usage = group ? (ok.ran[0] ?? name) : name;
       assert.match(bad.stderr, new RegExp(`^slbctl ${usage}`, 'm'), bad.stderr);
       assert.match(bad.stderr, /Options:/);
     });
@@ -111,9 +121,17 @@ describe('every command refuses a bad command line before its handler runs', () 
     ['a number that is not one', ['lab', 'verify', '--requests', 'many'], /--requests must be a number/],
     ['a number out of range', ['demo', '-k', '0'], /--requests must be an integer from 1 to 1000/],
     ['a lab name namespaces cannot carry', ['lab', 'up', '--name', '../etc'], /lab name "\.\.\/etc" must be/],
-    ['a resync beyond one day', ['run', '-f', 'x.yaml', '--resync', '3000000000s'], /--resync "3000000000s" is not a duration from 100ms to one day/],
+    [
+      'a resync beyond one day',
+      ['run', '-f', 'x.yaml', '--resync', '3000000000s'],
+      /--resync "3000000000s" is not a duration from 100ms to one day/,
+    ],
     ['a metrics address that is not one', ['run', '-f', 'x.yaml', '--metrics', 'everywhere'], /--metrics "everywhere" is not address:port/],
-    ['a drain deadline that is not a duration', ['drain', 'web', '172.16.75.82', '--deadline', 'soon'], /--deadline "soon" is not a duration/],
+    [
+      'a drain deadline that is not a duration',
+      ['drain', 'web', '172.16.75.82', '--deadline', 'soon'],
+      /--deadline "soon" is not a duration/,
+    ],
     ['lab exec without a command', ['lab', 'exec', 'lb'], /name the command to run, after --/],
     ['an unknown command', ['frobnicate'], /Unknown argument: frobnicate/],
     ['a group without its subcommand', ['lab'], /Not enough non-option arguments/],
@@ -129,9 +147,12 @@ describe('every command refuses a bad command line before its handler runs', () 
   }
 
   const failing: [string, AnyCommand['handler']][] = [
-    ['thrown', () => {
-      throw new Error('the handler failed');
-    }],
+    [
+      'thrown',
+      () => {
+        throw new Error('the handler failed');
+      },
+    ],
     ['rejected', () => Promise.reject(new Error('the handler failed'))],
   ];
   for (const [how, handler] of failing) {

@@ -17,7 +17,13 @@ import { CLI_ENTRY } from '../../src/util/self';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-limits-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const service = (extra: Record<string, unknown> = {}) => ({ vip: '172.16.75.84', port: 80, mode: 'fullnat', realServers: [{ address: '172.16.75.82' }], ...extra });
+const service = (extra: Record<string, unknown> = {}) => ({
+  vip: '172.16.75.84',
+  port: 80,
+  mode: 'fullnat',
+  realServers: [{ address: '172.16.75.82' }],
+  ...extra,
+});
 const json = (extra: Record<string, unknown> = {}) => JSON.stringify({ services: [service(extra)] });
 
 function issues(text: string): string[] {
@@ -33,9 +39,21 @@ function accepted(text: string): void {
 
 describe('durations are at most one day', () => {
   const refused: [string, Record<string, unknown>, string][] = [
-    ['an interval in milliseconds that Node would clamp to 1 ms', { interval: 3000000000 }, 'services[0].healthCheck.interval: 3000000000 is longer than one day; use at most "86400s" (86400000ms)'],
-    ['an interval in seconds', { interval: '86401s' }, 'services[0].healthCheck.interval: "86401s" is longer than one day; use at most "86400s" (86400000ms)'],
-    ['a timeout (and no second complaint about the interval)', { interval: '1s', timeout: 99999999999 }, 'services[0].healthCheck.timeout: 99999999999 is longer than one day; use at most "86400s" (86400000ms)'],
+    [
+      'an interval in milliseconds that Node would clamp to 1 ms',
+      { interval: 3000000000 },
+      'services[0].healthCheck.interval: 3000000000 is longer than one day; use at most "86400s" (86400000ms)',
+    ],
+    [
+      'an interval in seconds',
+      { interval: '86401s' },
+      'services[0].healthCheck.interval: "86401s" is longer than one day; use at most "86400s" (86400000ms)',
+    ],
+    [
+      'a timeout (and no second complaint about the interval)',
+      { interval: '1s', timeout: 99999999999 },
+      'services[0].healthCheck.timeout: 99999999999 is longer than one day; use at most "86400s" (86400000ms)',
+    ],
   ];
   for (const [name, timing, issue] of refused) {
     it(`refuses ${name}`, () => assert.deepEqual(issues(json({ healthCheck: { type: 'tcp', ...timing } })), [issue]));
@@ -95,8 +113,14 @@ describe('vipAlreadyPresent', () => {
   };
   it('defaults to refuse; the top level sets every service; a service overrides it', () => {
     assert.deepEqual(presence(json()), ['refuse']);
-    assert.deepEqual(presence(JSON.stringify({ vipAlreadyPresent: 'allow', services: [service(), service({ port: 443, vipAlreadyPresent: 'refuse' })] })), ['allow', 'refuse']);
-    assert.deepEqual(presence(JSON.stringify({ services: [service({ vipAlreadyPresent: 'allow' }), service({ port: 443 })] })), ['allow', 'refuse']);
+    assert.deepEqual(
+      presence(JSON.stringify({ vipAlreadyPresent: 'allow', services: [service(), service({ port: 443, vipAlreadyPresent: 'refuse' })] })),
+      ['allow', 'refuse'],
+    );
+    assert.deepEqual(presence(JSON.stringify({ services: [service({ vipAlreadyPresent: 'allow' }), service({ port: 443 })] })), [
+      'allow',
+      'refuse',
+    ]);
   });
   it('refuses another value', () => {
     assert.deepEqual(issues(JSON.stringify({ vipAlreadyPresent: 'yes', services: [service({ vipAlreadyPresent: true })] })), [
@@ -106,15 +130,27 @@ describe('vipAlreadyPresent', () => {
   });
 });
 
-describe('a command check\'s program must be there', () => {
+describe("a command check's program must be there", () => {
   const script = path.join(dir, 'probe.sh');
   fs.writeFileSync(script, '#!/bin/sh\nexit 0\n', { mode: 0o644 });
   const check = (program: string) => json({ healthCheck: { type: 'command', command: [program, '{address}'] } });
   const refused: [string, string, string][] = [
-    ['an absolute path that does not exist', '/nonexistent/slbctl-probe', '"/nonexistent/slbctl-probe" does not exist; install the program or correct the path'],
-    ['a file that is not executable', script, `"${script}" is not executable; make it so (chmod +x ${script}) or run it through its interpreter, e.g. [/bin/sh, ${script}]`],
+    [
+      'an absolute path that does not exist',
+      '/nonexistent/slbctl-probe',
+      '"/nonexistent/slbctl-probe" does not exist; install the program or correct the path',
+    ],
+    [
+      'a file that is not executable',
+      script,
+      `"${script}" is not executable; make it so (chmod +x ${script}) or run it through its interpreter, e.g. [/bin/sh, ${script}]`,
+    ],
     ['a directory', dir, `"${dir}" is not a file; give the path of the program itself`],
-    ['a relative path (the controller does not run where validate did)', './probe.sh', '"./probe.sh" is a relative path; give the absolute path of the program, or a program name on PATH'],
+    [
+      'a relative path (the controller does not run where validate did)',
+      './probe.sh',
+      '"./probe.sh" is a relative path; give the absolute path of the program, or a program name on PATH',
+    ],
   ];
   for (const [name, program, message] of refused) {
     it(`refuses ${name}`, () => assert.deepEqual(issues(check(program)), [`services[0].healthCheck.command: ${message}`]));
@@ -128,8 +164,16 @@ describe('a command check\'s program must be there', () => {
 describe('YAML aliases', () => {
   /** A config whose services share one health check and whose real servers are all aliases. */
   function manyAliases(services: number): string {
-    const lines = ['checks:', '  - &check { type: tcp, interval: 2s, timeout: 1s }', 'servers:', '  - &rs1 { address: 172.16.75.82 }', '  - &rs2 { address: 172.16.75.85 }', 'services:'];
-    for (let i = 0; i < services; i++) lines.push(`  - { vip: 172.16.75.84, port: ${1000 + i}, mode: fullnat, healthCheck: *check, realServers: [*rs1, *rs2] }`);
+    const lines = [
+      'checks:',
+      '  - &check { type: tcp, interval: 2s, timeout: 1s }',
+      'servers:',
+      '  - &rs1 { address: 172.16.75.82 }',
+      '  - &rs2 { address: 172.16.75.85 }',
+      'services:',
+    ];
+    for (let i = 0; i < services; i++)
+      lines.push(`  - { vip: 172.16.75.84, port: ${1000 + i}, mode: fullnat, healthCheck: *check, realServers: [*rs1, *rs2] }`);
     return `${lines.join('\n')}\n`;
   }
 
@@ -143,7 +187,12 @@ describe('YAML aliases', () => {
 
   const laughs = (levels: number) => {
     const lines = ['a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
-    for (let i = 1; i < levels; i++) lines.push(`a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]`);
+    for (let i = 1; i < levels; i++)
+      lines.push(
+        `a${i}: &a${i} [${Array(10)
+          .fill(`*a${i - 1}`)
+          .join(', ')}]`,
+      );
     lines.push(`services: *a${levels - 1}`);
     return `${lines.join('\n')}\n`;
   };
@@ -152,9 +201,12 @@ describe('YAML aliases', () => {
     const r = parseConfig(laughs(12));
     assert.ok(!r.ok);
     // Line 5 holds a4 (11111 nodes an alias); its 8th alias (column 45) brings the total past 10^5.
-    assert.deepEqual(r.issues.map((i) => formatIssue('bomb.yaml', i)), [
-      `bomb.yaml:5:45: the aliases expand this document to more than ${MIN_EXPANSION_LIMIT} nodes (a YAML alias bomb?); write the repeated parts out or nest fewer aliases`,
-    ]);
+    assert.deepEqual(
+      r.issues.map((i) => formatIssue('bomb.yaml', i)),
+      [
+        `bomb.yaml:5:45: the aliases expand this document to more than ${MIN_EXPANSION_LIMIT} nodes (a YAML alias bomb?); write the repeated parts out or nest fewer aliases`,
+      ],
+    );
   });
 
   it('a cycle and an alias without an anchor have their lines', () => {
@@ -163,14 +215,21 @@ describe('YAML aliases', () => {
       assert.ok(!r.ok);
       return r.issues.map((i) => formatIssue('c.yaml', i));
     };
-    assert.deepEqual(at('services: []\nloop: &l [1, *l]\n'), ['c.yaml:2:14: alias *l refers to a node that contains it (a cycle); write the repeated part out instead']);
-    assert.deepEqual(at('services: *nope\n'), ['c.yaml:1:11: alias *nope has no anchor &nope before it; define the anchor first (an alias can only repeat what came before)']);
+    assert.deepEqual(at('services: []\nloop: &l [1, *l]\n'), [
+      'c.yaml:2:14: alias *l refers to a node that contains it (a cycle); write the repeated part out instead',
+    ]);
+    assert.deepEqual(at('services: *nope\n'), [
+      'c.yaml:1:11: alias *nope has no anchor &nope before it; define the anchor first (an alias can only repeat what came before)',
+    ]);
   });
 
   it('a bomb file is a ConfigFileError naming file and line, and `validate` exits 2 with it', () => {
     const file = path.join(dir, 'bomb.yaml');
     fs.writeFileSync(file, laughs(9));
-    assert.throws(() => loadConfigFile(file), (e: unknown) => e instanceof ConfigFileError && e.message.includes(`${file}:5:45: the aliases expand`));
+    assert.throws(
+      () => loadConfigFile(file),
+      (e: unknown) => e instanceof ConfigFileError && e.message.includes(`${file}:5:45: the aliases expand`),
+    );
     const r = spawnSync(process.execPath, [CLI_ENTRY, 'validate', '-f', file], { encoding: 'utf8' });
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:5:45: the aliases expand this document`));

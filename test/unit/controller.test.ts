@@ -13,8 +13,17 @@ const hc = { type: 'tcp' as const, expectStatus: [200, 399] as [number, number],
 
 function svc(over: Partial<Service> = {}): Service {
   return {
-    name: 'web', vip: '172.16.75.84', port: 80, protocol: 'tcp', mode: 'fullnat', scheduler: 'rr', healthCheck: hc,
-    realServers: [{ address: '172.16.75.82', port: 80, weight: 3 }, { address: '172.16.75.85', port: 80, weight: 1 }],
+    name: 'web',
+    vip: '172.16.75.84',
+    port: 80,
+    protocol: 'tcp',
+    mode: 'fullnat',
+    scheduler: 'rr',
+    healthCheck: hc,
+    realServers: [
+      { address: '172.16.75.82', port: 80, weight: 3 },
+      { address: '172.16.75.85', port: 80, weight: 1 },
+    ],
     ...over,
   };
 }
@@ -29,27 +38,152 @@ const RS2 = '172.16.75.85:80';
 
 describe('effectiveConfig', () => {
   const cases: [string, Partial<Service>, Record<string, HealthState>, Drain[], [string, number][], string[]][] = [
-    ['both up: configured weights', {}, { [RS1]: 'up', [RS2]: 'up' }, [], [[RS1, 3], [RS2, 1]], ['serving', 'serving']],
-    ['not yet checked: keeps serving (a restart of slbctl must not black out the service)', {}, {}, [], [[RS1, 3], [RS2, 1]], ['not yet checked', 'not yet checked']],
-    ['down, quiesce (default): weight 0, still in the service', {}, { [RS1]: 'down', [RS2]: 'up' }, [], [[RS1, 0], [RS2, 1]], ['down: quiesced', 'serving']],
-    ['down, remove: out of the service', { failurePolicy: 'remove' }, { [RS1]: 'down', [RS2]: 'up' }, [], [[RS2, 1]], ['down: removed', 'serving']],
-    ['UDP down: removed whatever the policy (stale flows must expire)', { protocol: 'udp' }, { [RS1]: 'down', [RS2]: 'up' }, [], [[RS2, 1]], ['down: removed', 'serving']],
-    ['no health check: configured weights whatever the state', { healthCheck: undefined }, { [RS1]: 'down' }, [], [[RS1, 3], [RS2, 1]], ['no health check', 'no health check']],
-    ['draining: weight 0 even when up', {}, { [RS1]: 'up', [RS2]: 'up' }, [{ service: 'tcp/172.16.75.84:80', realServer: RS1, weight: 3, since: 0, deadline: 1, state: 'draining' }], [[RS1, 0], [RS2, 1]], ['draining', 'serving']],
-    ['drained: out', {}, { [RS1]: 'up', [RS2]: 'up' }, [{ service: 'tcp/172.16.75.84:80', realServer: RS1, weight: 3, since: 0, deadline: 1, state: 'removed' }], [[RS2, 1]], ['drained: removed', 'serving']],
-    ['a drain of another service changes nothing', {}, { [RS1]: 'up', [RS2]: 'up' }, [{ service: 'tcp/172.16.75.84:443', realServer: RS1, weight: 3, since: 0, deadline: 1, state: 'removed' }], [[RS1, 3], [RS2, 1]], ['serving', 'serving']],
-    ['all down with a sorry server: only the sorry server', { sorryServer: { address: '172.16.75.90', port: 8080 } }, { [RS1]: 'down', [RS2]: 'down' }, [], [['172.16.75.90:8080', 1]], ['down: quiesced', 'down: quiesced', 'sorry server']],
-    ['one down, one drained, with a sorry server: the sorry server', { sorryServer: { address: '172.16.75.90', port: 8080 } }, { [RS1]: 'down', [RS2]: 'up' }, [{ service: 'tcp/172.16.75.84:80', realServer: RS2, weight: 1, since: 0, deadline: 1, state: 'draining' }], [['172.16.75.90:8080', 1]], ['down: quiesced', 'draining', 'sorry server']],
-    ['one down, one not yet checked: no sorry server yet', { sorryServer: { address: '172.16.75.90', port: 8080 } }, { [RS1]: 'down' }, [], [[RS1, 0], [RS2, 1]], ['down: quiesced', 'not yet checked']],
-    ['all down without a sorry server: all quiesced', {}, { [RS1]: 'down', [RS2]: 'down' }, [], [[RS1, 0], [RS2, 0]], ['down: quiesced', 'down: quiesced']],
+    [
+      'both up: configured weights',
+      {},
+      { [RS1]: 'up', [RS2]: 'up' },
+      [],
+      [
+        [RS1, 3],
+        [RS2, 1],
+      ],
+      ['serving', 'serving'],
+    ],
+    [
+      'not yet checked: keeps serving (a restart of slbctl must not black out the service)',
+      {},
+      {},
+      [],
+      [
+        [RS1, 3],
+        [RS2, 1],
+      ],
+      ['not yet checked', 'not yet checked'],
+    ],
+    [
+      'down, quiesce (default): weight 0, still in the service',
+      {},
+      { [RS1]: 'down', [RS2]: 'up' },
+      [],
+      [
+        [RS1, 0],
+        [RS2, 1],
+      ],
+      ['down: quiesced', 'serving'],
+    ],
+    [
+      'down, remove: out of the service',
+      { failurePolicy: 'remove' },
+      { [RS1]: 'down', [RS2]: 'up' },
+      [],
+      [[RS2, 1]],
+      ['down: removed', 'serving'],
+    ],
+    [
+      'UDP down: removed whatever the policy (stale flows must expire)',
+      { protocol: 'udp' },
+      { [RS1]: 'down', [RS2]: 'up' },
+      [],
+      [[RS2, 1]],
+      ['down: removed', 'serving'],
+    ],
+    [
+      'no health check: configured weights whatever the state',
+      { healthCheck: undefined },
+      { [RS1]: 'down' },
+      [],
+      [
+        [RS1, 3],
+        [RS2, 1],
+      ],
+      ['no health check', 'no health check'],
+    ],
+    [
+      'draining: weight 0 even when up',
+      {},
+      { [RS1]: 'up', [RS2]: 'up' },
+      [{ service: 'tcp/172.16.75.84:80', realServer: RS1, weight: 3, since: 0, deadline: 1, state: 'draining' }],
+      [
+        [RS1, 0],
+        [RS2, 1],
+      ],
+      ['draining', 'serving'],
+    ],
+    [
+      'drained: out',
+      {},
+      { [RS1]: 'up', [RS2]: 'up' },
+      [{ service: 'tcp/172.16.75.84:80', realServer: RS1, weight: 3, since: 0, deadline: 1, state: 'removed' }],
+      [[RS2, 1]],
+      ['drained: removed', 'serving'],
+    ],
+    [
+      'a drain of another service changes nothing',
+      {},
+      { [RS1]: 'up', [RS2]: 'up' },
+      [{ service: 'tcp/172.16.75.84:443', realServer: RS1, weight: 3, since: 0, deadline: 1, state: 'removed' }],
+      [
+        [RS1, 3],
+        [RS2, 1],
+      ],
+      ['serving', 'serving'],
+    ],
+    [
+      'all down with a sorry server: only the sorry server',
+      { sorryServer: { address: '172.16.75.90', port: 8080 } },
+      { [RS1]: 'down', [RS2]: 'down' },
+      [],
+      [['172.16.75.90:8080', 1]],
+      ['down: quiesced', 'down: quiesced', 'sorry server'],
+    ],
+    [
+      'one down, one drained, with a sorry server: the sorry server',
+      { sorryServer: { address: '172.16.75.90', port: 8080 } },
+      { [RS1]: 'down', [RS2]: 'up' },
+      [{ service: 'tcp/172.16.75.84:80', realServer: RS2, weight: 1, since: 0, deadline: 1, state: 'draining' }],
+      [['172.16.75.90:8080', 1]],
+      ['down: quiesced', 'draining', 'sorry server'],
+    ],
+    [
+      'one down, one not yet checked: no sorry server yet',
+      { sorryServer: { address: '172.16.75.90', port: 8080 } },
+      { [RS1]: 'down' },
+      [],
+      [
+        [RS1, 0],
+        [RS2, 1],
+      ],
+      ['down: quiesced', 'not yet checked'],
+    ],
+    [
+      'all down without a sorry server: all quiesced',
+      {},
+      { [RS1]: 'down', [RS2]: 'down' },
+      [],
+      [
+        [RS1, 0],
+        [RS2, 0],
+      ],
+      ['down: quiesced', 'down: quiesced'],
+    ],
   ];
   for (const [name, over, states, drains, expected, decisions] of cases) {
     it(name, () => {
       const config: Config = { backend: 'nft', services: [svc(over)] };
       const eff = effectiveConfig(config, health(states), drains);
       assert.deepEqual(weights(eff.config), expected);
-      assert.deepEqual(eff.decisions.get(serviceKey(config.services[0] as Service))?.map((d) => d.decision), decisions);
-      assert.deepEqual(weights(config), [[RS1, 3], [RS2, 1]], 'the config itself is not changed');
+      assert.deepEqual(
+        eff.decisions.get(serviceKey(config.services[0] as Service))?.map((d) => d.decision),
+        decisions,
+      );
+      assert.deepEqual(
+        weights(config),
+        [
+          [RS1, 3],
+          [RS2, 1],
+        ],
+        'the config itself is not changed',
+      );
     });
   }
 });
@@ -57,24 +191,47 @@ describe('effectiveConfig', () => {
 describe('metrics text', () => {
   const text = renderMetrics({
     backend: 'ipvs',
-    services: [{
-      key: 'tcp/172.16.75.84:80', name: 'we"b', mode: 'fullnat', protocol: 'tcp', packets: 10, bytes: 600,
-      realServers: [{ address: '172.16.75.82', port: 80, configuredWeight: 3, weight: 0, decision: 'down: quiesced', health: 'down' }],
-      counters: new Map([[RS1, { checksOk: 5, checksFailed: 2, transitions: { up: 1, down: 1 } }]]),
-      kernel: new Map([[RS1, { active: 1, inactive: 2, packets: 7, bytes: 420 }]]),
-    }],
-    applies: { ok: 4, failed: 1 }, applyBuckets: APPLY_BUCKETS.map((le) => ({ le, count: le >= 0.05 ? 4 : 0 })), applySeconds: { sum: 0.12, count: 4 },
-    driftRepairs: 2, reloads: { ok: 1, failed: 1 }, startedAt: 1_700_000_000_000,
+    services: [
+      {
+        key: 'tcp/172.16.75.84:80',
+        name: 'we"b',
+        mode: 'fullnat',
+        protocol: 'tcp',
+        packets: 10,
+        bytes: 600,
+        realServers: [{ address: '172.16.75.82', port: 80, configuredWeight: 3, weight: 0, decision: 'down: quiesced', health: 'down' }],
+        counters: new Map([[RS1, { checksOk: 5, checksFailed: 2, transitions: { up: 1, down: 1 } }]]),
+        kernel: new Map([[RS1, { active: 1, inactive: 2, packets: 7, bytes: 420 }]]),
+      },
+    ],
+    applies: { ok: 4, failed: 1 },
+    applyBuckets: APPLY_BUCKETS.map((le) => ({ le, count: le >= 0.05 ? 4 : 0 })),
+    applySeconds: { sum: 0.12, count: 4 },
+    driftRepairs: 2,
+    reloads: { ok: 1, failed: 1 },
+    startedAt: 1_700_000_000_000,
   });
   const lines = text.trim().split('\n');
   it('every family has HELP and TYPE, every sample a number', () => {
     for (const l of lines) assert.match(l, /^(# (HELP|TYPE) slbctl_\w+ .+|slbctl_\w+(\{[^}]*\})? -?[\d.e+]+)$/, l);
   });
   it('labels are escaped, health is one-hot, counters are there', () => {
-    assert.ok(lines.includes('slbctl_real_server_health{service="we\\"b",vip="tcp/172.16.75.84:80",real_server="172.16.75.82:80",state="down"} 1'));
-    assert.ok(lines.includes('slbctl_real_server_health{service="we\\"b",vip="tcp/172.16.75.84:80",real_server="172.16.75.82:80",state="up"} 0'));
-    assert.ok(lines.includes('slbctl_health_transitions_total{service="we\\"b",vip="tcp/172.16.75.84:80",real_server="172.16.75.82:80",to="down"} 1'));
-    assert.ok(lines.includes('slbctl_real_server_connections{service="we\\"b",vip="tcp/172.16.75.84:80",real_server="172.16.75.82:80",state="inactive"} 2'));
+    assert.ok(
+      lines.includes('slbctl_real_server_health{service="we\\"b",vip="tcp/172.16.75.84:80",real_server="172.16.75.82:80",state="down"} 1'),
+    );
+    assert.ok(
+      lines.includes('slbctl_real_server_health{service="we\\"b",vip="tcp/172.16.75.84:80",real_server="172.16.75.82:80",state="up"} 0'),
+    );
+    assert.ok(
+      lines.includes(
+        'slbctl_health_transitions_total{service="we\\"b",vip="tcp/172.16.75.84:80",real_server="172.16.75.82:80",to="down"} 1',
+      ),
+    );
+    assert.ok(
+      lines.includes(
+        'slbctl_real_server_connections{service="we\\"b",vip="tcp/172.16.75.84:80",real_server="172.16.75.82:80",state="inactive"} 2',
+      ),
+    );
     assert.ok(lines.includes('slbctl_drift_repairs_total 2'));
     assert.ok(lines.includes('slbctl_apply_duration_seconds_bucket{le="+Inf"} 4'));
     assert.ok(lines.includes('slbctl_config_reloads_total{result="failed"} 1'));
@@ -106,7 +263,10 @@ describe('conntrack listing', () => {
     const s = { protocol: 'tcp' as const, vip: '172.16.75.84', port: 80 };
     assert.deepEqual(countFor(flows, s, { address: '172.16.75.82', port: 80 }), { active: 1, inactive: 1 });
     assert.deepEqual(countFor(flows, s, { address: '172.16.75.85', port: 80 }), { active: 1, inactive: 0 });
-    assert.deepEqual(countFor(flows, { ...s, protocol: 'udp', port: 53 }, { address: '172.16.75.82', port: 53 }), { active: 1, inactive: 0 });
+    assert.deepEqual(countFor(flows, { ...s, protocol: 'udp', port: 53 }, { address: '172.16.75.82', port: 53 }), {
+      active: 1,
+      inactive: 0,
+    });
   });
 });
 

@@ -13,7 +13,10 @@ const decode = (data: Buffer, link: LinkType = 'ETHERNET') => decodeFrame(frame(
 
 describe('decodeFrame', () => {
   it('Ethernet / IPv4 / TCP SYN, with Ethernet padding not counted as payload', () => {
-    const f = Buffer.concat([ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(51234, 80, SYN))), Buffer.alloc(6)]);
+    const f = Buffer.concat([
+      ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(51234, 80, SYN))),
+      Buffer.alloc(6),
+    ]);
     const p = decode(f);
     assert.equal(p.error, undefined);
     assert.equal(p.srcMac, CLIENT_MAC);
@@ -29,7 +32,14 @@ describe('decodeFrame', () => {
   });
 
   it('a TCP payload length comes from the IP header', () => {
-    const p = decode(ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('172.16.75.82', '10.8.21.40', 6, tcp(80, 51234, PSH_ACK, Buffer.from('HTTP/1.1 200 OK\r\n')))));
+    const p = decode(
+      ethernet(
+        LB_MAC,
+        CLIENT_MAC,
+        0x0800,
+        ipv4('172.16.75.82', '10.8.21.40', 6, tcp(80, 51234, PSH_ACK, Buffer.from('HTTP/1.1 200 OK\r\n'))),
+      ),
+    );
     assert.equal(p.transport?.kind === 'tcp' && p.transport.payloadLength, 17);
   });
 
@@ -71,7 +81,9 @@ describe('decodeFrame', () => {
     assert.equal(p.outer?.protocol, 41);
     assert.equal(p.ip?.version, 6);
     assert.equal(p.ip?.dst, '2001:db8::2');
-    const q = decode(ethernet(LB_MAC, CLIENT_MAC, 0x86dd, ipv6(V6_SRC, V6_DST, 4, ipv4('10.8.21.40', '172.16.75.84', 17, udp(1, 53, Buffer.alloc(2))))));
+    const q = decode(
+      ethernet(LB_MAC, CLIENT_MAC, 0x86dd, ipv6(V6_SRC, V6_DST, 4, ipv4('10.8.21.40', '172.16.75.84', 17, udp(1, 53, Buffer.alloc(2))))),
+    );
     assert.equal(q.error, undefined);
     assert.equal(q.outer?.src, '2001:db8::1');
     assert.deepEqual(q.transport, { kind: 'udp', srcPort: 1, dstPort: 53, payloadLength: 2 });
@@ -117,8 +129,19 @@ describe('decodeFrame', () => {
 
   it('a frame cut at every offset never throws and says what is missing', () => {
     const wholes = [
-      ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('10.8.21.40', '172.16.75.84', 4, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(1, 80, SYN, Buffer.from('GET /'))))),
-      ethernet(LB_MAC, CLIENT_MAC, 0x86dd, ipv6(V6_SRC, V6_DST, 0, Buffer.concat([Buffer.from([17, 0, 1, 4, 0, 0, 0, 0]), udp(5353, 53, Buffer.from('q'))])), 75),
+      ethernet(
+        LB_MAC,
+        CLIENT_MAC,
+        0x0800,
+        ipv4('10.8.21.40', '172.16.75.84', 4, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(1, 80, SYN, Buffer.from('GET /')))),
+      ),
+      ethernet(
+        LB_MAC,
+        CLIENT_MAC,
+        0x86dd,
+        ipv6(V6_SRC, V6_DST, 0, Buffer.concat([Buffer.from([17, 0, 1, 4, 0, 0, 0, 0]), udp(5353, 53, Buffer.from('q'))])),
+        75,
+      ),
     ];
     for (const whole of wholes) {
       for (let n = 0; n < whole.length; n++) {
@@ -133,8 +156,18 @@ describe('decodeFrame', () => {
     const next = rng(0x51b);
     const valid = [
       ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(1, 80, SYN))),
-      ethernet(LB_MAC, CLIENT_MAC, 0x0800, ipv4('172.16.75.83', '172.16.75.82', 4, ipv4('10.8.21.40', '172.16.75.84', 17, udp(1, 2, Buffer.alloc(3))))),
-      ethernet(LB_MAC, CLIENT_MAC, 0x86dd, ipv6(Array(16).fill(1), Array(16).fill(2), 44, Buffer.concat([Buffer.from([6, 0, 0, 0, 0, 0, 0, 0]), tcp(1, 2, SYN)]))),
+      ethernet(
+        LB_MAC,
+        CLIENT_MAC,
+        0x0800,
+        ipv4('172.16.75.83', '172.16.75.82', 4, ipv4('10.8.21.40', '172.16.75.84', 17, udp(1, 2, Buffer.alloc(3)))),
+      ),
+      ethernet(
+        LB_MAC,
+        CLIENT_MAC,
+        0x86dd,
+        ipv6(Array(16).fill(1), Array(16).fill(2), 44, Buffer.concat([Buffer.from([6, 0, 0, 0, 0, 0, 0, 0]), tcp(1, 2, SYN)])),
+      ),
     ];
     const links: LinkType[] = ['ETHERNET', 'RAW', 'LINUX_SLL'];
     for (let i = 0; i < 20000; i++) {

@@ -6,18 +6,56 @@ import { judge, VerifyInput } from '../../src/verify/facts';
 import { DecodedPacket, HostCapture } from '../../src/capture/types';
 import { Mode } from '../../src/model/types';
 
-const MAC = { client: '02:00:00:00:00:40', router: '02:00:00:00:00:01', lb: '02:00:00:00:00:83', rs1: '02:00:00:00:00:82', rs2: '02:00:00:00:00:85' };
-const A = { client: '10.8.21.40', lb: '172.16.75.83', vip: '172.16.75.84', port: 80, realServers: { rs1: '172.16.75.82', rs2: '172.16.75.85' } };
+const MAC = {
+  client: '02:00:00:00:00:40',
+  router: '02:00:00:00:00:01',
+  lb: '02:00:00:00:00:83',
+  rs1: '02:00:00:00:00:82',
+  rs2: '02:00:00:00:00:85',
+};
+const A = {
+  client: '10.8.21.40',
+  lb: '172.16.75.83',
+  vip: '172.16.75.84',
+  port: 80,
+  realServers: { rs1: '172.16.75.82', rs2: '172.16.75.85' },
+};
 
-function pkt(src: string, dst: string, sport: number, dport: number, flags: 'S' | 'SA' | 'A', dstMac: string, srcMac: string): DecodedPacket {
+function pkt(
+  src: string,
+  dst: string,
+  sport: number,
+  dport: number,
+  flags: 'S' | 'SA' | 'A',
+  dstMac: string,
+  srcMac: string,
+): DecodedPacket {
   return {
-    tsMicros: 0, srcMac, dstMac, etherType: 0x0800,
+    tsMicros: 0,
+    srcMac,
+    dstMac,
+    etherType: 0x0800,
     ip: { version: 4, src, dst, protocol: 6, ttl: 64 },
-    transport: { kind: 'tcp', srcPort: sport, dstPort: dport, seq: 0, ack: 0, payloadLength: 0, flags: { syn: flags !== 'A', ack: flags !== 'S', fin: false, rst: false, psh: false } },
+    transport: {
+      kind: 'tcp',
+      srcPort: sport,
+      dstPort: dport,
+      seq: 0,
+      ack: 0,
+      payloadLength: 0,
+      flags: { syn: flags !== 'A', ack: flags !== 'S', fin: false, rst: false, psh: false },
+    },
   };
 }
 
-const host = (name: keyof typeof MAC, packets: DecodedPacket[]): HostCapture => ({ host: name, device: 'eth0', mac: MAC[name], linkType: 'ETHERNET', frames: [], packets });
+const host = (name: keyof typeof MAC, packets: DecodedPacket[]): HostCapture => ({
+  host: name,
+  device: 'eth0',
+  mac: MAC[name],
+  linkType: 'ETHERNET',
+  frames: [],
+  packets,
+});
 
 /** Captures of one connection to each RS, as the given mode would produce them. */
 function captures(mode: Mode, broken?: 'rs2-replies-bypass-lb'): Omit<VerifyInput, 'mode' | 'expectedRealServers'> {
@@ -27,14 +65,20 @@ function captures(mode: Mode, broken?: 'rs2-replies-bypass-lb'): Omit<VerifyInpu
   (['rs1', 'rs2'] as const).forEach((r, i) => {
     const sport = 40000 + i;
     const rsAddr = A.realServers[r];
-    client.push(pkt(A.client, A.vip, sport, 80, 'S', MAC.router, MAC.client), pkt(A.vip, A.client, 80, sport, 'SA', MAC.client, MAC.router));
+    client.push(
+      pkt(A.client, A.vip, sport, 80, 'S', MAC.router, MAC.client),
+      pkt(A.vip, A.client, 80, sport, 'SA', MAC.client, MAC.router),
+    );
     lb.push(pkt(A.client, A.vip, sport, 80, 'S', MAC.lb, MAC.router));
     if (mode === 'fullnat') {
       lb.push(pkt(A.lb, rsAddr, 5000 + i, 80, 'S', MAC[r], MAC.lb), pkt(rsAddr, A.lb, 80, 5000 + i, 'SA', MAC.lb, MAC[r]));
       rs[r].push(pkt(A.lb, rsAddr, 5000 + i, 80, 'S', MAC[r], MAC.lb), pkt(rsAddr, A.lb, 80, 5000 + i, 'SA', MAC.lb, MAC[r]));
     } else if (mode === 'transparent') {
       const viaLb = !(broken === 'rs2-replies-bypass-lb' && r === 'rs2');
-      rs[r].push(pkt(A.client, rsAddr, sport, 80, 'S', MAC[r], MAC.lb), pkt(rsAddr, A.client, 80, sport, 'SA', viaLb ? MAC.lb : MAC.router, MAC[r]));
+      rs[r].push(
+        pkt(A.client, rsAddr, sport, 80, 'S', MAC[r], MAC.lb),
+        pkt(rsAddr, A.client, 80, sport, 'SA', viaLb ? MAC.lb : MAC.router, MAC[r]),
+      );
       if (viaLb) lb.push(pkt(rsAddr, A.client, 80, sport, 'SA', MAC.lb, MAC[r]));
     } else {
       lb.push(pkt(A.client, A.vip, sport, 80, 'S', MAC[r], MAC.lb));
@@ -42,12 +86,19 @@ function captures(mode: Mode, broken?: 'rs2-replies-bypass-lb'): Omit<VerifyInpu
     }
   });
   return {
-    addresses: A, client: host('client', client), lb: host('lb', lb), realServers: [host('rs1', rs.rs1), host('rs2', rs.rs2)],
-    requests: [{ ok: true, realServer: 'rs1' }, { ok: true, realServer: 'rs2' }],
+    addresses: A,
+    client: host('client', client),
+    lb: host('lb', lb),
+    realServers: [host('rs1', rs.rs1), host('rs2', rs.rs2)],
+    requests: [
+      { ok: true, realServer: 'rs1' },
+      { ok: true, realServer: 'rs2' },
+    ],
   };
 }
 
-const verdict = (applied: Mode, judged: Mode, broken?: 'rs2-replies-bypass-lb') => judge({ ...captures(applied, broken), mode: judged, expectedRealServers: ['rs1', 'rs2'] });
+const verdict = (applied: Mode, judged: Mode, broken?: 'rs2-replies-bypass-lb') =>
+  judge({ ...captures(applied, broken), mode: judged, expectedRealServers: ['rs1', 'rs2'] });
 const failing = (v: ReturnType<typeof judge>) => v.facts.filter((f) => !f.pass).map((f) => f.fact);
 
 describe('judge', () => {
@@ -71,7 +122,7 @@ describe('judge', () => {
 
   it('transparent with one RS replying past the LB fails and names it', () => {
     const v = verdict('transparent', 'transparent', 'rs2-replies-bypass-lb');
-    assert.deepEqual(failing(v), ['real servers\' replies come back through the LB']);
+    assert.deepEqual(failing(v), ["real servers' replies come back through the LB"]);
     assert.match(v.facts.find((f) => !f.pass)?.why ?? '', /rs2/);
   });
 
@@ -82,7 +133,15 @@ describe('judge', () => {
   });
 
   it('an empty capture never passes', () => {
-    const input: VerifyInput = { addresses: A, client: host('client', []), lb: host('lb', []), realServers: [host('rs1', []), host('rs2', [])], requests: [], mode: 'fullnat', expectedRealServers: ['rs1', 'rs2'] };
+    const input: VerifyInput = {
+      addresses: A,
+      client: host('client', []),
+      lb: host('lb', []),
+      realServers: [host('rs1', []), host('rs2', [])],
+      requests: [],
+      mode: 'fullnat',
+      expectedRealServers: ['rs1', 'rs2'],
+    };
     assert.equal(judge(input).pass, false);
   });
 });

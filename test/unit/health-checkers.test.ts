@@ -24,8 +24,14 @@ describe('health checkers', () => {
   const hanging: net.Socket[] = [];
   before(async () => {
     server = http.createServer((req, res) => {
-      if (req.url === '/hang') { hanging.push(req.socket); return; }
-      if (req.url === '/down') { res.writeHead(503).end('maintenance'); return; }
+      if (req.url === '/hang') {
+        hanging.push(req.socket);
+        return;
+      }
+      if (req.url === '/down') {
+        res.writeHead(503).end('maintenance');
+        return;
+      }
       res.writeHead(200, { 'Content-Type': 'text/plain' }).end('rs1 ok\n');
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -37,7 +43,10 @@ describe('health checkers', () => {
   });
 
   it('tcp: a listening port passes, a closed one fails with the reason', async () => {
-    assert.deepEqual((({ ok, detail }) => ({ ok, detail }))(await new TcpChecker('127.0.0.1', port).check(500)), { ok: true, detail: 'connected' });
+    assert.deepEqual((({ ok, detail }) => ({ ok, detail }))(await new TcpChecker('127.0.0.1', port).check(500)), {
+      ok: true,
+      detail: 'connected',
+    });
     const closed = await new TcpChecker('127.0.0.1', await closedPort()).check(500);
     assert.deepEqual({ ok: closed.ok, detail: closed.detail }, { ok: false, detail: 'connection refused' });
   });
@@ -62,7 +71,10 @@ describe('health checkers', () => {
 
   it('command: exit code decides, a slow command is killed at the timeout', async () => {
     assert.equal((await new CommandChecker(['true']).check(1000)).ok, true);
-    assert.deepEqual((({ ok, detail }) => ({ ok, detail }))(await new CommandChecker(['false']).check(1000)), { ok: false, detail: 'exit 1' });
+    assert.deepEqual((({ ok, detail }) => ({ ok, detail }))(await new CommandChecker(['false']).check(1000)), {
+      ok: false,
+      detail: 'exit 1',
+    });
     const slow = await new CommandChecker(['sleep', '5']).check(150);
     assert.deepEqual({ ok: slow.ok, detail: slow.detail }, { ok: false, detail: 'did not finish within 150 ms' });
   });

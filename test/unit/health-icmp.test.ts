@@ -12,7 +12,14 @@ describe('icmp health check validation', () => {
   it('accepts icmp with timing and the documented defaults', () => {
     const r = parseConfig(withCheck('{ type: icmp, interval: 200ms, timeout: 150ms, fall: 2 }'));
     assert.ok(r.ok, JSON.stringify(!r.ok && r.issues));
-    assert.deepEqual(r.config.services[0]?.healthCheck, { type: 'icmp', expectStatus: [200, 399], intervalMs: 200, timeoutMs: 150, rise: 2, fall: 2 });
+    assert.deepEqual(r.config.services[0]?.healthCheck, {
+      type: 'icmp',
+      expectStatus: [200, 399],
+      intervalMs: 200,
+      timeoutMs: 150,
+      rise: 2,
+      fall: 2,
+    });
   });
   it('refuses, one clear issue each, what an echo request does not have', () => {
     const r = parseConfig(withCheck('{ type: icmp, port: 80, url: "http://{address}/", expectStatus: 200, body: ok, command: [true] }'));
@@ -26,7 +33,10 @@ describe('icmp health check validation', () => {
   it('still checks timing for icmp', () => {
     const r = parseConfig(withCheck('{ type: icmp, interval: 50ms }'));
     assert.ok(!r.ok);
-    assert.deepEqual(r.issues.map((i) => i.message), ['50ms is below the fastest interval, 100ms']);
+    assert.deepEqual(
+      r.issues.map((i) => i.message),
+      ['50ms is below the fastest interval, 100ms'],
+    );
   });
 });
 
@@ -37,8 +47,12 @@ function ip(src: string, dst: string, payload: Buffer): Buffer {
   h.writeUInt16BE(20 + payload.length, 2);
   h[8] = 64;
   h[9] = 1;
-  src.split('.').forEach((o, i) => { h[12 + i] = Number(o); });
-  dst.split('.').forEach((o, i) => { h[16 + i] = Number(o); });
+  src.split('.').forEach((o, i) => {
+    h[12 + i] = Number(o);
+  });
+  dst.split('.').forEach((o, i) => {
+    h[16 + i] = Number(o);
+  });
   h.writeUInt16BE(inetChecksum(h), 10);
   return Buffer.concat([h, payload]);
 }
@@ -59,7 +73,14 @@ describe('icmp echo codec', () => {
   it('reads a host unreachable that quotes our request', () => {
     const quoted = ip('172.16.75.83', '172.16.75.99', echoRequest(42, 3)).subarray(0, 28);
     const err = Buffer.concat([Buffer.from([3, 1, 0, 0, 0, 0, 0, 0]), quoted]);
-    assert.deepEqual(parseIcmp(ip('172.16.75.83', '172.16.75.83', err)), { kind: 'error', id: 42, seq: 3, to: '172.16.75.99', from: '172.16.75.83', detail: 'host unreachable' });
+    assert.deepEqual(parseIcmp(ip('172.16.75.83', '172.16.75.83', err)), {
+      kind: 'error',
+      id: 42,
+      seq: 3,
+      to: '172.16.75.99',
+      from: '172.16.75.83',
+      detail: 'host unreachable',
+    });
   });
   it('ignores what is not about an echo', () => {
     assert.equal(parseIcmp(ip('1.2.3.4', '5.6.7.8', Buffer.from([13, 0, 0, 0, 0, 0, 0, 0]))), undefined);
@@ -80,7 +101,10 @@ describe('icmp checker on loopback', { skip: process.getuid?.() !== 0 ? 'needs r
     assert.equal(new Set(checkers.map((c) => c.identifier)).size, 300, 'one echo identifier per checker');
     for (let round = 0; round < 2; round++) {
       const results = await Promise.all(checkers.map((c) => c.check(2000)));
-      assert.deepEqual(results.filter((r) => !r.ok), []);
+      assert.deepEqual(
+        results.filter((r) => !r.ok),
+        [],
+      );
     }
   });
 });

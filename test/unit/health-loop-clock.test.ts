@@ -14,7 +14,9 @@ import { HttpChecker } from '../../src/health/http';
 /** Keep the event loop busy, as a long synchronous task does. */
 function blockLoop(ms: number): void {
   const until = performance.now() + ms;
-  while (performance.now() < until) { /* busy */ }
+  while (performance.now() < until) {
+    /* busy */
+  }
 }
 
 const nextTurn = () => new Promise<void>((r) => setImmediate(r));
@@ -25,7 +27,9 @@ describe('event-loop stopwatch and probe deadlines', () => {
   const held: net.Socket[] = [];
   before(async () => {
     // Accepts and never answers: a TCP check passes (the kernel completes the handshake), an HTTP one never does.
-    server = net.createServer((s) => { held.push(s); });
+    server = net.createServer((s) => {
+      held.push(s);
+    });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     port = (server.address() as AddressInfo).port;
   });
@@ -47,7 +51,7 @@ describe('event-loop stopwatch and probe deadlines', () => {
     }
   });
 
-  it('a probe started in the same turn as a long task passes: the block is not the server\'s time', async () => {
+  it("a probe started in the same turn as a long task passes: the block is not the server's time", async () => {
     // Expired timers run before I/O in a loop turn: without care, the timeout would win over the connection.
     const pending = new TcpChecker('127.0.0.1', port).check(50);
     blockLoop(250);

@@ -23,10 +23,28 @@ function run(results: boolean[], start: HealthStatus = INITIAL): { states: strin
 describe('health state machine (rise 2, fall 3)', () => {
   const cases: [string, boolean[], string, string[]][] = [
     ['a new server comes up after rise successes', [true, true], 'unknown up', ['unknown->up: 2 checks passed (HTTP 200)']],
-    ['a new server that never answers goes down after fall failures', [false, false, false], 'unknown unknown down', ['unknown->down: 3 checks failed (last: connection refused)']],
-    ['one lost probe moves nothing', [true, true, false, true, false, false, true], 'unknown up up up up up up', ['unknown->up: 2 checks passed (HTTP 200)']],
-    ['fall consecutive failures take it down; rise successes bring it back', [true, true, false, false, false, true, true], 'unknown up up up down down up',
-      ['unknown->up: 2 checks passed (HTTP 200)', 'up->down: 3 checks failed (last: connection refused)', 'down->up: 2 checks passed (HTTP 200)']],
+    [
+      'a new server that never answers goes down after fall failures',
+      [false, false, false],
+      'unknown unknown down',
+      ['unknown->down: 3 checks failed (last: connection refused)'],
+    ],
+    [
+      'one lost probe moves nothing',
+      [true, true, false, true, false, false, true],
+      'unknown up up up up up up',
+      ['unknown->up: 2 checks passed (HTTP 200)'],
+    ],
+    [
+      'fall consecutive failures take it down; rise successes bring it back',
+      [true, true, false, false, false, true, true],
+      'unknown up up up down down up',
+      [
+        'unknown->up: 2 checks passed (HTTP 200)',
+        'up->down: 3 checks failed (last: connection refused)',
+        'down->up: 2 checks passed (HTTP 200)',
+      ],
+    ],
   ];
   for (const [name, results, states, transitions] of cases) {
     it(name, () => assert.deepEqual(run(results), { states, transitions }));

@@ -22,24 +22,48 @@ import { EMPTY_OWNERSHIP, Ownership } from '../../src/records/ownership';
 
 const GOLDEN_DIR = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'ipvs');
 
-const eth0: NetInterface = { index: 2, name: 'eth0', up: true, mac: '02:00:00:00:00:83', addresses: [{ address: '10.0.0.254', prefixLength: 24 }] };
+const eth0: NetInterface = {
+  index: 2,
+  name: 'eth0',
+  up: true,
+  mac: '02:00:00:00:00:83',
+  addresses: [{ address: '10.0.0.254', prefixLength: 24 }],
+};
 const facts: HostFacts = { interfaces: [eth0], macOf: () => undefined };
 
 const rs = (address: string, weight = 1, port = 80) => ({ address, port, weight });
 const svc = (over: Partial<Service>): Service => ({
-  name: 'web', vip: '10.0.0.1', port: 80, protocol: 'tcp', mode: 'fullnat', scheduler: 'rr', realServers: [rs('10.0.0.2'), rs('10.0.0.3')], ...over,
+  name: 'web',
+  vip: '10.0.0.1',
+  port: 80,
+  protocol: 'tcp',
+  mode: 'fullnat',
+  scheduler: 'rr',
+  realServers: [rs('10.0.0.2'), rs('10.0.0.3')],
+  ...over,
 });
 const web = svc({});
 const dsr = svc({ name: 'dsr', vip: '10.0.0.9', mode: 'dsr', scheduler: 'wlc', realServers: [rs('10.0.0.2', 2), rs('10.0.0.3', 3)] });
 const tunnel = svc({ name: 'tun', vip: '10.0.0.9', port: 443, mode: 'dsr', encapsulation: 'ipip', realServers: [rs('10.0.0.4', 1, 443)] });
-const sticky = svc({ name: 'sticky', port: 8080, mode: 'transparent', scheduler: 'sh', persistence: { timeout: 300, netmask: '255.255.255.0' }, realServers: [rs('10.0.0.2', 1, 8080)] });
+const sticky = svc({
+  name: 'sticky',
+  port: 8080,
+  mode: 'transparent',
+  scheduler: 'sh',
+  persistence: { timeout: 300, netmask: '255.255.255.0' },
+  realServers: [rs('10.0.0.2', 1, 8080)],
+});
 const config = (...services: Service[]): Config => ({ backend: 'ipvs', services });
 
 /** The kernel as the doubles hold it, read as the engine reads it. */
 async function observed(ipvs: MemoryIpvs, snat: MemorySnat, record: Ownership, vips: string[]) {
   const kernel = await observeIpvs(ipvs, record, snat);
   kernel.ownedAddresses = record.addresses.map((a) => ({ address: a.address, device: a.device }));
-  return { kernel, addresses: [{ address: '10.0.0.254', device: 'eth0' }, ...vips.map((v) => ({ address: v, device: 'eth0' }))], sysctls: {} };
+  return {
+    kernel,
+    addresses: [{ address: '10.0.0.254', device: 'eth0' }, ...vips.map((v) => ({ address: v, device: 'eth0' }))],
+    sysctls: {},
+  };
 }
 
 interface World {
@@ -75,7 +99,11 @@ const scenarios: { name: string; before: Service[]; after: Service[] }[] = [
   { name: 'first-apply', before: [], after: [web, dsr, tunnel, sticky] },
   { name: 'one-weight-change', before: [web, dsr], after: [web, { ...dsr, realServers: [rs('10.0.0.2', 2), rs('10.0.0.3', 5)] }] },
   { name: 'real-server-added-and-removed', before: [web], after: [{ ...web, realServers: [rs('10.0.0.3'), rs('10.0.0.5')] }] },
-  { name: 'scheduler-and-persistence-change', before: [sticky], after: [{ ...sticky, scheduler: 'wrr', persistence: { timeout: 600, netmask: '255.255.255.0' } }] },
+  {
+    name: 'scheduler-and-persistence-change',
+    before: [sticky],
+    after: [{ ...sticky, scheduler: 'wrr', persistence: { timeout: 600, netmask: '255.255.255.0' } }],
+  },
   { name: 'dsr-to-fullnat', before: [dsr], after: [{ ...dsr, mode: 'fullnat' }] },
   { name: 'fullnat-service-removed', before: [web, dsr], after: [dsr] },
   { name: 'destroy', before: [web, dsr, tunnel, sticky], after: [] },
@@ -110,13 +138,19 @@ describe('IPVS rollback: a failure at every step leaves IPVS and the source-NAT 
       const ipvsSteps = probe.ipvs.calls.length;
       const snatSteps = probe.snat.calls.length;
       assert.ok(ipvsSteps + snatSteps > 0, 'the scenario changes something');
-      for (const [double, steps] of [['ipvs', ipvsSteps], ['snat', snatSteps]] as const) {
+      for (const [double, steps] of [
+        ['ipvs', ipvsSteps],
+        ['snat', snatSteps],
+      ] as const) {
         for (let n = 1; n <= steps; n++) {
           const w = await world(s.before);
           const before = { ipvs: w.ipvs.dump(), snat: JSON.stringify(await w.snat.read()) };
           const failing = await planFor(w, config(...s.after));
           w[double].failAt = n;
-          await assert.rejects(executeIpvs(w.ipvs, failing, () => undefined, w.snat), `${double} step ${n} fails`);
+          await assert.rejects(
+            executeIpvs(w.ipvs, failing, () => undefined, w.snat),
+            `${double} step ${n} fails`,
+          );
           w.ipvs.failAt = 0;
           w.snat.failAt = 0;
           assert.equal(w.ipvs.dump(), before.ipvs, `IPVS after a failure at ${double} step ${n} of ${steps}`);

@@ -38,7 +38,12 @@ const MINIMAL_YAML = `services:
 `;
 
 type RawService = Record<string, unknown>;
-const rawWeb: RawService = { vip: '172.16.75.84', port: 80, mode: 'fullnat', realServers: [{ address: '172.16.75.82' }, { address: '172.16.75.85' }] };
+const rawWeb: RawService = {
+  vip: '172.16.75.84',
+  port: 80,
+  mode: 'fullnat',
+  realServers: [{ address: '172.16.75.82' }, { address: '172.16.75.85' }],
+};
 
 /** The reference service as JSON text with some keys changed (undefined removes a key). */
 function webJson(over: RawService = {}, top: Record<string, unknown> = {}): string {
@@ -50,8 +55,16 @@ const jsonOf = (services: RawService[], top: Record<string, unknown> = {}) => JS
 /** The normalised reference service: what every default fills in. */
 function web(over: Partial<Service> = {}): Service {
   return {
-    name: 'tcp/172.16.75.84:80', vip: '172.16.75.84', port: 80, protocol: 'tcp', mode: 'fullnat', scheduler: 'rr',
-    realServers: [{ address: '172.16.75.82', port: 80, weight: 1 }, { address: '172.16.75.85', port: 80, weight: 1 }],
+    name: 'tcp/172.16.75.84:80',
+    vip: '172.16.75.84',
+    port: 80,
+    protocol: 'tcp',
+    mode: 'fullnat',
+    scheduler: 'rr',
+    realServers: [
+      { address: '172.16.75.82', port: 80, weight: 1 },
+      { address: '172.16.75.85', port: 80, weight: 1 },
+    ],
     ...over,
   };
 }
@@ -71,16 +84,41 @@ const accepted: { name: string; text: string; config: Config }[] = [
   },
   {
     name: 'JSON with every key set',
-    text: jsonOf([{
-      name: 'dns', vip: '172.16.75.84', port: 53, protocol: 'udp', mode: 'transparent', scheduler: 'sh', interface: 'eth0',
-      realServers: [{ address: '172.16.75.82', port: 5353, weight: 3 }, { address: '172.16.75.85', port: 53, weight: 0 }],
-    }], { backend: 'nft' }),
+    text: jsonOf(
+      [
+        {
+          name: 'dns',
+          vip: '172.16.75.84',
+          port: 53,
+          protocol: 'udp',
+          mode: 'transparent',
+          scheduler: 'sh',
+          interface: 'eth0',
+          realServers: [
+            { address: '172.16.75.82', port: 5353, weight: 3 },
+            { address: '172.16.75.85', port: 53, weight: 0 },
+          ],
+        },
+      ],
+      { backend: 'nft' },
+    ),
     config: {
       backend: 'nft',
-      services: [{
-        name: 'dns', vip: '172.16.75.84', port: 53, protocol: 'udp', mode: 'transparent', scheduler: 'sh', interface: 'eth0',
-        realServers: [{ address: '172.16.75.82', port: 5353, weight: 3 }, { address: '172.16.75.85', port: 53, weight: 0 }],
-      }],
+      services: [
+        {
+          name: 'dns',
+          vip: '172.16.75.84',
+          port: 53,
+          protocol: 'udp',
+          mode: 'transparent',
+          scheduler: 'sh',
+          interface: 'eth0',
+          realServers: [
+            { address: '172.16.75.82', port: 5353, weight: 3 },
+            { address: '172.16.75.85', port: 53, weight: 0 },
+          ],
+        },
+      ],
     },
   },
   {
@@ -100,7 +138,13 @@ const accepted: { name: string; text: string; config: Config }[] = [
   },
   {
     name: 'dsr with encapsulation ipip keeps it; encapsulation none is the default and is dropped',
-    text: jsonOf([{ ...rawWeb, mode: 'dsr', encapsulation: 'ipip' }, { ...rawWeb, port: 443, mode: 'dsr', encapsulation: 'none' }], { backend: 'ipvs' }),
+    text: jsonOf(
+      [
+        { ...rawWeb, mode: 'dsr', encapsulation: 'ipip' },
+        { ...rawWeb, port: 443, mode: 'dsr', encapsulation: 'none' },
+      ],
+      { backend: 'ipvs' },
+    ),
     config: {
       backend: 'ipvs',
       services: [
@@ -117,7 +161,10 @@ const accepted: { name: string; text: string; config: Config }[] = [
   {
     name: 'YAML flow style',
     text: 'backend: nft\nservices:\n  - { name: web, vip: 172.16.75.84, port: 80, mode: dsr, realServers: [{ address: 172.16.75.82, weight: 2 }] }\n',
-    config: { backend: 'nft', services: [web({ name: 'web', mode: 'dsr', realServers: [{ address: '172.16.75.82', port: 80, weight: 2 }] })] },
+    config: {
+      backend: 'nft',
+      services: [web({ name: 'web', mode: 'dsr', realServers: [{ address: '172.16.75.82', port: 80, weight: 2 }] })],
+    },
   },
   {
     name: 'an empty service list (apply removes everything slbctl programmed)',
@@ -128,7 +175,8 @@ const accepted: { name: string; text: string; config: Config }[] = [
 
 // ---------------------------------------------------------------- rejected
 
-const ALLOWED_SERVICE_KEYS = 'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, realServers';
+const ALLOWED_SERVICE_KEYS =
+  'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, realServers';
 
 const rejected: { name: string; text: string; issues: string[] }[] = [
   {
@@ -138,7 +186,10 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
   },
   {
     name: 'a VIP with a leading zero or a number instead of a string',
-    text: jsonOf([{ ...rawWeb, vip: '172.16.075.84' }, { ...rawWeb, vip: 3232235777 }]),
+    text: jsonOf([
+      { ...rawWeb, vip: '172.16.075.84' },
+      { ...rawWeb, vip: 3232235777 },
+    ]),
     issues: ['services[0].vip: "172.16.075.84" is not an IPv4 address', 'services[1].vip: 3232235777 is not an IPv4 address'],
   },
   {
@@ -149,7 +200,9 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
   {
     name: 'an unknown scheduler (the list names the alias too)',
     text: webJson({ scheduler: 'fastest' }),
-    issues: ['services[0].scheduler: "fastest" is not a known scheduler; use one of rr, wrr, sh, lc, wlc, lblc, lblcr, dh, sed, nq, fo, ovf, mh, weighted'],
+    issues: [
+      'services[0].scheduler: "fastest" is not a known scheduler; use one of rr, wrr, sh, lc, wlc, lblc, lblcr, dh, sed, nq, fo, ovf, mh, weighted',
+    ],
   },
   {
     name: 'an unknown protocol, backend and encapsulation',
@@ -172,11 +225,15 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
   {
     name: 'a DSR real server on another port than the service',
     text: webJson({ mode: 'dsr', realServers: [{ address: '172.16.75.82' }, { address: '172.16.75.85', port: 8080 }] }),
-    issues: ['services[0].realServers[1].port: is 8080 but the service port is 80: direct server return forwards the packet unchanged, so the real server must listen on the service port; drop the port or set it to 80'],
+    issues: [
+      'services[0].realServers[1].port: is 8080 but the service port is 80: direct server return forwards the packet unchanged, so the real server must listen on the service port; drop the port or set it to 80',
+    ],
   },
   {
     name: 'a duplicate real server (the default port makes them equal)',
-    text: webJson({ realServers: [{ address: '172.16.75.82' }, { address: '172.16.75.85' }, { address: '172.16.75.82', port: 80, weight: 5 }] }),
+    text: webJson({
+      realServers: [{ address: '172.16.75.82' }, { address: '172.16.75.85' }, { address: '172.16.75.82', port: 80, weight: 5 }],
+    }),
     issues: ['services[0].realServers[2]: duplicates realServers[0] (172.16.75.82:80)'],
   },
   {
@@ -186,18 +243,30 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
   },
   {
     name: 'two services on the same protocol, VIP and port',
-    text: jsonOf([{ ...rawWeb, name: 'a' }, { ...rawWeb, name: 'b', mode: 'dsr' }]),
+    text: jsonOf([
+      { ...rawWeb, name: 'a' },
+      { ...rawWeb, name: 'b', mode: 'dsr' },
+    ]),
     issues: ['services[1]: serves tcp/172.16.75.84:80 like services[0]; one VIP, port and protocol can have only one service'],
   },
   {
     name: 'two services with the same name',
-    text: jsonOf([{ ...rawWeb, name: 'web' }, { ...rawWeb, name: 'web', port: 443 }]),
+    text: jsonOf([
+      { ...rawWeb, name: 'web' },
+      { ...rawWeb, name: 'web', port: 443 },
+    ]),
     issues: ['services[1].name: "web" is already the name of services[0]'],
   },
   {
     name: 'snatAddress outside fullnat, ipip outside dsr',
-    text: jsonOf([{ ...rawWeb, mode: 'dsr', snatAddress: '172.16.75.83' }, { ...rawWeb, port: 443, encapsulation: 'ipip' }]),
-    issues: ['services[0].snatAddress: only applies to mode fullnat (this service is dsr)', 'services[1].encapsulation: ipip only applies to mode dsr (this service is fullnat)'],
+    text: jsonOf([
+      { ...rawWeb, mode: 'dsr', snatAddress: '172.16.75.83' },
+      { ...rawWeb, port: 443, encapsulation: 'ipip' },
+    ]),
+    issues: [
+      'services[0].snatAddress: only applies to mode fullnat (this service is dsr)',
+      'services[1].encapsulation: ipip only applies to mode dsr (this service is fullnat)',
+    ],
   },
   {
     name: 'every required key missing, all reported at once',
@@ -211,7 +280,17 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
   },
   {
     name: 'several errors in several services at once',
-    text: jsonOf([{ ...rawWeb, vip: '1.2.3', port: 0, realServers: [] }, { ...rawWeb, port: '80', realServers: [{ address: '172.16.75.82', weight: -1 }, { address: '172.16.75.85', weight: 1.5 }] }]),
+    text: jsonOf([
+      { ...rawWeb, vip: '1.2.3', port: 0, realServers: [] },
+      {
+        ...rawWeb,
+        port: '80',
+        realServers: [
+          { address: '172.16.75.82', weight: -1 },
+          { address: '172.16.75.85', weight: 1.5 },
+        ],
+      },
+    ]),
     issues: [
       'services[0].vip: "1.2.3" is not an IPv4 address',
       'services[0].port: 0 is not a port number (1-65535)',
@@ -245,15 +324,31 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
   },
   { name: 'no services key', text: 'backend: nft\n', issues: ['services: is required: a list of services'] },
   { name: 'services as a mapping', text: 'services:\n  web: {}\n', issues: ['services: is required: a list of services'] },
-  { name: 'a service that is not a mapping', text: 'services:\n  - 172.16.75.84\n', issues: ['services[0]: must be a mapping (vip, port, protocol, mode, scheduler, realServers)'] },
-  { name: 'a real server that is not a mapping', text: webJson({ realServers: ['172.16.75.82:80'] }), issues: ['services[0].realServers[0]: must be a mapping with address, port and weight'] },
+  {
+    name: 'a service that is not a mapping',
+    text: 'services:\n  - 172.16.75.84\n',
+    issues: ['services[0]: must be a mapping (vip, port, protocol, mode, scheduler, realServers)'],
+  },
+  {
+    name: 'a real server that is not a mapping',
+    text: webJson({ realServers: ['172.16.75.82:80'] }),
+    issues: ['services[0].realServers[0]: must be a mapping with address, port and weight'],
+  },
   { name: 'a document that is a list', text: '- services: []\n', issues: ['the config must be a mapping with a "services" list'] },
   { name: 'an empty document', text: '', issues: ['the config must be a mapping with a "services" list'] },
   // YAML syntax errors: the parser's own sentence, without the position (that is in line/column).
-  { name: 'a YAML syntax error', text: 'services: [\n', issues: ['Flow sequence in block collection must be sufficiently indented and end with a ]'] },
+  {
+    name: 'a YAML syntax error',
+    text: 'services: [\n',
+    issues: ['Flow sequence in block collection must be sufficiently indented and end with a ]'],
+  },
   { name: 'a bad indentation', text: 'services:\n  - vip: 172.16.75.84\n   port: 80\n', issues: ['Sequence item without - indicator'] },
   { name: 'a duplicate key', text: 'services: []\nservices: []\n', issues: ['Map keys must be unique'] },
-  { name: 'a JSON syntax error', text: '{"services": [}', issues: ['Flow sequence in block collection must be sufficiently indented and end with a ]', 'Flow map must end with a }'] },
+  {
+    name: 'a JSON syntax error',
+    text: '{"services": [}',
+    issues: ['Flow sequence in block collection must be sufficiently indented and end with a ]', 'Flow map must end with a }'],
+  },
 ];
 
 describe('parseConfig accepts', () => {
@@ -268,10 +363,27 @@ describe('parseConfig rejects', () => {
   // encapsulation: `mode: constructor` is accepted and yields the Object
   // function as the mode. These are what the parser should say.
   const prototypeNames: { name: string; text: string; issue: string }[] = [
-    { name: 'mode: constructor', text: webJson({ mode: 'constructor' }), issue: 'services[0].mode: "constructor" is not a known mode; use one of fullnat, transparent, dsr' },
-    { name: 'scheduler: toString', text: webJson({ scheduler: 'toString' }), issue: 'services[0].scheduler: "toString" is not a known scheduler; use one of rr, wrr, sh, lc, wlc, lblc, lblcr, dh, sed, nq, fo, ovf, mh, weighted' },
-    { name: 'protocol: __proto__', text: webJson({ protocol: '__proto__' }), issue: 'services[0].protocol: "__proto__" is not a known protocol; use one of tcp, udp' },
-    { name: 'backend: hasOwnProperty', text: webJson({}, { backend: 'hasOwnProperty' }), issue: 'backend: "hasOwnProperty" is not a known backend; use one of auto, nft, ipvs' },
+    {
+      name: 'mode: constructor',
+      text: webJson({ mode: 'constructor' }),
+      issue: 'services[0].mode: "constructor" is not a known mode; use one of fullnat, transparent, dsr',
+    },
+    {
+      name: 'scheduler: toString',
+      text: webJson({ scheduler: 'toString' }),
+      issue:
+        'services[0].scheduler: "toString" is not a known scheduler; use one of rr, wrr, sh, lc, wlc, lblc, lblcr, dh, sed, nq, fo, ovf, mh, weighted',
+    },
+    {
+      name: 'protocol: __proto__',
+      text: webJson({ protocol: '__proto__' }),
+      issue: 'services[0].protocol: "__proto__" is not a known protocol; use one of tcp, udp',
+    },
+    {
+      name: 'backend: hasOwnProperty',
+      text: webJson({}, { backend: 'hasOwnProperty' }),
+      issue: 'backend: "hasOwnProperty" is not a known backend; use one of auto, nft, ipvs',
+    },
   ];
   for (const c of prototypeNames) {
     it(`${c.name} (names of Object.prototype members)`, () => {
@@ -300,26 +412,38 @@ services:
   it('every issue of a YAML file has its line and column, as validate prints them', () => {
     const r = parseConfig(file);
     assert.ok(!r.ok);
-    assert.deepEqual(r.issues.map((i) => formatIssue('lb.yaml', i)), [
-      'lb.yaml:6:11: services[0].mode: "bridge" is not a known mode; use one of fullnat, transparent, dsr',
-      'lb.yaml:9:18: services[0].realServers[1].address: "172.16.75.300" is not an IPv4 address',
-      'lb.yaml:10:17: services[0].realServers[1].weight: -1 is not a weight (an integer from 0 to 65535)',
-      // A missing key points at the mapping that should hold it.
-      'lb.yaml:11:5: services[1].mode: is required; use one of fullnat, transparent, dsr',
-    ]);
+    assert.deepEqual(
+      r.issues.map((i) => formatIssue('lb.yaml', i)),
+      [
+        'lb.yaml:6:11: services[0].mode: "bridge" is not a known mode; use one of fullnat, transparent, dsr',
+        'lb.yaml:9:18: services[0].realServers[1].address: "172.16.75.300" is not an IPv4 address',
+        'lb.yaml:10:17: services[0].realServers[1].weight: -1 is not a weight (an integer from 0 to 65535)',
+        // A missing key points at the mapping that should hold it.
+        'lb.yaml:11:5: services[1].mode: is required; use one of fullnat, transparent, dsr',
+      ],
+    );
   });
 
   it('JSON text gets positions too (line 1 when it is on one line)', () => {
     const r = parseConfig(webJson({ vip: '1.2.3' }));
     assert.ok(!r.ok);
-    assert.deepEqual(r.issues.map((i): Pick<ConfigIssue, 'path' | 'line' | 'column'> => ({ path: i.path, line: i.line, column: i.column })), [
-      { path: 'services[0].vip', line: 1, column: 21 },
-    ]);
+    assert.deepEqual(
+      r.issues.map((i): Pick<ConfigIssue, 'path' | 'line' | 'column'> => ({ path: i.path, line: i.line, column: i.column })),
+      [{ path: 'services[0].vip', line: 1, column: 21 }],
+    );
   });
 
   const syntax: { name: string; text: string; at: string[] }[] = [
-    { name: 'an unclosed flow sequence', text: 'services: [\n', at: ['lb.yaml:2:1: Flow sequence in block collection must be sufficiently indented and end with a ]'] },
-    { name: 'a bad indentation', text: 'services:\n  - vip: 172.16.75.84\n   port: 80\n', at: ['lb.yaml:3:1: Sequence item without - indicator'] },
+    {
+      name: 'an unclosed flow sequence',
+      text: 'services: [\n',
+      at: ['lb.yaml:2:1: Flow sequence in block collection must be sufficiently indented and end with a ]'],
+    },
+    {
+      name: 'a bad indentation',
+      text: 'services:\n  - vip: 172.16.75.84\n   port: 80\n',
+      at: ['lb.yaml:3:1: Sequence item without - indicator'],
+    },
     { name: 'a duplicate key', text: 'backend: nft\nservices: []\nbackend: ipvs\n', at: ['lb.yaml:3:1: Map keys must be unique'] },
     { name: 'a tab for indentation', text: 'services:\n\t- vip: 172.16.75.84\n', at: ['lb.yaml:2:1: Tabs are not allowed as indentation'] },
   ];
@@ -327,13 +451,22 @@ services:
     it(`a YAML syntax error has its position: ${c.name}`, () => {
       const r = parseConfig(c.text);
       assert.ok(!r.ok);
-      assert.deepEqual(r.issues.map((i) => formatIssue('lb.yaml', i)), c.at);
+      assert.deepEqual(
+        r.issues.map((i) => formatIssue('lb.yaml', i)),
+        c.at,
+      );
     });
   }
 
   it('formatIssue without a position names only the file', () => {
-    assert.equal(formatIssue('lb.json', { path: 'services', message: 'is required: a list of services' }), 'lb.json: services: is required: a list of services');
-    assert.equal(formatIssue('lb.json', { path: '', message: 'the config must be a mapping with a "services" list' }), 'lb.json: the config must be a mapping with a "services" list');
+    assert.equal(
+      formatIssue('lb.json', { path: 'services', message: 'is required: a list of services' }),
+      'lb.json: services: is required: a list of services',
+    );
+    assert.equal(
+      formatIssue('lb.json', { path: '', message: 'the config must be a mapping with a "services" list' }),
+      'lb.json: the config must be a mapping with a "services" list',
+    );
   });
 });
 
@@ -353,8 +486,23 @@ describe('examples/', () => {
 
 // ---------------------------------------------------------------- schema
 
-interface SchemaProperty { enum?: unknown[]; pattern?: string; minimum?: number; maximum?: number; default?: unknown; $ref?: string; description?: string; allOf?: SchemaProperty[]; not?: SchemaProperty }
-interface SchemaObject { properties: Record<string, SchemaProperty>; required: string[]; additionalProperties: boolean; description?: string }
+interface SchemaProperty {
+  enum?: unknown[];
+  pattern?: string;
+  minimum?: number;
+  maximum?: number;
+  default?: unknown;
+  $ref?: string;
+  description?: string;
+  allOf?: SchemaProperty[];
+  not?: SchemaProperty;
+}
+interface SchemaObject {
+  properties: Record<string, SchemaProperty>;
+  required: string[];
+  additionalProperties: boolean;
+  description?: string;
+}
 interface Schema extends SchemaObject {
   $schema: string;
   $defs: { ipv4: SchemaProperty; unicastAddress: SchemaProperty; port: SchemaProperty; service: SchemaObject; realServer: SchemaObject };
@@ -401,7 +549,10 @@ describe('schema/slbctl.schema.json says what the parser accepts', () => {
   it('the property names are the keys the parser accepts, in its order', () => {
     assert.deepEqual(Object.keys(schema.properties), keysAcceptedAt(webJson({}, { x: 1 }), 'x'));
     assert.deepEqual(Object.keys(service.properties), keysAcceptedAt(webJson({ x: 1 }), 'services[0].x'));
-    assert.deepEqual(Object.keys(realServer.properties), keysAcceptedAt(webJson({ realServers: [{ address: '172.16.75.82', x: 1 }] }), 'services[0].realServers[0].x'));
+    assert.deepEqual(
+      Object.keys(realServer.properties),
+      keysAcceptedAt(webJson({ realServers: [{ address: '172.16.75.82', x: 1 }] }), 'services[0].realServers[0].x'),
+    );
   });
 
   it('the other enums are the values the parser names', () => {
@@ -419,7 +570,12 @@ describe('schema/slbctl.schema.json says what the parser accepts', () => {
     const minimal = configOf(MINIMAL_YAML);
     const s = minimal.services[0];
     assert.deepEqual(
-      [schema.properties.backend?.default, service.properties.protocol?.default, service.properties.scheduler?.default, realServer.properties.weight?.default],
+      [
+        schema.properties.backend?.default,
+        service.properties.protocol?.default,
+        service.properties.scheduler?.default,
+        realServer.properties.weight?.default,
+      ],
       [minimal.backend, s?.protocol, s?.scheduler, s?.realServers[0]?.weight],
     );
   });
@@ -429,28 +585,61 @@ describe('schema/slbctl.schema.json says what the parser accepts', () => {
       ...Object.entries(schema.properties).map(([k, v]) => [k, v] as const),
       ...Object.entries(service.properties).map(([k, v]) => [`service.${k}`, v] as const),
       ...Object.entries(realServer.properties).map(([k, v]) => [`realServer.${k}`, v] as const),
-    ].filter(([, v]) => !v.description).map(([k]) => k);
+    ]
+      .filter(([, v]) => !v.description)
+      .map(([k]) => k);
     assert.deepEqual(missing, []);
   });
 
   // Each sample goes through the schema's pattern and through the parser; both must agree.
-  const ipv4Samples = ['172.16.75.84', '0.0.0.0', '255.255.255.255', '10.0.0.1', '172.16.75.300', '172.16.075.84', '1.2.3', '1.2.3.4.5', '01.2.3.4', ' 1.2.3.4', '1.2.3.4 ', 'a.b.c.d', '256.1.1.1', '1..2.3'];
+  const ipv4Samples = [
+    '172.16.75.84',
+    '0.0.0.0',
+    '255.255.255.255',
+    '10.0.0.1',
+    '172.16.75.300',
+    '172.16.075.84',
+    '1.2.3',
+    '1.2.3.4.5',
+    '01.2.3.4',
+    ' 1.2.3.4',
+    '1.2.3.4 ',
+    'a.b.c.d',
+    '256.1.1.1',
+    '1..2.3',
+  ];
   const unicast = schema.$defs.unicastAddress;
   const samples: { field: string; pattern: string | undefined; values: string[]; parserAccepts: (v: string) => boolean }[] = [
     { field: 'an IPv4 address', pattern: schema.$defs.ipv4.pattern, values: ipv4Samples, parserAccepts: isIPv4 },
     {
       // The address of one host: the ipv4 pattern, and not the "not" pattern.
-      field: 'a unicast address', pattern: `^(?!.*(?:${unicast.allOf?.[1]?.not?.pattern ?? ''}))(?:${schema.$defs.ipv4.pattern ?? ''})$`,
-      values: [...ipv4Samples, '0.1.2.3', '126.255.255.255', '127.0.0.1', '127.255.255.254', '128.0.0.1', '223.255.255.255', '224.0.0.1', '239.255.255.255', '240.0.0.1', '254.1.1.1', '255.255.255.254'],
+      field: 'a unicast address',
+      pattern: `^(?!.*(?:${unicast.allOf?.[1]?.not?.pattern ?? ''}))(?:${schema.$defs.ipv4.pattern ?? ''})$`,
+      values: [
+        ...ipv4Samples,
+        '0.1.2.3',
+        '126.255.255.255',
+        '127.0.0.1',
+        '127.255.255.254',
+        '128.0.0.1',
+        '223.255.255.255',
+        '224.0.0.1',
+        '239.255.255.255',
+        '240.0.0.1',
+        '254.1.1.1',
+        '255.255.255.254',
+      ],
       parserAccepts: (v) => parseConfig(webJson({ vip: v })).ok,
     },
     {
-      field: 'a service name', pattern: service.properties.name?.pattern,
+      field: 'a service name',
+      pattern: service.properties.name?.pattern,
       values: ['web', 'web-1.prod_a', 'x'.repeat(32), 'x'.repeat(33), '', 'web server', 'web/1', 'wéb'],
       parserAccepts: (v) => parseConfig(webJson({ name: v })).ok,
     },
     {
-      field: 'an interface name', pattern: service.properties.interface?.pattern,
+      field: 'an interface name',
+      pattern: service.properties.interface?.pattern,
       values: ['eth0', 'eth0.100', 'br-lan', 'x'.repeat(15), 'x'.repeat(16), '', 'eth 0', 'eth/0'],
       parserAccepts: (v) => parseConfig(webJson({ interface: v })).ok,
     },
@@ -485,10 +674,13 @@ describe('persistence', () => {
   it('rejects a bad timeout and a mask that is not contiguous', () => {
     const r = parseConfig(base.replace('mode: dsr', 'mode: dsr\n    persistence: { timeout: 0, netmask: 255.0.255.0 }'));
     assert.ok(!r.ok);
-    assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), [
-      'services[0].persistence.timeout: 0 is not a persistence timeout (whole seconds, 1 to 86400: at most one day)',
-      'services[0].persistence.netmask: 255.0.255.0 is not a netmask (contiguous ones, e.g. 255.255.255.0)',
-    ]);
+    assert.deepEqual(
+      r.issues.map((i) => `${i.path}: ${i.message}`),
+      [
+        'services[0].persistence.timeout: 0 is not a persistence timeout (whole seconds, 1 to 86400: at most one day)',
+        'services[0].persistence.netmask: 255.0.255.0 is not a netmask (contiguous ones, e.g. 255.255.255.0)',
+      ],
+    );
   });
 });
 
@@ -498,32 +690,82 @@ describe('healthCheck', () => {
   it('fills in the documented defaults', () => {
     const r = parseConfig(withCheck('{ type: http, body: ok }'));
     assert.ok(r.ok);
-    assert.deepEqual(r.config.services[0]?.healthCheck, { type: 'http', expectStatus: [200, 399], body: 'ok', intervalMs: 1000, timeoutMs: 800, rise: 2, fall: 3 });
+    assert.deepEqual(r.config.services[0]?.healthCheck, {
+      type: 'http',
+      expectStatus: [200, 399],
+      body: 'ok',
+      intervalMs: 1000,
+      timeoutMs: 800,
+      rise: 2,
+      fall: 3,
+    });
   });
   it('reads durations and ranges', () => {
-    const r = parseConfig(withCheck('{ type: https, url: "https://{address}/health", expectStatus: "200-204", interval: 200ms, timeout: 150ms, rise: 1, fall: 2 }'));
+    const r = parseConfig(
+      withCheck(
+        '{ type: https, url: "https://{address}/health", expectStatus: "200-204", interval: 200ms, timeout: 150ms, rise: 1, fall: 2 }',
+      ),
+    );
     assert.ok(r.ok);
-    assert.deepEqual(r.config.services[0]?.healthCheck, { type: 'https', url: 'https://{address}/health', expectStatus: [200, 204], intervalMs: 200, timeoutMs: 150, rise: 1, fall: 2 });
+    assert.deepEqual(r.config.services[0]?.healthCheck, {
+      type: 'https',
+      url: 'https://{address}/health',
+      expectStatus: [200, 204],
+      intervalMs: 200,
+      timeoutMs: 150,
+      rise: 1,
+      fall: 2,
+    });
   });
   const refused: [string, string, string][] = [
-    ['a timeout longer than the interval', '{ type: tcp, interval: 1s, timeout: 2s }', 'services[0].healthCheck.timeout: 2000ms is longer than the interval (1000ms): a check must end before the next one starts'],
-    ['a URL that is not HTTP(S)', '{ type: http, url: "ftp://172.16.75.82/" }', 'services[0].healthCheck.url: "ftp://172.16.75.82/" is not an http:// or https:// URL'],
-    ['a command that does not exist', '{ type: command, command: [no-such-probe, "{address}"] }', 'services[0].healthCheck.command: "no-such-probe" is not on PATH'],
-    ['an interval below the fastest', '{ type: tcp, interval: 10ms, timeout: 5ms }', 'services[0].healthCheck.interval: 10ms is below the fastest interval, 100ms'],
-    ['an unknown type', '{ type: icmp6 }', 'services[0].healthCheck.type: "icmp6" is not a health check type; use one of tcp, http, https, command, icmp'],
+    [
+      'a timeout longer than the interval',
+      '{ type: tcp, interval: 1s, timeout: 2s }',
+      'services[0].healthCheck.timeout: 2000ms is longer than the interval (1000ms): a check must end before the next one starts',
+    ],
+    [
+      'a URL that is not HTTP(S)',
+      '{ type: http, url: "ftp://172.16.75.82/" }',
+      'services[0].healthCheck.url: "ftp://172.16.75.82/" is not an http:// or https:// URL',
+    ],
+    [
+      'a command that does not exist',
+      '{ type: command, command: [no-such-probe, "{address}"] }',
+      'services[0].healthCheck.command: "no-such-probe" is not on PATH',
+    ],
+    [
+      'an interval below the fastest',
+      '{ type: tcp, interval: 10ms, timeout: 5ms }',
+      'services[0].healthCheck.interval: 10ms is below the fastest interval, 100ms',
+    ],
+    [
+      'an unknown type',
+      '{ type: icmp6 }',
+      'services[0].healthCheck.type: "icmp6" is not a health check type; use one of tcp, http, https, command, icmp',
+    ],
   ];
   for (const [name, hc, message] of refused) {
     it(`refuses ${name} at validation time`, () => {
       const r = parseConfig(withCheck(hc));
       assert.ok(!r.ok);
-      assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), [message]);
+      assert.deepEqual(
+        r.issues.map((i) => `${i.path}: ${i.message}`),
+        [message],
+      );
     });
   }
 });
 
 describe('failurePolicy and sorryServer', () => {
   const base = `services:\n  - vip: 172.16.75.84\n    port: 80\n    mode: MODE\n    realServers: [{ address: 172.16.75.82 }]\n`;
-  const withKeys = (keys: string, mode = 'fullnat') => base.replace('mode: MODE', `mode: ${mode}\n${keys.split('\n').map((l) => `    ${l}`).join('\n')}`);
+  const withKeys = (keys: string, mode = 'fullnat') =>
+    base.replace(
+      'mode: MODE',
+      `mode: ${mode}\n${keys
+        .split('\n')
+        .map((l) => `    ${l}`)
+        .join('\n')}`,
+    );
   it('reads them, the sorry server port defaulting to the service port', () => {
     const r = parseConfig(withKeys('healthCheck: { type: tcp }\nfailurePolicy: remove\nsorryServer: { address: 172.16.75.90 }'));
     assert.ok(r.ok, JSON.stringify(r));
@@ -531,18 +773,51 @@ describe('failurePolicy and sorryServer', () => {
     assert.deepEqual(r.config.services[0]?.sorryServer, { address: '172.16.75.90', port: 80 });
   });
   const refused: [string, string, string, string[]][] = [
-    ['an unknown policy', 'healthCheck: { type: tcp }\nfailurePolicy: panic', 'fullnat', ['services[0].failurePolicy: "panic" is not a known failure policy; use one of quiesce, remove']],
-    ['a policy without a health check', 'failurePolicy: remove', 'fullnat', ['services[0].failurePolicy: needs a healthCheck: without one, no real server ever fails']],
-    ['a sorry server without a health check', 'sorryServer: { address: 172.16.75.90 }', 'fullnat', ['services[0].sorryServer: needs a healthCheck: the sorry server serves when every real server is down']],
-    ['a DSR sorry server on another port', 'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.90, port: 8080 }', 'dsr', ['services[0].sorryServer.port: is 8080 but the service port is 80: direct server return cannot change the port']],
-    ['a sorry server that is also a real server', 'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.82 }', 'fullnat', ['services[0].sorryServer: 172.16.75.82:80 is also a real server; the sorry server serves only when they are all down']],
-    ['an unknown sorry server key', 'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.90, weight: 2 }', 'fullnat', ['services[0].sorryServer.weight: unknown key; allowed keys are address, port']],
+    [
+      'an unknown policy',
+      'healthCheck: { type: tcp }\nfailurePolicy: panic',
+      'fullnat',
+      ['services[0].failurePolicy: "panic" is not a known failure policy; use one of quiesce, remove'],
+    ],
+    [
+      'a policy without a health check',
+      'failurePolicy: remove',
+      'fullnat',
+      ['services[0].failurePolicy: needs a healthCheck: without one, no real server ever fails'],
+    ],
+    [
+      'a sorry server without a health check',
+      'sorryServer: { address: 172.16.75.90 }',
+      'fullnat',
+      ['services[0].sorryServer: needs a healthCheck: the sorry server serves when every real server is down'],
+    ],
+    [
+      'a DSR sorry server on another port',
+      'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.90, port: 8080 }',
+      'dsr',
+      ['services[0].sorryServer.port: is 8080 but the service port is 80: direct server return cannot change the port'],
+    ],
+    [
+      'a sorry server that is also a real server',
+      'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.82 }',
+      'fullnat',
+      ['services[0].sorryServer: 172.16.75.82:80 is also a real server; the sorry server serves only when they are all down'],
+    ],
+    [
+      'an unknown sorry server key',
+      'healthCheck: { type: tcp }\nsorryServer: { address: 172.16.75.90, weight: 2 }',
+      'fullnat',
+      ['services[0].sorryServer.weight: unknown key; allowed keys are address, port'],
+    ],
   ];
   for (const [name, keys, mode, issues] of refused) {
     it(`refuses ${name}`, () => {
       const r = parseConfig(withKeys(keys, mode));
       assert.ok(!r.ok);
-      assert.deepEqual(r.issues.map((i) => `${i.path}: ${i.message}`), issues);
+      assert.deepEqual(
+        r.issues.map((i) => `${i.path}: ${i.message}`),
+        issues,
+      );
     });
   }
 });

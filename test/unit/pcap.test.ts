@@ -8,8 +8,16 @@ import { findCommand, run } from '../../src/util/exec';
 import { SYN, ethernet, ipv4, tcp } from '../helpers/frames';
 
 const frames = [
-  { tsMicros: 1_700_000_000_123_456, wireLength: 0, data: ethernet('02:00:00:00:00:83', '02:00:00:00:00:40', 0x0800, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(51234, 80, SYN))) },
-  { tsMicros: 1_700_000_000_223_456, wireLength: 0, data: ethernet('02:00:00:00:00:82', '02:00:00:00:00:83', 0x0800, ipv4('172.16.75.83', '172.16.75.82', 6, tcp(4574, 80, SYN))) },
+  {
+    tsMicros: 1_700_000_000_123_456,
+    wireLength: 0,
+    data: ethernet('02:00:00:00:00:83', '02:00:00:00:00:40', 0x0800, ipv4('10.8.21.40', '172.16.75.84', 6, tcp(51234, 80, SYN))),
+  },
+  {
+    tsMicros: 1_700_000_000_223_456,
+    wireLength: 0,
+    data: ethernet('02:00:00:00:00:82', '02:00:00:00:00:83', 0x0800, ipv4('172.16.75.83', '172.16.75.82', 6, tcp(4574, 80, SYN))),
+  },
 ].map((f) => ({ ...f, wireLength: f.data.length }));
 
 describe('pcap files', () => {
@@ -65,11 +73,17 @@ describe('pcap files', () => {
     const r = await run(['tshark', '-r', file, '-T', 'fields', '-e', 'frame.time_epoch', '-e', 'ip.src', '-e', 'tcp.dstport']);
     assert.equal(r.code, 0, r.stderr);
     // Compare times to the microsecond: tshark versions print epoch times differently.
-    const rows = r.stdout.trimEnd().split('\n').map((l) => l.split('\t'));
-    assert.deepEqual(rows.map(([time, src, port]) => [Math.round(Number(time) * 1e6), src, port]), [
-      [1_700_000_000_123_456, '10.8.21.40', '80'],
-      [1_700_000_000_223_456, '172.16.75.83', '80'],
-    ]);
+    const rows = r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.split('\t'));
+    assert.deepEqual(
+      rows.map(([time, src, port]) => [Math.round(Number(time) * 1e6), src, port]),
+      [
+        [1_700_000_000_123_456, '10.8.21.40', '80'],
+        [1_700_000_000_223_456, '172.16.75.83', '80'],
+      ],
+    );
   });
 
   after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -14,16 +14,35 @@ const rs = (address: string, weight = 1, port = 80) => ({ address, port, weight 
 
 /** The lab's reference service (fullnat, resolved: device, SNAT address). */
 const web = (over: Partial<ServiceState> = {}): ServiceState => ({
-  name: 'web', vip: '172.16.75.84', port: 80, protocol: 'tcp', mode: 'fullnat', scheduler: 'rr', device: 'eth0', snatAddress: '172.16.75.83',
+  name: 'web',
+  vip: '172.16.75.84',
+  port: 80,
+  protocol: 'tcp',
+  mode: 'fullnat',
+  scheduler: 'rr',
+  device: 'eth0',
+  snatAddress: '172.16.75.83',
   realServers: [rs('172.16.75.82'), rs('172.16.75.85')],
   ...over,
 });
 /** A second service on the same VIP. */
-const tls = (over: Partial<ServiceState> = {}): ServiceState => web({ name: 'tls', port: 443, realServers: [rs('172.16.75.82', 1, 443)], ...over });
+const tls = (over: Partial<ServiceState> = {}): ServiceState =>
+  web({ name: 'tls', port: 443, realServers: [rs('172.16.75.82', 1, 443)], ...over });
 /** A DSR service on its own VIP, resolved with MACs. */
 const dsr = (over: Partial<ServiceState> = {}): ServiceState => ({
-  name: 'web-dsr', vip: '172.16.75.86', port: 80, protocol: 'tcp', mode: 'dsr', scheduler: 'rr', device: 'eth0', forwardDevice: 'eth0', forwardMac: '02:00:00:00:00:83',
-  realServers: [{ ...rs('172.16.75.82'), mac: '02:00:00:00:00:82' }, { ...rs('172.16.75.85'), mac: '02:00:00:00:00:85' }],
+  name: 'web-dsr',
+  vip: '172.16.75.86',
+  port: 80,
+  protocol: 'tcp',
+  mode: 'dsr',
+  scheduler: 'rr',
+  device: 'eth0',
+  forwardDevice: 'eth0',
+  forwardMac: '02:00:00:00:00:83',
+  realServers: [
+    { ...rs('172.16.75.82'), mac: '02:00:00:00:00:82' },
+    { ...rs('172.16.75.85'), mac: '02:00:00:00:00:85' },
+  ],
   ...over,
 });
 
@@ -32,16 +51,31 @@ const vipsOf = (services: ServiceState[]): OwnedAddress[] =>
 
 /** What resolveConfig makes of these services: their VIPs on eth0, ip_forward for the NAT modes. */
 function desired(services: ServiceState[]): DesiredState {
-  return { backend: 'nft', services, addresses: vipsOf(services), sysctls: services.some((s) => s.mode !== 'dsr') ? { 'net.ipv4.ip_forward': '1' } : {} };
+  return {
+    backend: 'nft',
+    services,
+    addresses: vipsOf(services),
+    sysctls: services.some((s) => s.mode !== 'dsr') ? { 'net.ipv4.ip_forward': '1' } : {},
+  };
 }
 
 /** A host where slbctl has never run: the LB's own address, forwarding off. */
-const pristine: ObservedState = { kernel: { services: [], ownedAddresses: [], tables: [], ingressDevices: [] }, addresses: [LB_ADDRESS], sysctls: { 'net.ipv4.ip_forward': '0' } };
+const pristine: ObservedState = {
+  kernel: { services: [], ownedAddresses: [], tables: [], ingressDevices: [] },
+  addresses: [LB_ADDRESS],
+  sysctls: { 'net.ipv4.ip_forward': '0' },
+};
 
 /** The kernel right after slbctl applied `services`; `drift` then edits it as someone might by hand. */
-function applied(services: ServiceState[], drift: { kernel?: Partial<KernelState>; addresses?: OwnedAddress[]; sysctls?: Record<string, string> } = {}): ObservedState {
+function applied(
+  services: ServiceState[],
+  drift: { kernel?: Partial<KernelState>; addresses?: OwnedAddress[]; sysctls?: Record<string, string> } = {},
+): ObservedState {
   // The ip table holds the NAT services, the netdev table the DSR ones.
-  const tables: Family[] = [...(services.some((s) => s.mode !== 'dsr') ? ['ip' as const] : []), ...(services.some((s) => s.mode === 'dsr') ? ['netdev' as const] : [])];
+  const tables: Family[] = [
+    ...(services.some((s) => s.mode !== 'dsr') ? ['ip' as const] : []),
+    ...(services.some((s) => s.mode === 'dsr') ? ['netdev' as const] : []),
+  ];
   const vips = vipsOf(services);
   return {
     kernel: {
@@ -101,7 +135,11 @@ const cases: Case[] = [
   {
     name: 'a VIP the operator already put on the interface is used, not added',
     desired: desired([web()]),
-    observed: { ...pristine, addresses: [LB_ADDRESS, { address: '172.16.75.84', device: 'eth0' }], sysctls: { 'net.ipv4.ip_forward': '1' } },
+    observed: {
+      ...pristine,
+      addresses: [LB_ADDRESS, { address: '172.16.75.84', device: 'eth0' }],
+      sysctls: { 'net.ipv4.ip_forward': '1' },
+    },
     plan: `+ table ip slbctl
 + service tcp/172.16.75.84:80 "web" fullnat rr dev eth0 snat 172.16.75.83
 +   real server 172.16.75.82:80 weight 1
@@ -111,7 +149,13 @@ const cases: Case[] = [
 
   // ------------------------------------------------------------ steady state
   { name: 'the same state again: no changes', desired: desired([web()]), observed: applied([web()]), plan: 'no changes', ops: [] },
-  { name: 'the same state again with DSR and two services: no changes', desired: desired([web(), tls(), dsr()]), observed: applied([dsr(), tls(), web()]), plan: 'no changes', ops: [] },
+  {
+    name: 'the same state again with DSR and two services: no changes',
+    desired: desired([web(), tls(), dsr()]),
+    observed: applied([dsr(), tls(), web()]),
+    plan: 'no changes',
+    ops: [],
+  },
 
   // ------------------------------------------------------------ real servers
   {
@@ -151,7 +195,14 @@ const cases: Case[] = [
   },
   {
     name: 'a DSR real server answered ARP with a new MAC: one update',
-    desired: desired([dsr({ realServers: [{ ...rs('172.16.75.82'), mac: '02:00:00:00:00:82' }, { ...rs('172.16.75.85'), mac: '02:00:00:00:99:85' }] })]),
+    desired: desired([
+      dsr({
+        realServers: [
+          { ...rs('172.16.75.82'), mac: '02:00:00:00:00:82' },
+          { ...rs('172.16.75.85'), mac: '02:00:00:00:99:85' },
+        ],
+      }),
+    ]),
     observed: applied([dsr()]),
     plan: '~ real server tcp/172.16.75.86:80 -> 172.16.75.85:80 mac 02:00:00:00:00:85 -> 02:00:00:00:99:85',
     ops: ['update-real-server'],

@@ -11,11 +11,27 @@ import { ServiceState } from '../../src/model/state';
 import { DesiredState } from '../../src/plan/types';
 
 const lo: NetInterface = { index: 1, name: 'lo', up: true, addresses: [{ address: '127.0.0.1', prefixLength: 8 }] };
-const eth0: NetInterface = { index: 2, name: 'eth0', up: true, mac: '02:00:00:00:00:83', addresses: [{ address: '172.16.75.83', prefixLength: 24 }] };
-const eth1: NetInterface = { index: 3, name: 'eth1', up: true, mac: '02:00:00:00:01:01', addresses: [{ address: '192.168.50.1', prefixLength: 24 }] };
+const eth0: NetInterface = {
+  index: 2,
+  name: 'eth0',
+  up: true,
+  mac: '02:00:00:00:00:83',
+  addresses: [{ address: '172.16.75.83', prefixLength: 24 }],
+};
+const eth1: NetInterface = {
+  index: 3,
+  name: 'eth1',
+  up: true,
+  mac: '02:00:00:00:01:01',
+  addresses: [{ address: '192.168.50.1', prefixLength: 24 }],
+};
 
 /** Neighbours that answered ARP. */
-const NEIGHBOURS: Record<string, string> = { '172.16.75.82': '02:00:00:00:00:82', '172.16.75.85': '02:00:00:00:00:85', '192.168.50.10': '02:00:00:00:01:10' };
+const NEIGHBOURS: Record<string, string> = {
+  '172.16.75.82': '02:00:00:00:00:82',
+  '172.16.75.85': '02:00:00:00:00:85',
+  '192.168.50.10': '02:00:00:00:01:10',
+};
 
 function host(interfaces: NetInterface[] = [lo, eth0, eth1], neighbours: Record<string, string> = NEIGHBOURS): HostFacts {
   return { interfaces, macOf: (address) => neighbours[address] };
@@ -23,23 +39,48 @@ function host(interfaces: NetInterface[] = [lo, eth0, eth1], neighbours: Record<
 
 /** The lab's reference service as parseConfig returns it. */
 const web = (over: Partial<Service> = {}): Service => ({
-  name: 'web', vip: '172.16.75.84', port: 80, protocol: 'tcp', mode: 'fullnat', scheduler: 'rr',
-  realServers: [{ address: '172.16.75.82', port: 80, weight: 1 }, { address: '172.16.75.85', port: 80, weight: 1 }],
+  name: 'web',
+  vip: '172.16.75.84',
+  port: 80,
+  protocol: 'tcp',
+  mode: 'fullnat',
+  scheduler: 'rr',
+  realServers: [
+    { address: '172.16.75.82', port: 80, weight: 1 },
+    { address: '172.16.75.85', port: 80, weight: 1 },
+  ],
   ...over,
 });
 const config = (...services: Service[]): Config => ({ backend: 'nft', services });
 
 /** The reference service resolved on the lab's balancer. */
 const resolved = (over: Partial<ServiceState> = {}): ServiceState => ({
-  name: 'web', vip: '172.16.75.84', port: 80, protocol: 'tcp', mode: 'fullnat', scheduler: 'rr', device: 'eth0', snatAddress: '172.16.75.83',
-  realServers: [{ address: '172.16.75.82', port: 80, weight: 1 }, { address: '172.16.75.85', port: 80, weight: 1 }],
+  name: 'web',
+  vip: '172.16.75.84',
+  port: 80,
+  protocol: 'tcp',
+  mode: 'fullnat',
+  scheduler: 'rr',
+  device: 'eth0',
+  snatAddress: '172.16.75.83',
+  realServers: [
+    { address: '172.16.75.82', port: 80, weight: 1 },
+    { address: '172.16.75.85', port: 80, weight: 1 },
+  ],
   ...over,
 });
-const dsrResolved = (over: Partial<ServiceState> = {}): ServiceState => resolved({
-  mode: 'dsr', snatAddress: undefined, forwardDevice: 'eth0', forwardMac: '02:00:00:00:00:83',
-  realServers: [{ address: '172.16.75.82', port: 80, weight: 1, mac: '02:00:00:00:00:82' }, { address: '172.16.75.85', port: 80, weight: 1, mac: '02:00:00:00:00:85' }],
-  ...over,
-});
+const dsrResolved = (over: Partial<ServiceState> = {}): ServiceState =>
+  resolved({
+    mode: 'dsr',
+    snatAddress: undefined,
+    forwardDevice: 'eth0',
+    forwardMac: '02:00:00:00:00:83',
+    realServers: [
+      { address: '172.16.75.82', port: 80, weight: 1, mac: '02:00:00:00:00:82' },
+      { address: '172.16.75.85', port: 80, weight: 1, mac: '02:00:00:00:00:85' },
+    ],
+    ...over,
+  });
 
 /** Drop keys whose value is undefined, so expectations can say `snatAddress: undefined` for "absent". */
 const defined = <T extends object>(o: T): T => JSON.parse(JSON.stringify(o)) as T;
@@ -55,17 +96,32 @@ const resolves: { name: string; config: Config; facts?: HostFacts; backend?: 'nf
   {
     name: 'fullnat: an explicit snatAddress is kept as written',
     config: config(web({ snatAddress: '172.16.75.99' })),
-    desired: { backend: 'nft', services: [resolved({ snatAddress: '172.16.75.99' })], addresses: [{ address: '172.16.75.84', device: 'eth0' }], sysctls: FORWARDING },
+    desired: {
+      backend: 'nft',
+      services: [resolved({ snatAddress: '172.16.75.99' })],
+      addresses: [{ address: '172.16.75.84', device: 'eth0' }],
+      sysctls: FORWARDING,
+    },
   },
   {
     name: 'fullnat: the RS subnet decides the SNAT address, not the VIP subnet',
     config: config(web({ vip: '192.168.50.84' })),
-    desired: { backend: 'nft', services: [resolved({ vip: '192.168.50.84', device: 'eth1' })], addresses: [{ address: '192.168.50.84', device: 'eth1' }], sysctls: FORWARDING },
+    desired: {
+      backend: 'nft',
+      services: [resolved({ vip: '192.168.50.84', device: 'eth1' })],
+      addresses: [{ address: '192.168.50.84', device: 'eth1' }],
+      sysctls: FORWARDING,
+    },
   },
   {
     name: 'transparent: no SNAT address; ip_forward on',
     config: config(web({ mode: 'transparent' })),
-    desired: { backend: 'nft', services: [defined(resolved({ mode: 'transparent', snatAddress: undefined }))], addresses: [{ address: '172.16.75.84', device: 'eth0' }], sysctls: FORWARDING },
+    desired: {
+      backend: 'nft',
+      services: [defined(resolved({ mode: 'transparent', snatAddress: undefined }))],
+      addresses: [{ address: '172.16.75.84', device: 'eth0' }],
+      sysctls: FORWARDING,
+    },
   },
   {
     name: "dsr: each RS gets its MAC from the neighbour table, the frame leaves by the RS's interface with its MAC; no ip_forward",
@@ -75,14 +131,22 @@ const resolves: { name: string; config: Config; facts?: HostFacts; backend?: 'nf
   {
     name: 'dsr: the VIP can arrive on one interface and the real servers sit behind another',
     config: config(web({ vip: '192.168.50.84', mode: 'dsr' })),
-    desired: { backend: 'nft', services: [defined(dsrResolved({ vip: '192.168.50.84', device: 'eth1' }))], addresses: [{ address: '192.168.50.84', device: 'eth1' }], sysctls: {} },
+    desired: {
+      backend: 'nft',
+      services: [defined(dsrResolved({ vip: '192.168.50.84', device: 'eth1' }))],
+      addresses: [{ address: '192.168.50.84', device: 'eth1' }],
+      sysctls: {},
+    },
   },
   {
     name: 'dsr next to a NAT service: ip_forward on (for the NAT service)',
     config: config(web({ mode: 'dsr' }), web({ name: 'dns', port: 53, protocol: 'udp', mode: 'transparent' })),
     desired: {
       backend: 'nft',
-      services: [defined(dsrResolved()), defined(resolved({ name: 'dns', port: 53, protocol: 'udp', mode: 'transparent', snatAddress: undefined }))],
+      services: [
+        defined(dsrResolved()),
+        defined(resolved({ name: 'dns', port: 53, protocol: 'udp', mode: 'transparent', snatAddress: undefined })),
+      ],
       addresses: [{ address: '172.16.75.84', device: 'eth0' }],
       sysctls: FORWARDING,
     },
@@ -91,7 +155,12 @@ const resolves: { name: string; config: Config; facts?: HostFacts; backend?: 'nf
     name: 'a VIP already on an interface (even as /32) stays where it is',
     config: config(web()),
     facts: host([lo, eth0, { ...eth1, addresses: [...eth1.addresses, { address: '172.16.75.84', prefixLength: 32 }] }]),
-    desired: { backend: 'nft', services: [resolved({ device: 'eth1' })], addresses: [{ address: '172.16.75.84', device: 'eth1' }], sysctls: FORWARDING },
+    desired: {
+      backend: 'nft',
+      services: [resolved({ device: 'eth1' })],
+      addresses: [{ address: '172.16.75.84', device: 'eth1' }],
+      sysctls: FORWARDING,
+    },
   },
   {
     name: 'a VIP on lo (as a DSR real server holds it) does not count: the subnet decides',
@@ -102,7 +171,12 @@ const resolves: { name: string; config: Config; facts?: HostFacts; backend?: 'nf
   {
     name: 'an explicit interface wins over the subnet',
     config: config(web({ interface: 'eth1' })),
-    desired: { backend: 'nft', services: [resolved({ device: 'eth1' })], addresses: [{ address: '172.16.75.84', device: 'eth1' }], sysctls: FORWARDING },
+    desired: {
+      backend: 'nft',
+      services: [resolved({ device: 'eth1' })],
+      addresses: [{ address: '172.16.75.84', device: 'eth1' }],
+      sysctls: FORWARDING,
+    },
   },
   {
     name: 'two services on one VIP: the VIP is added once',
@@ -119,13 +193,23 @@ const resolves: { name: string; config: Config; facts?: HostFacts; backend?: 'nf
     config: config(web({ mode: 'dsr', scheduler: 'wlc' })),
     facts: host(undefined, {}),
     backend: 'ipvs',
-    desired: { backend: 'ipvs', services: [defined(resolved({ mode: 'dsr', scheduler: 'wlc', snatAddress: undefined }))], addresses: [{ address: '172.16.75.84', device: 'eth0' }], sysctls: {} },
+    desired: {
+      backend: 'ipvs',
+      services: [defined(resolved({ mode: 'dsr', scheduler: 'wlc', snatAddress: undefined }))],
+      addresses: [{ address: '172.16.75.84', device: 'eth0' }],
+      sysctls: {},
+    },
   },
   {
     name: 'IPVS dsr with ipip: the encapsulation is kept',
     config: config(web({ mode: 'dsr', encapsulation: 'ipip' })),
     backend: 'ipvs',
-    desired: { backend: 'ipvs', services: [defined(resolved({ mode: 'dsr', snatAddress: undefined, encapsulation: 'ipip' }))], addresses: [{ address: '172.16.75.84', device: 'eth0' }], sysctls: {} },
+    desired: {
+      backend: 'ipvs',
+      services: [defined(resolved({ mode: 'dsr', snatAddress: undefined, encapsulation: 'ipip' }))],
+      addresses: [{ address: '172.16.75.84', device: 'eth0' }],
+      sysctls: {},
+    },
   },
 ];
 
@@ -140,13 +224,15 @@ const refuses: { name: string; config: Config; facts?: HostFacts; backend?: 'nft
   {
     name: 'a VIP in no local subnet',
     config: config(web({ vip: '10.99.0.84' })),
-    error: 'services[0] (tcp/10.99.0.84:80): VIP 10.99.0.84 is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP',
+    error:
+      'services[0] (tcp/10.99.0.84:80): VIP 10.99.0.84 is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP',
   },
   {
     name: 'a VIP whose only match is a /32 host address elsewhere does not count as a subnet',
     config: config(web({ vip: '10.99.0.84' })),
     facts: host([lo, eth0, { ...eth1, addresses: [{ address: '10.99.0.1', prefixLength: 32 }] }]),
-    error: 'services[0] (tcp/10.99.0.84:80): VIP 10.99.0.84 is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP',
+    error:
+      'services[0] (tcp/10.99.0.84:80): VIP 10.99.0.84 is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP',
   },
   {
     name: 'fullnat without snatAddress when no local address faces the first RS',
@@ -166,7 +252,15 @@ const refuses: { name: string; config: Config; facts?: HostFacts; backend?: 'nft
   },
   {
     name: 'dsr: real servers behind two interfaces',
-    config: config(web({ mode: 'dsr', realServers: [{ address: '172.16.75.82', port: 80, weight: 1 }, { address: '192.168.50.10', port: 80, weight: 1 }] })),
+    config: config(
+      web({
+        mode: 'dsr',
+        realServers: [
+          { address: '172.16.75.82', port: 80, weight: 1 },
+          { address: '192.168.50.10', port: 80, weight: 1 },
+        ],
+      }),
+    ),
     error: `${SVC}: real servers are on different interfaces (eth0, eth1); one DSR service forwards out of one interface`,
   },
   {
@@ -188,7 +282,8 @@ const refuses: { name: string; config: Config; facts?: HostFacts; backend?: 'nft
   {
     name: 'the failing service is named by its index and key',
     config: config(web(), web({ name: 'dns', vip: '10.99.0.53', port: 53, protocol: 'udp' })),
-    error: 'services[1] (udp/10.99.0.53:53): VIP 10.99.0.53 is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP',
+    error:
+      'services[1] (udp/10.99.0.53:53): VIP 10.99.0.53 is on no interface: no address here is in a subnet that contains it; add the subnet to an interface or set "interface:" to the interface that should carry the VIP',
   },
 ];
 
@@ -208,20 +303,32 @@ describe('resolveConfig resolves', () => {
   // interface facing the RS, not the address in the RS's subnet. With two
   // subnets on eth0 the real servers are sent a source they cannot reply to.
   it('fullnat: with two subnets on one interface, SNAT uses the address in the RS subnet', () => {
-      const twoSubnets = host([lo, { ...eth0, addresses: [{ address: '10.0.0.1', prefixLength: 24 }, { address: '172.16.75.83', prefixLength: 24 }] }]);
-      assert.equal(resolveConfig(config(web()), twoSubnets).services[0]?.snatAddress, '172.16.75.83');
-    });
+    const twoSubnets = host([
+      lo,
+      {
+        ...eth0,
+        addresses: [
+          { address: '10.0.0.1', prefixLength: 24 },
+          { address: '172.16.75.83', prefixLength: 24 },
+        ],
+      },
+    ]);
+    assert.equal(resolveConfig(config(web()), twoSubnets).services[0]?.snatAddress, '172.16.75.83');
+  });
 });
 
 describe('resolveConfig refuses', () => {
   for (const c of refuses) {
     it(c.name, () => {
-      assert.throws(() => resolveConfig(c.config, c.facts ?? host(), c.backend), (e: unknown) => {
-        assert.ok(e instanceof ResolveError, `not a ResolveError: ${String(e)}`);
-        assert.equal(e.message, c.error);
-        assert.ok(c.error.startsWith(`${e.where}: `), 'where names the service (and the RS)');
-        return true;
-      });
+      assert.throws(
+        () => resolveConfig(c.config, c.facts ?? host(), c.backend),
+        (e: unknown) => {
+          assert.ok(e instanceof ResolveError, `not a ResolveError: ${String(e)}`);
+          assert.equal(e.message, c.error);
+          assert.ok(c.error.startsWith(`${e.where}: `), 'where names the service (and the RS)');
+          return true;
+        },
+      );
     });
   }
 });

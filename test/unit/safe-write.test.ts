@@ -51,14 +51,23 @@ function oneSentence(e: unknown, pattern: RegExp): boolean {
 }
 
 describe('writeFileNoFollow refuses what another user planted', { skip: isRoot ? false : 'needs root (to plant as another user)' }, () => {
-  it('a link at the file\'s own name, in a directory slbctl made: refused, the target untouched', () => {
+  it("a link at the file's own name, in a directory slbctl made: refused, the target untouched", () => {
     const { dir, victim } = scene();
     const out = path.join(dir, 'slbctl-pcaps', 'slb', 'dsr');
     trustedDirectory(out);
     const planted = path.join(out, 'client.pcap');
     fs.symlinkSync(victim, planted);
     fs.lchownSync(planted, NOBODY, NOBODY);
-    assert.throws(() => writeFileNoFollow(planted, 'pcap bytes'), (e) => oneSentence(e, new RegExp(`refusing to write ${planted}: it is a symbolic link \\(to ${victim}\\) owned by uid ${NOBODY}, and slbctl never writes through a link; remove it`)));
+    assert.throws(
+      () => writeFileNoFollow(planted, 'pcap bytes'),
+      (e) =>
+        oneSentence(
+          e,
+          new RegExp(
+            `refusing to write ${planted}: it is a symbolic link \\(to ${victim}\\) owned by uid ${NOBODY}, and slbctl never writes through a link; remove it`,
+          ),
+        ),
+    );
     assertUntouched(victim);
     assert.deepEqual(fs.readdirSync(out), ['client.pcap'], 'no temporary file is left behind');
   });
@@ -70,12 +79,18 @@ describe('writeFileNoFollow refuses what another user planted', { skip: isRoot ?
     fs.chownSync(pcaps, NOBODY, NOBODY);
     asNobody(['mkdir', '-p', path.join(pcaps, 'slb', 'dsr')]);
     asNobody(['ln', '-s', victim, path.join(pcaps, 'slb', 'dsr', 'client.pcap')]);
-    assert.throws(() => writePcap(path.join(pcaps, 'slb', 'dsr', 'client.pcap'), 'ETHERNET', []),
-      (e) => oneSentence(e, new RegExp(`refusing to write into ${pcaps}/slb/dsr: it is owned by uid ${NOBODY}, who could swap what slbctl writes there`)));
+    assert.throws(
+      () => writePcap(path.join(pcaps, 'slb', 'dsr', 'client.pcap'), 'ETHERNET', []),
+      (e) =>
+        oneSentence(
+          e,
+          new RegExp(`refusing to write into ${pcaps}/slb/dsr: it is owned by uid ${NOBODY}, who could swap what slbctl writes there`),
+        ),
+    );
     assertUntouched(victim);
   });
 
-  it('a directory on the way that is uid 65534\'s link (setpriv ln -s): refused, nothing written where it points', () => {
+  it("a directory on the way that is uid 65534's link (setpriv ln -s): refused, nothing written where it points", () => {
     const { dir, victim } = scene();
     const pcaps = path.join(dir, 'slbctl-pcaps');
     fs.mkdirSync(pcaps, { mode: 0o777 });
@@ -83,8 +98,16 @@ describe('writeFileNoFollow refuses what another user planted', { skip: isRoot ?
     const elsewhere = path.join(dir, 'root-only');
     fs.mkdirSync(elsewhere, { mode: 0o700 });
     asNobody(['ln', '-s', elsewhere, path.join(pcaps, 'slb')]);
-    assert.throws(() => writeFileNoFollow(path.join(pcaps, 'slb', 'dsr', 'lb.pcap'), 'x'),
-      (e) => oneSentence(e, new RegExp(`refusing to write under ${pcaps}/slb: it is a symbolic link \\(to ${elsewhere}\\) owned by uid ${NOBODY}, and slbctl never follows a link another user could have planted`)));
+    assert.throws(
+      () => writeFileNoFollow(path.join(pcaps, 'slb', 'dsr', 'lb.pcap'), 'x'),
+      (e) =>
+        oneSentence(
+          e,
+          new RegExp(
+            `refusing to write under ${pcaps}/slb: it is a symbolic link \\(to ${elsewhere}\\) owned by uid ${NOBODY}, and slbctl never follows a link another user could have planted`,
+          ),
+        ),
+    );
     assert.deepEqual(fs.readdirSync(elsewhere), []);
     assertUntouched(victim);
   });
@@ -94,15 +117,21 @@ describe('writeFileNoFollow refuses what another user planted', { skip: isRoot ?
     const open = path.join(dir, 'open');
     fs.mkdirSync(open);
     fs.chmodSync(open, 0o777);
-    assert.throws(() => writeFileNoFollow(path.join(open, 'rs1.pcap'), 'x'), (e) => oneSentence(e, /it is writable by other users \(mode 777\); chmod go-w it/));
+    assert.throws(
+      () => writeFileNoFollow(path.join(open, 'rs1.pcap'), 'x'),
+      (e) => oneSentence(e, /it is writable by other users \(mode 777\); chmod go-w it/),
+    );
     assert.deepEqual(fs.readdirSync(open), []);
   });
 
-  it('lab verify\'s output directory is checked before anything is captured, and its refusal is a lab error', () => {
+  it("lab verify's output directory is checked before anything is captured, and its refusal is a lab error", () => {
     const { dir } = scene();
     fs.symlinkSync('/etc', path.join(dir, 'slbctl-pcaps'));
     fs.lchownSync(path.join(dir, 'slbctl-pcaps'), NOBODY, NOBODY);
-    assert.throws(() => prepareOutputDirectory(path.join(dir, 'slbctl-pcaps', 'slb', 'dsr')), (e) => e instanceof LabError && /is a symbolic link \(to \/etc\) owned by uid 65534/.test(e.message));
+    assert.throws(
+      () => prepareOutputDirectory(path.join(dir, 'slbctl-pcaps', 'slb', 'dsr')),
+      (e) => e instanceof LabError && /is a symbolic link \(to \/etc\) owned by uid 65534/.test(e.message),
+    );
     assert.equal(fs.existsSync('/etc/slb'), false);
   });
 });
@@ -130,7 +159,7 @@ describe('writeFileNoFollow writes what it should', () => {
     assert.equal(fs.readFileSync(path.join(real, 'sub', 'f'), 'utf8'), 'ok');
   });
 
-  it('writes into a sticky directory like /tmp (others can add names there, not replace slbctl\'s)', () => {
+  it("writes into a sticky directory like /tmp (others can add names there, not replace slbctl's)", () => {
     const { dir } = scene();
     const sticky = path.join(dir, 'sticky');
     fs.mkdirSync(sticky);
@@ -141,6 +170,9 @@ describe('writeFileNoFollow writes what it should', () => {
 
   it('refuses to make a directory where a file is', () => {
     const { victim } = scene();
-    assert.throws(() => writeFileNoFollow(path.join(victim, 'f'), 'x'), (e) => oneSentence(e, /it is not a directory/));
+    assert.throws(
+      () => writeFileNoFollow(path.join(victim, 'f'), 'x'),
+      (e) => oneSentence(e, /it is not a directory/),
+    );
   });
 });

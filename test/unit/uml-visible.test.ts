@@ -11,7 +11,12 @@ describe('foldersToShow', () => {
   });
 
   it('shows a checkout and a working directory under /tmp, /dev/shm or /run', () => {
-    assert.deepEqual(foldersToShow(['/tmp/a/slbctl', '/tmp/out', '/dev/shm/x', '/run/user/0/w']).show, ['/tmp/out', '/dev/shm/x', '/tmp/a/slbctl', '/run/user/0/w']);
+    assert.deepEqual(foldersToShow(['/tmp/a/slbctl', '/tmp/out', '/dev/shm/x', '/run/user/0/w']).show, [
+      '/tmp/out',
+      '/dev/shm/x',
+      '/tmp/a/slbctl',
+      '/run/user/0/w',
+    ]);
   });
 
   it('one mount for a folder inside another wanted or already shown', () => {
@@ -20,7 +25,7 @@ describe('foldersToShow', () => {
     assert.deepEqual(foldersToShow(['/tmp/ab'], ['/tmp/a']).show, ['/tmp/ab'], 'a prefix of the name is not a parent');
   });
 
-  it('never the private mount points themselves nor the guest\'s state, nor a name mount(8) would split', () => {
+  it("never the private mount points themselves nor the guest's state, nor a name mount(8) would split", () => {
     const v = foldersToShow(['/tmp', '/run', '/run/netns/x', '/run/slbctl', '/tmp/a,b', '/tmp/ok']);
     assert.deepEqual(v.show, ['/tmp/ok']);
     assert.deepEqual(v.hidden, ['/tmp', '/run', '/run/netns/x', '/run/slbctl', '/tmp/a,b']);

@@ -15,7 +15,10 @@ import { managementNet } from '../../src/vagrant/lab';
 describe('vagrant plan', () => {
   it('puts the reference addresses on four VMs, the router in the client VM', () => {
     const plan = vagrantPlan(REFERENCE_TOPOLOGY);
-    assert.deepEqual(plan.vms.map((v) => v.name), ['client', 'lb', 'rs1', 'rs2']);
+    assert.deepEqual(
+      plan.vms.map((v) => v.name),
+      ['client', 'lb', 'rs1', 'rs2'],
+    );
     const args = (name: string) => plan.vms.find((v) => v.name === name)?.provision ?? [];
     assert.ok(args('client').includes('client_cidr=10.8.21.40/24'));
     assert.ok(args('client').includes('router_cidr=172.16.75.1/24'));

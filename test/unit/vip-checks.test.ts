@@ -8,7 +8,15 @@ import { NetInterface } from '../../src/kernel/rtnl/rtnl';
 
 const interfaces: NetInterface[] = [
   { index: 1, name: 'lo', up: true, addresses: [{ address: '127.0.0.1', prefixLength: 8 }] },
-  { index: 2, name: 'eth0', up: true, addresses: [{ address: '172.16.75.83', prefixLength: 24 }, { address: '172.16.75.84', prefixLength: 32 }] },
+  {
+    index: 2,
+    name: 'eth0',
+    up: true,
+    addresses: [
+      { address: '172.16.75.83', prefixLength: 24 },
+      { address: '172.16.75.84', prefixLength: 32 },
+    ],
+  },
   { index: 3, name: 'eth1', up: true, addresses: [{ address: '10.9.0.5', prefixLength: 30 }] },
   { index: 4, name: 'p2p', up: true, addresses: [{ address: '192.168.7.0', prefixLength: 31 }] },
 ];

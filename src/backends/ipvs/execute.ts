@@ -25,11 +25,26 @@ function modeOf(owned: OwnedIpvsService, dests: IpvsDestination[]): Mode {
 
 export function toIpvsService(s: ServiceState): IpvsService {
   const p = s.persistence;
-  return { protocol: s.protocol, address: s.vip, port: s.port, scheduler: s.scheduler, flags: p ? SvcFlag.PERSISTENT : 0, timeout: p?.timeout ?? 0, netmask: p?.netmask ?? '255.255.255.255' };
+  return {
+    protocol: s.protocol,
+    address: s.vip,
+    port: s.port,
+    scheduler: s.scheduler,
+    flags: p ? SvcFlag.PERSISTENT : 0,
+    timeout: p?.timeout ?? 0,
+    netmask: p?.netmask ?? '255.255.255.255',
+  };
 }
 
 function toDestination(s: ServiceState, r: RealServerState): IpvsDestination {
-  const d: IpvsDestination = { address: r.address, port: r.port, forwarding: forwardingOf(s), weight: r.weight, upperThreshold: 0, lowerThreshold: 0 };
+  const d: IpvsDestination = {
+    address: r.address,
+    port: r.port,
+    forwarding: forwardingOf(s),
+    weight: r.weight,
+    upperThreshold: 0,
+    lowerThreshold: 0,
+  };
   if (d.forwarding === 'tunnel') d.tunnelType = 'ipip';
   return d;
 }
@@ -51,24 +66,37 @@ export async function observeIpvs(client: IpvsOperations, owned: Ownership, snat
     }
     const dests = await client.destinations(svc);
     const s: ServiceState = {
-      name: o.name, vip: o.vip, port: o.port, protocol: o.protocol, mode: modeOf(o, dests), device: o.device,
+      name: o.name,
+      vip: o.vip,
+      port: o.port,
+      protocol: o.protocol,
+      mode: modeOf(o, dests),
+      device: o.device,
       scheduler: (SCHEDULERS as readonly string[]).includes(svc.scheduler) ? (svc.scheduler as Scheduler) : o.scheduler,
       realServers: dests.map((d) => ({
-        address: d.address, port: d.port, weight: d.weight,
+        address: d.address,
+        port: d.port,
+        weight: d.weight,
         connections: { active: d.activeConnections ?? 0, inactive: d.inactiveConnections ?? 0 },
-        ...(d.stats ? { counters: { packets: Number(d.stats.inpkts + d.stats.outpkts), bytes: Number(d.stats.inbytes + d.stats.outbytes) } } : {}),
+        ...(d.stats
+          ? { counters: { packets: Number(d.stats.inpkts + d.stats.outpkts), bytes: Number(d.stats.inbytes + d.stats.outbytes) } }
+          : {}),
       })),
     };
     if (o.snatAddress && s.mode === 'fullnat') s.snatAddress = o.snatAddress;
     if (dests.some((d) => d.forwarding === 'tunnel')) s.encapsulation = 'ipip';
     if (svc.flags & SvcFlag.PERSISTENT) s.persistence = { timeout: svc.timeout, netmask: svc.netmask };
-    if (svc.stats) s.counters = { packets: Number(svc.stats.inpkts + svc.stats.outpkts), bytes: Number(svc.stats.inbytes + svc.stats.outbytes) };
+    if (svc.stats)
+      s.counters = { packets: Number(svc.stats.inpkts + svc.stats.outpkts), bytes: Number(svc.stats.inbytes + svc.stats.outbytes) };
     services.push(s);
   }
   return { services, ownedAddresses: [], tables: [], ingressDevices: [], foreign, snat: await snat.read() };
 }
 
-interface Step { what: string; undo: () => Promise<void> }
+interface Step {
+  what: string;
+  undo: () => Promise<void>;
+}
 
 /** Apply the IPVS part of a plan; on failure undo the completed steps (newest first) and rethrow. */
 export async function executeIpvs(client: IpvsOperations, plan: Plan, log: (line: string) => void, snat: SnatIo): Promise<void> {
@@ -116,12 +144,18 @@ export async function executeIpvs(client: IpvsOperations, plan: Plan, log: (line
     'update-real-server': async (op) => {
       await client.updateDestination(toIpvsService(op.service), toDestination(op.service, op.after));
       const prior = before.get(serviceKey(op.service)) ?? op.service;
-      done.push({ what: `update ${op.after.address}`, undo: () => client.updateDestination(toIpvsService(op.service), toDestination(prior, op.before)) });
+      done.push({
+        what: `update ${op.after.address}`,
+        undo: () => client.updateDestination(toIpvsService(op.service), toDestination(prior, op.before)),
+      });
     },
     'delete-real-server': async (op) => {
       const prior = before.get(serviceKey(op.service)) ?? op.service;
       await client.deleteDestination(toIpvsService(op.service), op.realServer);
-      done.push({ what: `delete ${op.realServer.address}`, undo: () => client.addDestination(toIpvsService(op.service), toDestination(prior, op.realServer)) });
+      done.push({
+        what: `delete ${op.realServer.address}`,
+        undo: () => client.addDestination(toIpvsService(op.service), toDestination(prior, op.realServer)),
+      });
     },
   };
   try {
@@ -151,7 +185,16 @@ export async function executeIpvs(client: IpvsOperations, plan: Plan, log: (line
 /** The IPVS services slbctl owns after a plan: the desired ones. */
 export function ipvsServicesOf(services: readonly ServiceState[]): OwnedIpvsService[] {
   return services.map((s) => {
-    const o: OwnedIpvsService = { protocol: s.protocol, vip: s.vip, port: s.port, name: s.name, mode: s.mode, scheduler: s.scheduler, device: s.device, state: 'owned' };
+    const o: OwnedIpvsService = {
+      protocol: s.protocol,
+      vip: s.vip,
+      port: s.port,
+      name: s.name,
+      mode: s.mode,
+      scheduler: s.scheduler,
+      device: s.device,
+      state: 'owned',
+    };
     if (s.snatAddress) o.snatAddress = s.snatAddress;
     if (s.encapsulation) o.encapsulation = s.encapsulation;
     return o;

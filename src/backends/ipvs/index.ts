@@ -1,7 +1,15 @@
 // The IPVS backend: kernel IPVS over generic netlink (src/kernel/ipvs), with
 // fullnat's source NAT in one iptables chain beside it (src/kernel/iptables).
 import { IpvsClient } from '../../kernel/ipvs/client';
-import { describeSnatChange, iptablesBinary, iptablesSnat, NO_SNAT, SNAT_CHAIN, snatMatches, snatRulesOf } from '../../kernel/iptables/snat';
+import {
+  describeSnatChange,
+  iptablesBinary,
+  iptablesSnat,
+  NO_SNAT,
+  SNAT_CHAIN,
+  snatMatches,
+  snatRulesOf,
+} from '../../kernel/iptables/snat';
 import { interfaceSysctl } from '../../kernel/rtnl/sysctl';
 import { interfaceForAddress } from '../../engine/interfaces';
 import { SCHEDULERS, serviceKey } from '../../model/types';
@@ -25,14 +33,19 @@ function driverOf(client: IpvsClient): BackendDriver {
     },
     preflight(plan) {
       const snat = changesOf(plan.ops, 'ipvs').some((c) => c.after.length > 0 || c.before.chain || c.before.jumps > 0);
-      if (snat && !iptablesBinary()) throw new PreflightError('iptables: not installed; fullnat on IPVS needs it for source NAT (apt-get install iptables, or run `npm run setup`)');
+      if (snat && !iptablesBinary())
+        throw new PreflightError(
+          'iptables: not installed; fullnat on IPVS needs it for source NAT (apt-get install iptables, or run `npm run setup`)',
+        );
     },
     execute: (plan, log, passFd) => executeIpvs(client, plan, log, iptablesSnat(passFd)),
     async afterApply() {
       // IPVS expires a removed UDP real server's entries itself (net.ipv4.vs.expire_nodest_conn).
     },
     async connections(service, realServer) {
-      const dest = (await client.destinations({ protocol: service.protocol, address: service.vip, port: service.port }).catch(() => [])).find((d) => d.address === realServer.address && d.port === realServer.port);
+      const dest = (
+        await client.destinations({ protocol: service.protocol, address: service.vip, port: service.port }).catch(() => [])
+      ).find((d) => d.address === realServer.address && d.port === realServer.port);
       return { active: dest?.activeConnections ?? 0, inactive: dest?.inactiveConnections ?? 0, visible: true };
     },
     requestsSent: () => client.messagesSent,
@@ -42,7 +55,13 @@ function driverOf(client: IpvsClient): BackendDriver {
 
 export const ipvsBackend: Backend<'ipvs'> = {
   name: 'ipvs',
-  capabilities: { schedulers: SCHEDULERS, persistence: true, encapsulations: ['none', 'ipip'], dsrNeedsMacs: false, title: 'the IPVS backend' },
+  capabilities: {
+    schedulers: SCHEDULERS,
+    persistence: true,
+    encapsulations: ['none', 'ipip'],
+    dsrNeedsMacs: false,
+    title: 'the IPVS backend',
+  },
   async open() {
     try {
       return driverOf(await IpvsClient.open());
@@ -102,7 +121,8 @@ export const ipvsBackend: Backend<'ipvs'> = {
           keys.add(serviceKey(added));
         }
       }
-      for (const c of changesOf(plan.ops, 'ipvs')) if (c.after.length > 0 && !c.before.chain && record.iptablesChain !== 'owned') record.iptablesChain = 'adding';
+      for (const c of changesOf(plan.ops, 'ipvs'))
+        if (c.after.length > 0 && !c.before.chain && record.iptablesChain !== 'owned') record.iptablesChain = 'adding';
     },
     after(record, plan) {
       record.ipvsServices = ipvsServicesOf(plan.desired.services);

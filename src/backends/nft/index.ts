@@ -43,7 +43,8 @@ const driver: BackendDriver = {
     for (const op of plan.ops) {
       if (op.op !== 'delete-real-server' || op.service.protocol !== 'udp' || op.service.mode === 'dsr') continue;
       const n = await expireUdpFlows(op.service, op.realServer);
-      if (n !== undefined) log(`${n} UDP flow${n === 1 ? '' : 's'} to ${op.realServer.address}:${op.realServer.port} of ${serviceKey(op.service)} expired`);
+      if (n !== undefined)
+        log(`${n} UDP flow${n === 1 ? '' : 's'} to ${op.realServer.address}:${op.realServer.port} of ${serviceKey(op.service)} expired`);
     }
   },
   async connections(service, realServer) {
@@ -59,7 +60,13 @@ const driver: BackendDriver = {
 
 export const nftBackend: Backend<'nft'> = {
   name: 'nft',
-  capabilities: { schedulers: NFT_SCHEDULERS, persistence: false, encapsulations: ['none'], dsrNeedsMacs: true, title: 'the nftables backend' },
+  capabilities: {
+    schedulers: NFT_SCHEDULERS,
+    persistence: false,
+    encapsulations: ['none'],
+    dsrNeedsMacs: true,
+    title: 'the nftables backend',
+  },
   async open() {
     requireNft();
     return driver;

@@ -28,7 +28,8 @@ export const nftPlan: PlanHooks<NftChange> = {
     const kernel = withoutTables(observed, new Set(rebuild.keys()));
     const first: NftChange[] = [];
     const tables = wantedTables(desired);
-    for (const family of ['ip', 'netdev'] as const) if (tables.has(family) && !kernel.tables.includes(family)) first.push({ what: 'create-table', family });
+    for (const family of ['ip', 'netdev'] as const)
+      if (tables.has(family) && !kernel.tables.includes(family)) first.push({ what: 'create-table', family });
     for (const [family, reasons] of rebuild) first.push({ what: 'rebuild-table', family, reasons });
     for (const device of wantedIngress(desired)) if (!kernel.ingressDevices.includes(device)) first.push({ what: 'add-ingress', device });
     return { kernel, first };
@@ -43,7 +44,8 @@ export const nftPlan: PlanHooks<NftChange> = {
     for (const device of kernel.ingressDevices) if (!ingress.includes(device)) repairs.push({ what: 'delete-ingress', device });
     const tables = wantedTables(desired);
     const last: NftChange[] = [];
-    for (const family of ['netdev', 'ip'] as const) if (!tables.has(family) && kernel.tables.includes(family)) last.push({ what: 'delete-table', family });
+    for (const family of ['netdev', 'ip'] as const)
+      if (!tables.has(family) && kernel.tables.includes(family)) last.push({ what: 'delete-table', family });
     return { repairs, last };
   },
 };

@@ -6,14 +6,22 @@ import { executePlan, planConfig } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
 import { BackendChoice } from '../../model/types';
 
-interface Args { file: string; backend?: BackendChoice; 'dry-run': boolean; quiet: boolean; wait: string; force: boolean }
+interface Args {
+  file: string;
+  backend?: BackendChoice;
+  'dry-run': boolean;
+  quiet: boolean;
+  wait: string;
+  force: boolean;
+}
 
 export const applyCommand: CommandModule<object, Args> = {
   command: 'apply',
   describe: 'Program the kernel to match the config (nftables: one transaction; IPVS: rolled back on failure)',
-  builder: (y) => withWriterOptions(withConfigOptions(y))
-    .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as `plan`)' })
-    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'print only the summary line' }),
+  builder: (y) =>
+    withWriterOptions(withConfigOptions(y))
+      .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as `plan`)' })
+      .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'print only the summary line' }),
   handler: async (args) => {
     const config = loadConfig(args.file);
     await withSession(args.backend ?? config.backend, async (k) => {

@@ -11,14 +11,20 @@ import { requireRoot, withLabName, withRequests } from '../lab-options';
 import { applyLabMode } from '../../lab/mode';
 import { verifyLabMode } from '../../verify/run';
 
-interface Args { name: string; requests: number; out: string; keep: boolean }
+interface Args {
+  name: string;
+  requests: number;
+  out: string;
+  keep: boolean;
+}
 
 export const demoCommand: CommandModule<object, Args> = {
   command: 'demo',
   describe: 'Bring the lab up, apply and verify each of the three modes by packet capture, print a summary, tear the lab down',
-  builder: (y) => withRequests(withLabName(y), 'HTTP requests per mode')
-    .option('out', { alias: 'o', type: 'string', default: 'slbctl-pcaps/demo', describe: 'directory for the pcap files' })
-    .option('keep', { type: 'boolean', default: false, describe: 'leave the lab up at the end' }),
+  builder: (y) =>
+    withRequests(withLabName(y), 'HTTP requests per mode')
+      .option('out', { alias: 'o', type: 'string', default: 'slbctl-pcaps/demo', describe: 'directory for the pcap files' })
+      .option('keep', { type: 'boolean', default: false, describe: 'leave the lab up at the end' }),
   handler: async (args) => {
     requireRoot('demo');
     const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -44,7 +50,12 @@ export const demoCommand: CommandModule<object, Args> = {
       }
     }
     say(`\n== summary (${((Date.now() - started) / 1000).toFixed(0)} s)`);
-    say(renderTable(['MODE', 'WHAT', 'FACTS', 'VERDICT', 'PCAPS'], summary.map((s) => [s.mode, MODE_TITLES[s.mode], s.facts, s.pass ? 'PASS' : 'FAIL', s.pcaps])));
+    say(
+      renderTable(
+        ['MODE', 'WHAT', 'FACTS', 'VERDICT', 'PCAPS'],
+        summary.map((s) => [s.mode, MODE_TITLES[s.mode], s.facts, s.pass ? 'PASS' : 'FAIL', s.pcaps]),
+      ),
+    );
     say('open the pcaps with wireshark or `tshark -r FILE`');
     if (summary.some((s) => !s.pass)) process.exitCode = EXIT.failed;
   },

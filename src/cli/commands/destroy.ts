@@ -7,15 +7,31 @@ import { Plan } from '../../plan/types';
 import { asWriter, withWriterOptions } from '../writer';
 import { removeRecord } from '../../records/netns';
 
-interface Args { 'dry-run': boolean; backend: BackendChoice; 'keep-sysctls': boolean; wait: string; force: boolean }
+interface Args {
+  'dry-run': boolean;
+  backend: BackendChoice;
+  'keep-sysctls': boolean;
+  wait: string;
+  force: boolean;
+}
 
 export const destroyCommand: CommandModule<object, Args> = {
   command: 'destroy',
   describe: 'Remove everything slbctl programmed (its nft tables, its IPVS services and iptables chain, the VIPs it added), nothing else',
-  builder: (y) => withWriterOptions(y)
-    .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be removed' })
-    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'which backend to clean (auto: every one this host has)' })
-    .option('keep-sysctls', { type: 'boolean', default: false, describe: 'leave the sysctls slbctl changed (ip_forward …) as they are; by default they are put back when they still hold the value slbctl set' }),
+  builder: (y) =>
+    withWriterOptions(y)
+      .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be removed' })
+      .option('backend', {
+        choices: BACKENDS,
+        default: 'auto' as BackendChoice,
+        describe: 'which backend to clean (auto: every one this host has)',
+      })
+      .option('keep-sysctls', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'leave the sysctls slbctl changed (ip_forward …) as they are; by default they are put back when they still hold the value slbctl set',
+      }),
   handler: async (args) => {
     const backends: Backend[] = args.backend === 'auto' ? [...BACKEND_NAMES] : [args.backend];
     let removed = 0;

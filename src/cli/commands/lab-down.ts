@@ -2,7 +2,9 @@ import type { CommandModule } from 'yargs';
 import { requireRoot, withLabName } from '../lab-options';
 import { findLab } from '../../lab/providers';
 
-interface Args { name: string }
+interface Args {
+  name: string;
+}
 
 export const labDownCommand: CommandModule<object, Args> = {
   command: 'down',

@@ -4,15 +4,30 @@ import { MODE_TITLES } from '../../lab/lb-config';
 import { requireRoot, withLabName } from '../lab-options';
 import { findLab } from '../../lab/providers';
 
-interface Args { name: string; mode: Mode; backend: BackendChoice; encapsulation: Encapsulation }
+interface Args {
+  name: string;
+  mode: Mode;
+  backend: BackendChoice;
+  encapsulation: Encapsulation;
+}
 
 export const labModeCommand: CommandModule<object, Args> = {
   command: 'mode <mode>',
-  describe: 'Configure the real servers for a mode and apply the balancer\'s config with slbctl inside the LB namespace',
-  builder: (y) => withLabName(y)
-    .positional('mode', { choices: MODES, demandOption: true, describe: 'forwarding mode' })
-    .option('backend', { choices: BACKENDS, default: 'auto' as BackendChoice, describe: 'kernel backend on the balancer; auto: the one its kernel has (IPVS in user-mode-linux and on the VMs, nftables in namespaces of a kernel without IPVS)' })
-    .option('encapsulation', { choices: ENCAPSULATIONS, default: 'none' as Encapsulation, describe: 'dsr: ipip tunnels to the real servers (IPVS backend, kernel with ipip)' }),
+  describe: "Configure the real servers for a mode and apply the balancer's config with slbctl inside the LB namespace",
+  builder: (y) =>
+    withLabName(y)
+      .positional('mode', { choices: MODES, demandOption: true, describe: 'forwarding mode' })
+      .option('backend', {
+        choices: BACKENDS,
+        default: 'auto' as BackendChoice,
+        describe:
+          'kernel backend on the balancer; auto: the one its kernel has (IPVS in user-mode-linux and on the VMs, nftables in namespaces of a kernel without IPVS)',
+      })
+      .option('encapsulation', {
+        choices: ENCAPSULATIONS,
+        default: 'none' as Encapsulation,
+        describe: 'dsr: ipip tunnels to the real servers (IPVS backend, kernel with ipip)',
+      }),
   handler: async (args) => {
     requireRoot('lab mode');
     const lab = await findLab(args.name);

@@ -3,23 +3,37 @@ import { requireRoot, withLabName } from '../lab-options';
 import { LabError } from '../../lab/errors';
 import { LAB_PROVIDERS, LAB_PROVIDER_NAMES, LabProviderName, recordedLab } from '../../lab/providers';
 
-interface Args { name: string; provider: LabProviderName; box?: string }
+interface Args {
+  name: string;
+  provider: LabProviderName;
+  box?: string;
+}
 
 export const labUpCommand: CommandModule<object, Args> = {
   command: 'up',
-  describe: 'Build the reference topology (client, router, LB, two real servers) and start the real servers\' HTTP servers',
-  builder: (y) => withLabName(y)
-    .option('provider', {
-      choices: LAB_PROVIDER_NAMES,
-      default: 'netns' as LabProviderName,
-      describe: LAB_PROVIDER_NAMES.map((n) => `${n}: ${LAB_PROVIDERS[n].describe}`).join('; '),
-    })
-    .option('box', { type: 'string', describe: 'vagrant: the box (default $SLBCTL_VAGRANT_BOX, else slbctl/debian12 when scripts/vagrant-box added it, else debian/bookworm64)' }),
+  describe: "Build the reference topology (client, router, LB, two real servers) and start the real servers' HTTP servers",
+  builder: (y) =>
+    withLabName(y)
+      .option('provider', {
+        choices: LAB_PROVIDER_NAMES,
+        default: 'netns' as LabProviderName,
+        describe: LAB_PROVIDER_NAMES.map((n) => `${n}: ${LAB_PROVIDERS[n].describe}`).join('; '),
+      })
+      .option('box', {
+        type: 'string',
+        describe:
+          'vagrant: the box (default $SLBCTL_VAGRANT_BOX, else slbctl/debian12 when scripts/vagrant-box added it, else debian/bookworm64)',
+      }),
   handler: async (args) => {
     requireRoot('lab up');
     const running = await recordedLab(args.name);
-    if (running) throw new LabError(`lab "${args.name}" already runs on the ${running.provider} provider; run \`slbctl lab down --name ${args.name}\` first`);
-    const summary = await LAB_PROVIDERS[args.provider].up(args.name, args.box ? { box: args.box } : {}, (line) => process.stdout.write(`${line}\n`));
+    if (running)
+      throw new LabError(
+        `lab "${args.name}" already runs on the ${running.provider} provider; run \`slbctl lab down --name ${args.name}\` first`,
+      );
+    const summary = await LAB_PROVIDERS[args.provider].up(args.name, args.box ? { box: args.box } : {}, (line) =>
+      process.stdout.write(`${line}\n`),
+    );
     process.stdout.write(`${summary}\n`);
   },
 };

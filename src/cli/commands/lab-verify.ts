@@ -5,15 +5,22 @@ import { EXIT } from '../errors';
 import { requireRoot, withLabName, withRequests } from '../lab-options';
 import { findLab } from '../../lab/providers';
 
-interface Args { name: string; mode?: Mode; requests: number; out?: string; json: boolean }
+interface Args {
+  name: string;
+  mode?: Mode;
+  requests: number;
+  out?: string;
+  json: boolean;
+}
 
 export const labVerifyCommand: CommandModule<object, Args> = {
   command: 'verify',
-  describe: 'Capture on client, LB and real servers while the client makes HTTP requests, and judge the mode\'s packet facts',
-  builder: (y) => withRequests(withLabName(y), 'HTTP requests the client makes')
-    .option('mode', { choices: MODES, describe: 'mode to judge against (default: the mode applied with `lab mode`)' })
-    .option('out', { alias: 'o', type: 'string', describe: 'directory for the pcap files (default ./slbctl-pcaps/NAME/MODE)' })
-    .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
+  describe: "Capture on client, LB and real servers while the client makes HTTP requests, and judge the mode's packet facts",
+  builder: (y) =>
+    withRequests(withLabName(y), 'HTTP requests the client makes')
+      .option('mode', { choices: MODES, describe: 'mode to judge against (default: the mode applied with `lab mode`)' })
+      .option('out', { alias: 'o', type: 'string', describe: 'directory for the pcap files (default ./slbctl-pcaps/NAME/MODE)' })
+      .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
   handler: async (args) => {
     requireRoot('lab verify');
     const lab = await findLab(args.name);
@@ -23,7 +30,9 @@ export const labVerifyCommand: CommandModule<object, Args> = {
       const answered = report.requests.filter((r) => r.ok);
       const perRs = new Map<string, number>();
       for (const r of answered) perRs.set(r.realServer ?? '?', (perRs.get(r.realServer ?? '?') ?? 0) + 1);
-      process.stdout.write(`responses: ${[...perRs].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; client address the RSs reported: ${[...new Set(answered.map((r) => r.clientSeen))].join(', ') || '-'}\n`);
+      process.stdout.write(
+        `responses: ${[...perRs].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; client address the RSs reported: ${[...new Set(answered.map((r) => r.clientSeen))].join(', ') || '-'}\n`,
+      );
       process.stdout.write(`${renderVerdict(report.verdict)}\npcaps: ${Object.values(report.pcaps).join(' ')}\n`);
     }
     if (!report.verdict.pass) process.exitCode = EXIT.failed;

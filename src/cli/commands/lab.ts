@@ -6,15 +6,18 @@ import { labExecCommand } from './lab-exec';
 import { AnyCommand, CommandGroup, anyCommand, commandName } from '../command-group';
 
 const subcommands: readonly AnyCommand[] = [
-  anyCommand(labUpCommand), anyCommand(labDownCommand), anyCommand(labModeCommand), anyCommand(labVerifyCommand), anyCommand(labExecCommand),
+  anyCommand(labUpCommand),
+  anyCommand(labDownCommand),
+  anyCommand(labModeCommand),
+  anyCommand(labVerifyCommand),
+  anyCommand(labExecCommand),
 ];
 
 export const labCommand: CommandGroup = {
   command: 'lab <command>',
   describe: 'The reference lab (client, router, LB, RS1, RS2) in network namespaces',
   subcommands,
-  builder: (y) => subcommands
-    .reduce((acc, c) => acc.command(c), y)
-    .demandCommand(1, `name a lab command: ${subcommands.map(commandName).join(', ')}`),
+  builder: (y) =>
+    subcommands.reduce((acc, c) => acc.command(c), y).demandCommand(1, `name a lab command: ${subcommands.map(commandName).join(', ')}`),
   handler: () => undefined,
 };

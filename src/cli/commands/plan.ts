@@ -5,15 +5,27 @@ import { planConfig } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
 import { BackendChoice } from '../../model/types';
 
-interface Args { file: string; backend?: BackendChoice; json: boolean; 'detailed-exitcode': boolean; script: boolean }
+interface Args {
+  file: string;
+  backend?: BackendChoice;
+  json: boolean;
+  'detailed-exitcode': boolean;
+  script: boolean;
+}
 
 export const planCommand: CommandModule<object, Args> = {
   command: 'plan',
   describe: 'Print the exact kernel operations `apply` would perform, changing nothing',
-  builder: (y) => withConfigOptions(y)
-    .option('script', { alias: 'nft', type: 'boolean', default: true, describe: 'also print the backend\'s own transaction, e.g. the nftables script (--no-script or --no-nft to hide)' })
-    .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' })
-    .option('detailed-exitcode', { type: 'boolean', default: false, describe: 'exit 0 when there are no changes, 2 when there are' }),
+  builder: (y) =>
+    withConfigOptions(y)
+      .option('script', {
+        alias: 'nft',
+        type: 'boolean',
+        default: true,
+        describe: "also print the backend's own transaction, e.g. the nftables script (--no-script or --no-nft to hide)",
+      })
+      .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' })
+      .option('detailed-exitcode', { type: 'boolean', default: false, describe: 'exit 0 when there are no changes, 2 when there are' }),
   handler: async (args) => {
     const config = loadConfig(args.file);
     const { backend, plan, script, title } = await withSession(args.backend ?? config.backend, async (k) => {

@@ -11,7 +11,14 @@ import { refuseWhatCannotRun } from '../../controller/preflight';
 import { loadConfigFile } from '../../model/load';
 import { waitMs, withWaitOption } from '../writer';
 
-interface Args { file: string; backend?: BackendChoice; 'log-format': LogFormat; metrics: string; resync?: string; wait: string }
+interface Args {
+  file: string;
+  backend?: BackendChoice;
+  'log-format': LogFormat;
+  metrics: string;
+  resync?: string;
+  wait: string;
+}
 
 export const DEFAULT_METRICS = '127.0.0.1:9469';
 
@@ -23,18 +30,35 @@ function resyncOf(text: string): number | undefined {
 
 export const runCommand: CommandModule<object, Args> = {
   command: 'run',
-  describe: 'Apply the config and keep the kernel matching it: health checks set weights, SIGHUP or saving the file reloads, changes made behind slbctl\'s back are repaired',
-  builder: (y) => withWaitOption(withConfigOptions(y))
-    .option('log-format', { choices: LOG_FORMATS, default: 'text' as LogFormat, describe: 'text: one readable line an event; json: one JSON object a line' })
-    .option('metrics', { type: 'string', default: DEFAULT_METRICS, describe: 'address:port for the Prometheus /metrics endpoint; "off" for none' })
-    .option('resync', { type: 'string', describe: 'how often the kernel is compared with the config, e.g. 500ms (default: the shortest check interval, or 1s)' })
-    // Bad values are usage errors, refused before anything starts.
-    .check((a) => {
-      if (a.metrics !== 'off' && !parseListen(a.metrics)) throw new Error(`--metrics ${JSON.stringify(a.metrics)} is not address:port (e.g. ${DEFAULT_METRICS}) or off`);
-      if (a.resync !== undefined && resyncOf(a.resync) === undefined) throw new Error(`--resync ${JSON.stringify(a.resync)} is not a duration from 100ms to one day (e.g. "500ms", "2s")`);
-      return true;
-    })
-    .epilogue('Signals: SIGHUP reloads the file, SIGUSR1 re-applies now, SIGTERM/SIGINT stop checking (the kernel keeps serving what is programmed; `slbctl destroy` removes it).'),
+  describe:
+    "Apply the config and keep the kernel matching it: health checks set weights, SIGHUP or saving the file reloads, changes made behind slbctl's back are repaired",
+  builder: (y) =>
+    withWaitOption(withConfigOptions(y))
+      .option('log-format', {
+        choices: LOG_FORMATS,
+        default: 'text' as LogFormat,
+        describe: 'text: one readable line an event; json: one JSON object a line',
+      })
+      .option('metrics', {
+        type: 'string',
+        default: DEFAULT_METRICS,
+        describe: 'address:port for the Prometheus /metrics endpoint; "off" for none',
+      })
+      .option('resync', {
+        type: 'string',
+        describe: 'how often the kernel is compared with the config, e.g. 500ms (default: the shortest check interval, or 1s)',
+      })
+      // Bad values are usage errors, refused before anything starts.
+      .check((a) => {
+        if (a.metrics !== 'off' && !parseListen(a.metrics))
+          throw new Error(`--metrics ${JSON.stringify(a.metrics)} is not address:port (e.g. ${DEFAULT_METRICS}) or off`);
+        if (a.resync !== undefined && resyncOf(a.resync) === undefined)
+          throw new Error(`--resync ${JSON.stringify(a.resync)} is not a duration from 100ms to one day (e.g. "500ms", "2s")`);
+        return true;
+      })
+      .epilogue(
+        'Signals: SIGHUP reloads the file, SIGUSR1 re-applies now, SIGTERM/SIGINT stop checking (the kernel keeps serving what is programmed; `slbctl destroy` removes it).',
+      ),
   handler: async (args) => {
     const metrics = args.metrics === 'off' ? undefined : parseListen(args.metrics);
     const resyncMs = args.resync === undefined ? undefined : resyncOf(args.resync);
@@ -63,7 +87,9 @@ export const runCommand: CommandModule<object, Args> = {
       process.once('SIGINT', () => stop('SIGINT'));
     });
     controller = await Controller.start({
-      file: args.file, logger, waitMs: wait,
+      file: args.file,
+      logger,
+      waitMs: wait,
       ...(args.backend ? { backend: args.backend } : {}),
       ...(metrics ? { metrics } : {}),
       ...(resyncMs ? { resyncMs } : {}),

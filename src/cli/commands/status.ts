@@ -9,7 +9,9 @@ import { ControllerRecord, RealServerRuntime, readDrains, runningController } fr
 import { Drain } from '../../controller/effective';
 import { Counts } from '../../kernel/conntrack/conntrack';
 
-interface Args { json: boolean }
+interface Args {
+  json: boolean;
+}
 
 interface Found {
   backend: Backend;
@@ -27,7 +29,11 @@ function age(at: number | undefined): string {
 
 function rate(n: number | undefined, unit: string): string {
   if (n === undefined) return '';
-  return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M${unit}` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k${unit}` : `${n.toFixed(n < 10 ? 1 : 0)}${unit}`;
+  return n >= 1e6
+    ? `${(n / 1e6).toFixed(1)}M${unit}`
+    : n >= 1e3
+      ? `${(n / 1e3).toFixed(1)}k${unit}`
+      : `${n.toFixed(n < 10 ? 1 : 0)}${unit}`;
 }
 
 /** Connection counts where the kernel's service listing has none (nftables: from conntrack), asked of each backend. */
@@ -47,32 +53,88 @@ function render(f: Found, controller: ControllerRecord | undefined, drains: Drai
   const rows: string[][] = [];
   for (const s of f.kernel.services) {
     const key = serviceKey(s);
-    const via = s.mode === 'fullnat' ? `snat ${s.snatAddress ?? '?'}` : s.mode === 'dsr' ? (s.encapsulation === 'ipip' ? 'ipip tunnel' : `fwd ${s.forwardDevice ?? 'direct routing'}`) : 'dnat only';
+    const via =
+      s.mode === 'fullnat'
+        ? `snat ${s.snatAddress ?? '?'}`
+        : s.mode === 'dsr'
+          ? s.encapsulation === 'ipip'
+            ? 'ipip tunnel'
+            : `fwd ${s.forwardDevice ?? 'direct routing'}`
+          : 'dnat only';
     const svc = controller?.services.find((x) => x.key === key);
     const svcRates = svc?.rates ? `${rate(svc.rates.packets, 'pps')} ${rate(svc.rates.bytes * 8, 'bps')}` : '';
-    rows.push([key, s.name, s.mode, s.scheduler, `${s.device} ${via}`, '', '', '', '', '', String(s.counters?.packets ?? '-'), String(s.counters?.bytes ?? '-'), svcRates]);
+    rows.push([
+      key,
+      s.name,
+      s.mode,
+      s.scheduler,
+      `${s.device} ${via}`,
+      '',
+      '',
+      '',
+      '',
+      '',
+      String(s.counters?.packets ?? '-'),
+      String(s.counters?.bytes ?? '-'),
+      svcRates,
+    ]);
     const runtime = svc?.realServers ?? [];
-    const keys = [...new Set([...s.realServers.map(realServerKey), ...runtime.map(realServerKey), ...drains.filter((d) => d.service === key).map((d) => d.realServer)])];
+    const keys = [
+      ...new Set([
+        ...s.realServers.map(realServerKey),
+        ...runtime.map(realServerKey),
+        ...drains.filter((d) => d.service === key).map((d) => d.realServer),
+      ]),
+    ];
     for (const rk of keys) {
       const r = s.realServers.find((x) => realServerKey(x) === rk);
       const rt: RealServerRuntime | undefined = runtime.find((x) => realServerKey(x) === rk);
       const drain = drains.find((d) => d.service === key && d.realServer === rk);
       const c = r?.connections ?? conns.get(`${key}|${rk}`);
-      const health = drain ? (drain.state === 'removed' ? 'drained' : 'draining') : rt ? (rt.decision === 'sorry server' ? 'sorry server' : rt.health) : controller ? '-' : 'no controller';
+      const health = drain
+        ? drain.state === 'removed'
+          ? 'drained'
+          : 'draining'
+        : rt
+          ? rt.decision === 'sorry server'
+            ? 'sorry server'
+            : rt.health
+          : controller
+            ? '-'
+            : 'no controller';
       const last = rt?.last ? `${rt.last.ok ? 'ok' : 'FAIL'} ${rt.last.detail} (${age(rt.last.at)})` : '';
       const rates = rt?.rates ? `${rate(rt.rates.packets, 'pps')} ${rate(rt.rates.bytes * 8, 'bps')}` : '';
-      rows.push(['', '', '', '', '', `${rk}${r?.mac ? ` (${r.mac})` : ''}`, r ? String(r.weight) : 'out', health, last, c ? `${c.active}/${c.inactive}` : '-', String(r?.counters?.packets ?? ''), String(r?.counters?.bytes ?? ''), rates]);
+      rows.push([
+        '',
+        '',
+        '',
+        '',
+        '',
+        `${rk}${r?.mac ? ` (${r.mac})` : ''}`,
+        r ? String(r.weight) : 'out',
+        health,
+        last,
+        c ? `${c.active}/${c.inactive}` : '-',
+        String(r?.counters?.packets ?? ''),
+        String(r?.counters?.bytes ?? ''),
+        rates,
+      ]);
     }
   }
   const owned = f.kernel.ownedAddresses.map((a) => `${a.address} on ${a.device}`).join(', ');
-  const ctl = controller ? `controller: pid ${controller.pid}, ${controller.file}, updated ${age(controller.updatedAt)}${controller.metrics ? `, metrics http://${controller.metrics}/metrics` : ''}\n` : 'controller: none running (health is checked only by `slbctl run`)\n';
-  const drift = f.drift.length ? `DRIFT: the kernel no longer holds what slbctl programmed; \`slbctl apply\` (or the running controller, at its next resync) repairs:\n${f.drift.map((l) => `  ${l}`).join('\n')}\n` : '';
+  const ctl = controller
+    ? `controller: pid ${controller.pid}, ${controller.file}, updated ${age(controller.updatedAt)}${controller.metrics ? `, metrics http://${controller.metrics}/metrics` : ''}\n`
+    : 'controller: none running (health is checked only by `slbctl run`)\n';
+  const drift = f.drift.length
+    ? `DRIFT: the kernel no longer holds what slbctl programmed; \`slbctl apply\` (or the running controller, at its next resync) repairs:\n${f.drift.map((l) => `  ${l}`).join('\n')}\n`
+    : '';
   return `backend: ${f.backend}\n${ctl}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
 }
 
 export const statusCommand: CommandModule<object, Args> = {
   command: 'status',
-  describe: 'Show what slbctl has programmed in the kernel, per backend (read back from the kernel, with counters), and each real server\'s health from `slbctl run`',
+  describe:
+    "Show what slbctl has programmed in the kernel, per backend (read back from the kernel, with counters), and each real server's health from `slbctl run`",
   builder: (y) => y.option('json', { type: 'boolean', default: false, describe: 'print JSON' }),
   handler: async (args) => {
     const found: Found[] = [];
@@ -97,26 +159,60 @@ export const statusCommand: CommandModule<object, Args> = {
     if (args.json) {
       const bigints = (_k: string, v: unknown) => (typeof v === 'bigint' ? Number(v) : v);
       const pick = withServices[0] ?? found[0];
-      const services = withServices.flatMap((f) => f.kernel.services.map((s) => {
-        const key = serviceKey(s);
-        const runtime = controller?.services.find((x) => x.key === key)?.realServers ?? [];
-        const { nft: _pieces, backendKeys: _keys, ...shown } = s;
-        return {
-          backend: f.backend, ...shown,
-          realServers: s.realServers.map((r) => {
-            const rt = runtime.find((x) => realServerKey(x) === realServerKey(r));
-            const c = r.connections ?? conns.get(`${key}|${realServerKey(r)}`);
-            return { ...r, ...(c ? { connections: c } : {}), ...(rt ? { health: rt.health, decision: rt.decision, configuredWeight: rt.configuredWeight, last: rt.last, reason: rt.reason, changedAt: rt.changedAt, rates: rt.rates } : {}) };
-          }),
-          removed: [...runtime.filter((x) => x.weight === undefined).map((x) => ({ address: x.address, port: x.port, decision: x.decision, health: x.health, last: x.last })),
-            ...drains.filter((d) => d.service === key && d.state === 'removed' && !runtime.some((x) => realServerKey(x) === d.realServer)).map((d) => ({ realServer: d.realServer, decision: 'drained: removed' }))],
-        };
-      }));
-      process.stdout.write(`${JSON.stringify({
-        backend: pick?.backend ?? 'none', controller: controller ?? null, drains, services,
-        ownedAddresses: found.flatMap((f) => f.kernel.ownedAddresses), tables: found.flatMap((f) => f.kernel.tables), sysctls: pick?.sysctls ?? {},
-        drift: found.flatMap((f) => f.drift),
-      }, bigints, 2)}\n`);
+      const services = withServices.flatMap((f) =>
+        f.kernel.services.map((s) => {
+          const key = serviceKey(s);
+          const runtime = controller?.services.find((x) => x.key === key)?.realServers ?? [];
+          const { nft: _pieces, backendKeys: _keys, ...shown } = s;
+          return {
+            backend: f.backend,
+            ...shown,
+            realServers: s.realServers.map((r) => {
+              const rt = runtime.find((x) => realServerKey(x) === realServerKey(r));
+              const c = r.connections ?? conns.get(`${key}|${realServerKey(r)}`);
+              return {
+                ...r,
+                ...(c ? { connections: c } : {}),
+                ...(rt
+                  ? {
+                      health: rt.health,
+                      decision: rt.decision,
+                      configuredWeight: rt.configuredWeight,
+                      last: rt.last,
+                      reason: rt.reason,
+                      changedAt: rt.changedAt,
+                      rates: rt.rates,
+                    }
+                  : {}),
+              };
+            }),
+            removed: [
+              ...runtime
+                .filter((x) => x.weight === undefined)
+                .map((x) => ({ address: x.address, port: x.port, decision: x.decision, health: x.health, last: x.last })),
+              ...drains
+                .filter((d) => d.service === key && d.state === 'removed' && !runtime.some((x) => realServerKey(x) === d.realServer))
+                .map((d) => ({ realServer: d.realServer, decision: 'drained: removed' })),
+            ],
+          };
+        }),
+      );
+      process.stdout.write(
+        `${JSON.stringify(
+          {
+            backend: pick?.backend ?? 'none',
+            controller: controller ?? null,
+            drains,
+            services,
+            ownedAddresses: found.flatMap((f) => f.kernel.ownedAddresses),
+            tables: found.flatMap((f) => f.kernel.tables),
+            sysctls: pick?.sysctls ?? {},
+            drift: found.flatMap((f) => f.drift),
+          },
+          bigints,
+          2,
+        )}\n`,
+      );
       return;
     }
     if (withServices.length === 0) {

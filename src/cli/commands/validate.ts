@@ -1,7 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { loadConfig } from '../config-file';
 
-interface Args { file: string }
+interface Args {
+  file: string;
+}
 
 export const validateCommand: CommandModule<object, Args> = {
   command: 'validate',
@@ -10,6 +12,8 @@ export const validateCommand: CommandModule<object, Args> = {
   handler: (args) => {
     const config = loadConfig(args.file);
     const rs = config.services.reduce((n, s) => n + s.realServers.length, 0);
-    process.stdout.write(`${args.file}: valid (${config.services.length} service${config.services.length === 1 ? '' : 's'}, ${rs} real server${rs === 1 ? '' : 's'})\n`);
+    process.stdout.write(
+      `${args.file}: valid (${config.services.length} service${config.services.length === 1 ? '' : 's'}, ${rs} real server${rs === 1 ? '' : 's'})\n`,
+    );
   },
 };

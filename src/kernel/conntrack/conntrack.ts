@@ -31,9 +31,12 @@ export function parseFlows(text: string): Flow[] {
     const sport = fields.filter(([k]) => k === 'sport');
     if (dst.length < 2 || src.length < 2 || dport.length < 2 || sport.length < 2) continue;
     flows.push({
-      protocol: m[1] as Protocol, ...(m[2] ? { state: m[2] } : {}),
-      origDst: (dst[0] as [string, string])[1], origDport: Number((dport[0] as [string, string])[1]),
-      replySrc: (src[1] as [string, string])[1], replySport: Number((sport[1] as [string, string])[1]),
+      protocol: m[1] as Protocol,
+      ...(m[2] ? { state: m[2] } : {}),
+      origDst: (dst[0] as [string, string])[1],
+      origDport: Number((dport[0] as [string, string])[1]),
+      replySrc: (src[1] as [string, string])[1],
+      replySport: Number((sport[1] as [string, string])[1]),
     });
   }
   return flows;
@@ -52,11 +55,16 @@ export async function listFlows(): Promise<Flow[] | undefined> {
 }
 
 /** TCP: established flows are active, the others (closing, time-wait) inactive; UDP flows are all active. */
-export function countFor(flows: readonly Flow[], s: Pick<ServiceState, 'protocol' | 'vip' | 'port'>, r: Pick<RealServerState, 'address' | 'port'>): Counts {
+export function countFor(
+  flows: readonly Flow[],
+  s: Pick<ServiceState, 'protocol' | 'vip' | 'port'>,
+  r: Pick<RealServerState, 'address' | 'port'>,
+): Counts {
   let active = 0;
   let inactive = 0;
   for (const f of flows) {
-    if (f.protocol !== s.protocol || f.origDst !== s.vip || f.origDport !== s.port || f.replySrc !== r.address || f.replySport !== r.port) continue;
+    if (f.protocol !== s.protocol || f.origDst !== s.vip || f.origDport !== s.port || f.replySrc !== r.address || f.replySport !== r.port)
+      continue;
     if (f.protocol === 'udp' || f.state === 'ESTABLISHED') active++;
     else inactive++;
   }
@@ -66,7 +74,20 @@ export function countFor(flows: readonly Flow[], s: Pick<ServiceState, 'protocol
 /** Delete the flows of one real server of a service; the number deleted, or undefined when the conntrack tool is missing. */
 export async function expireUdpFlows(s: ServiceState, r: RealServerState): Promise<number | undefined> {
   if (!findCommand('conntrack')) return undefined;
-  const res = await run(['conntrack', '-D', '-p', s.protocol, '--orig-dst', s.vip, '--orig-port-dst', String(s.port), '--reply-src', r.address, '--reply-port-src', String(r.port)]);
+  const res = await run([
+    'conntrack',
+    '-D',
+    '-p',
+    s.protocol,
+    '--orig-dst',
+    s.vip,
+    '--orig-port-dst',
+    String(s.port),
+    '--reply-src',
+    r.address,
+    '--reply-port-src',
+    String(r.port),
+  ]);
   const m = /(\d+) flow entries have been deleted/.exec(res.stderr);
   return m ? Number(m[1]) : 0;
 }

@@ -15,7 +15,9 @@ export class MemorySnat implements SnatIo {
 
   async apply(_have: SnatObserved, rules: readonly SnatRule[]): Promise<void> {
     this.calls.push(`SNAT ${rules.map((r) => `${r.protocol}/${r.vip}:${r.port}->${r.snatAddress}`).join(', ') || '(none)'}`);
-    if (this.failAt > 0 && this.calls.length === this.failAt) throw new KernelError('iptables: restore SLBCTL-SNAT: refused (failure injected by the test double)');
-    this.state = rules.length === 0 ? { ...NO_SNAT, rules: [] } : { chain: true, jumps: 1, rules: rules.map((r) => ({ ...r })), foreign: 0 };
+    if (this.failAt > 0 && this.calls.length === this.failAt)
+      throw new KernelError('iptables: restore SLBCTL-SNAT: refused (failure injected by the test double)');
+    this.state =
+      rules.length === 0 ? { ...NO_SNAT, rules: [] } : { chain: true, jumps: 1, rules: rules.map((r) => ({ ...r })), foreign: 0 };
   }
 }

@@ -33,7 +33,9 @@ export const NO_SNAT: SnatObserved = { chain: false, jumps: 0, rules: [], foreig
 const byTarget = (a: SnatRule, b: SnatRule) => `${a.vip}:${a.port}/${a.protocol}`.localeCompare(`${b.vip}:${b.port}/${b.protocol}`);
 
 /** The rules the fullnat services need, in the order they are written. */
-export function snatRulesOf(services: readonly { mode: string; protocol: Protocol; vip: string; port: number; snatAddress?: string }[]): SnatRule[] {
+export function snatRulesOf(
+  services: readonly { mode: string; protocol: Protocol; vip: string; port: number; snatAddress?: string }[],
+): SnatRule[] {
   return services
     .filter((s) => s.mode === 'fullnat' && s.snatAddress)
     .map((s) => ({ protocol: s.protocol, vip: s.vip, port: s.port, snatAddress: s.snatAddress as string }))
@@ -72,14 +74,19 @@ export function iptablesBinary(): string | undefined {
 
 function requireIptables(): string {
   const binary = iptablesBinary();
-  if (!binary) throw new PreflightError('iptables: not installed; fullnat on IPVS needs it for source NAT (apt-get install iptables, or run `npm run setup`)');
+  if (!binary)
+    throw new PreflightError(
+      'iptables: not installed; fullnat on IPVS needs it for source NAT (apt-get install iptables, or run `npm run setup`)',
+    );
   return binary;
 }
 
 export function restoreScript(rules: readonly SnatRule[]): string {
   const lines = ['*nat', `:${SNAT_CHAIN} - [0:0]`];
   for (const r of [...rules].sort(byTarget)) {
-    lines.push(`-A ${SNAT_CHAIN} -p ${r.protocol} -m ipvs --vaddr ${r.vip}/32 --vport ${r.port} --vdir ORIGINAL -j SNAT --to-source ${r.snatAddress}`);
+    lines.push(
+      `-A ${SNAT_CHAIN} -p ${r.protocol} -m ipvs --vaddr ${r.vip}/32 --vport ${r.port} --vdir ORIGINAL -j SNAT --to-source ${r.snatAddress}`,
+    );
   }
   lines.push('COMMIT');
   return `${lines.join('\n')}\n`;
@@ -93,7 +100,9 @@ export function parseNatListing(text: string): SnatObserved {
     else if (line === `-A POSTROUTING -j ${SNAT_CHAIN}`) seen.jumps++;
     else if (line.startsWith(`-A ${SNAT_CHAIN} `)) {
       // iptables prints a /32 vaddr without its prefix length.
-      const m = /^-A \S+ -p (tcp|udp) -m ipvs --vaddr ([0-9.]+)(?:\/32)? --vport (\d+) --vdir ORIGINAL -j SNAT --to-source ([0-9.]+)$/.exec(line);
+      const m = /^-A \S+ -p (tcp|udp) -m ipvs --vaddr ([0-9.]+)(?:\/32)? --vport (\d+) --vdir ORIGINAL -j SNAT --to-source ([0-9.]+)$/.exec(
+        line,
+      );
       if (m) seen.rules.push({ protocol: m[1] as Protocol, vip: m[2] as string, port: Number(m[3]), snatAddress: m[4] as string });
       else seen.foreign++;
     }
@@ -128,9 +137,11 @@ export async function applySnat(have: SnatObserved, rules: readonly SnatRule[], 
   const restore = iptables.replace(/iptables(-legacy)?$/, (_m, legacy: string | undefined) => `iptables${legacy ?? ''}-restore`);
   const opts = { exitCode: EXIT.kernel, ...(passFd === undefined ? {} : { passFd }) };
   // A refusal is the kernel's (exit 4), not a lab step's.
-  const step = (what: string, argv: string[], input?: string) => runChecked(`iptables: ${what}`, argv, input === undefined ? opts : { ...opts, input });
+  const step = (what: string, argv: string[], input?: string) =>
+    runChecked(`iptables: ${what}`, argv, input === undefined ? opts : { ...opts, input });
   if (rules.length === 0) {
-    for (let i = 0; i < have.jumps; i++) await step(`remove the jump to ${SNAT_CHAIN}`, [iptables, '-t', 'nat', '-D', 'POSTROUTING', '-j', SNAT_CHAIN]);
+    for (let i = 0; i < have.jumps; i++)
+      await step(`remove the jump to ${SNAT_CHAIN}`, [iptables, '-t', 'nat', '-D', 'POSTROUTING', '-j', SNAT_CHAIN]);
     if (have.chain) {
       await step(`flush ${SNAT_CHAIN}`, [iptables, '-t', 'nat', '-F', SNAT_CHAIN]);
       await step(`delete ${SNAT_CHAIN}`, [iptables, '-t', 'nat', '-X', SNAT_CHAIN]);
@@ -138,6 +149,7 @@ export async function applySnat(have: SnatObserved, rules: readonly SnatRule[], 
     return;
   }
   await step(`restore ${SNAT_CHAIN}`, [restore, '--noflush'], restoreScript(rules));
-  for (let i = 1; i < have.jumps; i++) await step(`remove a second jump to ${SNAT_CHAIN}`, [iptables, '-t', 'nat', '-D', 'POSTROUTING', '-j', SNAT_CHAIN]);
+  for (let i = 1; i < have.jumps; i++)
+    await step(`remove a second jump to ${SNAT_CHAIN}`, [iptables, '-t', 'nat', '-D', 'POSTROUTING', '-j', SNAT_CHAIN]);
   if (have.jumps === 0) await step(`jump to ${SNAT_CHAIN}`, [iptables, '-t', 'nat', '-A', 'POSTROUTING', '-j', SNAT_CHAIN]);
 }

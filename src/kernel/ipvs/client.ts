@@ -8,7 +8,14 @@ import { IpvsOperations } from './operations';
 import { Cmd, IPVS_GENL_NAME, IPVS_GENL_VERSION } from './constants';
 import { Attrs, COMMAND, INFO, decode, encode } from './codec';
 import {
-  IpvsDestination, IpvsService, destinationFromWire, destinationKeyToWire, destinationToWire, serviceFromWire, serviceKeyToWire, serviceToWire,
+  IpvsDestination,
+  IpvsService,
+  destinationFromWire,
+  destinationKeyToWire,
+  destinationToWire,
+  serviceFromWire,
+  serviceKeyToWire,
+  serviceToWire,
 } from './types';
 
 const NLMSG_ERROR = 2;
@@ -33,7 +40,11 @@ const COMMAND_ERRNO_TEXT: Record<number, Record<number, string>> = {
 
 /** IPVS refused a request (exit 4); errno and the step are kept. */
 export class IpvsError extends KernelError {
-  constructor(readonly step: string, readonly errno: number, detail?: string) {
+  constructor(
+    readonly step: string,
+    readonly errno: number,
+    detail?: string,
+  ) {
     super(`ipvs: ${step}: ${detail ?? ERRNO_TEXT[errno] ?? `errno ${errno}`}`);
   }
 }
@@ -45,7 +56,10 @@ export class IpvsClient implements IpvsOperations {
   /** netlink messages sent since the client opened (the benchmark counts them). */
   messagesSent = 0;
 
-  private constructor(private readonly socket: GenericNetlinkSocket, private readonly family: number) {}
+  private constructor(
+    private readonly socket: GenericNetlinkSocket,
+    private readonly family: number,
+  ) {}
 
   /** Resolve the IPVS family; fails with a clear error when the kernel has no IPVS. */
   static async open(): Promise<IpvsClient> {
@@ -56,7 +70,11 @@ export class IpvsClient implements IpvsOperations {
       return new IpvsClient(socket, reply.familyId);
     } catch (e) {
       socket.socket.close();
-      throw new IpvsError('open', 2, `the kernel has no IPVS (generic netlink family "IPVS" not found: load the ip_vs module, e.g. \`modprobe ip_vs\`) (${(e as Error).message})`);
+      throw new IpvsError(
+        'open',
+        2,
+        `the kernel has no IPVS (generic netlink family "IPVS" not found: load the ip_vs module, e.g. \`modprobe ip_vs\`) (${(e as Error).message})`,
+      );
     }
   }
 
@@ -90,7 +108,10 @@ export class IpvsClient implements IpvsOperations {
   private async request(step: string, cmd: number, attrs: Attrs, dump = false): Promise<Buffer[]> {
     const header = Buffer.from([cmd, IPVS_GENL_VERSION, 0, 0]);
     this.messagesSent++;
-    const [messages] = await this.socket.socket.request(this.family, [header, encode(COMMAND, attrs)], { checkError: false, ...(dump ? { flags: NLM_F_DUMP } : {}) });
+    const [messages] = await this.socket.socket.request(this.family, [header, encode(COMMAND, attrs)], {
+      checkError: false,
+      ...(dump ? { flags: NLM_F_DUMP } : {}),
+    });
     const payloads: Buffer[] = [];
     for (const m of messages) {
       if (m.type === NLMSG_ERROR) {
@@ -136,15 +157,27 @@ export class IpvsClient implements IpvsOperations {
   }
 
   async addDestination(s: Pick<IpvsService, 'protocol' | 'address' | 'port'>, d: IpvsDestination): Promise<void> {
-    await this.request(`add ${describeDest(d)} to ${describeService(s)}`, Cmd.NEW_DEST, { service: serviceKeyToWire(s), dest: destinationToWire(d) });
+    await this.request(`add ${describeDest(d)} to ${describeService(s)}`, Cmd.NEW_DEST, {
+      service: serviceKeyToWire(s),
+      dest: destinationToWire(d),
+    });
   }
 
   async updateDestination(s: Pick<IpvsService, 'protocol' | 'address' | 'port'>, d: IpvsDestination): Promise<void> {
-    await this.request(`update ${describeDest(d)} of ${describeService(s)}`, Cmd.SET_DEST, { service: serviceKeyToWire(s), dest: destinationToWire(d) });
+    await this.request(`update ${describeDest(d)} of ${describeService(s)}`, Cmd.SET_DEST, {
+      service: serviceKeyToWire(s),
+      dest: destinationToWire(d),
+    });
   }
 
-  async deleteDestination(s: Pick<IpvsService, 'protocol' | 'address' | 'port'>, d: Pick<IpvsDestination, 'address' | 'port'>): Promise<void> {
-    await this.request(`delete ${describeDest(d)} from ${describeService(s)}`, Cmd.DEL_DEST, { service: serviceKeyToWire(s), dest: destinationKeyToWire(d) });
+  async deleteDestination(
+    s: Pick<IpvsService, 'protocol' | 'address' | 'port'>,
+    d: Pick<IpvsDestination, 'address' | 'port'>,
+  ): Promise<void> {
+    await this.request(`delete ${describeDest(d)} from ${describeService(s)}`, Cmd.DEL_DEST, {
+      service: serviceKeyToWire(s),
+      dest: destinationKeyToWire(d),
+    });
   }
 
   async timeouts(): Promise<{ tcp: number; tcpFin: number; udp: number }> {

@@ -6,12 +6,18 @@ import { CmdAttr, DestAttr, InfoAttr, StatsAttr, SvcAttr } from './constants';
 
 export type AttrType = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'string' | 'binary' | 'flags' | Table;
 
-export interface AttrSpec { name: string; id: number; type: AttrType }
+export interface AttrSpec {
+  name: string;
+  id: number;
+  type: AttrType;
+}
 export type Table = readonly AttrSpec[];
 
 /** A decoded attribute set: name -> value (nested tables decode to nested objects). */
 export type AttrValue = number | bigint | string | Buffer | { flags: number; mask: number } | Attrs;
-export interface Attrs { [name: string]: AttrValue | undefined }
+export interface Attrs {
+  [name: string]: AttrValue | undefined;
+}
 
 export const STATS: Table = [
   { name: 'conns', id: StatsAttr.CONNS, type: 'u32' },
@@ -80,14 +86,37 @@ const align4 = (n: number) => (n + 3) & ~3;
 function encodeValue(type: AttrType, value: AttrValue): Buffer {
   if (Array.isArray(type)) return encode(type as Table, value as Attrs);
   switch (type) {
-    case 'u8': return Buffer.from([Number(value) & 0xff]);
-    case 'u16': { const b = Buffer.alloc(2); b.writeUInt16LE(Number(value)); return b; }
-    case 'u32': { const b = Buffer.alloc(4); b.writeUInt32LE(Number(value) >>> 0); return b; }
-    case 'u64': { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(value as number | bigint)); return b; }
-    case 'be16': { const b = Buffer.alloc(2); b.writeUInt16BE(Number(value)); return b; }
-    case 'be32': { const b = Buffer.alloc(4); b.writeUInt32BE(Number(value) >>> 0); return b; }
-    case 'string': return Buffer.from(`${String(value)}\0`);
-    case 'binary': return Buffer.from(value as Buffer);
+    case 'u8':
+      return Buffer.from([Number(value) & 0xff]);
+    case 'u16': {
+      const b = Buffer.alloc(2);
+      b.writeUInt16LE(Number(value));
+      return b;
+    }
+    case 'u32': {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(Number(value) >>> 0);
+      return b;
+    }
+    case 'u64': {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(BigInt(value as number | bigint));
+      return b;
+    }
+    case 'be16': {
+      const b = Buffer.alloc(2);
+      b.writeUInt16BE(Number(value));
+      return b;
+    }
+    case 'be32': {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(Number(value) >>> 0);
+      return b;
+    }
+    case 'string':
+      return Buffer.from(`${String(value)}\0`);
+    case 'binary':
+      return Buffer.from(value as Buffer);
     case 'flags': {
       const f = value as { flags: number; mask: number };
       const b = Buffer.alloc(8);
@@ -120,15 +149,26 @@ function decodeValue(type: AttrType, b: Buffer): AttrValue | undefined {
   const n = need[type as string];
   if (n !== undefined && b.length < n) return undefined;
   switch (type) {
-    case 'u8': return b.readUInt8(0);
-    case 'u16': return b.readUInt16LE(0);
-    case 'u32': return b.readUInt32LE(0);
-    case 'u64': return b.readBigUInt64LE(0);
-    case 'be16': return b.readUInt16BE(0);
-    case 'be32': return b.readUInt32BE(0);
-    case 'string': { const end = b.indexOf(0); return b.toString('utf8', 0, end < 0 ? b.length : end); }
-    case 'binary': return Buffer.from(b);
-    case 'flags': return { flags: b.readUInt32LE(0), mask: b.readUInt32LE(4) };
+    case 'u8':
+      return b.readUInt8(0);
+    case 'u16':
+      return b.readUInt16LE(0);
+    case 'u32':
+      return b.readUInt32LE(0);
+    case 'u64':
+      return b.readBigUInt64LE(0);
+    case 'be16':
+      return b.readUInt16BE(0);
+    case 'be32':
+      return b.readUInt32BE(0);
+    case 'string': {
+      const end = b.indexOf(0);
+      return b.toString('utf8', 0, end < 0 ? b.length : end);
+    }
+    case 'binary':
+      return Buffer.from(b);
+    case 'flags':
+      return { flags: b.readUInt32LE(0), mask: b.readUInt32LE(4) };
   }
   return undefined;
 }

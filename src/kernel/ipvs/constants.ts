@@ -5,24 +5,69 @@ export const IPVS_GENL_NAME = 'IPVS';
 export const IPVS_GENL_VERSION = 1;
 
 export const Cmd = {
-  NEW_SERVICE: 1, SET_SERVICE: 2, DEL_SERVICE: 3, GET_SERVICE: 4,
-  NEW_DEST: 5, SET_DEST: 6, DEL_DEST: 7, GET_DEST: 8,
-  SET_CONFIG: 12, GET_CONFIG: 13, GET_INFO: 15, ZERO: 16, FLUSH: 17,
+  NEW_SERVICE: 1,
+  SET_SERVICE: 2,
+  DEL_SERVICE: 3,
+  GET_SERVICE: 4,
+  NEW_DEST: 5,
+  SET_DEST: 6,
+  DEL_DEST: 7,
+  GET_DEST: 8,
+  SET_CONFIG: 12,
+  GET_CONFIG: 13,
+  GET_INFO: 15,
+  ZERO: 16,
+  FLUSH: 17,
 } as const;
 
 /** Top-level attributes of a command. */
 export const CmdAttr = { SERVICE: 1, DEST: 2, DAEMON: 3, TIMEOUT_TCP: 4, TIMEOUT_TCP_FIN: 5, TIMEOUT_UDP: 6 } as const;
 
 export const SvcAttr = {
-  AF: 1, PROTOCOL: 2, ADDR: 3, PORT: 4, FWMARK: 5, SCHED_NAME: 6, FLAGS: 7, TIMEOUT: 8, NETMASK: 9, STATS: 10, PE_NAME: 11, STATS64: 12,
+  AF: 1,
+  PROTOCOL: 2,
+  ADDR: 3,
+  PORT: 4,
+  FWMARK: 5,
+  SCHED_NAME: 6,
+  FLAGS: 7,
+  TIMEOUT: 8,
+  NETMASK: 9,
+  STATS: 10,
+  PE_NAME: 11,
+  STATS64: 12,
 } as const;
 
 export const DestAttr = {
-  ADDR: 1, PORT: 2, FWD_METHOD: 3, WEIGHT: 4, U_THRESH: 5, L_THRESH: 6, ACTIVE_CONNS: 7, INACT_CONNS: 8, PERSIST_CONNS: 9,
-  STATS: 10, ADDR_FAMILY: 11, STATS64: 12, TUN_TYPE: 13, TUN_PORT: 14, TUN_FLAGS: 15,
+  ADDR: 1,
+  PORT: 2,
+  FWD_METHOD: 3,
+  WEIGHT: 4,
+  U_THRESH: 5,
+  L_THRESH: 6,
+  ACTIVE_CONNS: 7,
+  INACT_CONNS: 8,
+  PERSIST_CONNS: 9,
+  STATS: 10,
+  ADDR_FAMILY: 11,
+  STATS64: 12,
+  TUN_TYPE: 13,
+  TUN_PORT: 14,
+  TUN_FLAGS: 15,
 } as const;
 
-export const StatsAttr = { CONNS: 1, INPKTS: 2, OUTPKTS: 3, INBYTES: 4, OUTBYTES: 5, CPS: 6, INPPS: 7, OUTPPS: 8, INBPS: 9, OUTBPS: 10 } as const;
+export const StatsAttr = {
+  CONNS: 1,
+  INPKTS: 2,
+  OUTPKTS: 3,
+  INBYTES: 4,
+  OUTBYTES: 5,
+  CPS: 6,
+  INPPS: 7,
+  OUTPPS: 8,
+  INBPS: 9,
+  OUTBPS: 10,
+} as const;
 
 export const InfoAttr = { VERSION: 1, CONN_TAB_SIZE: 2 } as const;
 

@@ -31,20 +31,27 @@ export class MemoryIpvs implements IpvsOperations {
   failAt = 0;
 
   constructor(services: { service: IpvsService; dests: IpvsDestination[] }[] = []) {
-    for (const s of services) this.table.set(key(s.service), { service: { ...s.service }, dests: new Map(s.dests.map((d) => [destKey(d), { ...d }])) });
+    for (const s of services)
+      this.table.set(key(s.service), { service: { ...s.service }, dests: new Map(s.dests.map((d) => [destKey(d), { ...d }])) });
   }
 
   /** The whole table as text, services and destinations sorted: compare before and after. */
   dump(): string {
     return [...this.table.values()]
       .sort((a, b) => key(a.service).localeCompare(key(b.service)))
-      .map(({ service, dests }) => [describeService(service), ...[...dests.values()].sort((a, b) => destKey(a).localeCompare(destKey(b))).map((d) => `  -> ${describeDest(d)}`)].join('\n'))
+      .map(({ service, dests }) =>
+        [
+          describeService(service),
+          ...[...dests.values()].sort((a, b) => destKey(a).localeCompare(destKey(b))).map((d) => `  -> ${describeDest(d)}`),
+        ].join('\n'),
+      )
       .join('\n');
   }
 
   private change(step: string, line: string): void {
     this.calls.push(line);
-    if (this.failAt > 0 && this.calls.length === this.failAt) throw new IpvsError(step, EINVAL, 'invalid argument (failure injected by the test double)');
+    if (this.failAt > 0 && this.calls.length === this.failAt)
+      throw new IpvsError(step, EINVAL, 'invalid argument (failure injected by the test double)');
   }
 
   private entry(step: string, s: ServiceKey, errno = ENOENT) {
@@ -58,7 +65,11 @@ export class MemoryIpvs implements IpvsOperations {
   }
 
   async destinations(s: ServiceKey): Promise<IpvsDestination[]> {
-    return [...this.entry(`list destinations of ${key(s)}`, s, ESRCH).dests.values()].map((d) => ({ ...d, activeConnections: 0, inactiveConnections: 0 }));
+    return [...this.entry(`list destinations of ${key(s)}`, s, ESRCH).dests.values()].map((d) => ({
+      ...d,
+      activeConnections: 0,
+      inactiveConnections: 0,
+    }));
   }
 
   async addService(s: IpvsService): Promise<void> {

@@ -8,7 +8,11 @@ export type IpvsProtocol = 'tcp' | 'udp';
 export type Forwarding = 'masq' | 'local' | 'tunnel' | 'route' | 'bypass';
 
 export interface IpvsStats {
-  conns: bigint; inpkts: bigint; outpkts: bigint; inbytes: bigint; outbytes: bigint;
+  conns: bigint;
+  inpkts: bigint;
+  outpkts: bigint;
+  inbytes: bigint;
+  outbytes: bigint;
 }
 
 export interface IpvsService {
@@ -40,14 +44,22 @@ export interface IpvsDestination {
   stats?: IpvsStats;
 }
 
-const FORWARDING: Record<Forwarding, number> = { masq: FwdMethod.MASQ, local: FwdMethod.LOCALNODE, tunnel: FwdMethod.TUNNEL, route: FwdMethod.DROUTE, bypass: FwdMethod.BYPASS };
+const FORWARDING: Record<Forwarding, number> = {
+  masq: FwdMethod.MASQ,
+  local: FwdMethod.LOCALNODE,
+  tunnel: FwdMethod.TUNNEL,
+  route: FwdMethod.DROUTE,
+  bypass: FwdMethod.BYPASS,
+};
 const TUNNELS = { ipip: TunnelType.IPIP, gue: TunnelType.GUE, gre: TunnelType.GRE } as const;
 const PROTOCOLS: Record<IpvsProtocol, number> = { tcp: IPPROTO_TCP, udp: IPPROTO_UDP };
 
 /** union nf_inet_addr: 16 bytes, an IPv4 address in the first 4. */
 export function addressToWire(address: string): Buffer {
   const b = Buffer.alloc(16);
-  address.split('.').forEach((p, i) => { b[i] = Number(p); });
+  address.split('.').forEach((p, i) => {
+    b[i] = Number(p);
+  });
   return b;
 }
 
@@ -71,7 +83,13 @@ export function serviceKeyToWire(s: Pick<IpvsService, 'protocol' | 'address' | '
 
 export function serviceToWire(s: IpvsService): Attrs {
   // The kernel wants flags with a mask of the bits being set: all of them here.
-  return { ...serviceKeyToWire(s), schedName: s.scheduler, flags: { flags: s.flags, mask: 0xffffffff }, timeout: s.timeout, netmask: netmaskToWire(s.netmask) };
+  return {
+    ...serviceKeyToWire(s),
+    schedName: s.scheduler,
+    flags: { flags: s.flags, mask: 0xffffffff },
+    timeout: s.timeout,
+    netmask: netmaskToWire(s.netmask),
+  };
 }
 
 function statsFromWire(a: Attrs | undefined): IpvsStats | undefined {
@@ -99,8 +117,13 @@ export function serviceFromWire(a: Attrs): IpvsService | undefined {
 
 export function destinationToWire(d: IpvsDestination): Attrs {
   const a: Attrs = {
-    addr: addressToWire(d.address), port: d.port, fwdMethod: FORWARDING[d.forwarding], weight: d.weight,
-    upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold, addrFamily: AF_INET,
+    addr: addressToWire(d.address),
+    port: d.port,
+    fwdMethod: FORWARDING[d.forwarding],
+    weight: d.weight,
+    upperThreshold: d.upperThreshold,
+    lowerThreshold: d.lowerThreshold,
+    addrFamily: AF_INET,
   };
   if (d.forwarding === 'tunnel') a.tunType = TUNNELS[d.tunnelType ?? 'ipip'];
   return a;
@@ -124,7 +147,8 @@ export function destinationFromWire(a: Attrs): IpvsDestination {
     inactiveConnections: Number(a.inactiveConns ?? 0),
     persistentConnections: Number(a.persistConns ?? 0),
   };
-  if (forwarding === 'tunnel') d.tunnelType = (Object.keys(TUNNELS) as (keyof typeof TUNNELS)[]).find((t) => TUNNELS[t] === a.tunType) ?? 'ipip';
+  if (forwarding === 'tunnel')
+    d.tunnelType = (Object.keys(TUNNELS) as (keyof typeof TUNNELS)[]).find((t) => TUNNELS[t] === a.tunType) ?? 'ipip';
   const stats = statsFromWire((a.stats64 ?? a.stats) as Attrs | undefined);
   if (stats) d.stats = stats;
   return d;

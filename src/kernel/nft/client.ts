@@ -19,7 +19,10 @@ export class NftMissingError extends PreflightError {}
 
 export function requireNft(): string {
   const nft = findCommand('nft');
-  if (!nft) throw new NftMissingError('nftables: the nft program is not installed; install the nftables package (apt-get install nftables), or run `npm run setup`');
+  if (!nft)
+    throw new NftMissingError(
+      'nftables: the nft program is not installed; install the nftables package (apt-get install nftables), or run `npm run setup`',
+    );
   return nft;
 }
 

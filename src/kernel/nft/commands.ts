@@ -40,7 +40,9 @@ export function commandText(c: NftCommand): string {
     case 'map':
       return c.verb === 'add' ? `add ${c.object} ${where} ${c.name} ${c.declaration}` : `delete ${c.object} ${where} ${c.name}`;
     case 'element':
-      return c.verb === 'add' ? `add element ${where} ${c.set} { ${c.elements.map(elementText).join(', ')} }` : `delete element ${where} ${c.set} { ${c.keys.join(', ')} }`;
+      return c.verb === 'add'
+        ? `add element ${where} ${c.set} { ${c.elements.map(elementText).join(', ')} }`
+        : `delete element ${where} ${c.set} { ${c.keys.join(', ')} }`;
   }
 }
 

@@ -4,7 +4,15 @@
 import { Family, RealServerState, ServiceState } from '../../model/state';
 import { PROTOCOLS } from '../../model/types';
 import {
-  FULLNAT_VIPS_MAP, MEMBERS_SET, SERVICES_MAP, backendsMap, ingressChain, memberComment, serviceChain, serviceId, snatChain,
+  FULLNAT_VIPS_MAP,
+  MEMBERS_SET,
+  SERVICES_MAP,
+  backendsMap,
+  ingressChain,
+  memberComment,
+  serviceChain,
+  serviceId,
+  snatChain,
 } from './names';
 import { Rule, dispatchRule, ruleFingerprint, serviceRule, snatDispatchRule, snatRule } from './rules';
 import { ChainInfo, TableInventory } from './inventory';
@@ -32,13 +40,33 @@ export interface ExpectedSet {
 }
 
 /** The base chains and sets of each table: created with the table, never per service. */
-export function tablePlumbing(family: Family, dsrDevices: readonly string[]): { sets: Map<string, ExpectedSet>; chains: Map<string, ExpectedChain> } {
+export function tablePlumbing(
+  family: Family,
+  dsrDevices: readonly string[],
+): { sets: Map<string, ExpectedSet>; chains: Map<string, ExpectedChain> } {
   const sets = new Map<string, ExpectedSet>([
-    [SERVICES_MAP, { kind: 'map', type: 'map inet_proto . ipv4_addr . inet_service : verdict', declaration: '{ type inet_proto . ipv4_addr . inet_service : verdict; }' }],
-    [MEMBERS_SET, { kind: 'set', type: 'set inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service', declaration: '{ type inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service; }' }],
+    [
+      SERVICES_MAP,
+      {
+        kind: 'map',
+        type: 'map inet_proto . ipv4_addr . inet_service : verdict',
+        declaration: '{ type inet_proto . ipv4_addr . inet_service : verdict; }',
+      },
+    ],
+    [
+      MEMBERS_SET,
+      {
+        kind: 'set',
+        type: 'set inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service',
+        declaration: '{ type inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service; }',
+      },
+    ],
   ]);
   for (const p of PROTOCOLS) {
-    const target = family === 'netdev' ? { type: 'ether_addr', typeof: 'ether daddr' } : { type: 'ipv4_addr . inet_service', typeof: `ip daddr . ${p} dport` };
+    const target =
+      family === 'netdev'
+        ? { type: 'ether_addr', typeof: 'ether daddr' }
+        : { type: 'ipv4_addr . inet_service', typeof: `ip daddr . ${p} dport` };
     sets.set(backendsMap(p), {
       kind: 'map',
       type: `map ipv4_addr . inet_service . integer : ${target.type}`,
@@ -134,7 +162,13 @@ export function expectedInventory(services: readonly ServiceState[]): Partial<Re
     const inv: TableInventory = { family, chains: new Map(), sets: new Map() };
     for (const [name, set] of plumbing.sets) inv.sets.set(name, { type: set.type, elements: new Map() });
     const chain = (name: string, c: { hook?: string; rules: Rule[] }) => {
-      const info: ChainInfo = { rules: c.rules.map((r) => ({ fingerprint: ruleFingerprint(r.expr, r.comment), expr: r.expr, ...(r.comment !== undefined ? { comment: r.comment } : {}) })) };
+      const info: ChainInfo = {
+        rules: c.rules.map((r) => ({
+          fingerprint: ruleFingerprint(r.expr, r.comment),
+          expr: r.expr,
+          ...(r.comment !== undefined ? { comment: r.comment } : {}),
+        })),
+      };
       if (c.hook) info.hook = c.hook;
       inv.chains.set(name, info);
     };

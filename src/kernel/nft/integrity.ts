@@ -37,12 +37,18 @@ export function tablesToRebuild(desired: readonly ServiceState[], kernel: Kernel
   return rebuild;
 }
 
-function chainRuleReasons(name: string, have: ChainInfo, want: { hook?: string; rules: { expr: unknown[]; comment?: string }[] }): string[] {
+function chainRuleReasons(
+  name: string,
+  have: ChainInfo,
+  want: { hook?: string; rules: { expr: unknown[]; comment?: string }[] },
+): string[] {
   const reasons: string[] = [];
-  if (want.hook && have.hook !== want.hook) reasons.push(`chain ${name} is ${have.hook ? `hooked as "${have.hook}"` : 'not a hook'}, not "${want.hook}"`);
+  if (want.hook && have.hook !== want.hook)
+    reasons.push(`chain ${name} is ${have.hook ? `hooked as "${have.hook}"` : 'not a hook'}, not "${want.hook}"`);
   const haveRules = have.rules.map((r) => r.fingerprint);
   const wantRules = want.rules.map(fingerprintOf);
-  if (haveRules.length !== wantRules.length) reasons.push(`chain ${name} has ${haveRules.length} rule${haveRules.length === 1 ? '' : 's'}, not ${wantRules.length}`);
+  if (haveRules.length !== wantRules.length)
+    reasons.push(`chain ${name} has ${haveRules.length} rule${haveRules.length === 1 ? '' : 's'}, not ${wantRules.length}`);
   else if (haveRules.some((f, i) => f !== wantRules[i])) reasons.push(`a rule of chain ${name} was changed`);
   return reasons;
 }
@@ -74,7 +80,12 @@ export function serviceDamage(want: ServiceState, have: ServiceState): string[] 
  * already rewrites (they need no repair of their own). `kernel` is without
  * the families being rebuilt.
  */
-export function objectRepairs(desired: readonly ServiceState[], kernel: KernelState, touched: ReadonlySet<string>, skip: ReadonlySet<Family>): NftChange[] {
+export function objectRepairs(
+  desired: readonly ServiceState[],
+  kernel: KernelState,
+  touched: ReadonlySet<string>,
+  skip: ReadonlySet<Family>,
+): NftChange[] {
   // A VIP whose services the plan changes gets its source NAT rewritten anyway.
   const touchedVips = new Set([...desired, ...kernel.services].filter((s) => touched.has(serviceKey(s))).map((s) => s.vip));
   const ops: NftChange[] = [];
@@ -99,10 +110,12 @@ export function objectRepairs(desired: readonly ServiceState[], kernel: KernelSt
       if (reasons.length > 0) ops.push({ what: 'repair-chain', family, chain: name, reasons });
     }
     if (family === 'ip') ops.push(...snatRepairs(desired, t).filter((o) => o.what !== 'repair-snat' || !touchedVips.has(o.vip)));
-    for (const [name, set] of t.sets) if (!plumbing.sets.has(name)) ops.push({ what: 'delete-object', family, object: set.type.startsWith('map ') ? 'map' : 'set', name });
+    for (const [name, set] of t.sets)
+      if (!plumbing.sets.has(name)) ops.push({ what: 'delete-object', family, object: set.type.startsWith('map ') ? 'map' : 'set', name });
     for (const name of t.chains.keys()) {
       // svc_ chains of a well-formed name are services (observe.ts); snat_ chains are checked above.
-      const known = plumbing.chains.has(name) || /^ingress_/.test(name) || parseChainName(name) !== undefined || /^snat_\d+_\d+_\d+_\d+$/.test(name);
+      const known =
+        plumbing.chains.has(name) || /^ingress_/.test(name) || parseChainName(name) !== undefined || /^snat_\d+_\d+_\d+_\d+$/.test(name);
       if (!known) ops.push({ what: 'delete-object', family, object: 'chain', name });
     }
   }

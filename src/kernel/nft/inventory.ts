@@ -83,11 +83,13 @@ export function inventoryFromListing(family: Family, listing: Json): TableInvent
   for (const item of arr(obj(listing)?.nftables)) {
     const o = obj(item) ?? {};
     const set = obj(o.set) ?? obj(o.map);
-    if (set && set.table === TABLE && typeof set.name === 'string') inv.sets.set(set.name, { type: typeText(set), elements: readElements(set) });
+    if (set && set.table === TABLE && typeof set.name === 'string')
+      inv.sets.set(set.name, { type: typeText(set), elements: readElements(set) });
     const chain = obj(o.chain);
     if (chain && chain.table === TABLE && typeof chain.name === 'string') {
       const info: ChainInfo = { rules: [] };
-      if (typeof chain.hook === 'string') info.hook = `type ${String(chain.type)} hook ${chain.hook} priority ${String(chain.prio)} policy ${String(chain.policy)}`;
+      if (typeof chain.hook === 'string')
+        info.hook = `type ${String(chain.type)} hook ${chain.hook} priority ${String(chain.prio)} policy ${String(chain.policy)}`;
       inv.chains.set(chain.name, info);
     }
     const rule = obj(o.rule);

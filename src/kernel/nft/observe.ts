@@ -90,12 +90,14 @@ function readServices(t: TableInventory): ServiceState[] {
   }
   const services: ServiceState[] = [];
   for (const p of found.values()) {
-    const fields = p.comment ? parseComment(p.comment) ?? {} : {};
+    const fields = p.comment ? (parseComment(p.comment) ?? {}) : {};
     // A service whose rule is gone (edited by hand) reads back as damaged, so
     // the planner replaces it rather than trusting half of it.
     const s: ServiceState = {
       name: fields.n ?? '(damaged)',
-      vip: p.vip, port: p.port, protocol: p.protocol,
+      vip: p.vip,
+      port: p.port,
+      protocol: p.protocol,
       mode: oneOf<Mode>(fields.m, MODES) ?? (t.family === 'netdev' ? 'dsr' : 'fullnat'),
       scheduler: oneOf<Scheduler>(fields.s, SCHEDULERS) ?? 'rr',
       device: fields.d ?? '',
@@ -132,8 +134,17 @@ export function observeFromListings(listings: { ip?: unknown; netdev?: unknown }
 }
 
 /** The kernel state from slbctl's tables, each as an inventory. */
-export function observeFromInventories(inventories: Partial<Record<Family, TableInventory>>): KernelState & { legacyOwnedAddresses: OwnedAddress[] } {
-  const state: KernelState & { legacyOwnedAddresses: OwnedAddress[] } = { services: [], ownedAddresses: [], tables: [], ingressDevices: [], nftTables: {}, legacyOwnedAddresses: [] };
+export function observeFromInventories(
+  inventories: Partial<Record<Family, TableInventory>>,
+): KernelState & { legacyOwnedAddresses: OwnedAddress[] } {
+  const state: KernelState & { legacyOwnedAddresses: OwnedAddress[] } = {
+    services: [],
+    ownedAddresses: [],
+    tables: [],
+    ingressDevices: [],
+    nftTables: {},
+    legacyOwnedAddresses: [],
+  };
   for (const family of ['ip', 'netdev'] as const satisfies readonly Family[]) {
     const t = inventories[family];
     if (t === undefined) continue;
@@ -141,7 +152,11 @@ export function observeFromInventories(inventories: Partial<Record<Family, Table
     state.tables.push(family);
     state.services.push(...readServices(t));
     if (family === 'ip') state.legacyOwnedAddresses = readLegacyOwnedAddresses(t);
-    else state.ingressDevices = [...t.chains.keys()].filter((c) => c.startsWith('ingress_')).map((c) => c.slice('ingress_'.length)).sort();
+    else
+      state.ingressDevices = [...t.chains.keys()]
+        .filter((c) => c.startsWith('ingress_'))
+        .map((c) => c.slice('ingress_'.length))
+        .sort();
   }
   return state;
 }

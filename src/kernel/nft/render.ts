@@ -64,7 +64,8 @@ function removeContents(family: Family, o: ServiceState): NftCommand[] {
   const out: NftCommand[] = [];
   const keys = o.backendKeys ?? [];
   if (keys.length > 0) out.push({ verb: 'delete', object: 'element', family, set: backendsMap(o.protocol), keys });
-  if (o.realServers.length > 0) out.push({ verb: 'delete', object: 'element', family, set: MEMBERS_SET, keys: o.realServers.map((r) => memberKey(o, r)) });
+  if (o.realServers.length > 0)
+    out.push({ verb: 'delete', object: 'element', family, set: MEMBERS_SET, keys: o.realServers.map((r) => memberKey(o, r)) });
   return out;
 }
 
@@ -178,7 +179,11 @@ export function planCommands(plan: Plan): NftCommand[] {
       case 'add-ingress': {
         const chain = ingressChain(c.device);
         const declaration = tablePlumbing('netdev', [c.device]).chains.get(chain)?.declaration ?? '';
-        tx.emit('chains', { verb: 'add', object: 'chain', family: 'netdev', chain, declaration }, { verb: 'add', object: 'rule', family: 'netdev', chain, rule: dispatchRule('netdev') });
+        tx.emit(
+          'chains',
+          { verb: 'add', object: 'chain', family: 'netdev', chain, declaration },
+          { verb: 'add', object: 'rule', family: 'netdev', chain, rule: dispatchRule('netdev') },
+        );
         break;
       }
       case 'delete-ingress':
@@ -193,7 +198,14 @@ export function planCommands(plan: Plan): NftCommand[] {
         // A base chain cannot be re-hooked in place: one hooked otherwise goes, and is made anew.
         if (have && have.hook !== want.hook) tx.emit('chains', ...flushAndDelete(family, chain));
         if (have && have.hook === want.hook) tx.emit('chains', { verb: 'flush', object: 'chain', family, chain });
-        else tx.emit('chains', { verb: 'add', object: 'chain', family, chain, ...(want.declaration ? { declaration: want.declaration } : {}) });
+        else
+          tx.emit('chains', {
+            verb: 'add',
+            object: 'chain',
+            family,
+            chain,
+            ...(want.declaration ? { declaration: want.declaration } : {}),
+          });
         tx.emit('chains', ...want.rules.map((rule): NftCommand => ({ verb: 'add', object: 'rule', family, chain, rule })));
         break;
       }

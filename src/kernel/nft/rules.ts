@@ -26,14 +26,20 @@ const counter = { counter: { packets: 0, bytes: 0 } };
 export function dispatchRule(family: 'ip' | 'netdev'): Rule {
   // netdev needs the "meta protocol ip" dependency in the text; nft adds it implicitly and does not list it.
   const text = `${family === 'netdev' ? 'meta protocol ip ' : ''}meta l4proto . ip daddr . th dport vmap @${SERVICES_MAP}`;
-  return { text, expr: [{ vmap: { key: { concat: [meta('l4proto'), payload('ip', 'daddr'), payload('th', 'dport')] }, data: `@${SERVICES_MAP}` } }] };
+  return {
+    text,
+    expr: [{ vmap: { key: { concat: [meta('l4proto'), payload('ip', 'daddr'), payload('th', 'dport')] }, data: `@${SERVICES_MAP}` } }],
+  };
 }
 
 /** postrouting: a connection slbctl DNATed goes to the source-NAT chain of its original VIP. */
 export function snatDispatchRule(): Rule {
   return {
     text: `ct status dnat ct original ip daddr vmap @${FULLNAT_VIPS_MAP}`,
-    expr: [match({ ct: { key: 'status' } }, 'dnat', 'in'), { vmap: { key: { ct: { key: 'ip daddr', dir: 'original' } }, data: `@${FULLNAT_VIPS_MAP}` } }],
+    expr: [
+      match({ ct: { key: 'status' } }, 'dnat', 'in'),
+      { vmap: { key: { ct: { key: 'ip daddr', dir: 'original' } }, data: `@${FULLNAT_VIPS_MAP}` } },
+    ],
   };
 }
 
@@ -41,13 +47,20 @@ export function snatDispatchRule(): Rule {
 export function snatRule(s: Pick<ServiceState, 'protocol' | 'port' | 'snatAddress'>): Rule {
   return {
     text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${s.snatAddress ?? ''} random`,
-    expr: [match(meta('l4proto'), s.protocol), match({ ct: { key: 'proto-dst', dir: 'original' } }, s.port), { snat: { addr: s.snatAddress ?? '', flags: 'random' } }],
+    expr: [
+      match(meta('l4proto'), s.protocol),
+      match({ ct: { key: 'proto-dst', dir: 'original' } }, s.port),
+      { snat: { addr: s.snatAddress ?? '', flags: 'random' } },
+    ],
   };
 }
 
 function selector(s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol'>, total: number): { text: string; expr: unknown } {
   const seed = `seed 0x${HASH_SEED.toString(16)}`;
-  const bySource = { text: `jhash ip saddr mod ${total} ${seed}`, expr: { jhash: { mod: total, seed: HASH_SEED, expr: payload('ip', 'saddr') } } };
+  const bySource = {
+    text: `jhash ip saddr mod ${total} ${seed}`,
+    expr: { jhash: { mod: total, seed: HASH_SEED, expr: payload('ip', 'saddr') } },
+  };
   if (s.scheduler === 'sh') return bySource;
   if (s.mode === 'dsr') {
     // No conntrack on the netdev hook: every packet of a flow must hash the same way.
@@ -99,7 +112,10 @@ function canonical(v: unknown): string {
   if (v !== null && typeof v === 'object') {
     const o = v as Record<string, unknown>;
     if ('counter' in o && Object.keys(o).length === 1) return '{"counter":{}}';
-    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v) ?? 'null';
 }

@@ -6,7 +6,10 @@ import { RealServerState, ServiceState } from '../../model/state';
 /** Most slots one service takes in its backends map; larger weight sums are scaled down. */
 export const MAX_SLOTS = 1024;
 
-export interface Slot { index: number; value: string }
+export interface Slot {
+  index: number;
+  value: string;
+}
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
@@ -49,4 +52,3 @@ export function backendSlots(s: ServiceState): { total: number; slots: Slot[] } 
 export function backendKey(s: Pick<ServiceState, 'vip' | 'port'>, slot: Pick<Slot, 'index'>): string {
   return `${s.vip} . ${s.port} . ${slot.index}`;
 }
-

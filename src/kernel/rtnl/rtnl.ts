@@ -69,7 +69,9 @@ export class Rtnl {
   }
 
   async interfaces(): Promise<NetInterface[]> {
-    const [links, addresses] = await this.serial(async (socket) => [await socket.getLinks(), await socket.getAddresses({ family: AF_INET })] as const);
+    const [links, addresses] = await this.serial(
+      async (socket) => [await socket.getLinks(), await socket.getAddresses({ family: AF_INET })] as const,
+    );
     return links.map((link) => {
       const index = link.data.index ?? 0;
       const result: NetInterface = {
@@ -95,12 +97,14 @@ export class Rtnl {
   async addAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {
     const raw = ipv4ToBuffer(address);
     try {
-      await this.serial((socket) => socket.newAddress(
-        { family: AF_INET, prefixlen: prefixLength, index: ifindex, scope: 0 },
-        { local: raw, address: raw },
-        // NLM_F_CREATE | NLM_F_EXCL: fail rather than silently adopt an address slbctl did not add.
-        { flags: 0x400 | 0x200 },
-      ));
+      await this.serial((socket) =>
+        socket.newAddress(
+          { family: AF_INET, prefixlen: prefixLength, index: ifindex, scope: 0 },
+          { local: raw, address: raw },
+          // NLM_F_CREATE | NLM_F_EXCL: fail rather than silently adopt an address slbctl did not add.
+          { flags: 0x400 | 0x200 },
+        ),
+      );
     } catch (e) {
       throw new RtnlError(`add address ${address}/${prefixLength} to interface ${ifindex}`, e);
     }
@@ -109,7 +113,9 @@ export class Rtnl {
   async deleteAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {
     const raw = ipv4ToBuffer(address);
     try {
-      await this.serial((socket) => socket.delAddress({ family: AF_INET, prefixlen: prefixLength, index: ifindex }, { local: raw, address: raw }));
+      await this.serial((socket) =>
+        socket.delAddress({ family: AF_INET, prefixlen: prefixLength, index: ifindex }, { local: raw, address: raw }),
+      );
     } catch (e) {
       throw new RtnlError(`delete address ${address}/${prefixLength} from interface ${ifindex}`, e);
     }
@@ -133,7 +139,9 @@ export class Rtnl {
     const entries = await this.serial((socket) => socket.getNeighbors({ family: AF_INET }));
     return entries.flatMap((n) => {
       if (ipv4FromBuffer(n.attrs.dst) !== address) return [];
-      const states = Object.entries(n.data.state ?? {}).filter(([k, v]) => v === true && k !== '__unknown').map(([k]) => k);
+      const states = Object.entries(n.data.state ?? {})
+        .filter(([k, v]) => v === true && k !== '__unknown')
+        .map(([k]) => k);
       const entry: NeighbourEntry = { ifindex: n.data.ifindex ?? 0, states };
       const mac = macFromBuffer(n.attrs.lladdr);
       if (mac) entry.mac = mac;
@@ -149,7 +157,9 @@ export class Rtnl {
   async solicitNeighbour(ifindex: number, address: string): Promise<void> {
     try {
       // NLM_F_CREATE: the entry may not exist yet.
-      await this.serial((socket) => socket.newNeighbor({ family: AF_INET, ifindex, flags: { use: true } }, { dst: ipv4ToBuffer(address) }, { flags: 0x400 }));
+      await this.serial((socket) =>
+        socket.newNeighbor({ family: AF_INET, ifindex, flags: { use: true } }, { dst: ipv4ToBuffer(address) }, { flags: 0x400 }),
+      );
     } catch (e) {
       throw new RtnlError(`ARP request for ${address} on interface ${ifindex}`, e);
     }
@@ -179,8 +189,14 @@ export class Rtnl {
         poked = true;
         await new Promise<void>((resolve) => {
           const s = dgram.createSocket('udp4');
-          s.on('error', () => { s.close(); resolve(); });
-          s.send(Buffer.alloc(0), 9, address, () => { s.close(); resolve(); });
+          s.on('error', () => {
+            s.close();
+            resolve();
+          });
+          s.send(Buffer.alloc(0), 9, address, () => {
+            s.close();
+            resolve();
+          });
         });
       }
       await new Promise((r) => setTimeout(r, 50));

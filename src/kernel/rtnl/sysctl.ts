@@ -9,7 +9,8 @@ import { KernelError } from '../../util/errors';
  */
 function pathOf(key: string): string {
   const slashed = key.includes('/');
-  if (!/^[a-z0-9_./-]+$/i.test(key) || key.split(slashed ? '/' : '.').some((p) => p === '' || p === '..' || p === '.')) throw new KernelError(`sysctl: bad key ${key}`);
+  if (!/^[a-z0-9_./-]+$/i.test(key) || key.split(slashed ? '/' : '.').some((p) => p === '' || p === '..' || p === '.'))
+    throw new KernelError(`sysctl: bad key ${key}`);
   return `/proc/sys/${slashed ? key : key.replace(/\./g, '/')}`;
 }
 

@@ -8,7 +8,7 @@
 //   node dist/src/vagrant/boot-test.js IMAGE CONSOLE_LOG [TIMEOUT_SECONDS]
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { READY_MARKER, lastConsoleLine } from './console';
+import { READY_MARKER, lastConsoleLine, quoteLastLine } from './console';
 import { watchConsoles } from './console-watch';
 
 export interface BootTestResult {
@@ -30,10 +30,7 @@ export function qemuBootArgv(image: string, consoleLog: string): string[] {
 export function bootTest(image: string, consoleLog: string, timeoutMs: number, signal?: AbortSignal): Promise<BootTestResult> {
   const started = Date.now();
   const seconds = () => `${Math.round((Date.now() - started) / 1000)} s`;
-  const lastLine = () => {
-    const line = lastConsoleLine(fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, 'utf8') : '');
-    return line === '' ? 'its console stayed empty' : `the console's last line: "${line}"`;
-  };
+  const lastLine = () => quoteLastLine(lastConsoleLine(fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, 'utf8') : ''));
   const [cmd, ...args] = qemuBootArgv(image, consoleLog) as [string, ...string[]];
   const qemu = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(signal ? { signal } : {}) });
   let stderr = '';
@@ -58,7 +55,7 @@ export function bootTest(image: string, consoleLog: string, timeoutMs: number, s
     const stop = watchConsoles([{ vm: 'box', path: consoleLog }], (_log, verdict) => {
       if (verdict.state === 'up') settle({ booted: true, sentence: `the box booted to ${READY_MARKER} in ${seconds()} under QEMU (software emulation)` });
       else settle({ booted: false, sentence: `the box does not boot: stuck ${verdict.reason} after ${seconds()}; ${lastLine()} (console log ${consoleLog})` });
-    }, new RegExp(READY_MARKER), 2000);
+    }, { booted: new RegExp(READY_MARKER), pollMs: 2000 });
     const timer = setTimeout(() => settle({ booted: false, sentence: `the box did not print ${READY_MARKER} within ${seconds()}; ${lastLine()} (console log ${consoleLog})` }), timeoutMs);
     qemu.once('error', (e) => settle({ booted: false, sentence: signal?.aborted ? `the boot test was interrupted after ${seconds()}` : `QEMU did not start: ${e.message}` }));
     qemu.once('exit', (code, sig) => {

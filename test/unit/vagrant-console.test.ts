@@ -2,7 +2,8 @@
 // one line lab up keeps of a failed vagrant up (src/vagrant/vagrant-output.ts).
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { READY_MARKER, SILENCE_LIMIT_MS, judgeConsole, lastConsoleLine } from '../../src/vagrant/console';
+import { READY_MARKER, SILENCE_LIMIT_MS, judgeConsole, lastConsoleLine, quoteLastLine } from '../../src/vagrant/console';
+import { silenceLimitMs } from '../../src/vagrant/console-watch';
 import { vagrantErrorLine } from '../../src/vagrant/vagrant-output';
 
 // GRUB draws on the serial line with terminal escapes and bare carriage returns.
@@ -13,7 +14,11 @@ const second = 1000;
 
 describe('judgeConsole', () => {
   it('GRUB prompt: stuck at once, with the prompt as the last line', () => {
-    const grub = "\x1b[H\x1b[Jerror: file `/boot/grub/grub.cfg' not found.\r\n\x1b[H\x1b[J\x1b[1;1H                             GNU GRUB  version 2.06-13+deb12u1\r\n\r\n   Minimal BASH-like line editing is supported.\r\n\r\n\x1b[5;1Hgrub> ";
+    // Captured from a box whose grub.cfg was still in the journal, SeaBIOS
+    // mirroring the VGA text to ttyS0 (QEMU's -machine graphics=off).
+    const grub = '\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2-debian-1.16.2-1)\r\nBooting from Hard Disk...\r\nGRUB loading.\r\n\x1b[0;30;47mWelcome to GRUB!\r\n\n'
+      + '\x1b[01;01H\x1b[0m\x1b[2J\x1b[02;24HGNU GRUB  version 2.06-13+\x1b[02;49H\x1b[02;50Hdeb12u2\r\n\n   Minimal BASH-like line editing is supported. For the firs\x1b[04;60H\x1b[04;61Ht word, TAB   \r\n'
+      + '   lists possible command completions. Anywhere else TAB lists possible   \r\n   device or file completions.                   \x1b[06;49H\x1b[06;50H                         \r\n\n\ngrub> ';
     assert.deepEqual(judgeConsole(grub, 0), { state: 'stuck', reason: "at GRUB's prompt", lastLine: 'grub>' });
     assert.equal(judgeConsole('error: unknown filesystem.\r\nEntering rescue mode...\r\ngrub rescue> ', 0).state, 'stuck');
   });
@@ -33,8 +38,13 @@ describe('judgeConsole', () => {
   it('silence: booting until a minute without output, then stuck with the last line', () => {
     const text = `${GRUB_BOOTING}${KERNEL}`;
     assert.deepEqual(judgeConsole(text, SILENCE_LIMIT_MS - second), { state: 'booting' });
-    assert.deepEqual(judgeConsole(text, SILENCE_LIMIT_MS + 5 * second), { state: 'stuck', reason: 'silent for 65 s', lastLine: '[    2.417310] Run /init as init process' });
-    assert.deepEqual(judgeConsole('', 70 * second), { state: 'stuck', reason: 'silent for 70 s (its console stayed empty)', lastLine: '' });
+    assert.deepEqual(judgeConsole(text, SILENCE_LIMIT_MS + 5 * second), { state: 'stuck', reason: 'with its console silent for 65 s', lastLine: '[    2.417310] Run /init as init process' });
+    assert.deepEqual(judgeConsole('', 70 * second), { state: 'stuck', reason: 'with its console silent for 70 s', lastLine: '' });
+  });
+
+  it('silence after GRUB hands over to the kernel (which decompresses itself silently): three times as long', () => {
+    assert.deepEqual(judgeConsole(GRUB_BOOTING, 2 * SILENCE_LIMIT_MS), { state: 'booting' });
+    assert.deepEqual(judgeConsole(GRUB_BOOTING, 3 * SILENCE_LIMIT_MS), { state: 'stuck', reason: 'with its console silent for 180 s', lastLine: 'Loading initial ramdisk ...' });
   });
 
   it('normal boot: booting, then up at the login prompt or the box marker, and silence after that is fine', () => {
@@ -42,6 +52,9 @@ describe('judgeConsole', () => {
     assert.deepEqual(judgeConsole(`${GRUB_BOOTING}${KERNEL}`, 0), { state: 'booting' });
     assert.deepEqual(judgeConsole(`${GRUB_BOOTING}${KERNEL}${LOGIN}`, 10 * 60 * second), { state: 'up' });
     assert.deepEqual(judgeConsole(`${GRUB_BOOTING}${KERNEL}${READY_MARKER}\r\n`, 10 * 60 * second), { state: 'up' });
+    // As captured: the marker lands on the prompt's line, and kernel lines may follow it.
+    assert.deepEqual(judgeConsole(`${KERNEL}debian12 login: ${READY_MARKER}\r\n[  435.803390] ipip: IPv4 and MPLS over IPv4 tunneling driver\r\n`, 10 * 60 * second), { state: 'up' });
+    assert.deepEqual(judgeConsole(`${KERNEL}${LOGIN}[  435.803390] ipip: IPv4 and MPLS over IPv4 tunneling driver\r\n`, 10 * 60 * second), { state: 'up' });
   });
 
   it('the boot test can ask for the marker alone', () => {
@@ -50,10 +63,19 @@ describe('judgeConsole', () => {
     assert.deepEqual(judgeConsole(`${KERNEL}${LOGIN}${READY_MARKER}\r\n`, second, marker), { state: 'up' });
   });
 
-  it('last line: escapes, carriage returns and trailing blanks removed', () => {
+  it('last line: escapes, carriage returns and trailing blanks removed; quoted for a sentence', () => {
     assert.equal(lastConsoleLine(GRUB_BOOTING), 'Loading initial ramdisk ...');
     assert.equal(lastConsoleLine(LOGIN), 'debian12 login:');
     assert.equal(lastConsoleLine(''), '');
+    assert.equal(quoteLastLine('grub>'), 'its console\'s last line: "grub>"');
+    assert.equal(quoteLastLine(''), 'its console stayed empty');
+  });
+});
+
+describe('silenceLimitMs', () => {
+  it('SLBCTL_CONSOLE_SILENCE_S in seconds, else the default', () => {
+    assert.equal(silenceLimitMs({ SLBCTL_CONSOLE_SILENCE_S: '300' }), 300_000);
+    for (const bad of [undefined, '', '0', '-5', 'soon']) assert.equal(silenceLimitMs({ SLBCTL_CONSOLE_SILENCE_S: bad }), SILENCE_LIMIT_MS);
   });
 });
 

@@ -54,7 +54,7 @@ export function bootTest(image: string, consoleLog: string, timeoutMs: number, s
     };
     const stop = watchConsoles([{ vm: 'box', path: consoleLog }], (_log, verdict) => {
       if (verdict.state === 'up') settle({ booted: true, sentence: `the box booted to ${READY_MARKER} in ${seconds()} under QEMU (software emulation)` });
-      else settle({ booted: false, sentence: `the box does not boot: stuck ${verdict.reason} after ${seconds()}; ${lastLine()} (console log ${consoleLog})` });
+      else settle({ booted: false, sentence: `the box does not boot: stuck ${verdict.reason} after ${seconds()}; ${quoteLastLine(verdict.lastLine)} (console log ${consoleLog})` });
     }, { booted: new RegExp(READY_MARKER), pollMs: 2000 });
     const timer = setTimeout(() => settle({ booted: false, sentence: `the box did not print ${READY_MARKER} within ${seconds()}; ${lastLine()} (console log ${consoleLog})` }), timeoutMs);
     qemu.once('error', (e) => settle({ booted: false, sentence: signal?.aborted ? `the boot test was interrupted after ${seconds()}` : `QEMU did not start: ${e.message}` }));

@@ -10,7 +10,10 @@ import { spawn } from 'node:child_process';
 import { findCommand, run, RunResult } from '../util/exec';
 import { LabError } from '../lab/errors';
 import { checkLabName } from '../lab/names';
-import { VM_MEMORY_MB, VM_NAMES } from './plan';
+import { VM_MEMORY_MB, VM_NAMES, VmName } from './plan';
+import { watchConsoles } from './console-watch';
+import { quoteLastLine } from './console';
+import { vagrantErrorLine } from './vagrant-output';
 import { SshTarget } from './ssh';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
@@ -89,20 +92,42 @@ function vagrant(record: Pick<VagrantLabRecord, 'lab' | 'box' | 'managementNet' 
   return run(['vagrant', ...args, '--no-tty', '--no-color'], { env: vagrantEnv(record), timeoutMs });
 }
 
-/** Run vagrant with its output appended to a log file as it comes (vagrant up takes minutes: `tail -f` it). */
-function vagrantLogged(record: VagrantLabRecord, args: string[], logFile: string, timeoutMs: number): Promise<number> {
+/**
+ * Run vagrant with its output appended to a log file as it comes (vagrant
+ * up takes minutes: `tail -f` it). An abort (the timeout, or a stuck VM)
+ * ends it with SIGTERM, and SIGKILL if Ruby has not finished 15 s later.
+ */
+function vagrantLogged(record: VagrantLabRecord, args: string[], logFile: string, timeoutMs: number, abort: AbortController): Promise<number> {
   const fd = fs.openSync(logFile, 'a');
   return new Promise((resolve) => {
     const child = spawn('vagrant', [...args, '--no-tty', '--no-color'], { env: vagrantEnv(record), stdio: ['ignore', fd, fd] });
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    let kill: NodeJS.Timeout | undefined;
+    const stop = () => {
+      child.kill('SIGTERM');
+      kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    };
+    abort.signal.addEventListener('abort', stop, { once: true });
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
     const done = (code: number) => {
       clearTimeout(timer);
+      clearTimeout(kill);
+      abort.signal.removeEventListener('abort', stop);
       fs.closeSync(fd);
       resolve(code);
     };
     child.once('error', () => done(127));
     child.once('close', (code) => done(code ?? 1));
   });
+}
+
+/** Where the Vagrantfile logs a VM's serial console (ttyS0). */
+export const consoleLogPath = (dataDir: string, vm: VmName) => path.join(dataDir, `${vm}-console.log`);
+
+/** A file of the data folder kept in /var/tmp, since a failed lab up removes the folder. */
+function keep(record: VagrantLabRecord, file: string): string {
+  const kept = path.join('/var/tmp', `slbctl-vagrant-${record.lab}-${path.basename(file)}`);
+  fs.copyFileSync(file, kept);
+  return kept;
 }
 
 function memAvailableMb(): number {
@@ -168,15 +193,26 @@ export async function startVagrantLab(lab: string, box: string, log: (line: stri
     log(`vagrant up: ${VM_NAMES.map((v) => `${libvirtPrefix(lab)}${v}`).join(', ')} (box ${box}, management network ${record.managementNet}, isolated)`);
     const upLog = path.join(dataDir, 'vagrant-up.log');
     log(`its output as it comes: ${upLog}`);
-    const code = await vagrantLogged(record, ['up'], upLog, 20 * 60_000);
+    const consoles = VM_NAMES.map((vm) => ({ vm, path: consoleLogPath(dataDir, vm) }));
+    log(`the VMs' serial consoles: ${consoles.map((c) => c.path).join(', ')}`);
+    // A VM stuck at boot (GRUB's prompt, a panic, a silent console) ends
+    // vagrant up at once, rather than after its 900 s boot timeout and a
+    // Ruby backtrace.
+    const abort = new AbortController();
+    let stuck: { vm: VmName; reason: string; lastLine: string; path: string } | undefined;
+    const stopWatching = watchConsoles(consoles, (vmConsole, verdict) => {
+      if (verdict.state !== 'stuck') return;
+      stuck = { vm: vmConsole.vm, reason: verdict.reason, lastLine: verdict.lastLine, path: vmConsole.path };
+      abort.abort();
+    });
+    const upMinutes = 20;
+    const code = await vagrantLogged(record, ['up'], upLog, upMinutes * 60_000, abort).finally(stopWatching);
     const output = fs.readFileSync(upLog, 'utf8');
-    if (code !== 0) {
-      const tail = output.trimEnd().split('\n').slice(-12).join('\n');
-      // The data folder goes with the cleanup below; the log is kept.
-      const kept = path.join('/var/tmp', `slbctl-vagrant-${lab}-up.log`);
-      fs.copyFileSync(upLog, kept);
-      throw new LabError(`vagrant up failed (exit ${code}); full log ${kept}:\n${tail}`);
+    if (stuck) {
+      throw new LabError(`VM ${stuck.vm} (${libvirtPrefix(lab)}${stuck.vm}) is stuck ${stuck.reason}; ${quoteLastLine(stuck.lastLine)} (console log ${keep(record, stuck.path)}, vagrant's output ${keep(record, upLog)})`);
     }
+    if (abort.signal.aborted) throw new LabError(`vagrant up did not finish within ${upMinutes} minutes (vagrant's output ${keep(record, upLog)})`);
+    if (code !== 0) throw new LabError(`vagrant up failed (exit ${code}): ${vagrantErrorLine(output)} (vagrant's output ${keep(record, upLog)})`);
     for (const line of output.split('\n')) if (/slbctl provision/.test(line)) log(line.replace(/^==> /, '').trim());
     log(`four VMs up and provisioned in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     const ssh = await vagrant(record, ['ssh-config'], 120_000);

@@ -1,31 +1,93 @@
 // `lab up --provider vagrant` for real: the host's packages and libvirtd
-// (scripts/vagrant-host-setup.sh), the offline Debian 12 box
-// (scripts/vagrant-box), four VMs under QEMU, every mode applied on IPVS in
-// the lb VM and verified by capture on the VMs, then everything torn down:
-// VMs, libvirt networks and disks, the daemons this test started, and the
-// box if this test built it. 6 to 8 minutes here; 20 at most.
+// (scripts/vagrant-host-setup.sh); the offline Debian 12 box
+// (scripts/vagrant-box), built while other processes hold mount namespaces
+// of their own (which made the old builder's boxes boot to `grub>`), then
+// checked clean; a copy of it without grub.cfg, which the builder's boot
+// test and `lab up` must both name as stuck at GRUB's prompt within a
+// minute; then four VMs under QEMU, every mode applied on IPVS in the lb VM
+// and verified by capture on the VMs, and everything torn down: VMs, libvirt
+// networks and disks, the boxes this test added, the daemons it started.
+// 17 minutes here with other work on the 2 cores (box 3, the broken copy 1,
+// four VMs up 9, modes 4); 30 at most.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { CLI_ENTRY } from '../../src/util/self';
-import { run } from '../../src/util/exec';
-import { LOCAL_BOX, libvirtLeftovers, vagrantLab } from '../../src/vagrant/lab';
+import { run, runChecked } from '../../src/util/exec';
+import { libvirtLeftovers, vagrantLab } from '../../src/vagrant/lab';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const ROOT = path.join(__dirname, '..', '..', '..');
 const lab = `vg${process.pid % 10000}`;
+const brokenLab = `${lab}x`;
+// Boxes of this test alone, so a user's slbctl/debian12 (or another run's) is never touched.
+const BOX = `slbctl-test-${lab}/debian12`;
+const BROKEN_BOX = `slbctl-test-${lab}/broken`;
 const DAEMONS = '/run/slbctl/vagrant/daemons';
+const LIBVIRT = 'qemu:///system';
 const slbctl = (...args: string[]) => run([process.execPath, CLI_ENTRY, ...args], { timeoutMs: 15 * 60 * 1000 });
 const log = (line: string) => process.stdout.write(`# vagrant lab: ${line}\n`);
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(0)} s`;
 const recordedDaemons = () => (fs.existsSync(DAEMONS) ? fs.readdirSync(DAEMONS).filter((f) => f.endsWith('.pid')) : []);
+const boxDir = (box: string) => box.replace(/\//g, '-VAGRANTSLASH-');
+const boxImage = (box: string) =>
+  path.join(process.env.VAGRANT_HOME ?? path.join(os.homedir(), '.vagrant.d'), 'boxes', boxDir(box), '0', 'libvirt', 'box.img');
+// scripts/vagrant-box puts the one partition at sector 2048; e2fsprogs read it inside the raw image at that offset.
+const partitionOf = (raw: string) => `${raw}?offset=${2048 * 512}`;
+const alive = (p: ChildProcess) => p.exitCode === null && p.signalCode === null;
 
-describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs root', timeout: 20 * 60 * 1000 }, () => {
+/** A process in a mount namespace of its own, as `ip netns exec` or a private-tmp service makes. */
+function holdMountNamespace(holders: ChildProcess[]): void {
+  holders.push(spawn('unshare', ['--mount', '--propagation', 'private', 'sleep', '1800'], { stdio: 'ignore' }));
+}
+
+/** The box builder, its stderr handed over line by line; in a process group of its own so a failed test can end all of it. */
+function buildBox(box: string, onLine: (line: string) => void): { child: ChildProcess; done: Promise<{ code: number; output: string }> } {
+  const child = spawn('bash', [path.join(ROOT, 'scripts', 'vagrant-box'), '--name', box, '--force'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  let partial = '';
+  const take = (b: Buffer) => {
+    output += b.toString();
+    partial += b.toString();
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    lines.forEach(onLine);
+  };
+  child.stdout?.on('data', take);
+  child.stderr?.on('data', take);
+  const done = new Promise<{ code: number; output: string }>((resolve) =>
+    child.once('close', (code) => resolve({ code: code ?? -1, output })),
+  );
+  return { child, done };
+}
+
+async function removeBox(box: string): Promise<void> {
+  await run(['vagrant', 'box', 'remove', '--force', '--provider', 'libvirt', box]);
+  const vols = await run(['virsh', '-c', LIBVIRT, 'vol-list', 'slbctl']);
+  const prefix = `${boxDir(box)}_vagrant_box_image_`;
+  for (const v of vols.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0] ?? '')
+    .filter((n) => n.startsWith(prefix))) {
+    await run(['virsh', '-c', LIBVIRT, 'vol-delete', '--pool', 'slbctl', v]);
+  }
+}
+
+describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs root', timeout: 30 * 60 * 1000 }, () => {
   let startedDaemons = false;
-  let builtBox = false;
+  const holders: ChildProcess[] = [];
+  let build: ChildProcess | undefined;
+  let tmp = '';
+  const brokenImage = () => path.join(tmp, 'broken.img');
 
   before(async () => {
+    tmp = fs.mkdtempSync(path.join('/var/tmp', 'slbctl-vagrant-test-'));
     const daemonsBefore = recordedDaemons().length;
     const setup = await run(['bash', path.join(ROOT, 'scripts', 'vagrant-host-setup.sh')], { timeoutMs: 10 * 60 * 1000 });
     startedDaemons = daemonsBefore === 0 && recordedDaemons().length > 0;
@@ -33,33 +95,100 @@ describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs r
   });
 
   after(async () => {
-    if (vagrantLab(lab)) await slbctl('lab', 'down', '--name', lab);
-    if (builtBox) {
-      await run(['vagrant', 'box', 'remove', '--force', '--provider', 'libvirt', LOCAL_BOX]);
-      const vols = await run(['virsh', '-c', 'qemu:///system', 'vol-list', 'slbctl']);
-      for (const v of vols.stdout
-        .split('\n')
-        .map((l) => l.trim().split(/\s+/)[0] ?? '')
-        .filter((n) => n.startsWith('slbctl-VAGRANTSLASH-debian12_'))) {
-        await run(['virsh', '-c', 'qemu:///system', 'vol-delete', '--pool', 'slbctl', v]);
-      }
+    // A build still running (the test failed or timed out) ends with its
+    // whole group; its own exit trap then detaches its loop device.
+    if (build?.pid && alive(build)) {
+      process.kill(-build.pid, 'SIGTERM');
+      await new Promise((resolve) => build?.once('close', resolve));
     }
+    for (const h of holders) if (alive(h)) h.kill('SIGKILL');
+    for (const name of [lab, brokenLab]) if (vagrantLab(name)) await slbctl('lab', 'down', '--name', name);
+    for (const box of [BOX, BROKEN_BOX]) await removeBox(box);
+    for (const f of fs.readdirSync('/var/tmp').filter((f) => f.startsWith(`slbctl-vagrant-${brokenLab}-`)))
+      fs.rmSync(path.join('/var/tmp', f), { force: true });
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     if (startedDaemons) await run(['bash', path.join(ROOT, 'scripts', 'vagrant-host-setup.sh'), '--stop']);
   });
 
-  it('box, vagrant up, fullnat / transparent / dsr verified by capture on IPVS, down', async () => {
-    const total = Date.now();
-    const boxes = await run(['vagrant', 'box', 'list']);
-    if (!boxes.stdout.split('\n').some((l) => l.startsWith(`${LOCAL_BOX} `))) {
-      const t = Date.now();
-      const box = await run(['bash', path.join(ROOT, 'scripts', 'vagrant-box')], { timeoutMs: 10 * 60 * 1000 });
-      assert.equal(box.code, 0, box.stdout + box.stderr);
-      builtBox = true;
-      log(`box ${LOCAL_BOX} built in ${seconds(t)}`);
-    } else log(`box ${LOCAL_BOX} reused`);
-
+  it('box: built while other processes hold mount namespaces, clean, boots; a copy without grub.cfg fails the boot test', async () => {
+    // One namespace made before the build, one while the build has its
+    // filesystem mounted: the old builder's mount was copied into the
+    // second, and its box booted to grub>.
+    holdMountNamespace(holders);
     let t = Date.now();
-    const up = await slbctl('lab', 'up', '--provider', 'vagrant', '--box', LOCAL_BOX, '--name', lab);
+    const building = buildBox(BOX, (line) => {
+      if (/debootstrap bookworm/.test(line)) holdMountNamespace(holders);
+    });
+    build = building.child;
+    const built = await building.done;
+    assert.equal(built.code, 0, built.output);
+    log(`box ${BOX} built in ${seconds(t)} (${/booted to SLBCTL-BOX-READY in \d+ s/.exec(built.output)?.[0] ?? 'no boot test'})`);
+    assert.match(built.output, /filesystem clean/);
+    assert.match(built.output, /the box booted to SLBCTL-BOX-READY/);
+    assert.equal(holders.length, 2, 'a second namespace was made while the box was mounted');
+    assert.ok(holders.every(alive), 'both namespaces were held through the build');
+
+    // The box as vagrant has it: no journal left to replay, nothing wrong.
+    const raw = path.join(tmp, 'box.raw');
+    await runChecked('qemu-img convert to raw', ['qemu-img', 'convert', '-O', 'raw', boxImage(BOX), raw]);
+    const header = await runChecked('dumpe2fs', ['dumpe2fs', '-h', partitionOf(raw)]);
+    assert.doesNotMatch(header.stdout, /needs_recovery/);
+    const fsck = await run(['e2fsck', '-fn', partitionOf(raw)]);
+    assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);
+
+    // A copy without grub.cfg stops at GRUB's prompt; the builder's boot
+    // test must refuse it and name that prompt.
+    await runChecked('debugfs rm grub.cfg', ['debugfs', '-w', '-R', 'rm /boot/grub/grub.cfg', partitionOf(raw)]);
+    await runChecked('qemu-img convert to qcow2', ['qemu-img', 'convert', '-O', 'qcow2', '-o', 'compat=0.10', raw, brokenImage()]);
+    fs.rmSync(raw);
+    t = Date.now();
+    const boot = await run([
+      process.execPath,
+      path.join(ROOT, 'dist', 'src', 'vagrant', 'boot-test.js'),
+      brokenImage(),
+      path.join(tmp, 'broken-console.log'),
+      '300',
+    ]);
+    log(`boot test of the copy without grub.cfg (${seconds(t)}): ${boot.stdout.trim()}`);
+    assert.equal(boot.code, 1, boot.stdout + boot.stderr);
+    assert.match(boot.stdout, /^the box does not boot: stuck at GRUB's prompt after \d+ s; its console's last line: "grub>"/);
+  });
+
+  it('lab up stops at a VM stuck at grub>, in one sentence naming it', async () => {
+    assert.ok(fs.existsSync(brokenImage()), 'the broken copy of the box was made');
+    fs.writeFileSync(path.join(tmp, 'metadata.json'), '{"provider":"libvirt","format":"qcow2","virtual_size":4}\n');
+    fs.renameSync(brokenImage(), path.join(tmp, 'box.img'));
+    await runChecked('tar the broken box', ['tar', '-C', tmp, '-cf', path.join(tmp, 'broken.box'), 'metadata.json', 'box.img']);
+    fs.rmSync(path.join(tmp, 'box.img'));
+    await runChecked(
+      'vagrant box add',
+      ['vagrant', 'box', 'add', '--force', '--name', BROKEN_BOX, '--provider', 'libvirt', path.join(tmp, 'broken.box')],
+      { timeoutMs: 10 * 60 * 1000 },
+    );
+    fs.rmSync(path.join(tmp, 'broken.box'));
+
+    const t = Date.now();
+    const up = await slbctl('lab', 'up', '--provider', 'vagrant', '--box', BROKEN_BOX, '--name', brokenLab);
+    const sentence = up.stderr.trim();
+    log(`lab up on the broken box stopped in ${seconds(t)}: ${sentence}`);
+    assert.equal(up.code, 5, up.stdout + up.stderr);
+    assert.equal(sentence.split('\n').length, 1, 'one sentence');
+    assert.match(
+      sentence,
+      new RegExp(
+        `^slbctl: VM (client|lb|rs1|rs2) \\(slbctl-${brokenLab}-\\1\\) is stuck at GRUB's prompt; its console's last line: "grub>"`,
+      ),
+    );
+    assert.doesNotMatch(sentence, /\.rb:\d+/, 'no Ruby backtrace');
+    assert.equal(vagrantLab(brokenLab), undefined);
+    assert.deepEqual(await libvirtLeftovers(brokenLab), { domains: [], networks: [], volumes: [] }, 'the stuck lab is removed');
+    await removeBox(BROKEN_BOX);
+  });
+
+  it('vagrant up, fullnat / transparent / dsr verified by capture on IPVS, down', async () => {
+    const total = Date.now();
+    let t = Date.now();
+    const up = await slbctl('lab', 'up', '--provider', 'vagrant', '--box', BOX, '--name', lab);
     assert.equal(up.code, 0, up.stdout + up.stderr);
     log(`lab up (vagrant up of four VMs, provisioning) in ${seconds(t)}`);
     const mem = await run(['free', '-m']);

@@ -141,7 +141,7 @@ async function main(): Promise<void> {
   return inner('nft');
 }
 
-void main().catch((e: Error) => {
-  process.stderr.write(`failover bench: ${e.message}\n`);
+void main().catch((e: unknown) => {
+  process.stderr.write(`failover bench: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exitCode = 1;
 });

@@ -94,9 +94,9 @@ async function inner(): Promise<void> {
     const listed = (await client.services()).length;
     await removeAll(client, set);
     const tRestore = await timed(() => runChecked('ipvsadm -R', ['ipvsadm', '-R'], { input: restoreText(set) }));
-    const first = set[0] as (typeof set)[number];
+    const first = set[0];
     const m1 = client.messagesSent;
-    const tWeight = await timed(() => client.updateDestination(first.service, { ...(first.dests[0] as IpvsDestination), weight: 5 }));
+    const tWeight = await timed(() => client.updateDestination(first.service, { ...first.dests[0], weight: 5 }));
     const weightMessages = client.messagesSent - m1;
     await removeAll(client, set);
     process.stdout.write(

@@ -12,7 +12,7 @@ export const BACKENDS: { [B in BackendName]: Backend<B> } = {
 };
 
 export function backendOf(name: BackendName): Backend {
-  return BACKENDS[name] as Backend;
+  return BACKENDS[name];
 }
 
 /** The order auto tries them in: the kernel's own load balancer first. */

@@ -67,6 +67,7 @@ export function startCapture(o: CaptureOptions): CaptureSession {
   // Loaded here, not at import: slbctl also runs where cap's addon was built
   // for another Node ABI (the Vagrant lab's VMs run Debian's node), and only
   // capturing needs it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, not at start-up (see above)
   const { Cap: CapClass } = require('cap') as typeof import('cap');
   const cap = new CapClass();
   keepAlive.push(cap);

@@ -30,7 +30,7 @@ class Reader {
   }
   u8(o: number, what: string): number {
     this.need(o, 1, what);
-    return this.b[o] as number;
+    return this.b[o];
   }
   u16(o: number, what: string): number {
     this.need(o, 2, what);
@@ -92,7 +92,7 @@ function decodeIpv4(r: Reader, o: number): IpResult {
   // fall back to the captured bytes, as tcpdump does.
   const declaredEnd = total === 0 ? r.end : o + total;
   return {
-    header: { version: 4, src: ipv4(r.b, o + 12), dst: ipv4(r.b, o + 16), protocol: r.b[o + 9] as number, ttl: r.b[o + 8] as number },
+    header: { version: 4, src: ipv4(r.b, o + 12), dst: ipv4(r.b, o + 16), protocol: r.b[o + 9], ttl: r.b[o + 8] },
     payload: o + ihl,
     declaredEnd,
     r: r.until(declaredEnd),
@@ -102,7 +102,7 @@ function decodeIpv4(r: Reader, o: number): IpResult {
 
 function decodeIpv6(r: Reader, o: number): IpResult {
   r.need(o, 40, 'IPv6 header');
-  const version = (r.b[o] as number) >> 4;
+  const version = r.b[o] >> 4;
   if (version !== 6) throw new Malformed(`IPv6 header has version ${version}`);
   const length = r.b.readUInt16BE(o + 4);
   // Length 0 means a jumbogram (or offload): the captured bytes are the bound.
@@ -111,8 +111,8 @@ function decodeIpv6(r: Reader, o: number): IpResult {
     version: 6,
     src: ipv6(r.b, o + 8),
     dst: ipv6(r.b, o + 24),
-    protocol: r.b[o + 6] as number,
-    ttl: r.b[o + 7] as number,
+    protocol: r.b[o + 6],
+    ttl: r.b[o + 7],
   };
   const result: IpResult = { header, payload: o + 40, declaredEnd, r: r.until(declaredEnd), firstFragment: true };
   // Walk the extension headers; the bound keeps a loop of them finite.
@@ -140,7 +140,7 @@ function decodeTransport(ip: IpResult, p: DecodedPacket): void {
     const dataOffset = (r.u8(o + 12, 'TCP header') >> 4) * 4;
     if (dataOffset < 20) throw new Malformed(`TCP data offset ${dataOffset} is below 20`);
     r.need(o, dataOffset, 'TCP header');
-    const flags = r.b[o + 13] as number;
+    const flags = r.b[o + 13];
     p.transport = {
       kind: 'tcp',
       srcPort: r.b.readUInt16BE(o),

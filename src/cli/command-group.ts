@@ -23,11 +23,11 @@ export interface CommandGroup extends CommandModule {
 /** The subcommands of a group, none for a plain command. */
 export function subcommandsOf(c: AnyCommand): readonly AnyCommand[] {
   const group = c as Partial<CommandGroup>;
-  return Array.isArray(group.subcommands) ? group.subcommands : [];
+  return group.subcommands ?? [];
 }
 
 /** The command's name: the first word of its yargs command string. */
 export function commandName(c: AnyCommand): string {
-  const spec = Array.isArray(c.command) ? c.command[0] : c.command;
-  return String(spec ?? '').split(' ')[0] ?? '';
+  const spec: unknown = Array.isArray(c.command) ? (c.command as unknown[])[0] : c.command;
+  return typeof spec === 'string' ? (spec.split(' ')[0] ?? '') : '';
 }

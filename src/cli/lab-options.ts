@@ -14,7 +14,7 @@ export function withLabName<T>(y: Argv<T>) {
         describe: 'lab name: namespaces are NAME-client, NAME-router, NAME-lb, NAME-rs1, NAME-rs2',
       })
       // A bad name is the command line's fault: refused with the usage, before any handler runs.
-      .check((a) => (checkLabName(String(a.name)), true))
+      .check((a) => (checkLabName(a.name), true))
   );
 }
 

@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<void> {
     .fail((msg: string | null, err: Error | undefined, usage: YargsUsage) => {
       // A handler's own failure arrives without a message: it is the handler's
       // error, reported below like any other.
-      if (msg === null || msg === undefined) throw err;
+      if (msg === null || msg === undefined) throw err ?? new Error('the command failed');
       // Anything else is the command line's fault. Throwing here is what stops
       // yargs: a fail callback that returns lets it run the handler anyway.
       const help = typeof usage.help === 'function' ? usage.help() : undefined;

@@ -17,7 +17,7 @@ export function withWaitOption<T>(y: Argv<T>) {
       })
       // A bad value is a usage error, refused before the command does anything.
       .check((a) => {
-        if (waitOf(String(a.wait)) === undefined)
+        if (waitOf(a.wait) === undefined)
           throw new Error(`--wait ${JSON.stringify(a.wait)} is not a duration up to 1 hour (e.g. "5s", "500ms", "0")`);
         return true;
       })

@@ -87,7 +87,8 @@ export class Controller {
       // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
-        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((e: NodeJS.ErrnoException) => {
+        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((caught: unknown) => {
+          const e = caught as NodeJS.ErrnoException;
           throw new PreflightError(
             `cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`,
           );

@@ -22,11 +22,11 @@ export class KernelCounters {
       for (const r of s.realServers) {
         realServers.set(realServerKey(r), {
           ...(r.connections ? { active: r.connections.active, inactive: r.connections.inactive } : {}),
-          ...(r.counters ? { packets: Number(r.counters.packets), bytes: Number(r.counters.bytes) } : {}),
+          ...(r.counters ? { packets: r.counters.packets, bytes: r.counters.bytes } : {}),
         });
       }
       view.set(serviceKey(s), {
-        ...(s.counters ? { packets: Number(s.counters.packets), bytes: Number(s.counters.bytes) } : {}),
+        ...(s.counters ? { packets: s.counters.packets, bytes: s.counters.bytes } : {}),
         realServers,
       });
     }

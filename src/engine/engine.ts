@@ -55,7 +55,7 @@ export async function openSession(choice: BackendChoice): Promise<KernelSession>
     const driver = await impl.tryOpen();
     if (driver) return session(impl, driver);
   }
-  const last = backendOf(AUTO_ORDER[AUTO_ORDER.length - 1] as BackendName);
+  const last = backendOf(AUTO_ORDER[AUTO_ORDER.length - 1]);
   return session(last, await last.open());
 }
 

@@ -21,7 +21,7 @@ export class CommandChecker implements Checker {
       `did not finish within ${timeoutMs} ms`,
       (done) => {
         const [cmd, ...args] = this.argv;
-        const child = spawn(cmd as string, args, { stdio: 'ignore' });
+        const child = spawn(cmd, args, { stdio: 'ignore' });
         child.on('error', (e) => done(false, e.message));
         child.on('exit', (code, signal) => done(code === 0, signal ? `killed by ${signal}` : `exit ${code}`));
         // Settled by the deadline while still running: it must not outlive its check.

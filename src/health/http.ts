@@ -47,10 +47,15 @@ export class HttpChecker implements Checker {
             });
             res.on('end', () => {
               const [lo, hi] = this.expect.status;
-              if (status < lo || status > hi) return done(false, `HTTP ${status}, expected ${lo}-${hi}`);
-              if (this.expect.body !== undefined && !body.includes(this.expect.body))
-                return done(false, `HTTP ${status} but the body lacks ${JSON.stringify(this.expect.body)}`);
-              return done(true, `HTTP ${status}`);
+              if (status < lo || status > hi) {
+                done(false, `HTTP ${status}, expected ${lo}-${hi}`);
+                return;
+              }
+              if (this.expect.body !== undefined && !body.includes(this.expect.body)) {
+                done(false, `HTTP ${status} but the body lacks ${JSON.stringify(this.expect.body)}`);
+                return;
+              }
+              done(true, `HTTP ${status}`);
             });
             res.on('error', (e) => done(false, e.message));
           },

@@ -30,7 +30,7 @@ const PAYLOAD = Buffer.from('slbctl health check icmp echo....', 'ascii');
 export function inetChecksum(buf: Buffer, initial = 0): number {
   let sum = initial;
   for (let i = 0; i + 1 < buf.length; i += 2) sum += buf.readUInt16BE(i);
-  if (buf.length % 2 === 1) sum += (buf[buf.length - 1] as number) << 8;
+  if (buf.length % 2 === 1) sum += buf[buf.length - 1] << 8;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
@@ -71,8 +71,8 @@ const ipv4 = (b: Buffer, at: number) => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[
 
 /** Parse an IPv4 packet holding ICMP: an echo reply, or an error quoting one of our echo requests. */
 export function parseIcmp(packet: Buffer): EchoEvent | undefined {
-  if (packet.length < 20 || packet[0]! >> 4 !== 4 || packet[9] !== ICMP_PROTOCOL) return undefined;
-  const ihl = (packet[0]! & 0x0f) * 4;
+  if (packet.length < 20 || packet[0] >> 4 !== 4 || packet[9] !== ICMP_PROTOCOL) return undefined;
+  const ihl = (packet[0] & 0x0f) * 4;
   if (packet.length < ihl + 8) return undefined;
   const type = packet[ihl];
   const from = ipv4(packet, 12);
@@ -80,10 +80,10 @@ export function parseIcmp(packet: Buffer): EchoEvent | undefined {
   if (type !== DEST_UNREACHABLE && type !== TIME_EXCEEDED) return undefined;
   // The error quotes our request's IP header and at least its first 8 bytes.
   const inner = ihl + 8;
-  if (packet.length < inner + 20 || packet[inner]! >> 4 !== 4 || packet[inner + 9] !== ICMP_PROTOCOL) return undefined;
-  const innerIcmp = inner + (packet[inner]! & 0x0f) * 4;
+  if (packet.length < inner + 20 || packet[inner] >> 4 !== 4 || packet[inner + 9] !== ICMP_PROTOCOL) return undefined;
+  const innerIcmp = inner + (packet[inner] & 0x0f) * 4;
   if (packet.length < innerIcmp + 8 || packet[innerIcmp] !== ECHO_REQUEST) return undefined;
-  const code = packet[ihl + 1] as number;
+  const code = packet[ihl + 1];
   const detail = type === TIME_EXCEEDED ? 'TTL exceeded in transit' : (UNREACHABLE_CODES[code] ?? `destination unreachable (code ${code})`);
   return {
     kind: 'error',
@@ -125,6 +125,7 @@ class EchoSocket {
     if (!s) {
       // raw-socket creates the socket synchronously in its constructor, so it
       // is made inside `netns` and stays there.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, not at start-up (see above)
       const raw = require('raw-socket') as RawSocketModule;
       const socket = inNetns(netns, () => raw.createSocket({ protocol: ICMP_PROTOCOL, bufferSize: 65535 }));
       keepAlive.push(socket);

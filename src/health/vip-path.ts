@@ -100,8 +100,8 @@ interface Answer {
 }
 
 function decode(f: Buffer): Answer | undefined {
-  if (f.length < 34 || f.readUInt16BE(12) !== 0x0800 || f[14]! >> 4 !== 4) return undefined;
-  const l4 = 14 + (f[14]! & 0x0f) * 4;
+  if (f.length < 34 || f.readUInt16BE(12) !== 0x0800 || f[14] >> 4 !== 4) return undefined;
+  const l4 = 14 + (f[14] & 0x0f) * 4;
   const a: Answer = { srcMac: macText(f, 6), src: ipText(f, 26), dst: ipText(f, 30) };
   if (f[23] === 6 && f.length >= l4 + 14) {
     a.tcp = {
@@ -109,7 +109,7 @@ function decode(f: Buffer): Answer | undefined {
       dport: f.readUInt16BE(l4 + 2),
       seq: f.readUInt32BE(l4 + 4),
       ack: f.readUInt32BE(l4 + 8),
-      flags: f[l4 + 13] as number,
+      flags: f[l4 + 13],
     };
   } else if (f[23] === 1 && f.length >= l4 + 8 && f[l4] === 0) {
     a.echoReply = { id: f.readUInt16BE(l4 + 4), seq: f.readUInt16BE(l4 + 6) };
@@ -174,6 +174,7 @@ class InterfaceTap {
     const failed = InterfaceTap.failed.get(key);
     if (failed && failed.until > Date.now()) throw new Error(failed.error);
     // Loaded on first probe, not at import: the CLI also runs where cap's addon was built for another Node ABI (the VM lab).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, not at start-up (see above)
     const { Cap: CapClass } = require('cap') as typeof import('cap');
     const cap = new CapClass();
     keepAlive.push(cap);

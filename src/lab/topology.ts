@@ -76,7 +76,7 @@ export function hostOf(topology: LabTopology, name: LabHostName): LabHost {
 export function addressOf(topology: LabTopology, name: LabHostName): string {
   const iface = hostOf(topology, name).interfaces[0];
   if (!iface) throw new Error(`lab host ${name} has no interface`);
-  return iface.cidr.split('/')[0] as string;
+  return iface.cidr.split('/')[0];
 }
 
 export const REAL_SERVERS: readonly LabHostName[] = ['rs1', 'rs2'];

@@ -19,7 +19,7 @@ function client(host: string, port: number, count: number, gap: number): void {
   });
   let n = 0;
   const timer = setInterval(() => {
-    const s = sockets[n++ % count] as dgram.Socket;
+    const s = sockets[n++ % count];
     s.send('ping', port, host);
   }, gap);
   process.on('SIGTERM', () => {

@@ -11,11 +11,13 @@ import type { ConfigIssue } from './parse';
 export const MIN_EXPANSION_LIMIT = 100_000;
 const LIMIT_PER_WRITTEN_NODE = 10;
 
-class Refusal {
+class Refusal extends Error {
   constructor(
     readonly node: Node,
-    readonly message: string,
-  ) {}
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Nodes written in the text itself (aliases count once). */

@@ -132,10 +132,10 @@ export function checkHealth(raw: Record<string, unknown>, fail: Fail): HealthChe
     if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string'))
       failBad('command', 'is required for a command check: a list of program and arguments (no shell)');
     else {
-      const program = argv[0] as string;
+      const program = argv[0];
       const problem = program.includes('/') ? programPathProblem(program) : findCommand(program) ? undefined : 'is not on PATH';
       if (problem) failBad('command', `"${program}" ${problem}`);
-      else hc.command = argv as string[];
+      else hc.command = argv;
     }
   } else if (raw.command !== undefined) failBad('command', `only applies to command checks (this one is ${hc.type})`);
   return bad ? undefined : hc;

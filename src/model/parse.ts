@@ -231,7 +231,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
       const netmask = raw.persistence.netmask === undefined ? '255.255.255.255' : c.ipv4(raw.persistence.netmask, [...pp, 'netmask']);
       if (netmask !== undefined && !isNetmask(netmask))
         c.fail([...pp, 'netmask'], `${netmask} is not a netmask (contiguous ones, e.g. 255.255.255.0)`);
-      if (timeoutOk && netmask !== undefined && isNetmask(netmask)) persistence = { timeout: t as number, netmask };
+      if (timeoutOk && netmask !== undefined && isNetmask(netmask)) persistence = { timeout: t, netmask };
     }
   }
   let healthCheck: HealthCheck | undefined;

@@ -3,7 +3,6 @@ import { RealServerState, ServiceState } from '../model/state';
 import { serviceKey } from '../model/types';
 import { Op } from './types';
 import { backendOf } from '../backends/registry';
-import { Backend } from '../backends/types';
 
 function describeService(s: ServiceState): string {
   const parts = [serviceKey(s), `"${s.name}"`, s.mode, s.scheduler, `dev ${s.device}`];
@@ -22,7 +21,7 @@ export function formatOp(op: Op): string[] {
   switch (op.op) {
     case 'backend':
       // Each backend words its own changes.
-      return (backendOf(op.backend) as Backend<typeof op.backend>).describe(op.change as never);
+      return backendOf(op.backend).describe(op.change);
     case 'set-sysctl':
       return [`~ sysctl ${op.key} ${op.from || '(unset)'} -> ${op.to}`];
     case 'add-address':

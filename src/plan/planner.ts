@@ -8,7 +8,8 @@ import { DesiredState, ObservedState, Op, Plan } from './types';
 
 function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   const changes: string[] = [];
-  const fields: (keyof ServiceState)[] = [
+  // The settings that are plain text; persistence is compared below.
+  const fields = [
     'name',
     'mode',
     'scheduler',
@@ -17,9 +18,9 @@ function serviceChanges(before: ServiceState, after: ServiceState): string[] {
     'encapsulation',
     'forwardDevice',
     'forwardMac',
-  ];
+  ] as const satisfies readonly (keyof ServiceState)[];
   for (const f of fields) {
-    if (before[f] !== after[f]) changes.push(`${f} ${String(before[f] ?? '-')} -> ${String(after[f] ?? '-')}`);
+    if (before[f] !== after[f]) changes.push(`${f} ${before[f] ?? '-'} -> ${after[f] ?? '-'}`);
   }
   const persistence = (s: ServiceState) => (s.persistence ? `${s.persistence.timeout}s/${s.persistence.netmask}` : '-');
   if (persistence(before) !== persistence(after)) changes.push(`persistence ${persistence(before)} -> ${persistence(after)}`);
@@ -53,7 +54,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
   const { kernel, first } = backend.plan.prepare(desired, observed.kernel);
 
   for (const key of Object.keys(desired.sysctls).sort()) {
-    const to = desired.sysctls[key] as string;
+    const to = desired.sysctls[key];
     const from = observed.sysctls[key] ?? '';
     if (from !== to) ops.push({ op: 'set-sysctl', key, from, to });
   }

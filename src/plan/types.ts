@@ -23,7 +23,7 @@ export type GenericOp =
  * its own entry by declaration merging (src/backends/NAME/index.ts), so a new
  * backend needs no edit here.
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface, @typescript-eslint/no-empty-object-type
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface BackendChanges {}
 
 export type BackendOp = { [B in keyof BackendChanges]: { op: 'backend'; backend: B; change: BackendChanges[B] } }[keyof BackendChanges];

@@ -108,7 +108,7 @@ export function holderOf(kind: LockKind, id: NetnsIdentity = currentNetns()): Ho
   }
   try {
     const h = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<Holder>;
-    if (typeof h.pid === 'number') return { pid: h.pid, command: String(h.command ?? '?'), since: Number(h.since ?? 0) };
+    if (typeof h.pid === 'number') return { pid: h.pid, command: h.command ?? '?', since: h.since ?? 0 };
   } catch {
     // written a moment ago and not yet filled in
   }

@@ -80,7 +80,7 @@ function parse(data: Record<string, unknown>): Ownership {
       (x) => typeof x.vip === 'string' && typeof x.port === 'number' && typeof x.protocol === 'string' && isState(x.state),
     ),
   };
-  if (isState(data.iptablesChain)) o.iptablesChain = data.iptablesChain as EntryState;
+  if (isState(data.iptablesChain)) o.iptablesChain = data.iptablesChain;
   return o;
 }
 

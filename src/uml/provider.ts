@@ -44,7 +44,7 @@ function umlLabOf(record: UmlLabRecord): Lab {
       return { argv, code: r.code, signal: null, stdout: r.output, stderr: '' };
     },
     async down(say) {
-      await inside(['lab', 'down'], say).catch((e: Error) => say(e.message));
+      await inside(['lab', 'down'], say).catch((e: unknown) => say(e instanceof Error ? e.message : String(e)));
       await stopUmlLab(record);
       say(`lab "${name}": user-mode-linux kernel (pid ${record.pid}) stopped`);
     },

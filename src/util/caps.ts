@@ -8,7 +8,7 @@ export const CAP_NET_RAW = 13;
 export function hasCapability(cap: number): boolean {
   try {
     const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    return m ? ((BigInt(`0x${m[1] as string}`) >> BigInt(cap)) & 1n) === 1n : false;
+    return m ? ((BigInt(`0x${m[1]}`) >> BigInt(cap)) & 1n) === 1n : false;
   } catch {
     return typeof process.getuid === 'function' && process.getuid() === 0;
   }

@@ -28,6 +28,7 @@ let addon: NativeAddon | undefined;
 export function native(): NativeAddon {
   if (!addon) {
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, not at start-up (see above)
       addon = require(ADDON_PATH) as NativeAddon;
     } catch (e) {
       const why = (e as Error).message.split('\n')[0];

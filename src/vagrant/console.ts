@@ -30,6 +30,8 @@ export type BootState =
  * sequences (GRUB draws its screen with them) and other control characters
  * removed, a lone carriage return taken as a line break, trailing blanks cut.
  */
+// Control characters are what this removes: terminal escapes and stray control bytes from a VM's console.
+/* eslint-disable no-control-regex */
 export function consoleLines(raw: string): string[] {
   return raw
     .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '')
@@ -37,6 +39,7 @@ export function consoleLines(raw: string): string[] {
     .split(/\r\n|\r|\n/)
     .map((l) => l.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '').trimEnd());
 }
+/* eslint-enable no-control-regex */
 
 export function lastConsoleLine(raw: string): string {
   return consoleLines(raw).filter((l) => l.trim() !== '').at(-1)?.trim() ?? '';

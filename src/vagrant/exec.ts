@@ -2,11 +2,11 @@
 // namespace, the client its namespace "client".
 import { LabHostName } from '../lab/topology';
 import { RunResult } from '../util/exec';
-import { CLIENT_NETNS, VmName } from './plan';
+import { CLIENT_NETNS } from './plan';
 import { VagrantLabRecord } from './lab';
 import { vmRun } from './ssh';
 
 export function vagrantExec(record: VagrantLabRecord, host: LabHostName, argv: string[]): Promise<RunResult> {
   if (host === 'client') return vmRun(record, 'client', ['ip', 'netns', 'exec', CLIENT_NETNS, ...argv]);
-  return vmRun(record, host === 'router' ? 'client' : (host as VmName), argv);
+  return vmRun(record, host === 'router' ? 'client' : (host), argv);
 }

@@ -221,7 +221,7 @@ export async function startVagrantLab(lab: string, box: string, log: (line: stri
     return record;
   } catch (e) {
     log('lab up failed: removing what it created');
-    await stopVagrantLab(record, log).catch((c: Error) => log(`cleanup also failed: ${c.message}`));
+    await stopVagrantLab(record, log).catch((c: unknown) => log(`cleanup also failed: ${c instanceof Error ? c.message : String(c)}`));
     throw e;
   }
 }

@@ -51,7 +51,7 @@ function clientSideCidr(topology: LabTopology, host: LabHostName): string {
 }
 
 export function vagrantPlan(topology: LabTopology = REFERENCE_TOPOLOGY): VagrantPlan {
-  const routerOnServerNet = serverSideCidr(topology, 'router').split('/')[0] as string;
+  const routerOnServerNet = serverSideCidr(topology, 'router').split('/')[0];
   const common = [`device=${VM_LAB_DEVICE}`, `client_net=${topology.clientNet}`, `router=${routerOnServerNet}`];
   const client = hostOf(topology, 'client');
   const vms: VmPlan[] = [

@@ -145,7 +145,7 @@ describe("slbctl with only the systemd unit's capabilities", { skip: isRoot ? fa
     assert.equal(table.code, 0, 'the nft table exists');
     const record = fs.readdirSync(path.join(runtime, 'controller'));
     assert.equal(record.length, 1, 'the status record is in RUNTIME_DIRECTORY');
-    assert.equal(fs.statSync(path.join(runtime, 'controller', record[0] as string)).uid, Number(uid));
+    assert.equal(fs.statSync(path.join(runtime, 'controller', record[0])).uid, Number(uid));
     const pid = Number(fs.readFileSync(path.join(labStateDir(lab), 'rs1-http.pid'), 'utf8'));
     const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');

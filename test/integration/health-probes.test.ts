@@ -131,7 +131,7 @@ describe('health probes in network namespaces', { skip, timeout: 120_000 }, () =
 
   it('icmp: 200 concurrent probes on one socket, answered and unanswered mixed, each gets its own result', async () => {
     const targets = [RS.rs1, RS.rs2, LB, NOBODY];
-    const checkers = Array.from({ length: 200 }, (_, i) => new IcmpChecker(targets[i % 4] as string, { netns: ns('lb') }));
+    const checkers = Array.from({ length: 200 }, (_, i) => new IcmpChecker(targets[i % 4], { netns: ns('lb') }));
     const results = await Promise.all(checkers.map((c) => c.check(600)));
     results.forEach((r, i) => assert.equal(r.ok, targets[i % 4] !== NOBODY, `${checkers[i]?.target}: ${r.detail}`));
   });

@@ -51,10 +51,10 @@ async function slbctl(args: string[]): Promise<Outcome> {
   calls.length = 0;
   const write = process.stderr.write.bind(process.stderr);
   let stderr = '';
-  process.stderr.write = ((chunk: string | Uint8Array) => {
+  process.stderr.write = (chunk: string | Uint8Array) => {
     stderr += String(chunk);
     return true;
-  }) as typeof process.stderr.write;
+  };
   try {
     await main(args);
   } finally {

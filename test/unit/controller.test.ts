@@ -173,7 +173,7 @@ describe('effectiveConfig', () => {
       const eff = effectiveConfig(config, health(states), drains);
       assert.deepEqual(weights(eff.config), expected);
       assert.deepEqual(
-        eff.decisions.get(serviceKey(config.services[0] as Service))?.map((d) => d.decision),
+        eff.decisions.get(serviceKey(config.services[0]))?.map((d) => d.decision),
         decisions,
       );
       assert.deepEqual(
@@ -276,13 +276,13 @@ describe('logs', () => {
     createLogger('json', (l) => out.push(l)).log('warn', 'health', 'rs1 down', { realServer: RS1, skipped: undefined });
     assert.equal(out.length, 1);
     assert.ok(out[0]?.endsWith('\n'));
-    const o = JSON.parse(out[0] as string) as Record<string, unknown>;
+    const o = JSON.parse(out[0]) as Record<string, unknown>;
     assert.deepEqual(Object.keys(o), ['time', 'level', 'event', 'msg', 'realServer']);
     assert.equal(o.level, 'warn');
   });
   it('text: readable, fields as key=value', () => {
     const out: string[] = [];
     createLogger('text', (l) => out.push(l)).log('info', 'apply', '1 operation', { ops: ['a', 'b'], check: 'http GET x' });
-    assert.match(out[0] as string, /^\d{4}-\d\d-\d\dT[\d:.]+Z info  apply: 1 operation {2}ops=a,b check="http GET x"\n$/);
+    assert.match(out[0], /^\d{4}-\d\d-\d\dT[\d:.]+Z info {2}apply: 1 operation {2}ops=a,b check="http GET x"\n$/);
   });
 });

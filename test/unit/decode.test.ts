@@ -6,8 +6,8 @@ import { PSH_ACK, SYN, SYN_ACK, ethernet, ipv4, ipv6, rng, tcp, udp } from '../h
 
 const CLIENT_MAC = '02:00:00:00:00:40';
 const LB_MAC = '02:00:00:00:00:83';
-const V6_SRC = [0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), 1];
-const V6_DST = [0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), 2];
+const V6_SRC: number[] = [0x20, 0x01, 0x0d, 0xb8, ...new Array<number>(11).fill(0), 1];
+const V6_DST: number[] = [0x20, 0x01, 0x0d, 0xb8, ...new Array<number>(11).fill(0), 2];
 const frame = (data: Buffer) => ({ tsMicros: 1, wireLength: data.length, data });
 const decode = (data: Buffer, link: LinkType = 'ETHERNET') => decodeFrame(frame(data), link);
 
@@ -166,7 +166,12 @@ describe('decodeFrame', () => {
         LB_MAC,
         CLIENT_MAC,
         0x86dd,
-        ipv6(Array(16).fill(1), Array(16).fill(2), 44, Buffer.concat([Buffer.from([6, 0, 0, 0, 0, 0, 0, 0]), tcp(1, 2, SYN)])),
+        ipv6(
+          new Array<number>(16).fill(1),
+          new Array<number>(16).fill(2),
+          44,
+          Buffer.concat([Buffer.from([6, 0, 0, 0, 0, 0, 0, 0]), tcp(1, 2, SYN)]),
+        ),
       ),
     ];
     const links: LinkType[] = ['ETHERNET', 'RAW', 'LINUX_SLL'];
@@ -175,11 +180,11 @@ describe('decodeFrame', () => {
       if (i % 2 === 0) {
         data = Buffer.from(Array.from({ length: Math.floor(next() * 120) }, () => Math.floor(next() * 256)));
       } else {
-        data = Buffer.from(valid[i % valid.length] as Buffer);
+        data = Buffer.from(valid[i % valid.length]);
         for (let k = 0; k < 1 + Math.floor(next() * 4); k++) data[Math.floor(next() * data.length)] = Math.floor(next() * 256);
         data = data.subarray(0, Math.floor(next() * (data.length + 1)));
       }
-      const link = links[i % links.length] as LinkType;
+      const link = links[i % links.length];
       assert.doesNotThrow(() => formatPacket(decodeFrame(frame(data), link)), `iteration ${i}`);
     }
   });

@@ -6,7 +6,7 @@ import { rng } from '../helpers/frames';
 
 describe('IPVS attribute codec', () => {
   it('encodes a service key as the kernel expects (byte fixture)', () => {
-    const bytes = encode(SERVICE, { af: 2, protocol: 6, addr: Buffer.from([172, 16, 75, 84, ...Array(12).fill(0)]), port: 80 });
+    const bytes = encode(SERVICE, { af: 2, protocol: 6, addr: Buffer.from([172, 16, 75, 84, ...new Array<number>(12).fill(0)]), port: 80 });
     assert.equal(
       bytes.toString('hex'),
       [

@@ -32,7 +32,7 @@ describe('pcap files', () => {
   });
 
   it('reads big-endian files, nanosecond timestamps, and drops a half-written last record', () => {
-    const data = frames[0]?.data as Buffer;
+    const data = frames[0]?.data;
     const header = Buffer.alloc(24);
     header.writeUInt32BE(0xa1b23c4d, 0); // nanosecond magic, written big-endian
     header.writeUInt16BE(2, 4);

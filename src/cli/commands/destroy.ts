@@ -23,6 +23,7 @@ export const destroyCommand: CommandModule<object, Args> = {
       .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be removed' })
       .option('backend', {
         choices: BACKENDS,
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- yargs takes the option's type from its default: a plain string without it
         default: 'auto' as BackendChoice,
         describe: 'which backend to clean (auto: every one this host has)',
       })

@@ -132,7 +132,7 @@ export const undrainCommand: CommandModule<object, Omit<Args, 'deadline' | 'quie
       await changeDrains(wait, (ds) => ds.filter((d) => !(d.service === key && d.realServer === t.rsKey)));
       let mac: string | undefined;
       if (t.k.impl.capabilities.dsrNeedsMacs && t.service.mode === 'dsr') {
-        mac = (await t.k.rtnl.resolveNeighbour(t.rsKey.split(':')[0] as string))?.mac;
+        mac = (await t.k.rtnl.resolveNeighbour(t.rsKey.split(':')[0]))?.mac;
         if (!mac) throw new UsageError(`${t.rsKey} does not answer ARP; it cannot be put back into a DSR service`);
       }
       await setRealServer(t, drain.weight, () => undefined, mac);

@@ -19,12 +19,14 @@ export const labModeCommand: CommandModule<object, Args> = {
       .positional('mode', { choices: MODES, demandOption: true, describe: 'forwarding mode' })
       .option('backend', {
         choices: BACKENDS,
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- yargs takes the option's type from its default: a plain string without it
         default: 'auto' as BackendChoice,
         describe:
           'kernel backend on the balancer; auto: the one its kernel has (IPVS in user-mode-linux and on the VMs, nftables in namespaces of a kernel without IPVS)',
       })
       .option('encapsulation', {
         choices: ENCAPSULATIONS,
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- yargs takes the option's type from its default: a plain string without it
         default: 'none' as Encapsulation,
         describe: 'dsr: ipip tunnels to the real servers (IPVS backend, kernel with ipip)',
       }),

@@ -16,6 +16,7 @@ export const labUpCommand: CommandModule<object, Args> = {
     withLabName(y)
       .option('provider', {
         choices: LAB_PROVIDER_NAMES,
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- yargs takes the option's type from its default: a plain string without it
         default: 'netns' as LabProviderName,
         describe: LAB_PROVIDER_NAMES.map((n) => `${n}: ${LAB_PROVIDERS[n].describe}`).join('; '),
       })

@@ -36,6 +36,7 @@ export const runCommand: CommandModule<object, Args> = {
     withWaitOption(withConfigOptions(y))
       .option('log-format', {
         choices: LOG_FORMATS,
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- yargs takes the option's type from its default: a plain string without it
         default: 'text' as LogFormat,
         describe: 'text: one readable line an event; json: one JSON object a line',
       })
@@ -71,6 +72,8 @@ export const runCommand: CommandModule<object, Args> = {
     // A record left by a dead namespace with this one's inode is reported in the log, not as a stray stderr line.
     setRecordReporter((m) => logger.log('warn', 'record', m));
     // Signals are taken from the start: SIGUSR1's default action would end the process.
+    // Signal handlers read it before it is set: a const would throw there (temporal dead zone) instead of seeing undefined.
+    // eslint-disable-next-line prefer-const
     let controller: Controller | undefined;
     let stopping = false;
     process.on('SIGHUP', () => void controller?.reload('SIGHUP'));

@@ -24,7 +24,7 @@ export function parseFlows(text: string): Flow[] {
   for (const line of text.split('\n')) {
     const m = /^(tcp|udp)\s+\d+\s+\d+\s+(?:([A-Z_]+)\s+)?(.*)$/.exec(line.trim());
     if (!m) continue;
-    const fields = [...(m[3] as string).matchAll(/\b(src|dst|sport|dport)=(\S+)/g)].map((x) => [x[1], x[2]] as [string, string]);
+    const fields = [...m[3].matchAll(/\b(src|dst|sport|dport)=(\S+)/g)].map((x) => [x[1], x[2]] as [string, string]);
     const dst = fields.filter(([k]) => k === 'dst');
     const src = fields.filter(([k]) => k === 'src');
     const dport = fields.filter(([k]) => k === 'dport');
@@ -33,10 +33,10 @@ export function parseFlows(text: string): Flow[] {
     flows.push({
       protocol: m[1] as Protocol,
       ...(m[2] ? { state: m[2] } : {}),
-      origDst: (dst[0] as [string, string])[1],
-      origDport: Number((dport[0] as [string, string])[1]),
-      replySrc: (src[1] as [string, string])[1],
-      replySport: Number((sport[1] as [string, string])[1]),
+      origDst: dst[0][1],
+      origDport: Number(dport[0][1]),
+      replySrc: src[1][1],
+      replySport: Number(sport[1][1]),
     });
   }
   return flows;

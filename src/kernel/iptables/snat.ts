@@ -103,7 +103,7 @@ export function parseNatListing(text: string): SnatObserved {
       const m = /^-A \S+ -p (tcp|udp) -m ipvs --vaddr ([0-9.]+)(?:\/32)? --vport (\d+) --vdir ORIGINAL -j SNAT --to-source ([0-9.]+)$/.exec(
         line,
       );
-      if (m) seen.rules.push({ protocol: m[1] as Protocol, vip: m[2] as string, port: Number(m[3]), snatAddress: m[4] as string });
+      if (m) seen.rules.push({ protocol: m[1] as Protocol, vip: m[2], port: Number(m[3]), snatAddress: m[4] });
       else seen.foreign++;
     }
   }

@@ -93,7 +93,7 @@ export class IpvsClient implements IpvsOperations {
     let failure: unknown;
     const worker = async () => {
       while (failure === undefined && next < tasks.length) {
-        const task = tasks[next++] as () => Promise<void>;
+        const task = tasks[next++];
         try {
           await task();
         } catch (e) {
@@ -102,7 +102,7 @@ export class IpvsClient implements IpvsOperations {
       }
     };
     await Promise.all(Array.from({ length: Math.min(depth, tasks.length) }, worker));
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined) throw failure instanceof Error ? failure : new Error(`pipeline: ${JSON.stringify(failure)}`);
   }
 
   private async request(step: string, cmd: number, attrs: Attrs, dump = false): Promise<Buffer[]> {

@@ -114,7 +114,7 @@ function encodeValue(type: AttrType, value: AttrValue): Buffer {
       return b;
     }
     case 'string':
-      return Buffer.from(`${String(value)}\0`);
+      return Buffer.from(`${typeof value === 'string' ? value : JSON.stringify(value)}\0`);
     case 'binary':
       return Buffer.from(value as Buffer);
     case 'flags': {
@@ -125,7 +125,7 @@ function encodeValue(type: AttrType, value: AttrValue): Buffer {
       return b;
     }
   }
-  throw new Error(`ipvs codec: unknown attribute type ${String(type)}`);
+  throw new Error(`ipvs codec: unknown attribute type ${JSON.stringify(type)}`);
 }
 
 /** Attributes in table order (the kernel does not care; fixtures do). */

@@ -105,7 +105,7 @@ export function serviceFromWire(a: Attrs): IpvsService | undefined {
     protocol,
     address: addressFromWire(a.addr as Buffer | undefined, AF_INET),
     port: Number(a.port ?? 0),
-    scheduler: String(a.schedName ?? ''),
+    scheduler: typeof a.schedName === 'string' ? a.schedName : '',
     flags: (a.flags as { flags: number } | undefined)?.flags ?? 0,
     timeout: Number(a.timeout ?? 0),
     netmask: netmaskFromWire(Number(a.netmask ?? 0xffffffff)),

@@ -1,7 +1,7 @@
 // A service's backends as slots of its backends map: the weights become a
 // number of slots per real server, interleaved so that consecutive
 // connections spread out. Pure; render and the drift check share it.
-import { RealServerState, ServiceState } from '../../model/state';
+import { ServiceState } from '../../model/state';
 
 /** Most slots one service takes in its backends map; larger weight sums are scaled down. */
 export const MAX_SLOTS = 1024;
@@ -43,7 +43,7 @@ export function backendSlots(s: ServiceState): { total: number; slots: Slot[] } 
       if (best < 0 || (current[i] ?? 0) > (current[best] ?? 0)) best = i;
     }
     current[best] = (current[best] ?? 0) - total;
-    const r = s.realServers[best] as RealServerState;
+    const r = s.realServers[best];
     slots.push({ index, value: s.mode === 'dsr' ? (r.mac ?? '00:00:00:00:00:00') : `${r.address} . ${r.port}` });
   }
   return { total, slots };

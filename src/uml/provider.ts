@@ -23,15 +23,23 @@ function umlLabOf(record: UmlLabRecord): Lab {
       if (code !== 0) throw new LabError(`lab mode ${mode} inside the user-mode-linux kernel failed (exit ${code})`);
     },
     async verify(mode, requests, out) {
-      // The guest judges and answers in JSON; its pcaps are on the host (the guest's root is the host's filesystem).
-      const dir = path.resolve(out ?? path.join('slbctl-pcaps', name, mode ?? 'applied'));
-      fs.mkdirSync(dir, { recursive: true });
-      const r = await forwardToUml(
-        record,
-        ['lab', 'verify', '--name', name, '--json', '--requests', String(requests), '--out', dir, ...(mode ? ['--mode', mode] : [])],
-        undefined,
-        [dir],
-      );
+      // The guest judges and answers in JSON; its pcaps are on the host (the guest's root is the host's filesystem,
+      // and the working directory and --out are shown to it wherever they are). Without --out the guest picks
+      // ./slbctl-pcaps/LAB/MODE itself, as it alone knows the applied mode.
+      const dir = out === undefined ? undefined : path.resolve(out);
+      if (dir) fs.mkdirSync(dir, { recursive: true });
+      const args = [
+        'lab',
+        'verify',
+        '--name',
+        name,
+        '--json',
+        '--requests',
+        String(requests),
+        ...(dir ? ['--out', dir] : []),
+        ...(mode ? ['--mode', mode] : []),
+      ];
+      const r = await forwardToUml(record, args, undefined, dir ? [dir] : []);
       const json = r.output.slice(r.output.indexOf('{'));
       try {
         return JSON.parse(json) as VerifyReport;

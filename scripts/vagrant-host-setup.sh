@@ -58,9 +58,27 @@ done
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # No recommends: they would pull in desktop and policy kit pieces.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # A mirror's hiccup or another apt holding the lock is waited out or
+  # retried (three tries), and a stalled download times out, instead of the
+  # whole setup failing or hanging on it.
+  apt_opts=(-o Acquire::Retries=3 -o Acquire::http::Timeout=60 -o DPkg::Lock::Timeout=300)
+  try=1
+  until apt-get "${apt_opts[@]}" update -qq; do
+    ((try < 3)) || { log "apt-get update failed three times"; exit 5; }
+    log "apt-get update failed (try $try); again in 10 s"
+    try=$((try + 1))
+    sleep 10
+  done
+  # No recommends: they would pull in desktop and policy kit pieces. Its
+  # output is kept and shown only when it fails.
+  try=1
+  until apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/var/tmp/slbctl-vagrant-apt.log 2>&1; do
+    ((try < 3)) || { tail -n 20 /var/tmp/slbctl-vagrant-apt.log >&2; log "apt-get install failed three times (log: /var/tmp/slbctl-vagrant-apt.log)"; exit 5; }
+    log "apt-get install failed (try $try): $(tail -n 1 /var/tmp/slbctl-vagrant-apt.log); again in 10 s"
+    try=$((try + 1))
+    sleep 10
+  done
+  log "installed in ${SECONDS} s"
 fi
 
 # libvirt probes QEMU's capabilities and caches them keyed on /dev/kvm's
@@ -94,19 +112,21 @@ if [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ]; then
   start_daemon libvirtd /run/libvirt/libvirt-sock /usr/sbin/libvirtd
 fi
 
-virsh -c qemu:///system version >/dev/null || { log "libvirtd does not answer on qemu:///system"; exit 5; }
+# Every call to libvirtd is bounded: a daemon that never answers is named, not waited on forever.
+virsh_() { timeout 120 virsh -q -c qemu:///system "$@"; }
+virsh_ version >/dev/null || { log "libvirtd does not answer on qemu:///system within 120 s (log: /var/log/libvirt/libvirtd.log)"; exit 5; }
 # The lab's VM disks and box images live in a storage pool of its own
 # (vagrant-libvirt creates only a pool named "default" by itself).
-if ! virsh -q -c qemu:///system pool-info slbctl >/dev/null 2>&1; then
+if ! virsh_ pool-info slbctl >/dev/null 2>&1; then
   log "defining the libvirt storage pool slbctl (/var/lib/libvirt/slbctl)"
-  virsh -q -c qemu:///system pool-define-as slbctl dir --target /var/lib/libvirt/slbctl >/dev/null
-  virsh -q -c qemu:///system pool-build slbctl >/dev/null
+  virsh_ pool-define-as slbctl dir --target /var/lib/libvirt/slbctl >/dev/null
+  virsh_ pool-build slbctl >/dev/null
 fi
 # (Output captured first: with pipefail, grep -q closing the pipe early
 # would fail the pipeline.)
-pool_state=$(virsh -q -c qemu:///system pool-info slbctl)
+pool_state=$(virsh_ pool-info slbctl)
 if ! grep -q 'State:.*running' <<<"$pool_state"; then
-  virsh -q -c qemu:///system pool-start slbctl >/dev/null
+  virsh_ pool-start slbctl >/dev/null
 fi
 
-log "ready (vagrant $(vagrant --version 2>/dev/null | awk '{print $2}'), $(virsh -c qemu:///system version 2>/dev/null | grep -m1 -i 'running hypervisor' | sed 's/.*: //'))"
+log "ready in ${SECONDS} s (vagrant $(vagrant --version 2>/dev/null | awk '{print $2}'), $(virsh_ version 2>/dev/null | grep -m1 -i 'running hypervisor' | sed 's/.*: //'))"

@@ -89,9 +89,21 @@ describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs r
   before(async () => {
     tmp = fs.mkdtempSync(path.join('/var/tmp', 'slbctl-vagrant-test-'));
     const daemonsBefore = recordedDaemons().length;
-    const setup = await run(['bash', path.join(ROOT, 'scripts', 'vagrant-host-setup.sh')], { timeoutMs: 10 * 60 * 1000 });
+    // The host setup's own lines are logged whatever happens, so a CI log
+    // shows which step failed or stalled; a failure is tried once more (a
+    // mirror's hiccup), its first output kept in the assertion.
+    const hostSetup = async () => {
+      const t = Date.now();
+      const r = await run(['bash', path.join(ROOT, 'scripts', 'vagrant-host-setup.sh')], { timeoutMs: 10 * 60 * 1000 });
+      for (const line of r.stderr.trim().split('\n')) log(`host setup: ${line}`);
+      log(`host setup exited ${r.signal ?? r.code} after ${seconds(t)}`);
+      return r;
+    };
+    let setup = await hostSetup();
+    const first = setup.code === 0 ? '' : `first try: ${setup.stdout}${setup.stderr}\n`;
+    if (setup.code !== 0) setup = await hostSetup();
     startedDaemons = daemonsBefore === 0 && recordedDaemons().length > 0;
-    assert.equal(setup.code, 0, setup.stdout + setup.stderr);
+    assert.equal(setup.code, 0, first + setup.stdout + setup.stderr);
   });
 
   after(async () => {

@@ -14,7 +14,8 @@ dev=${a[device]:?device=}
 log() { printf 'slbctl provision (%s): %s\n' "$role" "$*"; }
 
 # The box of scripts/vagrant-box has all of these; a public box (with
-# internet) gets them from Debian's archive here.
+# internet) gets them from Debian's archive here. tcpdump also brings
+# libpcap0.8, which slbctl's native addon (and cap) link against.
 missing=()
 for tool in node:nodejs ipvsadm:ipvsadm iptables:iptables tcpdump:tcpdump curl:curl; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")

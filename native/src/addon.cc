@@ -17,10 +17,13 @@
 //   (memfd), written before the program starts. Fed through a pipe instead,
 //   a slbctl killed while writing would leave nft a prefix of its script,
 //   and a prefix of a script is often a valid, smaller transaction.
+// - Capture (capture.cc): a live libpcap capture in the calling thread's
+//   namespace, read without blocking, with the kernel's nanosecond timestamps.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <napi.h>
+#include "capture.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -205,6 +208,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tryLock", Napi::Function::New(env, TryLock));
   exports.Set("unlock", Napi::Function::New(env, Unlock));
   exports.Set("sealedInput", Napi::Function::New(env, SealedInput));
+  InitCapture(env, exports);
   return exports;
 }
 

@@ -1,10 +1,17 @@
-// Live capture with libpcap (`cap`) on one lab host. The pcap socket is
-// opened inside the host's network namespace (inNetns) and stays there, so
-// one process captures on the client, the balancer and the real servers at
-// once, all delivered on the main thread's event loop.
+// Live capture on one lab host with slbctl's own libpcap handle (native/,
+// src/util/netns.ts). The pcap socket is opened inside the host's network
+// namespace (inNetns) and stays there, so one process captures on the
+// client, the balancer and the real servers at once.
+//
+// Every frame keeps the kernel's own timestamp, in nanoseconds of
+// CLOCK_REALTIME, taken when the kernel received (or sent) it: one clock for
+// all namespaces of the host, so captures of different lab hosts can be
+// ordered against each other, and unaffected by how late Node reads them.
+// Reading is nonblocking: a short timer drains libpcap's ring buffer into
+// memory, and stop() drains it once more, so what the kernel queued before
+// stop() is never lost.
 import * as path from 'node:path';
-import type { Cap } from 'cap';
-import { inNetns, interfaceMac } from '../util/netns';
+import { NativeCapture, NativeFrame, inNetns, interfaceMac, native } from '../util/netns';
 import { decodeFrame } from './decode';
 import { writePcap } from './pcap';
 import { HostCapture, LinkType, RawFrame } from './types';
@@ -24,85 +31,92 @@ export interface CaptureOptions {
 export interface CaptureSession {
   readonly host: string;
   /**
-   * Close the capture and return what it saw, decoded. Frames still queued
-   * in the kernel when this runs are lost: cap only reads them when the event
-   * loop polls, so the caller waits a little (a few hundred ms) after the
-   * last packet it cares about, and lets the loop run, before stopping.
+   * Read what the kernel has queued, close the capture and return everything
+   * it saw, decoded. Packets still in flight (a FIN the peer has yet to
+   * send) are not there yet: a caller that wants them waits for them first.
+   * Throws (once, after closing) when reading failed while capturing, e.g.
+   * because the interface went away: a partial capture is no evidence.
    */
   stop(): HostCapture;
 }
 
-/** cap's link type names, including its spelling for Linux cooked captures. */
-const LINK_TYPES = new Map<string, LinkType>([
-  ['ETHERNET', 'ETHERNET'],
-  ['RAW', 'RAW'],
-  ['LINUX_SLL', 'LINUX_SLL'],
-  ['LINKTYPE_LINUX_SLL', 'LINUX_SLL'],
+/** libpcap's DLT numbers slbctl decodes (DLT_RAW is 12 on Linux, 14 on OpenBSD; LINKTYPE_RAW is 101). */
+const LINK_TYPES = new Map<number, LinkType>([
+  [1, 'ETHERNET'],
+  [12, 'RAW'],
+  [14, 'RAW'],
+  [101, 'RAW'],
+  [113, 'LINUX_SLL'],
 ]);
 
 /**
- * Every Cap ever created stays referenced here, so none is ever garbage
- * collected. cap 0.2.1's native destructor is unsafe: its close() stops the
- * libuv poll handle but never uv_close()s it (and after a failed open() it
- * touches a poll handle that was never initialised), and it emits an
- * async-hooks destroy from inside a GC callback, which crashed Node 20 with
- * SIGSEGV in the integration tests. A closed Cap holds no libpcap resources,
- * so keeping the small wrapper is cheap; captures are few and short.
+ * How often the ring buffer is drained. The timestamps are the kernel's, so
+ * this only bounds how long frames wait in the ring (4 MiB by default: tens
+ * of thousands of lab frames) and how much work one turn of the loop does.
  */
-const keepAlive: Cap[] = [];
+const POLL_MS = 5;
+const READ_BATCH = 4096;
 
-/**
- * cap hands over no capture timestamp, so frames are stamped when the event
- * loop receives them (cap turns on libpcap's immediate mode, so that is
- * within the loop's latency). One wall-clock reading anchors a monotonic
- * clock: microsecond resolution, ordered, immune to clock steps. Good for
- * ordering on one host and for rough comparison across hosts captured by
- * this process; not a hardware timestamp.
- */
-const clockBase = { wallMicros: Date.now() * 1000, mono: process.hrtime.bigint() };
-const nowMicros = () => clockBase.wallMicros + Number((process.hrtime.bigint() - clockBase.mono) / 1000n);
+const NANOS_PER_SECOND = 1_000_000_000n;
+
+function rawFrame(f: NativeFrame): RawFrame {
+  return { tsNanos: BigInt(f.tsSec) * NANOS_PER_SECOND + BigInt(f.tsNsec), wireLength: f.wirelen, data: f.data };
+}
 
 export function startCapture(o: CaptureOptions): CaptureSession {
   const where = `capture on ${o.host}${o.netns ? ` (netns ${o.netns})` : ''} device ${o.device}`;
-  // Loaded here, not at import: slbctl also runs where cap's addon was built
-  // for another Node ABI (the Vagrant lab's VMs run Debian's node), and only
-  // capturing needs it.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, not at start-up (see above)
-  const { Cap: CapClass } = require('cap') as typeof import('cap');
-  const cap = new CapClass();
-  keepAlive.push(cap);
-  // One pcap record at a time is copied here by cap before each 'packet' event.
-  const buffer = Buffer.alloc(65535);
-  let opened: { mac: string; linkName: string };
+  let handle: NativeCapture;
+  let mac: string;
   try {
-    opened = inNetns(o.netns, () => ({
+    const addon = native();
+    ({ handle, mac } = inNetns(o.netns, () => ({
       // The "any" pseudo-device has no MAC of its own.
       mac: o.device === 'any' ? '' : interfaceMac(undefined, o.device),
-      // After a failed open() cap must not be closed (see keepAlive).
-      linkName: cap.open(o.device, o.filter ?? '', o.bufferBytes ?? 4 * 1024 * 1024, buffer),
-    }));
+      handle: new addon.Capture(o.device, o.filter ?? '', o.bufferBytes ?? 4 * 1024 * 1024),
+    })));
   } catch (e) {
     throw new Error(`${where}: ${(e as Error).message}`);
   }
-  const { mac, linkName } = opened;
-  const linkType = LINK_TYPES.get(linkName);
+  const linkType = LINK_TYPES.get(handle.linkType);
   if (!linkType) {
-    cap.close();
-    throw new Error(`${where}: unsupported link type ${linkName}`);
+    handle.close();
+    throw new Error(`${where}: unsupported link type ${handle.linkType}`);
   }
   const frames: RawFrame[] = [];
-  cap.on('packet', (nbytes: number) => {
-    // The buffer is overwritten by the next packet: copy the bytes out. cap
-    // reports only the captured length, so the wire length is that too.
-    frames.push({ tsMicros: nowMicros(), wireLength: nbytes, data: Buffer.from(buffer.subarray(0, nbytes)) });
-  });
+  let failure: Error | undefined;
+  // A batch shorter than asked for means the ring was empty when it was read.
+  const drain = () => {
+    let batch: NativeFrame[];
+    do {
+      batch = handle.read(READ_BATCH);
+      for (const f of batch) frames.push(rawFrame(f));
+    } while (batch.length === READ_BATCH);
+  };
+  const poll = setInterval(() => {
+    try {
+      drain();
+    } catch (e) {
+      failure = new Error(`${where}: ${(e as Error).message}`);
+      clearInterval(poll);
+    }
+  }, POLL_MS);
+  // The capture never keeps the process alive on its own.
+  poll.unref();
   let stopped = false;
   return {
     host: o.host,
     stop(): HostCapture {
       if (!stopped) {
         stopped = true;
-        cap.close();
+        clearInterval(poll);
+        try {
+          if (!failure) drain();
+        } catch (e) {
+          failure = new Error(`${where}: ${(e as Error).message}`);
+        } finally {
+          handle.close();
+        }
+        if (failure) throw failure;
       }
       return { host: o.host, device: o.device, mac, linkType, frames: [...frames], packets: frames.map((f) => decodeFrame(f, linkType)) };
     },

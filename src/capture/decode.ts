@@ -191,7 +191,7 @@ function decodeFromIp(r: Reader, o: number, version: 4 | 6, p: DecodedPacket): v
 }
 
 export function decodeFrame(frame: RawFrame, linkType: LinkType): DecodedPacket {
-  const p: DecodedPacket = { tsMicros: frame.tsMicros };
+  const p: DecodedPacket = { tsNanos: frame.tsNanos };
   const r = new Reader(frame.data);
   try {
     if (linkType === 'RAW') {

@@ -1,5 +1,10 @@
 // Classic libpcap files (what tcpdump -w writes), so every capture slbctl
 // makes can be opened in Wireshark or tshark to check its verdict by hand.
+// slbctl writes the nanosecond variant (magic 0xa1b23c4d, as tcpdump
+// --time-stamp-precision=nano does): its frames carry the kernel's
+// nanosecond times, and cutting them to microseconds would merge frames a
+// few hundred nanoseconds apart. It reads both variants (the Vagrant lab's
+// tcpdump writes microseconds).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { LinkType, RawFrame } from './types';
@@ -9,6 +14,7 @@ const LINKTYPES: Record<LinkType, number> = { ETHERNET: 1, RAW: 101, LINUX_SLL: 
 const MAGIC_MICRO = 0xa1b2c3d4;
 const MAGIC_NANO = 0xa1b23c4d;
 const SNAPLEN = 65535;
+const NANOS_PER_SECOND = 1_000_000_000n;
 const FILE_HEADER = 24;
 const RECORD_HEADER = 16;
 
@@ -24,7 +30,7 @@ export function encodePcap(linkType: LinkType, frames: readonly RawFrame[]): Buf
   const u16 = (b: Buffer, v: number, o: number) => (le ? b.writeUInt16LE(v, o) : b.writeUInt16BE(v, o));
   const u32 = (b: Buffer, v: number, o: number) => (le ? b.writeUInt32LE(v, o) : b.writeUInt32BE(v, o));
   const header = Buffer.alloc(FILE_HEADER);
-  u32(header, MAGIC_MICRO, 0);
+  u32(header, MAGIC_NANO, 0);
   u16(header, 2, 4);
   u16(header, 4, 6);
   // thiszone 0 and sigfigs 0: timestamps are UTC, as everyone writes them.
@@ -33,9 +39,9 @@ export function encodePcap(linkType: LinkType, frames: readonly RawFrame[]): Buf
   const parts: Buffer[] = [header];
   for (const f of frames) {
     const record = Buffer.alloc(RECORD_HEADER);
-    const micros = Math.max(0, Math.floor(f.tsMicros));
-    u32(record, Math.floor(micros / 1e6), 0);
-    u32(record, micros % 1e6, 4);
+    const nanos = f.tsNanos < 0n ? 0n : f.tsNanos;
+    u32(record, Number(nanos / NANOS_PER_SECOND), 0);
+    u32(record, Number(nanos % NANOS_PER_SECOND), 4);
     u32(record, f.data.length, 8);
     u32(record, Math.max(f.wireLength, f.data.length), 12);
     parts.push(record, f.data);
@@ -69,9 +75,8 @@ export function decodePcap(data: Buffer): PcapContents {
     const caplen = u32(o + 8);
     const wireLength = u32(o + 12);
     if (o + RECORD_HEADER + caplen > data.length) break;
-    const micros = nano ? Math.floor(frac / 1000) : frac;
     frames.push({
-      tsMicros: sec * 1e6 + micros,
+      tsNanos: BigInt(sec) * NANOS_PER_SECOND + BigInt(nano ? frac : frac * 1000),
       wireLength,
       data: Buffer.from(data.subarray(o + RECORD_HEADER, o + RECORD_HEADER + caplen)),
     });

@@ -4,8 +4,14 @@ export type LinkType = 'ETHERNET' | 'RAW' | 'LINUX_SLL';
 
 /** One frame as captured: timestamp and the raw bytes. */
 export interface RawFrame {
-  /** Capture time, microseconds since the Unix epoch. */
-  tsMicros: number;
+  /**
+   * Capture time, nanoseconds since the Unix epoch: the kernel's
+   * CLOCK_REALTIME when it received (or sent) the frame, one clock for every
+   * network namespace of a host. A bigint: nanoseconds since 1970 need 61
+   * bits, more than a double holds exactly. Frames read from a
+   * microsecond pcap file end in 000.
+   */
+  tsNanos: bigint;
   /** Original length on the wire (>= data.length when truncated). */
   wireLength: number;
   data: Buffer;
@@ -21,7 +27,8 @@ export interface IpHeader {
 }
 
 export interface DecodedPacket {
-  tsMicros: number;
+  /** The frame's capture time (RawFrame.tsNanos). */
+  tsNanos: bigint;
   /** Ethernet addresses, lower-case "aa:bb:cc:dd:ee:ff"; absent for RAW link type. */
   srcMac?: string;
   dstMac?: string;

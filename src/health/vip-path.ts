@@ -122,7 +122,7 @@ interface CapSend {
   send(buffer: Buffer, length: number): void;
 }
 
-/** Every Cap ever made stays referenced: cap 0.2.1's destructor crashes Node from GC (src/capture/capture.ts). */
+/** Every Cap ever made stays referenced: cap 0.2.1's destructor crashes Node from GC (types/cap.d.ts). */
 const keepAlive: Cap[] = [];
 
 /** Returns true when the answer was for this probe (it is then forgotten). */

@@ -1,5 +1,6 @@
 // Typed access to the native addon (native/): run synchronous code with the
-// calling thread inside a named network namespace, and read MACs there.
+// calling thread inside a named network namespace, read MACs there, and the
+// libpcap capture handle (src/capture/capture.ts uses it).
 //
 // Why: `lab verify` captures on the client, the balancer and every real
 // server at once from this one process. A socket stays in the namespace it
@@ -10,7 +11,30 @@
 // worker threads and libuv's pool are unaffected.
 import * as path from 'node:path';
 
+/** One frame as the addon's Capture.read() returns it: libpcap's record header and a copy of the bytes. */
+export interface NativeFrame {
+  /** Kernel receive (or transmit) time: seconds and nanoseconds of CLOCK_REALTIME. */
+  tsSec: number;
+  tsNsec: number;
+  caplen: number;
+  /** Length on the wire (>= caplen). */
+  wirelen: number;
+  data: Buffer;
+}
+
+/** A live libpcap handle (native/src/capture.cc); its socket stays in the namespace it was opened in. */
+export interface NativeCapture {
+  /** libpcap's DLT number (1 Ethernet, 113 Linux cooked …). */
+  readonly linkType: number;
+  /** The frames waiting now, oldest first, at most `max` (default 4096); [] when none. Never blocks. */
+  read(max?: number): NativeFrame[];
+  /** Idempotent; also safe on a handle whose open failed. */
+  close(): void;
+}
+
 interface NativeAddon {
+  /** Opens and activates in the calling thread's namespace: promiscuous, immediate, snap length 65535, nanosecond timestamps, nonblocking. */
+  Capture: new (device: string, filter: string, bufferBytes: number) => NativeCapture;
   enterNetns(path: string): number;
   leaveNetns(savedFd: number): void;
   netnsInode(): number;

@@ -8,7 +8,7 @@ const CLIENT_MAC = '02:00:00:00:00:40';
 const LB_MAC = '02:00:00:00:00:83';
 const V6_SRC: number[] = [0x20, 0x01, 0x0d, 0xb8, ...new Array<number>(11).fill(0), 1];
 const V6_DST: number[] = [0x20, 0x01, 0x0d, 0xb8, ...new Array<number>(11).fill(0), 2];
-const frame = (data: Buffer) => ({ tsMicros: 1, wireLength: data.length, data });
+const frame = (data: Buffer) => ({ tsNanos: 1n, wireLength: data.length, data });
 const decode = (data: Buffer, link: LinkType = 'ETHERNET') => decodeFrame(frame(data), link);
 
 describe('decodeFrame', () => {

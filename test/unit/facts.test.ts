@@ -31,7 +31,7 @@ function pkt(
   srcMac: string,
 ): DecodedPacket {
   return {
-    tsMicros: 0,
+    tsNanos: 0n,
     srcMac,
     dstMac,
     etherType: 0x0800,

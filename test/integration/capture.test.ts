@@ -1,18 +1,22 @@
 // Live capture in two network namespaces from this one process: the pcap
 // sockets are opened inside each namespace (inNetns) and stay there, and the
-// main thread comes back to its own namespace every time.
+// main thread comes back to its own namespace every time. The frames carry
+// the kernel's nanosecond timestamps, one clock across the namespaces.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { startCapture, writeHostCapture, CaptureSession } from '../../src/capture/capture';
 import { readPcap } from '../../src/capture/pcap';
 import { DecodedPacket, HostCapture } from '../../src/capture/types';
-import { run, runChecked } from '../../src/util/exec';
+import { findCommand, run, runChecked } from '../../src/util/exec';
 import { inNetns, interfaceMac, netnsInode } from '../../src/util/netns';
+import { deleteNetns } from '../helpers/balancer-netns';
+import { epochNanos } from '../helpers/tshark';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ADDR1 = '192.0.2.1';
@@ -34,6 +38,43 @@ const isIcmp = (p: DecodedPacket, src: string, dst: string) => p.ip?.protocol ==
 const tcpTo = (c: HostCapture, port: number) =>
   c.packets.filter((p) => p.transport?.kind === 'tcp' && (p.transport.dstPort === port || p.transport.srcPort === port));
 
+/**
+ * ns1 and ns2 (added to `created` as they exist, for the caller's finally),
+ * joined by a veth pair: "a" (ADDR1) in ns1, "b" (ADDR2) in ns2.
+ */
+async function vethPair(ns1: string, ns2: string, created: string[]): Promise<void> {
+  for (const ns of [ns1, ns2]) {
+    await runChecked('create a namespace', ['ip', 'netns', 'add', ns]);
+    created.push(ns);
+  }
+  // Created directly in the namespaces: nothing is added to the root namespace.
+  // ("name" and "dev" are spelled out: iproute2 reads a bare "a" as "address".)
+  await runChecked('create the veth pair', [
+    'ip',
+    'link',
+    'add',
+    'name',
+    'a',
+    'netns',
+    ns1,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'b',
+    'netns',
+    ns2,
+  ]);
+  for (const [ns, dev, addr] of [
+    [ns1, 'a', ADDR1],
+    [ns2, 'b', ADDR2],
+  ] as const) {
+    await runChecked('address', ['ip', 'addr', 'add', `${addr}/24`, 'dev', dev], { netns: ns });
+    await runChecked('link up', ['ip', 'link', 'set', 'dev', dev, 'up'], { netns: ns });
+    await runChecked('lo up', ['ip', 'link', 'set', 'dev', 'lo', 'up'], { netns: ns });
+  }
+}
+
 test('capture on both ends of a veth pair, in two namespaces, from one process', { timeout: 60_000 }, async (t) => {
   if (process.getuid?.() !== 0) {
     t.skip('needs root: creates network namespaces and opens capture sockets');
@@ -48,36 +89,7 @@ test('capture on both ends of a veth pair, in two namespaces, from one process',
   let server: net.Server | undefined;
   const inodeBefore = netnsInode();
   try {
-    for (const ns of [ns1, ns2]) {
-      await runChecked('create a namespace', ['ip', 'netns', 'add', ns]);
-      created.push(ns);
-    }
-    // Created directly in the namespaces: nothing is added to the root namespace.
-    // ("name" and "dev" are spelled out: iproute2 reads a bare "a" as "address".)
-    await runChecked('create the veth pair', [
-      'ip',
-      'link',
-      'add',
-      'name',
-      'a',
-      'netns',
-      ns1,
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'b',
-      'netns',
-      ns2,
-    ]);
-    for (const [ns, dev, addr] of [
-      [ns1, 'a', ADDR1],
-      [ns2, 'b', ADDR2],
-    ] as const) {
-      await runChecked('address', ['ip', 'addr', 'add', `${addr}/24`, 'dev', dev], { netns: ns });
-      await runChecked('link up', ['ip', 'link', 'set', 'dev', dev, 'up'], { netns: ns });
-      await runChecked('lo up', ['ip', 'link', 'set', 'dev', 'lo', 'up'], { netns: ns });
-    }
+    await vethPair(ns1, ns2, created);
 
     await t.test('errors name the host, namespace and device, and the thread comes back', () => {
       assert.throws(
@@ -172,8 +184,118 @@ test('capture on both ends of a veth pair, in two namespaces, from one process',
   } finally {
     for (const s of sessions) s.stop();
     server?.close();
-    for (const ns of created) await run(['ip', 'netns', 'del', ns]);
+    for (const ns of created) await deleteNetns(ns);
     fs.rmSync(dir, { recursive: true, force: true });
   }
   assert.equal(netnsInode(), inodeBefore);
 });
+
+test(
+  'kernel nanosecond timestamps: one clock across namespaces, drained at stop, written to a pcap tshark reads',
+  { timeout: 60_000 },
+  async (t) => {
+    if (process.getuid?.() !== 0) {
+      t.skip('needs root: creates network namespaces and opens capture sockets');
+      return;
+    }
+    const tag = `slbt-nsc-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
+    const ns1 = `${tag}-1`;
+    const ns2 = `${tag}-2`;
+    const created: string[] = [];
+    const sessions: CaptureSession[] = [];
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-nscapture-'));
+    let server: http.Server | undefined;
+    try {
+      await vethPair(ns1, ns2, created);
+      // A small HTTP server listening inside ns2 (listen without a host binds synchronously).
+      server = inNetns(ns2, () => {
+        const s = http.createServer((_req, res) => res.end('ok'));
+        s.listen(0);
+        return s;
+      });
+      const port = (server.address() as net.AddressInfo).port;
+
+      // Both captures at once, on either end of the pair.
+      sessions.push(startCapture({ host: 'ns1', netns: ns1, device: 'a', filter: 'icmp or tcp' }));
+      sessions.push(startCapture({ host: 'ns2', netns: ns2, device: 'b', filter: 'icmp or tcp' }));
+      const curl = await runChecked('curl', ['curl', '-sS', '--max-time', '5', `http://${ADDR2}:${port}/`], {
+        netns: ns1,
+        timeoutMs: 10_000,
+      });
+      assert.equal(curl.stdout, 'ok');
+      // The ping runs last and the captures stop as soon as it exits, without
+      // waiting: its every request and reply passed both capture points before
+      // ping saw the last reply, so they are queued in the kernel, and stop()
+      // must drain them.
+      await runChecked('ping', ['ping', '-c', '3', '-i', '0.2', '-W', '1', ADDR2], { netns: ns1, timeoutMs: 10_000 });
+      const [c1, c2] = sessions.map((s) => s.stop()) as [HostCapture, HostCapture];
+
+      const echo = (c: HostCapture, src: string, dst: string) =>
+        c.frames.filter((_f, i) => isIcmp(c.packets[i], src, dst)).map((f) => f.tsNanos);
+      const requests1 = echo(c1, ADDR1, ADDR2);
+      const replies1 = echo(c1, ADDR2, ADDR1);
+      const requests2 = echo(c2, ADDR1, ADDR2);
+      const replies2 = echo(c2, ADDR2, ADDR1);
+      for (const [what, times] of Object.entries({ requests1, replies1, requests2, replies2 })) {
+        assert.equal(times.length, 3, `${what}: all 3 echo frames, read at stop`);
+      }
+
+      for (const c of [c1, c2]) {
+        const times = c.frames.map((f) => f.tsNanos);
+        assert.ok(inOrder(times), `${c.host}: timestamps in order`);
+        // Microsecond stamps would all end in 000; the kernel's nanoseconds do not.
+        assert.ok(
+          times.some((ts) => ts % 1000n !== 0n),
+          `${c.host}: sub-microsecond digits in the timestamps`,
+        );
+        assert.ok(
+          c.frames.every((f) => f.wireLength === f.data.length),
+          `${c.host}: whole frames, wire length reported`,
+        );
+      }
+
+      // One clock for both namespaces: each echo request leaves ns1 before ns2
+      // sees it, ns2 answers after that, and the answer reaches ns1 after ns2
+      // sent it.
+      for (let i = 0; i < 3; i++) {
+        const [q1, q2, r2, r1] = [requests1[i], requests2[i], replies2[i], replies1[i]] as bigint[];
+        assert.ok(q1 <= q2, `echo ${i}: request sent in ns1 (${q1}) no later than received in ns2 (${q2})`);
+        assert.ok(q1 < r2, `echo ${i}: reply sent in ns2 (${r2}) after the request left ns1 (${q1})`);
+        assert.ok(r2 <= r1, `echo ${i}: reply sent in ns2 (${r2}) no later than received in ns1 (${r1})`);
+      }
+      const synAt = (c: HostCapture, synAck: boolean) => {
+        const i = c.packets.findIndex((p) => p.transport?.kind === 'tcp' && p.transport.flags.syn && p.transport.flags.ack === synAck);
+        assert.ok(i >= 0, `${c.host} saw the ${synAck ? 'SYN-ACK' : 'SYN'}`);
+        return c.frames[i]?.tsNanos ?? 0n;
+      };
+      assert.ok(synAt(c1, false) < synAt(c2, true), 'the SYN-ACK in ns2 comes after the SYN in ns1');
+
+      if (!findCommand('tshark')) {
+        t.diagnostic('tshark is not installed: the pcaps are checked by our own reader only');
+      }
+      for (const c of [c1, c2]) {
+        const file = writeHostCapture(c, dir);
+        assert.deepEqual(readPcap(file).frames, c.frames);
+        if (!findCommand('tshark')) continue;
+        const r = await run(['tshark', '-r', file, '-T', 'fields', '-e', 'frame.time_epoch']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(
+          r.stdout.trimEnd().split('\n').map(epochNanos),
+          c.frames.map((f) => f.tsNanos),
+          `${c.host}: tshark reads the same nanosecond times`,
+        );
+      }
+    } finally {
+      for (const s of sessions) {
+        try {
+          s.stop();
+        } catch {
+          // already reported by the test body
+        }
+      }
+      server?.close();
+      for (const ns of created) await deleteNetns(ns);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

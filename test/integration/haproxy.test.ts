@@ -84,6 +84,14 @@ const service = (over: Partial<L7Service> = {}): L7Service => ({
   ...over,
 });
 
+/** The kernel's inode of the socket listening on the VIP's port 80 in the balancer namespace. */
+async function listenerInode(): Promise<string> {
+  const r = await runChecked('ss', ['ss', '-ltnHe', `src ${VIP}:80`], { netns: NS.lb });
+  const inodes = [...r.stdout.matchAll(/ino:(\d+)/g)].map((m) => m[1]);
+  assert.equal(inodes.length, 1, r.stdout);
+  return inodes[0] ?? '';
+}
+
 /** Which servers answered n requests, e.g. { rs1: 2, rs2: 2 }. */
 async function answers(n: number): Promise<Record<string, number>> {
   const seen: Record<string, number> = {};
@@ -169,6 +177,7 @@ describe('haproxy instance on a real haproxy', { skip }, () => {
       }
     })();
     const three = service({ realServers: [...service().realServers, { address: RS.rs3, port: 80, weight: 1 }] });
+    const listenerBefore = await listenerInode();
     const result = await web.reload(renderHaproxyConfig([three], web.paths));
     reloading = false;
     await hammer;
@@ -178,6 +187,8 @@ describe('haproxy instance on a real haproxy', { skip }, () => {
     assert.equal(web.masterPid(), master);
     assert.notEqual(result.workerPid, worker);
     assert.deepEqual(result.previousWorkers, [worker]);
+    // The very same listening socket, handed to the new worker (expose-fd listeners): it was never closed and bound again.
+    assert.equal(await listenerInode(), listenerBefore);
     assert.deepEqual(await answers(4), { rs1: 2, rs3: 2 }, 'rs2 stays in maintenance across the reload');
     await web.runtime.setState(be, serverName({ address: RS.rs2, port: 80 }), 'ready');
     t.diagnostic(
@@ -185,7 +196,7 @@ describe('haproxy instance on a real haproxy', { skip }, () => {
     );
   });
 
-  it('a client connected before a reload that sends its request after it is still served (or the test says why not)', async (t) => {
+  it('a client connected before a reload and sending its request after it is still served', async (t) => {
     // A raw TCP client in the client namespace: connects, waits for "go" on stdin, then sends its request.
     const script = [
       "const s = require('net').connect(80, process.argv[1]);",
@@ -258,6 +269,20 @@ describe('haproxy instance on a real haproxy', { skip }, () => {
       assert.equal(fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')), false, `pid ${pid} alive`);
     assert.equal(fs.existsSync(web.paths.dir), false);
     await assert.rejects(curl(`http://${VIP}/`));
+  });
+
+  it('transparent: the real server sees the client address itself', async () => {
+    // The return path slbctl will set for transparent L7: replies from the
+    // real servers (to the client's address, not ours) are delivered to the
+    // local HAProxy socket rather than forwarded.
+    await ip('-n', NS.rs, 'route', 'add', 'default', 'via', LB_RS_SIDE);
+    await ip('-n', NS.lb, 'rule', 'add', 'iif', 'lbr0', 'ipproto', 'tcp', 'sport', '80', 'lookup', '100', 'priority', '100');
+    await ip('-n', NS.lb, 'route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100');
+    const tp = new HaproxyInstance({ id: `${tag}-tp`, netns: NS.lb, stopDeadlineMs: 1000 });
+    instances.push(tp);
+    await tp.start(renderHaproxyConfig([service({ mode: 'transparent', snatAddress: undefined })], tp.paths));
+    assert.match(await curl(`http://${VIP}/`), /^rs[12] saw client (::ffff:)?10\.231\.1\.2\n$/);
+    await tp.stop();
   });
 
   it(

@@ -188,6 +188,9 @@ export class HaproxyInstance {
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(options.id) || options.id === '.' || options.id === '..')
       throw new Error(`haproxy instance: bad id ${JSON.stringify(options.id)}`);
     this.paths = instancePaths(path.join(options.baseDir ?? runDir('haproxy'), options.id));
+    // A unix socket's path has 107 bytes, and HAProxy first binds "<path>.<pid>.tmp" then renames it.
+    if (Buffer.byteLength(this.paths.runtimeSocket) + '.4194304.tmp'.length > 107)
+      throw new Error(`haproxy instance: ${this.paths.runtimeSocket} is too long for a unix socket; use a shorter id or base directory`);
     this.runtime = new RuntimeClient(this.paths.runtimeSocket);
     this.netns = options.netns;
     this.stopDeadlineMs = options.stopDeadlineMs ?? 2000;

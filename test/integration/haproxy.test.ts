@@ -11,7 +11,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { backendName, L7Service, renderHaproxyConfig, serverName } from '../../src/backends/haproxy/render';
-import { assemblePemFiles, check, HaproxyConfigError, HaproxyInstance, haproxyMissing } from '../../src/backends/haproxy/instance';
+import {
+  assemblePemFiles,
+  check,
+  HaproxyConfigError,
+  HaproxyError,
+  HaproxyInstance,
+  haproxyMissing,
+} from '../../src/backends/haproxy/instance';
 import { findCommand, run, runChecked } from '../../src/util/exec';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -257,6 +264,23 @@ describe('haproxy instance on a real haproxy', { skip }, () => {
     assert.equal(await web.runtime.workerPid(), worker);
     assert.ok(!fs.existsSync(`${web.paths.config}.new`));
     assert.match(await curl(`http://${VIP}/`), /saw client/);
+  });
+
+  it("a VIP the balancer does not have fails the start with HAProxy's reason and leaves nothing running", async (t) => {
+    const stray = new HaproxyInstance({ id: `${tag}-stray`, netns: NS.lb, stopDeadlineMs: 1000 });
+    instances.push(stray);
+    await assert.rejects(
+      stray.start(renderHaproxyConfig([service({ key: 'http/10.231.9.200:80', vip: '10.231.9.200' })], stray.paths)),
+      (e: unknown) => {
+        t.diagnostic(String(e));
+        assert.ok(e instanceof HaproxyError);
+        assert.match(String(e), /cannot bind socket.*10\.231\.9\.200:80/);
+        return true;
+      },
+    );
+    assert.equal(stray.running(), false);
+    await stray.stop();
+    assert.equal(fs.existsSync(stray.paths.dir), false);
   });
 
   it('stop() leaves no process and no directory', async () => {

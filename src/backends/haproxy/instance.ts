@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EXIT, PreflightError, SlbctlError } from '../../util/errors';
-import { findCommand, run, runChecked } from '../../util/exec';
+import { findCommand, run } from '../../util/exec';
 import { runDir } from '../../util/rundir';
 import { writeFileNoFollow } from '../../util/safe-write';
 import { InstancePaths, instancePaths, L7Service, pemPathOf } from './render';
@@ -47,12 +47,12 @@ export function assertHaproxyInstalled(): void {
  * without the "[ALERT] (pid) : config :" lead-in, and the temporary file's
  * path shown as haproxy.cfg, so the message reads the same wherever it was checked.
  */
-export function checkMessages(output: string, file: string): string[] {
+export function checkMessages(output: string, file?: string): string[] {
   const lines: string[] = [];
   for (const raw of output.split('\n')) {
     const m = /^\[(ALERT|WARNING)\]\s*(?:\(\d+\)\s*)?:\s*(?:config\s*:\s*)?(.*)$/.exec(raw.trim());
     if (!m?.[2]) continue;
-    const text = m[2].split(file).join('haproxy.cfg').trim();
+    const text = (file ? m[2].split(file).join('haproxy.cfg') : m[2]).trim();
     // The closing summary adds nothing to the lines before it.
     if (/^(Error\(s\) found in configuration file|Fatal errors found in configuration)/.test(text)) continue;
     lines.push(m[1] === 'WARNING' ? `warning: ${text}` : text);
@@ -254,15 +254,19 @@ export class HaproxyInstance {
     await checkFile(this.where, this.paths.config);
     // Sockets and a pid file left by an instance that died would only confuse the waits below.
     for (const stale of [this.paths.pidFile, this.paths.runtimeSocket, this.paths.masterSocket]) fs.rmSync(stale, { force: true });
-    // No state to carry yet; an empty file keeps HAProxy from warning that there is none.
-    writeFileNoFollow(this.paths.serverStateFile, '', 0o600);
+    // No state to carry yet: a state file with only its format version ("1",
+    // as `show servers state` begins) keeps HAProxy from warning about it.
+    writeFileNoFollow(this.paths.serverStateFile, '1\n', 0o600);
     // -W master-worker, -D daemon: this command returns once the listeners are
     // bound (a bind error comes back as its exit code and message).
-    await runChecked(
-      `start ${this.where}`,
+    const r = await run(
       ['haproxy', '-W', '-D', '-f', this.paths.config, '-p', this.paths.pidFile, '-S', `${this.paths.masterSocket},mode,600`],
-      { netns: this.netns, timeoutMs: 30_000, exitCode: EXIT.kernel },
+      { netns: this.netns, timeoutMs: 30_000 },
     );
+    if (r.code !== 0) {
+      const lines = checkMessages(`${r.stdout}\n${r.stderr}`).filter((l) => !l.startsWith('warning: '));
+      throw new HaproxyError(`start ${this.where}: ${lines.length ? lines.join(' / ') : `exit ${r.signal ?? r.code}: ${r.stderr.trim()}`}`);
+    }
     const pid = await waitFor(10_000, async () => {
       try {
         return await this.runtime.workerPid();
@@ -270,7 +274,11 @@ export class HaproxyInstance {
         return undefined;
       }
     });
-    if (pid === undefined) throw new HaproxyError(`${this.where}: started, but its runtime socket did not answer within 10 s`);
+    if (pid === undefined) {
+      // Own nothing half-started: the caller sees one failure and no process left behind.
+      await this.stop().catch(() => undefined);
+      throw new HaproxyError(`${this.where}: started, but its runtime socket did not answer within 10 s`);
+    }
   }
 
   /**

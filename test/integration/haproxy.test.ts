@@ -11,14 +11,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { backendName, L7Service, renderHaproxyConfig, serverName } from '../../src/backends/haproxy/render';
-import {
-  assemblePemFiles,
-  check,
-  HaproxyConfigError,
-  HaproxyError,
-  HaproxyInstance,
-  haproxyMissing,
-} from '../../src/backends/haproxy/instance';
+import { assemblePemFiles, HaproxyError, HaproxyInstance } from '../../src/backends/haproxy/instance';
+import { check, HaproxyConfigError, haproxyMissing } from '../../src/backends/haproxy/check';
 import { findCommand, run, runChecked } from '../../src/util/exec';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -136,6 +130,12 @@ describe('haproxy instance on a real haproxy', { skip }, () => {
     const body = await curl(`http://${VIP}/`);
     assert.match(body, new RegExp(`^rs[12] saw client (::ffff:)?${LB_RS_SIDE.replace(/\./g, '\\.')}\\n$`));
     assert.deepEqual(await answers(4), { rs1: 2, rs2: 2 });
+  });
+
+  it('apply() of what already runs changes nothing', async () => {
+    const worker = await web.runtime.workerPid();
+    assert.equal(await web.apply(renderHaproxyConfig([service()], web.paths)), 'unchanged');
+    assert.equal(await web.runtime.workerPid(), worker);
   });
 
   it('weight and state change through the runtime API, without a reload', async (t) => {

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { parseShowProc, parseStat } from '../../src/backends/haproxy/runtime';
-import { checkMessages } from '../../src/backends/haproxy/instance';
+import { checkMessages } from '../../src/backends/haproxy/check';
 
 const STAT = [
   '# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,',

@@ -5,83 +5,19 @@
 // runtime and master sockets, the saved server state. Programs are started
 // with argument arrays only (util/exec), never through a shell.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { EXIT, PreflightError, SlbctlError } from '../../util/errors';
-import { findCommand, run } from '../../util/exec';
+import { EXIT, SlbctlError } from '../../util/errors';
+import { run } from '../../util/exec';
 import { runDir } from '../../util/rundir';
 import { writeFileNoFollow } from '../../util/safe-write';
 import { InstancePaths, instancePaths, L7Service, pemPathOf } from './render';
 import { parseShowProc, ProcEntry, RuntimeClient, socketCommand } from './runtime';
-
-/** HAProxy refused a config: `lines` are its own messages, with the file shown as haproxy.cfg. */
-export class HaproxyConfigError extends SlbctlError {
-  readonly exitCode = EXIT.config;
-  constructor(
-    what: string,
-    readonly lines: string[],
-  ) {
-    super(`${what}: haproxy -c refused the configuration: ${lines.join(' / ')}`);
-  }
-}
+import { assertHaproxyInstalled, checkFile, checkMessages } from './check';
+import { alive, childrenOf, signal, waitFor } from './processes';
 
 /** The instance could not be started, reloaded or stopped as asked. */
 export class HaproxyError extends SlbctlError {
   readonly exitCode = EXIT.kernel;
-}
-
-/** Why HAProxy cannot be used here, as one sentence, or undefined when it can. */
-export function haproxyMissing(): string | undefined {
-  return findCommand('haproxy')
-    ? undefined
-    : 'haproxy is not installed: run scripts/setup.sh (it installs the Debian package) and try again';
-}
-
-export function assertHaproxyInstalled(): void {
-  const missing = haproxyMissing();
-  if (missing) throw new PreflightError(missing);
-}
-
-/**
- * HAProxy's own complaint lines from `haproxy -c`: the ALERTs (and WARNINGs)
- * without the "[ALERT] (pid) : config :" lead-in, and the temporary file's
- * path shown as haproxy.cfg, so the message reads the same wherever it was checked.
- */
-export function checkMessages(output: string, file?: string): string[] {
-  const lines: string[] = [];
-  for (const raw of output.split('\n')) {
-    const m = /^\[(ALERT|WARNING)\]\s*(?:\(\d+\)\s*)?:\s*(?:config\s*:\s*)?(.*)$/.exec(raw.trim());
-    if (!m?.[2]) continue;
-    const text = (file ? m[2].split(file).join('haproxy.cfg') : m[2]).trim();
-    // The closing summary adds nothing to the lines before it.
-    if (/^(Error\(s\) found in configuration file|Fatal errors found in configuration)/.test(text)) continue;
-    lines.push(m[1] === 'WARNING' ? `warning: ${text}` : text);
-  }
-  return lines;
-}
-
-async function checkFile(what: string, file: string): Promise<void> {
-  const r = await run(['haproxy', '-c', '-f', file], { timeoutMs: 30_000 });
-  if (r.code === 0) return;
-  const lines = checkMessages(`${r.stdout}\n${r.stderr}`, file);
-  throw new HaproxyConfigError(what, lines.length ? lines : [`exit ${r.signal ?? r.code}: ${(r.stderr || r.stdout).trim()}`]);
-}
-
-/**
- * Check a config as HAProxy reads it (`haproxy -c`) without touching any
- * instance; throws HaproxyConfigError with HAProxy's message lines. Files the
- * config names (PEMs) must already exist where it names them.
- */
-export async function check(configText: string): Promise<void> {
-  assertHaproxyInstalled();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-haproxy-check-'));
-  try {
-    const file = path.join(dir, 'haproxy.cfg');
-    fs.writeFileSync(file, configText, { mode: 0o600 });
-    await checkFile('haproxy config', file);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** A file of the instance's own (a PEM), written mode 0600 into its directory before the config that names it. */
@@ -112,51 +48,6 @@ export function assemblePemFiles(services: readonly L7Service[], paths: Instance
     files.push({ path: pemPathOf(s.key, paths), content: read('certificate', s.tls.certificate) + read('key', s.tls.key) });
   }
   return files;
-}
-
-function alive(pid: number): boolean {
-  try {
-    // A zombie still has a /proc entry and takes signals: it is gone for us.
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** Children of `pid` (the master's workers), from /proc: known even after the master is gone. */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) children.push(Number(entry));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return children;
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(deadlineMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T | undefined> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined || Date.now() >= until) return value;
-    await sleep(50);
-  }
 }
 
 export interface InstanceOptions {
@@ -336,6 +227,33 @@ export class HaproxyInstance {
     } catch {
       return undefined;
     }
+  }
+
+  /** Is this exactly what the running instance was loaded with (config and every file)? */
+  private loadedWith(configText: string, files: readonly PrivateFile[]): boolean {
+    const same = (file: string, content: string): boolean => {
+      try {
+        return fs.readFileSync(file, 'utf8') === content;
+      } catch {
+        return false;
+      }
+    };
+    return same(this.paths.config, configText) && files.every((f) => same(f.path, f.content));
+  }
+
+  /**
+   * The instance serving exactly this: started when it is not running,
+   * reloaded when anything differs, and left alone when nothing does, so
+   * re-applying the same services costs no reload (and no new worker).
+   */
+  async apply(configText: string, files: readonly PrivateFile[] = []): Promise<'started' | 'reloaded' | 'unchanged'> {
+    if (!this.running()) {
+      await this.start(configText, files);
+      return 'started';
+    }
+    if (this.loadedWith(configText, files)) return 'unchanged';
+    await this.reload(configText, files);
+    return 'reloaded';
   }
 
   /**

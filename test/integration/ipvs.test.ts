@@ -46,7 +46,8 @@ describe('IPVS on a real IPVS kernel', { skip: isRoot ? false : 'needs root' }, 
     }
     const missing = umlAvailable();
     assert.equal(missing, undefined, `IPVS SUITE NOT RUN: this kernel has no IPVS and user-mode-linux is unusable: ${missing}`);
-    const r = await runInUml(argv);
+    // Every IPVS suite in one guest: about 10 minutes alone on 2 cores, more beside other work (25 at most).
+    const r = await runInUml(argv, { timeoutMs: 25 * 60 * 1000 });
     t.diagnostic(`user-mode-linux (${r.seconds.toFixed(1)} s): ${summary(r.output)}`);
     assert.equal(r.code, 0, r.output);
   });

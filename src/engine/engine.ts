@@ -17,6 +17,8 @@ import { Ownership, hasIntent, readOwnership, sweepOwnershipLeftovers, writeOwne
 import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
 import { heldWriteLock } from '../records/lock';
 import { checkVips } from './vip-checks';
+import { L7Engine } from '../backends/haproxy/engine';
+import { L7ServiceState } from '../model/state';
 
 export type Backend = BackendName;
 
@@ -26,6 +28,8 @@ export interface KernelSession {
   impl: BackendImpl;
   driver: BackendDriver;
   rtnl: Rtnl;
+  /** The L7 engine (HAProxy) of this namespace, for the http and https services. */
+  l7: L7Engine;
 }
 
 function requireRoot(): void {
@@ -36,7 +40,13 @@ function requireRoot(): void {
   }
 }
 
-const session = (impl: BackendImpl, driver: BackendDriver): KernelSession => ({ backend: impl.name, impl, driver, rtnl: Rtnl.open() });
+const session = (impl: BackendImpl, driver: BackendDriver): KernelSession => ({
+  backend: impl.name,
+  impl,
+  driver,
+  rtnl: Rtnl.open(),
+  l7: new L7Engine(),
+});
 
 /**
  * Checks before slbctl touches the kernel, and the backend to use. auto is
@@ -80,7 +90,8 @@ export async function observe(k: KernelSession, sysctlKeys: string[]): Promise<O
   kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacyOwnedAddresses);
   const sysctls: Record<string, string> = {};
   for (const key of sysctlKeys) sysctls[key] = readSysctl(key);
-  return { kernel, addresses, sysctls, foreign, ownership };
+  const l7 = await k.l7.observe();
+  return { kernel, addresses, sysctls, foreign, ownership, ...(l7 ? { l7 } : {}) };
 }
 
 export interface PlanOptions {
@@ -149,7 +160,7 @@ export async function planEdit(k: KernelSession, edit: (services: ServiceState[]
 
 /** Plan the removal of everything slbctl owns in this backend. */
 export async function planDestroy(k: KernelSession): Promise<Plan> {
-  const desired: DesiredState = { backend: k.backend, services: [], addresses: [], sysctls: {} };
+  const desired: DesiredState = { backend: k.backend, services: [], addresses: [], sysctls: {}, l7: [] };
   return makePlan(desired, await observe(k, []));
 }
 
@@ -163,12 +174,14 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
   if (record.sysctls.length === 0 || record.addresses.length > 0 || record.ipvsServices.length > 0) return undefined;
   const keys = record.sysctls.map((x) => x.key);
   const observed = await observe(k, keys);
-  if (observed.kernel.services.length > 0 || observed.kernel.tables.length > 0) return undefined;
+  if (observed.kernel.services.length > 0 || observed.kernel.tables.length > 0 || observed.l7?.running) return undefined;
   const sysctls: Record<string, string> = {};
   for (const x of record.sysctls)
     sysctls[x.key] = observed.sysctls[x.key] === x.value && x.original !== '' ? x.original : (observed.sysctls[x.key] ?? '');
   return makePlan({ backend: k.backend, services: [], addresses: [], sysctls, restoreSysctls: true }, observed);
 }
+
+const opsOfKind = <K extends Op['op']>(ops: readonly Op[], kind: K) => ops.filter((o): o is Extract<Op, { op: K }> => o.op === kind);
 
 /**
  * Execute a plan (also one with no operations: callers that hold the write
@@ -192,6 +205,8 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
   }
   // What the plan needs from this host is checked before anything changes (exit 3, nothing touched).
   k.driver.preflight(plan);
+  const l7Changes = opsOfKind(plan.ops, 'l7').map((o) => o.change);
+  k.l7.preflight(l7Changes);
   if (plan.ops.length > 0) writeOwnership(ownershipIntent(record, plan, k.backend));
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
   let indexes: Map<string, number> | undefined;
@@ -201,7 +216,7 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     if (index === undefined) throw new RtnlError(`interface ${device}`, 'it disappeared');
     return index;
   };
-  const opsOf = <K extends Op['op']>(kind: K) => plan.ops.filter((o): o is Extract<Op, { op: K }> => o.op === kind);
+  const opsOf = <K extends Op['op']>(kind: K) => opsOfKind(plan.ops, kind);
   try {
     for (const op of opsOf('set-sysctl')) {
       writeSysctl(op.key, op.to);
@@ -218,6 +233,12 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
       await k.rtnl.addAddress(index, op.address, 32);
       undo.push({ what: `remove address ${op.address}`, run: () => k.rtnl.deleteAddress(index, op.address, 32) });
       log(`address ${op.address}/32 added to ${op.device}`);
+    }
+    // The L7 engine first (it binds to the VIPs just added); undone if the kernel backend then fails.
+    if (l7Changes.length > 0) {
+      const before: L7ServiceState[] = plan.observed.l7?.running ? plan.observed.l7.services : [];
+      const undoL7 = await k.l7.execute(l7Changes, before, log);
+      undo.push({ what: 'haproxy changes', run: undoL7 });
     }
     await k.driver.execute(plan, log, passFd);
   } catch (e) {

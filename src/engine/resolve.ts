@@ -4,8 +4,11 @@ import { interfaceForAddress } from './interfaces';
 import { BackendName } from '../backends/names';
 import { backendOf } from '../backends/registry';
 import { ConfigError } from '../util/errors';
-import { Config, Service, serviceKey } from '../model/types';
-import { OwnedAddress, ServiceState } from '../model/state';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { Config, L7Scheduler, Protocol, Service, isL7, serviceKey } from '../model/types';
+import { L7ServiceState, OwnedAddress, ServiceState } from '../model/state';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { DesiredState } from '../plan/types';
 
@@ -51,8 +54,83 @@ function vipDevice(s: Service, where: string, facts: HostFacts): string {
 
 export type { BackendName };
 
+/** fullnat: the source address towards the real servers (configured, or this host's own on the first one's subnet). */
+function sourceAddress(s: Service, where: string, facts: HostFacts): string {
+  if (s.snatAddress) return s.snatAddress;
+  const first = s.realServers[0];
+  const towards = first ? interfaceForAddress(facts.interfaces, first.address) : undefined;
+  // The address in the real server's own subnet, not merely the first one of that interface.
+  const own = towards?.local;
+  if (!own)
+    throw new ResolveError(
+      where,
+      `no address of this host faces real server ${first?.address}; set "snatAddress:" to the balancer address the real servers should see`,
+    );
+  return own;
+}
+
+/** https: both PEM files readable, and the key the certificate's own (HAProxy would refuse to start otherwise). */
+function checkTlsFiles(s: Service, where: string): void {
+  if (!s.tls) return;
+  const read = (file: string, what: string) => {
+    try {
+      return fs.readFileSync(file);
+    } catch (e) {
+      throw new ResolveError(
+        `${where} tls.${what}`,
+        `${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
+    }
+  };
+  const certText = read(s.tls.certificate, 'certificate');
+  const keyText = read(s.tls.key, 'key');
+  let cert: crypto.X509Certificate;
+  let key: crypto.KeyObject;
+  try {
+    cert = new crypto.X509Certificate(certText);
+  } catch {
+    throw new ResolveError(`${where} tls.certificate`, `${s.tls.certificate} is not a PEM certificate`);
+  }
+  try {
+    key = crypto.createPrivateKey(keyText);
+  } catch {
+    throw new ResolveError(`${where} tls.key`, `${s.tls.key} is not a PEM private key (or it is encrypted)`);
+  }
+  if (!cert.checkPrivateKey(key))
+    throw new ResolveError(`${where} tls.key`, `${s.tls.key} is not the private key of the certificate ${s.tls.certificate}`);
+}
+
+/** An http or https service, for the L7 engine. */
+export function resolveL7Service(s: Service, index: number, facts: HostFacts): L7ServiceState {
+  const where = `services[${index}] (${serviceKey(s)})`;
+  if (!isL7(s.protocol) || s.mode === 'dsr') throw new Error(`internal: ${where} is not an L7 service`);
+  checkTlsFiles(s, where);
+  if (s.cache && s.cache.totalSize > os.totalmem() / 2)
+    throw new ResolveError(
+      `${where} cache.totalSize`,
+      `${s.cache.totalSize} bytes is over half of this host's memory (${os.totalmem()} bytes); choose a smaller cache`,
+    );
+  const state: L7ServiceState = {
+    name: s.name,
+    vip: s.vip,
+    port: s.port,
+    protocol: s.protocol,
+    mode: s.mode,
+    // Validation allows only the L7 engine's schedulers for http and https.
+    scheduler: s.scheduler as L7Scheduler,
+    device: vipDevice(s, where, facts),
+    realServers: s.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
+  };
+  if (s.mode === 'fullnat') state.snatAddress = sourceAddress(s, where, facts);
+  if (s.tls) state.tls = { ...s.tls };
+  if (s.cache) state.cache = { ...s.cache };
+  return state;
+}
+
 export function resolveService(s: Service, index: number, facts: HostFacts, backend: BackendName = 'nft'): ServiceState {
   const where = `services[${index}] (${serviceKey(s)})`;
+  if (isL7(s.protocol)) throw new Error(`internal: ${where} is an L7 service`);
+  const protocol: Protocol = s.protocol;
   const can = backendOf(backend).capabilities;
   if (!can.schedulers.includes(s.scheduler)) {
     throw new ResolveError(where, `scheduler ${s.scheduler} needs the IPVS backend; ${can.title} has ${can.schedulers.join(', ')}`);
@@ -69,27 +147,13 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
     name: s.name,
     vip: s.vip,
     port: s.port,
-    protocol: s.protocol,
+    protocol,
     mode: s.mode,
     scheduler: s.scheduler,
     device,
     realServers: s.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
   };
-  if (s.mode === 'fullnat') {
-    if (s.snatAddress) state.snatAddress = s.snatAddress;
-    else {
-      const first = s.realServers[0];
-      const towards = first ? interfaceForAddress(facts.interfaces, first.address) : undefined;
-      // The address in the real server's own subnet, not merely the first one of that interface.
-      const own = towards?.local;
-      if (!own)
-        throw new ResolveError(
-          where,
-          `no address of this host faces real server ${first?.address}; set "snatAddress:" to the balancer address the real servers should see`,
-        );
-      state.snatAddress = own;
-    }
-  }
+  if (s.mode === 'fullnat') state.snatAddress = sourceAddress(s, where, facts);
   if (s.encapsulation === 'ipip') state.encapsulation = 'ipip';
   if (s.persistence) state.persistence = { ...s.persistence };
   // IPVS forwards DSR itself (direct routing or tunnel): no MACs to resolve; nftables rewrites them.
@@ -125,11 +189,19 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
   return state;
 }
 
+/** The config as this host serves it: L4 services for the kernel backend, http and https for the L7 engine. */
 export function resolveConfig(config: Config, facts: HostFacts, backend: BackendName = 'nft'): DesiredState {
-  const services = config.services.map((s, i) => resolveService(s, i, facts, backend));
+  const services: ServiceState[] = [];
+  const l7: L7ServiceState[] = [];
+  config.services.forEach((s, i) => {
+    if (isL7(s.protocol)) l7.push(resolveL7Service(s, i, facts));
+    else services.push(resolveService(s, i, facts, backend));
+  });
   const addresses = [
-    ...new Map(services.map((s): [string, OwnedAddress] => [`${s.vip}@${s.device}`, { address: s.vip, device: s.device }])).values(),
+    ...new Map(
+      [...services, ...l7].map((s): [string, OwnedAddress] => [`${s.vip}@${s.device}`, { address: s.vip, device: s.device }]),
+    ).values(),
   ];
   const sysctls = backendOf(backend).sysctls(services, config, facts.interfaces);
-  return { backend, services, addresses, sysctls };
+  return { backend, services, addresses, sysctls, l7 };
 }

@@ -10,26 +10,46 @@ export const MODE_TITLES: Record<Mode, string> = {
   dsr: 'triangle / direct server return',
 };
 
-export function labServiceConfig(
-  mode: Mode,
-  topology: LabTopology,
-  backend: BackendChoice = 'auto',
-  encapsulation: Encapsulation = 'none',
-): string {
+/** The lab's service types: tcp (L4, in the kernel) or http/https (L7, HAProxy). */
+export const LAB_PROTOCOLS = ['tcp', 'http', 'https'] as const;
+export type LabProtocol = (typeof LAB_PROTOCOLS)[number];
+
+export interface LabModeOptions {
+  backend: BackendChoice;
+  encapsulation: Encapsulation;
+  protocol: LabProtocol;
+  /** L7 reverse proxy: a static cache on the balancer. */
+  cache: boolean;
+  /** https: the balancer's certificate and key (PEM files the lab made). */
+  tls?: { certificate: string; key: string };
+}
+
+export const DEFAULT_LAB_OPTIONS: LabModeOptions = { backend: 'auto', encapsulation: 'none', protocol: 'tcp', cache: false };
+
+/** What the lab's mode is called in its output: "reverse proxy / full NAT", "L7 reverse proxy (http, cache)". */
+export function labModeTitle(mode: Mode, o: Pick<LabModeOptions, 'protocol' | 'cache'>): string {
+  if (o.protocol === 'tcp') return MODE_TITLES[mode];
+  return `L7 ${mode === 'fullnat' ? 'reverse proxy' : 'transparent'} (${o.protocol}${o.cache ? ', cache' : ''})`;
+}
+
+/** The lab's one service ("web" on the VIP) in a mode. */
+export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOptions = DEFAULT_LAB_OPTIONS): string {
   const config = {
-    backend,
+    backend: o.backend,
     services: [
       {
         name: 'web',
         vip: topology.vip,
-        port: topology.servicePort,
-        protocol: 'tcp',
+        port: o.protocol === 'https' ? 443 : topology.servicePort,
+        protocol: o.protocol,
         mode,
         scheduler: 'rr',
-        ...(encapsulation === 'ipip' ? { encapsulation } : {}),
+        ...(o.encapsulation === 'ipip' ? { encapsulation: o.encapsulation } : {}),
+        ...(o.protocol === 'https' && o.tls ? { tls: o.tls } : {}),
+        ...(o.cache ? { cache: { maxAge: 60, maxObjectSize: '1m', totalSize: '16m' } } : {}),
         realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port: topology.servicePort, weight: 1 })),
       },
     ],
   };
-  return `# slbctl lab: ${MODE_TITLES[mode]}\n${stringify(config)}`;
+  return `# slbctl lab: ${labModeTitle(mode, o)}\n${stringify(config)}`;
 }

@@ -3,10 +3,10 @@
 // operator uses on a real balancer).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BackendChoice, Encapsulation, Mode } from '../model/types';
-import { run } from '../util/exec';
+import { Mode } from '../model/types';
+import { run, runChecked } from '../util/exec';
 import { configureRealServers, labExists, labStateDir, nsName, writeLabState } from './netns';
-import { labServiceConfig } from './lb-config';
+import { DEFAULT_LAB_OPTIONS, LabModeOptions, labServiceConfig } from './lb-config';
 import { LabError } from './errors';
 import { REFERENCE_TOPOLOGY } from './topology';
 import { CLI_ENTRY } from '../util/self';
@@ -19,21 +19,52 @@ export async function requireLabUp(lab: string): Promise<void> {
     );
 }
 
+/** https: a self-signed certificate for the VIP, made once per lab (openssl, from Debian's openssl package). */
+async function labCertificate(lab: string, out: (line: string) => void): Promise<{ certificate: string; key: string }> {
+  const dir = labStateDir(lab);
+  const certificate = path.join(dir, 'lb-cert.pem');
+  const key = path.join(dir, 'lb-key.pem');
+  if (fs.existsSync(certificate) && fs.existsSync(key)) return { certificate, key };
+  const vip = REFERENCE_TOPOLOGY.vip;
+  await runChecked("openssl req (the lab balancer's certificate)", [
+    'openssl',
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '30',
+    '-subj',
+    `/CN=${vip}`,
+    '-addext',
+    `subjectAltName=IP:${vip}`,
+    '-keyout',
+    key,
+    '-out',
+    certificate,
+  ]);
+  fs.chmodSync(key, 0o600);
+  out(`  lb: a self-signed certificate for ${vip} (${certificate})`);
+  return { certificate, key };
+}
+
 export async function applyLabMode(
   lab: string,
   mode: Mode,
   out: (line: string) => void,
-  backend: BackendChoice = 'auto',
-  encapsulation: Encapsulation = 'none',
+  options: LabModeOptions = DEFAULT_LAB_OPTIONS,
 ): Promise<void> {
   await requireLabUp(lab);
+  const { encapsulation } = options;
   for (const step of await configureRealServers(lab, mode, REFERENCE_TOPOLOGY, encapsulation)) out(`  rs: ${step}`);
   const file = path.join(labStateDir(lab), `lb-${mode}.yaml`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, labServiceConfig(mode, REFERENCE_TOPOLOGY, backend, encapsulation));
+  const tls = options.protocol === 'https' ? await labCertificate(lab, out) : undefined;
+  fs.writeFileSync(file, labServiceConfig(mode, REFERENCE_TOPOLOGY, { ...options, ...(tls ? { tls } : {}) }));
   out(`  lb: slbctl apply -f ${file} (inside ${nsName(lab, 'lb')})`);
   const r = await run([process.execPath, CLI_ENTRY, 'apply', '-f', file], { netns: nsName(lab, 'lb') });
   for (const line of `${r.stdout}${r.stderr}`.trimEnd().split('\n')) if (line) out(`    ${line}`);
   if (r.code !== 0) throw new LabError(`lab mode ${mode}: slbctl apply on the balancer failed (exit ${r.code})`);
-  await writeLabState(lab, { mode, encapsulation });
+  await writeLabState(lab, { mode, encapsulation, protocol: options.protocol, cache: options.cache });
 }

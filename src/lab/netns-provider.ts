@@ -9,8 +9,8 @@ function netnsLab(name: string): Lab {
   return {
     name,
     provider: 'netns',
-    mode: (mode, backend, encapsulation, say) => applyLabMode(name, mode, say, backend, encapsulation),
-    verify: (mode, requests, out) => verifyLabMode(name, mode, requests, out),
+    mode: (mode, options, say) => applyLabMode(name, mode, say, options),
+    verify: (mode, requests, out, expect) => verifyLabMode(name, mode, requests, out, expect),
     exec: (host, argv) => labExec(name, host, argv),
     async down(say) {
       const { removed } = await labDown(name);

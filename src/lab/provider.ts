@@ -2,10 +2,11 @@
 // a user-mode-linux kernel with IPVS, Vagrant VMs): the CLI's lab commands
 // know only this. A new provider is one file implementing it plus its line
 // in providers.ts.
-import { BackendChoice, Encapsulation, Mode } from '../model/types';
+import { Mode } from '../model/types';
+import type { LabModeOptions } from './lb-config';
 import { RunResult } from '../util/exec';
 import { LabHostName } from './topology';
-import { VerifyReport } from '../verify/flow';
+import { VerifyExpectation, VerifyReport } from '../verify/flow';
 
 export type Say = (line: string) => void;
 
@@ -14,9 +15,9 @@ export interface Lab {
   readonly name: string;
   readonly provider: string;
   /** Put the real servers into a mode and apply the balancer's config with slbctl on the balancer. */
-  mode(mode: Mode, backend: BackendChoice, encapsulation: Encapsulation, say: Say): Promise<void>;
+  mode(mode: Mode, options: LabModeOptions, say: Say): Promise<void>;
   /** Capture on every host, make K requests from the client, judge the mode's facts; pcaps under `out`. */
-  verify(mode: Mode | undefined, requests: number, out: string | undefined): Promise<VerifyReport>;
+  verify(mode: Mode | undefined, requests: number, out: string | undefined, expect?: VerifyExpectation): Promise<VerifyReport>;
   /** A command on one lab host; its exit code comes back. */
   exec(host: LabHostName, argv: string[]): Promise<RunResult>;
   /** Remove everything the lab made. */

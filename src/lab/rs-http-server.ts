@@ -22,14 +22,23 @@ if (!/^[A-Za-z0-9_.-]{1,32}$/.test(name)) fail(`bad --name ${JSON.stringify(name
 if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`bad --port ${JSON.stringify(arg('port', ''))}`);
 if (isIP(address) === 0) fail(`bad --address ${JSON.stringify(address)}`);
 
+/** GET /static/<name>: a fixed body a cache may keep (the L7 reverse proxy's cache is verified with it). */
+const STATIC = /^\/static\/([A-Za-z0-9_.-]{1,64})$/;
+
 const server = http.createServer((req, res) => {
   const s = req.socket;
-  const body = `${name} saw client ${s.remoteAddress}:${s.remotePort} on ${s.localAddress}:${s.localPort}\n`;
+  const staticName = STATIC.exec(req.url ?? '')?.[1];
+  // The static body does not name the client: a cached copy is the same for everyone.
+  const body = staticName
+    ? `static ${staticName} from ${name}\n`
+    : `${name} saw client ${s.remoteAddress}:${s.remotePort} on ${s.localAddress}:${s.localPort}\n`;
   // One request per connection keeps every capture's flows simple to judge.
   res.writeHead(200, {
     'Content-Type': 'text/plain',
     'Content-Length': Buffer.byteLength(body),
     'X-Real-Server': name,
+    // Only /static/ may be cached; every other answer names its client and must reach the RS each time.
+    'Cache-Control': staticName ? 'public, max-age=60' : 'no-store',
     Connection: 'close',
   });
   res.end(req.method === 'HEAD' ? undefined : body);

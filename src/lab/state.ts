@@ -9,6 +9,10 @@ export interface LabState {
   mode?: string;
   /** dsr: 'ipip' when the balancer tunnels to the real servers. */
   encapsulation?: string;
+  /** The service type applied: tcp (L4) or http/https (L7). */
+  protocol?: string;
+  /** L7: the balancer has a static cache. */
+  cache?: boolean;
   createdAt: string;
 }
 
@@ -41,6 +45,8 @@ export async function readLabState(lab: string): Promise<LabState | undefined> {
     createdAt: o.createdAt,
     ...(typeof o.mode === 'string' ? { mode: o.mode } : {}),
     ...(typeof o.encapsulation === 'string' ? { encapsulation: o.encapsulation } : {}),
+    ...(typeof o.protocol === 'string' ? { protocol: o.protocol } : {}),
+    ...(typeof o.cache === 'boolean' ? { cache: o.cache } : {}),
   };
 }
 

@@ -12,8 +12,13 @@ import {
   Encapsulation,
   MODES,
   Mode,
-  PROTOCOLS,
-  Protocol,
+  SERVICE_PROTOCOLS,
+  ServiceProtocol,
+  L7_SCHEDULERS,
+  CacheSettings,
+  TlsFiles,
+  isL7,
+  transportKey,
   RealServer,
   SCHEDULERS,
   SCHEDULER_ALIASES,
@@ -56,8 +61,16 @@ const SERVICE_KEYS = [
   'healthCheck',
   'failurePolicy',
   'sorryServer',
+  'tls',
+  'cache',
   'realServers',
 ];
+const TLS_KEYS = ['certificate', 'key'];
+const CACHE_KEYS = ['maxAge', 'maxObjectSize', 'totalSize'];
+/** HAProxy sizes a cache in whole MiB, at most 4095. */
+const CACHE_MIN_BYTES = 1024 * 1024;
+const CACHE_MAX_BYTES = 4095 * 1024 * 1024;
+const MAX_CACHE_AGE_S = 86400;
 const SORRY_KEYS = ['address', 'port'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
@@ -171,6 +184,68 @@ function checkRealServer(
   return { address, port, weight };
 }
 
+function checkTls(c: Checker, raw: unknown, path: PathPart[], protocol: ServiceProtocol | undefined): TlsFiles | undefined {
+  if (raw === undefined) {
+    if (protocol === 'https') c.fail(path, 'is required for protocol https: certificate and key (PEM files) the balancer presents');
+    return undefined;
+  }
+  if (protocol !== undefined && protocol !== 'https') {
+    c.fail(path, `only applies to protocol https (this service is ${protocol})`);
+    return undefined;
+  }
+  if (!isRecord(raw)) {
+    c.fail(path, 'must be a mapping with certificate and key (paths of PEM files)');
+    return undefined;
+  }
+  c.unknownKeys(raw, TLS_KEYS, path);
+  const file = (key: 'certificate' | 'key'): string | undefined => {
+    const v = raw[key];
+    if (typeof v === 'string' && v.length > 0 && !v.includes('\n') && !v.includes('\0')) return v;
+    c.fail([...path, key], v === undefined ? 'is required: the path of a PEM file' : `${JSON.stringify(v)} is not a file path`);
+    return undefined;
+  };
+  const certificate = file('certificate');
+  const key = file('key');
+  return certificate !== undefined && key !== undefined ? { certificate, key } : undefined;
+}
+
+/** A size in bytes: a whole number, or one with k, m or g (powers of 1024), e.g. "64m". */
+function parseSize(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = /^(\d{1,12})\s*([kmg]?)i?b?$/i.exec(v.trim());
+  if (!m) return undefined;
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase()] ?? 1;
+  return Number(m[1]) * unit;
+}
+
+function checkCache(c: Checker, raw: unknown, path: PathPart[], protocol: ServiceProtocol | undefined): CacheSettings | undefined {
+  if (raw === undefined) return undefined;
+  if (protocol !== undefined && !isL7(protocol)) {
+    c.fail(path, `only applies to protocol http or https (this service is ${protocol}): an L4 balancer never reads the response`);
+    return undefined;
+  }
+  if (!isRecord(raw)) {
+    c.fail(path, 'must be a mapping with maxAge (seconds), maxObjectSize and totalSize (bytes, or e.g. "64m")');
+    return undefined;
+  }
+  c.unknownKeys(raw, CACHE_KEYS, path);
+  const maxAge = raw.maxAge === undefined ? 60 : raw.maxAge;
+  const ageOk = typeof maxAge === 'number' && Number.isInteger(maxAge) && maxAge >= 1 && maxAge <= MAX_CACHE_AGE_S;
+  if (!ageOk) c.fail([...path, 'maxAge'], `${JSON.stringify(maxAge)} is not a cache age (whole seconds, 1 to ${MAX_CACHE_AGE_S})`);
+  const totalSize = raw.totalSize === undefined ? 64 * 1024 * 1024 : parseSize(raw.totalSize);
+  const totalOk = totalSize !== undefined && totalSize >= CACHE_MIN_BYTES && totalSize <= CACHE_MAX_BYTES;
+  if (!totalOk)
+    c.fail([...path, 'totalSize'], `${JSON.stringify(raw.totalSize)} is not a cache size (1m to 4095m: HAProxy sizes its cache in MiB)`);
+  const maxObjectSize = raw.maxObjectSize === undefined ? 1024 * 1024 : parseSize(raw.maxObjectSize);
+  const objectOk = maxObjectSize !== undefined && maxObjectSize >= 1;
+  if (!objectOk) c.fail([...path, 'maxObjectSize'], `${JSON.stringify(raw.maxObjectSize)} is not an object size (bytes, or e.g. "1m")`);
+  else if (totalOk && maxObjectSize > totalSize / 2)
+    c.fail([...path, 'maxObjectSize'], `is ${maxObjectSize} bytes, over half the cache (${totalSize} bytes); HAProxy refuses that`);
+  if (!ageOk || !totalOk || !objectOk || maxObjectSize > totalSize / 2) return undefined;
+  return { maxAge, maxObjectSize, totalSize };
+}
+
 function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: VipPresence): Service | undefined {
   if (!isRecord(raw)) {
     c.fail(path, 'must be a mapping (vip, port, protocol, mode, scheduler, realServers)');
@@ -180,7 +255,9 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
   const vip =
     raw.vip === undefined ? (c.fail([...path, 'vip'], 'is required'), undefined) : c.hostAddress(raw.vip, [...path, 'vip'], 'vip');
   const port = raw.port === undefined ? (c.fail([...path, 'port'], 'is required'), undefined) : c.port(raw.port, [...path, 'port']);
-  const protocol = raw.protocol === undefined ? 'tcp' : c.oneOf<Protocol>(raw.protocol, PROTOCOLS, [...path, 'protocol'], 'protocol');
+  const protocol =
+    raw.protocol === undefined ? 'tcp' : c.oneOf<ServiceProtocol>(raw.protocol, SERVICE_PROTOCOLS, [...path, 'protocol'], 'protocol');
+  const l7 = protocol !== undefined && isL7(protocol);
   const mode =
     raw.mode === undefined
       ? (c.fail([...path, 'mode'], `is required; use one of ${MODES.join(', ')}`), undefined)
@@ -189,6 +266,15 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
     raw.scheduler === undefined
       ? 'rr'
       : c.oneOf<Scheduler>(raw.scheduler, SCHEDULERS, [...path, 'scheduler'], 'scheduler', SCHEDULER_ALIASES);
+  if (l7 && mode === 'dsr')
+    c.fail(
+      [...path, 'mode'],
+      `dsr cannot serve protocol ${protocol}: direct server return is L4 (the balancer never sees the reply, so it cannot proxy HTTP); use mode fullnat or transparent, or protocol tcp`,
+    );
+  if (l7 && scheduler !== undefined && !(L7_SCHEDULERS as readonly string[]).includes(scheduler))
+    c.fail([...path, 'scheduler'], `${scheduler} is not a scheduler of the L7 engine; use one of ${L7_SCHEDULERS.join(', ')}`);
+  const tls = checkTls(c, raw.tls, [...path, 'tls'], protocol);
+  const cache = checkCache(c, raw.cache, [...path, 'cache'], protocol);
   let name: string | undefined;
   if (raw.name !== undefined) {
     // 32 keeps the service rule's comment (settings read back from the kernel) under nft's 128 bytes.
@@ -212,11 +298,14 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
   let encapsulation: Encapsulation | undefined;
   if (raw.encapsulation !== undefined) {
     encapsulation = c.oneOf<Encapsulation>(raw.encapsulation, ENCAPSULATIONS, [...path, 'encapsulation'], 'encapsulation');
+    if (l7 && encapsulation === 'ipip') c.fail([...path, 'encapsulation'], `ipip is L4 (dsr); protocol ${protocol} is proxied`);
     if (encapsulation === 'ipip' && mode !== undefined && mode !== 'dsr')
       c.fail([...path, 'encapsulation'], `ipip only applies to mode dsr (this service is ${mode})`);
   }
   let persistence: Persistence | undefined;
-  if (raw.persistence !== undefined) {
+  if (raw.persistence !== undefined && l7)
+    c.fail([...path, 'persistence'], `is IPVS's; for protocol ${protocol}, scheduler sh keeps a client on one real server`);
+  else if (raw.persistence !== undefined) {
     const pp = [...path, 'persistence'];
     if (!isRecord(raw.persistence)) c.fail(pp, 'must be a mapping with timeout (seconds) and optionally netmask');
     else {
@@ -291,6 +380,8 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
   if (iface !== undefined) service.interface = iface;
   if (snatAddress !== undefined) service.snatAddress = snatAddress;
   if (encapsulation === 'ipip') service.encapsulation = encapsulation;
+  if (tls) service.tls = tls;
+  if (cache) service.cache = cache;
   if (persistence) service.persistence = persistence;
   if (healthCheck) service.healthCheck = healthCheck;
   if (failurePolicy) service.failurePolicy = failurePolicy;
@@ -328,6 +419,7 @@ export function validateConfig(
     c.fail(['services'], 'is required: a list of services');
   } else {
     const keys = new Map<string, number>();
+    const ports = new Map<string, number>();
     const names = new Map<string, number>();
     data.services.forEach((raw, i) => {
       const s = checkService(c, raw, ['services', i], vipPresence);
@@ -337,6 +429,11 @@ export function validateConfig(
       if (first !== undefined)
         c.fail(['services', i], `serves ${key} like services[${first}]; one VIP, port and protocol can have only one service`);
       else keys.set(key, i);
+      const port = transportKey(s);
+      const samePort = ports.get(port);
+      if (first === undefined && samePort !== undefined)
+        c.fail(['services', i], `takes ${port} like services[${samePort}]; an L4 and an L7 service cannot share one VIP and port`);
+      else ports.set(port, i);
       const sameName = names.get(s.name);
       if (sameName !== undefined && first === undefined)
         c.fail(['services', i, 'name'], `"${s.name}" is already the name of services[${sameName}]`);

@@ -1,7 +1,7 @@
 // Kernel-facing state: a service with everything resolved that the data path
 // needs (devices, SNAT address, MACs). The planner compares the desired form
 // (config + observed host) with the programmed form (read back from the kernel).
-import { Encapsulation, Mode, Persistence, Protocol, Scheduler } from './types';
+import { CacheSettings, Encapsulation, L7Mode, L7Protocol, L7Scheduler, Mode, Persistence, Protocol, Scheduler, TlsFiles } from './types';
 import type { TableInventory } from '../kernel/nft/inventory';
 import type { SnatObserved } from '../kernel/iptables/snat';
 
@@ -79,3 +79,31 @@ export interface KernelState {
 }
 
 export const EMPTY_STATE: KernelState = { services: [], ownedAddresses: [], tables: [], ingressDevices: [] };
+
+/**
+ * An L7 service (http, https) as the L7 engine (HAProxy) runs it: resolved
+ * like an L4 service (the VIP's device, the source address towards the real
+ * servers), plus what only a proxy has (TLS, a cache).
+ */
+export interface L7ServiceState {
+  name: string;
+  vip: string;
+  port: number;
+  protocol: L7Protocol;
+  mode: L7Mode;
+  scheduler: L7Scheduler;
+  device: string;
+  /** fullnat: the balancer's address the real servers see. */
+  snatAddress?: string;
+  tls?: TlsFiles;
+  cache?: CacheSettings;
+  realServers: { address: string; port: number; weight: number }[];
+}
+
+/** The L7 engine as it runs in this namespace. */
+export interface L7Observed {
+  /** Its master process runs (and is HAProxy). */
+  running: boolean;
+  /** The services it serves (its last applied model), weights as its runtime API reports them now. */
+  services: L7ServiceState[];
+}

@@ -6,8 +6,23 @@ import { BACKEND_NAMES } from '../backends/names';
 export const MODES = ['fullnat', 'transparent', 'dsr'] as const;
 export type Mode = (typeof MODES)[number];
 
+/** The L4 protocols: the kernel (nftables, IPVS) forwards their packets. */
 export const PROTOCOLS = ['tcp', 'udp'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
+/**
+ * The L7 service types: the balancer (HAProxy) ends the client's TCP
+ * connection itself and opens its own to a real server once the HTTP request
+ * has arrived; https ends TLS at the balancer and speaks HTTP to the RS.
+ */
+export const L7_PROTOCOLS = ['http', 'https'] as const;
+export type L7Protocol = (typeof L7_PROTOCOLS)[number];
+/** What a service's `protocol:` may be: an L4 protocol or an L7 service type. */
+export const SERVICE_PROTOCOLS = [...PROTOCOLS, ...L7_PROTOCOLS] as const;
+export type ServiceProtocol = (typeof SERVICE_PROTOCOLS)[number];
+export const isL7 = (p: ServiceProtocol): p is L7Protocol => (L7_PROTOCOLS as readonly string[]).includes(p);
+/** The L7 modes: dsr is L4 only (the balancer never sees the reply, so it cannot proxy it). */
+export const L7_MODES = ['fullnat', 'transparent'] as const satisfies readonly Mode[];
+export type L7Mode = (typeof L7_MODES)[number];
 
 /**
  * rr: round robin; wrr/weighted: weighted round robin; sh: source hash
@@ -21,6 +36,25 @@ export const ENCAPSULATIONS = ['none', 'ipip'] as const;
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type Scheduler = (typeof SCHEDULERS)[number];
 export const SCHEDULER_ALIASES: Record<string, Scheduler> = { weighted: 'wrr' };
+/** The schedulers of the L7 engine (HAProxy's roundrobin, source and leastconn). */
+export const L7_SCHEDULERS = ['rr', 'wrr', 'sh', 'lc'] as const satisfies readonly Scheduler[];
+export type L7Scheduler = (typeof L7_SCHEDULERS)[number];
+
+/** https: the certificate (PEM, chain allowed) and its private key (PEM) the balancer presents. */
+export interface TlsFiles {
+  certificate: string;
+  key: string;
+}
+
+/** An L7 service's static cache: responses cacheable by their headers are kept and answered by the balancer. */
+export interface CacheSettings {
+  /** The longest an object is kept, in seconds (its own Cache-Control may say less). */
+  maxAge: number;
+  /** The largest object kept, in bytes. */
+  maxObjectSize: number;
+  /** The whole cache's size, in bytes (HAProxy counts it in whole MiB). */
+  totalSize: number;
+}
 
 /**
  * A VIP that another host on the segment already answers for: refuse (the
@@ -44,9 +78,13 @@ export interface Service {
   name: string;
   vip: string;
   port: number;
-  protocol: Protocol;
+  protocol: ServiceProtocol;
   mode: Mode;
   scheduler: Scheduler;
+  /** https only: what the balancer presents to clients. */
+  tls?: TlsFiles;
+  /** http/https only: a static cache in the balancer. */
+  cache?: CacheSettings;
   /** Interface that carries the VIP; found from the routing table when absent. */
   interface?: string;
   /** Set only to allow: add the VIP even when another host on the segment answers for it. */
@@ -84,10 +122,15 @@ export interface Config {
 }
 
 /** The key that identifies a service in the kernel: protocol, VIP and port. */
-export function serviceKey(s: Pick<Service, 'protocol' | 'vip' | 'port'>): string {
+export function serviceKey(s: { protocol: ServiceProtocol; vip: string; port: number }): string {
   return `${s.protocol}/${s.vip}:${s.port}`;
 }
 
 export function realServerKey(r: Pick<RealServer, 'address' | 'port'>): string {
   return `${r.address}:${r.port}`;
+}
+
+/** The transport port a service takes on its VIP: an http service and a tcp service cannot share VIP:port. */
+export function transportKey(s: { protocol: ServiceProtocol; vip: string; port: number }): string {
+  return `${s.protocol === 'udp' ? 'udp' : 'tcp'}/${s.vip}:${s.port}`;
 }

@@ -3,6 +3,7 @@ import { RealServerState, ServiceState } from '../model/state';
 import { serviceKey } from '../model/types';
 import { Op } from './types';
 import { backendOf } from '../backends/registry';
+import { describeL7 } from '../backends/haproxy/plan';
 
 function describeService(s: ServiceState): string {
   const parts = [serviceKey(s), `"${s.name}"`, s.mode, s.scheduler, `dev ${s.device}`];
@@ -22,6 +23,8 @@ export function formatOp(op: Op): string[] {
     case 'backend':
       // Each backend words its own changes.
       return backendOf(op.backend).describe(op.change);
+    case 'l7':
+      return describeL7(op.change);
     case 'set-sysctl':
       return [`~ sysctl ${op.key} ${op.from || '(unset)'} -> ${op.to}`];
     case 'add-address':

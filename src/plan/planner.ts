@@ -5,6 +5,7 @@ import { realServerKey, serviceKey } from '../model/types';
 import { RealServerState, ServiceState } from '../model/state';
 import { backendOf } from '../backends/registry';
 import { DesiredState, ObservedState, Op, Plan } from './types';
+import { planL7 } from '../backends/haproxy/plan';
 
 function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   const changes: string[] = [];
@@ -108,6 +109,8 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
 
   const { repairs, last } = backend.plan.finish(desired, { ...kernel, services: [...actual.values()] }, touched);
   ops.push(...repairs.map(wrap));
+  // The L7 engine binds to its VIPs: after they are added, before any is removed.
+  ops.push(...planL7(desired.l7, observed.l7).map((change): Op => ({ op: 'l7', change })));
 
   const neededVips = new Set(desired.addresses.map((a) => `${a.address}@${a.device}`));
   for (const a of kernel.ownedAddresses) {

@@ -1,5 +1,5 @@
 // A plan is plain data: the list of operations apply will perform, in order.
-import { KernelState, OwnedAddress, RealServerState, ServiceState } from '../model/state';
+import { KernelState, L7Observed, L7ServiceState, OwnedAddress, RealServerState, ServiceState } from '../model/state';
 import type { BackendName } from '../backends/names';
 import type { Ownership } from '../records/ownership';
 
@@ -15,7 +15,19 @@ export type GenericOp =
   | { op: 'delete-real-server'; service: ServiceState; realServer: RealServerState }
   | { op: 'delete-address'; address: string; device: string }
   /** An address slbctl added is already gone: drop only the record of it (so a later, foreign address is never removed). */
-  | { op: 'forget-address'; address: string; device: string };
+  | { op: 'forget-address'; address: string; device: string }
+  /** A change to the L7 engine (HAProxy) that serves the http and https services. */
+  | { op: 'l7'; change: L7Change };
+
+/**
+ * What the L7 engine is asked to do: weights through its runtime API (no
+ * reload), anything else by a seamless reload with a new configuration.
+ */
+export type L7Change =
+  | { what: 'start'; services: L7ServiceState[] }
+  | { what: 'reload'; services: L7ServiceState[]; changes: string[] }
+  | { what: 'set-weight'; service: L7ServiceState; address: string; port: number; from: number; to: number }
+  | { what: 'stop'; services: L7ServiceState[] };
 
 /**
  * The changes of each backend that the others do not have (nftables tables
@@ -49,6 +61,8 @@ export interface DesiredState {
   addresses: OwnedAddress[];
   /** sysctl key (dotted) -> value the data path needs. */
   sysctls: Record<string, string>;
+  /** The http/https services, for the L7 engine; undefined leaves it as it is (a drain of L4 services), [] stops it. */
+  l7?: L7ServiceState[];
   /** destroy: `sysctls` puts back what slbctl changed, and the record of them ends. */
   restoreSysctls?: boolean;
 }
@@ -60,6 +74,8 @@ export interface ObservedState {
   addresses: OwnedAddress[];
   /** Current values of the sysctls named in DesiredState. */
   sysctls: Record<string, string>;
+  /** The L7 engine in this namespace (undefined: not looked at, e.g. HAProxy is not installed and nothing runs). */
+  l7?: L7Observed;
   /** The ownership record as read before planning (undefined in pure tests: nothing recorded). */
   ownership?: Ownership;
 }

@@ -105,5 +105,12 @@ export function removeRecordsOf(id: NetnsIdentity): string[] {
     fs.rmSync(file, { force: true });
     removed.push(path.basename(path.dirname(file)));
   }
+  // The L7 engine's directory of that namespace (its processes went with the namespace's processes).
+  const haproxy = runDir('haproxy', `net-${id.inode}`);
+  const state = readJson(path.join(haproxy, 'services.json'));
+  if (state.kind === 'ok' && ((state.data as { cookie?: string } | null)?.cookie ?? '') === (id.cookie ?? '')) {
+    fs.rmSync(haproxy, { recursive: true, force: true });
+    removed.push('haproxy');
+  }
   return removed;
 }

@@ -18,11 +18,12 @@ function umlLabOf(record: UmlLabRecord): Lab {
   return {
     name,
     provider: 'uml',
-    async mode(mode, backend, encapsulation, say) {
-      const code = await inside(['lab', 'mode', mode, '--backend', backend, '--encapsulation', encapsulation], say);
+    async mode(mode, o, say) {
+      const l7 = o.protocol === 'tcp' ? [] : ['--protocol', o.protocol, ...(o.cache ? ['--cache'] : [])];
+      const code = await inside(['lab', 'mode', mode, '--backend', o.backend, '--encapsulation', o.encapsulation, ...l7], say);
       if (code !== 0) throw new LabError(`lab mode ${mode} inside the user-mode-linux kernel failed (exit ${code})`);
     },
-    async verify(mode, requests, out) {
+    async verify(mode, requests, out, expect) {
       // The guest judges and answers in JSON; its pcaps are on the host (the guest's root is the host's filesystem,
       // and the working directory and --out are shown to it wherever they are). Without --out the guest picks
       // ./slbctl-pcaps/LAB/MODE itself, as it alone knows the applied mode.
@@ -38,6 +39,8 @@ function umlLabOf(record: UmlLabRecord): Lab {
         String(requests),
         ...(dir ? ['--out', dir] : []),
         ...(mode ? ['--mode', mode] : []),
+        ...(expect?.protocol ? ['--protocol', expect.protocol] : []),
+        ...(expect?.cache !== undefined ? [expect.cache ? '--cache' : '--no-cache'] : []),
       ];
       const r = await forwardToUml(record, args, undefined, dir ? [dir] : []);
       const json = r.output.slice(r.output.indexOf('{'));

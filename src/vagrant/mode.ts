@@ -3,9 +3,9 @@
 // with the VMs' device and their route to the client network instead of a
 // default route, which belongs to Vagrant's management NIC), then the
 // balancer's config applied by slbctl itself inside the lb VM.
-import { BackendChoice, Encapsulation, Mode } from '../model/types';
+import { Mode } from '../model/types';
 import { LabError } from '../lab/errors';
-import { labServiceConfig } from '../lab/lb-config';
+import { LabModeOptions, labServiceConfig } from '../lab/lb-config';
 import { REAL_SERVERS, REFERENCE_TOPOLOGY } from '../lab/topology';
 import { RealServerPlace, Step, describeRealServer, realServerSteps } from '../lab/rs-steps';
 import { VM_LAB_DEVICE, VmName } from './plan';
@@ -20,8 +20,11 @@ export function stepsScript(steps: readonly Step[]): string {
   return steps.map((s, i) => (s.mayFail ? `if ${shellCommand(s.argv)} 2>/dev/null; then echo @@ok=${i}; fi` : `${shellCommand(s.argv)} || exit 1`)).join('\n');
 }
 
-export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, backend: BackendChoice, encapsulation: Encapsulation, out: (line: string) => void): Promise<void> {
+export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, options: LabModeOptions, out: (line: string) => void): Promise<void> {
   const topology = REFERENCE_TOPOLOGY;
+  const { encapsulation } = options;
+  if (options.protocol !== 'tcp')
+    throw new LabError(`lab mode ${mode} --protocol ${options.protocol}: the VM lab has no L7 service types yet (its box has no HAProxy); use the netns lab`);
   for (const h of REAL_SERVERS) {
     const steps = realServerSteps(mode, topology, encapsulation, VM_PLACE);
     const r = await vmScript(record, h as VmName, `${stepsScript(steps.reset)}\necho @@reset-done\n${stepsScript(steps.own)}`);
@@ -31,7 +34,7 @@ export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, bac
     for (const line of describeRealServer(h, topology, steps, resetDone, VM_PLACE)) out(`  ${line}`);
   }
   const file = `/etc/slbctl/lab-${mode}.yaml`;
-  const config = labServiceConfig(mode, topology, backend, encapsulation);
+  const config = labServiceConfig(mode, topology, options);
   const write = await vmScript(record, 'lb', shellCommand(['mkdir', '-p', '/etc/slbctl']));
   if (write.code !== 0) throw new LabError(`lab mode ${mode}: lb: ${write.stderr.trim()}`);
   const put = await vmRun(record, 'lb', ['tee', file], { input: config });

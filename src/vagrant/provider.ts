@@ -10,9 +10,9 @@ function vagrantLabOf(record: VagrantLabRecord): Lab {
   return {
     name: record.lab,
     provider: 'vagrant',
-    mode: (mode, backend, encapsulation, say) => applyVagrantMode(record, mode, backend, encapsulation, say),
+    mode: (mode, options, say) => applyVagrantMode(record, mode, options, say),
     // The record as it is now: lab mode wrote the applied mode into it.
-    verify: (mode, requests, out) => verifyVagrantLab(vagrantLab(record.lab) ?? record, mode, requests, out),
+    verify: (mode, requests, out, expect) => verifyVagrantLab(vagrantLab(record.lab) ?? record, mode, requests, out, expect),
     exec: (host, argv) => vagrantExec(record, host, argv),
     async down(say) {
       await stopVagrantLab(record, (line) => say(`lab "${record.lab}": ${line}`));

@@ -14,7 +14,7 @@ import { LabError } from '../lab/errors';
 import { LabHostName, REFERENCE_TOPOLOGY } from '../lab/topology';
 import { RequestOutcome } from '../verify/facts';
 import { curlArgv, curlOutcome, writingOutput } from '../verify/judge';
-import { CaptureDriver, VerifyReport, verifyWith } from '../verify/flow';
+import { CaptureDriver, VerifyExpectation, VerifyReport, verifyWith } from '../verify/flow';
 import { CLIENT_NETNS, VM_LAB_DEVICE, VmName } from './plan';
 import { VagrantLabRecord } from './lab';
 import { shellCommand, vmCopyFrom, vmScript } from './ssh';
@@ -110,6 +110,20 @@ export function vagrantCaptureDriver(record: VagrantLabRecord): CaptureDriver {
   };
 }
 
-export function verifyVagrantLab(record: VagrantLabRecord, mode: Mode | undefined, k: number, out: string | undefined): Promise<VerifyReport> {
-  return verifyWith(vagrantCaptureDriver(record), { lab: record.lab, mode, applied: record, requests: k, out, topology: REFERENCE_TOPOLOGY });
+export function verifyVagrantLab(
+  record: VagrantLabRecord,
+  mode: Mode | undefined,
+  k: number,
+  out: string | undefined,
+  expect?: VerifyExpectation,
+): Promise<VerifyReport> {
+  return verifyWith(vagrantCaptureDriver(record), {
+    lab: record.lab,
+    mode,
+    applied: record,
+    requests: k,
+    out,
+    topology: REFERENCE_TOPOLOGY,
+    ...(expect ? { expect } : {}),
+  });
 }

@@ -7,7 +7,10 @@ export interface LabAddresses {
   client: string;
   lb: string;
   vip: string;
+  /** The service port the client connects to. */
   port: number;
+  /** The port the real servers listen on (an https service on 443 talks HTTP to them on 80); `port` when absent. */
+  rsPort?: number;
   /** Real server host name -> address. */
   realServers: Record<string, string>;
 }
@@ -19,6 +22,17 @@ export interface RequestOutcome {
   /** The client address the real server reported seeing. */
   clientSeen?: string;
   error?: string;
+  /** A GET of the static object (the cache check), not of the page that names its client. */
+  static?: boolean;
+}
+
+/** What the verify expects beyond the mode: the service type, and whether the L7 reverse proxy caches. */
+export interface ServiceTypeExpectation {
+  /** tcp: L4 (the kernel forwards); http, https: L7 (the balancer proxies). */
+  protocol: 'tcp' | 'http' | 'https';
+  cache: boolean;
+  /** The static object requested more than once for the cache check. */
+  staticPath?: string;
 }
 
 export interface Fact {
@@ -32,6 +46,8 @@ export interface Fact {
 
 export interface Verdict {
   mode: Mode;
+  /** How the mode is named in the verdict ("L7 reverse proxy (http)"); the mode's own title when absent. */
+  title?: string;
   pass: boolean;
   facts: Fact[];
 }
@@ -49,12 +65,17 @@ export interface VerifyInput {
   oneServerOnly?: boolean;
   /** dsr: ipip when the balancer tunnels to the real servers (IPVS tunnel mode). */
   encapsulation?: Encapsulation;
+  /** L4 or L7, judged from when and how the balancer opens the RS-side connection; absent: not judged. */
+  serviceType?: ServiceTypeExpectation;
 }
 
 type Tcp = DecodedPacket & {
   ip: NonNullable<DecodedPacket['ip']>;
-  transport: { kind: 'tcp'; srcPort: number; dstPort: number; flags: { syn: boolean; ack: boolean }; payloadLength: number };
+  transport: { kind: 'tcp'; srcPort: number; dstPort: number; flags: { syn: boolean; ack: boolean }; seq: number; payloadLength: number };
 };
+
+/** The port the real servers listen on. */
+const rsPortOf = (a: LabAddresses) => a.rsPort ?? a.port;
 
 function tcpPackets(c: HostCapture, port: number): Tcp[] {
   return c.packets.filter(
@@ -95,7 +116,7 @@ function commonFacts(v: VerifyInput): Fact[] {
         : 'the client exchanged packets with another address than the VIP',
     ),
   );
-  const got = v.realServers.map((c) => ({ host: c.host, syns: tcpPackets(c, a.port).filter(isSyn).length }));
+  const got = v.realServers.map((c) => ({ host: c.host, syns: tcpPackets(c, rsPortOf(a)).filter(isSyn).length }));
   const seen = got.map((g) => `${g.host}: ${g.syns}`).join(', ');
   if (v.oneServerOnly) {
     const hit = got.filter((g) => g.syns > 0).length;
@@ -124,7 +145,7 @@ function realServerViewFacts(v: VerifyInput, expectSource: string, expectDestina
   const dsts: string[] = [];
   for (const c of v.realServers) {
     const own = v.addresses.realServers[c.host] ?? '?';
-    for (const p of tcpPackets(c, v.addresses.port).filter(isSyn)) {
+    for (const p of tcpPackets(c, rsPortOf(v.addresses)).filter(isSyn)) {
       const dst = `${p.ip.dst}:${p.transport.dstPort}`;
       sources.push(p.ip.src);
       dsts.push(dst);
@@ -153,11 +174,12 @@ function realServerViewFacts(v: VerifyInput, expectSource: string, expectDestina
 /** Replies of each real server that answered, as seen in the LB's capture (addressed to the LB's MAC). */
 function repliesThroughLb(v: VerifyInput, replyDestination: string): Fact {
   const { addresses: a } = v;
+  const rsPort = rsPortOf(a);
   const answered = v.realServers.filter((c) =>
-    tcpPackets(c, a.port).some((p) => p.transport.srcPort === a.port && p.ip.dst === replyDestination),
+    tcpPackets(c, rsPort).some((p) => p.transport.srcPort === rsPort && p.ip.dst === replyDestination),
   );
-  const atLb = tcpPackets(v.lb, a.port).filter(
-    (p) => p.transport.srcPort === a.port && p.ip.dst === replyDestination && (!p.dstMac || p.dstMac === v.lb.mac),
+  const atLb = tcpPackets(v.lb, rsPort).filter(
+    (p) => p.transport.srcPort === rsPort && p.ip.dst === replyDestination && (!p.dstMac || p.dstMac === v.lb.mac),
   );
   const perRs = answered.map((c) => `${c.host}: ${atLb.filter((p) => p.ip.src === a.realServers[c.host]).length}`);
   const missing = answered.filter((c) => !atLb.some((p) => p.ip.src === a.realServers[c.host])).map((c) => c.host);
@@ -206,10 +228,10 @@ export function judge(v: VerifyInput): Verdict {
   const a = v.addresses;
   const facts = commonFacts(v);
   if (v.mode === 'fullnat') {
-    facts.push(...realServerViewFacts(v, a.lb, (own) => `${own}:${a.port}`));
+    facts.push(...realServerViewFacts(v, a.lb, (own) => `${own}:${rsPortOf(a)}`));
     facts.push(repliesThroughLb(v, a.lb));
     const leaked = v.realServers
-      .filter((c) => tcpPackets(c, a.port).some((p) => p.ip.src === a.client || p.ip.dst === a.client))
+      .filter((c) => tcpPackets(c, rsPortOf(a)).some((p) => p.ip.src === a.client || p.ip.dst === a.client))
       .map((c) => c.host);
     facts.push(
       fact(
@@ -221,7 +243,7 @@ export function judge(v: VerifyInput): Verdict {
       ),
     );
   } else if (v.mode === 'transparent') {
-    facts.push(...realServerViewFacts(v, a.client, (own) => `${own}:${a.port}`));
+    facts.push(...realServerViewFacts(v, a.client, (own) => `${own}:${rsPortOf(a)}`));
     facts.push(repliesThroughLb(v, a.client));
   } else {
     facts.push(...realServerViewFacts(v, a.client, () => `${a.vip}:${a.port}`));
@@ -256,5 +278,147 @@ export function judge(v: VerifyInput): Verdict {
       ),
     );
   }
+  if (v.serviceType && v.mode !== 'dsr') facts.push(...serviceTypeFacts(v, v.serviceType));
   return { mode: v.mode, pass: facts.every((f) => f.pass), facts };
+}
+
+/** One client connection as the balancer's capture shows it, with the RS-side connection opened for it. */
+interface ConnectionView {
+  clientPort: number;
+  clientIsn: number;
+  /** Kernel timestamps (ns) in the balancer's capture: one socket, one clock. */
+  synAckAt?: bigint;
+  requestAt?: bigint;
+  rs?: { at: bigint; isn: number; srcPort: number; dst: string };
+}
+
+/**
+ * The client's connections at the balancer, in order, each with the first
+ * RS-side SYN that follows it before the next client connection (the lab's
+ * requests are made one after the other).
+ */
+function connectionsAtLb(v: VerifyInput): ConnectionView[] {
+  const a = v.addresses;
+  const rsAddresses = new Set(Object.values(a.realServers));
+  const packets = v.lb.packets.filter((p): p is Tcp => p.ip !== undefined && p.transport?.kind === 'tcp');
+  const clientSyns: Tcp[] = [];
+  for (const p of packets)
+    if (
+      isSyn(p) &&
+      p.ip.dst === a.vip &&
+      p.transport.dstPort === a.port &&
+      !clientSyns.some((s) => s.transport.srcPort === p.transport.srcPort)
+    )
+      clientSyns.push(p);
+  return clientSyns.map((syn, i) => {
+    const from = syn.tsNanos;
+    const until = clientSyns[i + 1]?.tsNanos;
+    const inWindow = (p: Tcp) => p.tsNanos >= from && (until === undefined || p.tsNanos < until);
+    const cport = syn.transport.srcPort;
+    const synAck = packets.find(
+      (p) =>
+        inWindow(p) &&
+        p.ip.src === a.vip &&
+        p.transport.srcPort === a.port &&
+        p.transport.dstPort === cport &&
+        p.transport.flags.syn &&
+        p.transport.flags.ack,
+    );
+    const request = packets.find(
+      (p) => inWindow(p) && p.ip.dst === a.vip && p.transport.srcPort === cport && p.transport.payloadLength > 0,
+    );
+    const rsSyn = packets.find((p) => inWindow(p) && isSyn(p) && rsAddresses.has(p.ip.dst) && p.transport.dstPort === rsPortOf(a));
+    const view: ConnectionView = { clientPort: cport, clientIsn: syn.transport.seq };
+    if (synAck) view.synAckAt = synAck.tsNanos;
+    if (request) view.requestAt = request.tsNanos;
+    if (rsSyn) view.rs = { at: rsSyn.tsNanos, isn: rsSyn.transport.seq, srcPort: rsSyn.transport.srcPort, dst: rsSyn.ip.dst };
+    return view;
+  });
+}
+
+const micros = (ns: bigint) => `${(Number(ns) / 1000).toFixed(0)} µs`;
+
+/**
+ * L4 against L7, from the balancer's own capture: an L4 balancer forwards the
+ * client's SYN (the RS's SYN is the client's, same initial sequence number,
+ * before any payload); an L7 balancer answers the SYN itself, and opens a
+ * connection of its own to a real server only once the request has arrived.
+ */
+function serviceTypeFacts(v: VerifyInput, t: ServiceTypeExpectation): Fact[] {
+  const conns = connectionsAtLb(v);
+  const withRs = conns.filter((c) => c.rs);
+  const none = 'no client connection reached a real server through the balancer';
+  const facts: Fact[] = [];
+  if (t.protocol === 'tcp') {
+    const early = withRs.filter((c) => c.rs && (c.requestAt === undefined || c.rs.at < c.requestAt));
+    const sameIsn = withRs.filter((c) => c.rs?.isn === c.clientIsn);
+    facts.push(
+      fact(
+        "L4: each RS's SYN is the client's SYN forwarded, before any request byte",
+        `${withRs.length}/${withRs.length} before the request, with the client's initial sequence number`,
+        `${early.length} before the request, ${sameIsn.length} with the client's ISN, of ${withRs.length}`,
+        withRs.length > 0 && early.length === withRs.length && sameIsn.length === withRs.length,
+        withRs.length === 0
+          ? none
+          : 'the RS-side connection starts after the request or with a sequence number of its own: the balancer proxies (L7), it does not forward',
+      ),
+    );
+    return facts;
+  }
+  const answered = conns.filter((c) => c.synAckAt !== undefined && (c.rs === undefined || c.synAckAt < c.rs.at));
+  facts.push(
+    fact(
+      "L7: the balancer answers the client's SYN itself (SYN-ACK from the VIP) before any RS is contacted",
+      `${conns.length}/${conns.length}`,
+      `${answered.length}/${conns.length}`,
+      conns.length > 0 && answered.length === conns.length,
+      conns.length === 0
+        ? 'no client connection at the balancer'
+        : 'a SYN-ACK came only after the RS-side SYN: the client SYN was forwarded (L4)',
+    ),
+  );
+  const afterRequest = withRs.filter((c) => c.requestAt !== undefined && c.rs && c.rs.at > c.requestAt);
+  const gaps = afterRequest.map((c) => (c.rs && c.requestAt !== undefined ? c.rs.at - c.requestAt : 0n)).sort((x, y) => (x < y ? -1 : 1));
+  facts.push(
+    fact(
+      "L7: every RS-side SYN comes after the client's HTTP request reached the balancer",
+      `${withRs.length}/${withRs.length} after the request`,
+      `${afterRequest.length}/${withRs.length}${gaps.length ? ` (request to RS SYN: ${micros(gaps[0] ?? 0n)} to ${micros(gaps[gaps.length - 1] ?? 0n)})` : ''}`,
+      withRs.length > 0 && afterRequest.length === withRs.length,
+      withRs.length === 0 ? none : 'an RS-side connection started before the request arrived: the connection was forwarded (L4)',
+    ),
+  );
+  const ownIsn = withRs.filter((c) => c.rs && c.rs.isn !== c.clientIsn);
+  const source = v.mode === 'fullnat' ? v.addresses.lb : v.addresses.client;
+  facts.push(
+    fact(
+      'L7: the RS-side connection is a TCP connection of its own',
+      `${withRs.length}/${withRs.length} with their own initial sequence number, from ${source}`,
+      `${ownIsn.length}/${withRs.length}`,
+      withRs.length > 0 && ownIsn.length === withRs.length,
+      withRs.length === 0 ? none : "an RS-side SYN carried the client's sequence number: the kernel forwarded it (L4)",
+    ),
+  );
+  if (t.cache) facts.push(cacheFact(v, t.staticPath ?? '/static/'));
+  return facts;
+}
+
+/** With a cache, a static object requested again is answered by the balancer: its GET reaches a real server once. */
+function cacheFact(v: VerifyInput, staticPath: string): Fact {
+  const asked = v.requests.filter((r) => r.static);
+  const answered = asked.filter((r) => r.ok).length;
+  const needle = Buffer.from(`GET ${staticPath} `);
+  const atRs = v.realServers.map((c) => ({ host: c.host, n: c.frames.filter((f) => f.data.includes(needle)).length }));
+  const reached = atRs.reduce((n, x) => n + x.n, 0);
+  return fact(
+    'L7 cache: a repeated GET of a static object is answered by the balancer (no packet of it at any RS)',
+    `${asked.length} GETs of ${staticPath} answered, 1 of them at a real server`,
+    `${answered} answered, ${reached} at real servers (${atRs.map((x) => `${x.host}: ${x.n}`).join(', ')})`,
+    asked.length > 1 && answered === asked.length && reached === 1,
+    asked.length < 2
+      ? 'the static object was not requested twice'
+      : reached > 1
+        ? 'every GET of the static object reached a real server: the balancer has no cache (or did not keep it)'
+        : `only ${answered} of ${asked.length} GETs were answered`,
+  );
 }

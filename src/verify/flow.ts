@@ -8,8 +8,9 @@ import { HostCapture } from '../capture/types';
 import { Encapsulation, Mode } from '../model/types';
 import { LabHostName, LabTopology, REAL_SERVERS } from '../lab/topology';
 import { LabError } from '../lab/errors';
-import { RequestOutcome, Verdict } from './facts';
-import { judgeLab, prepareOutputDirectory } from './judge';
+import { RequestOutcome, ServiceTypeExpectation, Verdict } from './facts';
+import { clientPort, judgeLab, prepareOutputDirectory } from './judge';
+import { LAB_PROTOCOLS, LabProtocol } from '../lab/lb-config';
 
 export interface VerifyReport {
   verdict: Verdict;
@@ -19,9 +20,28 @@ export interface VerifyReport {
 
 export const CAPTURED_HOSTS: LabHostName[] = ['client', 'lb', ...REAL_SERVERS];
 
-/** What the captures filter: the service's packets, and IP-in-IP for tunnelled DSR. */
-export function captureFilter(port: number): string {
-  return `tcp port ${port} or udp port ${port} or ip proto 4`;
+/** What the captures filter: the service's packets (on the client's port and the RSs'), and IP-in-IP for tunnelled DSR. */
+export function captureFilter(port: number, rsPort = port): string {
+  const ports = port === rsPort ? `port ${port}` : `port ${port} or tcp port ${rsPort}`;
+  return `tcp ${ports} or udp port ${port} or ip proto 4`;
+}
+
+/** What `lab verify --protocol/--cache` states explicitly; the rest comes from what is applied. */
+export interface VerifyExpectation {
+  protocol?: LabProtocol;
+  cache?: boolean;
+}
+
+/** The service type judged: as stated, else as applied (tcp for a lab applied before L7 existed). */
+export function serviceTypeOf(
+  expect: VerifyExpectation | undefined,
+  applied: { protocol?: string; cache?: boolean } | undefined,
+): ServiceTypeExpectation {
+  const appliedProtocol = (LAB_PROTOCOLS as readonly string[]).includes(applied?.protocol ?? '')
+    ? (applied?.protocol as LabProtocol)
+    : 'tcp';
+  const protocol = expect?.protocol ?? appliedProtocol;
+  return { protocol, cache: expect?.cache ?? (protocol !== 'tcp' && applied?.cache === true) };
 }
 
 export interface CaptureDriver {
@@ -39,7 +59,9 @@ export interface VerifyRequest {
   lab: string;
   /** The mode asked for (--mode), else the one applied. */
   mode: Mode | undefined;
-  applied: { mode?: string; encapsulation?: string } | undefined;
+  applied: { mode?: string; encapsulation?: string; protocol?: string; cache?: boolean } | undefined;
+  /** --protocol / --cache: the service type to judge against (default: as applied). */
+  expect?: VerifyExpectation;
   requests: number;
   /** --out, else ./slbctl-pcaps/LAB/MODE. */
   out: string | undefined;
@@ -53,14 +75,23 @@ export async function verifyWith(driver: CaptureDriver, r: VerifyRequest): Promi
   const outDir = path.resolve(r.out ?? path.join('slbctl-pcaps', r.lab, judged));
   // Checked first: a directory that cannot be written safely fails before a minute of capturing.
   prepareOutputDirectory(outDir);
+  const serviceType = serviceTypeOf(r.expect, r.applied);
+  const port = clientPort(r.topology, serviceType.protocol);
+  const base = `${serviceType.protocol === 'https' ? 'https' : 'http'}://${r.topology.vip}:${port}`;
   let outcomes: RequestOutcome[] = [];
   try {
-    await driver.start(CAPTURED_HOSTS, captureFilter(r.topology.servicePort));
-    outcomes = await driver.requests(r.requests, `http://${r.topology.vip}:${r.topology.servicePort}/`);
+    await driver.start(CAPTURED_HOSTS, captureFilter(port, r.topology.servicePort));
+    outcomes = await driver.requests(r.requests, `${base}/`);
+    if (serviceType.cache) {
+      // One static object, new for this run, asked three times: a cache serves the second and third itself.
+      serviceType.staticPath = `/static/verify-${process.pid}-${Date.now() % 100000}`;
+      const statics = await driver.requests(3, `${base}${serviceType.staticPath}`);
+      outcomes.push(...statics.map((o) => ({ ...o, static: true })));
+    }
   } finally {
     await driver.stop();
   }
   const captures = await driver.collect(outDir);
   const pcaps = Object.fromEntries(captures.map((c) => [c.host, c.pcapPath ?? '']));
-  return { verdict: judgeLab(judged, r.topology, captures, outcomes, encapsulation), requests: outcomes, pcaps };
+  return { verdict: judgeLab(judged, r.topology, captures, outcomes, encapsulation, serviceType), requests: outcomes, pcaps };
 }

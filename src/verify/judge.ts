@@ -5,7 +5,8 @@ import { HostCapture } from '../capture/types';
 import { Encapsulation, Mode } from '../model/types';
 import { LabTopology, REAL_SERVERS, addressOf } from '../lab/topology';
 import { LabError } from '../lab/errors';
-import { judge, RequestOutcome, Verdict } from './facts';
+import { labModeTitle } from '../lab/lb-config';
+import { judge, RequestOutcome, ServiceTypeExpectation, Verdict } from './facts';
 import { UnsafePathError, trustedDirectory } from '../util/safe-write';
 
 /** One curl run (`-o - -w '\n%{http_code}'`) turned into a request outcome. */
@@ -14,16 +15,20 @@ export function curlOutcome(code: number, stdout: string, stderr: string): Reque
   const status = lines.pop() ?? '';
   const body = lines.join('\n');
   const m = /^(\S+) saw client ([0-9.]+):\d+/.exec(body);
+  // The static object (the cache check) names only the RS that made it.
+  const fromStatic = /^static \S+ from (\S+)$/.exec(body.trim())?.[1];
   if (code !== 0 || status !== '200') return { ok: false, error: stderr.trim().replace(/^curl: /, '') || `HTTP ${status}` };
   const outcome: RequestOutcome = { ok: true };
   if (m?.[1]) outcome.realServer = m[1];
+  else if (fromStatic) outcome.realServer = fromStatic;
   if (m?.[2]) outcome.clientSeen = m[2];
   return outcome;
 }
 
-/** curl's arguments for one lab request. */
+/** curl's arguments for one lab request (https: the lab's balancer has a self-signed certificate). */
 export function curlArgv(url: string): string[] {
-  return ['curl', '-s', '-S', '--max-time', '2', '--connect-timeout', '2', '-o', '-', '-w', '\n%{http_code}', url];
+  const insecure = url.startsWith('https:') ? ['-k'] : [];
+  return ['curl', '-s', '-S', ...insecure, '--max-time', '2', '--connect-timeout', '2', '-o', '-', '-w', '\n%{http_code}', url];
 }
 
 /**
@@ -45,6 +50,11 @@ export function prepareOutputDirectory(dir: string): string {
   return writingOutput(() => trustedDirectory(dir));
 }
 
+/** The port clients use: the lab serves https on 443, everything else on the service port. */
+export function clientPort(topology: LabTopology, protocol: ServiceTypeExpectation['protocol']): number {
+  return protocol === 'https' ? 443 : topology.servicePort;
+}
+
 /** Judge the captures of the client, the LB and the real servers against the mode's facts. */
 export function judgeLab(
   mode: Mode,
@@ -52,6 +62,7 @@ export function judgeLab(
   captures: HostCapture[],
   requests: RequestOutcome[],
   encapsulation: Encapsulation,
+  serviceType?: ServiceTypeExpectation,
 ): Verdict {
   const byHost = (h: string) => {
     const c = captures.find((x) => x.host === h);
@@ -60,13 +71,14 @@ export function judgeLab(
   };
   const realServers: Record<string, string> = {};
   for (const h of REAL_SERVERS) realServers[h] = addressOf(topology, h);
-  return judge({
+  const verdict = judge({
     mode,
     addresses: {
       client: addressOf(topology, 'client'),
       lb: addressOf(topology, 'lb'),
       vip: topology.vip,
-      port: topology.servicePort,
+      port: serviceType ? clientPort(topology, serviceType.protocol) : topology.servicePort,
+      rsPort: topology.servicePort,
       realServers,
     },
     client: byHost('client'),
@@ -75,5 +87,7 @@ export function judgeLab(
     requests,
     expectedRealServers: [...REAL_SERVERS],
     encapsulation,
+    ...(serviceType ? { serviceType } : {}),
   });
+  return serviceType && mode !== 'dsr' ? { ...verdict, title: labModeTitle(mode, serviceType) } : verdict;
 }

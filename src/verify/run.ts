@@ -10,7 +10,7 @@ import { nsName, readLabState } from '../lab/netns';
 import { requireLabUp } from '../lab/mode';
 import { RequestOutcome } from './facts';
 import { curlArgv, curlOutcome, writingOutput } from './judge';
-import { CaptureDriver, VerifyReport, verifyWith } from './flow';
+import { CaptureDriver, VerifyExpectation, VerifyReport, verifyWith } from './flow';
 
 export type { VerifyReport };
 export { CAPTURED_HOSTS, captureFilter } from './flow';
@@ -52,7 +52,13 @@ export function netnsCaptureDriver(lab: string, topology: LabTopology): CaptureD
 }
 
 /** verify the netns lab against its applied mode (or the one asked for). */
-export async function verifyLabMode(lab: string, mode: Mode | undefined, requests: number, out: string | undefined): Promise<VerifyReport> {
+export async function verifyLabMode(
+  lab: string,
+  mode: Mode | undefined,
+  requests: number,
+  out: string | undefined,
+  expect?: VerifyExpectation,
+): Promise<VerifyReport> {
   await requireLabUp(lab);
   return verifyWith(netnsCaptureDriver(lab, REFERENCE_TOPOLOGY), {
     lab,
@@ -61,5 +67,6 @@ export async function verifyLabMode(lab: string, mode: Mode | undefined, request
     requests,
     out,
     topology: REFERENCE_TOPOLOGY,
+    ...(expect ? { expect } : {}),
   });
 }

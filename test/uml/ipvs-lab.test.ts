@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { labDown, labExec, labUp, nsName } from '../../src/lab/netns';
-import { labServiceConfig } from '../../src/lab/lb-config';
+import { DEFAULT_LAB_OPTIONS, labServiceConfig } from '../../src/lab/lb-config';
 import { CLI_ENTRY } from '../../src/util/self';
 import { run } from '../../src/util/exec';
 import { openLongLived } from '../helpers/long-lived';
@@ -28,7 +28,11 @@ for (const c of cases) {
     const lab = `u${c.mode.slice(0, 3)}${c.encapsulation ? 'i' : ''}${process.pid % 1000}`;
     before(async () => {
       await labUp(lab, REFERENCE_TOPOLOGY);
-      await applyLabMode(lab, c.mode, () => undefined, 'ipvs', c.encapsulation);
+      await applyLabMode(lab, c.mode, () => undefined, {
+        ...DEFAULT_LAB_OPTIONS,
+        backend: 'ipvs',
+        encapsulation: c.encapsulation ?? 'none',
+      });
     });
     after(async () => {
       await labDown(lab);
@@ -60,7 +64,13 @@ for (const c of cases) {
         try {
           assert.ok(await conn.connected());
           const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ipvs-cfg-')), 'heavier.yaml');
-          fs.writeFileSync(file, labServiceConfig('transparent', REFERENCE_TOPOLOGY, 'ipvs').replace(/weight: 1\n/, 'weight: 3\n'));
+          fs.writeFileSync(
+            file,
+            labServiceConfig('transparent', REFERENCE_TOPOLOGY, { ...DEFAULT_LAB_OPTIONS, backend: 'ipvs' }).replace(
+              /weight: 1\n/,
+              'weight: 3\n',
+            ),
+          );
           const change = await run([process.execPath, CLI_ENTRY, 'apply', '-f', file], { netns: nsName(lab, 'lb') });
           assert.equal(change.code, 0, change.stderr);
           assert.match(
@@ -77,7 +87,11 @@ for (const c of cases) {
           const { code, output } = await conn.finish();
           assert.equal(code, 0, output);
           assert.match(output, /rs[12] saw client 10\.8\.21\.40/);
-          await applyLabMode(lab, c.mode, () => undefined, 'ipvs', c.encapsulation); // back to the reference weights
+          await applyLabMode(lab, c.mode, () => undefined, {
+            ...DEFAULT_LAB_OPTIONS,
+            backend: 'ipvs',
+            encapsulation: c.encapsulation ?? 'none',
+          }); // back to the reference weights
         } finally {
           conn.kill();
         }
@@ -93,16 +107,20 @@ for (const c of cases) {
       });
 
       it('moving the service to another mode removes the source NAT chain it owned', async () => {
-        await applyLabMode(lab, 'transparent', () => undefined, 'ipvs');
+        await applyLabMode(lab, 'transparent', () => undefined, { ...DEFAULT_LAB_OPTIONS, backend: 'ipvs' });
         const nat = await labExec(lab, 'lb', ['iptables-legacy', '-t', 'nat', '-S']);
         assert.doesNotMatch(nat.stdout, /SLBCTL-SNAT/);
-        await applyLabMode(lab, c.mode, () => undefined, 'ipvs');
+        await applyLabMode(lab, c.mode, () => undefined, { ...DEFAULT_LAB_OPTIONS, backend: 'ipvs' });
       });
     }
 
     it('re-applying the same config changes nothing', async () => {
       const lines: string[] = [];
-      await applyLabMode(lab, c.mode, (l) => lines.push(l), 'ipvs', c.encapsulation);
+      await applyLabMode(lab, c.mode, (l) => lines.push(l), {
+        ...DEFAULT_LAB_OPTIONS,
+        backend: 'ipvs',
+        encapsulation: c.encapsulation ?? 'none',
+      });
       assert.ok(
         lines.some((l) => /no changes/.test(l)),
         lines.join('\n'),

@@ -6,7 +6,17 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigIssue, formatIssue, parseConfig } from '../../src/model/parse';
-import { BACKENDS, Config, MODES, Mode, PROTOCOLS, SCHEDULERS, SCHEDULER_ALIASES, Service, VIP_PRESENCE } from '../../src/model/types';
+import {
+  BACKENDS,
+  Config,
+  MODES,
+  Mode,
+  SERVICE_PROTOCOLS,
+  SCHEDULERS,
+  SCHEDULER_ALIASES,
+  Service,
+  VIP_PRESENCE,
+} from '../../src/model/types';
 import { isIPv4 } from '../../src/model/ip';
 
 /** The repository root (this file runs as dist/test/unit/parse.test.js). */
@@ -176,7 +186,7 @@ const accepted: { name: string; text: string; config: Config }[] = [
 // ---------------------------------------------------------------- rejected
 
 const ALLOWED_SERVICE_KEYS =
-  'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, realServers';
+  'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, tls, cache, realServers';
 
 const rejected: { name: string; text: string; issues: string[] }[] = [
   {
@@ -209,7 +219,7 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
     text: webJson({ protocol: 'sctp', mode: 'dsr', encapsulation: 'gre' }, { backend: 'ebpf' }),
     issues: [
       'backend: "ebpf" is not a known backend; use one of auto, nft, ipvs',
-      'services[0].protocol: "sctp" is not a known protocol; use one of tcp, udp',
+      'services[0].protocol: "sctp" is not a known protocol; use one of tcp, udp, http, https',
       'services[0].encapsulation: "gre" is not a known encapsulation; use one of none, ipip',
     ],
   },
@@ -377,7 +387,7 @@ describe('parseConfig rejects', () => {
     {
       name: 'protocol: __proto__',
       text: webJson({ protocol: '__proto__' }),
-      issue: 'services[0].protocol: "__proto__" is not a known protocol; use one of tcp, udp',
+      issue: 'services[0].protocol: "__proto__" is not a known protocol; use one of tcp, udp, http, https',
     },
     {
       name: 'backend: hasOwnProperty',
@@ -540,7 +550,7 @@ describe('schema/slbctl.schema.json says what the parser accepts', () => {
   it('the enums are the model constants', () => {
     assert.deepEqual(schema.properties.backend?.enum, [...BACKENDS]);
     assert.deepEqual(service.properties.mode?.enum, [...MODES]);
-    assert.deepEqual(service.properties.protocol?.enum, [...PROTOCOLS]);
+    assert.deepEqual(service.properties.protocol?.enum, [...SERVICE_PROTOCOLS]);
     assert.deepEqual(service.properties.scheduler?.enum, [...SCHEDULERS, ...Object.keys(SCHEDULER_ALIASES)]);
     assert.deepEqual(schema.properties.vipAlreadyPresent?.enum, [...VIP_PRESENCE]);
     assert.deepEqual(service.properties.vipAlreadyPresent?.enum, [...VIP_PRESENCE]);

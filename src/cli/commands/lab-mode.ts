@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { BACKENDS, BackendChoice, ENCAPSULATIONS, Encapsulation, MODES, Mode } from '../../model/types';
-import { MODE_TITLES } from '../../lab/lb-config';
+import { LAB_PROTOCOLS, LabProtocol, labModeTitle } from '../../lab/lb-config';
+import { UsageError } from '../errors';
 import { requireRoot, withLabName } from '../lab-options';
 import { findLab } from '../../lab/providers';
 
@@ -9,6 +10,8 @@ interface Args {
   mode: Mode;
   backend: BackendChoice;
   encapsulation: Encapsulation;
+  protocol: LabProtocol;
+  cache: boolean;
 }
 
 export const labModeCommand: CommandModule<object, Args> = {
@@ -29,13 +32,35 @@ export const labModeCommand: CommandModule<object, Args> = {
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- yargs takes the option's type from its default: a plain string without it
         default: 'none' as Encapsulation,
         describe: 'dsr: ipip tunnels to the real servers (IPVS backend, kernel with ipip)',
+      })
+      .option('protocol', {
+        choices: LAB_PROTOCOLS,
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- yargs takes the option's type from its default: a plain string without it
+        default: 'tcp' as LabProtocol,
+        describe:
+          'service type: tcp (L4, the kernel forwards) or http/https (L7: HAProxy on the balancer connects to a real server once the request arrived)',
+      })
+      .option('cache', {
+        type: 'boolean',
+        default: false,
+        describe: 'L7 reverse proxy (fullnat with --protocol http or https): a static cache on the balancer',
       }),
   handler: async (args) => {
     requireRoot('lab mode');
     const lab = await findLab(args.name);
     const say = (line: string) => process.stdout.write(`${line}\n`);
-    say(`lab "${args.name}": mode ${args.mode} (${MODE_TITLES[args.mode]})`);
-    await lab.mode(args.mode, args.backend, args.encapsulation, say);
+    if (args.protocol !== 'tcp' && args.mode === 'dsr')
+      throw new UsageError(
+        `mode dsr is L4 only: the balancer never sees the reply, so it cannot proxy ${args.protocol}; use fullnat or transparent`,
+      );
+    if (args.cache && (args.protocol === 'tcp' || args.mode !== 'fullnat'))
+      throw new UsageError('--cache is for the L7 reverse proxy: mode fullnat with --protocol http or https');
+    say(`lab "${args.name}": mode ${args.mode} (${labModeTitle(args.mode, args)})`);
+    await lab.mode(
+      args.mode,
+      { backend: args.backend, encapsulation: args.encapsulation, protocol: args.protocol, cache: args.cache },
+      say,
+    );
     say(`next: slbctl lab verify --name ${args.name}`);
   },
 };

@@ -4,6 +4,7 @@ import { renderVerdict } from '../../verify/render';
 import { EXIT } from '../errors';
 import { requireRoot, withLabName, withRequests } from '../lab-options';
 import { findLab } from '../../lab/providers';
+import { LAB_PROTOCOLS, LabProtocol } from '../../lab/lb-config';
 
 interface Args {
   name: string;
@@ -11,6 +12,8 @@ interface Args {
   requests: number;
   out?: string;
   json: boolean;
+  protocol?: LabProtocol;
+  cache?: boolean;
 }
 
 export const labVerifyCommand: CommandModule<object, Args> = {
@@ -20,11 +23,21 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     withRequests(withLabName(y), 'HTTP requests the client makes')
       .option('mode', { choices: MODES, describe: 'mode to judge against (default: the mode applied with `lab mode`)' })
       .option('out', { alias: 'o', type: 'string', describe: 'directory for the pcap files (default ./slbctl-pcaps/NAME/MODE)' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' }),
+      .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' })
+      .option('protocol', {
+        choices: LAB_PROTOCOLS,
+        describe:
+          "service type to judge against (default: the one applied): tcp is L4 (the RS gets the client's own SYN), http/https L7 (the balancer answers the SYN and connects after the request)",
+      })
+      .option('cache', {
+        type: 'boolean',
+        describe: 'judge that the L7 reverse proxy caches: a repeated GET of a static object reaches no real server (default: as applied)',
+      }),
   handler: async (args) => {
     requireRoot('lab verify');
     const lab = await findLab(args.name);
-    const report = await lab.verify(args.mode, args.requests, args.out);
+    const expect = { ...(args.protocol ? { protocol: args.protocol } : {}), ...(args.cache !== undefined ? { cache: args.cache } : {}) };
+    const report = await lab.verify(args.mode, args.requests, args.out, expect);
     if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else {
       const answered = report.requests.filter((r) => r.ok);

@@ -8,6 +8,73 @@ import { renderTable } from '../../util/table';
 import { ControllerRecord, RealServerRuntime, readDrains, runningController } from '../../controller/records';
 import { Drain } from '../../controller/effective';
 import { Counts } from '../../kernel/conntrack/conntrack';
+import { L7Engine } from '../../backends/haproxy/engine';
+import { backendName, serverName } from '../../backends/haproxy/render';
+import { L7ServiceState } from '../../model/state';
+import { StatRow } from '../../backends/haproxy/runtime';
+
+/** The L7 services as HAProxy's runtime API reports them now (sessions, bytes, state per real server). */
+interface L7Status {
+  running: boolean;
+  services: (L7ServiceState & {
+    sessions?: { current: number; total: number };
+    bytes?: { in: number; out: number };
+    realServers: (L7ServiceState['realServers'][number] & {
+      state?: string;
+      sessions?: { current: number; total: number };
+      bytes?: { in: number; out: number };
+    })[];
+  })[];
+}
+
+async function l7Status(): Promise<L7Status | undefined> {
+  const engine = new L7Engine();
+  const observed = await engine.observe();
+  if (!observed) return undefined;
+  const rows: StatRow[] = observed.running ? ((await engine.stats().catch(() => undefined)) ?? []) : [];
+  const row = (px: string, sv: string) => rows.find((r) => r.pxname === px && r.svname === sv);
+  const counters = (r: StatRow | undefined) =>
+    r ? { sessions: { current: r.scur ?? 0, total: r.stot ?? 0 }, bytes: { in: r.bin ?? 0, out: r.bout ?? 0 } } : {};
+  return {
+    running: observed.running,
+    services: observed.services.map((s) => {
+      const be = backendName(serviceKey(s));
+      return {
+        ...s,
+        ...counters(row(be, 'BACKEND')),
+        realServers: s.realServers.map((r) => {
+          const x = row(be, serverName(r));
+          return { ...r, ...(x ? { state: x.status } : {}), ...counters(x) };
+        }),
+      };
+    }),
+  };
+}
+
+function renderL7(l7: L7Status): string {
+  if (!l7.running) return 'L7 (HAProxy): not running (the next apply starts it)\n';
+  const rows: string[][] = [];
+  for (const s of l7.services) {
+    const via = s.mode === 'fullnat' ? `from ${s.snatAddress ?? '?'}` : 'from the client';
+    const sess = (x: { sessions?: { current: number; total: number } }) => (x.sessions ? `${x.sessions.current}/${x.sessions.total}` : '-');
+    const bytes = (x: { bytes?: { in: number; out: number } }) => (x.bytes ? `${x.bytes.in}/${x.bytes.out}` : '-');
+    rows.push([serviceKey(s), s.name, `L7 ${s.mode}`, s.scheduler, `${s.device} ${via}`, '', '', '', sess(s), bytes(s)]);
+    for (const r of s.realServers)
+      rows.push([
+        '',
+        '',
+        '',
+        '',
+        '',
+        `${r.address}:${r.port}`,
+        r.weight < 0 ? 'changed by hand' : String(r.weight),
+        r.state ?? '-',
+        sess(r),
+        bytes(r),
+      ]);
+  }
+  return `L7 (HAProxy, runtime API):\n${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / SOURCE', 'REAL SERVER', 'WEIGHT', 'STATE', 'SESSIONS CUR/TOTAL', 'BYTES IN/OUT'], rows)}\n`;
+}
 
 interface Args {
   json: boolean;
@@ -156,6 +223,7 @@ export const statusCommand: CommandModule<object, Args> = {
     const controller = runningController();
     const drains = readDrains();
     const withServices = found.filter((f) => f.kernel.services.length > 0);
+    const l7 = await l7Status();
     if (args.json) {
       const bigints = (_k: string, v: unknown) => (typeof v === 'bigint' ? Number(v) : v);
       const pick = withServices[0] ?? found[0];
@@ -208,6 +276,7 @@ export const statusCommand: CommandModule<object, Args> = {
             tables: found.flatMap((f) => f.kernel.tables),
             sysctls: pick?.sysctls ?? {},
             drift: found.flatMap((f) => f.drift),
+            l7: l7 ?? null,
           },
           bigints,
           2,
@@ -215,10 +284,11 @@ export const statusCommand: CommandModule<object, Args> = {
       );
       return;
     }
+    const l7Text = l7 && (l7.services.length > 0 || !l7.running) ? renderL7(l7) : '';
     if (withServices.length === 0) {
-      process.stdout.write(`backend: ${found.map((f) => f.backend).join(', ') || 'none'}\nno services programmed\n`);
+      process.stdout.write(`backend: ${found.map((f) => f.backend).join(', ') || 'none'}\n${l7Text || 'no services programmed\n'}`);
       return;
     }
-    process.stdout.write(withServices.map((f) => render(f, controller, drains, conns)).join('\n'));
+    process.stdout.write(withServices.map((f) => render(f, controller, drains, conns)).join('\n') + l7Text);
   },
 };

@@ -40,13 +40,10 @@ function requireRoot(): void {
   }
 }
 
-const session = (impl: BackendImpl, driver: BackendDriver): KernelSession => ({
-  backend: impl.name,
-  impl,
-  driver,
-  rtnl: Rtnl.open(),
-  l7: new L7Engine(),
-});
+const session = (impl: BackendImpl, driver: BackendDriver): KernelSession => {
+  const rtnl = Rtnl.open();
+  return { backend: impl.name, impl, driver, rtnl, l7: new L7Engine(rtnl) };
+};
 
 /**
  * Checks before slbctl touches the kernel, and the backend to use. auto is

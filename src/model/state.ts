@@ -106,4 +106,6 @@ export interface L7Observed {
   running: boolean;
   /** The services it serves (its last applied model), weights as its runtime API reports them now. */
   services: L7ServiceState[];
+  /** The transparent proxy's return path (TPROXY mark, rule, local route): every piece there, or only some; absent when none is. */
+  returnPath?: 'complete' | 'partial';
 }

@@ -27,7 +27,9 @@ export type L7Change =
   | { what: 'start'; services: L7ServiceState[] }
   | { what: 'reload'; services: L7ServiceState[]; changes: string[] }
   | { what: 'set-weight'; service: L7ServiceState; address: string; port: number; from: number; to: number }
-  | { what: 'stop'; services: L7ServiceState[] };
+  | { what: 'stop'; services: L7ServiceState[] }
+  /** The transparent proxy's return path to the local socket (src/backends/haproxy/return-path.ts). */
+  | { what: 'return-path'; add: boolean };
 
 /**
  * The changes of each backend that the others do not have (nftables tables

@@ -9,7 +9,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { labDown, labUp, nsName } from '../../src/lab/netns';
+import { labDown, labUp, nsName, setRealServerClientRoute } from '../../src/lab/netns';
+import { verifyLabMode } from '../../src/verify/run';
 import { applyLabMode } from '../../src/lab/mode';
 import { DEFAULT_LAB_OPTIONS, labServiceConfig } from '../../src/lab/lb-config';
 import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
@@ -167,5 +168,88 @@ describe('L7 https in the netns lab', { skip }, () => {
     const r = await get(lab, `https://${VIP}/`, ['--cacert', cert]);
     assert.equal(r.code, 0);
     assert.match(r.body, /^rs[12] saw client 172\.16\.75\.83:\d+ on 172\.16\.75\.\d+:80/);
+  });
+});
+
+const failedFacts = (r: Awaited<ReturnType<typeof verifyLabMode>>) => r.verdict.facts.filter((f) => !f.pass).map((f) => f.fact);
+const outDir = (lab: string, tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `slbctl-${lab}-${tag}-`));
+
+describe('L7 transparent (http) in the netns lab: TPROXY return path, verified as L7 and refused as L4', { skip }, () => {
+  const lab = uniqueLab('t');
+  before(async () => {
+    await labUp(lab, REFERENCE_TOPOLOGY);
+    await applyLabMode(lab, 'transparent', () => undefined, { ...DEFAULT_LAB_OPTIONS, protocol: 'http' });
+  });
+  after(async () => {
+    await lbCli(lab, ['destroy']);
+    await labDown(lab);
+  });
+
+  it('verify passes: the RSs see the client, HAProxy answers the SYN and connects after the request', async () => {
+    const report = await verifyLabMode(lab, undefined, 8, outDir(lab, 'ok'));
+    assert.deepEqual(failedFacts(report), []);
+    assert.ok(report.requests.every((r) => r.clientSeen === '10.8.21.40'));
+    assert.match(report.verdict.title ?? '', /^L7 transparent \(http\)$/);
+    const rules = await run(['ip', 'rule'], { netns: nsName(lab, 'lb') });
+    assert.match(rules.stdout, /^7437:\s+from all fwmark 0x534c37 lookup 7437/m);
+  });
+
+  it('verified as L4 (--protocol tcp), it fails and names the fact', async () => {
+    const report = await verifyLabMode(lab, undefined, 4, outDir(lab, 'l4'), { protocol: 'tcp' });
+    assert.deepEqual(failedFacts(report), ["L4: each RS's SYN is the client's SYN forwarded, before any request byte"]);
+  });
+
+  it("fails when an RS's route back does not go through the balancer", async () => {
+    await setRealServerClientRoute(lab, 'rs2', '172.16.75.1');
+    try {
+      const report = await verifyLabMode(lab, undefined, 6, outDir(lab, 'route'));
+      assert.equal(report.verdict.pass, false);
+      assert.ok(failedFacts(report).includes('client requests answered'), `failed: ${failedFacts(report).join(', ')}`);
+    } finally {
+      await setRealServerClientRoute(lab, 'rs2', '172.16.75.83');
+    }
+  });
+
+  it('back to L4 transparent: HAProxy and the return path go, L4 verifies', async () => {
+    await applyLabMode(lab, 'transparent', () => undefined, DEFAULT_LAB_OPTIONS);
+    assert.deepEqual(await haproxyPids(lab), []);
+    const rules = await run(['ip', 'rule'], { netns: nsName(lab, 'lb') });
+    assert.doesNotMatch(rules.stdout, /fwmark 0x534c37/);
+    const tables = await run(['nft', 'list', 'tables'], { netns: nsName(lab, 'lb') });
+    assert.doesNotMatch(tables.stdout, /slbctl_l7/);
+    const report = await verifyLabMode(lab, undefined, 4, outDir(lab, 'l4ok'));
+    assert.deepEqual(failedFacts(report), []);
+    assert.ok(report.verdict.facts.some((f) => f.fact.startsWith('L4:') && f.pass));
+    const asL7 = await verifyLabMode(lab, undefined, 4, outDir(lab, 'asl7'), { protocol: 'http' });
+    assert.ok(
+      failedFacts(asL7).some((f) => f.startsWith('L7: the balancer answers')),
+      `failed: ${failedFacts(asL7).join(', ')}`,
+    );
+  });
+});
+
+describe('L7 reverse proxy with a static cache in the netns lab', { skip }, () => {
+  const lab = uniqueLab('c');
+  before(async () => {
+    await labUp(lab, REFERENCE_TOPOLOGY);
+    await applyLabMode(lab, 'fullnat', () => undefined, { ...DEFAULT_LAB_OPTIONS, protocol: 'http', cache: true });
+  });
+  after(async () => {
+    await lbCli(lab, ['destroy']);
+    await labDown(lab);
+  });
+
+  it('a repeated GET of a static object reaches a real server once; every fact holds', async () => {
+    const report = await verifyLabMode(lab, undefined, 6, outDir(lab, 'ok'));
+    assert.deepEqual(failedFacts(report), []);
+    assert.ok(report.verdict.facts.some((f) => f.fact.startsWith('L7 cache:') && f.pass));
+  });
+
+  it('without a cache, verify --cache fails and names the cache fact', async () => {
+    await applyLabMode(lab, 'fullnat', () => undefined, { ...DEFAULT_LAB_OPTIONS, protocol: 'http' });
+    const report = await verifyLabMode(lab, undefined, 4, outDir(lab, 'nocache'), { cache: true });
+    assert.deepEqual(failedFacts(report), [
+      'L7 cache: a repeated GET of a static object is answered by the balancer (no packet of it at any RS)',
+    ]);
   });
 });

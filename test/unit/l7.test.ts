@@ -178,7 +178,9 @@ describe('L7 engine plan', () => {
       '~ http/172.16.75.100:80: + real server 172.16.75.93:80',
       '+ http/172.16.75.100:8080',
     ]);
-    const [m] = planL7([l7([1], { mode: 'transparent', snatAddress: undefined })], { running: true, services: [l7([1])] });
+    const m = planL7([l7([1], { mode: 'transparent', snatAddress: undefined })], { running: true, services: [l7([1])] }).find(
+      (c) => c.what === 'reload',
+    );
     assert.deepEqual(m?.what === 'reload' ? m.changes : [], [
       '~ http/172.16.75.100:80: mode fullnat -> transparent, snatAddress 172.16.75.83 -> -',
     ]);
@@ -199,5 +201,32 @@ describe('L7 engine plan', () => {
       ].join('\n'),
     );
     assert.deepEqual(describeL7({ what: 'stop', services: [] }), ['- haproxy: stop (served nothing)']);
+  });
+});
+
+describe('L7 engine plan: the transparent return path', () => {
+  const transparent = l7([1], { mode: 'transparent', snatAddress: undefined });
+  it('comes before HAProxy serves a transparent service, and is repaired when a piece is missing', () => {
+    assert.deepEqual(
+      planL7([transparent], undefined).map((c) => c.what),
+      ['return-path', 'start'],
+    );
+    assert.deepEqual(
+      planL7([transparent], { running: true, services: [transparent], returnPath: 'partial' }).map((c) => c.what),
+      ['return-path'],
+    );
+    assert.deepEqual(planL7([transparent], { running: true, services: [transparent], returnPath: 'complete' }), []);
+  });
+
+  it('goes after the last transparent service, and with destroy', () => {
+    const running = { running: true, services: [transparent], returnPath: 'complete' as const };
+    assert.deepEqual(
+      planL7([l7([1])], running).map((c) => (c.what === 'return-path' ? `return-path ${c.add}` : c.what)),
+      ['reload', 'return-path false'],
+    );
+    assert.deepEqual(
+      planL7([], running).map((c) => (c.what === 'return-path' ? `return-path ${c.add}` : c.what)),
+      ['stop', 'return-path false'],
+    );
   });
 });

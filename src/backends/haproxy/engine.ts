@@ -17,6 +17,9 @@ import { L7Service, backendName, haproxyWeight, renderHaproxyConfig, serverName 
 import { StatRow } from './runtime';
 import { HaproxyInstance, assemblePemFiles } from './instance';
 import { haproxyMissing } from './check';
+import { absent, addReturnPath, complete, observeReturnPath, removeReturnPath, restoreReturnPath } from './return-path';
+import { Rtnl } from '../../kernel/rtnl/rtnl';
+import { requireNft } from '../../kernel/nft/client';
 
 const STATE_FILE = 'services.json';
 
@@ -47,6 +50,9 @@ interface StateRecord {
 }
 
 export class L7Engine {
+  /** rtnetlink, for the transparent proxy's return path (observe and change); without it (status) that path is not looked at. */
+  constructor(private readonly rtnl?: Rtnl) {}
+
   private readonly instance = new HaproxyInstance({ id: instanceId(), baseDir: runDir('haproxy') });
   private readonly paths = this.instance.paths;
   private readonly dir = this.paths.dir;
@@ -67,8 +73,11 @@ export class L7Engine {
 
   /** What runs here; undefined when nothing of slbctl's L7 engine is here at all. */
   async observe(): Promise<L7Observed | undefined> {
-    if (!fs.existsSync(this.dir)) return undefined;
-    if (!this.instance.running()) return { running: false, services: [] };
+    const path = this.rtnl ? await observeReturnPath(this.rtnl) : undefined;
+    const returnPath = path === undefined || absent(path) ? undefined : complete(path) ? 'complete' : 'partial';
+    const withPath = <T extends L7Observed>(o: T): T => (returnPath ? { ...o, returnPath } : o);
+    if (!fs.existsSync(this.dir)) return returnPath ? { running: false, services: [], returnPath } : undefined;
+    if (!this.instance.running()) return withPath({ running: false, services: [] });
     const services = this.readState();
     let rows: StatRow[] = [];
     try {
@@ -77,7 +86,7 @@ export class L7Engine {
       // No answer: the weights below count as unknown, so the plan sets them all.
     }
     const weights = new Map(rows.filter((r) => r.type === 2).map((r) => [`${r.pxname}/${r.svname}`, r.weight]));
-    return {
+    return withPath({
       running: true,
       services: services.map((s) => ({
         ...s,
@@ -87,13 +96,15 @@ export class L7Engine {
           return { ...r, weight: now === haproxyWeight(r.weight) ? r.weight : -1 };
         }),
       })),
-    };
+    });
   }
 
   /** Refuse, before anything changes, what this host cannot do. */
   preflight(changes: readonly L7Change[]): void {
     const missing = haproxyMissing();
     if (missing !== undefined && changes.some((c) => c.what === 'start' || c.what === 'reload')) throw new PreflightError(missing);
+    // The return path marks with nftables's socket match: nft must be here (exit 3, nothing changed).
+    if (changes.some((c) => c.what === 'return-path' && c.add)) requireNft();
   }
 
   /** The configuration for these services and the PEM files it names (start and reload check it with `haproxy -c` first). */
@@ -152,6 +163,14 @@ export class L7Engine {
             );
             this.writeState(current);
             log(`haproxy: ${serviceKey(c.service)} real server ${c.address}:${c.port} weight ${c.to}`);
+            break;
+          }
+          case 'return-path': {
+            const rtnl = this.rtnl;
+            if (!rtnl) throw new Error('internal: the return path needs rtnetlink');
+            const was = c.add ? await addReturnPath(rtnl) : await removeReturnPath(rtnl);
+            undo.push(() => restoreReturnPath(rtnl, absent(was) ? was : { nft: true, rule: true, route: true }));
+            log(`transparent proxy return path ${c.add ? 'added' : 'removed'}`);
             break;
           }
           case 'stop': {

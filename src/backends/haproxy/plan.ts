@@ -40,9 +40,22 @@ function structuralChanges(desired: readonly L7ServiceState[], running: readonly
   return changes;
 }
 
-/** The L7 engine's changes; none when `desired` is undefined (the caller leaves the engine alone). */
+/**
+ * The L7 engine's changes; none when `desired` is undefined (the caller
+ * leaves the engine alone). A transparent service needs the return path
+ * before HAProxy serves it; it goes once no transparent service is left.
+ */
 export function planL7(desired: readonly L7ServiceState[] | undefined, observed: L7Observed | undefined): L7Change[] {
   if (desired === undefined) return [];
+  const wantPath = desired.some((s) => s.mode === 'transparent');
+  const hasPath = observed?.returnPath;
+  const engine = planEngine(desired, observed);
+  if (wantPath && hasPath !== 'complete') return [{ what: 'return-path', add: true }, ...engine];
+  if (!wantPath && hasPath !== undefined) return [...engine, { what: 'return-path', add: false }];
+  return engine;
+}
+
+function planEngine(desired: readonly L7ServiceState[], observed: L7Observed | undefined): L7Change[] {
   const running = observed?.running ? observed.services : [];
   const sorted = [...desired].sort(byKey);
   if (sorted.length === 0) return observed?.running ? [{ what: 'stop', services: running }] : [];
@@ -92,5 +105,9 @@ export function describeL7(c: L7Change): string[] {
       return [`~ haproxy: ${serviceKey(c.service)} real server ${c.address}:${c.port} weight ${c.from} -> ${c.to} (runtime API)`];
     case 'stop':
       return [`- haproxy: stop (served ${c.services.map(serviceKey).join(', ') || 'nothing'})`];
+    case 'return-path':
+      return [
+        `${c.add ? '+' : '-'} transparent proxy return path: nft table ip slbctl_l7 (socket transparent -> mark), rule fwmark -> table 7437, local 0.0.0.0/0 dev lo in table 7437`,
+      ];
   }
 }

@@ -121,6 +121,80 @@ export class Rtnl {
     }
   }
 
+  /** The IPv4 policy rules that send packets with this fwmark to a table (`ip rule ... fwmark M lookup T`), by priority. */
+  async fwmarkRules(fwmark: number, table: number): Promise<number[]> {
+    try {
+      const rules = await this.serial((socket) => socket.getRules({ family: AF_INET }));
+      return rules.filter((r) => r.attrs.fwmark === fwmark && (r.attrs.table ?? r.data.table) === table).map((r) => r.attrs.priority ?? 0);
+    } catch (e) {
+      throw new RtnlError('list policy rules', e);
+    }
+  }
+
+  async addFwmarkRule(priority: number, fwmark: number, table: number): Promise<void> {
+    try {
+      await this.serial((socket) =>
+        socket.newRule(
+          { family: AF_INET, action: 'toTbl', table: table < 256 ? table : 0 },
+          { priority, fwmark, fwmask: 0xffffffff, table },
+          { flags: 0x400 | 0x200 },
+        ),
+      );
+    } catch (e) {
+      throw new RtnlError(`add rule priority ${priority} fwmark ${fwmark} lookup ${table}`, e);
+    }
+  }
+
+  async deleteFwmarkRule(priority: number, fwmark: number, table: number): Promise<void> {
+    try {
+      await this.serial((socket) =>
+        socket.delRule(
+          { family: AF_INET, action: 'toTbl', table: table < 256 ? table : 0 },
+          { priority, fwmark, fwmask: 0xffffffff, table },
+        ),
+      );
+    } catch (e) {
+      throw new RtnlError(`delete rule priority ${priority} fwmark ${fwmark} lookup ${table}`, e);
+    }
+  }
+
+  /** Does `table` hold `local 0.0.0.0/0 dev lo` (every address counts as this host's: the TPROXY return path)? */
+  async hasLocalDefaultRoute(table: number): Promise<boolean> {
+    try {
+      const routes = await this.serial((socket) => socket.getRoutes({ family: AF_INET }));
+      // The type arrives as the enum's name or its number (RTN_LOCAL, 2).
+      const isLocal = (type: unknown) => type === 'LOCAL' || type === 2;
+      return routes.some((r) => (r.attrs.table ?? r.data.table) === table && r.data.dstLen === 0 && isLocal(r.data.type));
+    } catch (e) {
+      throw new RtnlError('list routes', e);
+    }
+  }
+
+  private localDefaultRoute(table: number, loIndex: number) {
+    return [
+      { family: AF_INET, dstLen: 0, table: table < 256 ? table : 0, protocol: 'STATIC', scope: 'HOST', type: 'LOCAL' },
+      { table, oif: loIndex },
+    ] as const;
+  }
+
+  async addLocalDefaultRoute(table: number, loIndex: number): Promise<void> {
+    const [data, attrs] = this.localDefaultRoute(table, loIndex);
+    try {
+      await this.serial((socket) => socket.newRoute({ ...data }, { ...attrs }, { flags: 0x400 | 0x200 }));
+    } catch (e) {
+      throw new RtnlError(`add route local 0.0.0.0/0 dev lo table ${table}`, e);
+    }
+  }
+
+  async deleteLocalDefaultRoute(table: number, loIndex: number): Promise<void> {
+    const [data, attrs] = this.localDefaultRoute(table, loIndex);
+    try {
+      await this.serial((socket) => socket.delRoute({ ...data }, { ...attrs }));
+    } catch (e) {
+      throw new RtnlError(`delete route local 0.0.0.0/0 dev lo table ${table}`, e);
+    }
+  }
+
   /** The link-layer address the kernel has for `address`, if resolved. */
   async neighbour(address: string): Promise<{ mac: string; ifindex: number } | undefined> {
     const entries = await this.serial((socket) => socket.getNeighbors({ family: AF_INET }));

@@ -253,3 +253,38 @@ describe('L7 reverse proxy with a static cache in the netns lab', { skip }, () =
     ]);
   });
 });
+
+describe('L7 bad input on a real balancer namespace', { skip }, () => {
+  const lab = uniqueLab('b');
+  before(async () => {
+    await labUp(lab, REFERENCE_TOPOLOGY);
+  });
+  after(async () => {
+    await lbCli(lab, ['destroy']);
+    await labDown(lab);
+  });
+
+  it('a port another process holds on the balancer: one sentence, exit 4, nothing left (no VIP, no HAProxy)', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-l7b-')), 'http.yaml');
+    fs.writeFileSync(file, labServiceConfig('fullnat', REFERENCE_TOPOLOGY, { ...DEFAULT_LAB_OPTIONS, protocol: 'http' }));
+    // Another program listens on every address's port 80 of the balancer.
+    const holder = run(
+      ['timeout', '20', 'python3', '-c', 'import socket,time;s=socket.socket();s.bind(("0.0.0.0",80));s.listen();time.sleep(20)'],
+      {
+        netns: nsName(lab, 'lb'),
+      },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const apply = await lbCli(lab, ['apply', '-f', file]);
+      assert.equal(apply.code, 4, apply.stdout + apply.stderr);
+      assert.match(apply.stderr, /cannot bind socket/);
+      assert.deepEqual(await haproxyPids(lab), []);
+      const addrs = await run(['ip', '-4', 'addr', 'show'], { netns: nsName(lab, 'lb') });
+      assert.doesNotMatch(addrs.stdout, /172\.16\.75\.84\/32/, 'the VIP added for it was taken back');
+    } finally {
+      await run(['pkill', '-f', 'time.sleep\\(20\\)']);
+      await holder;
+    }
+  });
+});

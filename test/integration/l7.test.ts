@@ -288,3 +288,63 @@ describe('L7 bad input on a real balancer namespace', { skip }, () => {
     }
   });
 });
+
+describe('L7 under slbctl run: health checks set HAProxy server state through the runtime API', { skip }, () => {
+  const lab = uniqueLab('r');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-l7r-'));
+  let controller: ReturnType<typeof run> | undefined;
+  before(async () => {
+    await labUp(lab, REFERENCE_TOPOLOGY);
+  });
+  after(async () => {
+    await run(['pkill', '-TERM', '-f', `${dir}/run.yaml`]);
+    await controller;
+    await lbCli(lab, ['destroy']);
+    await labDown(lab);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a real server that stops answering gets weight 0 in HAProxy, with no reload; the other serves every request', async () => {
+    const file = path.join(dir, 'run.yaml');
+    fs.writeFileSync(
+      file,
+      `services:
+  - name: web
+    vip: ${VIP}
+    port: 80
+    protocol: http
+    mode: fullnat
+    healthCheck: { type: http, interval: 200ms, timeout: 150ms, rise: 1, fall: 2 }
+    realServers:
+      - { address: 172.16.75.82, port: 80 }
+      - { address: 172.16.75.85, port: 80 }
+`,
+    );
+    controller = run([process.execPath, CLI_ENTRY, 'run', '-f', file, '--metrics', 'off'], {
+      netns: nsName(lab, 'lb'),
+      timeoutMs: 120_000,
+    });
+    const weights = async () => {
+      const r = await lbCli(lab, ['status', '--json']);
+      if (r.code !== 0) return [];
+      const j = JSON.parse(r.stdout) as { l7: { services: { realServers: { address: string; weight: number }[] }[] } | null };
+      return (j.l7?.services[0]?.realServers ?? []).map((x) => `${x.address}=${x.weight}`);
+    };
+    const until = async (want: string[]) => {
+      for (let i = 0; i < 150 && JSON.stringify(await weights()) !== JSON.stringify(want); i++)
+        await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(await weights(), want);
+    };
+    await until(['172.16.75.82=1', '172.16.75.85=1']);
+    const pids = await haproxyPids(lab);
+    // rs2's HTTP server stops.
+    const inRs2 = await run(['ip', 'netns', 'pids', nsName(lab, 'rs2')]);
+    for (const p of inRs2.stdout.split('\n').filter(Boolean)) {
+      const cmdline = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (cmdline.includes('rs-http-server')) process.kill(Number(p), 'SIGTERM');
+    }
+    await until(['172.16.75.82=1', '172.16.75.85=0']);
+    for (let i = 0; i < 4; i++) assert.equal((await get(lab, `http://${VIP}/`)).server, 'rs1');
+    assert.deepEqual(await haproxyPids(lab), pids, 'the weight went through the runtime API: no process came or went');
+  });
+});

@@ -4,7 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Mode } from '../model/types';
-import { run, runChecked } from '../util/exec';
+import { run } from '../util/exec';
+import { CertificateFiles, selfSignedCertificate } from '../util/certificate';
 import { configureRealServers, labExists, labStateDir, nsName, writeLabState } from './netns';
 import { DEFAULT_LAB_OPTIONS, LabModeOptions, labServiceConfig } from './lb-config';
 import { LabError } from './errors';
@@ -19,34 +20,14 @@ export async function requireLabUp(lab: string): Promise<void> {
     );
 }
 
-/** https: a self-signed certificate for the VIP, made once per lab (openssl, from Debian's openssl package). */
-async function labCertificate(lab: string, out: (line: string) => void): Promise<{ certificate: string; key: string }> {
+/** https: a self-signed certificate for the VIP, made once per lab. */
+async function labCertificate(lab: string, out: (line: string) => void): Promise<CertificateFiles> {
   const dir = labStateDir(lab);
-  const certificate = path.join(dir, 'lb-cert.pem');
-  const key = path.join(dir, 'lb-key.pem');
-  if (fs.existsSync(certificate) && fs.existsSync(key)) return { certificate, key };
-  const vip = REFERENCE_TOPOLOGY.vip;
-  await runChecked("openssl req (the lab balancer's certificate)", [
-    'openssl',
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '30',
-    '-subj',
-    `/CN=${vip}`,
-    '-addext',
-    `subjectAltName=IP:${vip}`,
-    '-keyout',
-    key,
-    '-out',
-    certificate,
-  ]);
-  fs.chmodSync(key, 0o600);
-  out(`  lb: a self-signed certificate for ${vip} (${certificate})`);
-  return { certificate, key };
+  const existing = { certificate: path.join(dir, 'lb.crt'), key: path.join(dir, 'lb.key') };
+  if (fs.existsSync(existing.certificate) && fs.existsSync(existing.key)) return existing;
+  const made = await selfSignedCertificate(dir, 'lb', REFERENCE_TOPOLOGY.vip);
+  out(`  lb: a self-signed certificate for ${REFERENCE_TOPOLOGY.vip} (${made.certificate})`);
+  return made;
 }
 
 export async function applyLabMode(

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { backendName, L7Service, renderHaproxyConfig, serverName } from '../../src/backends/haproxy/render';
 import { assemblePemFiles, HaproxyError, HaproxyInstance } from '../../src/backends/haproxy/instance';
 import { check, HaproxyConfigError, haproxyMissing } from '../../src/backends/haproxy/check';
+import { selfSignedCertificate } from '../../src/util/certificate';
 import { findCommand, run, runChecked } from '../../src/util/exec';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -313,24 +314,7 @@ describe('haproxy instance on a real haproxy', { skip }, () => {
     'https: TLS ends at the balancer with a certificate made here',
     { skip: findCommand('openssl') ? false : 'openssl is not installed' },
     async () => {
-      const crt = path.join(tmp, 'web.crt');
-      const key = path.join(tmp, 'web.key');
-      await runChecked('openssl', [
-        'openssl',
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        crt,
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${VIP}`,
-      ]);
+      const { certificate: crt, key } = await selfSignedCertificate(tmp, 'web', VIP, 1);
       const tls = new HaproxyInstance({ id: `${tag}-tls`, netns: NS.lb, stopDeadlineMs: 1000 });
       instances.push(tls);
       const services = [service({ key: `https/${VIP}:443`, port: 443, protocol: 'https', tls: { certificate: crt, key } })];

@@ -164,7 +164,7 @@ describe('L7 https in the netns lab', { skip }, () => {
   });
 
   it('TLS ends at the balancer with the lab certificate; the real servers get plain HTTP', async () => {
-    const cert = path.join('/run/slbctl/lab', lab, 'lb-cert.pem');
+    const cert = path.join('/run/slbctl/lab', lab, 'lb.crt');
     const r = await get(lab, `https://${VIP}/`, ['--cacert', cert]);
     assert.equal(r.code, 0);
     assert.match(r.body, /^rs[12] saw client 172\.16\.75\.83:\d+ on 172\.16\.75\.\d+:80/);

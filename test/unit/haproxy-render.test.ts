@@ -18,6 +18,7 @@ import {
   renderHaproxyConfig,
   serverName,
 } from '../../src/backends/haproxy/render';
+import { selfSignedCertificate } from '../../src/util/certificate';
 import { findCommand, run } from '../../src/util/exec';
 
 /** Golden files live in the source tree (this file runs as dist/test/unit/haproxy-render.test.js). */
@@ -64,26 +65,8 @@ function golden(name: string, text: string): void {
 /** A self-signed PEM (certificate + key) for haproxy -c to load, or undefined without openssl. */
 async function selfSignedPem(dir: string): Promise<string | undefined> {
   if (!findCommand('openssl')) return undefined;
-  const crt = path.join(dir, 'c.crt');
-  const key = path.join(dir, 'c.key');
-  const r = await run([
-    'openssl',
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    crt,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=slbctl-test',
-  ]);
-  if (r.code !== 0) return undefined;
-  return fs.readFileSync(crt, 'utf8') + fs.readFileSync(key, 'utf8');
+  const made = await selfSignedCertificate(dir, 'c', 'slbctl-test', 1).catch(() => undefined);
+  return made && fs.readFileSync(made.certificate, 'utf8') + fs.readFileSync(made.key, 'utf8');
 }
 
 describe('haproxy config rendering', () => {

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { selfSignedCertificate } from '../../src/util/certificate';
 import { parseConfig } from '../../src/model/parse';
 import { resolveConfig, HostFacts } from '../../src/engine/resolve';
 import { planL7, describeL7 } from '../../src/backends/haproxy/plan';
@@ -87,28 +87,7 @@ describe('L7 service types: validation', () => {
 
 describe('L7 service types: resolve', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-l7-'));
-  const cert = (name: string) => {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${name}`,
-        '-keyout',
-        path.join(dir, `${name}.key`),
-        '-out',
-        path.join(dir, `${name}.crt`),
-      ],
-      { stdio: 'ignore' },
-    );
-    return { certificate: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
-  };
+  const cert = (name: string) => selfSignedCertificate(dir, name, name, 1);
 
   it('http goes to the L7 engine with its VIP device and source address; the kernel backend gets none', () => {
     const r = parseConfig(service(''));
@@ -121,9 +100,9 @@ describe('L7 service types: resolve', () => {
     assert.equal(d.l7?.[0]?.device, 'eth0');
   });
 
-  it("https: unreadable files and a key that is not the certificate's are refused", () => {
-    const a = cert('a');
-    const b = cert('b');
+  it("https: unreadable files and a key that is not the certificate's are refused", async () => {
+    const a = await cert('a');
+    const b = await cert('b');
     const withTls = (t: { certificate: string; key: string }) => {
       const r = parseConfig(service(`    tls: { certificate: ${t.certificate}, key: ${t.key} }\n`, 'https'));
       assert.ok(r.ok);

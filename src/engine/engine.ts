@@ -145,13 +145,20 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
  * undrain without a running controller): the services read back from the
  * kernel, edited, are the desired state.
  */
-export async function planEdit(k: KernelSession, edit: (services: ServiceState[]) => ServiceState[]): Promise<Plan> {
+export async function planEdit(
+  k: KernelSession,
+  edit: (services: ServiceState[]) => ServiceState[],
+  /** The L7 services as HAProxy runs them, edited; absent: HAProxy is left as it is. */
+  editL7?: (services: L7ServiceState[]) => L7ServiceState[],
+): Promise<Plan> {
   const observed = await observe(k, []);
   const current = observed.kernel.services.map(({ counters: _c, backendKeys: _b, nft: _n, ...s }) => ({
     ...s,
     realServers: s.realServers.map(({ connections: _n, counters: _r, ...r }) => r),
   }));
   const desired: DesiredState = { backend: k.backend, services: edit(current), addresses: observed.kernel.ownedAddresses, sysctls: {} };
+  // The L7 VIPs are needed as long as HAProxy serves them (they are among the addresses slbctl owns).
+  if (editL7 && observed.l7?.running) desired.l7 = editL7(observed.l7.services);
   return makePlan(desired, observed);
 }
 

@@ -348,3 +348,30 @@ describe('L7 under slbctl run: health checks set HAProxy server state through th
     assert.deepEqual(await haproxyPids(lab), pids, 'the weight went through the runtime API: no process came or went');
   });
 });
+
+describe('L7 drain without a controller', { skip }, () => {
+  const lab = uniqueLab('d');
+  before(async () => {
+    await labUp(lab, REFERENCE_TOPOLOGY);
+    await applyLabMode(lab, 'fullnat', () => undefined, { ...DEFAULT_LAB_OPTIONS, protocol: 'http' });
+  });
+  after(async () => {
+    await lbCli(lab, ['destroy']);
+    await labDown(lab);
+  });
+
+  it('drain takes an L7 real server out through HAProxy (weight 0, then gone); undrain brings it back; nothing left to plan', async () => {
+    const drain = await lbCli(lab, ['drain', 'web', '172.16.75.85', '--deadline', '10s']);
+    assert.equal(drain.code, 0, drain.stdout + drain.stderr);
+    assert.match(drain.stdout, /draining 172\.16\.75\.85:80 from web \(http\/172\.16\.75\.84:80\): weight 1 -> 0/);
+    assert.match(drain.stdout, /172\.16\.75\.85:80 removed from web after [\d.]+ s: no connections left/);
+    for (let i = 0; i < 4; i++) assert.equal((await get(lab, `http://${VIP}/`)).server, 'rs1');
+    const undrain = await lbCli(lab, ['undrain', 'web', '172.16.75.85']);
+    assert.equal(undrain.code, 0, undrain.stdout + undrain.stderr);
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) seen.add((await get(lab, `http://${VIP}/`)).server);
+    assert.deepEqual([...seen].sort(), ['rs1', 'rs2']);
+    const plan = await lbCli(lab, ['plan', '-f', path.join('/run/slbctl/lab', lab, 'lb-fullnat.yaml')]);
+    assert.match(plan.stdout, /no changes/);
+  });
+});

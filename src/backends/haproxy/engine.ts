@@ -17,7 +17,16 @@ import { L7Service, backendName, haproxyWeight, renderHaproxyConfig, serverName 
 import { StatRow } from './runtime';
 import { HaproxyInstance, assemblePemFiles } from './instance';
 import { haproxyMissing } from './check';
-import { absent, addReturnPath, complete, observeReturnPath, removeReturnPath, restoreReturnPath } from './return-path';
+import {
+  TPROXY_MARK,
+  TPROXY_TABLE,
+  absent,
+  addReturnPath,
+  complete,
+  observeReturnPath,
+  removeReturnPath,
+  restoreReturnPath,
+} from './return-path';
 import { Rtnl } from '../../kernel/rtnl/rtnl';
 import { requireNft } from '../../kernel/nft/client';
 
@@ -73,7 +82,10 @@ export class L7Engine {
 
   /** What runs here; undefined when nothing of slbctl's L7 engine is here at all. */
   async observe(): Promise<L7Observed | undefined> {
-    const path = this.rtnl ? await observeReturnPath(this.rtnl) : undefined;
+    // The full look (an nft listing, a route dump) only where L7 is in use: its directory, or slbctl's rule, is there.
+    const inUse =
+      fs.existsSync(this.dir) || (this.rtnl !== undefined && (await this.rtnl.fwmarkRules(TPROXY_MARK, TPROXY_TABLE)).length > 0);
+    const path = this.rtnl && inUse ? await observeReturnPath(this.rtnl) : undefined;
     const returnPath = path === undefined || absent(path) ? undefined : complete(path) ? 'complete' : 'partial';
     const withPath = <T extends L7Observed>(o: T): T => (returnPath ? { ...o, returnPath } : o);
     if (!fs.existsSync(this.dir)) return returnPath ? { running: false, services: [], returnPath } : undefined;

@@ -61,22 +61,27 @@ export async function observeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
   };
 }
 
-/** The pieces that are missing are added; the state as it was comes back (to undo). */
+/**
+ * The pieces that are missing are added; the state as it was comes back (to
+ * undo). The rule goes first and is removed last: while any piece is there,
+ * the rule is, and the engine's cheap look (the rules alone) finds it after
+ * a crash halfway.
+ */
 export async function addReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
   requireNft();
   const was = await observeReturnPath(rtnl);
-  if (!was.route) await rtnl.addLocalDefaultRoute(TPROXY_TABLE, await loIndex(rtnl));
   if (!was.rule) await rtnl.addFwmarkRule(TPROXY_RULE_PRIORITY, TPROXY_MARK, TPROXY_TABLE);
+  if (!was.route) await rtnl.addLocalDefaultRoute(TPROXY_TABLE, await loIndex(rtnl));
   if (!was.nft) await applyScript(nftScript(true));
   return was;
 }
 
-/** slbctl's pieces that are there are removed; the state as it was comes back (to undo). */
+/** slbctl's pieces that are there are removed (the rule last); the state as it was comes back (to undo). */
 export async function removeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
   const was = await observeReturnPath(rtnl);
   if (was.nft) await applyScript(nftScript(false));
-  if (was.rule) await rtnl.deleteFwmarkRule(TPROXY_RULE_PRIORITY, TPROXY_MARK, TPROXY_TABLE);
   if (was.route) await rtnl.deleteLocalDefaultRoute(TPROXY_TABLE, await loIndex(rtnl));
+  if (was.rule) await rtnl.deleteFwmarkRule(TPROXY_RULE_PRIORITY, TPROXY_MARK, TPROXY_TABLE);
   return was;
 }
 

@@ -140,7 +140,11 @@ export async function setRealServer(t: Target, weight: number | undefined, log: 
       return { ...s, realServers: [...s.realServers, { address, port: Number(port), weight, ...(mac ? { mac } : {}) }] };
     };
     const plan = t.l7
-      ? await planEdit(t.k, (services) => services, (l7) => l7.map(change))
+      ? await planEdit(
+          t.k,
+          (services) => services,
+          (l7) => l7.map(change),
+        )
       : await planEdit(t.k, (services) => services.map(change));
     await executePlan(t.k, plan, log);
   } finally {

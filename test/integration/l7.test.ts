@@ -358,6 +358,8 @@ describe('L7 under slbctl run: health checks set HAProxy server state through th
       if (cmdline.includes('rs-http-server')) process.kill(Number(p), 'SIGTERM');
     }
     await until(['172.16.75.82=1', '172.16.75.85=0']);
+    // status: slbctl's health beside HAProxy's own state (HAProxy checks nothing itself).
+    assert.match((await lbCli(lab, ['status'])).stdout, /172\.16\.75\.85:80\s+0\s+down\s+no check/);
     for (let i = 0; i < 4; i++) assert.equal((await get(lab, `http://${VIP}/`)).server, 'rs1');
     assert.deepEqual(await haproxyPids(lab), pids, 'the weight went through the runtime API: no process came or went');
   });

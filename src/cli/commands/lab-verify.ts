@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { MODES, Mode } from '../../model/types';
 import { renderVerdict } from '../../verify/render';
-import { EXIT } from '../errors';
+import { EXIT, UsageError } from '../errors';
 import { requireRoot, withLabName, withRequests } from '../lab-options';
 import { findLab } from '../../lab/providers';
 import { LAB_PROTOCOLS, LabProtocol } from '../../lab/lb-config';
@@ -34,6 +34,10 @@ export const labVerifyCommand: CommandModule<object, Args> = {
         describe: 'judge that the L7 reverse proxy caches: a repeated GET of a static object reaches no real server (default: as applied)',
       }),
   handler: async (args) => {
+    if (args.mode === 'dsr' && args.protocol !== undefined && args.protocol !== 'tcp')
+      throw new UsageError(`--mode dsr with --protocol ${args.protocol}: direct server return is L4 only, there is no L7 form to judge`);
+    if (args.cache === true && args.protocol === 'tcp')
+      throw new UsageError('--cache with --protocol tcp: only the L7 reverse proxy caches (--protocol http or https)');
     requireRoot('lab verify');
     const lab = await findLab(args.name);
     const expect = { ...(args.protocol ? { protocol: args.protocol } : {}), ...(args.cache !== undefined ? { cache: args.cache } : {}) };

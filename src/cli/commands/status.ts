@@ -51,14 +51,16 @@ async function l7Status(): Promise<L7Status | undefined> {
   };
 }
 
-function renderL7(l7: L7Status): string {
+function renderL7(l7: L7Status, controller: ControllerRecord | undefined): string {
   if (!l7.running) return 'L7 (HAProxy): not running (the next apply starts it)\n';
   const rows: string[][] = [];
   for (const s of l7.services) {
     const via = s.mode === 'fullnat' ? `from ${s.snatAddress ?? '?'}` : 'from the client';
     const sess = (x: { sessions?: { current: number; total: number } }) => (x.sessions ? `${x.sessions.current}/${x.sessions.total}` : '-');
     const bytes = (x: { bytes?: { in: number; out: number } }) => (x.bytes ? `${x.bytes.in}/${x.bytes.out}` : '-');
-    rows.push([serviceKey(s), s.name, `L7 ${s.mode}`, s.scheduler, `${s.device} ${via}`, '', '', '', sess(s), bytes(s)]);
+    rows.push([serviceKey(s), s.name, `L7 ${s.mode}`, s.scheduler, `${s.device} ${via}`, '', '', '', '', sess(s), bytes(s)]);
+    // Health is slbctl's own (slbctl run), as for the L4 services; HAProxy itself checks nothing.
+    const runtime = controller?.services.find((x) => x.key === serviceKey(s))?.realServers ?? [];
     for (const r of s.realServers)
       rows.push([
         '',
@@ -68,12 +70,13 @@ function renderL7(l7: L7Status): string {
         '',
         `${r.address}:${r.port}`,
         r.weight < 0 ? 'changed by hand' : String(r.weight),
+        runtime.find((x) => realServerKey(x) === realServerKey(r))?.health ?? (controller ? '-' : 'no controller'),
         r.state ?? '-',
         sess(r),
         bytes(r),
       ]);
   }
-  return `L7 (HAProxy, runtime API):\n${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / SOURCE', 'REAL SERVER', 'WEIGHT', 'STATE', 'SESSIONS CUR/TOTAL', 'BYTES IN/OUT'], rows)}\n`;
+  return `L7 (HAProxy, runtime API):\n${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / SOURCE', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'HAPROXY STATE', 'SESSIONS CUR/TOTAL', 'BYTES IN/OUT'], rows)}\n`;
 }
 
 interface Args {
@@ -284,7 +287,7 @@ export const statusCommand: CommandModule<object, Args> = {
       );
       return;
     }
-    const l7Text = l7 && (l7.services.length > 0 || !l7.running) ? renderL7(l7) : '';
+    const l7Text = l7 && (l7.services.length > 0 || !l7.running) ? renderL7(l7, controller) : '';
     if (withServices.length === 0) {
       process.stdout.write(`backend: ${found.map((f) => f.backend).join(', ') || 'none'}\n${l7Text || 'no services programmed\n'}`);
       return;

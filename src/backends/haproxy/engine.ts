@@ -83,8 +83,9 @@ export class L7Engine {
   /** What runs here; undefined when nothing of slbctl's L7 engine is here at all. */
   async observe(): Promise<L7Observed | undefined> {
     // The full look (an nft listing, a route dump) only where L7 is in use: its directory, or slbctl's rule, is there.
-    const inUse =
-      fs.existsSync(this.dir) || (this.rtnl !== undefined && (await this.rtnl.fwmarkRules(TPROXY_MARK, TPROXY_TABLE)).length > 0);
+    // A kernel without policy routing has no such rule: nothing to look at then.
+    const ruled = async (rtnl: Rtnl) => (await rtnl.fwmarkRules(TPROXY_MARK, TPROXY_TABLE).catch(() => [])).length > 0;
+    const inUse = fs.existsSync(this.dir) || (this.rtnl !== undefined && (await ruled(this.rtnl)));
     const path = this.rtnl && inUse ? await observeReturnPath(this.rtnl) : undefined;
     const returnPath = path === undefined || absent(path) ? undefined : complete(path) ? 'complete' : 'partial';
     const withPath = <T extends L7Observed>(o: T): T => (returnPath ? { ...o, returnPath } : o);

@@ -1,0 +1,236 @@
+// L7 benchmark (issue 11): what HAProxy on the balancer costs against the
+// kernel's L4 path and against no balancer at all. One lab, nginx on the RSs,
+// wrk from the client namespace; every configuration measured in the same run,
+// in interleaved rounds (median reported), with keep-alive and with a new
+// connection per request. CPU is the whole machine's, from /proc/stat, over
+// each wrk run: client, router, balancer and RSs share these cores.
+// Usage: node dist/scripts/bench/l7.js   (SLB_BENCH_SECONDS, SLB_BENCH_ROUNDS)
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { applyLabMode } from '../../src/lab/mode';
+import { DEFAULT_LAB_OPTIONS, LabModeOptions } from '../../src/lab/lb-config';
+import { labDown, labUp, nsName } from '../../src/lab/netns';
+import { REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
+import { Mode } from '../../src/model/types';
+import { run, runChecked } from '../../src/util/exec';
+import { STATIC_PATH, servedByRealServers, startNginx, stopLabServers, stopNginx } from './l7-nginx';
+
+const SECONDS = Number(process.env.SLB_BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.SLB_BENCH_ROUNDS ?? 3);
+const CONNECTIONS = 32;
+const KINDS = ['keep-alive', 'close'] as const;
+type Kind = (typeof KINDS)[number];
+
+interface Case {
+  label: string;
+  /** Straight to RS1, or through the VIP. */
+  target: 'rs1' | 'vip';
+  path: string;
+}
+
+/** One balancer config, applied once per round, and what is measured under it. */
+interface Stage {
+  mode: Mode;
+  options: LabModeOptions;
+  cases: Case[];
+}
+
+/** The figure every other is divided by: no balancer on the path. */
+const DIRECT: Case = { label: 'direct client -> RS1', target: 'rs1', path: '/' };
+const http: LabModeOptions = { ...DEFAULT_LAB_OPTIONS, protocol: 'http' };
+const STAGES: Stage[] = [
+  {
+    // The direct runs sit here: with fullnat the RSs route the client network via the router, as without a balancer.
+    mode: 'fullnat',
+    options: DEFAULT_LAB_OPTIONS,
+    cases: [DIRECT, { label: 'L4 fullnat (nftables)', target: 'vip', path: '/' }],
+  },
+  {
+    mode: 'fullnat',
+    options: http,
+    cases: [
+      { label: 'L7 reverse proxy', target: 'vip', path: '/' },
+      { label: `L7 reverse proxy, ${STATIC_PATH}, no cache`, target: 'vip', path: STATIC_PATH },
+    ],
+  },
+  { mode: 'transparent', options: http, cases: [{ label: 'L7 transparent', target: 'vip', path: '/' }] },
+  {
+    mode: 'fullnat',
+    options: { ...http, cache: true },
+    cases: [{ label: `L7 reverse proxy, ${STATIC_PATH}, cache`, target: 'vip', path: STATIC_PATH }],
+  },
+];
+const CASES = STAGES.flatMap((s) => s.cases);
+
+interface Sample {
+  requestsPerSecond: number;
+  cpuMicrosPerRequest: number;
+  /** Busy share of all cores over the run. */
+  busy: number;
+  /** Requests the RSs served per request wrk completed. */
+  reachedRs: number;
+  /** Connections the RSs accepted per request wrk completed. */
+  rsConnections: number;
+  errors: number;
+}
+
+/** Busy and total jiffies of the whole machine (first line of /proc/stat). */
+function cpuTimes(): { busy: number; total: number } {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const busy = user + nice + system + irq + softirq;
+  return { busy, total: busy + idle + iowait + steal };
+}
+
+/** The figures of wrk's report that this bench uses. */
+function parseWrk(text: string): { requests: number; requestsPerSecond: number; errors: number } {
+  const requests = /(\d+) requests in/.exec(text);
+  const rate = /Requests\/sec:\s*([\d.]+)/.exec(text);
+  if (!requests || !rate) throw new Error(`wrk: no figures in ${JSON.stringify(text.slice(0, 500))}`);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const status = /Non-2xx or 3xx responses: (\d+)/.exec(text);
+  const errors = (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (status ? Number(status[1]) : 0);
+  return { requests: Number(requests[1]), requestsPerSecond: Number(rate[1]), errors };
+}
+
+function urlOf(c: Case): string {
+  const host = c.target === 'rs1' ? addressOf(REFERENCE_TOPOLOGY, 'rs1') : REFERENCE_TOPOLOGY.vip;
+  return `http://${host}:${REFERENCE_TOPOLOGY.servicePort}${c.path}`;
+}
+
+function wrk(lab: string, url: string, kind: Kind, seconds: number) {
+  const argv = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, ...(kind === 'close' ? ['-H', 'Connection: close'] : []), url];
+  return runChecked(`wrk ${url}`, argv, { netns: nsName(lab, 'client'), timeoutMs: (seconds + 30) * 1000 });
+}
+
+async function measure(lab: string, c: Case, kind: Kind, jiffy: number): Promise<Sample> {
+  const served0 = await servedByRealServers(lab);
+  const cpu0 = cpuTimes();
+  const r = await wrk(lab, urlOf(c), kind, SECONDS);
+  const cpu1 = cpuTimes();
+  const served1 = await servedByRealServers(lab);
+  // Less the one status request (and its connection) each RS served for the reading itself.
+  const rsRequests = served1.requests - served0.requests - 2;
+  const rsConnections = served1.connections - served0.connections - 2;
+  const w = parseWrk(r.stdout);
+  const busy = cpu1.busy - cpu0.busy;
+  return {
+    requestsPerSecond: w.requestsPerSecond,
+    cpuMicrosPerRequest: (busy * jiffy * 1e6) / Math.max(1, w.requests),
+    busy: busy / Math.max(1, cpu1.total - cpu0.total),
+    reachedRs: rsRequests / Math.max(1, w.requests),
+    rsConnections: rsConnections / Math.max(1, w.requests),
+    errors: w.errors,
+  };
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+const keyOf = (c: Case, kind: Kind) => `${c.label} (${kind})`;
+
+function table(samples: Map<string, Sample[]>): string {
+  const head = [
+    'configuration',
+    'connections',
+    'requests/s',
+    'ratio to direct',
+    'CPU µs/request',
+    'CPU busy',
+    'to RS',
+    'RS conn/req',
+    'errors',
+  ];
+  const rows: string[][] = [];
+  for (const kind of KINDS) {
+    const direct = median((samples.get(keyOf(DIRECT, kind)) ?? []).map((s) => s.requestsPerSecond));
+    for (const c of CASES) {
+      const got = samples.get(keyOf(c, kind)) ?? [];
+      if (got.length === 0) continue;
+      const rps = median(got.map((s) => s.requestsPerSecond));
+      rows.push([
+        c.label,
+        kind,
+        rps.toFixed(0),
+        direct ? (rps / direct).toFixed(2) : '-',
+        median(got.map((s) => s.cpuMicrosPerRequest)).toFixed(0),
+        `${(median(got.map((s) => s.busy)) * 100).toFixed(0)}%`,
+        `${(median(got.map((s) => s.reachedRs)) * 100).toFixed(0)}%`,
+        median(got.map((s) => s.rsConnections)).toFixed(3),
+        String(got.reduce((a, s) => a + s.errors, 0)),
+      ]);
+    }
+  }
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
+  return [line(head), `|${widths.map((w, i) => (i < 2 ? `-${'-'.repeat(w)}-` : `-${'-'.repeat(w)}:`)).join('|')}|`, ...rows.map(line)].join(
+    '\n',
+  );
+}
+
+async function facts(): Promise<string> {
+  const version = async (argv: string[]) => {
+    const r = await run(argv);
+    return `${r.stdout}${r.stderr}`.trim().split('\n')[0] ?? '?';
+  };
+  return [
+    `${new Date().toISOString()}, ${os.cpus().length} cores, kernel ${os.release()}, load average ${os.loadavg()[0]?.toFixed(2)}`,
+    `${await version(['haproxy', '-v'])}; ${await version(['nginx', '-v'])}; ${await version(['wrk', '--version'])}`,
+    `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s from the client namespace; ${ROUNDS} rounds interleaved, medians; nginx (1 worker) on each RS`,
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const lab = `l7b${process.pid % 100000}`;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-l7bench-'));
+  const jiffy = 1 / Number((await runChecked('getconf', ['getconf', 'CLK_TCK'])).stdout.trim());
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+  say(await facts());
+  const samples = new Map<string, Sample[]>();
+  try {
+    await labUp(lab, REFERENCE_TOPOLOGY);
+    await stopLabServers(lab);
+    await startNginx(lab, dir);
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const stage of STAGES) {
+        await applyLabMode(lab, stage.mode, () => undefined, stage.options);
+        for (const c of stage.cases) {
+          // Connection pools, the cache and the conntrack table warm up outside the measurement.
+          await wrk(lab, urlOf(c), 'keep-alive', 1);
+          for (const kind of KINDS) {
+            const s = await measure(lab, c, kind, jiffy);
+            samples.set(keyOf(c, kind), [...(samples.get(keyOf(c, kind)) ?? []), s]);
+            say(
+              `round ${round}/${ROUNDS}: ${keyOf(c, kind)}: ${s.requestsPerSecond.toFixed(0)} requests/s, ${s.cpuMicrosPerRequest.toFixed(0)} CPU µs/request`,
+            );
+          }
+        }
+      }
+    }
+  } finally {
+    try {
+      await stopNginx(lab, dir);
+    } finally {
+      await labDown(lab);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  say('');
+  say(table(samples));
+  say(
+    'ratio to direct: requests/s over direct client -> RS1 with the same connections; CPU µs/request: busy CPU of the whole machine ' +
+      '(client, router, balancer, RSs) over the requests; to RS: requests the RSs served per request completed (cache hits do not reach them); ' +
+      'RS conn/req: connections the RSs accepted per request',
+  );
+}
+
+void main().catch((e: unknown) => {
+  process.stderr.write(`l7 bench: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

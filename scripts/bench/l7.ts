@@ -11,9 +11,10 @@ import * as path from 'node:path';
 import { applyLabMode } from '../../src/lab/mode';
 import { DEFAULT_LAB_OPTIONS, LabModeOptions } from '../../src/lab/lb-config';
 import { labDown, labUp, nsName } from '../../src/lab/netns';
-import { REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
+import { REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
 import { Mode } from '../../src/model/types';
 import { run, runChecked } from '../../src/util/exec';
+import { machineTicks, pidsIn, processTicks, reapedChildrenTicks, secondsPerTick } from './cpu';
 import { STATIC_PATH, servedByRealServers, startNginx, stopLabServers, stopNginx } from './l7-nginx';
 
 const SECONDS = Number(process.env.SLB_BENCH_SECONDS ?? 5);
@@ -65,7 +66,8 @@ const CASES = STAGES.flatMap((s) => s.cases);
 
 interface Sample {
   requestsPerSecond: number;
-  cpuMicrosPerRequest: number;
+  /** CPU µs per request: the whole machine's busy time, and the part of it spent by wrk, the balancer's and the RSs' processes. */
+  cpu: { all: number; client: number; balancer: number; realServers: number };
   /** Busy share of all cores over the run. */
   busy: number;
   /** Requests the RSs served per request wrk completed. */
@@ -73,15 +75,6 @@ interface Sample {
   /** Connections the RSs accepted per request wrk completed. */
   rsConnections: number;
   errors: number;
-}
-
-/** Busy and total jiffies of the whole machine (first line of /proc/stat). */
-function cpuTimes(): { busy: number; total: number } {
-  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-  // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
-  const busy = user + nice + system + irq + softirq;
-  return { busy, total: busy + idle + iowait + steal };
 }
 
 /** The figures of wrk's report that this bench uses. */
@@ -105,21 +98,29 @@ function wrk(lab: string, url: string, kind: Kind, seconds: number) {
   return runChecked(`wrk ${url}`, argv, { netns: nsName(lab, 'client'), timeoutMs: (seconds + 30) * 1000 });
 }
 
-async function measure(lab: string, c: Case, kind: Kind, jiffy: number): Promise<Sample> {
+async function measure(lab: string, c: Case, kind: Kind, tick: number): Promise<Sample> {
   const served0 = await servedByRealServers(lab);
-  const cpu0 = cpuTimes();
+  const balancerPids = await pidsIn(nsName(lab, 'lb'));
+  const rsPids = (await Promise.all(REAL_SERVERS.map((h) => pidsIn(nsName(lab, h))))).flat();
+  const before = { machine: machineTicks(), client: reapedChildrenTicks(), lb: processTicks(balancerPids), rs: processTicks(rsPids) };
   const r = await wrk(lab, urlOf(c), kind, SECONDS);
-  const cpu1 = cpuTimes();
+  const after = { machine: machineTicks(), client: reapedChildrenTicks(), lb: processTicks(balancerPids), rs: processTicks(rsPids) };
   const served1 = await servedByRealServers(lab);
   // Less the one status request (and its connection) each RS served for the reading itself.
   const rsRequests = served1.requests - served0.requests - 2;
   const rsConnections = served1.connections - served0.connections - 2;
   const w = parseWrk(r.stdout);
-  const busy = cpu1.busy - cpu0.busy;
+  const perRequest = (ticks: number) => (ticks * tick * 1e6) / Math.max(1, w.requests);
+  const busy = after.machine.busy - before.machine.busy;
   return {
     requestsPerSecond: w.requestsPerSecond,
-    cpuMicrosPerRequest: (busy * jiffy * 1e6) / Math.max(1, w.requests),
-    busy: busy / Math.max(1, cpu1.total - cpu0.total),
+    cpu: {
+      all: perRequest(busy),
+      client: perRequest(after.client - before.client),
+      balancer: perRequest(after.lb - before.lb),
+      realServers: perRequest(after.rs - before.rs),
+    },
+    busy: busy / Math.max(1, after.machine.total - before.machine.total),
     reachedRs: rsRequests / Math.max(1, w.requests),
     rsConnections: rsConnections / Math.max(1, w.requests),
     errors: w.errors,
@@ -134,36 +135,29 @@ function median(values: number[]): number {
 
 const keyOf = (c: Case, kind: Kind) => `${c.label} (${kind})`;
 
+/** The table's columns after configuration and connections: each the median over the rounds (errors: their sum). */
+const COLUMNS: { head: string; cell: (got: Sample[], direct: number) => string }[] = [
+  { head: 'requests/s', cell: (g) => median(g.map((s) => s.requestsPerSecond)).toFixed(0) },
+  { head: 'ratio to direct', cell: (g, d) => (d ? (median(g.map((s) => s.requestsPerSecond)) / d).toFixed(2) : '-') },
+  { head: 'CPU µs/request', cell: (g) => median(g.map((s) => s.cpu.all)).toFixed(0) },
+  { head: 'wrk', cell: (g) => median(g.map((s) => s.cpu.client)).toFixed(0) },
+  { head: 'LB procs', cell: (g) => median(g.map((s) => s.cpu.balancer)).toFixed(0) },
+  { head: 'RS procs', cell: (g) => median(g.map((s) => s.cpu.realServers)).toFixed(0) },
+  { head: 'other', cell: (g) => median(g.map((s) => s.cpu.all - s.cpu.client - s.cpu.balancer - s.cpu.realServers)).toFixed(0) },
+  { head: 'CPU busy', cell: (g) => `${(median(g.map((s) => s.busy)) * 100).toFixed(0)}%` },
+  { head: 'to RS', cell: (g) => `${(median(g.map((s) => s.reachedRs)) * 100).toFixed(0)}%` },
+  { head: 'RS conn/req', cell: (g) => median(g.map((s) => s.rsConnections)).toFixed(3) },
+  { head: 'errors', cell: (g) => String(g.reduce((a, s) => a + s.errors, 0)) },
+];
+
 function table(samples: Map<string, Sample[]>): string {
-  const head = [
-    'configuration',
-    'connections',
-    'requests/s',
-    'ratio to direct',
-    'CPU µs/request',
-    'CPU busy',
-    'to RS',
-    'RS conn/req',
-    'errors',
-  ];
+  const head = ['configuration', 'connections', ...COLUMNS.map((c) => c.head)];
   const rows: string[][] = [];
   for (const kind of KINDS) {
     const direct = median((samples.get(keyOf(DIRECT, kind)) ?? []).map((s) => s.requestsPerSecond));
     for (const c of CASES) {
       const got = samples.get(keyOf(c, kind)) ?? [];
-      if (got.length === 0) continue;
-      const rps = median(got.map((s) => s.requestsPerSecond));
-      rows.push([
-        c.label,
-        kind,
-        rps.toFixed(0),
-        direct ? (rps / direct).toFixed(2) : '-',
-        median(got.map((s) => s.cpuMicrosPerRequest)).toFixed(0),
-        `${(median(got.map((s) => s.busy)) * 100).toFixed(0)}%`,
-        `${(median(got.map((s) => s.reachedRs)) * 100).toFixed(0)}%`,
-        median(got.map((s) => s.rsConnections)).toFixed(3),
-        String(got.reduce((a, s) => a + s.errors, 0)),
-      ]);
+      if (got.length > 0) rows.push([c.label, kind, ...COLUMNS.map((col) => col.cell(got, direct))]);
     }
   }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -189,7 +183,7 @@ async function facts(): Promise<string> {
 async function main(): Promise<void> {
   const lab = `l7b${process.pid % 100000}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-l7bench-'));
-  const jiffy = 1 / Number((await runChecked('getconf', ['getconf', 'CLK_TCK'])).stdout.trim());
+  const tick = await secondsPerTick();
   const say = (line: string) => process.stdout.write(`${line}\n`);
   say(await facts());
   const samples = new Map<string, Sample[]>();
@@ -204,10 +198,10 @@ async function main(): Promise<void> {
           // Connection pools, the cache and the conntrack table warm up outside the measurement.
           await wrk(lab, urlOf(c), 'keep-alive', 1);
           for (const kind of KINDS) {
-            const s = await measure(lab, c, kind, jiffy);
+            const s = await measure(lab, c, kind, tick);
             samples.set(keyOf(c, kind), [...(samples.get(keyOf(c, kind)) ?? []), s]);
             say(
-              `round ${round}/${ROUNDS}: ${keyOf(c, kind)}: ${s.requestsPerSecond.toFixed(0)} requests/s, ${s.cpuMicrosPerRequest.toFixed(0)} CPU µs/request`,
+              `round ${round}/${ROUNDS}: ${keyOf(c, kind)}: ${s.requestsPerSecond.toFixed(0)} requests/s, ${s.cpu.all.toFixed(0)} CPU µs/request`,
             );
           }
         }
@@ -225,7 +219,8 @@ async function main(): Promise<void> {
   say(table(samples));
   say(
     'ratio to direct: requests/s over direct client -> RS1 with the same connections; CPU µs/request: busy CPU of the whole machine ' +
-      '(client, router, balancer, RSs) over the requests; to RS: requests the RSs served per request completed (cache hits do not reach them); ' +
+      "(client, router, balancer, RSs) over the requests, and of it: wrk, the balancer's processes (HAProxy), the RSs' (nginx), and the " +
+      'other (softirq time charged to no process: forwarding, NAT; and anything else running); CPU busy: of all cores; to RS: requests the RSs served per request completed (cache hits do not reach them); ' +
       'RS conn/req: connections the RSs accepted per request',
   );
 }

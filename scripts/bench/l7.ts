@@ -168,6 +168,22 @@ function table(samples: Map<string, Sample[]>): string {
   );
 }
 
+/**
+ * One client address opening thousands of connections a second would
+ * otherwise measure port exhaustion, not the path: the client's and the
+ * balancer's ephemeral ports sit in TIME_WAIT for 60 s (and connect() then
+ * searches the whole range), and the balancer's conntrack keeps closed
+ * connections for 120 s, so full NAT runs out of source ports and drops SYNs.
+ * Only this bench's own lab namespaces are changed.
+ */
+async function tuneForManyConnections(lab: string): Promise<void> {
+  for (const h of ['client', 'lb'] as const) {
+    const settings = ['net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1'];
+    if (h === 'lb') settings.push('net.netfilter.nf_conntrack_tcp_timeout_time_wait=1');
+    for (const setting of settings) await runChecked(`sysctl ${setting}`, ['sysctl', '-qw', setting], { netns: nsName(lab, h) });
+  }
+}
+
 async function facts(): Promise<string> {
   const version = async (argv: string[]) => {
     const r = await run(argv);
@@ -189,6 +205,7 @@ async function main(): Promise<void> {
   const samples = new Map<string, Sample[]>();
   try {
     await labUp(lab, REFERENCE_TOPOLOGY);
+    await tuneForManyConnections(lab);
     await stopLabServers(lab);
     await startNginx(lab, dir);
     for (let round = 1; round <= ROUNDS; round++) {

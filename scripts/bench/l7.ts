@@ -237,7 +237,7 @@ async function main(): Promise<void> {
   say(
     'ratio to direct: requests/s over direct client -> RS1 with the same connections; CPU µs/request: busy CPU of the whole machine ' +
       "(client, router, balancer, RSs) over the requests, and of it: wrk, the balancer's processes (HAProxy), the RSs' (nginx), and the " +
-      'other (softirq time charged to no process: forwarding, NAT; and anything else running); CPU busy: of all cores; to RS: requests the RSs served per request completed (cache hits do not reach them); ' +
+      'other (time charged to none of them: softirq where the kernel accounts it apart, anything else running; the packet work of veth, forwarding and NAT usually lands in the sending process); CPU busy: of all cores; to RS: requests the RSs served per request completed (cache hits do not reach them); ' +
       'RS conn/req: connections the RSs accepted per request',
   );
 }

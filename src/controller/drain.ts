@@ -128,7 +128,7 @@ export async function setRealServer(t: Target, weight: number | undefined, log: 
     });
     return;
   }
-  const [address, port] = t.rsKey.split(':') as [string, string];
+  const { address, port } = rsOf(t);
   // No controller: this command is the namespace's writer for the change.
   const lock = await Lock.acquire('write', t.waitMs);
   try {
@@ -137,7 +137,7 @@ export async function setRealServer(t: Target, weight: number | undefined, log: 
       if (weight === undefined) return { ...s, realServers: s.realServers.filter((r) => realServerKey(r) !== t.rsKey) };
       if (s.realServers.some((r) => realServerKey(r) === t.rsKey))
         return { ...s, realServers: s.realServers.map((r) => (realServerKey(r) === t.rsKey ? { ...r, weight } : r)) };
-      return { ...s, realServers: [...s.realServers, { address, port: Number(port), weight, ...(mac ? { mac } : {}) }] };
+      return { ...s, realServers: [...s.realServers, { address, port, weight, ...(mac ? { mac } : {}) }] };
     };
     const plan = t.l7
       ? await planEdit(

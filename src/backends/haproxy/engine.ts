@@ -85,11 +85,12 @@ export class L7Engine {
     // The full look (an nft listing, a route dump) only where L7 is in use: its directory, or slbctl's rule, is there.
     // A kernel without policy routing has no such rule: nothing to look at then.
     const ruled = async (rtnl: Rtnl) => (await rtnl.fwmarkRules(TPROXY_MARK, TPROXY_TABLE).catch(() => [])).length > 0;
-    const inUse = fs.existsSync(this.dir) || (this.rtnl !== undefined && (await ruled(this.rtnl)));
-    const path = this.rtnl && inUse ? await observeReturnPath(this.rtnl) : undefined;
-    const returnPath = path === undefined || absent(path) ? undefined : complete(path) ? 'complete' : 'partial';
+    const hasDir = fs.existsSync(this.dir);
+    const inUse = hasDir || (this.rtnl !== undefined && (await ruled(this.rtnl)));
+    const pieces = this.rtnl && inUse ? await observeReturnPath(this.rtnl) : undefined;
+    const returnPath = pieces === undefined || absent(pieces) ? undefined : complete(pieces) ? 'complete' : 'partial';
     const withPath = <T extends L7Observed>(o: T): T => (returnPath ? { ...o, returnPath } : o);
-    if (!fs.existsSync(this.dir)) return returnPath ? { running: false, services: [], returnPath } : undefined;
+    if (!hasDir) return returnPath ? { running: false, services: [], returnPath } : undefined;
     if (!this.instance.running()) return withPath({ running: false, services: [] });
     const services = this.readState();
     let rows: StatRow[] = [];
@@ -123,7 +124,7 @@ export class L7Engine {
   /** The configuration for these services and the PEM files it names (start and reload check it with `haproxy -c` first). */
   private prepare(services: readonly L7ServiceState[]) {
     const models = services.map(toRenderModel);
-    return Promise.resolve({ text: renderHaproxyConfig(models, this.paths), files: assemblePemFiles(models, this.paths) });
+    return { text: renderHaproxyConfig(models, this.paths), files: assemblePemFiles(models, this.paths) };
   }
 
   /** Make the changes; the returned function undoes them (the caller runs it when a later step fails). */
@@ -139,7 +140,7 @@ export class L7Engine {
       for (const c of changes) {
         switch (c.what) {
           case 'start': {
-            const { text, files } = await this.prepare(c.services);
+            const { text, files } = this.prepare(c.services);
             await this.instance.start(text, files);
             this.writeState(c.services);
             undo.push(() => this.instance.stop());
@@ -149,11 +150,11 @@ export class L7Engine {
           }
           case 'reload': {
             const previous = current;
-            const next = await this.prepare(c.services);
+            const next = this.prepare(c.services);
             await this.instance.reload(next.text, next.files);
             this.writeState(c.services);
             undo.push(async () => {
-              const back = await this.prepare(previous);
+              const back = this.prepare(previous);
               await this.instance.reload(back.text, back.files);
               this.writeState(previous);
             });
@@ -190,7 +191,7 @@ export class L7Engine {
             const previous = current;
             await this.instance.stop();
             undo.push(async () => {
-              const back = await this.prepare(previous);
+              const back = this.prepare(previous);
               await this.instance.start(back.text, back.files);
               this.writeState(previous);
             });

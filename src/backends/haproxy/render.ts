@@ -42,6 +42,9 @@ export interface InstancePaths {
 
 export const HAPROXY_MAX_WEIGHT = 256;
 
+/** How long a worker replaced by a reload may go on serving its connections. */
+export const HARD_STOP_AFTER = '5m';
+
 /**
  * slbctl's weight as HAProxy's. HAProxy takes 0..256; slbctl's weights are the
  * kernel's (0..65535). Clamped rather than scaled per service: a scale would
@@ -202,6 +205,10 @@ export function renderHaproxyConfig(services: readonly L7Service[], paths: Insta
     // the old one at a reload, so no connection is refused meanwhile.
     `    stats socket ${paths.runtimeSocket} mode 600 level admin expose-fd listeners`,
     `    server-state-file ${paths.serverStateFile}`,
+    // A worker replaced by a reload finishes its connections, but for at most
+    // this long: a client that never closes cannot keep old workers (and their
+    // memory) alive across every later reload.
+    `    hard-stop-after ${HARD_STOP_AFTER}`,
     '',
     'defaults',
     // HTTP mode: HAProxy connects to a real server only once a request has arrived, and picks it per request.

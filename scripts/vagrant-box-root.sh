@@ -29,7 +29,7 @@ mkdir -p "$root"
 mount "$part" "$root"
 
 packages=systemd-sysv,udev,dbus,kmod,procps,iproute2,iputils-ping,openssh-server,sudo,rsync,curl,ca-certificates,
-packages+=nodejs,ipvsadm,iptables,nftables,tcpdump,libpcap0.8,less,netbase
+packages+=nodejs,ipvsadm,iptables,nftables,tcpdump,libpcap0.8,less,netbase,haproxy,openssl
 log "debootstrap bookworm from $mirror"
 debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
   || { tail -20 "$work/debootstrap.log" >&2; log "debootstrap failed"; exit 5; }
@@ -106,6 +106,9 @@ ExecStart=/bin/sh -c 'echo SLBCTL-BOX-READY >/dev/ttyS0'
 WantedBy=multi-user.target
 UNIT
 in_root systemctl enable slbctl-box-ready.service >/dev/null 2>&1
+# slbctl starts and owns the HAProxy instances of the L7 service types; the
+# package's own instance (an empty config of Debian's) does not run.
+in_root systemctl disable haproxy.service >/dev/null 2>&1 || true
 # An empty machine-id is generated anew at each VM's first boot. A shared one
 # gives every VM the same DHCP client id, hence the same management address.
 : >"$root/etc/machine-id"

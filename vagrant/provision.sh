@@ -17,7 +17,10 @@ log() { printf 'slbctl provision (%s): %s\n' "$role" "$*"; }
 # internet) gets them from Debian's archive here. tcpdump also brings
 # libpcap0.8, which slbctl's native addon (and cap) link against.
 missing=()
-for tool in node:nodejs ipvsadm:ipvsadm iptables:iptables tcpdump:tcpdump curl:curl; do
+tools=(node:nodejs ipvsadm:ipvsadm iptables:iptables tcpdump:tcpdump curl:curl)
+# The balancer's L7 service types run HAProxy (and https needs openssl).
+if [ "$role" = balancer ]; then tools+=(haproxy:haproxy openssl:openssl); fi
+for tool in "${tools[@]}"; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if ((${#missing[@]})); then

@@ -3,8 +3,8 @@
 // slbctl writes the nanosecond variant (magic 0xa1b23c4d, as tcpdump
 // --time-stamp-precision=nano does): its frames carry the kernel's
 // nanosecond times, and cutting them to microseconds would merge frames a
-// few hundred nanoseconds apart. It reads both variants (the Vagrant lab's
-// tcpdump writes microseconds).
+// few hundred nanoseconds apart. It reads both variants (a pcap from
+// elsewhere may carry microseconds; the Vagrant lab asks tcpdump for nanoseconds).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { LinkType, RawFrame } from './types';

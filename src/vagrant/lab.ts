@@ -32,6 +32,9 @@ export interface VagrantLabRecord extends SshTarget {
   dataDir: string;
   mode?: string;
   encapsulation?: string;
+  /** The applied service type (tcp, http, https) and whether its L7 proxy caches. */
+  protocol?: string;
+  cache?: boolean;
   startedAt: string;
 }
 

@@ -3,7 +3,10 @@
 // with the VMs' device and their route to the client network instead of a
 // default route, which belongs to Vagrant's management NIC), then the
 // balancer's config applied by slbctl itself inside the lb VM.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Mode } from '../model/types';
+import { CertificateFiles, selfSignedCertificate } from '../util/certificate';
 import { LabError } from '../lab/errors';
 import { LabModeOptions, labServiceConfig } from '../lab/lb-config';
 import { REAL_SERVERS, REFERENCE_TOPOLOGY } from '../lab/topology';
@@ -20,11 +23,38 @@ export function stepsScript(steps: readonly Step[]): string {
   return steps.map((s, i) => (s.mayFail ? `if ${shellCommand(s.argv)} 2>/dev/null; then echo @@ok=${i}; fi` : `${shellCommand(s.argv)} || exit 1`)).join('\n');
 }
 
+/** The L7 types need HAProxy in the lb VM: a box built before they existed has none. */
+async function requireHaproxy(record: VagrantLabRecord, mode: Mode, options: LabModeOptions): Promise<void> {
+  const r = await vmScript(record, 'lb', 'command -v haproxy >/dev/null && command -v openssl >/dev/null');
+  if (r.code !== 0)
+    throw new LabError(
+      `lab mode ${mode} --protocol ${options.protocol}: the lb VM has no haproxy (or openssl): its box predates the L7 types; rebuild it with scripts/vagrant-box --force and run lab up again`,
+    );
+}
+
+/** https: the lab's self-signed certificate for the VIP, made on this host once per lab and put into the lb VM (the key 0600). */
+async function vmCertificate(record: VagrantLabRecord, out: (line: string) => void): Promise<CertificateFiles> {
+  const local = { certificate: path.join(record.dataDir, 'lb.crt'), key: path.join(record.dataDir, 'lb.key') };
+  if (!fs.existsSync(local.certificate) || !fs.existsSync(local.key)) {
+    await selfSignedCertificate(record.dataDir, 'lb', REFERENCE_TOPOLOGY.vip);
+    out(`  lb: a self-signed certificate for ${REFERENCE_TOPOLOGY.vip} (${local.certificate})`);
+  }
+  const remote = { certificate: '/etc/slbctl/lab-lb.crt', key: '/etc/slbctl/lab-lb.key' };
+  for (const [what, mode] of [
+    ['certificate', '0644'],
+    ['key', '0600'],
+  ] as const) {
+    const put = await vmRun(record, 'lb', ['install', '-m', mode, '/dev/stdin', remote[what]], { input: fs.readFileSync(local[what], 'utf8') });
+    if (put.code !== 0) throw new LabError(`lab mode: copying the ${what} into the lb VM failed: ${put.stderr.trim()}`);
+  }
+  out(`  lb: its certificate and key in ${path.dirname(remote.certificate)} (in the lb VM)`);
+  return remote;
+}
+
 export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, options: LabModeOptions, out: (line: string) => void): Promise<void> {
   const topology = REFERENCE_TOPOLOGY;
   const { encapsulation } = options;
-  if (options.protocol !== 'tcp')
-    throw new LabError(`lab mode ${mode} --protocol ${options.protocol}: the VM lab has no L7 service types yet (its box has no HAProxy); use the netns lab`);
+  if (options.protocol !== 'tcp') await requireHaproxy(record, mode, options);
   for (const h of REAL_SERVERS) {
     const steps = realServerSteps(mode, topology, encapsulation, VM_PLACE);
     const r = await vmScript(record, h as VmName, `${stepsScript(steps.reset)}\necho @@reset-done\n${stepsScript(steps.own)}`);
@@ -34,14 +64,15 @@ export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, opt
     for (const line of describeRealServer(h, topology, steps, resetDone, VM_PLACE)) out(`  ${line}`);
   }
   const file = `/etc/slbctl/lab-${mode}.yaml`;
-  const config = labServiceConfig(mode, topology, options);
   const write = await vmScript(record, 'lb', shellCommand(['mkdir', '-p', '/etc/slbctl']));
   if (write.code !== 0) throw new LabError(`lab mode ${mode}: lb: ${write.stderr.trim()}`);
+  const tls = options.protocol === 'https' ? await vmCertificate(record, out) : undefined;
+  const config = labServiceConfig(mode, topology, { ...options, ...(tls ? { tls } : {}) });
   const put = await vmRun(record, 'lb', ['tee', file], { input: config });
   if (put.code !== 0) throw new LabError(`lab mode ${mode}: writing ${file} on lb failed: ${put.stderr.trim()}`);
   out(`  lb: slbctl apply -f ${file} (in the lb VM)`);
   const r = await vmRun(record, 'lb', ['slbctl', 'apply', '-f', file], { timeoutMs: 180_000 });
   for (const line of `${r.stdout}${r.stderr}`.trimEnd().split('\n')) if (line) out(`    ${line}`);
   if (r.code !== 0) throw new LabError(`lab mode ${mode}: slbctl apply on the lb VM failed (exit ${r.code})`);
-  writeVagrantRecord({ ...record, mode, encapsulation });
+  writeVagrantRecord({ ...record, mode, encapsulation, protocol: options.protocol, cache: options.cache });
 }

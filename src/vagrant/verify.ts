@@ -34,7 +34,7 @@ const inNs = (w: Where, argv: string[]) => (w.netns ? ['ip', 'netns', 'exec', w.
 async function startCapture(record: VagrantLabRecord, host: LabHostName, filter: string): Promise<string> {
   const w = whereIs(host);
   const file = `${REMOTE_DIR}/${host}.pcap`;
-  const tcpdump = inNs(w, ['tcpdump', '-i', w.device, '-n', '-U', '-s', '0', '-Z', 'root', '-w', file, filter]);
+  const tcpdump = inNs(w, ['tcpdump', '-i', w.device, '-n', '-U', '-s', '0', '--time-stamp-precision=nano', '-Z', 'root', '-w', file, filter]);
   const script = [
     shellCommand(['mkdir', '-p', REMOTE_DIR]),
     shellCommand(['rm', '-f', file]),

@@ -4,8 +4,9 @@
 // of their own (which made the old builder's boxes boot to `grub>`), then
 // checked clean; a copy of it without grub.cfg, which the builder's boot
 // test and `lab up` must both name as stuck at GRUB's prompt within a
-// minute; then four VMs under QEMU, every mode applied on IPVS in the lb VM
-// and verified by capture on the VMs, and everything torn down: VMs, libvirt
+// minute; then four VMs under QEMU, every L4 mode applied on IPVS in the lb
+// VM, the L7 types (HAProxy) after them, each verified by capture on the
+// VMs, and everything torn down: VMs, libvirt
 // networks and disks, the boxes this test added, the daemons it started.
 // 17 minutes here with other work on the 2 cores (box 3, the broken copy 1,
 // four VMs up 9, modes 4); 30 at most.
@@ -197,7 +198,7 @@ describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs r
     await removeBox(BROKEN_BOX);
   });
 
-  it('vagrant up, fullnat / transparent / dsr verified by capture on IPVS, down', async () => {
+  it('vagrant up, fullnat / transparent / dsr on IPVS and the L7 types on HAProxy, verified by capture, down', async () => {
     const total = Date.now();
     let t = Date.now();
     const up = await slbctl('lab', 'up', '--provider', 'vagrant', '--box', BOX, '--name', lab);
@@ -214,21 +215,46 @@ describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs r
 
     const out = fs.mkdtempSync(path.join('/var/tmp', 'slbctl-vagrant-pcaps-'));
     try {
-      for (const mode of ['fullnat', 'transparent', 'dsr']) {
+      // The L4 modes on IPVS, then the L7 types (HAProxy in the lb VM):
+      // the reverse proxy with its cache, and transparent over https.
+      const runs: { mode: string; flags: string[]; title: RegExp }[] = [
+        { mode: 'fullnat', flags: [], title: /full NAT/ },
+        { mode: 'transparent', flags: [], title: /transparent/ },
+        { mode: 'dsr', flags: [], title: /direct server return/ },
+        { mode: 'fullnat', flags: ['--protocol', 'http', '--cache'], title: /L7 reverse proxy \(http, cache\)/ },
+        { mode: 'transparent', flags: ['--protocol', 'https'], title: /L7 transparent \(https\)/ },
+      ];
+      for (const { mode, flags, title } of runs) {
+        const name = [mode, ...flags].join(' ');
+        const dir = path.join(out, `${mode}${flags.length ? '-l7' : ''}`);
         t = Date.now();
-        const applied = await slbctl('lab', 'mode', mode, '--name', lab);
+        const applied = await slbctl('lab', 'mode', mode, ...flags, '--name', lab);
         assert.equal(applied.code, 0, applied.stdout + applied.stderr);
-        assert.match(applied.stdout, /backend: ipvs/, 'IPVS is the default backend on the VMs');
-        const verify = await slbctl('lab', 'verify', '--name', lab, '--requests', '8', '--out', path.join(out, mode));
-        log(`${mode}: ${/verdict: \S+ \S+/.exec(verify.stdout)?.[0] ?? 'no verdict'} (mode + verify ${seconds(t)})`);
+        if (flags.length === 0) assert.match(applied.stdout, /backend: ipvs/, 'IPVS is the default backend on the VMs');
+        const verify = await slbctl('lab', 'verify', '--name', lab, '--requests', '8', '--out', dir);
+        log(`${name}: ${/verdict: \S+ \S+/.exec(verify.stdout)?.[0] ?? 'no verdict'} (mode + verify ${seconds(t)})`);
         assert.equal(verify.code, 0, verify.stdout + verify.stderr);
-        assert.match(verify.stdout, new RegExp(`verdict: PASS: ${mode}`));
+        assert.match(verify.stdout, new RegExp(`verdict: PASS: ${mode} \\(`));
+        assert.match(verify.stdout, title);
+        if (flags.length) {
+          for (const l7 of ["answers the client's SYN itself", 'every RS-side SYN comes after', 'a TCP connection of its own'])
+            assert.ok(verify.stdout.includes(l7), `${name}: verify judged the L7 fact "${l7}"`);
+          if (flags.includes('--cache')) assert.match(verify.stdout, /L7 cache:/);
+        } else assert.match(verify.stdout, /L4: each RS's SYN is the client's SYN forwarded|direct server return/);
         for (const host of ['client', 'lb', 'rs1', 'rs2'])
-          assert.ok(fs.statSync(path.join(out, mode, `${host}.pcap`)).size > 24, `${mode}: ${host}.pcap is on the host`);
+          assert.ok(fs.statSync(path.join(dir, `${host}.pcap`)).size > 24, `${name}: ${host}.pcap is on the host`);
+        if (mode === 'dsr') {
+          const ipvsadm = await slbctl('lab', 'exec', '--name', lab, 'lb', '--', 'ipvsadm', '-Ln');
+          assert.equal(ipvsadm.code, 0, ipvsadm.stdout + ipvsadm.stderr);
+          assert.match(ipvsadm.stdout, /-> 172\.16\.75\.82:80 +Route +1/);
+        }
       }
+      // The L7 types replaced the L4 service: IPVS has none left, HAProxy serves.
       const ipvsadm = await slbctl('lab', 'exec', '--name', lab, 'lb', '--', 'ipvsadm', '-Ln');
-      assert.equal(ipvsadm.code, 0, ipvsadm.stdout + ipvsadm.stderr);
-      assert.match(ipvsadm.stdout, /-> 172\.16\.75\.82:80 +Route +1/);
+      assert.doesNotMatch(ipvsadm.stdout, /172\.16\.75\.84/);
+      const status = await slbctl('lab', 'exec', '--name', lab, 'lb', '--', 'slbctl', 'status');
+      assert.equal(status.code, 0, status.stdout + status.stderr);
+      assert.match(status.stdout, /L7 \(HAProxy, runtime API\)/);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }

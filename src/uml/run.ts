@@ -46,6 +46,10 @@ export const IPVS_MODULES = [
   'iptable_nat',
   'xt_ipvs',
   'xt_nat',
+  // L7 transparent: the TPROXY return path marks packets of HAProxy's transparent sockets (iptables here: no nftables ip family).
+  'iptable_mangle',
+  'xt_socket',
+  'xt_mark',
 ];
 
 export function umlAvailable(): string | undefined {

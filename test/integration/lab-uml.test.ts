@@ -14,12 +14,12 @@ const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const lab = `um${process.pid % 10000}`;
 const slbctl = (...args: string[]) => run([process.execPath, CLI_ENTRY, ...args], { timeoutMs: 5 * 60 * 1000 });
 
-describe('lab on user-mode-linux', { skip: isRoot ? false : 'needs root', timeout: 10 * 60 * 1000 }, () => {
+describe('lab on user-mode-linux', { skip: isRoot ? false : 'needs root', timeout: 15 * 60 * 1000 }, () => {
   after(async () => {
     await slbctl('lab', 'down', '--name', lab);
   });
 
-  it('up, mode on IPVS, exec, verify with pcaps on the host, down', async () => {
+  it('up, mode on IPVS, exec, verify with pcaps on the host, the L7 types, down', async () => {
     assert.equal(umlAvailable(), undefined, 'user-mode-linux is installed by scripts/setup.sh');
     const up = await slbctl('lab', 'up', '--provider', 'uml', '--name', lab);
     assert.equal(up.code, 0, up.stdout + up.stderr);
@@ -44,6 +44,23 @@ describe('lab on user-mode-linux', { skip: isRoot ? false : 'needs root', timeou
       assert.match(verify.stdout, /verdict: PASS: transparent/);
       for (const host of ['client', 'lb', 'rs1', 'rs2'])
         assert.ok(fs.statSync(path.join(out, `${host}.pcap`)).size > 24, `${host}.pcap is on the host`);
+      // The L7 types in the guest: HAProxy (the host's, the guest's root is the
+      // host's filesystem) and, for transparent, the TPROXY return path on the
+      // guest kernel's nft socket match and policy routing.
+      for (const [mode, flags, title] of [
+        ['transparent', ['--protocol', 'http'], /L7 transparent \(http\)/],
+        ['fullnat', ['--protocol', 'http', '--cache'], /L7 reverse proxy \(http, cache\)/],
+      ] as const) {
+        const applied = await slbctl('lab', 'mode', mode, ...flags, '--name', lab);
+        assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+        const dir = path.join(out, `${mode}-l7`);
+        const l7 = await slbctl('lab', 'verify', '--name', lab, '--requests', '6', '--out', dir);
+        assert.equal(l7.code, 0, l7.stdout + l7.stderr);
+        assert.match(l7.stdout, new RegExp(`verdict: PASS: ${mode} `));
+        assert.match(l7.stdout, title);
+        assert.ok(l7.stdout.includes('every RS-side SYN comes after'), l7.stdout);
+        if ((flags as readonly string[]).includes('--cache')) assert.match(l7.stdout, /L7 cache:/);
+      }
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }

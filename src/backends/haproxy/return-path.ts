@@ -5,26 +5,36 @@
 // the kernel hand them to HAProxy's socket:
 //   - in slbctl's own nft table, a packet that belongs to a transparent
 //     socket of this host gets a mark (`socket transparent 1`): only those,
-//     so a kernel-NAT service's replies on the same port are untouched;
+//     so a kernel-NAT service's replies on the same port are untouched.
+//     Where nftables has no `ip` family (Debian's user-mode-linux kernel) or
+//     nft is not installed, the same mark comes from slbctl's own iptables
+//     chain SLBCTL-L7 in the mangle table (`-m socket --transparent`),
+//     jumped to once from PREROUTING;
 //   - a policy rule sends that mark to a table of its own;
 //   - in that table, every address is local (`local 0.0.0.0/0 dev lo`).
 // The mark, table and rule priority are slbctl's (constants below); each
 // piece is slbctl's by those values, and only those are ever removed.
 import { Rtnl } from '../../kernel/rtnl/rtnl';
-import { applyScript, requireNft } from '../../kernel/nft/client';
-import { run } from '../../util/exec';
+import { applyScript } from '../../kernel/nft/client';
+import { iptablesBinary } from '../../kernel/iptables/snat';
+import { EXIT, PreflightError } from '../../util/errors';
+import { findCommand, run, runChecked } from '../../util/exec';
 
 /** "SL7" */
 export const TPROXY_MARK = 0x534c37;
 export const TPROXY_TABLE = 7437;
 export const TPROXY_RULE_PRIORITY = 7437;
 export const TPROXY_NFT_TABLE = 'slbctl_l7';
+export const TPROXY_IPTABLES_CHAIN = 'SLBCTL-L7';
 
 export interface ReturnPathState {
+  /** The mark on packets of transparent sockets: slbctl's nft table, or its iptables chain where nftables cannot. */
   nft: boolean;
   rule: boolean;
   route: boolean;
 }
+
+const MARK_HEX = `0x${TPROXY_MARK.toString(16).padStart(8, '0')}`;
 
 export const complete = (s: ReturnPathState) => s.nft && s.rule && s.route;
 export const absent = (s: ReturnPathState) => !s.nft && !s.rule && !s.route;
@@ -39,7 +49,7 @@ const nftScript = (withRule: boolean) =>
           `table ip ${TPROXY_NFT_TABLE} {`,
           '  chain prerouting {',
           '    type filter hook prerouting priority mangle; policy accept;',
-          `    meta l4proto tcp socket transparent 1 meta mark set 0x${TPROXY_MARK.toString(16).padStart(8, '0')} accept`,
+          `    meta l4proto tcp socket transparent 1 meta mark set ${MARK_HEX} accept`,
           '  }',
           '}',
         ]
@@ -52,13 +62,110 @@ async function loIndex(rtnl: Rtnl): Promise<number> {
   return lo?.index ?? 1;
 }
 
-export async function observeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
-  const listed = await run(['nft', 'list', 'table', 'ip', TPROXY_NFT_TABLE]);
+/** slbctl's iptables chain as `iptables -t mangle -S` shows it: the chain, its one rule, the jumps to it. */
+export interface IptablesMark {
+  chain: boolean;
+  rule: boolean;
+  jumps: number;
+}
+
+const IPTABLES_RULE = `-A ${TPROXY_IPTABLES_CHAIN} -p tcp -m socket --transparent -j MARK --set-xmark ${MARK_HEX}/0xffffffff`;
+
+export function parseMangleListing(text: string): IptablesMark {
+  const lines = text.split('\n');
   return {
-    nft: listed.code === 0 && /socket transparent 1 meta mark set/.test(listed.stdout),
+    chain: lines.includes(`-N ${TPROXY_IPTABLES_CHAIN}`),
+    rule: lines.includes(IPTABLES_RULE),
+    jumps: lines.filter((l) => l === `-A PREROUTING -j ${TPROXY_IPTABLES_CHAIN}`).length,
+  };
+}
+
+async function readIptablesMark(): Promise<IptablesMark> {
+  const iptables = iptablesBinary();
+  const none = { chain: false, rule: false, jumps: 0 };
+  if (!iptables) return none;
+  const r = await run([iptables, '-t', 'mangle', '-S']);
+  return r.code === 0 ? parseMangleListing(r.stdout) : none;
+}
+
+async function hasNftTable(): Promise<boolean> {
+  if (!findCommand('nft')) return false;
+  const listed = await run(['nft', 'list', 'table', 'ip', TPROXY_NFT_TABLE]);
+  return listed.code === 0 && /socket transparent 1 meta mark set/.test(listed.stdout);
+}
+
+export async function observeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
+  const mark = await readIptablesMark();
+  return {
+    nft: (await hasNftTable()) || (mark.rule && mark.jumps === 1),
     rule: (await rtnl.fwmarkRules(TPROXY_MARK, TPROXY_TABLE)).includes(TPROXY_RULE_PRIORITY),
     route: await rtnl.hasLocalDefaultRoute(TPROXY_TABLE),
   };
+}
+
+const iptablesStep = (what: string, argv: string[], input?: string) =>
+  runChecked(`iptables: ${what}`, argv, input === undefined ? { exitCode: EXIT.kernel } : { exitCode: EXIT.kernel, input });
+
+/** The mark through slbctl's iptables chain: rewritten whole (iptables-restore --noflush), one jump from PREROUTING. */
+async function addIptablesMark(): Promise<void> {
+  const iptables = iptablesBinary();
+  if (!iptables)
+    throw new PreflightError(
+      'L7 transparent: neither nft nor iptables is installed, and its return path needs one of them (apt-get install nftables, or run `npm run setup`)',
+    );
+  const restore = iptables.replace(/iptables(-legacy)?$/, (_m, legacy: string | undefined) => `iptables${legacy ?? ''}-restore`);
+  const have = await readIptablesMark();
+  await iptablesStep(
+    `restore ${TPROXY_IPTABLES_CHAIN}`,
+    [restore, '--noflush'],
+    `*mangle\n:${TPROXY_IPTABLES_CHAIN} - [0:0]\n${IPTABLES_RULE}\nCOMMIT\n`,
+  );
+  for (let i = 1; i < have.jumps; i++)
+    await iptablesStep(`remove a second jump to ${TPROXY_IPTABLES_CHAIN}`, [
+      iptables,
+      '-t',
+      'mangle',
+      '-D',
+      'PREROUTING',
+      '-j',
+      TPROXY_IPTABLES_CHAIN,
+    ]);
+  if (have.jumps === 0)
+    await iptablesStep(`jump to ${TPROXY_IPTABLES_CHAIN}`, [iptables, '-t', 'mangle', '-A', 'PREROUTING', '-j', TPROXY_IPTABLES_CHAIN]);
+}
+
+async function removeIptablesMark(): Promise<void> {
+  const iptables = iptablesBinary();
+  if (!iptables) return;
+  const have = await readIptablesMark();
+  for (let i = 0; i < have.jumps; i++)
+    await iptablesStep(`remove the jump to ${TPROXY_IPTABLES_CHAIN}`, [
+      iptables,
+      '-t',
+      'mangle',
+      '-D',
+      'PREROUTING',
+      '-j',
+      TPROXY_IPTABLES_CHAIN,
+    ]);
+  if (have.chain) {
+    await iptablesStep(`flush ${TPROXY_IPTABLES_CHAIN}`, [iptables, '-t', 'mangle', '-F', TPROXY_IPTABLES_CHAIN]);
+    await iptablesStep(`delete ${TPROXY_IPTABLES_CHAIN}`, [iptables, '-t', 'mangle', '-X', TPROXY_IPTABLES_CHAIN]);
+  }
+}
+
+/** nft where it can (installed, with the ip family); iptables where it cannot. */
+async function addMark(): Promise<void> {
+  if (findCommand('nft')) {
+    try {
+      await applyScript(nftScript(true));
+      return;
+    } catch (e) {
+      // The kernel's nftables lacks the ip family: the transaction was refused whole, nothing is left of it.
+      if (!(e instanceof Error && /Operation not supported/.test(e.message))) throw e;
+    }
+  }
+  await addIptablesMark();
 }
 
 /**
@@ -68,18 +175,18 @@ export async function observeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
  * a crash halfway.
  */
 export async function addReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
-  requireNft();
   const was = await observeReturnPath(rtnl);
   if (!was.rule) await rtnl.addFwmarkRule(TPROXY_RULE_PRIORITY, TPROXY_MARK, TPROXY_TABLE);
   if (!was.route) await rtnl.addLocalDefaultRoute(TPROXY_TABLE, await loIndex(rtnl));
-  if (!was.nft) await applyScript(nftScript(true));
+  if (!was.nft) await addMark();
   return was;
 }
 
 /** slbctl's pieces that are there are removed (the rule last); the state as it was comes back (to undo). */
 export async function removeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
   const was = await observeReturnPath(rtnl);
-  if (was.nft) await applyScript(nftScript(false));
+  if (await hasNftTable()) await applyScript(nftScript(false));
+  await removeIptablesMark();
   if (was.route) await rtnl.deleteLocalDefaultRoute(TPROXY_TABLE, await loIndex(rtnl));
   if (was.rule) await rtnl.deleteFwmarkRule(TPROXY_RULE_PRIORITY, TPROXY_MARK, TPROXY_TABLE);
   return was;

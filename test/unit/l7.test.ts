@@ -14,6 +14,7 @@ import { L7ServiceState } from '../../src/model/state';
 import { plan } from '../../src/plan/planner';
 import { formatPlan } from '../../src/plan/format';
 import { EMPTY_STATE } from '../../src/model/state';
+import { parseMangleListing } from '../../src/backends/haproxy/return-path';
 
 const facts: HostFacts = {
   interfaces: [
@@ -207,5 +208,30 @@ describe('L7 engine plan: the transparent return path', () => {
       planL7([], running).map((c) => (c.what === 'return-path' ? `return-path ${c.add}` : c.what)),
       ['stop', 'return-path false'],
     );
+  });
+});
+
+describe('L7 transparent return path through iptables (kernels whose nftables has no ip family)', () => {
+  it("reads slbctl's chain, its one rule and the jumps from `iptables -t mangle -S`, nothing else", () => {
+    const listing = [
+      '-P PREROUTING ACCEPT',
+      '-N OTHER',
+      '-N SLBCTL-L7',
+      '-A PREROUTING -j OTHER',
+      '-A PREROUTING -j SLBCTL-L7',
+      '-A SLBCTL-L7 -p tcp -m socket --transparent -j MARK --set-xmark 0x534c37/0xffffffff',
+      '-A OTHER -p tcp -m socket --transparent -j MARK --set-xmark 0x1/0xffffffff',
+    ].join('\n');
+    assert.deepEqual(parseMangleListing(listing), { chain: true, rule: true, jumps: 1 });
+    assert.deepEqual(parseMangleListing('-P PREROUTING ACCEPT\n-N SLBCTL-L7\n-A PREROUTING -j SLBCTL-L7\n-A PREROUTING -j SLBCTL-L7'), {
+      chain: true,
+      rule: false,
+      jumps: 2,
+    });
+    assert.deepEqual(parseMangleListing('-P PREROUTING ACCEPT\n-A OTHER -j MARK --set-xmark 0x534c37/0xffffffff'), {
+      chain: false,
+      rule: false,
+      jumps: 0,
+    });
   });
 });

@@ -69,7 +69,8 @@ export interface IptablesMark {
   jumps: number;
 }
 
-const IPTABLES_RULE = `-A ${TPROXY_IPTABLES_CHAIN} -p tcp -m socket --transparent -j MARK --set-xmark ${MARK_HEX}/0xffffffff`;
+// As `iptables -S` prints it back (hex without leading zeros), so observe finds what add wrote.
+const IPTABLES_RULE = `-A ${TPROXY_IPTABLES_CHAIN} -p tcp -m socket --transparent -j MARK --set-xmark 0x${TPROXY_MARK.toString(16)}/0xffffffff`;
 
 export function parseMangleListing(text: string): IptablesMark {
   const lines = text.split('\n');

@@ -1,9 +1,13 @@
 // Captures recorded from the netns lab (test/fixtures/ladder/MODE/HOST.pcap), read back as verify saw them.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeFrame } from '../../src/capture/decode';
 import { readPcap } from '../../src/capture/pcap';
 import { HostCapture, LinkType } from '../../src/capture/types';
-import { LabAddresses } from '../../src/verify/facts';
+import { Mode } from '../../src/model/types';
+import { ReportSection } from '../../src/report/html';
+import { buildLadder, captureMac } from '../../src/report/ladder';
+import { judge, LabAddresses, RequestOutcome } from '../../src/verify/facts';
 
 export const RECORDED = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'ladder');
 export const RECORDED_MODES = ['fullnat', 'transparent', 'dsr', 'l7-reverse-proxy', 'l7-transparent'] as const;
@@ -28,4 +32,32 @@ export function recordedCaptures(mode: string): HostCapture[] {
     const lt: LinkType = linkType;
     return { host, device: 'eth0', mac: '', linkType: lt, frames, packets: frames.map((f) => decodeFrame(f, lt)), pcapPath: file };
   });
+}
+
+const MODE_OF: Record<(typeof RECORDED_MODES)[number], Mode> = {
+  fullnat: 'fullnat',
+  transparent: 'transparent',
+  dsr: 'dsr',
+  'l7-reverse-proxy': 'fullnat',
+  'l7-transparent': 'transparent',
+};
+
+/** A recorded mode judged as `lab verify` judged it live (the MACs inferred for the facts that need them) and its ladder. */
+export function recordedSection(recorded: (typeof RECORDED_MODES)[number]): ReportSection {
+  const captures = recordedCaptures(recorded);
+  const a = LAB_ADDRESSES;
+  for (const c of captures) c.mac = captureMac(c, new Set([c.host === 'lb' ? a.lb : (a.realServers[c.host] ?? a.client), a.vip]));
+  const byHost = (h: string) => captures.find((c) => c.host === h) as HostCapture;
+  const requests = JSON.parse(fs.readFileSync(path.join(RECORDED, recorded, 'requests.json'), 'utf8')) as RequestOutcome[];
+  const verdict = judge({
+    mode: MODE_OF[recorded],
+    addresses: a,
+    client: byHost('client'),
+    lb: byHost('lb'),
+    realServers: [byHost('rs1'), byHost('rs2')],
+    requests,
+    expectedRealServers: ['rs1', 'rs2'],
+    serviceType: { protocol: recorded.startsWith('l7') ? 'http' : 'tcp', cache: false },
+  });
+  return { verdict, ladder: buildLadder({ captures, addresses: a }) };
 }

@@ -1,8 +1,11 @@
 // The verify report: one self-contained HTML page (inline CSS, SVG and one
 // small script, nothing fetched), a section per mode with its packet ladder
 // and the verdict's facts beside it, each fact linked to the arrows of the
-// packets that prove it. Pure: data in, text out.
+// packets that prove it. Pure but for writeReport: data in, text out.
+import * as path from 'node:path';
 import { MODE_TITLES } from '../lab/lb-config';
+import { writeFileNoFollow } from '../util/safe-write';
+import { writingOutput } from '../verify/judge';
 import { Fact, PacketRef, Verdict } from '../verify/facts';
 import { Ladder, LadderArrow } from './ladder';
 
@@ -145,18 +148,24 @@ a { color: var(--hl); } .notes { margin: 0.3rem 0 0.6rem; padding-left: 1.2rem; 
 .swatch-client { color: var(--client); } .swatch-server { color: var(--server); }
 `;
 
-// Marks the page as loaded (data-ready) and counts errors (data-errors), so a
+// Count errors (data-errors on <html>, from the first line of the page on) and
+// mark the page as loaded (data-ready on <body>), so a
 // headless browser's dumped DOM tells whether the page worked; records where
 // each arrow landed on screen (data-screen: x1 y1 x2 y2 in CSS pixels) for
 // the same check; highlights a fact's arrows while it is pointed at.
-const SCRIPT = `
+const ERRORS_SCRIPT = `
 (function () {
   var errors = 0;
-  var mark = function () { document.body.setAttribute('data-errors', String(errors)); };
+  var mark = function () { document.documentElement.setAttribute('data-errors', String(errors)); };
   window.addEventListener('error', function () { errors++; mark(); });
   var consoleError = console.error;
   console.error = function () { errors++; mark(); return consoleError.apply(console, arguments); };
   mark();
+})();
+`;
+
+const SCRIPT = `
+(function () {
   var screen = function (el, x1, y1, x2, y2) {
     var m = el.getScreenCTM(), svg = el.ownerSVGElement, a = svg.createSVGPoint(), b = svg.createSVGPoint();
     a.x = x1; a.y = y1; b.x = x2; b.y = y2; a = a.matrixTransform(m); b = b.matrixTransform(m);
@@ -184,10 +193,15 @@ export function renderReport(sections: ReportSection[], title = 'slbctl verify r
     '<html lang="en"><head><meta charset="utf-8">',
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     '<meta name="color-scheme" content="light dark">',
-    `<title>${escape(title)}</title><style>${CSS}</style></head>`,
-    `<body><h1>${escape(title)}</h1>${legend}`,
+    `<title>${escape(title)}</title><script>${ERRORS_SCRIPT}</script><style>${CSS}</style></head>`,
+    `<body class="report"><h1>${escape(title)}</h1>${legend}`,
     ...sections.map(renderSection),
     `<script>${SCRIPT}</script></body></html>`,
     '',
   ].join('\n');
+}
+
+/** Write the report (as root: never through a link, src/util/safe-write.ts); its absolute path. */
+export function writeReport(file: string, sections: ReportSection[]): string {
+  return writingOutput(() => writeFileNoFollow(path.resolve(file), renderReport(sections)));
 }

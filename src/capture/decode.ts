@@ -254,3 +254,43 @@ export function formatPacket(p: DecodedPacket): string {
   else if (t?.kind === 'udp') what = `udp len ${t.payloadLength}`;
   return `${outer}${p.ip.src}${sport} > ${p.ip.dst}${dport} ${what}${error}`;
 }
+
+/** What the headers decoded above leave out but the ladder needs to match and label packets. */
+export interface PacketBytes {
+  /** The (inner) IPv4 header's identification: NAT keeps it, so it follows a packet across hosts. */
+  ipId?: number;
+  /** The TCP or UDP payload as captured. */
+  payload: Buffer;
+}
+
+/** The IPv4 identification and the transport payload of a frame; empty payload when it has none or is malformed. */
+export function packetBytes(frame: RawFrame, linkType: LinkType): PacketBytes {
+  const b = frame.data;
+  const empty: PacketBytes = { payload: Buffer.alloc(0) };
+  try {
+    const r = new Reader(b);
+    let o = linkType === 'RAW' ? 0 : linkType === 'LINUX_SLL' ? 16 : 14;
+    let etherType = linkType === 'RAW' ? (r.u8(0, 'IP header') >> 4 === 6 ? ETH_IPV6 : ETH_IPV4) : r.u16(o - 2, 'link header');
+    for (let guard = 0; linkType === 'ETHERNET' && guard < 4 && ETH_VLAN.includes(etherType); guard++) {
+      etherType = r.u16(o + 2, 'VLAN tag');
+      o += 4;
+    }
+    if (etherType !== ETH_IPV4 && etherType !== ETH_IPV6) return empty;
+    let ip = decodeIp(r, o, etherType === ETH_IPV4 ? 4 : 6);
+    let start = o;
+    if ((ip.header.protocol === PROTO_IPIP || ip.header.protocol === PROTO_IPV6) && ip.firstFragment) {
+      start = ip.payload;
+      ip = decodeIp(ip.r, ip.payload, ip.header.protocol === PROTO_IPIP ? 4 : 6);
+    }
+    const ipId = ip.header.version === 4 ? b.readUInt16BE(start + 4) : undefined;
+    const withId = (payload: Buffer): PacketBytes => (ipId === undefined ? { payload } : { ipId, payload });
+    if (!ip.firstFragment) return withId(Buffer.alloc(0));
+    const end = Math.min(ip.declaredEnd, b.length);
+    if (ip.header.protocol === PROTO_TCP)
+      return withId(b.subarray(Math.min(end, ip.payload + (ip.r.u8(ip.payload + 12, 'TCP header') >> 4) * 4), end));
+    if (ip.header.protocol === PROTO_UDP) return withId(b.subarray(Math.min(end, ip.payload + 8), end));
+    return withId(Buffer.alloc(0));
+  } catch {
+    return empty;
+  }
+}

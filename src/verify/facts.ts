@@ -35,6 +35,12 @@ export interface ServiceTypeExpectation {
   staticPath?: string;
 }
 
+/** One captured frame: the host's capture and the frame's number in its pcap (1-based, as Wireshark numbers them). */
+export interface PacketRef {
+  host: string;
+  frame: number;
+}
+
 export interface Fact {
   fact: string;
   expected: string;
@@ -42,6 +48,8 @@ export interface Fact {
   pass: boolean;
   /** Why it failed, in words. */
   why?: string;
+  /** Frames that prove (or disprove) the fact, the first ones of each capture; absent when no frame does. */
+  packets?: PacketRef[];
 }
 
 export interface Verdict {
@@ -86,8 +94,27 @@ function tcpPackets(c: HostCapture, port: number): Tcp[] {
 const isSyn = (p: Tcp) => p.transport.flags.syn && !p.transport.flags.ack;
 const list = (xs: Iterable<string>) => [...new Set(xs)].sort().join(', ') || 'none';
 
-function fact(name: string, expected: string, seen: string, pass: boolean, why: string): Fact {
-  return pass ? { fact: name, expected, seen, pass } : { fact: name, expected, seen, pass, why };
+/** At most this many frames per capture back a fact: enough to cover the first connections, which the report draws. */
+const REFS_PER_CAPTURE = 24;
+const frameIndexes = new WeakMap<HostCapture, Map<DecodedPacket, number>>();
+
+/** The pcap frame numbers of these packets of one capture, in capture order. */
+function refs(c: HostCapture, packets: readonly DecodedPacket[]): PacketRef[] {
+  let index = frameIndexes.get(c);
+  if (!index) {
+    index = new Map(c.packets.map((p, i) => [p, i]));
+    frameIndexes.set(c, index);
+  }
+  const numbers = packets.map((p) => index.get(p)).filter((i): i is number => i !== undefined);
+  return [...new Set(numbers)]
+    .sort((x, y) => x - y)
+    .slice(0, REFS_PER_CAPTURE)
+    .map((i) => ({ host: c.host, frame: i + 1 }));
+}
+
+function fact(name: string, expected: string, seen: string, pass: boolean, why: string, packets: PacketRef[] = []): Fact {
+  const f: Fact = pass ? { fact: name, expected, seen, pass } : { fact: name, expected, seen, pass, why };
+  return packets.length ? { ...f, packets } : f;
 }
 
 /** Requests reach the service and every expected real server gets connections. */
@@ -104,7 +131,8 @@ function commonFacts(v: VerifyInput): Fact[] {
       `${v.requests.length - ok} request(s) failed${v.requests.find((r) => !r.ok)?.error ? `: ${v.requests.find((r) => !r.ok)?.error}` : ''}`,
     ),
   );
-  const clientPeers = tcpPackets(v.client, a.port).map((p) => (p.ip.src === a.client ? p.ip.dst : p.ip.src));
+  const clientPackets = tcpPackets(v.client, a.port);
+  const clientPeers = clientPackets.map((p) => (p.ip.src === a.client ? p.ip.dst : p.ip.src));
   facts.push(
     fact(
       'client talks only to the VIP',
@@ -114,14 +142,23 @@ function commonFacts(v: VerifyInput): Fact[] {
       clientPeers.length === 0
         ? 'the client capture has no packets of the service'
         : 'the client exchanged packets with another address than the VIP',
+      refs(v.client, clientPackets),
     ),
   );
   const got = v.realServers.map((c) => ({ host: c.host, syns: tcpPackets(c, rsPortOf(a)).filter(isSyn).length }));
   const seen = got.map((g) => `${g.host}: ${g.syns}`).join(', ');
+  const synRefs = v.realServers.flatMap((c) => refs(c, tcpPackets(c, rsPortOf(a)).filter(isSyn)));
   if (v.oneServerOnly) {
     const hit = got.filter((g) => g.syns > 0).length;
     facts.push(
-      fact('real servers that got connections', 'exactly one (source hash)', seen, hit === 1, `${hit} real servers got connections`),
+      fact(
+        'real servers that got connections',
+        'exactly one (source hash)',
+        seen,
+        hit === 1,
+        `${hit} real servers got connections`,
+        synRefs,
+      ),
     );
   } else {
     const missing = v.expectedRealServers.filter((h) => !got.some((g) => g.host === h && g.syns > 0));
@@ -132,6 +169,7 @@ function commonFacts(v: VerifyInput): Fact[] {
         seen,
         missing.length === 0,
         `no connection reached ${missing.join(', ')}`,
+        synRefs,
       ),
     );
   }
@@ -143,9 +181,12 @@ function realServerViewFacts(v: VerifyInput, expectSource: string, expectDestina
   const sources: string[] = [];
   const wrongDst: string[] = [];
   const dsts: string[] = [];
+  const synRefs: PacketRef[] = [];
   for (const c of v.realServers) {
     const own = v.addresses.realServers[c.host] ?? '?';
-    for (const p of tcpPackets(c, rsPortOf(v.addresses)).filter(isSyn)) {
+    const syns = tcpPackets(c, rsPortOf(v.addresses)).filter(isSyn);
+    synRefs.push(...refs(c, syns));
+    for (const p of syns) {
       const dst = `${p.ip.dst}:${p.transport.dstPort}`;
       sources.push(p.ip.src);
       dsts.push(dst);
@@ -160,6 +201,7 @@ function realServerViewFacts(v: VerifyInput, expectSource: string, expectDestina
       list(sources),
       srcOk,
       sources.length === 0 ? 'no connection reached a real server' : `real servers saw ${list(sources)} as the connection source`,
+      synRefs,
     ),
     fact(
       'real servers see destination',
@@ -167,6 +209,7 @@ function realServerViewFacts(v: VerifyInput, expectSource: string, expectDestina
       list(dsts),
       sources.length > 0 && wrongDst.length === 0,
       sources.length === 0 ? 'no connection reached a real server' : wrongDst.join('; '),
+      synRefs,
     ),
   ];
 }
@@ -175,9 +218,9 @@ function realServerViewFacts(v: VerifyInput, expectSource: string, expectDestina
 function repliesThroughLb(v: VerifyInput, replyDestination: string): Fact {
   const { addresses: a } = v;
   const rsPort = rsPortOf(a);
-  const answered = v.realServers.filter((c) =>
-    tcpPackets(c, rsPort).some((p) => p.transport.srcPort === rsPort && p.ip.dst === replyDestination),
-  );
+  const repliesOf = (c: HostCapture) =>
+    tcpPackets(c, rsPort).filter((p) => p.transport.srcPort === rsPort && p.ip.dst === replyDestination);
+  const answered = v.realServers.filter((c) => repliesOf(c).length > 0);
   const atLb = tcpPackets(v.lb, rsPort).filter(
     (p) => p.transport.srcPort === rsPort && p.ip.dst === replyDestination && (!p.dstMac || p.dstMac === v.lb.mac),
   );
@@ -191,6 +234,7 @@ function repliesThroughLb(v: VerifyInput, replyDestination: string): Fact {
     answered.length === 0
       ? 'no real server sent a reply'
       : `replies of ${missing.join(', ')} did not reach the LB: their route back does not go through it`,
+    [...v.realServers.flatMap((c) => refs(c, repliesOf(c))), ...refs(v.lb, atLb)],
   );
 }
 
@@ -202,6 +246,12 @@ function encapsulationFact(v: VerifyInput): Fact {
       .map((p) => ({ host: c.host, p })),
   );
   const seen = list(syns.map(({ p }) => (p.outer ? `ipip ${p.outer.src} -> ${p.outer.dst}` : 'plain')));
+  const synRefs = v.realServers.flatMap((c) =>
+    refs(
+      c,
+      syns.filter((s) => s.host === c.host).map((s) => s.p),
+    ),
+  );
   if (v.encapsulation === 'ipip') {
     const wrong = syns.filter(({ host, p }) => !p.outer || p.outer.src !== v.addresses.lb || p.outer.dst !== v.addresses.realServers[host]);
     return fact(
@@ -210,6 +260,7 @@ function encapsulationFact(v: VerifyInput): Fact {
       seen,
       syns.length > 0 && wrong.length === 0,
       syns.length === 0 ? 'no connection reached a real server' : `${wrong.length} connection(s) arrived without the LB's IP-in-IP header`,
+      synRefs,
     );
   }
   const wrapped = syns.filter(({ p }) => p.outer);
@@ -221,6 +272,7 @@ function encapsulationFact(v: VerifyInput): Fact {
     syns.length === 0
       ? 'no connection reached a real server'
       : 'packets arrived in an IP-in-IP tunnel: this is tunnel mode, not direct routing',
+    synRefs,
   );
 }
 
@@ -230,9 +282,10 @@ export function judge(v: VerifyInput): Verdict {
   if (v.mode === 'fullnat') {
     facts.push(...realServerViewFacts(v, a.lb, (own) => `${own}:${rsPortOf(a)}`));
     facts.push(repliesThroughLb(v, a.lb));
-    const leaked = v.realServers
-      .filter((c) => tcpPackets(c, rsPortOf(a)).some((p) => p.ip.src === a.client || p.ip.dst === a.client))
-      .map((c) => c.host);
+    const sawClient = (c: HostCapture) => tcpPackets(c, rsPortOf(a)).filter((p) => p.ip.src === a.client || p.ip.dst === a.client);
+    const leaked = v.realServers.filter((c) => sawClient(c).length > 0).map((c) => c.host);
+    // Proof of absence: the packets the RSs did see (or, failing, the ones with the client's address).
+    const proof = v.realServers.flatMap((c) => refs(c, leaked.length ? sawClient(c) : tcpPackets(c, rsPortOf(a))));
     facts.push(
       fact(
         'real servers never see the client address',
@@ -240,6 +293,7 @@ export function judge(v: VerifyInput): Verdict {
         leaked.length ? `seen by ${leaked.join(', ')}` : 'never',
         leaked.length === 0,
         `${leaked.join(', ')} saw ${a.client}`,
+        proof,
       ),
     );
   } else if (v.mode === 'transparent') {
@@ -247,13 +301,11 @@ export function judge(v: VerifyInput): Verdict {
     facts.push(repliesThroughLb(v, a.client));
   } else {
     facts.push(...realServerViewFacts(v, a.client, () => `${a.vip}:${a.port}`));
-    const direct = v.realServers.map((c) => ({
-      host: c.host,
-      n: tcpPackets(c, a.port).filter(
+    const directOf = (c: HostCapture) =>
+      tcpPackets(c, a.port).filter(
         (p) => p.transport.srcPort === a.port && p.ip.src === a.vip && p.ip.dst === a.client && p.dstMac !== v.lb.mac,
-      ).length,
-      syns: tcpPackets(c, a.port).filter(isSyn).length,
-    }));
+      );
+    const direct = v.realServers.map((c) => ({ host: c.host, n: directOf(c).length, syns: tcpPackets(c, a.port).filter(isSyn).length }));
     const silent = direct.filter((d) => d.syns > 0 && d.n === 0).map((d) => d.host);
     facts.push(
       fact(
@@ -264,6 +316,7 @@ export function judge(v: VerifyInput): Verdict {
         silent.length
           ? `${silent.join(', ')} got connections but sent no reply from the VIP (VIP missing on its loopback?)`
           : 'no real server replied from the VIP',
+        v.realServers.flatMap((c) => refs(c, directOf(c))),
       ),
     );
     facts.push(encapsulationFact(v));
@@ -275,6 +328,13 @@ export function judge(v: VerifyInput): Verdict {
         `${atLb.length} reply packets`,
         atLb.length === 0,
         'replies crossed the balancer: this is not direct server return',
+        // Failing: the replies at the LB; holding: the replies the client got, none of which the LB saw.
+        atLb.length
+          ? refs(v.lb, atLb)
+          : refs(
+              v.client,
+              tcpPackets(v.client, a.port).filter((p) => p.ip.src === a.vip),
+            ),
       ),
     );
   }
@@ -290,6 +350,8 @@ interface ConnectionView {
   synAckAt?: bigint;
   requestAt?: bigint;
   rs?: { at: bigint; isn: number; srcPort: number; dst: string };
+  /** The balancer's frames behind the times above: the client's SYN, the SYN-ACK, the request, the RS-side SYN. */
+  packets: Tcp[];
 }
 
 /**
@@ -328,7 +390,11 @@ function connectionsAtLb(v: VerifyInput): ConnectionView[] {
       (p) => inWindow(p) && p.ip.dst === a.vip && p.transport.srcPort === cport && p.transport.payloadLength > 0,
     );
     const rsSyn = packets.find((p) => inWindow(p) && isSyn(p) && rsAddresses.has(p.ip.dst) && p.transport.dstPort === rsPortOf(a));
-    const view: ConnectionView = { clientPort: cport, clientIsn: syn.transport.seq };
+    const view: ConnectionView = {
+      clientPort: cport,
+      clientIsn: syn.transport.seq,
+      packets: [syn, synAck, request, rsSyn].filter((p): p is Tcp => p !== undefined),
+    };
     if (synAck) view.synAckAt = synAck.tsNanos;
     if (request) view.requestAt = request.tsNanos;
     if (rsSyn) view.rs = { at: rsSyn.tsNanos, isn: rsSyn.transport.seq, srcPort: rsSyn.transport.srcPort, dst: rsSyn.ip.dst };
@@ -348,6 +414,10 @@ function serviceTypeFacts(v: VerifyInput, t: ServiceTypeExpectation): Fact[] {
   const conns = connectionsAtLb(v);
   const withRs = conns.filter((c) => c.rs);
   const none = 'no client connection reached a real server through the balancer';
+  const proof = refs(
+    v.lb,
+    conns.flatMap((c) => c.packets),
+  );
   const facts: Fact[] = [];
   if (t.protocol === 'tcp') {
     const early = withRs.filter((c) => c.rs && (c.requestAt === undefined || c.rs.at < c.requestAt));
@@ -361,6 +431,7 @@ function serviceTypeFacts(v: VerifyInput, t: ServiceTypeExpectation): Fact[] {
         withRs.length === 0
           ? none
           : 'the RS-side connection starts after the request or with a sequence number of its own: the balancer proxies (L7), it does not forward',
+        proof,
       ),
     );
     return facts;
@@ -375,6 +446,7 @@ function serviceTypeFacts(v: VerifyInput, t: ServiceTypeExpectation): Fact[] {
       conns.length === 0
         ? 'no client connection at the balancer'
         : 'a SYN-ACK came only after the RS-side SYN: the client SYN was forwarded (L4)',
+      proof,
     ),
   );
   const afterRequest = withRs.filter((c) => c.requestAt !== undefined && c.rs && c.rs.at > c.requestAt);
@@ -386,6 +458,7 @@ function serviceTypeFacts(v: VerifyInput, t: ServiceTypeExpectation): Fact[] {
       `${afterRequest.length}/${withRs.length}${gaps.length ? ` (request to RS SYN: ${micros(gaps[0] ?? 0n)} to ${micros(gaps[gaps.length - 1] ?? 0n)})` : ''}`,
       withRs.length > 0 && afterRequest.length === withRs.length,
       withRs.length === 0 ? none : 'an RS-side connection started before the request arrived: the connection was forwarded (L4)',
+      proof,
     ),
   );
   const ownIsn = withRs.filter((c) => c.rs && c.rs.isn !== c.clientIsn);
@@ -397,6 +470,7 @@ function serviceTypeFacts(v: VerifyInput, t: ServiceTypeExpectation): Fact[] {
       `${ownIsn.length}/${withRs.length}`,
       withRs.length > 0 && ownIsn.length === withRs.length,
       withRs.length === 0 ? none : "an RS-side SYN carried the client's sequence number: the kernel forwarded it (L4)",
+      proof,
     ),
   );
   if (t.cache) facts.push(cacheFact(v, t.staticPath ?? '/static/'));
@@ -408,7 +482,8 @@ function cacheFact(v: VerifyInput, staticPath: string): Fact {
   const asked = v.requests.filter((r) => r.static);
   const answered = asked.filter((r) => r.ok).length;
   const needle = Buffer.from(`GET ${staticPath} `);
-  const atRs = v.realServers.map((c) => ({ host: c.host, n: c.frames.filter((f) => f.data.includes(needle)).length }));
+  const gets = (c: HostCapture) => c.packets.filter((_, i) => c.frames[i]?.data.includes(needle));
+  const atRs = v.realServers.map((c) => ({ host: c.host, n: gets(c).length }));
   const reached = atRs.reduce((n, x) => n + x.n, 0);
   return fact(
     'L7 cache: a repeated GET of a static object is answered by the balancer (no packet of it at any RS)',
@@ -420,5 +495,6 @@ function cacheFact(v: VerifyInput, staticPath: string): Fact {
       : reached > 1
         ? 'every GET of the static object reached a real server: the balancer has no cache (or did not keep it)'
         : `only ${answered} of ${asked.length} GETs were answered`,
+    v.realServers.flatMap((c) => refs(c, gets(c))),
   );
 }

@@ -9,13 +9,16 @@ import { Encapsulation, Mode } from '../model/types';
 import { LabHostName, LabTopology, REAL_SERVERS } from '../lab/topology';
 import { LabError } from '../lab/errors';
 import { RequestOutcome, ServiceTypeExpectation, Verdict } from './facts';
-import { clientPort, judgeLab, prepareOutputDirectory } from './judge';
+import { clientPort, judgeLab, labAddresses, prepareOutputDirectory } from './judge';
+import { buildLadder, Ladder } from '../report/ladder';
 import { LAB_PROTOCOLS, LabProtocol } from '../lab/lb-config';
 
 export interface VerifyReport {
   verdict: Verdict;
   requests: RequestOutcome[];
   pcaps: Record<string, string>;
+  /** The client's first connection drawn packet by packet (the HTML report's picture; plain data for other tools). */
+  ladder: Ladder;
 }
 
 export const CAPTURED_HOSTS: LabHostName[] = ['client', 'lb', ...REAL_SERVERS];
@@ -93,5 +96,10 @@ export async function verifyWith(driver: CaptureDriver, r: VerifyRequest): Promi
   }
   const captures = await driver.collect(outDir);
   const pcaps = Object.fromEntries(captures.map((c) => [c.host, c.pcapPath ?? '']));
-  return { verdict: judgeLab(judged, r.topology, captures, outcomes, encapsulation, serviceType), requests: outcomes, pcaps };
+  return {
+    verdict: judgeLab(judged, r.topology, captures, outcomes, encapsulation, serviceType),
+    requests: outcomes,
+    pcaps,
+    ladder: buildLadder({ captures, addresses: labAddresses(r.topology, serviceType) }),
+  };
 }

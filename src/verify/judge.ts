@@ -6,7 +6,7 @@ import { Encapsulation, Mode } from '../model/types';
 import { LabTopology, REAL_SERVERS, addressOf } from '../lab/topology';
 import { LabError } from '../lab/errors';
 import { labModeTitle } from '../lab/lb-config';
-import { judge, RequestOutcome, ServiceTypeExpectation, Verdict } from './facts';
+import { judge, LabAddresses, RequestOutcome, ServiceTypeExpectation, Verdict } from './facts';
 import { UnsafePathError, trustedDirectory } from '../util/safe-write';
 
 /** One curl run (`-o - -w '\n%{http_code}'`) turned into a request outcome. */
@@ -55,6 +55,20 @@ export function clientPort(topology: LabTopology, protocol: ServiceTypeExpectati
   return protocol === 'https' ? 443 : topology.servicePort;
 }
 
+/** The lab's addresses and ports as verify judges them. */
+export function labAddresses(topology: LabTopology, serviceType?: ServiceTypeExpectation): LabAddresses {
+  const realServers: Record<string, string> = {};
+  for (const h of REAL_SERVERS) realServers[h] = addressOf(topology, h);
+  return {
+    client: addressOf(topology, 'client'),
+    lb: addressOf(topology, 'lb'),
+    vip: topology.vip,
+    port: serviceType ? clientPort(topology, serviceType.protocol) : topology.servicePort,
+    rsPort: topology.servicePort,
+    realServers,
+  };
+}
+
 /** Judge the captures of the client, the LB and the real servers against the mode's facts. */
 export function judgeLab(
   mode: Mode,
@@ -69,18 +83,9 @@ export function judgeLab(
     if (!c) throw new Error(`no capture of ${h}`);
     return c;
   };
-  const realServers: Record<string, string> = {};
-  for (const h of REAL_SERVERS) realServers[h] = addressOf(topology, h);
   const verdict = judge({
     mode,
-    addresses: {
-      client: addressOf(topology, 'client'),
-      lb: addressOf(topology, 'lb'),
-      vip: topology.vip,
-      port: serviceType ? clientPort(topology, serviceType.protocol) : topology.servicePort,
-      rsPort: topology.servicePort,
-      realServers,
-    },
+    addresses: labAddresses(topology, serviceType),
     client: byHost('client'),
     lb: byHost('lb'),
     realServers: REAL_SERVERS.map(byHost),

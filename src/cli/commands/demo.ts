@@ -10,11 +10,13 @@ import { EXIT } from '../errors';
 import { requireRoot, withLabName, withRequests } from '../lab-options';
 import { applyLabMode } from '../../lab/mode';
 import { verifyLabMode } from '../../verify/run';
+import { ReportSection, writeReport } from '../../report/html';
 
 interface Args {
   name: string;
   requests: number;
   out: string;
+  report?: string;
   keep: boolean;
 }
 
@@ -25,12 +27,14 @@ export const demoCommand: CommandModule<object, Args> = {
   builder: (y) =>
     withRequests(withLabName(y), 'HTTP requests per mode')
       .option('out', { alias: 'o', type: 'string', default: 'slbctl-pcaps/demo', describe: 'directory for the pcap files' })
+      .option('report', { type: 'string', describe: 'HTML report of every mode, each with its packet ladder (default OUT/report.html)' })
       .option('keep', { type: 'boolean', default: false, describe: 'leave the lab up at the end' }),
   handler: async (args) => {
     requireRoot('demo');
     const say = (line: string) => process.stdout.write(`${line}\n`);
     const started = Date.now();
     const summary: { mode: Mode; what: string; pass: boolean; facts: string; pcaps: string }[] = [];
+    const sections: ReportSection[] = [];
     // The three L4 modes in the kernel, then the two L7 service types in HAProxy (the reference's modes 1 and 2).
     const rows: { mode: Mode; dir: string; options: LabModeOptions }[] = [
       { mode: 'fullnat', dir: 'fullnat', options: DEFAULT_LAB_OPTIONS },
@@ -50,6 +54,7 @@ export const demoCommand: CommandModule<object, Args> = {
         const out = path.resolve(args.out, dir);
         const report = await verifyLabMode(args.name, mode, args.requests, out);
         say(renderVerdict(report.verdict));
+        sections.push(report);
         const passed = report.verdict.facts.filter((f) => f.pass).length;
         summary.push({ mode, what, pass: report.verdict.pass, facts: `${passed}/${report.verdict.facts.length}`, pcaps: out });
       }
@@ -66,7 +71,8 @@ export const demoCommand: CommandModule<object, Args> = {
         summary.map((s) => [s.mode, s.what, s.facts, s.pass ? 'PASS' : 'FAIL', s.pcaps]),
       ),
     );
-    say('open the pcaps with wireshark or `tshark -r FILE`');
+    if (sections.length) say(`report: ${writeReport(args.report ?? path.join(args.out, 'report.html'), sections)}`);
+    say('open the pcaps with wireshark or `tshark -r FILE`, the report in a browser');
     if (summary.some((s) => !s.pass)) process.exitCode = EXIT.failed;
   },
 };

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { MODES, Mode } from '../../model/types';
 import { renderVerdict } from '../../verify/render';
+import { writeReport } from '../../report/html';
 import { EXIT, UsageError } from '../errors';
 import { requireRoot, withLabName, withRequests } from '../lab-options';
 import { findLab } from '../../lab/providers';
@@ -11,6 +12,7 @@ interface Args {
   mode?: Mode;
   requests: number;
   out?: string;
+  report?: string;
   json: boolean;
   protocol?: LabProtocol;
   cache?: boolean;
@@ -23,7 +25,15 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     withRequests(withLabName(y), 'HTTP requests the client makes')
       .option('mode', { choices: MODES, describe: 'mode to judge against (default: the mode applied with `lab mode`)' })
       .option('out', { alias: 'o', type: 'string', describe: 'directory for the pcap files (default ./slbctl-pcaps/NAME/MODE)' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the verdict as JSON' })
+      .option('report', {
+        type: 'string',
+        describe: "write an HTML report to this file: the packet ladder of the client's first connection beside the verdict's facts",
+      })
+      .option('json', {
+        type: 'boolean',
+        default: false,
+        describe: 'print the verdict, the requests, the pcaps and the packet ladder as JSON',
+      })
       .option('protocol', {
         choices: LAB_PROTOCOLS,
         describe:
@@ -42,6 +52,7 @@ export const labVerifyCommand: CommandModule<object, Args> = {
     const lab = await findLab(args.name);
     const expect = { ...(args.protocol ? { protocol: args.protocol } : {}), ...(args.cache !== undefined ? { cache: args.cache } : {}) };
     const report = await lab.verify(args.mode, args.requests, args.out, expect);
+    const html = args.report ? writeReport(args.report, [report]) : undefined;
     if (args.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else {
       const answered = report.requests.filter((r) => r.ok);
@@ -51,6 +62,7 @@ export const labVerifyCommand: CommandModule<object, Args> = {
         `responses: ${[...perRs].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; client address the RSs reported: ${[...new Set(answered.map((r) => r.clientSeen))].join(', ') || '-'}\n`,
       );
       process.stdout.write(`${renderVerdict(report.verdict)}\npcaps: ${Object.values(report.pcaps).join(' ')}\n`);
+      if (html) process.stdout.write(`report: ${html}\n`);
     }
     if (!report.verdict.pass) process.exitCode = EXIT.failed;
   },

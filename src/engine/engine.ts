@@ -137,6 +137,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   const plan = makePlan(desired, observed);
   // Host-dependent refusals (subnet edges, a VIP another host holds) before anything changes.
   await checkVips(k.rtnl, config, interfaces, plan.ops);
+  k.driver.planned?.(plan);
   return { ...plan, unresolved };
 }
 

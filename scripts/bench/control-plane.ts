@@ -15,6 +15,7 @@ import { withWriteLock } from '../../src/records/lock';
 import { formatPlan } from '../../src/plan/format';
 import { trustAppliedRecord } from '../../src/kernel/nft/applied';
 import { listingCount } from '../../src/kernel/nft/client';
+import { identityOf, removeRecordsOf } from '../../src/records/netns';
 
 const SERVICES = Number(process.env.SLB_BENCH_SERVICES ?? 10000);
 const REAL_SERVERS = 4;
@@ -112,7 +113,12 @@ async function outer(): Promise<void> {
     process.stderr.write(r.stderr);
     process.exitCode = r.code;
   } finally {
-    await run(['ip', 'netns', 'del', ns]);
+    // Its records (ownership, the nftables record) go with it: a later namespace may get the same inode.
+    try {
+      removeRecordsOf(identityOf(ns));
+    } finally {
+      await run(['ip', 'netns', 'del', ns]);
+    }
   }
 }
 

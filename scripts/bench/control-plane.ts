@@ -54,7 +54,7 @@ const commandsOf = (script: string) => script.split('\n').length - 1;
 async function inner(): Promise<void> {
   const rtnl = await openSession('nft');
   const planApply = async (weight: number) => {
-    const plan = await planConfig(rtnl, makeConfig(weight));
+    const plan = await planConfig(rtnl, makeConfig(weight), { fromRecord: true });
     await withWriteLock(0, () => executePlan(rtnl, plan));
     return plan;
   };
@@ -71,9 +71,9 @@ async function inner(): Promise<void> {
     const [cold, tCold] = await timed(() => planApply(1));
     const script = renderPlan(cold);
     let listed = listingCount();
-    const [same, tSame] = await timed(() => planConfig(rtnl, makeConfig(1)));
+    const [same, tSame] = await timed(() => planConfig(rtnl, makeConfig(1), { fromRecord: true }));
     const sameListed = listingCount() - listed;
-    const [sameListing, tSameListing] = await timed(() => listing(() => planConfig(rtnl, makeConfig(1))));
+    const [sameListing, tSameListing] = await timed(() => listing(() => planConfig(rtnl, makeConfig(1), { fromRecord: true })));
     listed = listingCount();
     const [weight, tWeight] = await timed(() => planApply(5));
     const weightListed = listingCount() - listed;

@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   if (what === 'plan-listed') trustAppliedRecord(false);
   const k = await openSession('nft');
   try {
-    const plan = await planConfig(k, config);
+    const plan = await planConfig(k, config, { fromRecord: true });
     if (what === 'apply') await withWriteLock(0, () => executePlan(k, plan));
     const out = {
       ops: plan.ops.length,

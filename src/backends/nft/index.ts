@@ -32,10 +32,10 @@ function recentFlows(): ReturnType<typeof listFlows> {
 }
 
 const driver: BackendDriver = {
-  async observe() {
+  async observe(_ownership, o = {}) {
     // The generation first: unmoved since slbctl recorded its tables, they are read from the record, not listed.
     const generation = await readGeneration().catch(() => undefined);
-    const recorded = generation === undefined ? undefined : appliedAt(generation);
+    const recorded = generation === undefined || !o.fromRecord ? undefined : appliedAt(generation);
     if (generation !== undefined && recorded)
       return { kernel: kernelFromApplied(recorded, generation), foreign: [], legacyOwnedAddresses: [] };
     const [ip, netdev] = await Promise.all([listTable('ip'), listTable('netdev')]);

@@ -1,8 +1,10 @@
 // Control-plane benchmark: 10,000 services x 4 real servers planned and
-// applied as one nftables transaction, then one real server's weight changed
-// and applied again. Runs inside a network namespace it creates (a dummy
-// interface holds the subnets; no packet is sent) and removes it at the end.
-// Prints times and ratios measured side by side in this one run.
+// applied as one nftables transaction (anchor: `nft -f` of the same ruleset),
+// a plan with nothing to change and one real server's weight changed and
+// applied (anchor: the same with slbctl's tables listed, as every plan did
+// before the record of the applied state). Runs inside a network namespace it
+// creates (a veth holds the subnets; no packet is sent) and removes it at the
+// end. Prints times and ratios measured side by side in this one run.
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { run, runChecked } from '../../src/util/exec';
@@ -11,6 +13,9 @@ import { closeSession, executePlan, openSession, planConfig } from '../../src/en
 import { renderPlan } from '../../src/kernel/nft/render';
 import { withWriteLock } from '../../src/records/lock';
 import { formatPlan } from '../../src/plan/format';
+import { trustAppliedRecord } from '../../src/kernel/nft/applied';
+import { listingCount } from '../../src/kernel/nft/client';
+import { identityOf, removeRecordsOf } from '../../src/records/netns';
 
 const SERVICES = Number(process.env.SLB_BENCH_SERVICES ?? 10000);
 const REAL_SERVERS = 4;
@@ -24,7 +29,16 @@ function makeConfig(weightOfFirst: number): Config {
       port: 8080,
       weight: i === 0 && j === 0 ? weightOfFirst : 1,
     }));
-    services.push({ name: `svc${i}`, vip, port: 80, protocol: 'tcp', mode: 'fullnat', scheduler: 'wrr', realServers });
+    services.push({
+      name: `svc${i}`,
+      vip,
+      port: 80,
+      protocol: 'tcp',
+      mode: 'fullnat',
+      scheduler: 'wrr',
+      realServers,
+      vipAlreadyPresent: 'allow',
+    });
   }
   return { backend: 'nft', services };
 }
@@ -35,29 +49,48 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   return [result, (performance.now() - t0) / 1000];
 }
 
+const commandsOf = (script: string) => script.split('\n').length - 1;
+
 async function inner(): Promise<void> {
   const rtnl = await openSession('nft');
+  const planApply = async (weight: number) => {
+    const plan = await planConfig(rtnl, makeConfig(weight), { fromRecord: true });
+    await withWriteLock(0, () => executePlan(rtnl, plan));
+    return plan;
+  };
+  // The anchor of each plan: the same plan with the tables listed (what every plan did before the record).
+  const listing = async <T>(fn: () => Promise<T>): Promise<T> => {
+    trustAppliedRecord(false);
+    try {
+      return await fn();
+    } finally {
+      trustAppliedRecord(true);
+    }
+  };
   try {
-    const [plan1, tPlan1] = await timed(() => planConfig(rtnl, makeConfig(1)));
-    const script = renderPlan(plan1);
-    const [, tApply1] = await timed(() => withWriteLock(0, () => executePlan(rtnl, plan1)));
-    const [plan2, tPlan2] = await timed(() => planConfig(rtnl, makeConfig(5)));
-    const [, tApply2] = await timed(() => withWriteLock(0, () => executePlan(rtnl, plan2)));
-    const script2 = renderPlan(plan2);
-    // The kernel's own share: the same first transaction loaded by nft alone.
-    await runChecked('flush', ['nft', 'delete', 'table', 'ip', 'slbctl']);
-    const [, tNftOnly] = await timed(() => runChecked('nft -f', ['nft', '-f', '-'], { input: script }));
-    const f = (s: number) => `${s.toFixed(2)} s`;
+    const [cold, tCold] = await timed(() => planApply(1));
+    const script = renderPlan(cold);
+    let listed = listingCount();
+    const [same, tSame] = await timed(() => planConfig(rtnl, makeConfig(1), { fromRecord: true }));
+    const sameListed = listingCount() - listed;
+    const [sameListing, tSameListing] = await timed(() => listing(() => planConfig(rtnl, makeConfig(1), { fromRecord: true })));
+    listed = listingCount();
+    const [weight, tWeight] = await timed(() => planApply(5));
+    const weightListed = listingCount() - listed;
+    const [, tWeightListing] = await timed(() => listing(() => planApply(1)));
+    // The kernel's own share: the same first transaction loaded by nft alone, into an empty namespace's table.
+    await runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
+    const [, tNft] = await timed(() => runChecked('nft -f', ['nft', '-f', '-'], { input: script }));
+    const f = (x: number) => (x < 1 ? `${(x * 1000).toFixed(1)} ms` : `${x.toFixed(2)} s`);
+    const r = (a: number, b: number) => (a / b).toFixed(3);
     process.stdout.write(
       [
-        `services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr), one nftables transaction of ${script.split('\n').length - 1} commands`,
-        `first plan:   ${f(tPlan1)}  (${plan1.ops.length} operations)`,
-        `first apply:  ${f(tApply1)}  (addresses via rtnetlink + nft transaction)`,
-        `nft -f alone: ${f(tNftOnly)}  (the same transaction, kernel + nft parser only)`,
-        `second plan (one weight 1 -> 5): ${f(tPlan2)}, ${plan2.ops.length} operation: ${formatPlan(plan2.ops)}`,
-        `second apply: ${f(tApply2)}  (${script2.split('\n').length - 1} nft commands)`,
-        `ratio first apply / nft alone: ${(tApply1 / tNftOnly).toFixed(2)}`,
-        `ratio second (plan+apply) / first (plan+apply): ${((tPlan2 + tApply2) / (tPlan1 + tApply1)).toFixed(3)}`,
+        `services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr)`,
+        `figure                                   time        anchor                                time        ratio`,
+        `cold plan+apply (${commandsOf(script)} nft commands)  ${f(tCold).padEnd(10)}  nft -f of the same ruleset alone      ${f(tNft).padEnd(10)}  ${r(tCold, tNft)}`,
+        `no-change plan (${same.ops.length} ops, ${sameListed} listings)    ${f(tSame).padEnd(10)}  the same plan, tables listed (${sameListing.ops.length} ops)  ${f(tSameListing).padEnd(10)}  ${r(tSame, tSameListing)}`,
+        `one weight plan+apply (${weight.ops.length} op, ${weightListed} listings, ${commandsOf(renderPlan(weight))} nft commands, 1 nft -f)  ${f(tWeight)}  the same, tables listed  ${f(tWeightListing)}  ${r(tWeight, tWeightListing)}`,
+        `one weight change: ${formatPlan(weight.ops).trim()}`,
       ].join('\n') + '\n',
     );
   } finally {
@@ -80,7 +113,12 @@ async function outer(): Promise<void> {
     process.stderr.write(r.stderr);
     process.exitCode = r.code;
   } finally {
-    await run(['ip', 'netns', 'del', ns]);
+    // Its records (ownership, the nftables record) go with it: a later namespace may get the same inode.
+    try {
+      removeRecordsOf(identityOf(ns));
+    } finally {
+      await run(['ip', 'netns', 'del', ns]);
+    }
   }
 }
 

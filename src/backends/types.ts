@@ -45,9 +45,24 @@ export interface Progress {
 }
 
 /** An open connection to one backend in the kernel, for one command or one controller. */
+export interface ObserveOptions {
+  /**
+   * A plan may start from the backend's own record of its last apply when the
+   * kernel shows nothing changed since (nftables: the ruleset generation). Off
+   * for whoever needs the kernel's traffic counters (status, the controller,
+   * drain): a record has none.
+   */
+  fromRecord?: boolean;
+}
+
 export interface BackendDriver {
   /** slbctl's services as the kernel holds them; `foreign` names services of the same key slbctl did not create. */
-  observe(ownership: Ownership): Promise<{ kernel: KernelState; foreign: string[]; legacyOwnedAddresses: OwnedAddress[] }>;
+  observe(
+    ownership: Ownership,
+    o?: ObserveOptions,
+  ): Promise<{ kernel: KernelState; foreign: string[]; legacyOwnedAddresses: OwnedAddress[] }>;
+  /** Called with every plan made from a config (a backend may note what it learned, e.g. nftables' record of its tables). */
+  planned?(plan: Plan): void;
   /** Refuse (PreflightError) what this host cannot do for the plan, before anything changes. */
   preflight(plan: Plan): void;
   /** Make the backend's part of the plan, all or nothing (a transaction, or undone step by step). `passFd`: the write lock, for the tools it starts. */

@@ -12,7 +12,7 @@ import { DesiredState, ObservedState, Op, Plan } from '../plan/types';
 import { ServiceState } from '../model/state';
 import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { AUTO_ORDER, backendOf } from '../backends/registry';
-import { Backend as BackendImpl, BackendDriver } from '../backends/types';
+import { Backend as BackendImpl, BackendDriver, ObserveOptions } from '../backends/types';
 import { Ownership, hasIntent, readOwnership, sweepOwnershipLeftovers, writeOwnership } from '../records/ownership';
 import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
 import { heldWriteLock } from '../records/lock';
@@ -79,9 +79,13 @@ export function closeSession(k: KernelSession): void {
   k.driver.close();
 }
 
-export async function observe(k: KernelSession, sysctlKeys: string[]): Promise<ObservedState & { foreign: string[] }> {
+export async function observe(
+  k: KernelSession,
+  sysctlKeys: string[],
+  o: ObserveOptions = {},
+): Promise<ObservedState & { foreign: string[] }> {
   const ownership = readOwnership();
-  const { kernel, foreign, legacyOwnedAddresses } = await k.driver.observe(ownership);
+  const { kernel, foreign, legacyOwnedAddresses } = await k.driver.observe(ownership, o);
   const interfaces = await k.rtnl.interfaces();
   const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
   kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacyOwnedAddresses);
@@ -98,6 +102,8 @@ export interface PlanOptions {
   arpWaitMs?: number;
   /** Leave DSR real servers with no known MAC out of the plan (listed in `unresolved`) instead of failing. */
   dropUnresolved?: boolean;
+  /** Start from the backend's record of its last apply when the kernel shows no change since (plan and apply; not the controller, which reads counters). */
+  fromRecord?: boolean;
 }
 
 /** Resolve the config against this host and plan against what the kernel holds. */
@@ -126,7 +132,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
     }
   }
   const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) }, k.backend);
-  const observed = await observe(k, Object.keys(desired.sysctls));
+  const observed = await observe(k, Object.keys(desired.sysctls), { fromRecord: o.fromRecord === true });
   const taken = desired.services.filter((s) => observed.foreign.includes(`${s.protocol}/${s.vip}:${s.port}`));
   if (taken.length > 0) {
     throw new ResolveError(
@@ -137,6 +143,8 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   const plan = makePlan(desired, observed);
   // Host-dependent refusals (subnet edges, a VIP another host holds) before anything changes.
   await checkVips(k.rtnl, config, interfaces, plan.ops);
+  // Only callers that plan from the record keep it (the controller, which lists every resync, would rewrite it each time).
+  if (o.fromRecord) k.driver.planned?.(plan);
   return { ...plan, unresolved };
 }
 

@@ -1,6 +1,6 @@
 // Config + facts about this host -> desired kernel state. Pure: the facts
 // (interfaces, neighbour MACs) are gathered by the caller.
-import { interfaceForAddress } from './interfaces';
+import { holderOf, interfaceForAddress } from './interfaces';
 import { BackendName } from '../backends/names';
 import { backendOf } from '../backends/registry';
 import { ConfigError } from '../util/errors';
@@ -40,7 +40,7 @@ function vipDevice(s: Service, where: string, facts: HostFacts): string {
     }
     return s.interface;
   }
-  const holder = facts.interfaces.find((i) => i.addresses.some((a) => a.address === s.vip));
+  const holder = holderOf(facts.interfaces, s.vip);
   if (holder && holder.name !== 'lo') return holder.name;
   const found = interfaceForAddress(facts.interfaces, s.vip);
   if (!found) {

@@ -5,11 +5,12 @@
 // answer ARP for one address and split its traffic). The second costs an ARP
 // exchange, so it is asked only about the VIPs the plan is about to add:
 // the controller's periodic plans, which add nothing, do not pay for it.
-import { intToIpv4, inSubnet, ipv4ToInt } from '../model/ip';
+import { intToIpv4, ipv4ToInt } from '../model/ip';
 import { Config, serviceKey } from '../model/types';
 import { NetInterface, Rtnl } from '../kernel/rtnl/rtnl';
 import { Op } from '../plan/types';
 import { ResolveError } from './resolve';
+import { connectedAddresses } from './interfaces';
 
 /** How long another host has to answer the ARP request for a VIP (a host on the segment answers within a millisecond or two). */
 export const ARP_ANSWER_WAIT_MS = 300;
@@ -20,16 +21,14 @@ const LIVE_STATES = ['reachable', 'stale', 'delay', 'probe'];
 /** Whether `address` is the network or broadcast address of a connected subnet, said as the reason it is refused. */
 export function subnetEdge(address: string, interfaces: readonly NetInterface[]): string | undefined {
   const n = ipv4ToInt(address);
-  for (const iface of interfaces) {
-    for (const a of iface.addresses) {
-      // /31 (RFC 3021) and /32 have no network or broadcast address.
-      if (a.prefixLength >= 31 || !inSubnet(address, a.address, a.prefixLength)) continue;
-      const size = 2 ** (32 - a.prefixLength);
-      const network = Math.floor(ipv4ToInt(a.address) / size) * size;
-      const subnet = `${intToIpv4(network)}/${a.prefixLength} on ${iface.name}`;
-      if (n === network) return `the network address of ${subnet}, which names the subnet, not a host in it`;
-      if (n === network + size - 1) return `the broadcast address of ${subnet}, which reaches every host there, not one`;
-    }
+  for (const a of connectedAddresses(interfaces)) {
+    // /31 (RFC 3021) and /32 have no network or broadcast address.
+    if (a.prefixLength >= 31 || Math.floor(n / a.size) * a.size !== a.network) continue;
+    const { size, network } = a;
+    if (n !== network && n !== network + size - 1) continue;
+    const subnet = `${intToIpv4(network)}/${a.prefixLength} on ${a.iface.name}`;
+    if (n === network) return `the network address of ${subnet}, which names the subnet, not a host in it`;
+    return `the broadcast address of ${subnet}, which reaches every host there, not one`;
   }
   return undefined;
 }
@@ -107,10 +106,14 @@ export async function heldAddresses(
 
 async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], interfaces: readonly NetInterface[]): Promise<void> {
   const targets: { address: string; iface: NetInterface; index: number }[] = [];
+  // Asked unless every service on the VIP allows it: the first service that does not, by VIP.
+  const asking = new Map<string, number>();
+  config.services.forEach((s, i) => {
+    if (s.vipAlreadyPresent !== 'allow' && !asking.has(s.vip)) asking.set(s.vip, i);
+  });
   for (const op of ops) {
     if (op.op !== 'add-address') continue;
-    // Asked unless every service on the VIP allows it.
-    const index = config.services.findIndex((s) => s.vip === op.address && s.vipAlreadyPresent !== 'allow');
+    const index = asking.get(op.address) ?? -1;
     const iface = interfaces.find((i) => i.name === op.device);
     if (index >= 0 && iface) targets.push({ address: op.address, iface, index });
   }

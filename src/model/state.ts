@@ -76,6 +76,10 @@ export interface KernelState {
   nftTables?: Partial<Record<Family, TableInventory>>;
   /** IPVS only: the iptables source-NAT chain beside IPVS, as it is. */
   snat?: SnatObserved;
+  /** nftables only: the ruleset generation the tables were observed at (undefined: unknown, or it moved while they were listed). */
+  nftGeneration?: number;
+  /** nftables only: taken from slbctl's record of its last apply at this same generation (kernel/nft/applied.ts), not listed. */
+  nftRecorded?: boolean;
 }
 
 export const EMPTY_STATE: KernelState = { services: [], ownedAddresses: [], tables: [], ingressDevices: [] };

@@ -16,7 +16,7 @@ export interface NetnsIdentity {
   cookie?: string;
 }
 
-export const RECORD_KINDS = ['ownership', 'drains', 'controller'] as const;
+export const RECORD_KINDS = ['ownership', 'drains', 'controller', 'nft-applied'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 
 let current: NetnsIdentity | undefined;
@@ -84,8 +84,8 @@ export function readRecord(kind: RecordKind, id: NetnsIdentity = currentNetns())
   return data;
 }
 
-export function writeRecord(kind: RecordKind, payload: Record<string, unknown>, id: NetnsIdentity = currentNetns()): void {
-  writeJsonAtomic(recordFile(kind, id), { netns: id, ...payload });
+export function writeRecord(kind: RecordKind, payload: Record<string, unknown>, id: NetnsIdentity = currentNetns(), compact = false): void {
+  writeJsonAtomic(recordFile(kind, id), { netns: id, ...payload }, compact);
 }
 
 export function removeRecord(kind: RecordKind, id: NetnsIdentity = currentNetns()): void {

@@ -1,6 +1,8 @@
 // The nftables backend: slbctl's own tables, changed as one transaction per
 // plan, every object compared with what it must be (src/kernel/nft).
 import { applyScript, listTable, requireNft } from '../../kernel/nft/client';
+import { readGeneration } from '../../kernel/nft/generation';
+import { appliedAt, forgetApplied, kernelFromApplied, nextGeneration, recordApplied } from '../../kernel/nft/applied';
 import { NftChange } from '../../kernel/nft/changes';
 import { observeFromListings } from '../../kernel/nft/observe';
 import { renderPlan } from '../../kernel/nft/render';
@@ -8,6 +10,7 @@ import { countFor, expireUdpFlows, listFlows } from '../../kernel/conntrack/conn
 import { NFT_SCHEDULERS, serviceKey } from '../../model/types';
 import { findCommand } from '../../util/exec';
 import { Backend, BackendDriver } from '../types';
+import { Plan } from '../../plan/types';
 import { describeNftChange } from './describe';
 import { nftPlan } from './plan';
 
@@ -17,6 +20,10 @@ declare module '../../plan/types' {
   }
 }
 
+/** Operations that change slbctl's nftables tables (the rest are addresses, sysctls and the L7 engine). */
+const NOT_NFT: ReadonlySet<string> = new Set(['set-sysctl', 'add-address', 'delete-address', 'forget-address', 'l7']);
+const isNftWork = (op: Plan['ops'][number]) => !NOT_NFT.has(op.op);
+
 /** One conntrack listing answers the questions about every real server asked within a moment (status, drain). */
 let flowCache: { at: number; flows: ReturnType<typeof listFlows> } | undefined;
 function recentFlows(): ReturnType<typeof listFlows> {
@@ -25,18 +32,47 @@ function recentFlows(): ReturnType<typeof listFlows> {
 }
 
 const driver: BackendDriver = {
-  async observe() {
+  async observe(_ownership, o = {}) {
+    // The generation first: unmoved since slbctl recorded its tables, they are read from the record, not listed.
+    const generation = await readGeneration().catch(() => undefined);
+    const recorded = generation === undefined || !o.fromRecord ? undefined : appliedAt(generation);
+    if (generation !== undefined && recorded)
+      return { kernel: kernelFromApplied(recorded, generation), foreign: [], legacyOwnedAddresses: [] };
     const [ip, netdev] = await Promise.all([listTable('ip'), listTable('netdev')]);
     const { legacyOwnedAddresses, ...kernel } = observeFromListings({ ip, netdev });
+    // Trusted only if nothing committed while the tables were listed.
+    if (generation !== undefined && (await readGeneration().catch(() => undefined)) === generation) kernel.nftGeneration = generation;
     return { kernel, foreign: [], legacyOwnedAddresses };
+  },
+  planned(plan) {
+    // Listed at a steady generation and nothing to change: the tables are the desired state, recorded as such.
+    const generation = plan.observed.kernel.nftGeneration;
+    if (generation === undefined || plan.observed.kernel.nftRecorded || plan.ops.some(isNftWork)) return;
+    try {
+      recordApplied(generation, plan.desired.services);
+    } catch {
+      // No record: the next plan lists the tables, as it would have.
+    }
   },
   preflight() {
     requireNft();
   },
   async execute(plan, log, passFd) {
     const script = renderPlan(plan);
+    if (!script) return;
+    const before = plan.observed.kernel.nftGeneration;
     await applyScript(script, passFd);
-    if (script) log(`nftables transaction applied (${script.split('\n').length - 1} commands)`);
+    log(`nftables transaction applied (${script.split('\n').length - 1} commands)`);
+    // Recorded only if this transaction is the one commit since the tables were observed: then they are the desired
+    // state. Another commit in between (anyone's) leaves no record, and the next plan lists the tables.
+    const after = await readGeneration().catch(() => undefined);
+    try {
+      if (before !== undefined && after === nextGeneration(before)) recordApplied(after, plan.desired.services);
+      else forgetApplied();
+    } catch (e) {
+      // The transaction is in: a record that cannot be written must not undo it. An old record is of an older generation.
+      log(`the record of the nftables tables was not written (${(e as Error).message}); the next plan lists the tables`);
+    }
   },
   async afterApply(plan, log) {
     // NAT keeps a UDP flow on its real server until conntrack forgets it: a server taken out must lose its flows now.

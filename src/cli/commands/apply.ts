@@ -26,7 +26,7 @@ export const applyCommand: CommandModule<object, Args> = {
     const config = loadConfig(args.file);
     await withSession(args.backend ?? config.backend, async (k) => {
       const apply = async () => {
-        const plan = await planConfig(k, config);
+        const plan = await planConfig(k, config, { fromRecord: true });
         if (plan.ops.length === 0) {
           // No change, yet the ownership record of an apply that was killed is settled (see executePlan).
           if (!args['dry-run']) await executePlan(k, plan);

@@ -29,7 +29,7 @@ export const planCommand: CommandModule<object, Args> = {
   handler: async (args) => {
     const config = loadConfig(args.file);
     const { backend, plan, script, title } = await withSession(args.backend ?? config.backend, async (k) => {
-      const p = await planConfig(k, config);
+      const p = await planConfig(k, config, { fromRecord: true });
       return { backend: k.backend, plan: p, script: k.impl.script(p), title: k.impl.capabilities.title.replace(/^the | backend$/g, '') };
     });
     if (args.json) {

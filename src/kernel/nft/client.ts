@@ -26,8 +26,13 @@ export function requireNft(): string {
   return nft;
 }
 
+let listings = 0;
+/** Tables listed since the process started (tests see that a plan started from the record listed nothing). */
+export const listingCount = (): number => listings;
+
 /** The JSON listing of slbctl's table of this family, or undefined when it does not exist. */
 export async function listTable(family: Family): Promise<unknown> {
+  listings++;
   const r = await run([requireNft(), '-j', 'list', 'table', family, TABLE]);
   if (r.code !== 0) {
     if (/No such file or directory/.test(r.stderr)) return undefined;

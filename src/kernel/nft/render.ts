@@ -136,6 +136,14 @@ function snatCommands(vip: string, after: readonly ServiceState[], before: Befor
 function beforeOf(plan: Plan, rebuilt: ReadonlySet<Family>): Before {
   const programmed = new Map(plan.observed.kernel.services.filter((s) => !rebuilt.has(familyHeld(s))).map((s) => [serviceKey(s), s]));
   const ip = rebuilt.has('ip') ? undefined : plan.observed.kernel.nftTables?.ip;
+  if (plan.observed.kernel.nftRecorded) {
+    // Tables as slbctl recorded them: a VIP has its source-NAT chain and element exactly when a full-NAT service is on it.
+    const fullnat = new Set(plan.observed.kernel.services.filter((s) => s.mode === 'fullnat').map((s) => s.vip));
+    return {
+      service: (s) => programmed.get(serviceKey(s)),
+      snat: (vip) => (fullnat.has(vip) ? { chain: true, element: `jump ${snatChain(vip)}` } : { chain: false }),
+    };
+  }
   return {
     service: (s) => programmed.get(serviceKey(s)),
     snat: (vip) => {

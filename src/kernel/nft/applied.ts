@@ -1,0 +1,81 @@
+// slbctl's record of what its nftables tables hold, and at which ruleset
+// generation (generation.ts) that was true. While the generation has not
+// moved, nothing in the namespace committed an nftables change, so the tables
+// are still exactly that: a plan can start from the record instead of
+// listing tens of thousands of objects. Any doubt means no record: the
+// generation moved (anyone changed any table), the record is of another
+// generation, or the kernel cannot say its generation; then the tables are
+// listed as before.
+//
+// A record is written only when it is known true: after slbctl's own
+// transaction when the generation moved by exactly that one commit since the
+// tables were observed, or after a plan that found nothing to change in
+// tables listed at a generation that did not move while they were listed.
+import { Family, KernelState, ServiceState } from '../../model/state';
+import { currentNetns, readRecord, removeRecord, writeRecord } from '../../records/netns';
+import { familyOf } from './expected';
+import { backendKey, backendSlots } from './slots';
+
+interface Applied {
+  netns: string;
+  generation: number;
+  services: ServiceState[];
+}
+
+/** The last record read or written by this process (the controller plans every second: it reads the file once). */
+let memo: Applied | undefined;
+let trusted = true;
+
+const netnsKey = () => `${currentNetns().inode}/${currentNetns().cookie ?? ''}`;
+
+/** Whether plans may start from the record (the benchmark turns it off to measure the listing beside it). */
+export function trustAppliedRecord(on: boolean): void {
+  trusted = on;
+}
+
+/** The generation after `g`: the kernel skips 0 when its 32-bit counter wraps. */
+export const nextGeneration = (g: number): number => (g >= 0xffffffff ? 1 : g + 1);
+
+/** The services slbctl's tables held at `generation`, when slbctl recorded them at exactly that generation. */
+export function appliedAt(generation: number): ServiceState[] | undefined {
+  if (!trusted) return undefined;
+  if (memo && memo.netns === netnsKey() && memo.generation === generation) return memo.services;
+  const r = readRecord('nft-applied');
+  if (!r || r.generation !== generation || !Array.isArray(r.services)) return undefined;
+  memo = { netns: netnsKey(), generation, services: r.services as ServiceState[] };
+  return memo.services;
+}
+
+/** Record that at `generation` slbctl's tables hold exactly `services`. */
+export function recordApplied(generation: number, services: readonly ServiceState[]): void {
+  const plain = services.map(({ counters: _c, backendKeys: _b, nft: _n, ...s }) => s);
+  writeRecord('nft-applied', { generation, services: plain }, currentNetns(), true);
+  memo = { netns: netnsKey(), generation, services: plain };
+}
+
+export function forgetApplied(): void {
+  memo = undefined;
+  removeRecord('nft-applied');
+}
+
+/**
+ * The kernel state the record stands for, in the shape observe.ts gives.
+ * Backend map keys (what a change must delete) are worked out only for the
+ * services a plan touches. No inventory: nothing can differ from what
+ * slbctl made, so there is nothing to repair.
+ */
+export function kernelFromApplied(services: readonly ServiceState[], generation: number): KernelState {
+  const observed = services.map((s) => {
+    const copy: ServiceState = { ...s };
+    let keys: string[] | undefined;
+    Object.defineProperty(copy, 'backendKeys', {
+      enumerable: true,
+      configurable: true,
+      get: () => (keys ??= backendSlots(s).slots.map((x) => backendKey(s, x))),
+    });
+    return copy;
+  });
+  const tables = (['ip', 'netdev'] as const satisfies readonly Family[]).filter((f) => services.some((s) => familyOf(s) === f));
+  const ingressDevices = [...new Set(services.filter((s) => s.mode === 'dsr').map((s) => s.device))].sort();
+  return { services: observed, ownedAddresses: [], tables, ingressDevices, nftGeneration: generation, nftRecorded: true };
+}

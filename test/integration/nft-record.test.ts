@@ -1,0 +1,116 @@
+// slbctl's record of its nftables tables (src/kernel/nft/applied.ts) in a
+// namespace this test makes: a plan with nothing to change starts from the
+// record and lists no table; any nftables commit in the namespace (a hand
+// edit of slbctl's table, or anyone's other table) moves the ruleset
+// generation, so the next plan lists the tables again and repairs what the
+// edit broke; a weight change starts from the record and is one transaction
+// that leaves the tables exactly as a listing expects them.
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { run, runChecked } from '../../src/util/exec';
+import { identityOf, removeRecordsOf } from '../../src/records/netns';
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const ns = `tnr${process.pid.toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+const HELPER = path.join(__dirname, '..', 'helpers', 'nft-plan.js');
+
+interface Seen {
+  ops: number;
+  plan: string;
+  listings: number;
+  recorded: boolean;
+}
+
+function config(weight: number): unknown {
+  const services = [0, 1, 2].map((i) => ({
+    name: `svc${i}`,
+    vip: `198.18.0.${i + 2}`,
+    port: 80,
+    protocol: 'tcp',
+    mode: 'fullnat',
+    scheduler: 'wrr',
+    vipAlreadyPresent: 'allow',
+    realServers: [0, 1].map((j) => ({ address: `198.19.0.${i * 2 + j + 2}`, port: 8080, weight: i === 0 && j === 0 ? weight : 1 })),
+  }));
+  return { backend: 'nft', services };
+}
+
+describe('the record of slbctl nftables tables (netns)', { skip: isRoot ? false : 'needs root' }, () => {
+  let dir = '';
+  const file = (weight: number) => {
+    const f = path.join(dir, `w${weight}.json`);
+    fs.writeFileSync(f, JSON.stringify(config(weight)));
+    return f;
+  };
+  const helper = async (what: 'plan' | 'apply' | 'plan-listed', weight = 1): Promise<Seen> => {
+    const r = await run([process.execPath, HELPER, what, file(weight)], { netns: ns });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Seen;
+  };
+  const nft = (...args: string[]) => runChecked(`nft ${args.join(' ')}`, ['nft', ...args], { netns: ns });
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-nft-record-'));
+    await runChecked('netns', ['ip', 'netns', 'add', ns]);
+    await runChecked('veth', ['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
+    await runChecked('addr', ['ip', '-n', ns, 'addr', 'add', '198.18.0.1/15', 'dev', 'eth0']);
+    await runChecked('up', ['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+  });
+  after(async () => {
+    try {
+      removeRecordsOf(identityOf(ns));
+    } finally {
+      await run(['ip', 'netns', 'del', ns]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a plan after an apply starts from the record and lists nothing', async () => {
+    const first = await helper('apply');
+    assert.ok(first.ops > 0);
+    const again = await helper('plan');
+    assert.deepEqual({ ops: again.ops, listings: again.listings, recorded: again.recorded }, { ops: 0, listings: 0, recorded: true });
+  });
+
+  it('a hand edit of slbctl table moves the generation: the tables are listed, the edit is repaired and recorded', async () => {
+    await nft('delete', 'element', 'ip', 'slbctl', 'backends_tcp', '{ 198.18.0.3 . 80 . 1 }');
+    const seen = await helper('plan');
+    assert.equal(seen.recorded, false);
+    assert.equal(seen.listings, 2);
+    assert.match(seen.plan, /~ repair service tcp\/198\.18\.0\.3:80: backend slot 1 missing/);
+    const repaired = await helper('apply');
+    assert.match(repaired.plan, /repair service/);
+    const after = await helper('plan');
+    assert.deepEqual({ ops: after.ops, listings: after.listings, recorded: after.recorded }, { ops: 0, listings: 0, recorded: true });
+    assert.equal((await helper('plan-listed')).ops, 0, 'the listed tables must match the config once repaired');
+    assert.match((await nft('list', 'map', 'ip', 'slbctl', 'backends_tcp')).stdout, /198\.18\.0\.3 \. 80 \. 1 :/);
+  });
+
+  it('a commit to another table also moves the generation: listed once, then recorded again', async () => {
+    await nft('add', 'table', 'ip', `other${ns}`);
+    try {
+      const listed = await helper('plan');
+      assert.deepEqual({ ops: listed.ops, listings: listed.listings, recorded: listed.recorded }, { ops: 0, listings: 2, recorded: false });
+      const recorded = await helper('plan');
+      assert.deepEqual(
+        { ops: recorded.ops, listings: recorded.listings, recorded: recorded.recorded },
+        { ops: 0, listings: 0, recorded: true },
+      );
+    } finally {
+      await nft('delete', 'table', 'ip', `other${ns}`);
+    }
+  });
+
+  it('a weight change starts from the record, is one operation, and leaves the tables as a listing expects', async () => {
+    await helper('plan'); // the delete above moved the generation: recorded again here
+    const changed = await helper('apply', 5);
+    assert.deepEqual({ ops: changed.ops, listings: changed.listings, recorded: changed.recorded }, { ops: 1, listings: 0, recorded: true });
+    assert.match(changed.plan, /weight 1 -> 5/);
+    assert.equal((await helper('plan-listed', 5)).ops, 0, 'the listed tables must hold the new weight and nothing else');
+    const back = await helper('plan', 5);
+    assert.deepEqual({ ops: back.ops, listings: back.listings }, { ops: 0, listings: 0 });
+  });
+});

@@ -1,7 +1,8 @@
 // The README's exit codes on the nftables backend, in a namespace of the
 // test's own (the same suite runs on IPVS inside user-mode-linux:
 // test/uml/exit-codes.test.ts).
-import { after, before } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -77,4 +78,27 @@ if (isRoot) {
     fs.rmSync(dir, { recursive: true, force: true });
   });
   exitCodeSuite('nftables (a namespace of its own)', env);
+
+  describe('an L7 service with HAProxy missing', () => {
+    it('exits 3 in one sentence naming scripts/setup.sh, nothing changed', async () => {
+      // A PATH with nft (and the tools slbctl runs besides) but no haproxy.
+      const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-nohaproxy-'));
+      try {
+        for (const tool of ['nft', 'ip', 'openssl']) {
+          const found = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].map((d) => path.join(d, tool)).find((f) => fs.existsSync(f));
+          if (found) fs.symlinkSync(found, path.join(bin, tool));
+        }
+        const file = path.join(dir, 'l7.yaml');
+        fs.writeFileSync(file, `backend: nft\nservices:\n${service('172.16.75.84', 80, 'http')}`);
+        const before = await env().snapshot();
+        const r = await env().slbctl(['apply', '-f', file], { path: bin });
+        assert.equal(r.code, 3, r.stdout + r.stderr);
+        assert.match(r.stderr.trim(), /^slbctl: haproxy is not installed: run scripts\/setup\.sh/);
+        assert.equal(r.stderr.trim().split('\n').length, 1, 'one sentence');
+        assert.equal(await env().snapshot(), before, 'nothing changed');
+      } finally {
+        fs.rmSync(bin, { recursive: true, force: true });
+      }
+    });
+  });
 }

@@ -8,8 +8,9 @@
 // VM, the L7 types (HAProxy) after them, each verified by capture on the
 // VMs, and everything torn down: VMs, libvirt
 // networks and disks, the boxes this test added, the daemons it started.
-// 17 minutes here with other work on the 2 cores (box 3, the broken copy 1,
-// four VMs up 9, modes 4); 30 at most.
+// 10 minutes in CI before the L7 types; 28 here with helpers and a second
+// lab loading the 2 cores (box 7, the broken copy 1, four VMs up 12.5, five
+// modes 6); 40 at most.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -80,7 +81,7 @@ async function removeBox(box: string): Promise<void> {
   }
 }
 
-describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs root', timeout: 30 * 60 * 1000 }, () => {
+describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs root', timeout: 40 * 60 * 1000 }, () => {
   let startedDaemons = false;
   const holders: ChildProcess[] = [];
   let build: ChildProcess | undefined;

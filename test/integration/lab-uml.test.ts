@@ -39,9 +39,14 @@ describe('lab on user-mode-linux', { skip: isRoot ? false : 'needs root', timeou
 
     const out = fs.mkdtempSync(path.join('/var/tmp', 'slbctl-uml-pcaps-'));
     try {
-      const verify = await slbctl('lab', 'verify', '--name', lab, '--requests', '8', '--out', out);
+      // The report is drawn on the host from the guest's JSON (its ladder).
+      const report = path.join(out, 'report.html');
+      const verify = await slbctl('lab', 'verify', '--name', lab, '--requests', '8', '--out', out, '--report', report);
       assert.equal(verify.code, 0, verify.stdout + verify.stderr);
       assert.match(verify.stdout, /verdict: PASS: transparent/);
+      const html = fs.readFileSync(report, 'utf8');
+      assert.match(html, /<svg/);
+      assert.match(html, /10\.8\.21\.40/, "the ladder shows the client's address");
       for (const host of ['client', 'lb', 'rs1', 'rs2'])
         assert.ok(fs.statSync(path.join(out, `${host}.pcap`)).size > 24, `${host}.pcap is on the host`);
       // The L7 types in the guest: HAProxy (the host's, the guest's root is the

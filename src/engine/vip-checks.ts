@@ -5,6 +5,7 @@
 // answer ARP for one address and split its traffic). The second costs an ARP
 // exchange, so it is asked only about the VIPs the plan is about to add:
 // the controller's periodic plans, which add nothing, do not pay for it.
+import * as fs from 'node:fs';
 import { intToIpv4, ipv4ToInt } from '../model/ip';
 import { Config, serviceKey } from '../model/types';
 import { NetInterface, Rtnl } from '../kernel/rtnl/rtnl';
@@ -64,12 +65,36 @@ function liveMac(entries: { states: string[]; mac?: string }[]): { mac: string; 
 /**
  * Which of these addresses another host answers for: one already in the
  * neighbour table with a live MAC, or one that answers an ARP request sent
- * on its interface within `waitMs`. All are asked at once.
+ * on its interface within `waitMs`. All are asked at once (in batches the
+ * neighbour table can hold).
  */
 export async function heldAddresses(
   rtnl: Rtnl,
   targets: readonly { address: string; iface: NetInterface }[],
   waitMs = ARP_ANSWER_WAIT_MS,
+): Promise<Map<string, Holder>> {
+  // The kernel's neighbour table refuses entries past gc_thresh3 (ENOBUFS; 1,024 by default):
+  // thousands of new VIPs are asked about in batches of half of it, each batch's entries gone before the next.
+  const batch = Math.max(16, Math.floor(neighbourTableLimit() / 2));
+  const held = new Map<string, Holder>();
+  for (let i = 0; i < targets.length; i += batch)
+    for (const [address, holder] of await heldAddressesOf(rtnl, targets.slice(i, i + batch), waitMs)) held.set(address, holder);
+  return held;
+}
+
+function neighbourTableLimit(): number {
+  try {
+    const n = Number(fs.readFileSync('/proc/sys/net/ipv4/neigh/default/gc_thresh3', 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : 1024;
+  } catch {
+    return 1024;
+  }
+}
+
+async function heldAddressesOf(
+  rtnl: Rtnl,
+  targets: readonly { address: string; iface: NetInterface }[],
+  waitMs: number,
 ): Promise<Map<string, Holder>> {
   const held = new Map<string, Holder>();
   const asked: { address: string; iface: NetInterface; ours: boolean }[] = [];

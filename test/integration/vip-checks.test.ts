@@ -146,6 +146,28 @@ describe('VIPs and real servers checked against this host and its segment', { sk
     }
   });
 
+  it('1,500 new VIPs nobody holds: asked in batches the neighbour table holds (it refuses entries past gc_thresh3), all added', async () => {
+    // A /21 of the test's own on the balancer's eth0, so every VIP is on a connected subnet and asked about.
+    await runChecked('a /21', ['ip', '-n', lb, 'addr', 'add', '10.99.0.1/21', 'dev', 'eth0']);
+    try {
+      const vips = Array.from({ length: 1500 }, (_, i) => `10.99.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`);
+      const file = path.join(dir, 'many.yaml');
+      fs.writeFileSync(
+        file,
+        `services:\n${vips.map((v, i) => `  - { name: s${i}, vip: ${v}, port: 80, mode: fullnat, realServers: [{ address: 172.16.75.82, port: 80 }] }\n`).join('')}`,
+      );
+      const r = await slbctl(['apply', '-q', '-f', file]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const addrs = await run(['ip', '-n', lb, '-o', '-4', 'addr', 'show', 'dev', 'eth0']);
+      assert.equal(addrs.stdout.split('\n').filter((l) => / 10\.99\.\d+\.\d+\/32 /.test(l)).length, 1500);
+      const neigh = await run(['ip', '-n', lb, 'neigh', 'show', 'dev', 'eth0']);
+      assert.doesNotMatch(neigh.stdout, /10\.99\./, 'the unanswered requests left no entries');
+    } finally {
+      await destroy();
+      await run(['ip', '-n', lb, 'addr', 'del', '10.99.0.1/21', 'dev', 'eth0']);
+    }
+  });
+
   const edges: [string, { vip?: string; rs?: string }, RegExp][] = [
     [
       "a VIP that is the subnet's broadcast address",

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { intToIpv4, ipv4ToInt } from '../model/ip';
 import { Config, serviceKey } from '../model/types';
-import { NetInterface, Rtnl } from '../kernel/rtnl/rtnl';
+import { NetInterface, Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
 import { Op } from '../plan/types';
 import { ResolveError } from './resolve';
 import { connectedAddresses } from './interfaces';
@@ -77,8 +77,19 @@ export async function heldAddresses(
   // thousands of new VIPs are asked about in batches of half of it, each batch's entries gone before the next.
   const batch = Math.max(16, Math.floor(neighbourTableLimit() / 2));
   const held = new Map<string, Holder>();
-  for (let i = 0; i < targets.length; i += batch)
-    for (const [address, holder] of await heldAddressesOf(rtnl, targets.slice(i, i + batch), waitMs)) held.set(address, holder);
+  let rest = [...targets];
+  // The table is shared by every namespace: when it is full anyway (ENOBUFS), what was not asked
+  // waits for the next batch; a batch that could ask nothing waits a second, a few times, then fails.
+  for (let stalled = 0; rest.length > 0;) {
+    const { held: answered, notAsked } = await heldAddressesOf(rtnl, rest.slice(0, batch), waitMs);
+    for (const [address, holder] of answered) held.set(address, holder);
+    const asked = Math.min(batch, rest.length) - notAsked.length;
+    rest = [...notAsked, ...rest.slice(batch)];
+    if (asked > 0) stalled = 0;
+    else if (++stalled > 5)
+      throw new RtnlError(`ARP requests for ${rest.length} new VIPs`, new Error('ENOBUFS: the neighbour table stays full (gc_thresh3)'));
+    else await new Promise((r) => setTimeout(r, 1000));
+  }
   return held;
 }
 
@@ -91,14 +102,21 @@ function neighbourTableLimit(): number {
   }
 }
 
+type Target = { address: string; iface: NetInterface };
+
 async function heldAddressesOf(
   rtnl: Rtnl,
-  targets: readonly { address: string; iface: NetInterface }[],
+  targets: readonly Target[],
   waitMs: number,
-): Promise<Map<string, Holder>> {
+): Promise<{ held: Map<string, Holder>; notAsked: Target[] }> {
   const held = new Map<string, Holder>();
   const asked: { address: string; iface: NetInterface; ours: boolean }[] = [];
+  const notAsked: Target[] = [];
   for (const t of targets) {
+    if (notAsked.length > 0) {
+      notAsked.push(t);
+      continue;
+    }
     const entries = await rtnl.neighbourEntries(t.address);
     const known = liveMac(entries);
     if (known) {
@@ -106,8 +124,14 @@ async function heldAddressesOf(
       continue;
     }
     // An entry made by our request is ours to remove if nobody answers it.
+    try {
+      await rtnl.solicitNeighbour(t.iface.index, t.address);
+    } catch (e) {
+      if (!/ENOBUFS/.test((e as Error).message)) throw e;
+      notAsked.push(t);
+      continue;
+    }
     asked.push({ ...t, ours: !entries.some((e) => e.ifindex === t.iface.index) });
-    await rtnl.solicitNeighbour(t.iface.index, t.address);
   }
   const deadline = Date.now() + waitMs;
   let waiting = asked;
@@ -126,7 +150,7 @@ async function heldAddressesOf(
     // The kernel would retry and then keep a FAILED entry: leave nothing of ours behind.
     for (const t of waiting) if (t.ours) await rtnl.deleteNeighbour(t.iface.index, t.address).catch(() => undefined);
   }
-  return held;
+  return { held, notAsked };
 }
 
 async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], interfaces: readonly NetInterface[]): Promise<void> {

@@ -9,13 +9,14 @@ import { KernelSession, closeSession, executePlan, openSession, planConfig } fro
 import { formatPlan } from '../plan/format';
 import { loadConfigFile } from '../model/load';
 import { Monitors, monitorKey } from './monitors';
+import { checkerFor } from './checkers';
 import { KernelCounters } from './kernel-view';
 import { refuseWhatCannotRun } from './preflight';
 import { closeIcmpSockets } from '../health/icmp';
 import { closeVipPathCaptures } from '../health/vip-path';
 import { Effective, RealServerDecision, effectiveConfig } from './effective';
 import { Logger } from './log';
-import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
+import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetricsBytes, serveMetrics } from './metrics';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { Lock } from '../records/lock';
 import { hasIntent } from '../records/ownership';
@@ -87,7 +88,7 @@ export class Controller {
       // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
-        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((caught: unknown) => {
+        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsBytes()).catch((caught: unknown) => {
           const e = caught as NodeJS.ErrnoException;
           throw new PreflightError(
             `cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`,
@@ -144,7 +145,8 @@ export class Controller {
   }
 
   private setMonitors(): void {
-    if (this.k) this.monitors.set(this.config, this.k.rtnl);
+    const rtnl = this.k?.rtnl;
+    if (rtnl) this.monitors.set(this.config, (s, r, hc) => checkerFor(s, r, hc, rtnl));
   }
 
   /** Bring the kernel to the effective config; calls while one runs coalesce into one more run. */
@@ -293,12 +295,17 @@ export class Controller {
   }
 
   metricsSnapshot(): MetricsSnapshot {
+    // By key, not by search: a scrape of 1,000 real servers must not scan every service or monitor for each one.
+    const services = new Map(this.config.services.map((s) => [serviceKey(s), s]));
     return {
       backend: this.backend,
       services: this.runtime().map((s) => {
-        const svc = this.config.services.find((x) => serviceKey(x) === s.key);
+        const svc = services.get(s.key);
         const counters = new Map<string, RealServerCounters>();
-        for (const m of this.monitors.ofService(s.key)) counters.set(m.realServer, m.counters);
+        for (const r of s.realServers) {
+          const m = this.monitors.get(s.key, realServerKey(r));
+          if (m) counters.set(m.realServer, m.counters);
+        }
         const k = this.counters.view.get(s.key);
         return {
           ...s,
@@ -315,12 +322,13 @@ export class Controller {
       applySeconds: { ...this.stats.seconds },
       driftRepairs: this.stats.driftRepairs,
       reloads: { ...this.stats.reloads },
+      checksByKind: [...this.monitors.checksByKind].map(([kind, c]) => ({ kind, ...c })),
       startedAt: this.startedAt,
     };
   }
 
-  metricsText(): string {
-    return renderMetrics(this.metricsSnapshot());
+  metricsBytes(): Buffer {
+    return renderMetricsBytes(this.metricsSnapshot());
   }
 
   /** Read the file again; an invalid or unresolvable one is logged and the running config kept. */

@@ -209,6 +209,7 @@ describe('metrics text', () => {
     applySeconds: { sum: 0.12, count: 4 },
     driftRepairs: 2,
     reloads: { ok: 1, failed: 1 },
+    checksByKind: [{ kind: 'tcp', ok: 5, failed: 2 }],
     startedAt: 1_700_000_000_000,
   });
   const lines = text.trim().split('\n');

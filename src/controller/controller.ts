@@ -23,13 +23,16 @@ import { hasIntent } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
 
+/** The default resync is never shorter than this (see defaultResync). */
+const MIN_DEFAULT_RESYNC_MS = 1000;
+
 export interface ControllerOptions {
   file: string;
   backend?: BackendChoice;
   logger: Logger;
   /** Where /metrics listens; undefined: no metrics endpoint. */
   metrics?: { host: string; port: number };
-  /** How often the kernel is compared with the desired state (default: the shortest check interval, or 1 s). */
+  /** How often the kernel is compared with the desired state (default: the shortest check interval, at least 1 s). */
   resyncMs?: number;
   /** How long a reconcile waits for another writer of the namespace (apply --force, drain) before it tries again later. */
   waitMs?: number;
@@ -126,9 +129,17 @@ export class Controller {
     return this.k?.backend ?? 'none';
   }
 
+  /**
+   * The shortest check interval, but at least a second. A resync reads the
+   * whole kernel state and plans against it, only to catch changes made
+   * behind slbctl's back (health changes reconcile at once, without waiting
+   * for it). Measured with 200 services x 2 servers at 100 ms (bench:checks):
+   * resyncing at the check interval took the controller's CPU per check from
+   * 153 to 213 us and the checks run from 81 % to 47 % of the configured rate.
+   */
   private defaultResync(): number {
     const intervals = this.config.services.flatMap((s) => (s.healthCheck ? [s.healthCheck.intervalMs] : []));
-    return intervals.length ? Math.min(...intervals) : 1000;
+    return Math.max(MIN_DEFAULT_RESYNC_MS, intervals.length ? Math.min(...intervals) : 0);
   }
 
   private log(

@@ -8,7 +8,7 @@
 // - checks executed per second (connections the servers accepted), against
 //   the configured rate;
 // - the controller's CPU per check, from /proc/PID/stat;
-// - /metrics latency (curl's time_total, median of several);
+// - /metrics latency (curl's time_total and time to first byte, median of 7);
 // - the largest gap between two checks of one server while the config is
 //   reloaded with a changed weight every second (an apply in flight), in
 //   intervals.
@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { ChildProcess, spawn } from 'node:child_process';
 import { run, runChecked } from '../../src/util/exec';
 import { lines } from '../../src/lab/harness';
-import { processTreeTicks, secondsPerTick } from './cpu';
+import { processTicks, processTreeTicks, secondsPerTick } from './cpu';
 import { rsAddress } from './checks-addresses';
 
 const SECONDS = Number(process.env.SLB_BENCH_SECONDS ?? 10);
@@ -60,8 +60,14 @@ interface Figures {
   checksPerSecond: number;
   cpuPerCheckUs: number;
   cpuShare: number;
+  /** The part of the CPU its child processes (nft) took. */
+  childShare: number;
   metricsMs: number;
   metricsMaxMs: number;
+  /** The controller's event-loop delay over the steady window, 99th percentile (its own /metrics; NaN where it has none). */
+  loopDelayP99Ms: number;
+  /** Median time to the first byte of the answer. */
+  metricsFirstByteMs: number;
   steadyGapP99Intervals: number;
   /** Largest gap between two checks of one server, in intervals, while applies ran. */
   gapMaxIntervals: number;
@@ -140,17 +146,23 @@ function startServer(ns: string): Promise<Server> {
   }));
 }
 
-async function metricsOnce(ns: string): Promise<{ ms: number; checks: number }> {
+async function metricsOnce(ns: string): Promise<{ ms: number; firstByteMs: number; checks: number; loopDelayP99Ms: number }> {
   const r = await runChecked(
     'curl /metrics',
-    ['curl', '-sS', '--max-time', '30', '-w', '\n%{time_total}\n', `http://127.0.0.1:${METRICS_PORT}/metrics`],
+    ['curl', '-sS', '--max-time', '30', '-w', '\n%{time_starttransfer} %{time_total}\n', `http://127.0.0.1:${METRICS_PORT}/metrics`],
     { netns: ns },
   );
   const text = r.stdout.trimEnd();
-  const ms = Number(text.slice(text.lastIndexOf('\n') + 1)) * 1000;
+  const [firstByte, total] = text
+    .slice(text.lastIndexOf('\n') + 1)
+    .split(' ')
+    .map((x) => Number(x) * 1000);
+  const ms = total ?? 0;
+  const firstByteMs = firstByte ?? 0;
+  const delay = /^slbctl_event_loop_delay_seconds\{quantile="0.99"\} ([\d.e+-]+)$/m.exec(text);
   let checks = 0;
   for (const m of text.matchAll(/^slbctl_health_checks_total\{[^}]*\} (\d+)$/gm)) checks += Number(m[1]);
-  return { ms, checks };
+  return { ms, firstByteMs, checks, loopDelayP99Ms: delay ? Number(delay[1]) * 1000 : Number.NaN };
 }
 
 async function measure(code: Code, s: Scenario, ns: { lb: string }, server: Server, dir: string): Promise<Figures> {
@@ -200,19 +212,27 @@ async function measure(code: Code, s: Scenario, ns: { lb: string }, server: Serv
     // Steady window: checks the servers accepted and the controller's CPU.
     const before = await metricsOnce(ns.lb);
     const ticks0 = processTreeTicks(pid);
+    const ownTicks0 = processTicks([pid]);
     const t0 = process.hrtime.bigint();
     server.reset();
     await sleep(SECONDS * 1000);
     const steady = await server.report();
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = (processTreeTicks(pid) - ticks0) * tick;
+    const own = (processTicks([pid]) - ownTicks0) * tick;
     const after = await metricsOnce(ns.lb);
     const counted = after.checks - before.checks;
     if (Math.abs(counted - steady.accepted) > 0.1 * steady.accepted)
       process.stderr.write(`${code.label}: the controller counted ${counted} checks, the servers accepted ${steady.accepted}\n`);
     const latencies: number[] = [];
-    for (let i = 0; i < 7; i++) latencies.push((await metricsOnce(ns.lb)).ms);
+    const firstBytes: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const got = await metricsOnce(ns.lb);
+      latencies.push(got.ms);
+      firstBytes.push(got.firstByteMs);
+    }
     latencies.sort((a, b) => a - b);
+    firstBytes.sort((a, b) => a - b);
     // Apply window: the file saved with a changed weight every second (the controller reloads and applies).
     server.reset();
     const applies0 = applies;
@@ -225,8 +245,11 @@ async function measure(code: Code, s: Scenario, ns: { lb: string }, server: Serv
       checksPerSecond: steady.accepted / seconds,
       cpuPerCheckUs: (cpu / steady.accepted) * 1e6,
       cpuShare: cpu / seconds,
+      childShare: (cpu - own) / cpu,
       metricsMs: latencies[Math.floor(latencies.length / 2)] ?? 0,
       metricsMaxMs: latencies[latencies.length - 1] ?? 0,
+      metricsFirstByteMs: firstBytes[Math.floor(firstBytes.length / 2)] ?? 0,
+      loopDelayP99Ms: after.loopDelayP99Ms,
       steadyGapP99Intervals: steady.gapP99 / s.intervalMs,
       gapMaxIntervals: applying.gapMax / s.intervalMs,
       gapP99Intervals: applying.gapP99 / s.intervalMs,
@@ -335,8 +358,9 @@ async function main(): Promise<void> {
         out.push(
           `  ${code.label}:`,
           `    checks executed: ${f.checksPerSecond.toFixed(0)}/s = ${(f.checksPerSecond / configured).toFixed(3)} of configured${ratio(f.checksPerSecond, a?.checksPerSecond)}`,
-          `    controller CPU (its nft runs included): ${(f.cpuShare * 100).toFixed(0)}% of a core, ${f.cpuPerCheckUs.toFixed(0)} us per check${ratio(f.cpuPerCheckUs, a?.cpuPerCheckUs)}, x${(f.cpuPerCheckUs / bare.cpuPerCheckUs).toFixed(2)} the floor's`,
-          `    /metrics: median ${f.metricsMs.toFixed(1)} ms, max ${f.metricsMaxMs.toFixed(1)} ms of 7${ratio(f.metricsMs, a?.metricsMs)}`,
+          `    controller CPU (its nft runs included): ${(f.cpuShare * 100).toFixed(0)}% of a core, ${f.cpuPerCheckUs.toFixed(0)} us per check${ratio(f.cpuPerCheckUs, a?.cpuPerCheckUs)}, x${(f.cpuPerCheckUs / bare.cpuPerCheckUs).toFixed(2)} the floor's; ${(f.childShare * 100).toFixed(0)}% of it in child processes`,
+          `    /metrics: median ${f.metricsMs.toFixed(1)} ms, max ${f.metricsMaxMs.toFixed(1)} ms of 7${ratio(f.metricsMs, a?.metricsMs)}; first byte: median ${f.metricsFirstByteMs.toFixed(1)} ms`,
+          `    event-loop delay over the steady window (its own /metrics): p99 ${Number.isNaN(f.loopDelayP99Ms) ? 'not exported' : `${f.loopDelayP99Ms.toFixed(0)} ms`}`,
           `    gap between two checks of a server, steady: p99 ${f.steadyGapP99Intervals.toFixed(2)} intervals${ratio(f.steadyGapP99Intervals, a?.steadyGapP99Intervals)}`,
           `    gap between two checks of a server during ${f.applies} applies: p99 ${f.gapP99Intervals.toFixed(2)}, max ${f.gapMaxIntervals.toFixed(2)} intervals${ratio(f.gapMaxIntervals, a?.gapMaxIntervals)}`,
         );

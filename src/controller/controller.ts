@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as http from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { BackendChoice, Config, realServerKey, serviceKey } from '../model/types';
 import { KernelSession, closeSession, executePlan, openSession, planConfig } from '../engine/engine';
 import { formatPlan } from '../plan/format';
@@ -66,6 +67,7 @@ export class Controller {
   private readonly macs = new Map<string, string>();
   private unresolved = '';
   private readonly startedAt = Date.now();
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
   private readonly stats = {
     applies: { ok: 0, failed: 0 },
     buckets: APPLY_BUCKETS.map((le) => ({ le, count: 0 })),
@@ -86,6 +88,7 @@ export class Controller {
     const c = new Controller(o, loadConfigFile(o.file));
     // A stale record (of a namespace that had this one's inode) is reported in the log, as one line of its format.
     setRecordReporter((m) => c.log('warn', 'record', m));
+    c.loopDelay.enable();
     c.k = await openSession(o.backend ?? c.config.backend);
     try {
       // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
@@ -334,8 +337,17 @@ export class Controller {
       driftRepairs: this.stats.driftRepairs,
       reloads: { ...this.stats.reloads },
       checksByKind: [...this.monitors.checksByKind].map(([kind, c]) => ({ kind, ...c })),
+      loopDelay: this.loopDelayQuantiles(),
       startedAt: this.startedAt,
     };
+  }
+
+  /** The loop's delay since the previous call (the histogram is reset). */
+  private loopDelayQuantiles(): { quantile: number; seconds: number }[] {
+    const h = this.loopDelay;
+    const q = [0.5, 0.99, 1].map((quantile) => ({ quantile, seconds: (quantile === 1 ? h.max : h.percentile(quantile * 100)) / 1e9 }));
+    h.reset();
+    return q.map((x) => ({ ...x, seconds: Number.isFinite(x.seconds) ? x.seconds : 0 }));
   }
 
   metricsBytes(): Buffer {
@@ -387,6 +399,7 @@ export class Controller {
   /** Stop checking and watching. The kernel keeps serving what was programmed. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.loopDelay.disable();
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.watcher?.close();

@@ -34,6 +34,8 @@ export interface MetricsSnapshot {
   applySeconds: { sum: number; count: number };
   driftRepairs: number;
   reloads: { ok: number; failed: number };
+  /** How late the event loop ran what was due, seconds, by quantile, since the previous scrape. */
+  loopDelay: { quantile: number; seconds: number }[];
   /** Checks run by all monitors, by kind (tcp, http, tcp-vip …). */
   checksByKind: { kind: string; ok: number; failed: number }[];
   startedAt: number;
@@ -173,6 +175,12 @@ export function renderMetricsBytes(m: MetricsSnapshot): Buffer {
       [{ kind, result: 'ok' }, ok],
       [{ kind, result: 'failed' }, failed],
     ]),
+  );
+  family(
+    'slbctl_event_loop_delay_seconds',
+    'gauge',
+    "How late the controller's event loop ran what was due (checks, scrapes), since the previous scrape, by quantile.",
+    m.loopDelay.map(({ quantile, seconds }): [Record<string, string>, number] => [{ quantile: String(quantile) }, seconds]),
   );
   family('slbctl_applies_total', 'counter', 'Plans executed against the kernel, by result.', [
     [{ result: 'ok' }, m.applies.ok],

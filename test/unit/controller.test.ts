@@ -210,6 +210,7 @@ describe('metrics text', () => {
     driftRepairs: 2,
     reloads: { ok: 1, failed: 1 },
     checksByKind: [{ kind: 'tcp', ok: 5, failed: 2 }],
+    loopDelay: [{ quantile: 0.99, seconds: 0.012 }],
     startedAt: 1_700_000_000_000,
   });
   const lines = text.trim().split('\n');

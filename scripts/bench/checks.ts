@@ -12,7 +12,11 @@
 // - the largest gap between two checks of one server while the config is
 //   reloaded with a changed weight every second (an apply in flight), in
 //   intervals.
-// Usage: node dist/scripts/bench/checks.js  (SLB_BENCH_SECONDS, SLB_BENCH_ANCHOR=commit|none)
+// Usage: node dist/scripts/bench/checks.js. Environment: SLB_BENCH_SECONDS (window, 10),
+// SLB_BENCH_ANCHOR (commit, or none), SLB_BENCH_SCENARIOS (indexes, e.g. 1),
+// SLB_BENCH_NODE_ARGS and SLB_BENCH_RUN_ARGS (for the controller's node and
+// `slbctl run`, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" and "--resync 1s"),
+// SLB_BENCH_EVENTS=1 (the controller's log on stderr).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';

@@ -35,6 +35,12 @@ export function processTicks(pids: readonly number[]): number {
   return ticks;
 }
 
+/** user + system ticks of a process and of its children that have exited and been waited for (a controller's nft runs). */
+export function processTreeTicks(pid: number): number {
+  const f = statFields(pid);
+  return f ? Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) : 0;
+}
+
 /** user + system ticks of this process's children that have exited and been waited for. */
 export function reapedChildrenTicks(): number {
   const f = statFields('self');

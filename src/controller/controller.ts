@@ -4,23 +4,28 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as http from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { BackendChoice, Config, realServerKey, serviceKey } from '../model/types';
 import { KernelSession, closeSession, executePlan, openSession, planConfig } from '../engine/engine';
 import { formatPlan } from '../plan/format';
 import { loadConfigFile } from '../model/load';
 import { Monitors, monitorKey } from './monitors';
+import { checkerFor } from './checkers';
 import { KernelCounters } from './kernel-view';
 import { refuseWhatCannotRun } from './preflight';
 import { closeIcmpSockets } from '../health/icmp';
 import { closeVipPathCaptures } from '../health/vip-path';
 import { Effective, RealServerDecision, effectiveConfig } from './effective';
 import { Logger } from './log';
-import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetrics, serveMetrics } from './metrics';
+import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetricsBytes, serveMetrics } from './metrics';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { Lock } from '../records/lock';
 import { hasIntent } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
+
+/** The default resync is never shorter than this (see defaultResync). */
+const MIN_DEFAULT_RESYNC_MS = 1000;
 
 export interface ControllerOptions {
   file: string;
@@ -28,7 +33,7 @@ export interface ControllerOptions {
   logger: Logger;
   /** Where /metrics listens; undefined: no metrics endpoint. */
   metrics?: { host: string; port: number };
-  /** How often the kernel is compared with the desired state (default: the shortest check interval, or 1 s). */
+  /** How often the kernel is compared with the desired state (default: the shortest check interval, at least 1 s). */
   resyncMs?: number;
   /** How long a reconcile waits for another writer of the namespace (apply --force, drain) before it tries again later. */
   waitMs?: number;
@@ -62,6 +67,7 @@ export class Controller {
   private readonly macs = new Map<string, string>();
   private unresolved = '';
   private readonly startedAt = Date.now();
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
   private readonly stats = {
     applies: { ok: 0, failed: 0 },
     buckets: APPLY_BUCKETS.map((le) => ({ le, count: 0 })),
@@ -82,12 +88,13 @@ export class Controller {
     const c = new Controller(o, loadConfigFile(o.file));
     // A stale record (of a namespace that had this one's inode) is reported in the log, as one line of its format.
     setRecordReporter((m) => c.log('warn', 'record', m));
+    c.loopDelay.enable();
     c.k = await openSession(o.backend ?? c.config.backend);
     try {
       // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
-        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsText()).catch((caught: unknown) => {
+        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsBytes()).catch((caught: unknown) => {
           const e = caught as NodeJS.ErrnoException;
           throw new PreflightError(
             `cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`,
@@ -125,9 +132,17 @@ export class Controller {
     return this.k?.backend ?? 'none';
   }
 
+  /**
+   * The shortest check interval, but at least a second. A resync reads the
+   * whole kernel state and plans against it, only to catch changes made
+   * behind slbctl's back (health changes reconcile at once, without waiting
+   * for it). Measured with 200 services x 2 servers at 100 ms (bench:checks):
+   * resyncing at the check interval took the controller's CPU per check from
+   * 153 to 213 us and the checks run from 81 % to 47 % of the configured rate.
+   */
   private defaultResync(): number {
     const intervals = this.config.services.flatMap((s) => (s.healthCheck ? [s.healthCheck.intervalMs] : []));
-    return intervals.length ? Math.min(...intervals) : 1000;
+    return Math.max(MIN_DEFAULT_RESYNC_MS, intervals.length ? Math.min(...intervals) : 0);
   }
 
   private log(
@@ -144,7 +159,8 @@ export class Controller {
   }
 
   private setMonitors(): void {
-    if (this.k) this.monitors.set(this.config, this.k.rtnl);
+    const rtnl = this.k?.rtnl;
+    if (rtnl) this.monitors.set(this.config, (s, r, hc) => checkerFor(s, r, hc, rtnl));
   }
 
   /** Bring the kernel to the effective config; calls while one runs coalesce into one more run. */
@@ -293,12 +309,17 @@ export class Controller {
   }
 
   metricsSnapshot(): MetricsSnapshot {
+    // By key, not by search: a scrape of 1,000 real servers must not scan every service or monitor for each one.
+    const services = new Map(this.config.services.map((s) => [serviceKey(s), s]));
     return {
       backend: this.backend,
       services: this.runtime().map((s) => {
-        const svc = this.config.services.find((x) => serviceKey(x) === s.key);
+        const svc = services.get(s.key);
         const counters = new Map<string, RealServerCounters>();
-        for (const m of this.monitors.ofService(s.key)) counters.set(m.realServer, m.counters);
+        for (const r of s.realServers) {
+          const m = this.monitors.get(s.key, realServerKey(r));
+          if (m) counters.set(m.realServer, m.counters);
+        }
         const k = this.counters.view.get(s.key);
         return {
           ...s,
@@ -315,12 +336,22 @@ export class Controller {
       applySeconds: { ...this.stats.seconds },
       driftRepairs: this.stats.driftRepairs,
       reloads: { ...this.stats.reloads },
+      checksByKind: [...this.monitors.checksByKind].map(([kind, c]) => ({ kind, ...c })),
+      loopDelay: this.loopDelayQuantiles(),
       startedAt: this.startedAt,
     };
   }
 
-  metricsText(): string {
-    return renderMetrics(this.metricsSnapshot());
+  /** The loop's delay since the previous call (the histogram is reset). */
+  private loopDelayQuantiles(): { quantile: number; seconds: number }[] {
+    const h = this.loopDelay;
+    const q = [0.5, 0.99, 1].map((quantile) => ({ quantile, seconds: (quantile === 1 ? h.max : h.percentile(quantile * 100)) / 1e9 }));
+    h.reset();
+    return q.map((x) => ({ ...x, seconds: Number.isFinite(x.seconds) ? x.seconds : 0 }));
+  }
+
+  metricsBytes(): Buffer {
+    return renderMetricsBytes(this.metricsSnapshot());
   }
 
   /** Read the file again; an invalid or unresolvable one is logged and the running config kept. */
@@ -368,6 +399,7 @@ export class Controller {
   /** Stop checking and watching. The kernel keeps serving what was programmed. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.loopDelay.disable();
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.watcher?.close();

@@ -1,11 +1,12 @@
 // The health monitors of `slbctl run`: one per (service, real server) with a
 // health check, each running its checker on its own timer and keeping its
 // rise/fall state; a transition calls back, so the controller can plan.
-import { Config, realServerKey, serviceKey } from '../model/types';
+import { Config, RealServer, Service, realServerKey, serviceKey } from '../model/types';
+import { HealthCheck } from '../model/health';
 import { Checker, CheckResult, CheckTiming } from '../health/types';
 import { HealthState, HealthStatus, INITIAL, Transition, observe as observeHealth } from '../health/state';
-import { Rtnl } from '../kernel/rtnl/rtnl';
-import { checkerFor } from './checkers';
+import { nextDue } from '../health/schedule';
+import { performance } from 'node:perf_hooks';
 import { RealServerCounters } from './metrics';
 
 export interface Monitor {
@@ -21,10 +22,15 @@ export interface Monitor {
   stopped: boolean;
 }
 
+/** The checker of one real server of a service (the controller's builds the real probes: checkerFor). */
+export type MakeChecker = (s: Service, r: RealServer, hc: HealthCheck) => Checker;
+
 export const monitorKey = (service: string, realServer: string) => `${service}|${realServer}`;
 
 export class Monitors {
   private readonly all = new Map<string, Monitor>();
+  /** Checks run, by the checker's kind; kept across reloads, as counters must be. */
+  readonly checksByKind = new Map<string, { ok: number; failed: number }>();
 
   constructor(private readonly onTransition: (m: Monitor, t: Transition) => void) {}
 
@@ -36,13 +42,8 @@ export class Monitors {
     return this.get(service, realServer)?.status.state;
   }
 
-  /** Every monitor of one service. */
-  ofService(service: string): Monitor[] {
-    return [...this.all.values()].filter((m) => m.service === service);
-  }
-
   /** One monitor per (service, real server) with a health check; unchanged ones keep their state across reloads. */
-  set(config: Config, rtnl: Rtnl): void {
+  set(config: Config, makeChecker: MakeChecker): void {
     const wanted = new Set<string>();
     for (const s of config.services) {
       const hc = s.healthCheck;
@@ -57,7 +58,7 @@ export class Monitors {
         const m: Monitor = {
           service: serviceKey(s),
           realServer: realServerKey(r),
-          checker: checkerFor(s, r, hc, rtnl),
+          checker: makeChecker(s, r, hc),
           signature,
           timing: { intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs, rise: hc.rise, fall: hc.fall },
           status: INITIAL,
@@ -80,24 +81,40 @@ export class Monitors {
   }
 
   private run(m: Monitor): void {
-    const tick = async () => {
+    let due: number | undefined;
+    const tick = (): void => {
+      m.timer = undefined;
       if (m.stopped) return;
-      const started = Date.now();
-      const result = await m.checker.check(m.timing.timeoutMs);
-      if (m.stopped) return;
-      if (result.ok) m.counters.checksOk++;
-      else m.counters.checksFailed++;
-      m.last = { ...result, at: Date.now() };
-      const { status, transition } = observeHealth(m.status, result, m.timing);
-      m.status = status;
-      if (transition) {
-        m.counters.transitions[transition.to] = (m.counters.transitions[transition.to] ?? 0) + 1;
-        this.onTransition(m, transition);
-      }
-      m.timer = setTimeout(() => void tick(), Math.max(0, started + m.timing.intervalMs - Date.now()));
+      due ??= performance.now();
+      void m.checker.check(m.timing.timeoutMs).then((result) => {
+        if (m.stopped) return;
+        this.record(m, result);
+        const now = performance.now();
+        due = nextDue(due ?? now, m.timing.intervalMs, now);
+        m.timer = setTimeout(tick, due - now);
+      });
     };
     // Spread first checks over the interval: monitors started together would stay in step and start all their probes in one loop turn.
-    m.timer = setTimeout(() => void tick(), Math.floor(Math.random() * m.timing.intervalMs));
+    m.timer = setTimeout(tick, Math.floor(Math.random() * m.timing.intervalMs));
+  }
+
+  private record(m: Monitor, result: CheckResult): void {
+    let kind = this.checksByKind.get(m.checker.kind);
+    if (!kind) this.checksByKind.set(m.checker.kind, (kind = { ok: 0, failed: 0 }));
+    if (result.ok) {
+      m.counters.checksOk++;
+      kind.ok++;
+    } else {
+      m.counters.checksFailed++;
+      kind.failed++;
+    }
+    m.last = { ok: result.ok, detail: result.detail, millis: result.millis, at: Date.now() };
+    const { status, transition } = observeHealth(m.status, result, m.timing);
+    m.status = status;
+    if (transition) {
+      m.counters.transitions[transition.to] = (m.counters.transitions[transition.to] ?? 0) + 1;
+      this.onTransition(m, transition);
+    }
   }
 }
 

@@ -113,7 +113,8 @@ function withControllerLab(
     await configureRealServers(lab, mode, REFERENCE_TOPOLOGY);
     file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `slbctl-run-${lab}-`)), 'slbctl.json');
     fs.writeFileSync(file, controllerConfig(mode, o.backend, o.timing, check));
-    controller = startController(nsName(lab, 'lb'), file, ['--metrics', '127.0.0.1:9469']);
+    // Resync at the check interval (the default is at least 1 s): the drift case below counts in check intervals.
+    controller = startController(nsName(lab, 'lb'), file, ['--metrics', '127.0.0.1:9469', '--resync', `${o.timing.interval}ms`]);
     await controller.waitFor((l) => l.event === 'start' && l.msg.startsWith('running'), 20_000, 'the controller running');
     await controller.waitFor(isTransition(RS1, 'up'), 10_000, 'rs1 up');
     await controller.waitFor(isTransition(RS2, 'up'), 10_000, 'rs2 up');

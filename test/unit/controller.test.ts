@@ -209,6 +209,8 @@ describe('metrics text', () => {
     applySeconds: { sum: 0.12, count: 4 },
     driftRepairs: 2,
     reloads: { ok: 1, failed: 1 },
+    checksByKind: [{ kind: 'tcp', ok: 5, failed: 2 }],
+    loopDelay: [{ quantile: 0.99, seconds: 0.012 }],
     startedAt: 1_700_000_000_000,
   });
   const lines = text.trim().split('\n');

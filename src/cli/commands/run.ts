@@ -47,7 +47,7 @@ export const runCommand: CommandModule<object, Args> = {
       })
       .option('resync', {
         type: 'string',
-        describe: 'how often the kernel is compared with the config, e.g. 500ms (default: the shortest check interval, or 1s)',
+        describe: 'how often the kernel is compared with the config, e.g. 500ms (default: the shortest check interval, at least 1s)',
       })
       // Bad values are usage errors, refused before anything starts.
       .check((a) => {

@@ -181,6 +181,9 @@ const SCRIPT = `
     li.addEventListener('mouseenter', function () { set(true); });
     li.addEventListener('mouseleave', function () { set(false); });
   });
+  // The theme the page is shown in, and the background it computed to (read by the browser test).
+  document.body.setAttribute('data-scheme', matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light');
+  document.body.setAttribute('data-background', getComputedStyle(document.body).backgroundColor);
   document.body.setAttribute('data-ready', 'yes');
 })();
 `;

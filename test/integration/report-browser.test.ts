@@ -2,7 +2,9 @@
 // loads the report of the recorded modes, its script runs without an error
 // and records where each arrow landed; the arrows must sit on their hosts'
 // columns, one below the other in packet order, on a desktop window and on
-// a phone-sized one. A screenshot of each is taken too.
+// a phone-sized one, and on the phone in the dark theme too (the page's
+// background computes dark there, light otherwise). A screenshot of each is
+// taken too.
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -34,11 +36,12 @@ describe(
   'HTML report in headless Chromium',
   { skip: chromium ? false : 'chromium is not installed (scripts/setup.sh installs it)' },
   () => {
-    for (const [name, width, height] of [
-      ['desktop', 1280, 900],
-      ['phone', 390, 844],
+    for (const [name, width, height, scheme] of [
+      ['desktop', 1280, 900, 'light'],
+      ['phone', 390, 844, 'light'],
+      ['phone', 390, 844, 'dark'],
     ] as const) {
-      it(`${name} (${width}x${height}): loads without errors, arrows where the packets say`, async () => {
+      it(`${name} (${width}x${height}, ${scheme} theme): loads without errors, arrows where the packets say`, async () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-report-'));
         try {
           const file = path.join(dir, 'report.html');
@@ -46,11 +49,18 @@ describe(
           fs.writeFileSync(file, renderReport(sections));
           const url = `file://${file}`;
           const window = `--window-size=${width},${height}`;
-          const dump = await chrome([window, '--virtual-time-budget=3000', '--dump-dom', url], path.join(dir, 'profile'));
+          const theme = scheme === 'dark' ? ['--force-dark-mode'] : [];
+          const dump = await chrome([window, ...theme, '--virtual-time-budget=3000', '--dump-dom', url], path.join(dir, 'profile'));
           assert.equal(dump.code, 0, dump.stderr);
           const dom = dump.stdout;
           const body = elements(dom, 'body', 'report')[0] ?? {};
           assert.equal(body['data-ready'], 'yes', "the page's script ran to its end");
+          // The page follows the theme: a dark background in the dark one, a light one otherwise.
+          assert.equal(body['data-scheme'], scheme);
+          const rgb = (body['data-background'] ?? '').match(/\d+/g)?.slice(0, 3).map(Number) ?? [];
+          assert.equal(rgb.length, 3, `a computed background: ${body['data-background']}`);
+          const luminance = (0.2126 * (rgb[0] ?? 0) + 0.7152 * (rgb[1] ?? 0) + 0.0722 * (rgb[2] ?? 0)) / 255;
+          assert.ok(scheme === 'dark' ? luminance < 0.2 : luminance > 0.8, `${scheme} theme, background ${body['data-background']}`);
           assert.match(dom, /^<html [^>]*data-errors="0"/m, 'no error and no console error on the page');
           assert.doesNotMatch(dump.stderr, /Uncaught|CONSOLE\(\d+\)].*error/i);
 
@@ -87,9 +97,9 @@ describe(
           }
           assert.equal(h, hosts.length);
 
-          const png = path.join(dir, `${name}.png`);
+          const png = path.join(dir, `${name}-${scheme}.png`);
           const shot = await chrome(
-            [window, '--virtual-time-budget=3000', '--hide-scrollbars', `--screenshot=${png}`, url],
+            [window, ...theme, '--virtual-time-budget=3000', '--hide-scrollbars', `--screenshot=${png}`, url],
             path.join(dir, 'profile'),
           );
           assert.equal(shot.code, 0, shot.stderr);

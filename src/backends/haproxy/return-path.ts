@@ -107,6 +107,20 @@ export async function observeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
 const iptablesStep = (what: string, argv: string[], input?: string) =>
   runChecked(`iptables: ${what}`, argv, input === undefined ? { exitCode: EXIT.kernel } : { exitCode: EXIT.kernel, input });
 
+/** Remove `count` jumps from PREROUTING to slbctl's chain (iptables -D takes one at a time). */
+async function removeJumps(iptables: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++)
+    await iptablesStep(`remove a jump to ${TPROXY_IPTABLES_CHAIN}`, [
+      iptables,
+      '-t',
+      'mangle',
+      '-D',
+      'PREROUTING',
+      '-j',
+      TPROXY_IPTABLES_CHAIN,
+    ]);
+}
+
 /** The mark through slbctl's iptables chain: rewritten whole (iptables-restore --noflush), one jump from PREROUTING. */
 async function addIptablesMark(): Promise<void> {
   const iptables = iptablesBinary();
@@ -121,16 +135,7 @@ async function addIptablesMark(): Promise<void> {
     [restore, '--noflush'],
     `*mangle\n:${TPROXY_IPTABLES_CHAIN} - [0:0]\n${IPTABLES_RULE}\nCOMMIT\n`,
   );
-  for (let i = 1; i < have.jumps; i++)
-    await iptablesStep(`remove a second jump to ${TPROXY_IPTABLES_CHAIN}`, [
-      iptables,
-      '-t',
-      'mangle',
-      '-D',
-      'PREROUTING',
-      '-j',
-      TPROXY_IPTABLES_CHAIN,
-    ]);
+  await removeJumps(iptables, have.jumps - 1);
   if (have.jumps === 0)
     await iptablesStep(`jump to ${TPROXY_IPTABLES_CHAIN}`, [iptables, '-t', 'mangle', '-A', 'PREROUTING', '-j', TPROXY_IPTABLES_CHAIN]);
 }
@@ -139,16 +144,7 @@ async function removeIptablesMark(): Promise<void> {
   const iptables = iptablesBinary();
   if (!iptables) return;
   const have = await readIptablesMark();
-  for (let i = 0; i < have.jumps; i++)
-    await iptablesStep(`remove the jump to ${TPROXY_IPTABLES_CHAIN}`, [
-      iptables,
-      '-t',
-      'mangle',
-      '-D',
-      'PREROUTING',
-      '-j',
-      TPROXY_IPTABLES_CHAIN,
-    ]);
+  await removeJumps(iptables, have.jumps);
   if (have.chain) {
     await iptablesStep(`flush ${TPROXY_IPTABLES_CHAIN}`, [iptables, '-t', 'mangle', '-F', TPROXY_IPTABLES_CHAIN]);
     await iptablesStep(`delete ${TPROXY_IPTABLES_CHAIN}`, [iptables, '-t', 'mangle', '-X', TPROXY_IPTABLES_CHAIN]);

@@ -31,7 +31,7 @@ export type L7Mode = (typeof L7_MODES)[number];
  */
 export const SCHEDULERS = ['rr', 'wrr', 'sh', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sed', 'nq', 'fo', 'ovf', 'mh'] as const;
 /** The schedulers the nftables backend implements. */
-export const NFT_SCHEDULERS = ['rr', 'wrr', 'sh'] as const satisfies readonly Scheduler[];
+export const NFT_SCHEDULERS = ['rr', 'wrr', 'sh', 'mh'] as const satisfies readonly Scheduler[];
 export const ENCAPSULATIONS = ['none', 'ipip'] as const;
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type Scheduler = (typeof SCHEDULERS)[number];

@@ -272,7 +272,7 @@ const refuses: { name: string; config: Config; facts?: HostFacts; backend?: 'nft
   {
     name: 'nft backend: an IPVS-only scheduler',
     config: config(web({ scheduler: 'wlc' })),
-    error: `${SVC}: scheduler wlc needs the IPVS backend; the nftables backend has rr, wrr, sh`,
+    error: `${SVC}: scheduler wlc needs the IPVS backend; the nftables backend has rr, wrr, sh, mh`,
   },
   {
     name: 'nft backend: ipip encapsulation',

@@ -62,8 +62,9 @@ function selector(s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol'>, tota
     expr: { jhash: { mod: total, seed: HASH_SEED, expr: payload('ip', 'saddr') } },
   };
   if (s.scheduler === 'sh') return bySource;
-  if (s.mode === 'dsr') {
-    // No conntrack on the netdev hook: every packet of a flow must hash the same way.
+  if (s.mode === 'dsr' || s.scheduler === 'mh') {
+    // No conntrack on the netdev hook: every packet of a flow must hash the same way. mh: the flow's hash
+    // with a fixed seed indexes the Maglev table, so balancers with the same table pick the same server.
     return {
       text: `jhash ip saddr . ${s.protocol} sport mod ${total} ${seed}`,
       expr: { jhash: { mod: total, seed: HASH_SEED, expr: { concat: [payload('ip', 'saddr'), payload(s.protocol, 'sport')] } } },

@@ -2,6 +2,7 @@
 // number of slots per real server, interleaved so that consecutive
 // connections spread out. Pure; render and the drift check share it.
 import { ServiceState } from '../../model/state';
+import { maglevTable } from './maglev';
 
 /** Most slots one service takes in its backends map; larger weight sums are scaled down. */
 export const MAX_SLOTS = 1024;
@@ -31,6 +32,7 @@ export function slotShares(s: Pick<ServiceState, 'scheduler' | 'realServers'>): 
  * the host-endian numgen value.
  */
 export function backendSlots(s: ServiceState): { total: number; slots: Slot[] } {
+  if (s.scheduler === 'mh') return maglevSlots(s);
   const shares = slotShares(s);
   const total = shares.reduce((a, b) => a + b, 0);
   const current = shares.map(() => 0);
@@ -43,10 +45,20 @@ export function backendSlots(s: ServiceState): { total: number; slots: Slot[] } 
       if (best < 0 || (current[i] ?? 0) > (current[best] ?? 0)) best = i;
     }
     current[best] = (current[best] ?? 0) - total;
-    const r = s.realServers[best];
-    slots.push({ index, value: s.mode === 'dsr' ? (r.mac ?? '00:00:00:00:00:00') : `${r.address} . ${r.port}` });
+    slots.push({ index, value: slotValue(s, s.realServers[best]) });
   }
   return { total, slots };
+}
+
+function slotValue(s: ServiceState, r: ServiceState['realServers'][number]): string {
+  return s.mode === 'dsr' ? (r.mac ?? '00:00:00:00:00:00') : `${r.address} . ${r.port}`;
+}
+
+/** mh: the Maglev table of the real servers (by identity and weight) as MAGLEV_SIZE slots; none when no server has a weight. */
+function maglevSlots(s: ServiceState): { total: number; slots: Slot[] } {
+  const table = maglevTable(s.realServers.map((r) => ({ id: `${r.address}:${r.port}`, weight: r.weight > 0 ? r.weight : 0 })));
+  if (table.some((i) => i < 0)) return { total: 0, slots: [] };
+  return { total: table.length, slots: table.map((i, index) => ({ index, value: slotValue(s, s.realServers[i]) })) };
 }
 
 export function backendKey(s: Pick<ServiceState, 'vip' | 'port'>, slot: Pick<Slot, 'index'>): string {

@@ -95,13 +95,27 @@ async function hasNftTable(): Promise<boolean> {
   return listed.code === 0 && /socket transparent 1 meta mark set/.test(listed.stdout);
 }
 
-export async function observeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
-  const mark = await readIptablesMark();
+/** The mark's two possible homes, as they are: slbctl's nft table and its iptables chain. */
+interface MarkPieces {
+  nftTable: boolean;
+  iptables: IptablesMark;
+}
+
+/** The return path in one look: its state, and where the mark lives (what add and remove act on). */
+async function look(rtnl: Rtnl): Promise<{ state: ReturnPathState; mark: MarkPieces }> {
+  const mark = { nftTable: await hasNftTable(), iptables: await readIptablesMark() };
   return {
-    nft: (await hasNftTable()) || (mark.rule && mark.jumps === 1),
-    rule: (await rtnl.fwmarkRules(TPROXY_MARK, TPROXY_TABLE)).includes(TPROXY_RULE_PRIORITY),
-    route: await rtnl.hasLocalDefaultRoute(TPROXY_TABLE),
+    state: {
+      nft: mark.nftTable || (mark.iptables.rule && mark.iptables.jumps === 1),
+      rule: (await rtnl.fwmarkRules(TPROXY_MARK, TPROXY_TABLE)).includes(TPROXY_RULE_PRIORITY),
+      route: await rtnl.hasLocalDefaultRoute(TPROXY_TABLE),
+    },
+    mark,
   };
+}
+
+export async function observeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
+  return (await look(rtnl)).state;
 }
 
 const iptablesStep = (what: string, argv: string[], input?: string) =>
@@ -122,14 +136,13 @@ async function removeJumps(iptables: string, count: number): Promise<void> {
 }
 
 /** The mark through slbctl's iptables chain: rewritten whole (iptables-restore --noflush), one jump from PREROUTING. */
-async function addIptablesMark(): Promise<void> {
+async function addIptablesMark(have: IptablesMark): Promise<void> {
   const iptables = iptablesBinary();
   if (!iptables)
     throw new PreflightError(
       'L7 transparent: neither nft nor iptables is installed, and its return path needs one of them (apt-get install nftables, or run `npm run setup`)',
     );
   const restore = iptables.replace(/iptables(-legacy)?$/, (_m, legacy: string | undefined) => `iptables${legacy ?? ''}-restore`);
-  const have = await readIptablesMark();
   await iptablesStep(
     `restore ${TPROXY_IPTABLES_CHAIN}`,
     [restore, '--noflush'],
@@ -140,10 +153,9 @@ async function addIptablesMark(): Promise<void> {
     await iptablesStep(`jump to ${TPROXY_IPTABLES_CHAIN}`, [iptables, '-t', 'mangle', '-A', 'PREROUTING', '-j', TPROXY_IPTABLES_CHAIN]);
 }
 
-async function removeIptablesMark(): Promise<void> {
+async function removeIptablesMark(have: IptablesMark): Promise<void> {
   const iptables = iptablesBinary();
   if (!iptables) return;
-  const have = await readIptablesMark();
   await removeJumps(iptables, have.jumps);
   if (have.chain) {
     await iptablesStep(`flush ${TPROXY_IPTABLES_CHAIN}`, [iptables, '-t', 'mangle', '-F', TPROXY_IPTABLES_CHAIN]);
@@ -152,7 +164,7 @@ async function removeIptablesMark(): Promise<void> {
 }
 
 /** nft where it can (installed, with the ip family); iptables where it cannot. */
-async function addMark(): Promise<void> {
+async function addMark(iptables: IptablesMark): Promise<void> {
   if (findCommand('nft')) {
     try {
       await applyScript(nftScript(true));
@@ -162,7 +174,7 @@ async function addMark(): Promise<void> {
       if (!(e instanceof Error && /Operation not supported/.test(e.message))) throw e;
     }
   }
-  await addIptablesMark();
+  await addIptablesMark(iptables);
 }
 
 /**
@@ -172,18 +184,18 @@ async function addMark(): Promise<void> {
  * a crash halfway.
  */
 export async function addReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
-  const was = await observeReturnPath(rtnl);
+  const { state: was, mark } = await look(rtnl);
   if (!was.rule) await rtnl.addFwmarkRule(TPROXY_RULE_PRIORITY, TPROXY_MARK, TPROXY_TABLE);
   if (!was.route) await rtnl.addLocalDefaultRoute(TPROXY_TABLE, await loIndex(rtnl));
-  if (!was.nft) await addMark();
+  if (!was.nft) await addMark(mark.iptables);
   return was;
 }
 
 /** slbctl's pieces that are there are removed (the rule last); the state as it was comes back (to undo). */
 export async function removeReturnPath(rtnl: Rtnl): Promise<ReturnPathState> {
-  const was = await observeReturnPath(rtnl);
-  if (await hasNftTable()) await applyScript(nftScript(false));
-  await removeIptablesMark();
+  const { state: was, mark } = await look(rtnl);
+  if (mark.nftTable) await applyScript(nftScript(false));
+  await removeIptablesMark(mark.iptables);
   if (was.route) await rtnl.deleteLocalDefaultRoute(TPROXY_TABLE, await loIndex(rtnl));
   if (was.rule) await rtnl.deleteFwmarkRule(TPROXY_RULE_PRIORITY, TPROXY_MARK, TPROXY_TABLE);
   return was;

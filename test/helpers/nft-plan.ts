@@ -10,7 +10,6 @@ import { closeSession, executePlan, openSession, planConfig } from '../../src/en
 import { withWriteLock } from '../../src/records/lock';
 import { formatPlan } from '../../src/plan/format';
 import { listingCount } from '../../src/kernel/nft/client';
-import { trustAppliedRecord } from '../../src/kernel/nft/applied';
 import { closeGenerationSocket } from '../../src/kernel/nft/generation';
 
 async function main(): Promise<void> {
@@ -18,10 +17,9 @@ async function main(): Promise<void> {
   if (!file || (what !== 'plan' && what !== 'apply' && what !== 'plan-listed'))
     throw new Error('usage: nft-plan.js plan|apply|plan-listed CONFIG.json');
   const config = JSON.parse(fs.readFileSync(file, 'utf8')) as Config;
-  if (what === 'plan-listed') trustAppliedRecord(false);
   const k = await openSession('nft');
   try {
-    const plan = await planConfig(k, config, { fromRecord: true });
+    const plan = await planConfig(k, config, { fromRecord: what !== 'plan-listed' });
     if (what === 'apply') await withWriteLock(0, () => executePlan(k, plan));
     const out = {
       ops: plan.ops.length,

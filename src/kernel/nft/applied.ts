@@ -24,21 +24,14 @@ interface Applied {
 
 /** The last record read or written by this process (the controller plans every second: it reads the file once). */
 let memo: Applied | undefined;
-let trusted = true;
 
 const netnsKey = () => `${currentNetns().inode}/${currentNetns().cookie ?? ''}`;
-
-/** Whether plans may start from the record (the benchmark turns it off to measure the listing beside it). */
-export function trustAppliedRecord(on: boolean): void {
-  trusted = on;
-}
 
 /** The generation after `g`: the kernel skips 0 when its 32-bit counter wraps. */
 export const nextGeneration = (g: number): number => (g >= 0xffffffff ? 1 : g + 1);
 
 /** The services slbctl's tables held at `generation`, when slbctl recorded them at exactly that generation. */
 export function appliedAt(generation: number): ServiceState[] | undefined {
-  if (!trusted) return undefined;
   if (memo && memo.netns === netnsKey() && memo.generation === generation) return memo.services;
   const r = readRecord('nft-applied');
   if (!r || r.generation !== generation || !Array.isArray(r.services)) return undefined;

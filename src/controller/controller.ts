@@ -23,6 +23,7 @@ import { Lock } from '../records/lock';
 import { hasIntent } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
+import { BirdSpeaker, resolveSpeaker } from '../ha/bird';
 
 /** The default resync is never shorter than this (see defaultResync). */
 const MIN_DEFAULT_RESYNC_MS = 1000;
@@ -63,6 +64,8 @@ export class Controller {
   private metricsServer: http.Server | undefined;
   private decisions = new Map<string, RealServerDecision[]>();
   private readonly counters = new KernelCounters();
+  /** ha.bgp: the BGP speaker that announces the VIPs while their services have a real server. */
+  private speaker: BirdSpeaker | undefined;
   /** DSR on nftables: real servers' MACs seen so far, and those that answer no ARP now. */
   private readonly macs = new Map<string, string>();
   private unresolved = '';
@@ -116,6 +119,7 @@ export class Controller {
         );
       // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.
       await c.reconcileOnce('start', true);
+      await c.startSpeaker();
       c.setMonitors();
     } catch (e) {
       await c.stop();
@@ -156,6 +160,26 @@ export class Controller {
 
   private effective(config = this.config): Effective {
     return effectiveConfig(config, (s, r) => this.monitors.stateOf(s, r), readDrains());
+  }
+
+  /** ha.bgp: BIRD, peering with the routers; the VIPs to announce follow every reconcile. */
+  private async startSpeaker(): Promise<void> {
+    const bgp = this.config.ha?.bgp;
+    if (!bgp || !this.k) return;
+    const config = resolveSpeaker(bgp, await this.k.rtnl.interfaces());
+    this.speaker = await BirdSpeaker.start(config, (level, message) => this.log(level, 'bgp', message));
+    await this.announce(this.effective());
+  }
+
+  /**
+   * A VIP is announced while one of its services has a real server with a
+   * weight (healthy, not drained); else it is withdrawn, so the routers send
+   * its flows to the other balancers.
+   */
+  private async announce(eff: Effective): Promise<void> {
+    if (!this.speaker) return;
+    const vips = new Set(eff.config.services.filter((s) => s.realServers.some((r) => r.weight > 0)).map((s) => s.vip));
+    await this.speaker.announce([...vips]);
   }
 
   private setMonitors(): void {
@@ -248,6 +272,7 @@ export class Controller {
         await executePlan(k, plan);
       }
       this.lastApplied = signature;
+      await this.announce(eff);
     } catch (e) {
       if (first) throw e;
       this.stats.applies.failed++;
@@ -374,9 +399,19 @@ export class Controller {
       this.log('info', 'reload', `${reason}: ${this.o.file} unchanged`);
       return;
     }
+    const haChanged = JSON.stringify(next.ha) !== JSON.stringify(this.config.ha);
     this.config = next;
     this.stats.reloads.ok++;
     this.setMonitors();
+    if (haChanged) {
+      await this.speaker?.stop();
+      this.speaker = undefined;
+      try {
+        await this.startSpeaker();
+      } catch (e) {
+        this.log('error', 'bgp', `reload: the BGP speaker did not start, no VIP is announced: ${(e as Error).message}`);
+      }
+    }
     this.log('info', 'reload', `${reason}: ${this.o.file} taken, ${next.services.length} service${next.services.length === 1 ? '' : 's'}`);
     await this.reconcile('reload');
   }
@@ -410,6 +445,9 @@ export class Controller {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     await this.busy;
+    // Before anything else ends: the routers withdraw this balancer's VIPs at once.
+    await this.speaker?.stop();
+    this.speaker = undefined;
     if (this.k) closeSession(this.k);
     this.k = undefined;
     closeIcmpSockets();

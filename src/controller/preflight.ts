@@ -6,6 +6,7 @@ import { Config, serviceKey } from '../model/types';
 import { CAP_NET_RAW, hasCapability } from '../util/caps';
 import { runDir } from '../util/rundir';
 import { PreflightError } from '../util/errors';
+import { findCommand } from '../util/exec';
 
 /** Services whose checks need raw or packet sockets: ICMP echo, and DSR's probe to the VIP through each real server. */
 export function servicesNeedingNetRaw(config: Config): string[] {
@@ -33,6 +34,10 @@ export function runRefusals(config: Config, canUseRawSockets = hasCapability(CAP
       `the health checks of ${raw.join(', ')} need CAP_NET_RAW (ICMP echo, or DSR's probe through each real server), which this process lacks; grant it as the systemd unit does`,
     );
   }
+  if (config.ha?.bgp && (!findCommand('bird') || !findCommand('birdc')))
+    refusals.push(
+      'ha.bgp needs BIRD 2 (bird and birdc, Debian package bird2), which is not installed; run scripts/setup.sh or apt-get install bird2',
+    );
   return refusals;
 }
 

@@ -3,6 +3,8 @@
 import { stringify } from 'yaml';
 import { BackendChoice, Encapsulation, Mode } from '../model/types';
 import { LabTopology, REAL_SERVERS, addressOf } from './topology';
+import type { HaKind } from './ha';
+import { LAB_BALANCER_ASN, LAB_ROUTER_ASN } from './ha';
 
 export const MODE_TITLES: Record<Mode, string> = {
   fullnat: 'reverse proxy / full NAT',
@@ -22,6 +24,8 @@ export interface LabModeOptions {
   cache: boolean;
   /** https: the balancer's certificate and key (PEM files the lab made). */
   tls?: { certificate: string; key: string };
+  /** Two balancers: ecmp, each announces the VIP to the router over BGP (active/active). */
+  ha?: HaKind;
 }
 
 export const DEFAULT_LAB_OPTIONS: LabModeOptions = { backend: 'auto', encapsulation: 'none', protocol: 'tcp', cache: false };
@@ -34,8 +38,13 @@ export function labModeTitle(mode: Mode, o: Pick<LabModeOptions, 'protocol' | 'c
 
 /** The lab's one service ("web" on the VIP) in a mode. */
 export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOptions = DEFAULT_LAB_OPTIONS): string {
+  const router = topology.hosts.find((h) => h.name === 'router')?.interfaces.find((i) => i.segment === 'server-net');
   const config = {
     backend: o.backend,
+    // Both balancers announce the VIP to the router, which spreads flows over them; mh (Maglev) makes them agree on each flow's server.
+    ...(o.ha === 'ecmp' && router
+      ? { ha: { bgp: { asn: LAB_BALANCER_ASN, peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }] } } }
+      : {}),
     services: [
       {
         name: 'web',
@@ -43,13 +52,15 @@ export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOp
         port: o.protocol === 'https' ? 443 : topology.servicePort,
         protocol: o.protocol,
         mode,
-        scheduler: 'rr',
+        scheduler: o.ha === 'ecmp' ? 'mh' : 'rr',
         ...(o.encapsulation === 'ipip' ? { encapsulation: o.encapsulation } : {}),
         ...(o.protocol === 'https' && o.tls ? { tls: o.tls } : {}),
         ...(o.cache ? { cache: { maxAge: 60, maxObjectSize: '1m', totalSize: '16m' } } : {}),
+        // One of two balancers: a balancer whose real servers all fail its checks withdraws the VIP.
+        ...(o.ha ? { healthCheck: { type: 'tcp' } } : {}),
         realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port: topology.servicePort, weight: 1 })),
       },
     ],
   };
-  return `# slbctl lab: ${labModeTitle(mode, o)}\n${stringify(config)}`;
+  return `# slbctl lab: ${labModeTitle(mode, o)}${o.ha ? `, one of two balancers (--ha ${o.ha})` : ''}\n${stringify(config)}`;
 }

@@ -16,7 +16,7 @@ import { LabError } from './errors';
 import { checkLabName, nsName } from './names';
 import { recordedServerPids, sleep, startHttpServer, stopAllIn, waitForHttp } from './processes';
 import { labStateDir, readLabState, writeLabState } from './state';
-import { LAB_HOSTS, LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf } from './topology';
+import { LAB_HOSTS, LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf, hostOf, labHosts } from './topology';
 
 export { checkLabName, nsName, labStateDir, readLabState, writeLabState };
 export type { LabState } from './state';
@@ -34,10 +34,11 @@ async function listNamespaces(): Promise<Set<string>> {
   );
 }
 
+/** Which of the lab's hosts have a namespace; `missing` counts the hosts every lab has (lb2 is in `present` when there). */
 export async function labExists(lab: string): Promise<{ present: LabHostName[]; missing: LabHostName[] }> {
   checkLabName(lab);
   const all = await listNamespaces();
-  return { present: LAB_HOSTS.filter((h) => all.has(nsName(lab, h))), missing: LAB_HOSTS.filter((h) => !all.has(nsName(lab, h))) };
+  return { present: labHosts(2).filter((h) => all.has(nsName(lab, h))), missing: LAB_HOSTS.filter((h) => !all.has(nsName(lab, h))) };
 }
 
 function inHost(lab: string, host: LabHostName, what: string, argv: string[]): Promise<RunResult> {
@@ -55,8 +56,13 @@ function mainInterface(topology: LabTopology, host: LabHostName) {
   return iface;
 }
 
-async function buildNamespaces(lab: string, topology: LabTopology, log: (line: string) => void): Promise<void> {
-  for (const h of LAB_HOSTS) {
+async function buildNamespaces(
+  lab: string,
+  topology: LabTopology,
+  hosts: readonly LabHostName[],
+  log: (line: string) => void,
+): Promise<void> {
+  for (const h of hosts) {
     await runChecked('create namespace', ['ip', 'netns', 'add', nsName(lab, h)]);
     await inHost(lab, h, 'lo up', ['ip', 'link', 'set', 'lo', 'up']);
     // No IPv6 in the lab: no DAD, router solicitations or MLD reports in the
@@ -64,7 +70,7 @@ async function buildNamespaces(lab: string, topology: LabTopology, log: (line: s
     await sysctl(lab, h, 'net.ipv6.conf.all.disable_ipv6', '1');
     await sysctl(lab, h, 'net.ipv6.conf.default.disable_ipv6', '1');
   }
-  log(`namespaces ${LAB_HOSTS.map((h) => nsName(lab, h)).join(', ')}`);
+  log(`namespaces ${hosts.map((h) => nsName(lab, h)).join(', ')}`);
 
   const router = nsName(lab, 'router');
   const routerIfaces = hostOf(topology, 'router').interfaces;
@@ -77,7 +83,7 @@ async function buildNamespaces(lab: string, topology: LabTopology, log: (line: s
   await sysctl(lab, 'router', 'net.ipv4.ip_forward', '1');
   log(`${router}: ${bridge.name} ${bridge.cidr} (server segment), ip_forward=1`);
 
-  for (const h of LAB_HOSTS.filter((x) => x !== 'router')) {
+  for (const h of hosts.filter((x) => x !== 'router')) {
     const host = hostOf(topology, h);
     const iface = mainInterface(topology, h);
     // The host's end is named as in the topology; the router's end is the
@@ -114,8 +120,11 @@ export async function labUp(
   lab: string,
   topology: LabTopology = REFERENCE_TOPOLOGY,
   log: (line: string) => void = () => undefined,
+  o: { balancers?: number } = {},
 ): Promise<void> {
   checkLabName(lab);
+  const balancers = o.balancers ?? 1;
+  if (balancers !== 1 && balancers !== 2) throw new LabError(`--balancers ${balancers}: a lab has 1 or 2 balancers`);
   const { present } = await labExists(lab);
   if (present.length > 0) {
     throw new LabError(
@@ -127,8 +136,8 @@ export async function labUp(
     // its mode would lie, and servers it records may still run.
     await stopAllIn([], () => recordedServerPids(labStateDir(lab)));
     fs.rmSync(labStateDir(lab), { recursive: true, force: true });
-    await buildNamespaces(lab, topology, log);
-    await writeLabState(lab, { provider: 'netns', createdAt: new Date().toISOString() });
+    await buildNamespaces(lab, topology, labHosts(balancers), log);
+    await writeLabState(lab, { provider: 'netns', createdAt: new Date().toISOString(), ...(balancers === 2 ? { balancers } : {}) });
     const servers = REAL_SERVERS.map((h) => ({ h, server: startHttpServer(lab, nsName(lab, h), h, topology.servicePort) }));
     const deadline = Date.now() + 5000;
     for (const { h, server } of servers) {

@@ -5,7 +5,7 @@
 import { Mode } from '../model/types';
 import type { LabModeOptions } from './lb-config';
 import { RunResult } from '../util/exec';
-import { LabHostName } from './topology';
+import { BalancerName, LabHostName } from './topology';
 import { VerifyExpectation, VerifyReport } from '../verify/flow';
 
 export type Say = (line: string) => void;
@@ -20,6 +20,10 @@ export interface Lab {
   verify(mode: Mode | undefined, requests: number, out: string | undefined, expect?: VerifyExpectation): Promise<VerifyReport>;
   /** A command on one lab host; its exit code comes back. */
   exec(host: LabHostName, argv: string[]): Promise<RunResult>;
+  /** Two balancers: take one off the wire and kill its controller (absent: this provider has one balancer). */
+  fail?(balancer: BalancerName, say: Say): Promise<void>;
+  /** Bring a failed balancer back and wait until the router uses it again. */
+  recover?(balancer: BalancerName, say: Say): Promise<void>;
   /** Remove everything the lab made. */
   down(say: Say): Promise<void>;
 }
@@ -35,5 +39,5 @@ export interface LabProvider {
    */
   find(name: string, o?: { leftovers?: boolean }): Promise<Lab | undefined>;
   /** Build the lab; `say` tells how it goes; the returned text ends the output. */
-  up(name: string, options: { box?: string }, say: Say): Promise<string>;
+  up(name: string, options: { box?: string; balancers?: number }, say: Say): Promise<string>;
 }

@@ -13,6 +13,12 @@ export interface LabState {
   protocol?: string;
   /** L7: the balancer has a static cache. */
   cache?: boolean;
+  /** How many balancers the lab has (absent: 1). */
+  balancers?: number;
+  /** How the balancers share the VIP: ecmp (BGP, active/active); absent: lb alone serves. */
+  ha?: string;
+  /** Balancers `lab fail` took down and `lab recover` has not brought back. */
+  failed?: string[];
   createdAt: string;
 }
 
@@ -47,6 +53,9 @@ export async function readLabState(lab: string): Promise<LabState | undefined> {
     ...(typeof o.encapsulation === 'string' ? { encapsulation: o.encapsulation } : {}),
     ...(typeof o.protocol === 'string' ? { protocol: o.protocol } : {}),
     ...(typeof o.cache === 'boolean' ? { cache: o.cache } : {}),
+    ...(o.balancers === 2 ? { balancers: 2 } : {}),
+    ...(typeof o.ha === 'string' ? { ha: o.ha } : {}),
+    ...(Array.isArray(o.failed) ? { failed: o.failed.filter((x): x is string => typeof x === 'string') } : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 // The reference lab topology of shared/reference/slb-modes.md, described once
 // as data. Every provider (netns, uml, vagrant) realises exactly this.
 
-export type LabHostName = 'client' | 'router' | 'lb' | 'rs1' | 'rs2';
+export type LabHostName = 'client' | 'router' | 'lb' | 'rs1' | 'rs2' | 'lb2';
 
 export interface LabInterface {
   /** Interface name inside the host. */
@@ -50,6 +50,13 @@ export const REFERENCE_TOPOLOGY: LabTopology = {
       gateway: '172.16.75.1',
     },
     {
+      // The second balancer, only in a lab made with --balancers 2 (scale-out: BGP ECMP).
+      name: 'lb2',
+      role: 'balancer',
+      interfaces: [{ name: 'eth0', cidr: '172.16.75.86/24', segment: 'server-net' }],
+      gateway: '172.16.75.1',
+    },
+    {
       name: 'rs1',
       role: 'real-server',
       interfaces: [{ name: 'eth0', cidr: '172.16.75.82/24', segment: 'server-net' }],
@@ -64,7 +71,15 @@ export const REFERENCE_TOPOLOGY: LabTopology = {
   ],
 };
 
+/** The hosts of every lab; a lab of two balancers adds lb2. */
 export const LAB_HOSTS: readonly LabHostName[] = ['client', 'router', 'lb', 'rs1', 'rs2'];
+export const BALANCERS = ['lb', 'lb2'] as const satisfies readonly LabHostName[];
+export type BalancerName = (typeof BALANCERS)[number];
+
+/** The hosts of a lab with this many balancers (1 or 2). */
+export function labHosts(balancers: number): LabHostName[] {
+  return balancers >= 2 ? [...LAB_HOSTS, 'lb2'] : [...LAB_HOSTS];
+}
 
 export function hostOf(topology: LabTopology, name: LabHostName): LabHost {
   const host = topology.hosts.find((h) => h.name === name);

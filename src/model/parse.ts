@@ -29,6 +29,12 @@ import {
   Service,
   VIP_PRESENCE,
   VipPresence,
+  ASN_RANGE,
+  AS_TRANS,
+  BGP_DEFAULTS,
+  BgpPeer,
+  BgpSettings,
+  HaSettings,
   realServerKey,
   serviceKey,
 } from './types';
@@ -74,7 +80,10 @@ const MAX_CACHE_AGE_S = 86400;
 const SORRY_KEYS = ['address', 'port'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
-const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'services'];
+const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'services', 'ha'];
+const HA_KEYS = ['bgp'];
+const BGP_KEYS = ['asn', 'peers', 'routerId', 'bfd', 'holdTime'];
+const BGP_PEER_KEYS = ['address', 'asn'];
 const MAX_PERSISTENCE_S = MAX_DURATION_MS / 1000;
 
 /** The fix for each kind of address, said in the error when it cannot be one. */
@@ -83,6 +92,8 @@ const ADDRESS_ROLES = {
   realServer: "use the real server's own unicast address",
   sorryServer: "use the sorry server's own unicast address",
   source: 'use a unicast address of this host that faces the real servers',
+  peer: "use the router's own unicast address on a subnet of this host",
+  routerId: "use one of this balancer's own unicast addresses",
 } as const;
 
 export function formatPath(parts: readonly PathPart[]): string {
@@ -398,6 +409,72 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
   return service;
 }
 
+function checkAsn(c: Checker, value: unknown, path: PathPart[]): number | undefined {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < ASN_RANGE.min || value > ASN_RANGE.max || value === AS_TRANS) {
+    c.fail(
+      path,
+      `${JSON.stringify(value)} is not an AS number a BGP speaker may use; use ${ASN_RANGE.min}-${ASN_RANGE.max} (not ${AS_TRANS}), e.g. 64512-65534 or 4200000000-4294967294 for a private one`,
+    );
+    return undefined;
+  }
+  return value;
+}
+
+/** `ha:` one balancer of several; `bgp:` announces the VIPs to routers (active/active, ECMP). */
+function checkHa(c: Checker, raw: unknown, path: PathPart[]): HaSettings | undefined {
+  if (!isRecord(raw)) {
+    c.fail(path, 'must be a mapping with a "bgp" section');
+    return undefined;
+  }
+  c.unknownKeys(raw, HA_KEYS, path);
+  const ha: HaSettings = {};
+  if (raw.bgp === undefined) return ha;
+  const bp = [...path, 'bgp'];
+  const b = raw.bgp;
+  if (!isRecord(b)) {
+    c.fail(bp, 'must be a mapping with asn and peers');
+    return undefined;
+  }
+  c.unknownKeys(b, BGP_KEYS, bp);
+  const asn = checkAsn(c, b.asn, [...bp, 'asn']);
+  const peers: BgpPeer[] = [];
+  if (!Array.isArray(b.peers) || b.peers.length === 0)
+    c.fail([...bp, 'peers'], 'is required: a list of routers, each with address and asn');
+  else
+    b.peers.forEach((p: unknown, i) => {
+      const pp = [...bp, 'peers', i];
+      if (!isRecord(p)) {
+        c.fail(pp, 'must be a mapping with address and asn');
+        return;
+      }
+      c.unknownKeys(p, BGP_PEER_KEYS, pp);
+      const address = c.hostAddress(p.address, [...pp, 'address'], 'peer');
+      const peerAsn = checkAsn(c, p.asn, [...pp, 'asn']);
+      if (address === undefined || peerAsn === undefined) return;
+      const same = peers.findIndex((x) => x.address === address);
+      if (same >= 0) {
+        c.fail([...pp, 'address'], `${address} is already peers[${same}]; each router is one peer`);
+        return;
+      }
+      peers.push({ address, asn: peerAsn });
+    });
+  const routerId = b.routerId === undefined ? undefined : c.hostAddress(b.routerId, [...bp, 'routerId'], 'routerId');
+  let bfd: boolean = BGP_DEFAULTS.bfd;
+  if (b.bfd !== undefined) {
+    if (typeof b.bfd === 'boolean') bfd = b.bfd;
+    else c.fail([...bp, 'bfd'], `${JSON.stringify(b.bfd)} is not true or false`);
+  }
+  let holdTime: number = BGP_DEFAULTS.holdTime;
+  if (b.holdTime !== undefined) {
+    if (typeof b.holdTime === 'number' && Number.isInteger(b.holdTime) && b.holdTime >= 3 && b.holdTime <= 65535) holdTime = b.holdTime;
+    else c.fail([...bp, 'holdTime'], `${JSON.stringify(b.holdTime)} is not a BGP hold time; use whole seconds, 3-65535`);
+  }
+  if (asn === undefined || peers.length === 0) return undefined;
+  const bgp: BgpSettings = { asn, peers, bfd, holdTime, ...(routerId ? { routerId } : {}) };
+  ha.bgp = bgp;
+  return ha;
+}
+
 /** Validate an already-parsed document (JSON or YAML data). */
 export function validateConfig(
   data: unknown,
@@ -410,9 +487,13 @@ export function validateConfig(
   }
   c.unknownKeys(data, TOP_KEYS, []);
   const backend = data.backend === undefined ? 'auto' : c.oneOf<BackendChoice>(data.backend, BACKENDS, ['backend'], 'backend');
+  const ha = data.ha === undefined ? undefined : checkHa(c, data.ha, ['ha']);
+  // Under BGP every balancer holds every VIP by design: routers reach it by the announced routes, not by ARP.
   const vipPresence =
     data.vipAlreadyPresent === undefined
-      ? 'refuse'
+      ? ha?.bgp
+        ? 'allow'
+        : 'refuse'
       : (c.oneOf<VipPresence>(data.vipAlreadyPresent, VIP_PRESENCE, ['vipAlreadyPresent'], 'vipAlreadyPresent setting') ?? 'refuse');
   const services: Service[] = [];
   if (!Array.isArray(data.services)) {
@@ -442,7 +523,7 @@ export function validateConfig(
     });
   }
   if (c.issues.length > 0 || backend === undefined) return { ok: false, issues: c.issues };
-  return { ok: true, config: { backend, services } };
+  return { ok: true, config: { backend, services, ...(ha?.bgp ? { ha } : {}) } };
 }
 
 /** Parse YAML or JSON text (JSON is YAML) and validate it. */

@@ -116,9 +116,43 @@ export interface Persistence {
   netmask: string;
 }
 
+/** A BGP neighbour of the balancer: a router directly connected to one of its subnets. */
+export interface BgpPeer {
+  address: string;
+  asn: number;
+}
+
+/**
+ * Active/active: a BGP speaker (BIRD) on this balancer announces each VIP as a
+ * /32 to the peers while its service has a real server to send to and
+ * `slbctl run` runs; the router spreads flows over the balancers by ECMP.
+ */
+export interface BgpSettings {
+  /** This balancer's AS number. */
+  asn: number;
+  peers: BgpPeer[];
+  /** BGP router id; the address that faces the first peer when absent. */
+  routerId?: string;
+  /** BFD with each peer (100 ms x 3): a dead balancer is noticed in about 0.3 s, not a hold time. */
+  bfd: boolean;
+  /** Seconds without a keepalive before a peer is declared down (keepalives every third of it). */
+  holdTime: number;
+}
+
+export interface HaSettings {
+  bgp?: BgpSettings;
+}
+
+/** ASNs a balancer may use: 32-bit, without 0, AS_TRANS (23456) and the reserved last one. */
+export const ASN_RANGE = { min: 1, max: 4294967294 } as const;
+export const AS_TRANS = 23456;
+export const BGP_DEFAULTS = { bfd: true, holdTime: 3 } as const;
+
 export interface Config {
   backend: BackendChoice;
   services: Service[];
+  /** One balancer of several (absent: a balancer on its own). */
+  ha?: HaSettings;
 }
 
 /** The key that identifies a service in the kernel: protocol, VIP and port. */

@@ -211,14 +211,16 @@ function hops(obs: Observation[], macHost: Map<string, string>, hostOfAddress: (
 
 export function buildLadder(input: LadderInput): Ladder {
   const a = input.addresses;
+  // The balancer's column: lb, or lb2 when a lab of two balancers drew the connection lb2 carried.
+  const balancer = input.captures.find((c) => c.host === 'lb' || c.host === 'lb2')?.host ?? 'lb';
   const hosts: LadderHost[] = input.captures.map((c) => ({
     name: c.host,
-    address: c.host === 'client' ? a.client : c.host === 'lb' ? a.lb : (a.realServers[c.host] ?? ''),
+    address: c.host === 'client' ? a.client : c.host === balancer ? a.lb : (a.realServers[c.host] ?? ''),
   }));
   // The VIP is the balancer's, and a DSR real server's too (on its loopback).
   const ownAddresses = (host: string) =>
     new Set([...hosts.filter((h) => h.name === host).map((h) => h.address), ...(host === 'client' ? [] : [a.vip])]);
-  const hostOfAddress = (x: string) => (x === a.vip ? 'lb' : hosts.find((h) => h.address === x)?.name);
+  const hostOfAddress = (x: string) => (x === a.vip ? balancer : hosts.find((h) => h.address === x)?.name);
   const macs = new Map(input.captures.map((c) => [c.host, captureMac(c, ownAddresses(c.host))]));
   const macHost = new Map([...macs].filter(([, m]) => m !== '').map(([h, m]) => [m, h]));
   const all = input.captures.flatMap((c) => observe(c, ownAddresses(c.host), macs.get(c.host) ?? ''));

@@ -2,11 +2,13 @@
 // namespace, the client its namespace "client".
 import { LabHostName } from '../lab/topology';
 import { RunResult } from '../util/exec';
+import { LabError } from '../lab/errors';
 import { CLIENT_NETNS } from './plan';
 import { VagrantLabRecord } from './lab';
 import { vmRun } from './ssh';
 
 export function vagrantExec(record: VagrantLabRecord, host: LabHostName, argv: string[]): Promise<RunResult> {
+  if (host === 'lb2') throw new LabError('the Vagrant lab has one balancer VM (lb); a second balancer is not built there yet');
   if (host === 'client') return vmRun(record, 'client', ['ip', 'netns', 'exec', CLIENT_NETNS, ...argv]);
   return vmRun(record, host === 'router' ? 'client' : (host), argv);
 }

@@ -11,6 +11,8 @@ import { requireLabUp } from '../lab/mode';
 import { RequestOutcome } from './facts';
 import { curlArgv, curlOutcome, writingOutput } from './judge';
 import { CaptureDriver, VerifyExpectation, VerifyReport, verifyWith } from './flow';
+import { verifyEcmp } from './failover';
+import { LabError } from '../lab/errors';
 
 export type { VerifyReport };
 export { CAPTURED_HOSTS, captureFilter } from './flow';
@@ -60,10 +62,20 @@ export async function verifyLabMode(
   expect?: VerifyExpectation,
 ): Promise<VerifyReport> {
   await requireLabUp(lab);
+  const applied = await readLabState(lab);
+  if (applied?.ha === 'ecmp') {
+    if (mode !== undefined && mode !== 'dsr')
+      throw new LabError(`lab "${lab}" runs dsr on two balancers (--ha ecmp); --mode ${mode} cannot be judged there`);
+    if ((applied.failed ?? []).length > 0)
+      throw new LabError(
+        `lab "${lab}": ${applied.failed?.join(', ')} failed; run \`slbctl lab recover ${applied.failed?.[0]} --name ${lab}\` first (verify fails one itself)`,
+      );
+    return verifyEcmp(lab, REFERENCE_TOPOLOGY, requests, out);
+  }
   return verifyWith(netnsCaptureDriver(lab, REFERENCE_TOPOLOGY), {
     lab,
     mode,
-    applied: await readLabState(lab),
+    applied,
     requests,
     out,
     topology: REFERENCE_TOPOLOGY,

@@ -4,6 +4,7 @@ import { LAB_PROTOCOLS, LabProtocol, labModeTitle } from '../../lab/lb-config';
 import { UsageError } from '../errors';
 import { requireRoot, withLabName } from '../lab-options';
 import { findLab } from '../../lab/providers';
+import { HA_KINDS, HaKind } from '../../lab/ha';
 
 interface Args {
   name: string;
@@ -12,6 +13,7 @@ interface Args {
   encapsulation: Encapsulation;
   protocol: LabProtocol;
   cache: boolean;
+  ha?: HaKind;
 }
 
 export const labModeCommand: CommandModule<object, Args> = {
@@ -44,6 +46,11 @@ export const labModeCommand: CommandModule<object, Args> = {
         type: 'boolean',
         default: false,
         describe: 'L7 reverse proxy (fullnat with --protocol http or https): a static cache on the balancer',
+      })
+      .option('ha', {
+        choices: HA_KINDS,
+        describe:
+          'a lab of two balancers (lab up --balancers 2): ecmp, slbctl run on each announces the VIP over BGP (BIRD) and the router spreads flows over both (dsr)',
       }),
   handler: async (args) => {
     requireRoot('lab mode');
@@ -58,9 +65,15 @@ export const labModeCommand: CommandModule<object, Args> = {
     say(`lab "${args.name}": mode ${args.mode} (${labModeTitle(args.mode, args)})`);
     await lab.mode(
       args.mode,
-      { backend: args.backend, encapsulation: args.encapsulation, protocol: args.protocol, cache: args.cache },
+      {
+        backend: args.backend,
+        encapsulation: args.encapsulation,
+        protocol: args.protocol,
+        cache: args.cache,
+        ...(args.ha ? { ha: args.ha } : {}),
+      },
       say,
     );
-    say(`next: slbctl lab verify --name ${args.name}`);
+    say(`next: slbctl lab verify --name ${args.name}${args.ha ? ` (then: slbctl lab fail lb --name ${args.name})` : ''}`);
   },
 };

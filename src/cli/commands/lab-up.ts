@@ -7,6 +7,7 @@ interface Args {
   name: string;
   provider: LabProviderName;
   box?: string;
+  balancers: number;
 }
 
 export const labUpCommand: CommandModule<object, Args> = {
@@ -20,6 +21,17 @@ export const labUpCommand: CommandModule<object, Args> = {
         default: 'netns' as LabProviderName,
         describe: LAB_PROVIDER_NAMES.map((n) => `${n}: ${LAB_PROVIDERS[n].describe}`).join('; '),
       })
+      .option('balancers', {
+        type: 'number',
+        default: 1,
+        describe: 'netns: 1, or 2 for a second balancer NAME-lb2 (172.16.75.86) beside NAME-lb, for `lab mode dsr --ha ecmp`',
+      })
+      .check((a) => {
+        if (a.balancers !== 1 && a.balancers !== 2) throw new Error('--balancers must be 1 or 2');
+        if (a.balancers === 2 && a.provider !== 'netns')
+          throw new Error(`--balancers 2 is built for the netns provider; ${a.provider} has one balancer`);
+        return true;
+      })
       .option('box', {
         type: 'string',
         describe:
@@ -32,8 +44,10 @@ export const labUpCommand: CommandModule<object, Args> = {
       throw new LabError(
         `lab "${args.name}" already runs on the ${running.provider} provider; run \`slbctl lab down --name ${args.name}\` first`,
       );
-    const summary = await LAB_PROVIDERS[args.provider].up(args.name, args.box ? { box: args.box } : {}, (line) =>
-      process.stdout.write(`${line}\n`),
+    const summary = await LAB_PROVIDERS[args.provider].up(
+      args.name,
+      { ...(args.box ? { box: args.box } : {}), balancers: args.balancers },
+      (line) => process.stdout.write(`${line}\n`),
     );
     process.stdout.write(`${summary}\n`);
   },

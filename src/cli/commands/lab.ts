@@ -3,6 +3,7 @@ import { labDownCommand } from './lab-down';
 import { labModeCommand } from './lab-mode';
 import { labVerifyCommand } from './lab-verify';
 import { labExecCommand } from './lab-exec';
+import { labFailCommand, labRecoverCommand } from './lab-fail';
 import { AnyCommand, CommandGroup, anyCommand, commandName } from '../command-group';
 
 const subcommands: readonly AnyCommand[] = [
@@ -11,6 +12,8 @@ const subcommands: readonly AnyCommand[] = [
   anyCommand(labModeCommand),
   anyCommand(labVerifyCommand),
   anyCommand(labExecCommand),
+  anyCommand(labFailCommand),
+  anyCommand(labRecoverCommand),
 ];
 
 export const labCommand: CommandGroup = {

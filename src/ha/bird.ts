@@ -1,0 +1,255 @@
+// Active/active over BGP: slbctl drives BIRD 2 (Debian's bird2), never a BGP
+// speaker of its own. BIRD rather than FRR: one daemon with one config file
+// and its own control socket path, so one instance per network namespace is a
+// file and a process, where FRR is a set of daemons (zebra, bgpd, bfdd) under
+// a per-host layout.
+//
+// The speaker announces each VIP as a /32 (a static blackhole route that BIRD
+// exports over BGP only: it has no kernel protocol here, so nothing reaches
+// this host's routing table). Routes change by rewriting the file and asking
+// BIRD to reconfigure, which re-reads the static protocol and sends only the
+// difference. BIRD runs as the controller's child with a parent-death signal:
+// when `slbctl run` ends in any way, BIRD ends its sessions (a BGP Cease), and
+// the routers withdraw the routes at once; a balancer that vanishes from the
+// wire is noticed by BFD in about 0.3 s.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ChildProcess, spawn } from 'node:child_process';
+import { BgpSettings } from '../model/types';
+import { findCommand, run } from '../util/exec';
+import { PreflightError, SlbctlError } from '../util/errors';
+import { NetInterface } from '../kernel/rtnl/rtnl';
+import { interfaceForAddress } from '../engine/interfaces';
+import { runDir } from '../util/rundir';
+import { currentNetns } from '../records/netns';
+
+/** BFD timers: 100 ms, 3 missed: about 0.3 s to notice a dead neighbour. */
+export const BFD_INTERVAL_MS = 100;
+export const BFD_MULTIPLIER = 3;
+
+/** A BGP peer as this host reaches it: the local address and interface that face it. */
+export interface ResolvedPeer {
+  address: string;
+  asn: number;
+  local: string;
+  device: string;
+}
+
+export interface SpeakerConfig {
+  asn: number;
+  routerId: string;
+  bfd: boolean;
+  holdTime: number;
+  peers: ResolvedPeer[];
+}
+
+export class BgpError extends SlbctlError {
+  readonly exitCode = 2;
+}
+
+/** Each peer must be on a subnet of this host (slbctl peers with the routers it is attached to, not across hops). */
+export function resolveSpeaker(bgp: BgpSettings, interfaces: NetInterface[]): SpeakerConfig {
+  const peers = bgp.peers.map((p, i): ResolvedPeer => {
+    const found = interfaceForAddress(interfaces, p.address);
+    if (!found)
+      throw new BgpError(
+        `ha.bgp.peers[${i}]: ${p.address} is on no subnet of this host (it has ${interfaces
+          .flatMap((x) => x.addresses.map((a) => `${a.address}/${a.prefixLength} on ${x.name}`))
+          .join(', ')}); slbctl peers only with directly connected routers`,
+      );
+    return { address: p.address, asn: p.asn, local: found.local, device: found.iface.name };
+  });
+  const first = peers[0];
+  if (!first) throw new BgpError('ha.bgp.peers: no peer');
+  return { asn: bgp.asn, routerId: bgp.routerId ?? first.local, bfd: bgp.bfd, holdTime: bgp.holdTime, peers };
+}
+
+const quote = (s: string) => `"${s.replace(/[^A-Za-z0-9_.:-]/g, '')}"`;
+
+/** The whole BIRD config for this balancer, announcing `vips` (sorted, so equal sets render equally). */
+export function renderBirdConfig(c: SpeakerConfig, vips: readonly string[]): string {
+  const keepalive = Math.max(1, Math.floor(c.holdTime / 3));
+  const devices = [...new Set(c.peers.map((p) => p.device))];
+  const lines = [
+    '# Written by slbctl run (src/ha/bird.ts); rewritten on every change of the announced VIPs.',
+    `router id ${c.routerId};`,
+    'protocol device { }',
+    ...(c.bfd
+      ? [
+          'protocol bfd {',
+          ...devices.map(
+            (d) =>
+              `  interface ${quote(d)} { min rx interval ${BFD_INTERVAL_MS} ms; min tx interval ${BFD_INTERVAL_MS} ms; multiplier ${BFD_MULTIPLIER}; };`,
+          ),
+          '}',
+        ]
+      : []),
+    '# Each VIP whose service has a real server to send to; never installed in this host (no kernel protocol).',
+    'protocol static slbctl_vips {',
+    '  ipv4;',
+    ...[...vips].sort().map((v) => `  route ${v}/32 blackhole;`),
+    '}',
+    ...c.peers.flatMap((p, i) => [
+      `protocol bgp peer${i} {`,
+      `  local ${p.local} as ${c.asn};`,
+      `  neighbor ${p.address} as ${p.asn};`,
+      ...(c.bfd ? ['  bfd on;'] : []),
+      `  hold time ${c.holdTime}; keepalive time ${keepalive};`,
+      // A peer that went away is tried again within seconds, not BIRD's default minute.
+      '  connect retry time 1; error wait time 1, 5;',
+      '  ipv4 { import none; export where proto = "slbctl_vips"; };',
+      '}',
+    ]),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** BIRD missing is a preflight refusal (exit 3), said before anything changes. */
+export function requireBird(): { bird: string; birdc: string } {
+  const bird = findCommand('bird');
+  const birdc = findCommand('birdc');
+  if (!bird || !birdc)
+    throw new PreflightError(
+      'ha.bgp needs BIRD 2 (bird and birdc, Debian package bird2), which is not installed; run scripts/setup.sh or apt-get install bird2',
+    );
+  return { bird, birdc };
+}
+
+/** Where this namespace's BIRD keeps its files: /run/slbctl/bird/net-INODE/. */
+export function birdDir(): string {
+  return runDir('bird', `net-${currentNetns().inode}`);
+}
+
+/** A BIRD left by a controller that was killed before its child saw it (pid file, still bird): ended. */
+async function endLeftover(pidFile: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  let comm = '';
+  try {
+    comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return;
+  }
+  if (comm !== 'bird') return;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 50 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** One BIRD instance owned by the controller of this namespace. */
+export class BirdSpeaker {
+  private announced: string | undefined;
+  private child: ChildProcess | undefined;
+  private exited: string | undefined;
+
+  private constructor(
+    private readonly config: SpeakerConfig,
+    private readonly tools: { bird: string; birdc: string },
+    private readonly dir: string,
+    private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void,
+  ) {}
+
+  private get files() {
+    return {
+      conf: path.join(this.dir, 'bird.conf'),
+      socket: path.join(this.dir, 'bird.ctl'),
+      pid: path.join(this.dir, 'bird.pid'),
+      log: path.join(this.dir, 'bird.log'),
+    };
+  }
+
+  /** Start BIRD announcing nothing yet; throws (and leaves nothing running) if it does not come up. */
+  static async start(
+    config: SpeakerConfig,
+    log: (level: 'info' | 'warn' | 'error', message: string) => void,
+    dir = birdDir(),
+  ): Promise<BirdSpeaker> {
+    const tools = requireBird();
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const s = new BirdSpeaker(config, tools, dir, log);
+    const f = s.files;
+    await endLeftover(f.pid);
+    const text = renderBirdConfig(config, []);
+    fs.writeFileSync(f.conf, text);
+    const parsed = await run([tools.bird, '-p', '-c', f.conf]);
+    if (parsed.code !== 0) throw new BgpError(`BIRD refused slbctl's config ${f.conf}: ${(parsed.stderr || parsed.stdout).trim()}`);
+    const out = fs.openSync(f.log, 'a');
+    try {
+      // setpriv --pdeathsig: BIRD gets SIGTERM when this process dies, however it dies.
+      s.child = spawn('setpriv', ['--pdeathsig', 'TERM', '--', tools.bird, '-f', '-c', f.conf, '-s', f.socket, '-P', f.pid], {
+        stdio: ['ignore', out, out],
+      });
+    } finally {
+      fs.closeSync(out);
+    }
+    s.child.once('exit', (code, signal) => {
+      s.exited = String(signal ?? code);
+      if (s.announced !== undefined) s.log('error', `BIRD exited (${s.exited}); the VIPs are no longer announced; see ${f.log}`);
+    });
+    s.child.once('error', (e) => (s.exited = e.message));
+    for (let i = 0; ; i++) {
+      const r = await run([tools.birdc, '-s', f.socket, 'show', 'status']);
+      if (r.code === 0 && /Daemon is up and running/.test(r.stdout)) break;
+      if (s.exited !== undefined || i >= 100) {
+        await s.stop();
+        throw new BgpError(`BIRD did not start (${s.exited ?? 'no answer on its socket in 5 s'}); see ${f.log}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    s.announced = '';
+    log(
+      'info',
+      `BIRD ${config.routerId} AS ${config.asn} peering with ${config.peers.map((p) => `${p.address} AS ${p.asn} on ${p.device}`).join(', ')}${config.bfd ? ' (BFD)' : ''}`,
+    );
+    return s;
+  }
+
+  /** Announce exactly these VIPs (a change rewrites the config and reconfigures BIRD; no change does nothing). */
+  async announce(vips: readonly string[]): Promise<void> {
+    const key = [...vips].sort().join(',');
+    if (key === this.announced || this.exited !== undefined) return;
+    const f = this.files;
+    const tmp = `${f.conf}.tmp`;
+    fs.writeFileSync(tmp, renderBirdConfig(this.config, vips));
+    fs.renameSync(tmp, f.conf);
+    const r = await run([this.tools.birdc, '-s', f.socket, 'configure']);
+    if (r.code !== 0 || !/Reconfigur/.test(r.stdout)) {
+      this.log('error', `BIRD did not take the new VIP list: ${(r.stdout + r.stderr).trim()}`);
+      return;
+    }
+    const before = new Set(this.announced ? this.announced.split(',') : []);
+    const after = new Set(key ? key.split(',') : []);
+    const added = [...after].filter((v) => !before.has(v));
+    const removed = [...before].filter((v) => !after.has(v));
+    this.announced = key;
+    this.log(
+      'info',
+      [added.length ? `announcing ${added.join(', ')}` : '', removed.length ? `withdrawing ${removed.join(', ')}` : '']
+        .filter(Boolean)
+        .join('; ') || 'announced VIPs unchanged',
+    );
+  }
+
+  /** What is announced now (sorted). */
+  get vips(): string[] {
+    return this.announced ? this.announced.split(',') : [];
+  }
+
+  /** End BIRD: its sessions close with a Cease, so the routers withdraw every VIP at once. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.announced = undefined;
+    if (child && this.exited === undefined) {
+      const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await gone;
+      clearTimeout(t);
+    }
+    for (const f of [this.files.socket, this.files.pid]) fs.rmSync(f, { force: true });
+  }
+}

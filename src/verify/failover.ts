@@ -1,0 +1,301 @@
+// `lab verify` of a lab with two balancers behind BGP ECMP (lab mode dsr --ha
+// ecmp): two rounds of captures, judged from the packets.
+//  1. Both balancers up: the router's capture shows client flows sent to both
+//     balancers' MACs; both real servers answer; each RS sees client -> VIP
+//     unchanged and no balancer sees a reply (DSR).
+//  2. Failover: a TCP connection is opened and half a request sent; the
+//     balancer the router sends it through is failed (`lab fail`); the rest
+//     of the request is sent. It must complete, served by the same RS, whose
+//     capture shows the same 4-tuple before and after, now arriving from the
+//     survivor's MAC; new connections reach both RSs through the survivor.
+//     The failed balancer is recovered at the end, as `lab recover` does.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
+import { DecodedPacket, HostCapture } from '../capture/types';
+import { run } from '../util/exec';
+import { interfaceMac } from '../util/netns';
+import { nsName } from '../lab/names';
+import { BALANCERS, BalancerName, LabTopology, REAL_SERVERS, addressOf } from '../lab/topology';
+import { failBalancer, recoverBalancer, routerNextHops } from '../lab/ha';
+import { LabError } from '../lab/errors';
+import { Fact, RequestOutcome, Verdict } from './facts';
+import { curlArgv, curlOutcome, prepareOutputDirectory, writingOutput } from './judge';
+import { VerifyReport, captureFilter } from './flow';
+import { buildLadder } from '../report/ladder';
+import { labAddresses } from './judge';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface FailoverReport extends VerifyReport {
+  /** Milliseconds from `lab fail` (link down, controller killed) until the router's route no longer names the failed balancer. */
+  timings: { routeWithdrawnMs?: number };
+}
+
+interface Where {
+  label: string;
+  host: 'client' | 'router' | BalancerName | 'rs1' | 'rs2';
+  device: string;
+}
+
+async function captureAll(lab: string, where: readonly Where[], filter: string): Promise<CaptureSession[]> {
+  const sessions = where.map((w) => startCapture({ host: w.label, netns: nsName(lab, w.host), device: w.device, filter }));
+  await sleep(200);
+  return sessions;
+}
+
+async function requestsFrom(lab: string, url: string, k: number): Promise<RequestOutcome[]> {
+  const out: RequestOutcome[] = [];
+  for (let i = 0; i < k; i++) {
+    const r = await run(curlArgv(url), { netns: nsName(lab, 'client'), timeoutMs: 5000 });
+    out.push(curlOutcome(r.code, r.stdout, r.stderr));
+  }
+  return out;
+}
+
+/** A connection from the client that sends half a request, then the rest when told; its local port is known once connected. */
+function openHalfRequest(lab: string, vip: string, port: number) {
+  const script = [
+    "const net = require('net');",
+    'const s = net.connect(Number(process.argv[2]), process.argv[1], () => {',
+    "  s.write('GET / HTTP/1.1\\r\\nHost: vip\\r\\n'); process.stdout.write('port ' + s.localPort + '\\n');",
+    '});',
+    "let buf = ''; s.on('data', (d) => { buf += d; }); s.on('close', () => { process.stdout.write('reply ' + JSON.stringify(buf) + '\\n'); process.exit(0); });",
+    "s.on('error', (e) => { process.stdout.write('error ' + e.message + '\\n'); process.exit(1); });",
+    "process.stdin.on('data', () => s.write('\\r\\n'));",
+  ].join('\n');
+  const child = spawn('ip', ['netns', 'exec', nsName(lab, 'client'), process.execPath, '-e', script, vip, String(port)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  return {
+    async localPort(): Promise<number | undefined> {
+      for (let i = 0; i < 200; i++) {
+        const m = /port (\d+)/.exec(output);
+        if (m) return Number(m[1]);
+        if (/error/.test(output)) return undefined;
+        await sleep(25);
+      }
+      return undefined;
+    },
+    async finish(timeoutMs: number): Promise<{ reply?: string; error?: string }> {
+      child.stdin.write('go\n');
+      await Promise.race([exited, sleep(timeoutMs)]);
+      child.kill();
+      const reply = /reply (".*")/.exec(output)?.[1];
+      if (reply) return { reply: JSON.parse(reply) as string };
+      return { error: /error (.*)/.exec(output)?.[1] ?? `no reply within ${timeoutMs / 1000} s` };
+    },
+  };
+}
+
+const tcp = (p: DecodedPacket) => (p.transport?.kind === 'tcp' ? p.transport : undefined);
+const isClientSyn = (p: DecodedPacket, client: string, vip: string, port: number) =>
+  p.ip?.src === client && p.ip.dst === vip && tcp(p)?.dstPort === port && tcp(p)?.flags.syn === true && tcp(p)?.flags.ack === false;
+
+function fact(f: Fact): Fact {
+  return f;
+}
+
+/** The failover verify of an ECMP lab; pcaps into `out` (default ./slbctl-pcaps/LAB/ecmp). */
+export async function verifyEcmp(lab: string, topology: LabTopology, k: number, out: string | undefined): Promise<FailoverReport> {
+  const outDir = path.resolve(out ?? path.join('slbctl-pcaps', lab, 'ecmp'));
+  prepareOutputDirectory(outDir);
+  const client = addressOf(topology, 'client');
+  const vip = topology.vip;
+  const port = topology.servicePort;
+  const url = `http://${vip}:${port}/`;
+  const filter = captureFilter(port);
+  const macOf = (b: BalancerName) => interfaceMac(nsName(lab, b), 'eth0');
+  const macs = { lb: macOf('lb'), lb2: macOf('lb2') };
+  // The router's capture on its bridge also sees the balancers' frames to the real servers: only the router's own count.
+  const routerMac = interfaceMac(nsName(lab, 'router'), 'br0');
+  const fromRouter = (p: DecodedPacket) => p.srcMac === routerMac;
+  const balancerOfMac = (mac: string | undefined) => BALANCERS.find((b) => macs[b] === mac);
+  const facts: Fact[] = [];
+  const pcaps: Record<string, string> = {};
+  const keep = (captures: HostCapture[], dir: string) => {
+    fs.mkdirSync(dir, { recursive: true });
+    for (const c of captures) {
+      writingOutput(() => writeHostCapture(c, dir));
+      pcaps[`${path.basename(dir)}/${c.host}`] = c.pcapPath ?? '';
+    }
+  };
+
+  // 1. Both balancers up.
+  const bothHosts: Where[] = [
+    { label: 'client', host: 'client', device: 'eth0' },
+    { label: 'router', host: 'router', device: 'br0' },
+    { label: 'lb', host: 'lb', device: 'eth0' },
+    { label: 'lb2', host: 'lb2', device: 'eth0' },
+    ...REAL_SERVERS.map((h): Where => ({ label: h, host: h, device: 'eth0' })),
+  ];
+  let sessions = await captureAll(lab, bothHosts, filter);
+  let before: RequestOutcome[] = [];
+  try {
+    before = await requestsFrom(lab, url, k);
+  } finally {
+    await sleep(300);
+  }
+  let captures = sessions.map((s) => s.stop());
+  keep(captures, path.join(outDir, 'both-up'));
+  const cap = (host: string) => captures.find((c) => c.host === host);
+  const routerSyns = (cap('router')?.packets ?? []).filter((p) => fromRouter(p) && isClientSyn(p, client, vip, port));
+  // The picture: the client's first connection, through the balancer the router sent it to.
+  const firstBalancer = balancerOfMac(routerSyns[0]?.dstMac) ?? 'lb';
+  const ladder = buildLadder({
+    captures: ['client', firstBalancer, ...REAL_SERVERS].flatMap((h) => captures.filter((c) => c.host === h)),
+    addresses: { ...labAddresses(topology), lb: addressOf(topology, firstBalancer) },
+  });
+  const byBalancer = new Map(BALANCERS.map((b) => [b, routerSyns.filter((p) => p.dstMac === macs[b]).length]));
+  facts.push(
+    fact({
+      fact: 'with both balancers up, the router sends flows to both (ECMP)',
+      expected: `client SYNs to ${vip}:${port} leave the router for lb (${macs.lb}) and lb2 (${macs.lb2})`,
+      seen: BALANCERS.map((b) => `${b}: ${byBalancer.get(b) ?? 0}`).join(', '),
+      pass: BALANCERS.every((b) => (byBalancer.get(b) ?? 0) > 0),
+      why: 'a balancer got no flow: its route is not in the router, or the hash sent every flow one way (try more --requests)',
+    }),
+  );
+  const okBefore = before.filter((o) => o.ok);
+  const served = new Set(okBefore.map((o) => o.realServer));
+  facts.push(
+    fact({
+      fact: 'every request answered, by both real servers',
+      expected: `${k} answers from ${REAL_SERVERS.join(' and ')}`,
+      seen: `${okBefore.length} answers from ${[...served].join(', ') || 'none'}`,
+      pass: okBefore.length === k && REAL_SERVERS.every((h) => served.has(h)),
+    }),
+  );
+  const rsSeen = REAL_SERVERS.map((h) => (cap(h)?.packets ?? []).filter((p) => isClientSyn(p, client, vip, port)).length);
+  facts.push(
+    fact({
+      fact: 'each real server sees client -> VIP unchanged (DSR)',
+      expected: `SYNs ${client} -> ${vip}:${port} on ${REAL_SERVERS.join(' and ')}`,
+      seen: REAL_SERVERS.map((h, i) => `${h}: ${rsSeen[i]}`).join(', '),
+      pass: rsSeen.every((n) => n > 0),
+    }),
+  );
+  const replies = BALANCERS.map(
+    (b) => (cap(b)?.packets ?? []).filter((p) => p.ip?.src === vip && p.ip.dst === client && tcp(p)?.srcPort === port).length,
+  );
+  facts.push(
+    fact({
+      fact: 'no balancer sees a reply (the real servers answer straight to the client)',
+      expected: `no packet ${vip}:${port} -> ${client} on lb or lb2`,
+      seen: BALANCERS.map((b, i) => `${b}: ${replies[i]}`).join(', '),
+      pass: replies.every((n) => n === 0),
+    }),
+  );
+
+  // 2. Failover of the balancer that carries a live connection.
+  const failoverHosts: Where[] = [
+    { label: 'client', host: 'client', device: 'eth0' },
+    { label: 'router', host: 'router', device: 'br0' },
+    ...REAL_SERVERS.map((h): Where => ({ label: h, host: h, device: 'eth0' })),
+  ];
+  sessions = await captureAll(lab, failoverHosts, filter);
+  // Which balancer the router sends the live connection to, read from a capture of its SYN (`ip route get` with
+  // ports was seen to hash differently from the forwarding path, so the packet itself decides).
+  const probe = startCapture({ host: 'router', netns: nsName(lab, 'router'), device: 'br0', filter: `tcp dst port ${port}` });
+  let probeOpen = true;
+  await sleep(200);
+  const live = openHalfRequest(lab, vip, port);
+  let carrier: BalancerName | undefined;
+  /** Wall-clock nanoseconds of the failure: the captures' clock. */
+  let failedAt = 0n;
+  let routeWithdrawnMs: number | undefined;
+  let finished: { reply?: string; error?: string } = {};
+  let after: RequestOutcome[] = [];
+  let livePort: number | undefined;
+  try {
+    livePort = await live.localPort();
+    await sleep(300);
+    probeOpen = false;
+    const syn = probe.stop().packets.find((p) => fromRouter(p) && isClientSyn(p, client, vip, port) && tcp(p)?.srcPort === livePort);
+    if (livePort === undefined) throw new LabError('the long-lived connection to the VIP did not open');
+    carrier = balancerOfMac(syn?.dstMac);
+    if (!carrier)
+      throw new LabError(`the router's capture shows the live connection's SYN sent to ${syn?.dstMac ?? 'nobody'}, not a balancer`);
+    failedAt = BigInt(Date.now()) * 1_000_000n;
+    const started = process.hrtime.bigint();
+    await failBalancer(lab, carrier, () => undefined);
+    for (let i = 0; i < 250; i++) {
+      const hops = await routerNextHops(lab, vip);
+      if (!hops.includes(addressOf(topology, carrier))) {
+        routeWithdrawnMs = Number(process.hrtime.bigint() - started) / 1e6;
+        break;
+      }
+      await sleep(20);
+    }
+    finished = await live.finish(10_000);
+    after = await requestsFrom(lab, url, k);
+    await sleep(300);
+  } finally {
+    if (probeOpen) probe.stop();
+    const stopped = sessions.map((s) => s.stop());
+    captures = stopped;
+    keep(captures, path.join(outDir, 'failover'));
+    if (carrier) await recoverBalancer(lab, topology, carrier, () => undefined);
+  }
+  const survivor = BALANCERS.find((b) => b !== carrier) as BalancerName;
+  const liveRs = /^(rs\d)\b/.exec(finished.reply?.split('\r\n\r\n')[1] ?? '')?.[1];
+  facts.push(
+    fact({
+      fact: `a connection opened before ${carrier ?? 'the carrying balancer'} failed completes after it`,
+      expected: 'the rest of the request is answered',
+      seen: finished.reply ? `answered by ${liveRs ?? '?'}` : (finished.error ?? 'no answer'),
+      pass: finished.reply !== undefined && liveRs !== undefined,
+      why: 'the flow lost its server when the router moved it: the survivor hashed it elsewhere, or the route never moved',
+    }),
+  );
+  const isLive = (p: DecodedPacket) => p.ip?.src === client && p.ip.dst === vip && tcp(p)?.srcPort === livePort && tcp(p)?.dstPort === port;
+  const rsCapture = captures.find((c) => c.host === liveRs);
+  const livePackets = (rsCapture?.packets ?? []).filter(isLive);
+  const beforeFail = livePackets.filter((p) => p.tsNanos < failedAt);
+  const afterFail = livePackets.filter((p) => p.tsNanos >= failedAt);
+  const fromMacs = (ps: DecodedPacket[]) => [...new Set(ps.map((p) => balancerOfMac(p.srcMac) ?? p.srcMac ?? '?'))].join(', ') || 'none';
+  facts.push(
+    fact({
+      fact: 'the same real server gets the connection before and after, now through the survivor',
+      expected: `${client}:${livePort ?? '?'} -> ${vip}:${port} at ${liveRs ?? 'its RS'}: before from ${carrier ?? '?'}, after from ${survivor}`,
+      seen: `${beforeFail.length} packets before (from ${fromMacs(beforeFail)}), ${afterFail.length} after (from ${fromMacs(afterFail)})`,
+      pass:
+        carrier !== undefined &&
+        beforeFail.length > 0 &&
+        afterFail.length > 0 &&
+        beforeFail.every((p) => p.srcMac === macs[carrier]) &&
+        afterFail.every((p) => p.srcMac === macs[survivor]),
+    }),
+  );
+  const okAfter = after.filter((o) => o.ok);
+  const servedAfter = new Set(okAfter.map((o) => o.realServer));
+  const routerAfter = (captures.find((c) => c.host === 'router')?.packets ?? []).filter(
+    (p) => p.tsNanos >= failedAt && fromRouter(p) && isClientSyn(p, client, vip, port),
+  );
+  const toFailed = routerAfter.filter((p) => carrier && p.dstMac === macs[carrier]).length;
+  facts.push(
+    fact({
+      fact: 'new connections after the failure reach both real servers through the survivor',
+      expected: `${k} answers from ${REAL_SERVERS.join(' and ')}, no SYN sent to ${carrier ?? 'the failed balancer'}`,
+      seen: `${okAfter.length} answers from ${[...servedAfter].join(', ') || 'none'}; SYNs to ${survivor}: ${routerAfter.length - toFailed}, to ${carrier ?? '?'}: ${toFailed}`,
+      pass: okAfter.length === k && REAL_SERVERS.every((h) => servedAfter.has(h)) && toFailed === 0,
+    }),
+  );
+  const verdict: Verdict = {
+    mode: 'dsr',
+    title: 'dsr on two balancers, BGP ECMP (failover)',
+    pass: facts.every((f) => f.pass),
+    facts,
+  };
+  return {
+    verdict,
+    requests: [...before, ...after],
+    pcaps,
+    ladder,
+    timings: routeWithdrawnMs !== undefined ? { routeWithdrawnMs } : {},
+  };
+}

@@ -101,4 +101,28 @@ if (isRoot) {
       }
     });
   });
+
+  describe('slbctl run with ha.bgp and BIRD missing', () => {
+    it('exits 3 in one sentence naming bird2 and scripts/setup.sh, nothing changed', async () => {
+      const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-nobird-'));
+      try {
+        for (const tool of ['nft', 'ip']) {
+          const found = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].map((d) => path.join(d, tool)).find((f) => fs.existsSync(f));
+          if (found) fs.symlinkSync(found, path.join(bin, tool));
+        }
+        const file = path.join(dir, 'bgp.yaml');
+        fs.writeFileSync(
+          file,
+          `backend: nft\nha:\n  bgp:\n    asn: 65001\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\nservices:\n${service('172.16.75.84', 80)}`,
+        );
+        const before = await env().snapshot();
+        const r = await env().slbctl(['run', '-f', file, '--metrics', 'off'], { path: bin });
+        assert.equal(r.code, 3, r.stdout + r.stderr);
+        assert.match(r.stderr, /ha\.bgp needs BIRD 2 .*bird2.*scripts\/setup\.sh/);
+        assert.equal(await env().snapshot(), before, 'nothing changed');
+      } finally {
+        fs.rmSync(bin, { recursive: true, force: true });
+      }
+    });
+  });
 }

@@ -1,0 +1,92 @@
+// The ha.bgp config (validation), and what slbctl writes for BIRD from it:
+// the contract of the BGP speaker, checked without starting it (the netns lab
+// test test/integration/ha-ecmp.test.ts runs BIRD for real).
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { parseConfig } from '../../src/model/parse';
+import { BgpError, renderBirdConfig, resolveSpeaker } from '../../src/ha/bird';
+import { renderRouterBird } from '../../src/lab/ha';
+import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
+import { NetInterface } from '../../src/kernel/rtnl/rtnl';
+
+const service = `services:
+  - vip: 172.16.75.84
+    port: 80
+    protocol: tcp
+    mode: dsr
+    scheduler: mh
+    realServers: [{ address: 172.16.75.82, port: 80, weight: 1 }]
+`;
+
+function issues(ha: string): string[] {
+  const r = parseConfig(`${service}ha:\n${ha}`);
+  return r.ok ? [] : r.issues.map((i) => `${i.path}: ${i.message}`);
+}
+
+const interfaces: NetInterface[] = [
+  { index: 1, name: 'lo', up: true, addresses: [{ address: '127.0.0.1', prefixLength: 8 }] },
+  { index: 2, name: 'eth0', up: true, mac: '02:00:00:00:00:01', addresses: [{ address: '172.16.75.83', prefixLength: 24 }] },
+];
+
+describe('ha.bgp validation', () => {
+  it('takes a speaker with defaults, and makes VIPs allowed on several balancers', () => {
+    const r = parseConfig(`${service}ha:\n  bgp:\n    asn: 65001\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\n`);
+    assert.ok(r.ok);
+    assert.deepEqual(r.config.ha, { bgp: { asn: 65001, peers: [{ address: '172.16.75.1', asn: 65000 }], bfd: true, holdTime: 3 } });
+    assert.equal(r.config.services[0]?.vipAlreadyPresent, 'allow');
+  });
+
+  it('refuses an ASN out of range, AS_TRANS, no peers, a duplicate peer, a bad hold time, one sentence each', () => {
+    assert.match(
+      issues('  bgp:\n    asn: 0\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\n').join(),
+      /ha\.bgp\.asn: 0 is not an AS number/,
+    );
+    assert.match(issues('  bgp:\n    asn: 4294967295\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\n').join(), /ha\.bgp\.asn/);
+    assert.match(issues('  bgp:\n    asn: 65001\n    peers: [{ address: 172.16.75.1, asn: 23456 }]\n').join(), /peers\[0\]\.asn: 23456/);
+    assert.match(issues('  bgp:\n    asn: 65001\n    peers: []\n').join(), /ha\.bgp\.peers: is required/);
+    assert.match(
+      issues('  bgp:\n    asn: 65001\n    peers: [{ address: 172.16.75.1, asn: 65000 }, { address: 172.16.75.1, asn: 65002 }]\n').join(),
+      /peers\[1\]\.address: 172\.16\.75\.1 is already peers\[0\]/,
+    );
+    assert.match(
+      issues('  bgp:\n    asn: 65001\n    holdTime: 1\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\n').join(),
+      /holdTime: 1 is not a BGP hold time/,
+    );
+    assert.match(issues('  bgp:\n    asn: 65001\n    peers: [{ address: 255.255.255.255, asn: 65000 }]\n').join(), /peers\[0\]\.address/);
+    assert.match(issues('  vrrp: {}\n').join(), /ha\.vrrp: unknown key/);
+  });
+});
+
+describe('the BIRD config slbctl writes', () => {
+  const bgp = { asn: 65001, peers: [{ address: '172.16.75.1', asn: 65000 }], bfd: true, holdTime: 3 };
+
+  it('peers from the address and interface that face the router, announces exactly the VIPs given', () => {
+    const c = resolveSpeaker(bgp, interfaces);
+    assert.deepEqual(c.peers, [{ address: '172.16.75.1', asn: 65000, local: '172.16.75.83', device: 'eth0' }]);
+    assert.equal(c.routerId, '172.16.75.83');
+    const text = renderBirdConfig(c, ['172.16.75.90', '172.16.75.84']);
+    assert.match(text, /router id 172\.16\.75\.83;/);
+    assert.match(text, /local 172\.16\.75\.83 as 65001;\n {2}neighbor 172\.16\.75\.1 as 65000;\n {2}bfd on;/);
+    assert.match(text, /interface "eth0" \{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; \};/);
+    // Sorted: the same set renders the same file.
+    assert.match(text, /route 172\.16\.75\.84\/32 blackhole;\n {2}route 172\.16\.75\.90\/32 blackhole;/);
+    assert.match(text, /export where proto = "slbctl_vips"/);
+    assert.doesNotMatch(text, /protocol kernel/, 'nothing is installed in the balancer');
+    assert.equal(renderBirdConfig(c, []).includes('route '), false);
+    assert.equal(renderBirdConfig({ ...c, bfd: false }, []).includes('bfd'), false);
+  });
+
+  it('refuses a peer on no subnet of this host, naming what it has', () => {
+    assert.throws(
+      () => resolveSpeaker({ ...bgp, peers: [{ address: '10.9.9.9', asn: 65000 }] }, interfaces),
+      (e: unknown) => e instanceof BgpError && /10\.9\.9\.9 is on no subnet of this host .*172\.16\.75\.83\/24 on eth0/.test(e.message),
+    );
+  });
+
+  it('the lab router learns both balancers and merges their routes (ECMP)', () => {
+    const text = renderRouterBird(REFERENCE_TOPOLOGY);
+    assert.match(text, /merge paths on;/);
+    assert.match(text, /protocol bgp lb from balancer \{ neighbor 172\.16\.75\.83 as 65001; \}/);
+    assert.match(text, /protocol bgp lb2 from balancer \{ neighbor 172\.16\.75\.86 as 65001; \}/);
+  });
+});

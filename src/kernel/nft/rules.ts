@@ -25,11 +25,11 @@ const counter = { counter: { packets: 0, bytes: 0 } };
 /** prerouting, output and each ingress hook: one verdict-map lookup on (protocol . VIP . port). */
 export function dispatchRule(family: 'ip' | 'netdev'): Rule {
   // netdev needs the "meta protocol ip" dependency in the text; nft adds it implicitly and does not list it.
-  const text = `${family === 'netdev' ? 'meta protocol ip ' : ''}meta l4proto . ip daddr . th dport vmap @${SERVICES_MAP}`;
-  return {
-    text,
-    expr: [{ vmap: { key: { concat: [meta('l4proto'), payload('ip', 'daddr'), payload('th', 'dport')] }, data: `@${SERVICES_MAP}` } }],
-  };
+  // netdev (DSR): only frames sent to this balancer's own MAC. A switch floods frames for a MAC whose port went
+  // down (a failed balancer behind ECMP); forwarding those too would send the RS a second copy of every packet.
+  const text = `${family === 'netdev' ? 'meta protocol ip meta pkttype host ' : ''}meta l4proto . ip daddr . th dport vmap @${SERVICES_MAP}`;
+  const lookup = { vmap: { key: { concat: [meta('l4proto'), payload('ip', 'daddr'), payload('th', 'dport')] }, data: `@${SERVICES_MAP}` } };
+  return { text, expr: family === 'netdev' ? [match(meta('pkttype'), 'host'), lookup] : [lookup] };
 }
 
 /** postrouting: a connection slbctl DNATed goes to the source-NAT chain of its original VIP. */

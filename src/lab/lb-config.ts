@@ -22,6 +22,12 @@ export interface LabModeOptions {
   cache: boolean;
   /** https: the balancer's certificate and key (PEM files the lab made). */
   tls?: { certificate: string; key: string };
+  /**
+   * More L4 tcp services on the VIP, one per port, each to the same port of
+   * every RS, in the same mode (the data-path bench's iperf3). Source hash:
+   * a client keeps its RS, as iperf3's control and data connections must.
+   */
+  extraTcpPorts?: readonly number[];
 }
 
 export const DEFAULT_LAB_OPTIONS: LabModeOptions = { backend: 'auto', encapsulation: 'none', protocol: 'tcp', cache: false };
@@ -49,6 +55,16 @@ export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOp
         ...(o.cache ? { cache: { maxAge: 60, maxObjectSize: '1m', totalSize: '16m' } } : {}),
         realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port: topology.servicePort, weight: 1 })),
       },
+      ...(o.extraTcpPorts ?? []).map((port) => ({
+        name: `tcp-${port}`,
+        vip: topology.vip,
+        port,
+        protocol: 'tcp',
+        mode,
+        scheduler: 'sh',
+        ...(o.encapsulation === 'ipip' ? { encapsulation: o.encapsulation } : {}),
+        realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port, weight: 1 })),
+      })),
     ],
   };
   return `# slbctl lab: ${labModeTitle(mode, o)}\n${stringify(config)}`;

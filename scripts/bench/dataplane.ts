@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { applyLabMode } from '../../src/lab/mode';
 import { DEFAULT_LAB_OPTIONS, LabModeOptions } from '../../src/lab/lb-config';
 import { labDown, labUp, nsName } from '../../src/lab/netns';
-import { REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
+import { LAB_HOSTS, REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
 import { Mode } from '../../src/model/types';
 import { run, runChecked } from '../../src/util/exec';
 import { machineTicks, secondsPerTick } from './cpu';
@@ -95,16 +95,27 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 const keyOf = (c: Case, m: Metric) => `${c.label} (${m})`;
 
 /**
- * The balancer's connection-tracking table emptied before each measurement,
- * so no case inherits the NAT tuples of the one before (with a connection per
- * request, full NAT to one source address holds ~64k ports per RS, and closed
- * flows stay in the table). Only the lab's own LB namespace. Returns the
- * entries there were.
+ * Each measurement starts from a clean slate, so no case inherits the one
+ * before's state: the balancer's connection-tracking table is emptied (with a
+ * connection per request, full NAT to one source address holds ~64k ports per
+ * RS, and closed flows stay in the table), and the TIME_WAIT sockets of every
+ * lab host are dropped (`ss -K`): the RSs keep one for 60 s per closed
+ * connection, and a later case's SYN on the same 4-tuple with an older
+ * timestamp or sequence number is refused (PAWS) and retried after 1 s; L4
+ * transparent, whose RSs see the client's own address and ports, inherited
+ * direct's. Only the lab's own namespaces. Returns what there was.
  */
-async function flushConntrack(lab: string): Promise<number> {
+async function cleanSlate(lab: string): Promise<{ conntrack: number; timeWait: number }> {
   const count = await run(['conntrack', '-C'], { netns: nsName(lab, 'lb') });
   await runChecked('conntrack -F in the lab balancer', ['conntrack', '-F'], { netns: nsName(lab, 'lb') });
-  return Number(count.stdout.trim()) || 0;
+  let timeWait = 0;
+  for (const h of LAB_HOSTS) {
+    const r = await runChecked(`ss -K time-wait in ${nsName(lab, h)}`, ['ss', '-K', '-H', '-tn', 'state', 'time-wait'], {
+      netns: nsName(lab, h),
+    });
+    timeWait += r.stdout.split('\n').filter((l) => l.trim()).length;
+  }
+  return { conntrack: Number(count.stdout.trim()) || 0, timeWait };
 }
 
 /** The client namespace's count of retransmitted SYNs (/proc/net/netstat is per namespace). */
@@ -159,7 +170,7 @@ async function facts(): Promise<string> {
       await toolVersion(['nft', '--version']),
     ].join('; '),
     `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s and iperf3 -t ${SECONDS} (one stream) from the client namespace; ${ROUNDS} rounds interleaved, medians; ` +
-      `nginx (2 workers) on each RS; conntrack -F in the LB namespace before each measurement; ${MANY_CONNECTIONS_TUNING}`,
+      `nginx (2 workers) on each RS; before each measurement conntrack -F in the LB namespace and ss -K of TIME_WAIT sockets in every lab namespace; ${MANY_CONNECTIONS_TUNING}`,
   ].join('\n');
 }
 
@@ -176,14 +187,16 @@ async function runStage(lab: string, dir: string, stage: Stage, round: number, s
       await runWrk(lab, `http://${c.host}:${REFERENCE_TOPOLOGY.servicePort}/`, 'keep-alive', 1, CONNECTIONS);
       const metrics: Metric[] = [...KINDS, ...(c.iperf ? (['iperf3'] as const) : [])];
       for (const m of metrics) {
-        const flushed = await flushConntrack(lab);
+        const flushed = await cleanSlate(lab);
         const s = m === 'iperf3' ? await measureIperf(lab, c, tick) : await measureHttp(lab, c, m, tick);
         samples.set(keyOf(c, m), [...(samples.get(keyOf(c, m)) ?? []), s]);
         const figure =
           m === 'iperf3'
             ? `${(s.value / 1e9).toFixed(2)} Gbit/s, ${s.cpu.toFixed(0)} CPU ms/GB, ${s.trouble} retransmits`
             : `${s.value.toFixed(0)} requests/s, ${s.cpu.toFixed(0)} CPU µs/request, ${s.trouble} errors, ${s.synRetransmits} SYN retransmits`;
-        say(`round ${round}/${ROUNDS}: ${keyOf(c, m)}: ${figure} (conntrack entries flushed before: ${flushed})`);
+        say(
+          `round ${round}/${ROUNDS}: ${keyOf(c, m)}: ${figure} (dropped before: ${flushed.conntrack} conntrack entries, ${flushed.timeWait} TIME_WAIT sockets)`,
+        );
       }
     }
   } finally {

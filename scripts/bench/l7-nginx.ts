@@ -12,11 +12,11 @@ import { run, runChecked } from '../../src/util/exec';
 export const STATIC_PATH = '/static/x';
 const STATUS_PATH = '/nginx-status';
 
-function configFor(h: LabHostName, dir: string): string {
+function configFor(h: LabHostName, dir: string, workers: number): string {
   const address = addressOf(REFERENCE_TOPOLOGY, h);
   const file = (name: string) => path.join(dir, `${h}-${name}`);
   return `# nginx for ${h} of the L7 benchmark (scripts/bench/l7.ts)
-worker_processes 1;
+worker_processes ${workers};
 pid ${file('nginx.pid')};
 error_log ${file('error.log')};
 events { worker_connections 4096; }
@@ -32,7 +32,8 @@ http {
     keepalive_requests 10000000;
     default_type text/plain;
     server {
-        listen ${address}:${REFERENCE_TOPOLOGY.servicePort};
+        # Every address of the RS: with DSR the client's packets arrive for the VIP, which sits on the RS's lo.
+        listen ${REFERENCE_TOPOLOGY.servicePort};
         location = / { return 200 "${h}\\n"; }
         location /static/ {
             add_header Cache-Control "public, max-age=60";
@@ -63,10 +64,10 @@ async function waitForAnswer(lab: string, h: LabHostName): Promise<void> {
   }
 }
 
-/** nginx in each RS namespace (daemonised: it outlives the `nginx` command run here). */
-export async function startNginx(lab: string, dir: string): Promise<void> {
+/** nginx in each RS namespace (daemonised: it outlives the `nginx` command run here), with this many worker processes. */
+export async function startNginx(lab: string, dir: string, workers = 1): Promise<void> {
   for (const h of REAL_SERVERS) {
-    fs.writeFileSync(configPath(dir, h), configFor(h, dir));
+    fs.writeFileSync(configPath(dir, h), configFor(h, dir, workers));
     // -e: the error log before the config is read, so nothing goes to /var/log/nginx.
     await runChecked(`nginx in ${nsName(lab, h)}`, ['nginx', '-e', path.join(dir, `${h}-error.log`), '-c', configPath(dir, h)], {
       netns: nsName(lab, h),

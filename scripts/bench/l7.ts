@@ -13,15 +13,14 @@ import { DEFAULT_LAB_OPTIONS, LabModeOptions } from '../../src/lab/lb-config';
 import { labDown, labUp, nsName } from '../../src/lab/netns';
 import { REAL_SERVERS, REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
 import { Mode } from '../../src/model/types';
-import { run, runChecked } from '../../src/util/exec';
 import { machineTicks, pidsIn, processTicks, reapedChildrenTicks, secondsPerTick } from './cpu';
 import { STATIC_PATH, servedByRealServers, startNginx, stopLabServers, stopNginx } from './l7-nginx';
+import { median } from './stats';
+import { KINDS, Kind, parseWrk, runWrk, toolVersion, tuneForManyConnections } from './wrk';
 
 const SECONDS = Number(process.env.SLB_BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.SLB_BENCH_ROUNDS ?? 3);
 const CONNECTIONS = 32;
-const KINDS = ['keep-alive', 'close'] as const;
-type Kind = (typeof KINDS)[number];
 
 interface Case {
   label: string;
@@ -77,25 +76,13 @@ interface Sample {
   errors: number;
 }
 
-/** The figures of wrk's report that this bench uses. */
-function parseWrk(text: string): { requests: number; requestsPerSecond: number; errors: number } {
-  const requests = /(\d+) requests in/.exec(text);
-  const rate = /Requests\/sec:\s*([\d.]+)/.exec(text);
-  if (!requests || !rate) throw new Error(`wrk: no figures in ${JSON.stringify(text.slice(0, 500))}`);
-  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
-  const status = /Non-2xx or 3xx responses: (\d+)/.exec(text);
-  const errors = (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (status ? Number(status[1]) : 0);
-  return { requests: Number(requests[1]), requestsPerSecond: Number(rate[1]), errors };
-}
-
 function urlOf(c: Case): string {
   const host = c.target === 'rs1' ? addressOf(REFERENCE_TOPOLOGY, 'rs1') : REFERENCE_TOPOLOGY.vip;
   return `http://${host}:${REFERENCE_TOPOLOGY.servicePort}${c.path}`;
 }
 
 function wrk(lab: string, url: string, kind: Kind, seconds: number) {
-  const argv = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, ...(kind === 'close' ? ['-H', 'Connection: close'] : []), url];
-  return runChecked(`wrk ${url}`, argv, { netns: nsName(lab, 'client'), timeoutMs: (seconds + 30) * 1000 });
+  return runWrk(lab, url, kind, seconds, CONNECTIONS);
 }
 
 async function measure(lab: string, c: Case, kind: Kind, tick: number): Promise<Sample> {
@@ -125,12 +112,6 @@ async function measure(lab: string, c: Case, kind: Kind, tick: number): Promise<
     rsConnections: rsConnections / Math.max(1, w.requests),
     errors: w.errors,
   };
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
 }
 
 const keyOf = (c: Case, kind: Kind) => `${c.label} (${kind})`;
@@ -168,30 +149,10 @@ function table(samples: Map<string, Sample[]>): string {
   );
 }
 
-/**
- * One client address opening thousands of connections a second would
- * otherwise measure port exhaustion, not the path: the client's and the
- * balancer's ephemeral ports sit in TIME_WAIT for 60 s (and connect() then
- * searches the whole range), and the balancer's conntrack keeps closed
- * connections for 120 s, so full NAT runs out of source ports and drops SYNs.
- * Only this bench's own lab namespaces are changed.
- */
-async function tuneForManyConnections(lab: string): Promise<void> {
-  for (const h of ['client', 'lb'] as const) {
-    const settings = ['net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1'];
-    if (h === 'lb') settings.push('net.netfilter.nf_conntrack_tcp_timeout_time_wait=1');
-    for (const setting of settings) await runChecked(`sysctl ${setting}`, ['sysctl', '-qw', setting], { netns: nsName(lab, h) });
-  }
-}
-
 async function facts(): Promise<string> {
-  const version = async (argv: string[]) => {
-    const r = await run(argv);
-    return `${r.stdout}${r.stderr}`.trim().split('\n')[0] ?? '?';
-  };
   return [
     `${new Date().toISOString()}, ${os.cpus().length} cores, kernel ${os.release()}, load average ${os.loadavg()[0]?.toFixed(2)}`,
-    `${await version(['haproxy', '-v'])}; ${await version(['nginx', '-v'])}; ${await version(['wrk', '--version'])}`,
+    `${await toolVersion(['haproxy', '-v'])}; ${await toolVersion(['nginx', '-v'])}; ${await toolVersion(['wrk', '--version'])}`,
     `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s from the client namespace; ${ROUNDS} rounds interleaved, medians; nginx (1 worker) on each RS`,
   ].join('\n');
 }

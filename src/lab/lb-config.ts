@@ -26,6 +26,12 @@ export interface LabModeOptions {
   tls?: { certificate: string; key: string };
   /** Two balancers: ecmp, each announces the VIP to the router over BGP (active/active). */
   ha?: HaKind;
+  /**
+   * More L4 tcp services on the VIP, one per port, each to the same port of
+   * every RS, in the same mode (the data-path bench's iperf3). Source hash:
+   * a client keeps its RS, as iperf3's control and data connections must.
+   */
+  extraTcpPorts?: readonly number[];
 }
 
 export const DEFAULT_LAB_OPTIONS: LabModeOptions = { backend: 'auto', encapsulation: 'none', protocol: 'tcp', cache: false };
@@ -60,6 +66,16 @@ export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOp
         ...(o.ha ? { healthCheck: { type: 'tcp' } } : {}),
         realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port: topology.servicePort, weight: 1 })),
       },
+      ...(o.extraTcpPorts ?? []).map((port) => ({
+        name: `tcp-${port}`,
+        vip: topology.vip,
+        port,
+        protocol: 'tcp',
+        mode,
+        scheduler: 'sh',
+        ...(o.encapsulation === 'ipip' ? { encapsulation: o.encapsulation } : {}),
+        realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port, weight: 1 })),
+      })),
     ],
   };
   return `# slbctl lab: ${labModeTitle(mode, o)}${o.ha ? `, one of two balancers (--ha ${o.ha})` : ''}\n${stringify(config)}`;

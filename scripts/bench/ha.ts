@@ -75,6 +75,7 @@ async function round(b: BalancerName): Promise<Round> {
   const loop = startRequestLoop(nsName(lab, 'client'), `http://${vip}/`, 5, 1000);
   const lives = Array.from({ length: LIVE }, () => trickle());
   await sleep(1500);
+  if (process.env.SLB_BENCH_DEBUG) console.error(`before the failure: ${vip} via ${(await routerNextHops(lab, vip)).join(', ')}`);
   const failWall = BigInt(Date.now()) * 1_000_000n;
   const t0 = process.hrtime.bigint();
   await failBalancer(lab, b, () => undefined);

@@ -112,5 +112,11 @@ export function removeRecordsOf(id: NetnsIdentity): string[] {
     fs.rmSync(haproxy, { recursive: true, force: true });
     removed.push('haproxy');
   }
+  // The BGP speaker's files (config, log) of this namespace: its BIRD ended with the namespace's processes.
+  const bird = runDir('bird', `net-${id.inode}`);
+  if (fs.existsSync(bird)) {
+    fs.rmSync(bird, { recursive: true, force: true });
+    removed.push('bird');
+  }
   return removed;
 }

@@ -325,6 +325,7 @@ export class Controller {
       backend: this.backend,
       ...(this.o.metrics ? { metrics: `${this.o.metrics.host}:${this.o.metrics.port}` } : {}),
       services: this.runtime(),
+      ...(this.speaker ? { bgp: { announced: this.speaker.vips, peers: this.speaker.peers } } : {}),
     };
     try {
       writeControllerRecord(record);

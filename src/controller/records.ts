@@ -49,6 +49,8 @@ export interface ControllerRecord {
   backend: string;
   metrics?: string;
   services: ServiceRuntime[];
+  /** ha.bgp: what this balancer announces, and to whom. */
+  bgp?: { announced: string[]; peers: { address: string; asn: number }[] };
 }
 
 export function writeControllerRecord(r: ControllerRecord): void {

@@ -120,6 +120,13 @@ export function birdDir(): string {
   return runDir('bird', `net-${currentNetns().inode}`);
 }
 
+/** Each BGP session of this namespace's BIRD and its state ("Established", "Active" …), read from its control socket; none when it does not answer. */
+export async function bgpSessions(dir = birdDir()): Promise<{ name: string; state: string }[]> {
+  const r = await run(['birdc', '-s', path.join(dir, 'bird.ctl'), 'show', 'protocols']);
+  if (r.code !== 0) return [];
+  return [...r.stdout.matchAll(/^(peer\d+)\s+BGP\s+\S+\s+\S+\s+\S+\s+(\S+)/gm)].map((m) => ({ name: m[1] ?? '', state: m[2] ?? '' }));
+}
+
 /** A BIRD left by a controller that was killed before its child saw it (pid file, still bird): ended. */
 async function endLeftover(pidFile: string): Promise<void> {
   let pid: number;
@@ -232,6 +239,10 @@ export class BirdSpeaker {
         .filter(Boolean)
         .join('; ') || 'announced VIPs unchanged',
     );
+  }
+
+  get peers(): { address: string; asn: number }[] {
+    return this.config.peers.map((p) => ({ address: p.address, asn: p.asn }));
   }
 
   /** What is announced now (sorted). */

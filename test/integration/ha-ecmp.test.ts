@@ -85,9 +85,13 @@ describe('two balancers, BGP ECMP (netns lab)', { skip, timeout: 10 * 60_000 }, 
   });
 
   it('withdraws the VIP while every real server fails its checks, and announces it again when they pass', async () => {
+    const status = async () => (await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') })).stdout;
+    assert.match(await status(), /^bgp: announcing 172\.16\.75\.84 to 172\.16\.75\.1 AS 65000 \(Established\)$/m);
     await blockRealServers(true);
     try {
       assert.deepEqual(await waitForHops([], 30_000), [], 'both balancers withdraw');
+      await new Promise((r) => setTimeout(r, 1500)); // the status record is written at the end of the controller's reconcile
+      assert.match(await status(), /^bgp: announcing nothing/m);
     } finally {
       await blockRealServers(false);
     }

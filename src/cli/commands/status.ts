@@ -7,6 +7,7 @@ import { KernelState } from '../../model/state';
 import { renderTable } from '../../util/table';
 import { ControllerRecord, RealServerRuntime, readDrains, runningController } from '../../controller/records';
 import { Drain } from '../../controller/effective';
+import { bgpSessions } from '../../ha/bird';
 import { Counts } from '../../kernel/conntrack/conntrack';
 import { L7Engine } from '../../backends/haproxy/engine';
 import { backendName, serverName } from '../../backends/haproxy/render';
@@ -119,7 +120,13 @@ async function connectionsOf(k: KernelSession, kernel: KernelState): Promise<Map
   return out;
 }
 
-function render(f: Found, controller: ControllerRecord | undefined, drains: Drain[], conns: Map<string, Counts>): string {
+function render(
+  f: Found,
+  controller: ControllerRecord | undefined,
+  drains: Drain[],
+  conns: Map<string, Counts>,
+  sessions: { name: string; state: string }[],
+): string {
   const rows: string[][] = [];
   for (const s of f.kernel.services) {
     const key = serviceKey(s);
@@ -195,10 +202,15 @@ function render(f: Found, controller: ControllerRecord | undefined, drains: Drai
   const ctl = controller
     ? `controller: pid ${controller.pid}, ${controller.file}, updated ${age(controller.updatedAt)}${controller.metrics ? `, metrics http://${controller.metrics}/metrics` : ''}\n`
     : 'controller: none running (health is checked only by `slbctl run`)\n';
+  const bgp = controller?.bgp
+    ? `bgp: ${controller.bgp.announced.length ? `announcing ${controller.bgp.announced.join(', ')}` : 'announcing nothing (no service has a server with a weight)'} to ${controller.bgp.peers
+        .map((p, i) => `${p.address} AS ${p.asn} (${sessions[i]?.state ?? 'no answer from BIRD'})`)
+        .join(', ')}\n`
+    : '';
   const drift = f.drift.length
     ? `DRIFT: the kernel no longer holds what slbctl programmed; \`slbctl apply\` (or the running controller, at its next resync) repairs:\n${f.drift.map((l) => `  ${l}`).join('\n')}\n`
     : '';
-  return `backend: ${f.backend}\n${ctl}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
+  return `backend: ${f.backend}\n${ctl}${bgp}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
 }
 
 export const statusCommand: CommandModule<object, Args> = {
@@ -224,6 +236,7 @@ export const statusCommand: CommandModule<object, Args> = {
       }
     }
     const controller = runningController();
+    const sessions = controller?.bgp ? await bgpSessions() : [];
     const drains = readDrains();
     const withServices = found.filter((f) => f.kernel.services.length > 0);
     const l7 = await l7Status();
@@ -273,6 +286,7 @@ export const statusCommand: CommandModule<object, Args> = {
           {
             backend: pick?.backend ?? 'none',
             controller: controller ?? null,
+            ...(controller?.bgp ? { bgpSessions: sessions } : {}),
             drains,
             services,
             ownedAddresses: found.flatMap((f) => f.kernel.ownedAddresses),
@@ -292,6 +306,6 @@ export const statusCommand: CommandModule<object, Args> = {
       process.stdout.write(`backend: ${found.map((f) => f.backend).join(', ') || 'none'}\n${l7Text || 'no services programmed\n'}`);
       return;
     }
-    process.stdout.write(withServices.map((f) => render(f, controller, drains, conns)).join('\n') + l7Text);
+    process.stdout.write(withServices.map((f) => render(f, controller, drains, conns, sessions)).join('\n') + l7Text);
   },
 };

@@ -19,12 +19,12 @@ async function labNamespaces(): Promise<string[]> {
 }
 
 describe('a usage error changes nothing', { skip: isRoot ? false : 'needs root' }, () => {
-  it('lab up --balancers 2: exit 2, "Unknown argument", the usage of lab up, and no namespace', async () => {
+  it('lab up --routers 2: exit 2, "Unknown argument", the usage of lab up, and no namespace', async () => {
     try {
-      const r = await run([process.execPath, CLI_ENTRY, 'lab', 'up', '--balancers', '2', '--name', lab], { timeoutMs: 120_000 });
+      const r = await run([process.execPath, CLI_ENTRY, 'lab', 'up', '--routers', '2', '--name', lab], { timeoutMs: 120_000 });
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, /^slbctl lab up$/m);
-      assert.match(r.stderr, /slbctl: Unknown argument: balancers\n$/);
+      assert.match(r.stderr, /slbctl: Unknown argument: routers\n$/);
       assert.equal(r.stdout, '');
       assert.deepEqual(await labNamespaces(), []);
     } finally {

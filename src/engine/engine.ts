@@ -3,7 +3,7 @@
 // backend holds the services.
 import { BackendChoice, Config } from '../model/types';
 import { OwnedAddress } from '../model/state';
-import { Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
+import { NetInterface, Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
 import { readSysctl, writeSysctl } from '../kernel/rtnl/sysctl';
 import { PreflightError } from '../util/errors';
 import { CAP_NET_ADMIN, hasCapability } from '../util/caps';
@@ -83,10 +83,12 @@ export async function observe(
   k: KernelSession,
   sysctlKeys: string[],
   o: ObserveOptions = {},
+  /** The interfaces as the caller just read them (a plan reads them once: 10,000 VIPs are 10,000 addresses to parse). */
+  known?: NetInterface[],
 ): Promise<ObservedState & { foreign: string[] }> {
   const ownership = readOwnership();
   const { kernel, foreign, legacyOwnedAddresses } = await k.driver.observe(ownership, o);
-  const interfaces = await k.rtnl.interfaces();
+  const interfaces = known ?? (await k.rtnl.interfaces());
   const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
   kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacyOwnedAddresses);
   const sysctls: Record<string, string> = {};
@@ -132,7 +134,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
     }
   }
   const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) }, k.backend);
-  const observed = await observe(k, Object.keys(desired.sysctls), { fromRecord: o.fromRecord === true });
+  const observed = await observe(k, Object.keys(desired.sysctls), { fromRecord: o.fromRecord === true }, interfaces);
   const taken = desired.services.filter((s) => observed.foreign.includes(`${s.protocol}/${s.vip}:${s.port}`));
   if (taken.length > 0) {
     throw new ResolveError(

@@ -104,7 +104,7 @@ export interface PlanOptions {
   arpWaitMs?: number;
   /** Leave DSR real servers with no known MAC out of the plan (listed in `unresolved`) instead of failing. */
   dropUnresolved?: boolean;
-  /** Start from the backend's record of its last apply when the kernel shows no change since (plan and apply; not the controller, which reads counters). */
+  /** Start from the backend's record of its last apply when the kernel shows no change since (plan, apply and the controller; a record holds no traffic counters). */
   fromRecord?: boolean;
 }
 
@@ -145,7 +145,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   const plan = makePlan(desired, observed);
   // Host-dependent refusals (subnet edges, a VIP another host holds) before anything changes.
   await checkVips(k.rtnl, config, interfaces, plan.ops);
-  // Only callers that plan from the record keep it (the controller, which lists every resync, would rewrite it each time).
+  // Only callers that plan from the record keep it: a caller that lists for the counters (status) says nothing of the record.
   if (o.fromRecord) k.driver.planned?.(plan);
   return { ...plan, unresolved };
 }

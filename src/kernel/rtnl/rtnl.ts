@@ -68,6 +68,23 @@ export class Rtnl {
     this.sock.socket.close();
   }
 
+  /**
+   * Call `changed` whenever a link or an IPv4 address of this namespace
+   * changes (rtnetlink's multicast groups), and when the socket fails (events
+   * may have been lost). A separate socket: the request socket's replies must
+   * not be mixed with notifications.
+   */
+  static watchInterfaces(changed: () => void): { close(): void } {
+    const sock = createRtNetlink();
+    // The raw socket's events: a notification need not be parsed to say that something changed.
+    for (const event of ['message', 'invalid', 'truncatedMessage', 'error'] as const) sock.socket.on(event, () => changed());
+    sock.addMembership('LINK');
+    sock.addMembership('IPV4_IFADDR');
+    // Notifications alone must not keep the process alive.
+    sock.socket.unref();
+    return { close: () => sock.socket.close() };
+  }
+
   async interfaces(): Promise<NetInterface[]> {
     const [links, addresses] = await this.serial(
       async (socket) => [await socket.getLinks(), await socket.getAddresses({ family: AF_INET })] as const,

@@ -242,12 +242,15 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
       });
       log(`sysctl ${op.key}=${op.to}`);
     }
-    for (const op of opsOf('add-address')) {
-      const index = await ifindex(op.device);
-      await k.rtnl.addAddress(index, op.address, 32);
-      undo.push({ what: `remove address ${op.address}`, run: () => k.rtnl.deleteAddress(index, op.address, 32) });
-      log(`address ${op.address}/32 added to ${op.device}`);
+    const adds = opsOf('add-address');
+    const items = [];
+    for (const op of adds) items.push({ ifindex: await ifindex(op.device), address: op.address, prefixLength: 32, device: op.device });
+    const { added, error } = await k.rtnl.addAddresses(items);
+    for (const a of added) {
+      undo.push({ what: `remove address ${a.address}`, run: () => k.rtnl.deleteAddress(a.ifindex, a.address, 32) });
+      log(`address ${a.address}/32 added to ${a.device}`);
     }
+    if (error) throw error;
     // The L7 engine first (it binds to the VIPs just added); undone if the kernel backend then fails.
     if (l7Changes.length > 0) {
       const before: L7ServiceState[] = plan.observed.l7?.running ? plan.observed.l7.services : [];

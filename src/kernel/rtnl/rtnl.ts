@@ -127,6 +127,43 @@ export class Rtnl {
     }
   }
 
+  /**
+   * Add many addresses, up to `window` requests in flight at once (each has
+   * its own sequence number and answer): 10,000 VIPs one round trip at a time
+   * are seconds of waiting. Resolves with those added; `error` is the first
+   * refusal, after which no more are sent.
+   */
+  async addAddresses<T extends { ifindex: number; address: string; prefixLength: number }>(
+    items: readonly T[],
+    window = 128,
+  ): Promise<{ added: T[]; error?: RtnlError }> {
+    const added: T[] = [];
+    let error: RtnlError | undefined;
+    await this.serial(async (socket) => {
+      for (let i = 0; i < items.length && !error; i += window) {
+        const results = await Promise.allSettled(
+          items.slice(i, i + window).map(async (item) => {
+            const raw = ipv4ToBuffer(item.address);
+            await socket.newAddress(
+              { family: AF_INET, prefixlen: item.prefixLength, index: item.ifindex, scope: 0 },
+              { local: raw, address: raw },
+              // NLM_F_CREATE | NLM_F_EXCL, as addAddress.
+              { flags: 0x400 | 0x200 },
+            );
+            return item;
+          }),
+        );
+        results.forEach((r, j) => {
+          const item = items[i + j];
+          if (r.status === 'fulfilled') added.push(r.value);
+          else if (!error && item)
+            error = new RtnlError(`add address ${item.address}/${item.prefixLength} to interface ${item.ifindex}`, r.reason);
+        });
+      }
+    });
+    return error ? { added, error } : { added };
+  }
+
   async deleteAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {
     const raw = ipv4ToBuffer(address);
     try {

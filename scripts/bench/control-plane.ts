@@ -159,6 +159,12 @@ async function inner(): Promise<void> {
     // The kernel's own share: the same first transaction loaded by nft alone, into an empty namespace's table.
     await runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
     const [, tNft] = await timed(() => runChecked('nft -f', ['nft', '-f', '-'], { input: script }));
+    // The other kernel share of a cold apply: its VIP addresses, added by `ip -batch` alone (after removing them, untimed).
+    const vips = makeConfig(1).services.map((x) => `${x.vip}/32 dev eth0`);
+    await runChecked('ip -batch addr del', ['ip', '-batch', '-'], { input: vips.map((a) => `addr del ${a}\n`).join('') });
+    const [, tIp] = await timed(() =>
+      runChecked('ip -batch addr add', ['ip', '-batch', '-'], { input: vips.map((a) => `addr add ${a}\n`).join('') }),
+    );
     const f = (x: number) => (x < 1 ? `${(x * 1000).toFixed(1)} ms` : `${x.toFixed(2)} s`);
     const r = (a: number, b: number) => (a / b).toFixed(3);
     process.stdout.write(
@@ -166,6 +172,7 @@ async function inner(): Promise<void> {
         `services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr)`,
         `figure                                   time        anchor                                time        ratio`,
         `cold plan+apply (${commandsOf(script)} nft commands)  ${f(tCold).padEnd(10)}  nft -f of the same ruleset alone      ${f(tNft).padEnd(10)}  ${r(tCold, tNft)}`,
+        `cold plan+apply                          ${f(tCold).padEnd(10)}  nft -f + ip -batch of its ${vips.length} VIPs  ${f(tNft + tIp).padEnd(10)}  ${r(tCold, tNft + tIp)}   (ip -batch alone ${f(tIp)})`,
         `no-change plan (${same.ops.length} ops, ${sameListed} listings)    ${f(tSame).padEnd(10)}  the same plan, tables listed (${sameListing.ops.length} ops)  ${f(tSameListing).padEnd(10)}  ${r(tSame, tSameListing)}`,
         `one weight plan+apply (${weight.ops.length} op, ${weightListed} listings, ${commandsOf(renderPlan(weight))} nft commands, 1 nft -f)  ${f(tWeight)}  the same, tables listed  ${f(tWeightListing)}  ${r(tWeight, tWeightListing)}`,
         `slbctl plan command, no change (new process)  ${f(tCli).padEnd(10)}  node start-up alone (node -e '')  ${f(tNode).padEnd(10)}  ${r(tCli, tNode)}`,

@@ -63,6 +63,8 @@ export class Controller {
   private inputs = 0;
   /** Bumped by every link or address notification of the namespace (a VIP removed by hand is drift too). */
   private hostChanges = 0;
+  /** Bumped by every neighbour notification (a DSR real server's MAC). */
+  private neighbourChanges = 0;
   private interfaceWatch: { close(): void } | undefined;
   /** What the kernel, the host and the inputs were at the last plan that found nothing to do; a resync that finds the same skips planning. */
   private settled: string | undefined;
@@ -115,7 +117,10 @@ export class Controller {
     c.k = await openSession(o.backend ?? c.config.backend);
     try {
       // Before the first plan: a change between its read of the interfaces and this subscription would otherwise go unseen.
-      c.interfaceWatch = Rtnl.watchInterfaces(() => c.hostChanges++);
+      c.interfaceWatch = Rtnl.watchInterfaces((what) => {
+        if (what === 'interfaces') c.hostChanges++;
+        else c.neighbourChanges++;
+      });
       // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
@@ -216,11 +221,12 @@ export class Controller {
    * backend's stamp (nftables: one GETGEN), link and address notifications,
    * the health and reload inputs, the drains, the sysctls the plan read, and
    * the ownership record other writers change. undefined when the backend has
-   * no stamp or L7 services run (HAProxy's state has none): then every resync
-   * plans.
+   * no stamp, L7 services run (HAProxy's state has none) or a DSR real server
+   * has no MAC yet: then every resync plans.
    */
   private async settledState(k: KernelSession): Promise<string | undefined> {
-    if (this.config.services.some((s) => isL7(s.protocol))) return undefined;
+    // HAProxy's state has no stamp; a DSR real server without a MAC is looked for again at every resync.
+    if (this.config.services.some((s) => isL7(s.protocol)) || this.unresolved !== '') return undefined;
     const stamp = await k.driver.stamp?.();
     if (stamp === undefined) return undefined;
     let ownership = '';
@@ -237,7 +243,9 @@ export class Controller {
         return '?';
       }
     });
-    return JSON.stringify([stamp, this.hostChanges, this.inputs, readDrains(), sysctls, ownership]);
+    // DSR on a backend that rewrites MACs plans with the real servers' MACs: the neighbour table counts too.
+    const macs = k.impl.capabilities.dsrNeedsMacs && this.config.services.some((s) => s.mode === 'dsr') ? this.neighbourChanges : 0;
+    return JSON.stringify([stamp, this.hostChanges, macs, this.inputs, readDrains(), sysctls, ownership]);
   }
 
   private async reconcileOnce(cause: string, first = false): Promise<void> {
@@ -268,7 +276,10 @@ export class Controller {
       // An ownership record with "adding" entries (an apply was killed) is settled as the writer too.
       if (plan.ops.length > 0 || (plan.observed.ownership !== undefined && hasIntent(plan.observed.ownership))) {
         lock = await Lock.acquire('write', this.o.waitMs ?? 5000);
-        plan = await planConfig(k, eff.config, options);
+        // Planned again as the writer, unless nothing the plan read has moved since before it (at 10,000 services,
+        // after a hand edit, that plan listed the tables: seconds).
+        const now = state === undefined ? undefined : await this.settledState(k).catch(() => undefined);
+        if (now === undefined || now !== state) plan = await planConfig(k, eff.config, options);
       }
       for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
       const unresolved = plan.unresolved.join(', ');

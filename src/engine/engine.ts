@@ -14,7 +14,7 @@ import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { AUTO_ORDER, backendOf } from '../backends/registry';
 import { Backend as BackendImpl, BackendDriver, ObserveOptions } from '../backends/types';
 import { Ownership, hasIntent, readOwnership, sweepOwnershipLeftovers, writeOwnership } from '../records/ownership';
-import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
+import { ownedAddressesOf, ownershipAfter, ownershipIntent, sameOwnership } from './ownership';
 import { heldWriteLock } from '../records/lock';
 import { checkVips } from './vip-checks';
 import { L7Engine } from '../backends/haproxy/engine';
@@ -197,6 +197,21 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
 
 const opsOfKind = <K extends Op['op']>(ops: readonly Op[], kind: K) => ops.filter((o): o is Extract<Op, { op: K }> => o.op === kind);
 
+const OWNERSHIP_OPS: ReadonlySet<string> = new Set(['add-address', 'delete-address', 'forget-address', 'set-sysctl', 'l7']);
+
+/**
+ * Whether a plan can change the ownership record. One that adds, removes and
+ * sets no address, sysctl or L7 change, on a backend with nothing of its own
+ * in the record, whose observed addresses are all recorded as owned (none
+ * from an older version's nft set), leaves it as it is: a weight change of
+ * 10,000 services writes no 10,000-address record twice.
+ */
+function touchesOwnership(plan: Plan, impl: BackendImpl, record: Ownership): boolean {
+  if (impl.ownership || plan.desired.restoreSysctls || hasIntent(record) || plan.ops.some((o) => OWNERSHIP_OPS.has(o.op))) return true;
+  const owned = record.addresses.filter((a) => a.backend === impl.name && a.state === 'owned').length;
+  return plan.observed.kernel.ownedAddresses.length !== owned;
+}
+
 /**
  * Execute a plan (also one with no operations: callers that hold the write
  * lock call this every time, so the ownership record is settled). nftables changes are one transaction; IPVS changes undo
@@ -221,7 +236,11 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
   k.driver.preflight(plan);
   const l7Changes = opsOfKind(plan.ops, 'l7').map((o) => o.change);
   k.l7.preflight(l7Changes);
-  if (plan.ops.length > 0) writeOwnership(ownershipIntent(record, plan, k.backend));
+  const recorded = touchesOwnership(plan, k.impl, record);
+  if (plan.ops.length > 0 && recorded) {
+    const intent = ownershipIntent(record, plan, k.backend);
+    if (!sameOwnership(intent, record)) writeOwnership(intent);
+  }
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
   let indexes: Map<string, number> | undefined;
   const ifindex = async (device: string) => {
@@ -276,5 +295,8 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     await k.rtnl.deleteAddress(await ifindex(op.device), op.address, 32);
     log(`address ${op.address}/32 removed from ${op.device}`);
   }
-  if (plan.ops.length > 0 || plan.desired.restoreSysctls) writeOwnership(ownershipAfter(record, plan, k.backend));
+  if ((plan.ops.length > 0 || plan.desired.restoreSysctls) && recorded) {
+    const after = ownershipAfter(record, plan, k.backend);
+    if (!sameOwnership(after, record)) writeOwnership(after);
+  }
 }

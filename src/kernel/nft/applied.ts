@@ -51,6 +51,29 @@ export function forgetApplied(): void {
   removeRecord('nft-applied');
 }
 
+const keysOf = new WeakMap<RecordedService, string[]>();
+
+/**
+ * A recorded service as a plan sees it, its backend map keys worked out when
+ * asked (a getter on the class, not defineProperty on each of 10,000 copies,
+ * which left them slow to read everywhere after).
+ */
+class RecordedService {
+  constructor(s: ServiceState) {
+    Object.assign(this, s);
+  }
+
+  get backendKeys(): string[] {
+    let keys = keysOf.get(this);
+    if (!keys) {
+      const s = this as unknown as ServiceState;
+      keys = backendSlots(s).slots.map((x) => backendKey(s, x));
+      keysOf.set(this, keys);
+    }
+    return keys;
+  }
+}
+
 /**
  * The kernel state the record stands for, in the shape observe.ts gives.
  * Backend map keys (what a change must delete) are worked out only for the
@@ -58,16 +81,8 @@ export function forgetApplied(): void {
  * slbctl made, so there is nothing to repair.
  */
 export function kernelFromApplied(services: readonly ServiceState[], generation: number): KernelState {
-  const observed = services.map((s) => {
-    const copy: ServiceState = { ...s };
-    let keys: string[] | undefined;
-    Object.defineProperty(copy, 'backendKeys', {
-      enumerable: true,
-      configurable: true,
-      get: () => (keys ??= backendSlots(s).slots.map((x) => backendKey(s, x))),
-    });
-    return copy;
-  });
+  // Object.assign gave it every field of the service: it is one, with backendKeys on its class.
+  const observed = services.map((s) => new RecordedService(s) as unknown as ServiceState);
   const tables = (['ip', 'netdev'] as const satisfies readonly Family[]).filter((f) => services.some((s) => familyOf(s) === f));
   const ingressDevices = [...new Set(services.filter((s) => s.mode === 'dsr').map((s) => s.device))].sort();
   return { services: observed, ownedAddresses: [], tables, ingressDevices, nftGeneration: generation, nftRecorded: true };

@@ -20,6 +20,9 @@ export interface NetInterface {
 }
 
 const AF_INET = 2;
+/** include/uapi/linux/rtnetlink.h: RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH. */
+const RTM_NEWNEIGH = 28;
+const RTM_GETNEIGH = 30;
 
 function ipv4FromBuffer(b: Buffer | undefined): string | undefined {
   return b && b.length === 4 ? Array.from(b).join('.') : undefined;
@@ -69,17 +72,25 @@ export class Rtnl {
   }
 
   /**
-   * Call `changed` whenever a link or an IPv4 address of this namespace
-   * changes (rtnetlink's multicast groups), and when the socket fails (events
-   * may have been lost). A separate socket: the request socket's replies must
-   * not be mixed with notifications.
+   * Call `changed` whenever a link, an IPv4 address or a neighbour entry of
+   * this namespace changes (rtnetlink's multicast groups),
+   * and when the socket fails (events may have been lost). A separate socket:
+   * the request socket's replies must not be mixed with notifications.
    */
-  static watchInterfaces(changed: () => void): { close(): void } {
+  static watchInterfaces(changed: (what: 'interfaces' | 'neighbours') => void): { close(): void } {
     const sock = createRtNetlink();
-    // The raw socket's events: a notification need not be parsed to say that something changed.
-    for (const event of ['message', 'invalid', 'truncatedMessage', 'error'] as const) sock.socket.on(event, () => changed());
+    // The raw socket's events: the message type says what changed, no need to parse the rest.
+    sock.socket.on('message', (messages) => {
+      for (const m of messages) changed(m.type >= RTM_NEWNEIGH && m.type <= RTM_GETNEIGH ? 'neighbours' : 'interfaces');
+    });
+    for (const event of ['invalid', 'truncatedMessage', 'error'] as const)
+      sock.socket.on(event, () => {
+        changed('interfaces');
+        changed('neighbours');
+      });
     sock.addMembership('LINK');
     sock.addMembership('IPV4_IFADDR');
+    sock.addMembership('NEIGH');
     // Notifications alone must not keep the process alive.
     sock.socket.unref();
     return { close: () => sock.socket.close() };

@@ -49,8 +49,8 @@ export interface ObserveOptions {
   /**
    * A plan may start from the backend's own record of its last apply when the
    * kernel shows nothing changed since (nftables: the ruleset generation). Off
-   * for whoever needs the kernel's traffic counters (status, the controller,
-   * drain): a record has none.
+   * for whoever needs the kernel's traffic counters (status, drain, the
+   * controller when /metrics asks): a record has none.
    */
   fromRecord?: boolean;
 }

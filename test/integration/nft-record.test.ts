@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { run, runChecked } from '../../src/util/exec';
-import { identityOf, removeRecordsOf } from '../../src/records/netns';
+import { identityOf, recordFile, removeRecordsOf } from '../../src/records/netns';
 import { startController } from '../../src/lab/harness';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -88,6 +88,16 @@ describe('the record of slbctl nftables tables (netns)', { skip: isRoot ? false 
     assert.deepEqual({ ops: after.ops, listings: after.listings, recorded: after.recorded }, { ops: 0, listings: 0, recorded: true });
     assert.equal((await helper('plan-listed')).ops, 0, 'the listed tables must match the config once repaired');
     assert.match((await nft('list', 'map', 'ip', 'slbctl', 'backends_tcp')).stdout, /198\.18\.0\.3 \. 80 \. 1 :/);
+  });
+
+  it("a record of another layout of the tables (an older slbctl's) is no record: the tables are listed", async () => {
+    await helper('plan'); // recorded
+    const file = recordFile('nft-applied', identityOf(ns));
+    const { layout: _layout, ...older } = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(file, JSON.stringify(older));
+    const listed = await helper('plan');
+    assert.deepEqual({ ops: listed.ops, listings: listed.listings, recorded: listed.recorded }, { ops: 0, listings: 2, recorded: false });
+    assert.equal((await helper('plan')).listings, 0, 'the listing found nothing to change and recorded the tables again');
   });
 
   it('a commit to another table also moves the generation: listed once, then recorded again', async () => {

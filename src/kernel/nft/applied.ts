@@ -30,11 +30,19 @@ const netnsKey = () => `${currentNetns().inode}/${currentNetns().cookie ?? ''}`;
 /** The generation after `g`: the kernel skips 0 when its 32-bit counter wraps. */
 export const nextGeneration = (g: number): number => (g >= 0xffffffff ? 1 : g + 1);
 
+/**
+ * The shape of the tables a record stands for. A record is the services, not
+ * the objects: tables made by a slbctl that laid services out otherwise (2:
+ * pick chains, src/kernel/nft/names.ts) must be listed and rewritten once, so
+ * a record of another layout is no record.
+ */
+const LAYOUT = 2;
+
 /** The services slbctl's tables held at `generation`, when slbctl recorded them at exactly that generation. */
 export function appliedAt(generation: number): ServiceState[] | undefined {
   if (memo && memo.netns === netnsKey() && memo.generation === generation) return memo.services;
   const r = readRecord('nft-applied');
-  if (!r || r.generation !== generation || !Array.isArray(r.services)) return undefined;
+  if (!r || r.generation !== generation || r.layout !== LAYOUT || !Array.isArray(r.services)) return undefined;
   memo = { netns: netnsKey(), generation, services: r.services as ServiceState[] };
   return memo.services;
 }
@@ -42,7 +50,7 @@ export function appliedAt(generation: number): ServiceState[] | undefined {
 /** Record that at `generation` slbctl's tables hold exactly `services`. */
 export function recordApplied(generation: number, services: readonly ServiceState[]): void {
   const plain = services.map(({ counters: _c, backendKeys: _b, nft: _n, ...s }) => s);
-  writeRecord('nft-applied', { generation, services: plain }, currentNetns(), true);
+  writeRecord('nft-applied', { generation, layout: LAYOUT, services: plain }, currentNetns(), true);
   memo = { netns: netnsKey(), generation, services: plain };
 }
 

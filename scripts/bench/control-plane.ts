@@ -2,10 +2,17 @@
 // applied as one nftables transaction (anchor: `nft -f` of the same ruleset),
 // a plan with nothing to change and one real server's weight changed and
 // applied (anchor: the same with slbctl's tables listed, as every plan did
-// before the record of the applied state). Runs inside a network namespace it
-// creates (a veth holds the subnets; no packet is sent) and removes it at the
-// end. Prints times and ratios measured side by side in this one run.
+// before the record of the applied state), `slbctl plan` as a command
+// (anchor: a bare node start-up), and `slbctl run` left idle with these
+// services (anchor: the CPU a resync took when it listed the tables) and
+// repairing a hand edit (anchor: one listed plan). Runs inside a network
+// namespace it creates (a veth holds the subnets; no packet is sent) and
+// removes it at the end. Prints times and ratios measured side by side in
+// this one run. SLB_BENCH_SERVICES and SLB_BENCH_IDLE_S (60) scale it.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { run, runChecked } from '../../src/util/exec';
 import { Config, Service } from '../../src/model/types';
@@ -15,9 +22,11 @@ import { withWriteLock } from '../../src/records/lock';
 import { formatPlan } from '../../src/plan/format';
 import { listingCount } from '../../src/kernel/nft/client';
 import { identityOf, removeRecordsOf } from '../../src/records/netns';
+import { CLI_ENTRY } from '../../src/util/self';
 
 const SERVICES = Number(process.env.SLB_BENCH_SERVICES ?? 10000);
 const REAL_SERVERS = 4;
+const IDLE_S = Number(process.env.SLB_BENCH_IDLE_S ?? 60);
 
 function makeConfig(weightOfFirst: number): Config {
   const services: Service[] = [];
@@ -50,6 +59,72 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 
 const commandsOf = (script: string) => script.split('\n').length - 1;
 
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  // utime and stime are fields 14 and 15 of stat; after "pid (comm) " they are the 12th and 13th.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** Wall time of a command, the median of three runs. */
+async function commandTime(argv: string[]): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const [r, t] = await timed(() => run(argv));
+    if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr.trim()}`);
+    times.push(t);
+  }
+  return median(times);
+}
+
+/**
+ * `slbctl run` on the config: its CPU share over IDLE_S seconds once settled,
+ * and how long a hand edit (a backend slot deleted) takes to be repaired.
+ */
+async function controllerFigures(file: string): Promise<{ idleShare: number; repair: number; resync: number }> {
+  const resync = 1;
+  const child = spawn(
+    process.execPath,
+    [CLI_ENTRY, 'run', '-f', file, '--metrics', 'off', '--log-format', 'json', '--resync', `${resync}s`],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const lines: string[] = [];
+  let buffered = '';
+  child.stdout.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    const parts = buffered.split('\n');
+    buffered = parts.pop() ?? '';
+    lines.push(...parts);
+  });
+  child.stderr.on('data', (d: Buffer) => lines.push(d.toString()));
+  const waitFor = async (re: RegExp, what: string) => {
+    for (const end = Date.now() + 600_000; !lines.some((l) => re.test(l)); await new Promise((r) => setTimeout(r, 20)))
+      if (Date.now() > end || child.exitCode !== null) throw new Error(`slbctl run: no ${what}:\n${lines.join('\n')}`);
+  };
+  try {
+    await waitFor(/"event":"start".*running/, 'start');
+    // Its first resyncs plan once more from the record its start wrote; then it is settled.
+    await new Promise((r) => setTimeout(r, 5000));
+    const pid = child.pid ?? 0;
+    const c0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+    const idleShare = (cpuSeconds(pid) - c0) / ((performance.now() - t0) / 1000);
+    const vip = '198.18.0.3';
+    const edited = performance.now();
+    await runChecked('hand edit', ['nft', 'delete', 'element', 'ip', 'slbctl', 'backends_tcp', `{ ${vip} . 80 . 1 }`]);
+    await waitFor(/"event":"drift"/, 'drift repair');
+    return { idleShare, repair: (performance.now() - edited) / 1000, resync };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('close', r));
+  }
+}
+
 async function inner(): Promise<void> {
   const rtnl = await openSession('nft');
   const planApply = async (weight: number, fromRecord = true) => {
@@ -69,9 +144,27 @@ async function inner(): Promise<void> {
     const [weight, tWeight] = await timed(() => planApply(5));
     const weightListed = listingCount() - listed;
     const [, tWeightListing] = await timed(() => planApply(1, false));
+    // The CPU of one plan that lists the tables: what every resync of `slbctl run` spent before the generation shortcut.
+    const cpu0 = process.cpuUsage();
+    await planConfig(rtnl, makeConfig(1), { fromRecord: false });
+    const listedCpu = (process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6;
+    // `slbctl plan` as a user runs it: a new process, module loading and the config file included.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-bench-'));
+    const file = path.join(dir, 'services.json');
+    fs.writeFileSync(file, JSON.stringify(makeConfig(1)));
+    const tCli = await commandTime([process.execPath, CLI_ENTRY, 'plan', '-f', file, '--no-nft']);
+    const tNode = await commandTime([process.execPath, '-e', '']);
+    const ctl = await controllerFigures(file);
+    fs.rmSync(dir, { recursive: true, force: true });
     // The kernel's own share: the same first transaction loaded by nft alone, into an empty namespace's table.
     await runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
     const [, tNft] = await timed(() => runChecked('nft -f', ['nft', '-f', '-'], { input: script }));
+    // The other kernel share of a cold apply: its VIP addresses, added by `ip -batch` alone (after removing them, untimed).
+    const vips = makeConfig(1).services.map((x) => `${x.vip}/32 dev eth0`);
+    await runChecked('ip -batch addr del', ['ip', '-batch', '-'], { input: vips.map((a) => `addr del ${a}\n`).join('') });
+    const [, tIp] = await timed(() =>
+      runChecked('ip -batch addr add', ['ip', '-batch', '-'], { input: vips.map((a) => `addr add ${a}\n`).join('') }),
+    );
     const f = (x: number) => (x < 1 ? `${(x * 1000).toFixed(1)} ms` : `${x.toFixed(2)} s`);
     const r = (a: number, b: number) => (a / b).toFixed(3);
     process.stdout.write(
@@ -79,8 +172,16 @@ async function inner(): Promise<void> {
         `services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr)`,
         `figure                                   time        anchor                                time        ratio`,
         `cold plan+apply (${commandsOf(script)} nft commands)  ${f(tCold).padEnd(10)}  nft -f of the same ruleset alone      ${f(tNft).padEnd(10)}  ${r(tCold, tNft)}`,
+        `cold plan+apply                          ${f(tCold).padEnd(10)}  nft -f + ip -batch of its ${vips.length} VIPs  ${f(tNft + tIp).padEnd(10)}  ${r(tCold, tNft + tIp)}   (ip -batch alone ${f(tIp)})`,
         `no-change plan (${same.ops.length} ops, ${sameListed} listings)    ${f(tSame).padEnd(10)}  the same plan, tables listed (${sameListing.ops.length} ops)  ${f(tSameListing).padEnd(10)}  ${r(tSame, tSameListing)}`,
         `one weight plan+apply (${weight.ops.length} op, ${weightListed} listings, ${commandsOf(renderPlan(weight))} nft commands, 1 nft -f)  ${f(tWeight)}  the same, tables listed  ${f(tWeightListing)}  ${r(tWeight, tWeightListing)}`,
+        `slbctl plan command, no change (new process)  ${f(tCli).padEnd(10)}  node start-up alone (node -e '')  ${f(tNode).padEnd(10)}  ${r(tCli, tNode)}`,
+        `slbctl run idle, ${IDLE_S} s (resync ${ctl.resync} s)  ${(ctl.idleShare * 100).toFixed(2)} % of a core  one listing resync a second (the CPU of a listed plan ${f(listedCpu)})  ${((listedCpu / ctl.resync) * 100).toFixed(1)} %  ${r(ctl.idleShare, listedCpu / ctl.resync)}`,
+        `slbctl run, hand edit -> repaired  ${f(ctl.repair).padEnd(10)}  the same plan, tables listed  ${f(tSameListing).padEnd(10)}  ${r(ctl.repair, tSameListing)}`,
+        `load average at the end: ${os
+          .loadavg()
+          .map((x) => x.toFixed(2))
+          .join(' ')}`,
         `one weight change: ${formatPlan(weight.ops).trim()}`,
       ].join('\n') + '\n',
     );

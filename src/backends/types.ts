@@ -49,8 +49,8 @@ export interface ObserveOptions {
   /**
    * A plan may start from the backend's own record of its last apply when the
    * kernel shows nothing changed since (nftables: the ruleset generation). Off
-   * for whoever needs the kernel's traffic counters (status, the controller,
-   * drain): a record has none.
+   * for whoever needs the kernel's traffic counters (status, drain, the
+   * controller when /metrics asks): a record has none.
    */
   fromRecord?: boolean;
 }
@@ -61,6 +61,14 @@ export interface BackendDriver {
     ownership: Ownership,
     o?: ObserveOptions,
   ): Promise<{ kernel: KernelState; foreign: string[]; legacyOwnedAddresses: OwnedAddress[] }>;
+  /**
+   * A token that changes whenever anything in the backend's kernel state may
+   * have changed, read in one cheap request (nftables: the ruleset
+   * generation); undefined when the backend has none. The controller skips a
+   * resync while it, the config and the host are as they were at its last
+   * plan with nothing to do.
+   */
+  stamp?(): Promise<string | undefined>;
   /** Called with every plan made from a config (a backend may note what it learned, e.g. nftables' record of its tables). */
   planned?(plan: Plan): void;
   /** Refuse (PreflightError) what this host cannot do for the plan, before anything changes. */

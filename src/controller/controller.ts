@@ -20,13 +20,19 @@ import { Logger } from './log';
 import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetricsBytes, serveMetrics } from './metrics';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { Lock } from '../records/lock';
-import { hasIntent } from '../records/ownership';
+import { Rtnl } from '../kernel/rtnl/rtnl';
+import { readSysctl } from '../kernel/rtnl/sysctl';
+import { recordFile } from '../records/netns';
+import { isL7 } from '../model/types';
+import { hasIntent, readOwnership } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
 import { BirdSpeaker, resolveSpeaker } from '../ha/bird';
 
 /** The default resync is never shorter than this (see defaultResync). */
 const MIN_DEFAULT_RESYNC_MS = 1000;
+/** How often a resync with nothing to do rewrites the status record (10,000 services make it megabytes). */
+const RECORD_REFRESH_MS = 10_000;
 
 export interface ControllerOptions {
   file: string;
@@ -51,8 +57,26 @@ export class Controller {
       to: t.to,
       check: m.checker.target,
     });
+    this.inputs++;
     void this.reconcile(`health ${m.realServer} ${t.to}`);
   });
+  /** Bumped whenever what the effective config is made of changes (health, reload); part of the settled state. */
+  private inputs = 0;
+  /** Bumped by every link or address notification of the namespace (a VIP removed by hand is drift too). */
+  private hostChanges = 0;
+  /** Bumped by every neighbour notification (a DSR real server's MAC). */
+  private neighbourChanges = 0;
+  private interfaceWatch: { close(): void } | undefined;
+  /** What the kernel, the host and the inputs were at the last plan that found nothing to do; a resync that finds the same skips planning. */
+  private settled: string | undefined;
+  /** The sysctls the last plan read. */
+  private sysctlKeys: string[] = [];
+  /** When the kernel's traffic counters were last read (a plan started from a record reads none). */
+  private countersAt = 0;
+  private countersBusy: Promise<void> | undefined;
+  private resyncMs = MIN_DEFAULT_RESYNC_MS;
+  private recordAt = 0;
+  private recorded = '';
   /** The effective config last found in the kernel or put there: an unchanged one with a non-empty plan is drift. */
   private lastApplied: string | undefined;
   private busy: Promise<void> | undefined;
@@ -76,6 +100,7 @@ export class Controller {
     buckets: APPLY_BUCKETS.map((le) => ({ le, count: 0 })),
     seconds: { sum: 0, count: 0 },
     driftRepairs: 0,
+    resyncs: { planned: 0, skipped: 0 },
     reloads: { ok: 0, failed: 0 },
   };
 
@@ -94,6 +119,11 @@ export class Controller {
     c.loopDelay.enable();
     c.k = await openSession(o.backend ?? c.config.backend);
     try {
+      // Before the first plan: a change between its read of the interfaces and this subscription would otherwise go unseen.
+      c.interfaceWatch = Rtnl.watchInterfaces((what) => {
+        if (what === 'interfaces') c.hostChanges++;
+        else c.neighbourChanges++;
+      });
       // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
@@ -126,6 +156,7 @@ export class Controller {
       throw e;
     }
     const resync = o.resyncMs ?? c.defaultResync();
+    c.resyncMs = resync;
     c.resyncTimer = setInterval(() => void c.reconcile('resync'), resync);
     c.watch();
     c.log('info', 'start', `running: kernel compared with the config every ${resync} ms; reload with SIGHUP or by saving ${o.file}`);
@@ -209,16 +240,59 @@ export class Controller {
   }
 
   /** `first`: the apply at start-up, which waits for ARP and throws what fails instead of retrying. */
+  /**
+   * Everything a plan with nothing to do depended on, read cheaply: the
+   * backend's stamp (nftables: one GETGEN), link and address notifications,
+   * the health and reload inputs, the drains, the sysctls the plan read, and
+   * the ownership record other writers change. undefined when the backend has
+   * no stamp, L7 services run (HAProxy's state has none) or a DSR real server
+   * has no MAC yet: then every resync plans.
+   */
+  private async settledState(k: KernelSession): Promise<string | undefined> {
+    // HAProxy's state has no stamp; a DSR real server without a MAC is looked for again at every resync.
+    if (this.config.services.some((s) => isL7(s.protocol)) || this.unresolved !== '') return undefined;
+    const stamp = await k.driver.stamp?.();
+    if (stamp === undefined) return undefined;
+    let ownership = '';
+    try {
+      const st = fs.statSync(recordFile('ownership'));
+      ownership = `${st.ino}/${st.size}/${st.mtimeMs}`;
+    } catch {
+      // No record.
+    }
+    const sysctls = this.sysctlKeys.map((key) => {
+      try {
+        return readSysctl(key);
+      } catch {
+        return '?';
+      }
+    });
+    // DSR on a backend that rewrites MACs plans with the real servers' MACs: the neighbour table counts too.
+    const macs = k.impl.capabilities.dsrNeedsMacs && this.config.services.some((s) => s.mode === 'dsr') ? this.neighbourChanges : 0;
+    return JSON.stringify([stamp, this.hostChanges, macs, this.inputs, readDrains(), sysctls, ownership]);
+  }
+
   private async reconcileOnce(cause: string, first = false): Promise<void> {
     const k = this.k;
     if (!k) return;
+    // Taken before the plan: whatever changes during it shows as a different state at the next resync.
+    const state = await this.settledState(k).catch(() => undefined);
+    if (cause === 'resync' && state !== undefined && state === this.settled) {
+      this.stats.resyncs.skipped++;
+      // The status record is rewritten when what it shows moved (checks ran, counters were read), and less often.
+      if (this.recordContent() !== this.recorded && Date.now() - this.recordAt >= RECORD_REFRESH_MS) this.writeRecord();
+      return;
+    }
+    if (cause === 'resync') this.stats.resyncs.planned++;
+    this.settled = undefined;
     const eff = this.effective();
     const signature = JSON.stringify(eff.config.services);
     const started = process.hrtime.bigint();
     let lock: Lock | undefined;
     try {
       // A DSR real server that stops answering ARP (powered off) must not stall or fail the plan for the others.
-      const options = { knownMacs: this.macs, arpWaitMs: first ? 2000 : 0, dropUnresolved: true };
+      // From the record when the kernel shows no change since slbctl's last commit: a listing of 10,000 services is seconds.
+      const options = { knownMacs: this.macs, arpWaitMs: first ? 2000 : 0, dropUnresolved: true, fromRecord: true };
       // Most resyncs find nothing to do: they plan without the write lock, so drain, undrain and a forced apply
       // are not starved by a controller that would otherwise hold it nearly all the time. A change is planned
       // again as the namespace's one writer before it is made.
@@ -226,7 +300,10 @@ export class Controller {
       // An ownership record with "adding" entries (an apply was killed) is settled as the writer too.
       if (plan.ops.length > 0 || (plan.observed.ownership !== undefined && hasIntent(plan.observed.ownership))) {
         lock = await Lock.acquire('write', this.o.waitMs ?? 5000);
-        plan = await planConfig(k, eff.config, options);
+        // Planned again as the writer, unless nothing the plan read has moved since before it (at 10,000 services,
+        // after a hand edit, that plan listed the tables: seconds).
+        const now = state === undefined ? undefined : await this.settledState(k).catch(() => undefined);
+        if (now === undefined || now !== state) plan = await planConfig(k, eff.config, options);
       }
       for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
       const unresolved = plan.unresolved.join(', ');
@@ -236,7 +313,12 @@ export class Controller {
         this.unresolved = unresolved;
       }
       this.decisions = eff.decisions;
-      this.counters.absorb(plan.observed.kernel);
+      this.sysctlKeys = Object.keys(plan.desired.sysctls);
+      // A plan started from a record has no counters: the last ones read stay (metrics reads fresh ones when asked).
+      if (!plan.observed.kernel.nftRecorded) {
+        this.counters.absorb(plan.observed.kernel);
+        this.countersAt = Date.now();
+      }
       if (plan.ops.length > 0) {
         const drift = this.lastApplied === signature;
         await executePlan(k, plan);
@@ -270,6 +352,8 @@ export class Controller {
       } else if (lock) {
         // Nothing to change; this settles the ownership record a killed apply left (see executePlan).
         await executePlan(k, plan);
+      } else {
+        this.settled = state;
       }
       this.lastApplied = signature;
       await this.announce(eff);
@@ -315,8 +399,17 @@ export class Controller {
     });
   }
 
+  /** What the status record shows besides what only a plan changes (decisions): the checks run and the counters read. */
+  private recordContent(): string {
+    let checks = 0;
+    for (const c of this.monitors.checksByKind.values()) checks += c.ok + c.failed;
+    return `${checks}/${this.countersAt}`;
+  }
+
   private writeRecord(): void {
     if (this.stopped) return;
+    this.recordAt = Date.now();
+    this.recorded = this.recordContent();
     const record: ControllerRecord = {
       pid: process.pid,
       file: path.resolve(this.o.file),
@@ -361,6 +454,7 @@ export class Controller {
       applyBuckets: this.stats.buckets.map((b) => ({ ...b })),
       applySeconds: { ...this.stats.seconds },
       driftRepairs: this.stats.driftRepairs,
+      resyncs: { ...this.stats.resyncs },
       reloads: { ...this.stats.reloads },
       checksByKind: [...this.monitors.checksByKind].map(([kind, c]) => ({ kind, ...c })),
       loopDelay: this.loopDelayQuantiles(),
@@ -376,7 +470,30 @@ export class Controller {
     return q.map((x) => ({ ...x, seconds: Number.isFinite(x.seconds) ? x.seconds : 0 }));
   }
 
-  metricsBytes(): Buffer {
+  /**
+   * The kernel's traffic counters, read when older than a resync interval:
+   * resyncs that start from a record read none, so a scrape asks for them.
+   * Concurrent scrapes share one read.
+   */
+  private async freshCounters(): Promise<void> {
+    const k = this.k;
+    if (!k || Date.now() - this.countersAt < this.resyncMs) return;
+    this.countersBusy ??= (async () => {
+      try {
+        const { kernel } = await k.driver.observe(readOwnership());
+        this.counters.absorb(kernel);
+        this.countersAt = Date.now();
+      } catch (e) {
+        this.log('warn', 'metrics', `cannot read the kernel's counters: ${(e as Error).message}`);
+      } finally {
+        this.countersBusy = undefined;
+      }
+    })();
+    await this.countersBusy;
+  }
+
+  async metricsBytes(): Promise<Buffer> {
+    await this.freshCounters();
     return renderMetricsBytes(this.metricsSnapshot());
   }
 
@@ -402,6 +519,7 @@ export class Controller {
     }
     const haChanged = JSON.stringify(next.ha) !== JSON.stringify(this.config.ha);
     this.config = next;
+    this.inputs++;
     this.stats.reloads.ok++;
     this.setMonitors();
     if (haChanged) {
@@ -439,6 +557,7 @@ export class Controller {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.watcher?.close();
+    this.interfaceWatch?.close();
     this.monitors.stopAll();
     if (this.metricsServer) {
       const server = this.metricsServer;

@@ -33,6 +33,8 @@ export interface MetricsSnapshot {
   applyBuckets: { le: number; count: number }[];
   applySeconds: { sum: number; count: number };
   driftRepairs: number;
+  /** Resyncs that planned, and those skipped because nothing they depend on had changed (the nftables generation held). */
+  resyncs?: { planned: number; skipped: number };
   reloads: { ok: number; failed: number };
   /** How late the event loop ran what was due, seconds, by quantile, since the previous scrape. */
   loopDelay: { quantile: number; seconds: number }[];
@@ -196,6 +198,16 @@ export function renderMetricsBytes(m: MetricsSnapshot): Buffer {
   family('slbctl_drift_repairs_total', 'counter', "Times the kernel was found changed behind slbctl's back and restored.", [
     [{}, m.driftRepairs],
   ]);
+  if (m.resyncs)
+    family(
+      'slbctl_resyncs_total',
+      'counter',
+      'Periodic comparisons of the kernel with the config: planned, or skipped as nothing had changed.',
+      [
+        [{ result: 'planned' }, m.resyncs.planned],
+        [{ result: 'skipped' }, m.resyncs.skipped],
+      ],
+    );
   family('slbctl_config_reloads_total', 'counter', 'Config reloads, by result (a failed reload keeps the old config).', [
     [{ result: 'ok' }, m.reloads.ok],
     [{ result: 'failed' }, m.reloads.failed],
@@ -213,16 +225,20 @@ export function parseListen(v: string): { host: string; port: number } | undefin
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-export function serveMetrics(listen: { host: string; port: number }, render: () => Buffer): Promise<http.Server> {
+export function serveMetrics(listen: { host: string; port: number }, render: () => Promise<Buffer>): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end();
       return;
     }
     if (req.url === '/metrics') {
-      const body = render();
-      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': body.length });
-      res.end(req.method === 'HEAD' ? undefined : body);
+      render().then(
+        (body) => {
+          res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': body.length });
+          res.end(req.method === 'HEAD' ? undefined : body);
+        },
+        (e: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`slbctl: ${(e as Error).message}\n`),
+      );
       return;
     }
     res.writeHead(404, { 'Content-Type': 'text/plain' }).end('slbctl: metrics are at /metrics\n');

@@ -3,7 +3,7 @@
 // backend holds the services.
 import { BackendChoice, Config } from '../model/types';
 import { OwnedAddress } from '../model/state';
-import { Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
+import { NetInterface, Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
 import { readSysctl, writeSysctl } from '../kernel/rtnl/sysctl';
 import { PreflightError } from '../util/errors';
 import { CAP_NET_ADMIN, hasCapability } from '../util/caps';
@@ -14,7 +14,7 @@ import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { AUTO_ORDER, backendOf } from '../backends/registry';
 import { Backend as BackendImpl, BackendDriver, ObserveOptions } from '../backends/types';
 import { Ownership, hasIntent, readOwnership, sweepOwnershipLeftovers, writeOwnership } from '../records/ownership';
-import { ownedAddressesOf, ownershipAfter, ownershipIntent } from './ownership';
+import { ownedAddressesOf, ownershipAfter, ownershipIntent, sameOwnership } from './ownership';
 import { heldWriteLock } from '../records/lock';
 import { checkVips } from './vip-checks';
 import { L7Engine } from '../backends/haproxy/engine';
@@ -83,10 +83,12 @@ export async function observe(
   k: KernelSession,
   sysctlKeys: string[],
   o: ObserveOptions = {},
+  /** The interfaces as the caller just read them (a plan reads them once: 10,000 VIPs are 10,000 addresses to parse). */
+  known?: NetInterface[],
 ): Promise<ObservedState & { foreign: string[] }> {
   const ownership = readOwnership();
   const { kernel, foreign, legacyOwnedAddresses } = await k.driver.observe(ownership, o);
-  const interfaces = await k.rtnl.interfaces();
+  const interfaces = known ?? (await k.rtnl.interfaces());
   const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
   kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacyOwnedAddresses);
   const sysctls: Record<string, string> = {};
@@ -102,7 +104,7 @@ export interface PlanOptions {
   arpWaitMs?: number;
   /** Leave DSR real servers with no known MAC out of the plan (listed in `unresolved`) instead of failing. */
   dropUnresolved?: boolean;
-  /** Start from the backend's record of its last apply when the kernel shows no change since (plan and apply; not the controller, which reads counters). */
+  /** Start from the backend's record of its last apply when the kernel shows no change since (plan, apply and the controller; a record holds no traffic counters). */
   fromRecord?: boolean;
 }
 
@@ -132,7 +134,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
     }
   }
   const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) }, k.backend);
-  const observed = await observe(k, Object.keys(desired.sysctls), { fromRecord: o.fromRecord === true });
+  const observed = await observe(k, Object.keys(desired.sysctls), { fromRecord: o.fromRecord === true }, interfaces);
   const taken = desired.services.filter((s) => observed.foreign.includes(`${s.protocol}/${s.vip}:${s.port}`));
   if (taken.length > 0) {
     throw new ResolveError(
@@ -143,7 +145,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   const plan = makePlan(desired, observed);
   // Host-dependent refusals (subnet edges, a VIP another host holds) before anything changes.
   await checkVips(k.rtnl, config, interfaces, plan.ops);
-  // Only callers that plan from the record keep it (the controller, which lists every resync, would rewrite it each time).
+  // Only callers that plan from the record keep it: a caller that lists for the counters (status) says nothing of the record.
   if (o.fromRecord) k.driver.planned?.(plan);
   return { ...plan, unresolved };
 }
@@ -195,6 +197,21 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
 
 const opsOfKind = <K extends Op['op']>(ops: readonly Op[], kind: K) => ops.filter((o): o is Extract<Op, { op: K }> => o.op === kind);
 
+const OWNERSHIP_OPS: ReadonlySet<string> = new Set(['add-address', 'delete-address', 'forget-address', 'set-sysctl', 'l7']);
+
+/**
+ * Whether a plan can change the ownership record. One that adds, removes and
+ * sets no address, sysctl or L7 change, on a backend with nothing of its own
+ * in the record, whose observed addresses are all recorded as owned (none
+ * from an older version's nft set), leaves it as it is: a weight change of
+ * 10,000 services writes no 10,000-address record twice.
+ */
+function touchesOwnership(plan: Plan, impl: BackendImpl, record: Ownership): boolean {
+  if (impl.ownership || plan.desired.restoreSysctls || hasIntent(record) || plan.ops.some((o) => OWNERSHIP_OPS.has(o.op))) return true;
+  const owned = record.addresses.filter((a) => a.backend === impl.name && a.state === 'owned').length;
+  return plan.observed.kernel.ownedAddresses.length !== owned;
+}
+
 /**
  * Execute a plan (also one with no operations: callers that hold the write
  * lock call this every time, so the ownership record is settled). nftables changes are one transaction; IPVS changes undo
@@ -219,7 +236,11 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
   k.driver.preflight(plan);
   const l7Changes = opsOfKind(plan.ops, 'l7').map((o) => o.change);
   k.l7.preflight(l7Changes);
-  if (plan.ops.length > 0) writeOwnership(ownershipIntent(record, plan, k.backend));
+  const recorded = touchesOwnership(plan, k.impl, record);
+  if (plan.ops.length > 0 && recorded) {
+    const intent = ownershipIntent(record, plan, k.backend);
+    if (!sameOwnership(intent, record)) writeOwnership(intent);
+  }
   const undo: { what: string; run: () => Promise<void> | void }[] = [];
   let indexes: Map<string, number> | undefined;
   const ifindex = async (device: string) => {
@@ -240,12 +261,15 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
       });
       log(`sysctl ${op.key}=${op.to}`);
     }
-    for (const op of opsOf('add-address')) {
-      const index = await ifindex(op.device);
-      await k.rtnl.addAddress(index, op.address, 32);
-      undo.push({ what: `remove address ${op.address}`, run: () => k.rtnl.deleteAddress(index, op.address, 32) });
-      log(`address ${op.address}/32 added to ${op.device}`);
+    const adds = opsOf('add-address');
+    const items = [];
+    for (const op of adds) items.push({ ifindex: await ifindex(op.device), address: op.address, prefixLength: 32, device: op.device });
+    const { added, error } = await k.rtnl.addAddresses(items);
+    for (const a of added) {
+      undo.push({ what: `remove address ${a.address}`, run: () => k.rtnl.deleteAddress(a.ifindex, a.address, 32) });
+      log(`address ${a.address}/32 added to ${a.device}`);
     }
+    if (error) throw error;
     // The L7 engine first (it binds to the VIPs just added); undone if the kernel backend then fails.
     if (l7Changes.length > 0) {
       const before: L7ServiceState[] = plan.observed.l7?.running ? plan.observed.l7.services : [];
@@ -271,5 +295,8 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     await k.rtnl.deleteAddress(await ifindex(op.device), op.address, 32);
     log(`address ${op.address}/32 removed from ${op.device}`);
   }
-  if (plan.ops.length > 0 || plan.desired.restoreSysctls) writeOwnership(ownershipAfter(record, plan, k.backend));
+  if ((plan.ops.length > 0 || plan.desired.restoreSysctls) && recorded) {
+    const after = ownershipAfter(record, plan, k.backend);
+    if (!sameOwnership(after, record)) writeOwnership(after);
+  }
 }

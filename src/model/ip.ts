@@ -1,13 +1,40 @@
 // IPv4 helpers for validation and subnet arithmetic. Pure.
 
+/**
+ * Dotted-quad text as its 32-bit number, or -1 when it is not one (four
+ * parts 0-255, no leading zeros). One pass over the characters: a config of
+ * 10,000 services has 50,000 addresses to check.
+ */
+function parseIPv4(text: string): number {
+  let n = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      n = n * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+      continue;
+    }
+    if (c < 48 || c > 57 || (digits > 0 && part === 0)) return -1;
+    part = part * 10 + (c - 48);
+    digits++;
+    if (part > 255) return -1;
+  }
+  return dots === 3 && digits > 0 ? n * 256 + part : -1;
+}
+
 export function isIPv4(text: string): boolean {
-  const parts = text.split('.');
-  if (parts.length !== 4) return false;
-  return parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+  return parseIPv4(text) >= 0;
 }
 
 export function ipv4ToInt(text: string): number {
-  return text.split('.').reduce((acc, p) => acc * 256 + Number(p), 0);
+  const n = parseIPv4(text);
+  return n >= 0 ? n : text.split('.').reduce((acc, p) => acc * 256 + Number(p), 0);
 }
 
 export function intToIpv4(n: number): string {

@@ -11,7 +11,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { run, runChecked } from '../../src/util/exec';
-import { identityOf, removeRecordsOf } from '../../src/records/netns';
+import { identityOf, recordFile, removeRecordsOf } from '../../src/records/netns';
+import { startController } from '../../src/lab/harness';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const ns = `tnr${process.pid.toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
@@ -89,6 +90,16 @@ describe('the record of slbctl nftables tables (netns)', { skip: isRoot ? false 
     assert.match((await nft('list', 'map', 'ip', 'slbctl', 'backends_tcp')).stdout, /198\.18\.0\.3 \. 80 \. 1 :/);
   });
 
+  it("a record of another layout of the tables (an older slbctl's) is no record: the tables are listed", async () => {
+    await helper('plan'); // recorded
+    const file = recordFile('nft-applied', identityOf(ns));
+    const { layout: _layout, ...older } = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(file, JSON.stringify(older));
+    const listed = await helper('plan');
+    assert.deepEqual({ ops: listed.ops, listings: listed.listings, recorded: listed.recorded }, { ops: 0, listings: 2, recorded: false });
+    assert.equal((await helper('plan')).listings, 0, 'the listing found nothing to change and recorded the tables again');
+  });
+
   it('a commit to another table also moves the generation: listed once, then recorded again', async () => {
     await nft('add', 'table', 'ip', `other${ns}`);
     try {
@@ -112,5 +123,42 @@ describe('the record of slbctl nftables tables (netns)', { skip: isRoot ? false 
     assert.equal((await helper('plan-listed', 5)).ops, 0, 'the listed tables must hold the new weight and nothing else');
     const back = await helper('plan', 5);
     assert.deepEqual({ ops: back.ops, listings: back.listings }, { ops: 0, listings: 0 });
+  });
+
+  it('slbctl run skips resyncs while the generation holds, and repairs a hand edit at the next one', { timeout: 120_000 }, async () => {
+    await runChecked('lo up', ['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    const listen = `127.0.0.1:${20000 + (process.pid % 20000)}`;
+    const resyncs = async (): Promise<{ planned: number; skipped: number }> => {
+      const r = await run(['curl', '-sS', '--max-time', '10', `http://${listen}/metrics`], { netns: ns });
+      assert.equal(r.code, 0, r.stderr);
+      const count = (result: string) =>
+        Number(new RegExp(`^slbctl_resyncs_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(r.stdout)?.[1]);
+      return { planned: count('planned'), skipped: count('skipped') };
+    };
+    const until = async (what: string, test: () => Promise<boolean>) => {
+      const end = Date.now() + 30_000;
+      while (!(await test())) {
+        if (Date.now() > end) throw new Error(`no ${what} within 30 s`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    const controller = startController(ns, file(1), ['--metrics', listen, '--resync', '200ms']);
+    try {
+      await controller.waitFor((l) => l.event === 'start' && /running/.test(l.msg), 30_000, 'the controller to start');
+      // Settled: resyncs are skipped (one GETGEN each), not planned.
+      await until('skipped resyncs', async () => (await resyncs()).skipped >= 5);
+      const before = await resyncs();
+      await nft('delete', 'element', 'ip', 'slbctl', 'backends_tcp', '{ 198.18.0.3 . 80 . 1 }');
+      const drift = await controller.waitFor((l) => l.event === 'drift', 30_000, 'the repair of the deleted backend slot');
+      assert.match(JSON.stringify(drift), /repair service tcp\/198\.18\.0\.3:80: backend slot 1 missing/);
+      assert.match((await nft('list', 'map', 'ip', 'slbctl', 'backends_tcp')).stdout, /198\.18\.0\.3 \. 80 \. 1 :/);
+      const repaired = await resyncs();
+      assert.ok(repaired.planned > before.planned, 'the moved generation made a resync plan');
+      // Settled again on the record of its own repair: skipping, with the tables as a listing expects them.
+      await until('skipped resyncs after the repair', async () => (await resyncs()).skipped >= repaired.skipped + 5);
+      assert.equal((await helper('plan-listed')).ops, 0);
+    } finally {
+      await controller.stop();
+    }
   });
 });

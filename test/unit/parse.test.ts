@@ -354,6 +354,13 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
   },
   { name: 'a bad indentation', text: 'services:\n  - vip: 172.16.75.84\n   port: 80\n', issues: ['Sequence item without - indicator'] },
   { name: 'a duplicate key', text: 'services: []\nservices: []\n', issues: ['Map keys must be unique'] },
+  // Valid JSON to JSON.parse, which keeps the last: the fast JSON path must still refuse it.
+  { name: 'a duplicate key in JSON', text: '{"backend": "nft", "services": [], "backend": "ipvs"}', issues: ['Map keys must be unique'] },
+  {
+    name: 'a duplicate key in JSON, escaped quotes before it',
+    text: '{"services": [], "a\\"": 1, "services": []}',
+    issues: ['Map keys must be unique'],
+  },
   {
     name: 'a JSON syntax error',
     text: '{"services": [}',

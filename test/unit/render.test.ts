@@ -240,9 +240,10 @@ describe('backend slots', () => {
         slots.map((x) => nameOf(x.value)),
         c.slots,
       );
-      const rule = renderPlan(plan(desired([s]), programmed([])))
-        .split('\n')
-        .find((l) => l.startsWith('add rule ip slbctl svc_'));
+      // The slot is picked in the pick chain the service's rule jumps to; with no slot, the service's own rule drops.
+      const lines = renderPlan(plan(desired([s]), programmed([]))).split('\n');
+      const rule =
+        lines.find((l) => l.startsWith('add rule ip slbctl pick_')) ?? lines.find((l) => l.startsWith('add rule ip slbctl svc_'));
       assert.ok(rule?.includes(c.rule), `${rule ?? '(no rule)'}\nshould contain ${c.rule}`);
     });
   }
@@ -254,7 +255,7 @@ describe('backend slots', () => {
     );
     const rule = renderPlan(plan(desired([webDsr]), programmed([])))
       .split('\n')
-      .find((l) => l.startsWith('add rule netdev slbctl svc_'));
+      .find((l) => l.startsWith('add rule netdev slbctl pick_'));
     assert.ok(
       rule?.includes('ether daddr set ip daddr . tcp dport . jhash ip saddr . tcp sport mod 2 seed 0x51b map @backends_tcp fwd to "eth0"'),
       rule,

@@ -44,6 +44,10 @@ const driver: BackendDriver = {
     if (generation !== undefined && (await readGeneration().catch(() => undefined)) === generation) kernel.nftGeneration = generation;
     return { kernel, foreign: [], legacyOwnedAddresses };
   },
+  async stamp() {
+    const generation = await readGeneration().catch(() => undefined);
+    return generation === undefined ? undefined : `nft generation ${generation}`;
+  },
   planned(plan) {
     // Listed at a steady generation and nothing to change: the tables are the desired state, recorded as such.
     const generation = plan.observed.kernel.nftGeneration;

@@ -30,11 +30,19 @@ const netnsKey = () => `${currentNetns().inode}/${currentNetns().cookie ?? ''}`;
 /** The generation after `g`: the kernel skips 0 when its 32-bit counter wraps. */
 export const nextGeneration = (g: number): number => (g >= 0xffffffff ? 1 : g + 1);
 
+/**
+ * The shape of the tables a record stands for. A record is the services, not
+ * the objects: tables made by a slbctl that laid services out otherwise (2:
+ * pick chains, src/kernel/nft/names.ts) must be listed and rewritten once, so
+ * a record of another layout is no record.
+ */
+const LAYOUT = 2;
+
 /** The services slbctl's tables held at `generation`, when slbctl recorded them at exactly that generation. */
 export function appliedAt(generation: number): ServiceState[] | undefined {
   if (memo && memo.netns === netnsKey() && memo.generation === generation) return memo.services;
   const r = readRecord('nft-applied');
-  if (!r || r.generation !== generation || !Array.isArray(r.services)) return undefined;
+  if (!r || r.generation !== generation || r.layout !== LAYOUT || !Array.isArray(r.services)) return undefined;
   memo = { netns: netnsKey(), generation, services: r.services as ServiceState[] };
   return memo.services;
 }
@@ -42,13 +50,36 @@ export function appliedAt(generation: number): ServiceState[] | undefined {
 /** Record that at `generation` slbctl's tables hold exactly `services`. */
 export function recordApplied(generation: number, services: readonly ServiceState[]): void {
   const plain = services.map(({ counters: _c, backendKeys: _b, nft: _n, ...s }) => s);
-  writeRecord('nft-applied', { generation, services: plain }, currentNetns(), true);
+  writeRecord('nft-applied', { generation, layout: LAYOUT, services: plain }, currentNetns(), true);
   memo = { netns: netnsKey(), generation, services: plain };
 }
 
 export function forgetApplied(): void {
   memo = undefined;
   removeRecord('nft-applied');
+}
+
+const keysOf = new WeakMap<RecordedService, string[]>();
+
+/**
+ * A recorded service as a plan sees it, its backend map keys worked out when
+ * asked (a getter on the class, not defineProperty on each of 10,000 copies,
+ * which left them slow to read everywhere after).
+ */
+class RecordedService {
+  constructor(s: ServiceState) {
+    Object.assign(this, s);
+  }
+
+  get backendKeys(): string[] {
+    let keys = keysOf.get(this);
+    if (!keys) {
+      const s = this as unknown as ServiceState;
+      keys = backendSlots(s).slots.map((x) => backendKey(s, x));
+      keysOf.set(this, keys);
+    }
+    return keys;
+  }
 }
 
 /**
@@ -58,16 +89,8 @@ export function forgetApplied(): void {
  * slbctl made, so there is nothing to repair.
  */
 export function kernelFromApplied(services: readonly ServiceState[], generation: number): KernelState {
-  const observed = services.map((s) => {
-    const copy: ServiceState = { ...s };
-    let keys: string[] | undefined;
-    Object.defineProperty(copy, 'backendKeys', {
-      enumerable: true,
-      configurable: true,
-      get: () => (keys ??= backendSlots(s).slots.map((x) => backendKey(s, x))),
-    });
-    return copy;
-  });
+  // Object.assign gave it every field of the service: it is one, with backendKeys on its class.
+  const observed = services.map((s) => new RecordedService(s) as unknown as ServiceState);
   const tables = (['ip', 'netdev'] as const satisfies readonly Family[]).filter((f) => services.some((s) => familyOf(s) === f));
   const ingressDevices = [...new Set(services.filter((s) => s.mode === 'dsr').map((s) => s.device))].sort();
   return { services: observed, ownedAddresses: [], tables, ingressDevices, nftGeneration: generation, nftRecorded: true };

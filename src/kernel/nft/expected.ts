@@ -14,9 +14,9 @@ import {
   serviceId,
   snatChain,
 } from './names';
-import { Rule, dispatchRule, ruleFingerprint, serviceRule, snatDispatchRule, snatRule } from './rules';
+import { Rule, dispatchRule, pickChainOf, pickRule, ruleFingerprint, serviceRule, snatDispatchRule, snatRule } from './rules';
 import { ChainInfo, TableInventory } from './inventory';
-import { backendKey, backendSlots } from './slots';
+import { backendKey, backendSlots, slotTotal } from './slots';
 
 /** The map from a full-NAT VIP to its source-NAT chain. */
 export const FULLNAT_VIPS = FULLNAT_VIPS_MAP;
@@ -39,10 +39,26 @@ export interface ExpectedSet {
   kind: 'set' | 'map';
 }
 
-/** The base chains and sets of each table: created with the table, never per service. */
+/** The pick chains (names.ts) these services jump to, each with its one rule. */
+export function pickChains(services: readonly ServiceState[]): Map<string, ExpectedChain> {
+  const chains = new Map<string, ExpectedChain>();
+  for (const s of services) {
+    const total = slotTotal(s);
+    const name = pickChainOf(s, total);
+    if (name !== undefined && !chains.has(name)) chains.set(name, { rules: [pickRule(s, total)] });
+  }
+  return chains;
+}
+
+/**
+ * The base chains and sets of each table, created with the table, and the
+ * pick chains that `services` (of this family) jump to: the table's objects
+ * that are not one service's.
+ */
 export function tablePlumbing(
   family: Family,
   dsrDevices: readonly string[],
+  services: readonly ServiceState[] = [],
 ): { sets: Map<string, ExpectedSet>; chains: Map<string, ExpectedChain> } {
   const sets = new Map<string, ExpectedSet>([
     [
@@ -94,6 +110,7 @@ export function tablePlumbing(
       });
     }
   }
+  for (const [name, c] of pickChains(services.filter((s) => familyOf(s) === family))) chains.set(name, c);
   return { sets, chains };
 }
 
@@ -105,6 +122,8 @@ export const serviceMapKey = (s: Pick<ServiceState, 'protocol' | 'vip' | 'port'>
 export interface ServicePieces {
   chain: string;
   rule: Rule;
+  /** The pick chain its rule jumps to, and that chain's rule; none when it has no slot. */
+  pick?: { chain: string; rule: Rule };
   map: { key: string; value: string };
   members: { key: string; comment: string }[];
   backends: { key: string; value: string }[];
@@ -113,9 +132,11 @@ export interface ServicePieces {
 export function servicePieces(s: ServiceState): ServicePieces {
   const chain = serviceChain(serviceId(s));
   const { total, slots } = backendSlots(s);
+  const pick = pickChainOf(s, total);
   return {
     chain,
     rule: serviceRule(s, total),
+    ...(pick !== undefined ? { pick: { chain: pick, rule: pickRule(s, total) } } : {}),
     map: { key: serviceMapKey(s), value: `jump ${chain}` },
     members: s.realServers.map((r) => ({ key: memberKey(s, r), comment: memberComment(r) })),
     backends: slots.map((x) => ({ key: backendKey(s, x), value: x.value })),
@@ -158,7 +179,7 @@ export function expectedInventory(services: readonly ServiceState[]): Partial<Re
   for (const family of ['ip', 'netdev'] as const) {
     const mine = services.filter((s) => familyOf(s) === family);
     if (mine.length === 0) continue;
-    const plumbing = tablePlumbing(family, dsrDevices);
+    const plumbing = tablePlumbing(family, dsrDevices, mine);
     const inv: TableInventory = { family, chains: new Map(), sets: new Map() };
     for (const [name, set] of plumbing.sets) inv.sets.set(name, { type: set.type, elements: new Map() });
     const chain = (name: string, c: { hook?: string; rules: Rule[] }) => {

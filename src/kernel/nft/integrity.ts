@@ -101,25 +101,43 @@ export function objectRepairs(
   for (const family of ['ip', 'netdev'] as const) {
     const t = kernel.nftTables?.[family];
     if (!t || skip.has(family) || !desired.some((s) => familyOf(s) === family)) continue;
-    const plumbing = tablePlumbing(family, dsrDevices);
+    const plumbing = tablePlumbing(family, dsrDevices, desired);
     for (const [name, want] of plumbing.chains) {
       const have = t.chains.get(name);
-      // A missing ingress chain is added by the plan's add-ingress.
-      if (!have && family === 'netdev') continue;
+      // A missing ingress chain is added by the plan's add-ingress; a missing pick chain with the service that jumps to it.
+      if (!have && (family === 'netdev' || name.startsWith('pick_'))) continue;
       const reasons = have ? chainRuleReasons(name, have, want) : [`chain ${name} missing`];
       if (reasons.length > 0) ops.push({ what: 'repair-chain', family, chain: name, reasons });
     }
     if (family === 'ip') ops.push(...snatRepairs(desired, t).filter((o) => o.what !== 'repair-snat' || !touchedVips.has(o.vip)));
     for (const [name, set] of t.sets)
       if (!plumbing.sets.has(name)) ops.push({ what: 'delete-object', family, object: set.type.startsWith('map ') ? 'map' : 'set', name });
+    const jumpedTo = jumpTargets(t);
     for (const name of t.chains.keys()) {
-      // svc_ chains of a well-formed name are services (observe.ts); snat_ chains are checked above.
+      // svc_ chains of a well-formed name are services (observe.ts); snat_ chains are checked above. A pick
+      // chain that a rule still jumps to goes with the change of that rule's service (render.ts).
       const known =
-        plumbing.chains.has(name) || /^ingress_/.test(name) || parseChainName(name) !== undefined || /^snat_\d+_\d+_\d+_\d+$/.test(name);
+        plumbing.chains.has(name) ||
+        /^ingress_/.test(name) ||
+        parseChainName(name) !== undefined ||
+        /^snat_\d+_\d+_\d+_\d+$/.test(name) ||
+        (name.startsWith('pick_') && jumpedTo.has(name));
       if (!known) ops.push({ what: 'delete-object', family, object: 'chain', name });
     }
   }
   return ops;
+}
+
+/** The chains some rule of the table jumps to. */
+export function jumpTargets(t: TableInventory): Set<string> {
+  const targets = new Set<string>();
+  for (const chain of t.chains.values())
+    for (const rule of chain.rules)
+      for (const x of rule.expr) {
+        const target = (x as { jump?: { target?: unknown } } | null)?.jump?.target;
+        if (typeof target === 'string') targets.add(target);
+      }
+  return targets;
 }
 
 function snatRepairs(desired: readonly ServiceState[], t: TableInventory): NftChange[] {

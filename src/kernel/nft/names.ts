@@ -24,6 +24,19 @@ export const serviceChain = (id: string) => `svc_${id}`;
  * every transaction quadratic (measured: 46 s to load 10,000 services).
  */
 export const backendsMap = (protocol: string) => `backends_${protocol}`;
+/**
+ * The chain that picks a backend slot for every service with the same way of
+ * picking (protocol, selector, slot count; for DSR the interface and MAC it
+ * forwards with). Services jump to it from their own chain: a rule that looks
+ * up a backends map binds the map to its chain, and the kernel checks every
+ * element of the map at each binding and each added element against every
+ * binding, so one lookup rule per service made a 10,000-service transaction
+ * quadratic (20 s of kernel time in nf_tables_bind_set and nft_add_set_elem).
+ */
+export function pickChain(protocol: string, selector: string, total: number, forward?: { device: string; mac: string }): string {
+  const base = `pick_${protocol}_${selector}_${total}`;
+  return forward ? `${base}_${forward.device}_${forward.mac.replace(/:/g, '')}` : base;
+}
 export const snatChain = (vip: string) => `snat_${vip.replace(/\./g, '_')}`;
 export const ingressChain = (device: string) => `ingress_${device}`;
 

@@ -111,7 +111,11 @@ function readServices(t: TableInventory): ServiceState[] {
     if (p.counters) s.counters = p.counters;
     services.push(s);
   }
-  return services.sort((a, b) => serviceKey(a).localeCompare(serviceKey(b), 'en'));
+  const collate = new Intl.Collator('en').compare;
+  return services
+    .map((s) => [serviceKey(s), s] as const)
+    .sort((a, b) => collate(a[0], b[0]))
+    .map(([, s]) => s);
 }
 
 /**

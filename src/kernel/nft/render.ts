@@ -9,26 +9,64 @@ import { Family, ServiceState } from '../../model/state';
 import { Plan, changesOf } from '../../plan/types';
 import { NftChange } from './changes';
 import { MEMBERS_SET, SERVICES_MAP, backendsMap, ingressChain, snatChain } from './names';
-import { familyOf, memberKey, servicePieces, snatPieces, tablePlumbing, FULLNAT_VIPS } from './expected';
-import { dispatchRule } from './rules';
+import { familyOf, memberKey, pickChains, servicePieces, snatPieces, tablePlumbing, FULLNAT_VIPS } from './expected';
+import { dispatchRule, pickChainOf, pickRule } from './rules';
+import { slotTotal } from './slots';
 import { NftCommand, scriptText } from './commands';
 
 export { HASH_SEED } from './rules';
 export { MAX_SLOTS, backendSlots, slotShares } from './slots';
 
-const PHASES = ['rebuild', 'tables', 'chains', 'services', 'snat', 'cleanup'] as const;
+const PHASES = ['rebuild', 'tables', 'chains', 'picks', 'services', 'snat', 'cleanup'] as const;
 type Phase = (typeof PHASES)[number];
+
+/**
+ * A phase's commands with its elements batched: one delete per map first
+ * (an element goes before the chain it jumps to), the other commands in
+ * order, then one add per map (the chains its elements jump to exist by
+ * then). A cold apply of 10,000 services is a few commands per map, not
+ * several per service.
+ */
+function batched(commands: readonly NftCommand[]): NftCommand[] {
+  const deletes = new Map<string, Extract<NftCommand, { object: 'element'; verb: 'delete' }>>();
+  const adds = new Map<string, Extract<NftCommand, { object: 'element'; verb: 'add' }>>();
+  const rest: NftCommand[] = [];
+  for (const c of commands) {
+    if (c.object !== 'element') {
+      rest.push(c);
+      continue;
+    }
+    const key = `${c.family} ${c.set}`;
+    if (c.verb === 'delete') {
+      const d = deletes.get(key);
+      if (d) d.keys.push(...c.keys);
+      else deletes.set(key, { ...c, keys: [...c.keys] });
+    } else {
+      const a = adds.get(key);
+      if (a) a.elements.push(...c.elements);
+      else adds.set(key, { ...c, elements: [...c.elements] });
+    }
+  }
+  return [...deletes.values(), ...rest, ...adds.values()];
+}
 
 class Transaction {
   private readonly commands = new Map<Phase, NftCommand[]>(PHASES.map((p) => [p, []]));
 
   emit(phase: Phase, ...commands: NftCommand[]): void {
-    this.commands.get(phase)?.push(...commands);
+    const list = this.commands.get(phase);
+    if (list) for (const c of commands) list.push(c);
+  }
+
+  size(): number {
+    let n = 0;
+    for (const list of this.commands.values()) n += list.length;
+    return n;
   }
 
   /** The commands in order; a table being deleted takes its contents with it, so nothing else is said about it. */
   list(deleted: ReadonlySet<Family>): NftCommand[] {
-    const kept = PHASES.flatMap((p) => (this.commands.get(p) ?? []).filter((c) => !deleted.has(c.family)));
+    const kept = PHASES.flatMap((p) => batched((this.commands.get(p) ?? []).filter((c) => !deleted.has(c.family))));
     return [...kept, ...[...deleted].map((family): NftCommand => ({ verb: 'delete', object: 'table', family }))];
   }
 }
@@ -153,11 +191,86 @@ function beforeOf(plan: Plan, rebuilt: ReadonlySet<Family>): Before {
   };
 }
 
+const pickOf = (s: ServiceState): string | undefined => pickChainOf(s, slotTotal(s));
+
+/**
+ * The pick chains of a plan: each one a service jumps to is added once, unless
+ * the table already has it; one that only changed or deleted services used is
+ * deleted last, unless a service still jumps to it.
+ */
+class Picks {
+  private readonly added = new Set<string>();
+  private readonly leaving = new Set<string>();
+  private recorded: Set<string> | undefined;
+  private wanted: Set<string> | undefined;
+
+  constructor(
+    private readonly plan: Plan,
+    private readonly tx: Transaction,
+    private readonly rebuilt: ReadonlySet<Family>,
+  ) {}
+
+  private existed(family: Family, name: string): boolean {
+    if (this.rebuilt.has(family)) return false;
+    const kernel = this.plan.observed.kernel;
+    if (!kernel.nftRecorded) return kernel.nftTables?.[family]?.chains.has(name) ?? false;
+    this.recorded ??= new Set(kernel.services.flatMap((s) => (pickOf(s) !== undefined ? [`${familyHeld(s)} ${pickOf(s)}`] : [])));
+    return this.recorded.has(`${family} ${name}`);
+  }
+
+  /** Before a service's rule jumps to its pick chain. */
+  need(s: ServiceState): void {
+    const family = familyOf(s);
+    const total = slotTotal(s);
+    const name = pickChainOf(s, total);
+    if (name === undefined || this.added.has(`${family} ${name}`) || this.existed(family, name)) return;
+    this.added.add(`${family} ${name}`);
+    this.tx.emit(
+      'picks',
+      { verb: 'add', object: 'chain', family, chain: name },
+      { verb: 'add', object: 'rule', family, chain: name, rule: pickRule(s, total) },
+    );
+  }
+
+  /** A service as the kernel holds it is changed or deleted: its pick chain may be left without users. */
+  left(o: ServiceState | undefined): void {
+    const name = o ? pickOf(o) : undefined;
+    if (o && name !== undefined) this.leaving.add(`${familyHeld(o)} ${name}`);
+  }
+
+  /**
+   * Pick chains no desired service jumps to, deleted after the rules that
+   * jumped to them changed: those of the services the plan changes (a plan
+   * from the record), or every one the listing shows (the drift check
+   * deletes those no rule jumps to itself: `deletedByRepair`).
+   */
+  finish(deletedByRepair: ReadonlySet<string>): void {
+    const kernel = this.plan.observed.kernel;
+    const candidates = new Set(this.leaving);
+    if (!kernel.nftRecorded)
+      for (const family of ['ip', 'netdev'] as const)
+        for (const name of kernel.nftTables?.[family]?.chains.keys() ?? [])
+          if (name.startsWith('pick_')) candidates.add(`${family} ${name}`);
+    if (candidates.size === 0) return;
+    this.wanted ??= new Set(
+      (['ip', 'netdev'] as const).flatMap((family) =>
+        [...pickChains(this.plan.desired.services.filter((s) => familyOf(s) === family)).keys()].map((name) => `${family} ${name}`),
+      ),
+    );
+    for (const key of [...candidates].sort()) {
+      if (this.wanted.has(key) || this.added.has(key) || deletedByRepair.has(key)) continue;
+      const [family, chain] = key.split(' ') as [Family, string];
+      if (!this.rebuilt.has(family) && this.existed(family, chain)) this.tx.emit('cleanup', ...flushAndDelete(family, chain));
+    }
+  }
+}
+
 /** The nftables commands of a plan, in the order they must run; none when the plan has no nftables work. */
 export function planCommands(plan: Plan): NftCommand[] {
   const tx = new Transaction();
   const rebuilt = new Set(changesOf(plan.ops, 'nft').flatMap((c) => (c.what === 'rebuild-table' ? [c.family] : [])));
   const before = beforeOf(plan, rebuilt);
+  const picks = new Picks(plan, tx, rebuilt);
   const deleted = new Set<Family>();
   const snatVips = new Set<string>();
   const rewritten = new Set<string>();
@@ -169,7 +282,10 @@ export function planCommands(plan: Plan): NftCommand[] {
     const key = serviceKey(s);
     if (rewritten.has(key)) return;
     rewritten.add(key);
-    tx.emit('services', ...rewriteService(s, before.service(s)));
+    const was = before.service(s);
+    picks.need(s);
+    picks.left(was);
+    tx.emit('services', ...rewriteService(s, was));
   };
 
   const change = (c: NftChange) => {
@@ -198,7 +314,7 @@ export function planCommands(plan: Plan): NftCommand[] {
         tx.emit('cleanup', ...flushAndDelete('netdev', ingressChain(c.device)));
         break;
       case 'repair-chain': {
-        const want = tablePlumbing(c.family, dsrDevices).chains.get(c.chain);
+        const want = tablePlumbing(c.family, dsrDevices, plan.desired.services).chains.get(c.chain);
         const have = plan.observed.kernel.nftTables?.[c.family]?.chains.get(c.chain);
         if (!want) break;
         const family = c.family;
@@ -238,16 +354,21 @@ export function planCommands(plan: Plan): NftCommand[] {
         if (op.backend === 'nft') change(op.change);
         break;
       case 'add-service':
+        picks.need(op.service);
         tx.emit('services', ...addService(op.service));
         noteSnat(op.service);
         break;
       case 'delete-service':
+        picks.left(op.service);
         tx.emit('services', ...deleteService(op.service));
         noteSnat(op.service);
         break;
       case 'update-service':
-        if (familyHeld(op.before) !== familyOf(op.after)) tx.emit('services', ...deleteService(op.before), ...addService(op.after));
-        else rewrite(op.after);
+        if (familyHeld(op.before) !== familyOf(op.after)) {
+          picks.need(op.after);
+          picks.left(op.before);
+          tx.emit('services', ...deleteService(op.before), ...addService(op.after));
+        } else rewrite(op.after);
         noteSnat(op.before);
         noteSnat(op.after);
         break;
@@ -264,6 +385,10 @@ export function planCommands(plan: Plan): NftCommand[] {
     }
   }
   for (const vip of [...snatVips].sort()) tx.emit('snat', ...snatCommands(vip, plan.desired.services, before));
+  const deletedByRepair = new Set(
+    changesOf(plan.ops, 'nft').flatMap((c) => (c.what === 'delete-object' && c.object === 'chain' ? [`${c.family} ${c.name}`] : [])),
+  );
+  if (tx.size() > 0) picks.finish(deletedByRepair);
   return tx.list(deleted);
 }
 

@@ -4,7 +4,7 @@
 // kernel holds, so a rule altered by hand is found; a real-kernel test loads
 // every shape and checks that the listing equals the declared expression.
 import { ServiceState } from '../../model/state';
-import { FULLNAT_VIPS_MAP, SERVICES_MAP, backendsMap, serviceComment } from './names';
+import { FULLNAT_VIPS_MAP, SERVICES_MAP, backendsMap, pickChain, serviceComment } from './names';
 
 export interface Rule {
   /** After `add rule FAMILY TABLE CHAIN `. */
@@ -55,9 +55,10 @@ export function snatRule(s: Pick<ServiceState, 'protocol' | 'port' | 'snatAddres
   };
 }
 
-function selector(s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol'>, total: number): { text: string; expr: unknown } {
+function selector(s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol'>, total: number): { name: string; text: string; expr: unknown } {
   const seed = `seed 0x${HASH_SEED.toString(16)}`;
   const bySource = {
+    name: 'sh',
     text: `jhash ip saddr mod ${total} ${seed}`,
     expr: { jhash: { mod: total, seed: HASH_SEED, expr: payload('ip', 'saddr') } },
   };
@@ -66,36 +67,54 @@ function selector(s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol'>, tota
     // No conntrack on the netdev hook: every packet of a flow must hash the same way. mh: the flow's hash
     // with a fixed seed indexes the Maglev table, so balancers with the same table pick the same server.
     return {
+      name: 'flow',
       text: `jhash ip saddr . ${s.protocol} sport mod ${total} ${seed}`,
       expr: { jhash: { mod: total, seed: HASH_SEED, expr: { concat: [payload('ip', 'saddr'), payload(s.protocol, 'sport')] } } },
     };
   }
-  return { text: `numgen inc mod ${total}`, expr: { numgen: { mode: 'inc', mod: total, offset: 0 } } };
+  return { name: 'inc', text: `numgen inc mod ${total}`, expr: { numgen: { mode: 'inc', mod: total, offset: 0 } } };
 }
 
-/** The one rule of a service's chain: pick a slot, map it to a real server, forward there. */
-export function serviceRule(s: ServiceState, total: number): Rule {
-  const comment = serviceComment(s);
-  const head = `meta l4proto ${s.protocol} counter`;
-  const headExpr = [match(meta('l4proto'), s.protocol), counter];
-  if (total === 0) return { text: `${head} drop`, expr: [...headExpr, { drop: null }], comment };
+type Picked = Pick<ServiceState, 'mode' | 'scheduler' | 'protocol' | 'forwardDevice' | 'forwardMac'>;
+
+/** The chain a service with `total` slots jumps to; undefined with no slot (its own rule drops). */
+export function pickChainOf(s: Picked, total: number): string | undefined {
+  if (total === 0) return undefined;
+  const forward = s.mode === 'dsr' ? { device: s.forwardDevice ?? '', mac: s.forwardMac ?? '' } : undefined;
+  return pickChain(s.protocol, selector(s, total).name, total, forward);
+}
+
+/**
+ * The one rule of a pick chain: pick a slot, map it to a real server, forward
+ * there. No protocol match of its own: nft adds the one `tcp dport` depends
+ * on, and lists the rule without it.
+ */
+export function pickRule(s: Picked, total: number): Rule {
   const sel = selector(s, total);
   const map = backendsMap(s.protocol);
   const lookupText = `ip daddr . ${s.protocol} dport . ${sel.text} map @${map}`;
   const lookupExpr = { map: { key: { concat: [payload('ip', 'daddr'), payload(s.protocol, 'dport'), sel.expr] }, data: `@${map}` } };
   if (s.mode === 'dsr') {
     return {
-      text: `${head} ether saddr set ${s.forwardMac ?? ''} ether daddr set ${lookupText} fwd to "${s.forwardDevice ?? ''}"`,
+      text: `ether saddr set ${s.forwardMac ?? ''} ether daddr set ${lookupText} fwd to "${s.forwardDevice ?? ''}"`,
       expr: [
-        ...headExpr,
         { mangle: { key: payload('ether', 'saddr'), value: s.forwardMac ?? '' } },
         { mangle: { key: payload('ether', 'daddr'), value: lookupExpr } },
         { fwd: { dev: s.forwardDevice ?? '' } },
       ],
-      comment,
     };
   }
-  return { text: `${head} dnat ip to ${lookupText}`, expr: [...headExpr, { dnat: { family: 'ip', addr: lookupExpr } }], comment };
+  return { text: `dnat ip to ${lookupText}`, expr: [{ dnat: { family: 'ip', addr: lookupExpr } }] };
+}
+
+/** The one rule of a service's chain: count, then jump to the chain that picks its backend (or drop, with none). */
+export function serviceRule(s: ServiceState, total: number): Rule {
+  const comment = serviceComment(s);
+  const head = `meta l4proto ${s.protocol} counter`;
+  const headExpr = [match(meta('l4proto'), s.protocol), counter];
+  const pick = pickChainOf(s, total);
+  if (pick === undefined) return { text: `${head} drop`, expr: [...headExpr, { drop: null }], comment };
+  return { text: `${head} jump ${pick}`, expr: [...headExpr, { jump: { target: pick } }], comment };
 }
 
 /** The rule as `add rule` takes it. */

@@ -2,7 +2,7 @@
 // number of slots per real server, interleaved so that consecutive
 // connections spread out. Pure; render and the drift check share it.
 import { ServiceState } from '../../model/state';
-import { maglevTable } from './maglev';
+import { MAGLEV_SIZE, maglevTable } from './maglev';
 
 /** Most slots one service takes in its backends map; larger weight sums are scaled down. */
 export const MAX_SLOTS = 1024;
@@ -59,6 +59,12 @@ function maglevSlots(s: ServiceState): { total: number; slots: Slot[] } {
   const table = maglevTable(s.realServers.map((r) => ({ id: `${r.address}:${r.port}`, weight: r.weight > 0 ? r.weight : 0 })));
   if (table.some((i) => i < 0)) return { total: 0, slots: [] };
   return { total: table.length, slots: table.map((i, index) => ({ index, value: slotValue(s, s.realServers[i]) })) };
+}
+
+/** How many slots a service takes (backendSlots' total), without laying them out. */
+export function slotTotal(s: Pick<ServiceState, 'scheduler' | 'realServers'>): number {
+  if (s.scheduler === 'mh') return s.realServers.some((r) => r.weight > 0) ? MAGLEV_SIZE : 0;
+  return slotShares(s).reduce((a, b) => a + b, 0);
 }
 
 export function backendKey(s: Pick<ServiceState, 'vip' | 'port'>, slot: Pick<Slot, 'index'>): string {

@@ -20,6 +20,9 @@ export interface NetInterface {
 }
 
 const AF_INET = 2;
+/** include/uapi/linux/rtnetlink.h: RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH. */
+const RTM_NEWNEIGH = 28;
+const RTM_GETNEIGH = 30;
 
 function ipv4FromBuffer(b: Buffer | undefined): string | undefined {
   return b && b.length === 4 ? Array.from(b).join('.') : undefined;
@@ -68,6 +71,31 @@ export class Rtnl {
     this.sock.socket.close();
   }
 
+  /**
+   * Call `changed` whenever a link, an IPv4 address or a neighbour entry of
+   * this namespace changes (rtnetlink's multicast groups),
+   * and when the socket fails (events may have been lost). A separate socket:
+   * the request socket's replies must not be mixed with notifications.
+   */
+  static watchInterfaces(changed: (what: 'interfaces' | 'neighbours') => void): { close(): void } {
+    const sock = createRtNetlink();
+    // The raw socket's events: the message type says what changed, no need to parse the rest.
+    sock.socket.on('message', (messages) => {
+      for (const m of messages) changed(m.type >= RTM_NEWNEIGH && m.type <= RTM_GETNEIGH ? 'neighbours' : 'interfaces');
+    });
+    for (const event of ['invalid', 'truncatedMessage', 'error'] as const)
+      sock.socket.on(event, () => {
+        changed('interfaces');
+        changed('neighbours');
+      });
+    sock.addMembership('LINK');
+    sock.addMembership('IPV4_IFADDR');
+    sock.addMembership('NEIGH');
+    // Notifications alone must not keep the process alive.
+    sock.socket.unref();
+    return { close: () => sock.socket.close() };
+  }
+
   async interfaces(): Promise<NetInterface[]> {
     const [links, addresses] = await this.serial(
       async (socket) => [await socket.getLinks(), await socket.getAddresses({ family: AF_INET })] as const,
@@ -108,6 +136,43 @@ export class Rtnl {
     } catch (e) {
       throw new RtnlError(`add address ${address}/${prefixLength} to interface ${ifindex}`, e);
     }
+  }
+
+  /**
+   * Add many addresses, up to `window` requests in flight at once (each has
+   * its own sequence number and answer): 10,000 VIPs one round trip at a time
+   * are seconds of waiting. Resolves with those added; `error` is the first
+   * refusal, after which no more are sent.
+   */
+  async addAddresses<T extends { ifindex: number; address: string; prefixLength: number }>(
+    items: readonly T[],
+    window = 128,
+  ): Promise<{ added: T[]; error?: RtnlError }> {
+    const added: T[] = [];
+    let error: RtnlError | undefined;
+    await this.serial(async (socket) => {
+      for (let i = 0; i < items.length && !error; i += window) {
+        const results = await Promise.allSettled(
+          items.slice(i, i + window).map(async (item) => {
+            const raw = ipv4ToBuffer(item.address);
+            await socket.newAddress(
+              { family: AF_INET, prefixlen: item.prefixLength, index: item.ifindex, scope: 0 },
+              { local: raw, address: raw },
+              // NLM_F_CREATE | NLM_F_EXCL, as addAddress.
+              { flags: 0x400 | 0x200 },
+            );
+            return item;
+          }),
+        );
+        results.forEach((r, j) => {
+          const item = items[i + j];
+          if (r.status === 'fulfilled') added.push(r.value);
+          else if (!error && item)
+            error = new RtnlError(`add address ${item.address}/${item.prefixLength} to interface ${item.ifindex}`, r.reason);
+        });
+      }
+    });
+    return error ? { added, error } : { added };
   }
 
   async deleteAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {

@@ -22,7 +22,14 @@ function walk(list: readonly AnyCommand[], prefix: string[] = []): Leaf[] {
 
 // Values for required positionals and options, by name. A command that needs
 // one not listed here fails the "runs with valid arguments" control below.
-const POSITIONAL_SAMPLES: Record<string, string> = { service: 'web', rs: '172.16.75.82', mode: 'dsr', host: 'lb', cmd: 'true' };
+const POSITIONAL_SAMPLES: Record<string, string> = {
+  service: 'web',
+  rs: '172.16.75.82',
+  mode: 'dsr',
+  host: 'lb',
+  cmd: 'true',
+  balancer: 'lb2',
+};
 const OPTION_SAMPLES: Record<string, string> = { file: 'examples/fullnat.yaml' };
 
 /** The words of a command with a sample for each of its positionals (a group gets its first subcommand). */

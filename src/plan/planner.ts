@@ -16,6 +16,7 @@ function serviceChanges(before: ServiceState, after: ServiceState): string[] {
     'scheduler',
     'device',
     'snatAddress',
+    'snatPorts',
     'encapsulation',
     'forwardDevice',
     'forwardMac',
@@ -23,6 +24,8 @@ function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   for (const f of fields) {
     if (before[f] !== after[f]) changes.push(`${f} ${before[f] ?? '-'} -> ${after[f] ?? '-'}`);
   }
+  const pool = (s: ServiceState) => s.snatPool?.join(',') ?? '-';
+  if (pool(before) !== pool(after)) changes.push(`snatPool ${pool(before)} -> ${pool(after)}`);
   const persistence = (s: ServiceState) => (s.persistence ? `${s.persistence.timeout}s/${s.persistence.netmask}` : '-');
   if (persistence(before) !== persistence(after)) changes.push(`persistence ${persistence(before)} -> ${persistence(after)}`);
   return changes;

@@ -101,6 +101,7 @@ export const nftBackend: Backend<'nft'> = {
     persistence: false,
     encapsulations: ['none'],
     dsrNeedsMacs: true,
+    snatPool: true,
     title: 'the nftables backend',
   },
   async open() {

@@ -23,6 +23,7 @@ import { Lock } from '../records/lock';
 import { hasIntent } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
+import { SnatWatch } from './snat-watch';
 
 /** The default resync is never shorter than this (see defaultResync). */
 const MIN_DEFAULT_RESYNC_MS = 1000;
@@ -68,6 +69,7 @@ export class Controller {
   private unresolved = '';
   private readonly startedAt = Date.now();
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  private readonly snat = new SnatWatch((level, event, message, fields) => this.log(level, event, message, fields));
   private readonly stats = {
     applies: { ok: 0, failed: 0 },
     buckets: APPLY_BUCKETS.map((le) => ({ le, count: 0 })),
@@ -205,6 +207,7 @@ export class Controller {
         plan = await planConfig(k, eff.config, options);
       }
       for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
+      this.snat.track(plan.desired.services);
       const unresolved = plan.unresolved.join(', ');
       if (unresolved !== this.unresolved) {
         if (unresolved) this.log('warn', 'arp', `no MAC for ${unresolved}: left out of their DSR services until they answer ARP`);
@@ -338,6 +341,7 @@ export class Controller {
       reloads: { ...this.stats.reloads },
       checksByKind: [...this.monitors.checksByKind].map(([kind, c]) => ({ kind, ...c })),
       loopDelay: this.loopDelayQuantiles(),
+      snat: this.snat.use,
       startedAt: this.startedAt,
     };
   }
@@ -404,6 +408,7 @@ export class Controller {
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.watcher?.close();
     this.monitors.stopAll();
+    this.snat.stop();
     if (this.metricsServer) {
       const server = this.metricsServer;
       server.closeAllConnections();

@@ -20,6 +20,8 @@ import { objectRepairs } from '../../src/kernel/nft/integrity';
 import { snatUse } from '../../src/kernel/conntrack/snat-use';
 import { parseFlows } from '../../src/kernel/conntrack/conntrack';
 import { findCommand, run, runChecked } from '../../src/util/exec';
+import { SnatWatch } from '../../src/controller/snat-watch';
+import { renderMetrics } from '../../src/controller/metrics';
 
 const POOL = ['172.16.75.90', '172.16.75.91'];
 
@@ -249,6 +251,52 @@ describe('SNAT port use from conntrack', () => {
       { address: '172.16.75.90', services: ['tcp/172.16.75.84:80'], used: 2, capacity: 20000, ratio: 0.0001 },
       { address: '172.16.75.91', services: ['tcp/172.16.75.84:80'], used: 1, capacity: 20000, ratio: 0.00005 },
     ]);
+  });
+});
+
+describe('the controller watches the pool', () => {
+  const flow = (i: number, to: string) =>
+    `tcp      6 8 TIME_WAIT src=10.8.21.40 dst=172.16.75.84 sport=${5000 + i} dport=80 src=172.16.75.82 dst=${to} sport=80 dport=${20000 + i} [ASSURED] mark=0 use=1`;
+  const small = web({ snatPorts: '20000-20009' }); // 10 ports x 2 real servers: 20 per address
+
+  it('warns once past 80 % of an address, says when it is back, and exposes the gauges', async () => {
+    let listing = '';
+    const lines: string[] = [];
+    const watch = new SnatWatch(
+      (level, _event, message) => lines.push(`${level}: ${message}`),
+      60_000,
+      () => Promise.resolve(parseFlows(listing)),
+    );
+    try {
+      listing = Array.from({ length: 17 }, (_, i) => flow(i, POOL[0] ?? '')).join('\n');
+      watch.track([small]); // samples at once
+      await new Promise((r) => setImmediate(r));
+      await watch.sample();
+      assert.deepEqual(lines, [
+        'warn: source address 172.16.75.90 has 17 of its 20 ports in use (85%); add addresses to snatAddresses, widen snatPorts or shorten conntrack.tcpTimeWait before new connections fail',
+      ]);
+      listing = flow(1, POOL[0] ?? '');
+      await watch.sample();
+      assert.equal(lines[1], 'info: source address 172.16.75.90 is back to 5% of its ports');
+      const text = renderMetrics({
+        backend: 'nft',
+        services: [],
+        applies: { ok: 0, failed: 0 },
+        applyBuckets: [],
+        applySeconds: { sum: 0, count: 0 },
+        driftRepairs: 0,
+        reloads: { ok: 0, failed: 0 },
+        loopDelay: [],
+        checksByKind: [],
+        snat: watch.use,
+        startedAt: 0,
+      });
+      assert.match(text, /^slbctl_snat_ports_in_use\{address="172\.16\.75\.90"\} 1$/m);
+      assert.match(text, /^slbctl_snat_ports_capacity\{address="172\.16\.75\.91"\} 20$/m);
+      assert.match(text, /^slbctl_snat_port_use_ratio\{address="172\.16\.75\.90"\} 0\.05$/m);
+    } finally {
+      watch.stop();
+    }
   });
 });
 

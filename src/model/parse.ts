@@ -267,13 +267,15 @@ function checkSource(
   const onlyFullnat = (key: string) => {
     if (s.mode !== undefined && s.mode !== 'fullnat') c.fail([...path, key], `only applies to mode fullnat (this service is ${s.mode})`);
   };
+  // A pool's address other than the VIP: the pool is for spreading ports, and the VIP's are the clients'.
   const notVip = (address: string | undefined, at: PathPart[]) => {
     if (address !== undefined && address === s.vip)
       c.fail(at, `${address} is the VIP itself; use an address of this host that faces the real servers`);
     return address !== undefined && address !== s.vip ? address : undefined;
   };
   if (raw.snatAddress !== undefined) {
-    out.address = notVip(c.hostAddress(raw.snatAddress, [...path, 'snatAddress'], 'source'), [...path, 'snatAddress']);
+    // One address may be the VIP (replies come back to this host all the same), as it always could.
+    out.address = c.hostAddress(raw.snatAddress, [...path, 'snatAddress'], 'source');
     onlyFullnat('snatAddress');
   }
   if (raw.snatAddresses !== undefined) {

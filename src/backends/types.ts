@@ -18,6 +18,8 @@ export interface BackendCapabilities {
   encapsulations: readonly Encapsulation[];
   /** dsr rewrites MACs itself: every real server's MAC must be known (from ARP). */
   dsrNeedsMacs: boolean;
+  /** fullnat's source NAT takes a pool of addresses (snatAddresses) and a port range (snatPorts). */
+  snatPool: boolean;
   /** What the backend is called in messages ("the nftables backend"). */
   title: string;
 }

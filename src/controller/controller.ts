@@ -28,6 +28,7 @@ import { hasIntent, readOwnership } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
 import { BirdSpeaker, resolveSpeaker } from '../ha/bird';
+import { SnatWatch } from './snat-watch';
 
 /** The default resync is never shorter than this (see defaultResync). */
 const MIN_DEFAULT_RESYNC_MS = 1000;
@@ -95,6 +96,7 @@ export class Controller {
   private unresolved = '';
   private readonly startedAt = Date.now();
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  private readonly snat = new SnatWatch((level, event, message, fields) => this.log(level, event, message, fields));
   private readonly stats = {
     applies: { ok: 0, failed: 0 },
     buckets: APPLY_BUCKETS.map((le) => ({ le, count: 0 })),
@@ -306,6 +308,7 @@ export class Controller {
         if (now === undefined || now !== state) plan = await planConfig(k, eff.config, options);
       }
       for (const s of plan.desired.services) for (const r of s.realServers) if (r.mac) this.macs.set(r.address, r.mac);
+      this.snat.track(plan.desired.services);
       const unresolved = plan.unresolved.join(', ');
       if (unresolved !== this.unresolved) {
         if (unresolved) this.log('warn', 'arp', `no MAC for ${unresolved}: left out of their DSR services until they answer ARP`);
@@ -458,6 +461,7 @@ export class Controller {
       reloads: { ...this.stats.reloads },
       checksByKind: [...this.monitors.checksByKind].map(([kind, c]) => ({ kind, ...c })),
       loopDelay: this.loopDelayQuantiles(),
+      snat: this.snat.use,
       startedAt: this.startedAt,
     };
   }
@@ -559,6 +563,7 @@ export class Controller {
     this.watcher?.close();
     this.interfaceWatch?.close();
     this.monitors.stopAll();
+    this.snat.stop();
     if (this.metricsServer) {
       const server = this.metricsServer;
       server.closeAllConnections();

@@ -2,6 +2,7 @@
 // server that serves it (127.0.0.1 by default: metrics are not for the world).
 import * as http from 'node:http';
 import { ServiceRuntime } from './records';
+import type { SnatUse } from '../kernel/conntrack/snat-use';
 
 export interface RealServerCounters {
   checksOk: number;
@@ -40,6 +41,8 @@ export interface MetricsSnapshot {
   loopDelay: { quantile: number; seconds: number }[];
   /** Checks run by all monitors, by kind (tcp, http, tcp-vip …). */
   checksByKind: { kind: string; ok: number; failed: number }[];
+  /** fullnat's source addresses and their ports in use (conntrack, sampled every few seconds). */
+  snat?: readonly SnatUse[];
   startedAt: number;
 }
 
@@ -212,6 +215,25 @@ export function renderMetricsBytes(m: MetricsSnapshot): Buffer {
     [{ result: 'ok' }, m.reloads.ok],
     [{ result: 'failed' }, m.reloads.failed],
   ]);
+  const snat = m.snat ?? [];
+  family(
+    'slbctl_snat_ports_in_use',
+    'gauge',
+    'Source ports of a fullnat source address held by conntrack (open, closing and TIME_WAIT flows).',
+    snat.map((u) => [{ address: u.address }, u.used]),
+  );
+  family(
+    'slbctl_snat_ports_capacity',
+    'gauge',
+    'Source ports a fullnat source address has: its port range times the real servers it reaches.',
+    snat.map((u) => [{ address: u.address }, u.capacity]),
+  );
+  family(
+    'slbctl_snat_port_use_ratio',
+    'gauge',
+    'In use / capacity of each fullnat source address; slbctl run logs a warning past 0.8.',
+    snat.map((u) => [{ address: u.address }, u.ratio]),
+  );
   family('slbctl_start_time_seconds', 'gauge', 'When the controller started (Unix time).', [[{}, m.startedAt / 1000]]);
   return text.bytes();
 }

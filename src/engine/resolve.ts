@@ -7,7 +7,7 @@ import { ConfigError } from '../util/errors';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { Config, L7Scheduler, Protocol, Service, isL7, serviceKey } from '../model/types';
+import { CONNTRACK_SYSCTLS, Config, ConntrackTimeouts, L7Scheduler, Protocol, Service, isL7, serviceKey } from '../model/types';
 import { L7ServiceState, OwnedAddress, ServiceState } from '../model/state';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { DesiredState } from '../plan/types';
@@ -67,6 +67,38 @@ function sourceAddress(s: Service, where: string, facts: HostFacts): string {
       `no address of this host faces real server ${first?.address}; set "snatAddress:" to the balancer address the real servers should see`,
     );
   return own;
+}
+
+/**
+ * An L4 fullnat service's configured source addresses, each on the interface
+ * that carries it, so that the real servers' replies to it reach this host
+ * (ARP): one this host already has stays where it is; another is added as a
+ * /32 to the interface whose subnet holds it, and removed with the service,
+ * like a VIP. L7 (HAProxy) binds to its one source address as it is.
+ */
+function configuredSources(s: Service, index: number, facts: HostFacts): OwnedAddress[] {
+  if (s.mode !== 'fullnat' || isL7(s.protocol) || !s.snatAddress) return [];
+  return (s.snatPool ?? [s.snatAddress]).map((address, i) => {
+    const holder = holderOf(facts.interfaces, address);
+    if (holder) return { address, device: holder.name };
+    const found = interfaceForAddress(facts.interfaces, address);
+    if (!found)
+      throw new ResolveError(
+        `services[${index}].${s.snatPool ? `snatAddresses[${i}]` : 'snatAddress'} (${serviceKey(s)})`,
+        `${address} is on no subnet of this host, so the real servers' replies to it could not find this host; use addresses of the subnet that faces the real servers`,
+      );
+    return { address, device: found.iface.name };
+  });
+}
+
+/** The conntrack timeouts the config sets, as sysctls of this namespace. */
+function conntrackSysctls(timeouts: ConntrackTimeouts | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, sysctl] of Object.entries(CONNTRACK_SYSCTLS) as [keyof ConntrackTimeouts, string][]) {
+    const v = timeouts?.[key];
+    if (v !== undefined) out[sysctl] = String(v);
+  }
+  return out;
 }
 
 /** https: both PEM files readable, and the key the certificate's own (HAProxy would refuse to start otherwise). */
@@ -153,7 +185,16 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
     device,
     realServers: s.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
   };
-  if (s.mode === 'fullnat') state.snatAddress = sourceAddress(s, where, facts);
+  if (s.mode === 'fullnat') {
+    if ((s.snatPool || s.snatPorts) && !can.snatPool)
+      throw new ResolveError(
+        where,
+        `snatAddresses with more than one address and snatPorts need the nftables backend; ${can.title} source-NATs with one iptables rule to one address`,
+      );
+    state.snatAddress = sourceAddress(s, where, facts);
+    if (s.snatPool) state.snatPool = [...s.snatPool];
+    if (s.snatPorts) state.snatPorts = s.snatPorts;
+  }
   if (s.encapsulation === 'ipip') state.encapsulation = 'ipip';
   if (s.persistence) state.persistence = { ...s.persistence };
   // IPVS forwards DSR itself (direct routing or tunnel): no MACs to resolve; nftables rewrites them.
@@ -197,11 +238,9 @@ export function resolveConfig(config: Config, facts: HostFacts, backend: Backend
     if (isL7(s.protocol)) l7.push(resolveL7Service(s, i, facts));
     else services.push(resolveService(s, i, facts, backend));
   });
-  const addresses = [
-    ...new Map(
-      [...services, ...l7].map((s): [string, OwnedAddress] => [`${s.vip}@${s.device}`, { address: s.vip, device: s.device }]),
-    ).values(),
-  ];
-  const sysctls = backendOf(backend).sysctls(services, config, facts.interfaces);
+  const vips = [...services, ...l7].map((s): OwnedAddress => ({ address: s.vip, device: s.device }));
+  const sources = config.services.flatMap((s, i) => configuredSources(s, i, facts));
+  const addresses = [...new Map([...vips, ...sources].map((a): [string, OwnedAddress] => [`${a.address}@${a.device}`, a])).values()];
+  const sysctls = { ...backendOf(backend).sysctls(services, config, facts.interfaces), ...conntrackSysctls(config.conntrack) };
   return { backend, services, addresses, sysctls, l7 };
 }

@@ -41,12 +41,20 @@ function refuseSubnetEdges(config: Config, interfaces: readonly NetInterface[]):
       [`${where}.vip (${serviceKey(s)})`, s.vip],
       ...s.realServers.map((r, j): [string, string] => [`${where}.realServers[${j}].address (${serviceKey(s)})`, r.address]),
       ...(s.sorryServer ? [[`${where}.sorryServer.address (${serviceKey(s)})`, s.sorryServer.address] as [string, string]] : []),
+      ...sourcesOf(s).map((x): [string, string] => [`${where}.${x.key} (${serviceKey(s)})`, x.address]),
     ];
     for (const [path, address] of addresses) {
       const edge = subnetEdge(address, interfaces);
       if (edge) throw new ResolveError(path, `${address} is ${edge}; choose a host address inside the subnet`);
     }
   });
+}
+
+/** A fullnat service's configured source addresses, with the key each is written under. */
+function sourcesOf(s: Config['services'][number]): { key: string; address: string }[] {
+  if (s.mode !== 'fullnat') return [];
+  if (s.snatPool) return s.snatPool.map((address, i) => ({ key: `snatAddresses[${i}]`, address }));
+  return s.snatAddress ? [{ key: 'snatAddress', address: s.snatAddress }] : [];
 }
 
 interface Holder {
@@ -154,17 +162,19 @@ async function heldAddressesOf(
 }
 
 async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], interfaces: readonly NetInterface[]): Promise<void> {
-  const targets: { address: string; iface: NetInterface; index: number }[] = [];
+  const targets: { address: string; iface: NetInterface; index: number; key: string }[] = [];
   // Asked unless every service on the VIP allows it: the first service that does not, by VIP.
-  const asking = new Map<string, number>();
+  const asking = new Map<string, { index: number; key: string }>();
   config.services.forEach((s, i) => {
-    if (s.vipAlreadyPresent !== 'allow' && !asking.has(s.vip)) asking.set(s.vip, i);
+    if (s.vipAlreadyPresent !== 'allow' && !asking.has(s.vip)) asking.set(s.vip, { index: i, key: 'vip' });
+    // A source address another host holds would take that host's replies: always asked.
+    for (const x of sourcesOf(s)) if (!asking.has(x.address)) asking.set(x.address, { index: i, key: x.key });
   });
   for (const op of ops) {
     if (op.op !== 'add-address') continue;
-    const index = asking.get(op.address) ?? -1;
+    const ask = asking.get(op.address);
     const iface = interfaces.find((i) => i.name === op.device);
-    if (index >= 0 && iface) targets.push({ address: op.address, iface, index });
+    if (ask && iface) targets.push({ address: op.address, iface, ...ask });
   }
   if (targets.length === 0) return;
   const held = await heldAddresses(rtnl, targets);
@@ -172,6 +182,11 @@ async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], in
     const holder = held.get(t.address);
     const s = config.services[t.index];
     if (!holder || !s) continue;
+    if (t.key !== 'vip')
+      throw new ResolveError(
+        `services[${t.index}].${t.key} (${serviceKey(s)})`,
+        `${t.address} is already held by another host: ${holder.how}; a source address must be this host's alone. Choose a free address of the subnet that faces the real servers`,
+      );
     throw new ResolveError(
       `services[${t.index}].vip (${serviceKey(s)})`,
       `${t.address} is already held by another host: ${holder.how}; adding it here too would have two hosts answer for it. Remove it from that host or choose another VIP; if it is meant to move here, set vipAlreadyPresent: allow on the service (or at the top of the config)`,

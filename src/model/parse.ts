@@ -7,7 +7,9 @@ import { expansionIssue } from './alias-guard';
 import {
   BACKENDS,
   BackendChoice,
+  CONNTRACK_SYSCTLS,
   Config,
+  ConntrackTimeouts,
   ENCAPSULATIONS,
   Encapsulation,
   MODES,
@@ -62,6 +64,8 @@ const SERVICE_KEYS = [
   'interface',
   'vipAlreadyPresent',
   'snatAddress',
+  'snatAddresses',
+  'snatPorts',
   'encapsulation',
   'persistence',
   'healthCheck',
@@ -80,10 +84,13 @@ const MAX_CACHE_AGE_S = 86400;
 const SORRY_KEYS = ['address', 'port'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
-const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'services', 'ha'];
+const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'conntrack', 'services', 'ha'];
 const HA_KEYS = ['bgp'];
 const BGP_KEYS = ['asn', 'peers', 'routerId', 'bfd', 'holdTime'];
 const BGP_PEER_KEYS = ['address', 'asn'];
+/** More source addresses than this is a typo, not a pool: each one already gives every real server 64,512 ports. */
+export const MAX_SNAT_ADDRESSES = 64;
+const MAX_CONNTRACK_TIMEOUT_S = 86400;
 const MAX_PERSISTENCE_S = MAX_DURATION_MS / 1000;
 
 /** The fix for each kind of address, said in the error when it cannot be one. */
@@ -257,6 +264,91 @@ function checkCache(c: Checker, raw: unknown, path: PathPart[], protocol: Servic
   return { maxAge, maxObjectSize, totalSize };
 }
 
+/**
+ * fullnat's source NAT: one address (snatAddress), or a pool (snatAddresses)
+ * whose connections are spread by a flow hash, and the source-port range.
+ */
+function checkSource(
+  c: Checker,
+  raw: Record<string, unknown>,
+  path: PathPart[],
+  s: { mode: Mode | undefined; protocol: ServiceProtocol | undefined; vip: string | undefined },
+): { address?: string; pool?: string[]; ports?: string } {
+  const out: { address?: string; pool?: string[]; ports?: string } = {};
+  const onlyFullnat = (key: string) => {
+    if (s.mode !== undefined && s.mode !== 'fullnat') c.fail([...path, key], `only applies to mode fullnat (this service is ${s.mode})`);
+  };
+  // A pool's address other than the VIP: the pool is for spreading ports, and the VIP's are the clients'.
+  const notVip = (address: string | undefined, at: PathPart[]) => {
+    if (address !== undefined && address === s.vip)
+      c.fail(at, `${address} is the VIP itself; use an address of this host that faces the real servers`);
+    return address !== undefined && address !== s.vip ? address : undefined;
+  };
+  if (raw.snatAddress !== undefined) {
+    // One address may be the VIP (replies come back to this host all the same), as it always could.
+    out.address = c.hostAddress(raw.snatAddress, [...path, 'snatAddress'], 'source');
+    onlyFullnat('snatAddress');
+  }
+  if (raw.snatAddresses !== undefined) {
+    const pp = [...path, 'snatAddresses'];
+    onlyFullnat('snatAddresses');
+    if (raw.snatAddress !== undefined) c.fail(pp, 'is a pool and snatAddress is one address; set one of them, not both');
+    else if (!Array.isArray(raw.snatAddresses) || raw.snatAddresses.length === 0 || raw.snatAddresses.length > MAX_SNAT_ADDRESSES)
+      c.fail(pp, `must be a list of 1 to ${MAX_SNAT_ADDRESSES} addresses of this host that face the real servers`);
+    else {
+      const seen = new Map<string, number>();
+      const pool: string[] = [];
+      raw.snatAddresses.forEach((a, i) => {
+        const address = notVip(c.hostAddress(a, [...pp, i], 'source'), [...pp, i]);
+        if (address === undefined) return;
+        const first = seen.get(address);
+        if (first !== undefined) c.fail([...pp, i], `${address} duplicates snatAddresses[${first}]`);
+        else seen.set(address, i);
+        pool.push(address);
+      });
+      if (pool.length === raw.snatAddresses.length && seen.size === pool.length) {
+        out.address = pool[0];
+        if (pool.length > 1) out.pool = pool;
+      }
+      if (pool.length > 1 && s.protocol !== undefined && isL7(s.protocol))
+        c.fail(pp, `the L7 engine (HAProxy) connects from one address; for protocol ${s.protocol} use snatAddress`);
+    }
+  }
+  if (raw.snatPorts !== undefined) {
+    const pp = [...path, 'snatPorts'];
+    onlyFullnat('snatPorts');
+    const m = typeof raw.snatPorts === 'string' ? /^(\d{1,5})-(\d{1,5})$/.exec(raw.snatPorts.trim()) : null;
+    const low = m ? Number(m[1]) : NaN;
+    const high = m ? Number(m[2]) : NaN;
+    if (!(low >= 1 && high <= 65535 && low < high))
+      c.fail(pp, `${JSON.stringify(raw.snatPorts)} is not a port range; write "low-high" with 1 <= low < high <= 65535, e.g. "1024-65535"`);
+    else if (s.protocol !== undefined && isL7(s.protocol))
+      c.fail(pp, `is the kernel's source NAT; the L7 engine (HAProxy) picks its own ports for protocol ${s.protocol}`);
+    else out.ports = `${low}-${high}`;
+  }
+  return out;
+}
+
+/** conntrack: the timeouts of the balancer's namespace, whole seconds. */
+function checkConntrack(c: Checker, raw: unknown): ConntrackTimeouts | undefined {
+  if (raw === undefined) return undefined;
+  const keys = Object.keys(CONNTRACK_SYSCTLS) as (keyof ConntrackTimeouts)[];
+  if (!isRecord(raw)) {
+    c.fail(['conntrack'], `must be a mapping of timeouts in seconds (${keys.join(', ')})`);
+    return undefined;
+  }
+  c.unknownKeys(raw, keys, ['conntrack']);
+  const out: ConntrackTimeouts = {};
+  for (const key of keys) {
+    const v = raw[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_CONNTRACK_TIMEOUT_S)
+      c.fail(['conntrack', key], `${JSON.stringify(v)} is not a timeout (whole seconds, 1 to ${MAX_CONNTRACK_TIMEOUT_S})`);
+    else out[key] = v;
+  }
+  return out;
+}
+
 function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: VipPresence): Service | undefined {
   if (!isRecord(raw)) {
     c.fail(path, 'must be a mapping (vip, port, protocol, mode, scheduler, realServers)');
@@ -300,12 +392,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
       c.fail([...path, 'interface'], `${JSON.stringify(raw.interface)} is not an interface name`);
     else iface = raw.interface;
   }
-  let snatAddress: string | undefined;
-  if (raw.snatAddress !== undefined) {
-    snatAddress = c.hostAddress(raw.snatAddress, [...path, 'snatAddress'], 'source');
-    if (mode !== undefined && mode !== 'fullnat')
-      c.fail([...path, 'snatAddress'], `only applies to mode fullnat (this service is ${mode})`);
-  }
+  const snat = checkSource(c, raw, path, { mode, protocol, vip });
   let encapsulation: Encapsulation | undefined;
   if (raw.encapsulation !== undefined) {
     encapsulation = c.oneOf<Encapsulation>(raw.encapsulation, ENCAPSULATIONS, [...path, 'encapsulation'], 'encapsulation');
@@ -389,7 +476,9 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
   if (vip === undefined || port === undefined || protocol === undefined || mode === undefined || scheduler === undefined) return undefined;
   const service: Service = { name: name ?? serviceKey({ protocol, vip, port }), vip, port, protocol, mode, scheduler, realServers };
   if (iface !== undefined) service.interface = iface;
-  if (snatAddress !== undefined) service.snatAddress = snatAddress;
+  if (snat.address !== undefined) service.snatAddress = snat.address;
+  if (snat.pool !== undefined) service.snatPool = snat.pool;
+  if (snat.ports !== undefined) service.snatPorts = snat.ports;
   if (encapsulation === 'ipip') service.encapsulation = encapsulation;
   if (tls) service.tls = tls;
   if (cache) service.cache = cache;
@@ -495,6 +584,7 @@ export function validateConfig(
         ? 'allow'
         : 'refuse'
       : (c.oneOf<VipPresence>(data.vipAlreadyPresent, VIP_PRESENCE, ['vipAlreadyPresent'], 'vipAlreadyPresent setting') ?? 'refuse');
+  const conntrack = checkConntrack(c, data.conntrack);
   const services: Service[] = [];
   if (!Array.isArray(data.services)) {
     c.fail(['services'], 'is required: a list of services');
@@ -523,7 +613,10 @@ export function validateConfig(
     });
   }
   if (c.issues.length > 0 || backend === undefined) return { ok: false, issues: c.issues };
-  return { ok: true, config: { backend, services, ...(ha?.bgp ? { ha } : {}) } };
+  return {
+    ok: true,
+    config: { backend, services, ...(ha?.bgp ? { ha } : {}), ...(conntrack && Object.keys(conntrack).length > 0 ? { conntrack } : {}) },
+  };
 }
 
 /** Keys written in JSON text (a string followed by a colon), counted with indexOf jumps from quote to quote. */

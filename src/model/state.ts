@@ -26,8 +26,12 @@ export interface ServiceState {
   scheduler: Scheduler;
   /** Interface that carries the VIP (and, for dsr, receives the client's packets). */
   device: string;
-  /** fullnat: the balancer's address used as source towards the real servers. */
+  /** fullnat: the balancer's address used as source towards the real servers (a pool's first). */
   snatAddress?: string;
+  /** fullnat with a pool of two or more source addresses: all of them, in config order (a flow hash picks one). */
+  snatPool?: string[];
+  /** fullnat: the source-port range of the source NAT, "low-high"; the kernel's own when absent. */
+  snatPorts?: string;
   /** IPVS: client affinity for a timeout. */
   persistence?: Persistence;
   /** dsr over IPVS: ipip sends the packet in an IP-in-IP tunnel to the RS. */

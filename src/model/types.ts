@@ -89,8 +89,12 @@ export interface Service {
   interface?: string;
   /** Set only to allow: add the VIP even when another host on the segment answers for it. */
   vipAlreadyPresent?: 'allow';
-  /** fullnat only: source address towards the real servers; the LB's own address on their subnet when absent. */
+  /** fullnat only: source address towards the real servers (the pool's first); the LB's own address on their subnet when absent. */
   snatAddress?: string;
+  /** fullnat only, from `snatAddresses:` with two or more: every source address, connections spread over them by a flow hash. */
+  snatPool?: string[];
+  /** fullnat only: the source ports the source NAT may take, "low-high" (the kernel's 1024-65535 when absent). */
+  snatPorts?: string;
   /** dsr only: ipip wraps the client's packet in IP-in-IP to the RS (IPVS tunnel mode) instead of rewriting the MAC. */
   encapsulation?: Encapsulation;
   /** IPVS only: a client (its address under the netmask) keeps its real server for `timeout` seconds. */
@@ -153,6 +157,37 @@ export interface Config {
   services: Service[];
   /** One balancer of several (absent: a balancer on its own). */
   ha?: HaSettings;
+  conntrack?: ConntrackTimeouts;
+}
+
+/**
+ * Connection-tracking timeouts of the balancer's namespace, in seconds (the
+ * per-namespace sysctls net.netfilter.nf_conntrack_tcp_timeout_*). Full NAT
+ * keeps a closed connection's entry, and with it its source port, for the
+ * TIME_WAIT timeout (120 s by default): short ones let ports be reused sooner.
+ */
+export interface ConntrackTimeouts {
+  tcpTimeWait?: number;
+  tcpClose?: number;
+  tcpFinWait?: number;
+  tcpCloseWait?: number;
+}
+
+/** Each conntrack timeout key and the sysctl that holds it. */
+export const CONNTRACK_SYSCTLS: Record<keyof ConntrackTimeouts, string> = {
+  tcpTimeWait: 'net.netfilter.nf_conntrack_tcp_timeout_time_wait',
+  tcpClose: 'net.netfilter.nf_conntrack_tcp_timeout_close',
+  tcpFinWait: 'net.netfilter.nf_conntrack_tcp_timeout_fin_wait',
+  tcpCloseWait: 'net.netfilter.nf_conntrack_tcp_timeout_close_wait',
+};
+
+/** The source ports the kernel's source NAT takes when a service sets none (ports under 1024 keep to themselves). */
+export const DEFAULT_SNAT_PORTS = { low: 1024, high: 65535 };
+
+/** "1024-65535" -> its bounds. */
+export function snatPortRange(text: string | undefined): { low: number; high: number } {
+  const m = text === undefined ? undefined : /^(\d+)-(\d+)$/.exec(text);
+  return m ? { low: Number(m[1]), high: Number(m[2]) } : { ...DEFAULT_SNAT_PORTS };
 }
 
 /** The key that identifies a service in the kernel: protocol, VIP and port. */

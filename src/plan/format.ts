@@ -7,7 +7,7 @@ import { describeL7 } from '../backends/haproxy/plan';
 
 function describeService(s: ServiceState): string {
   const parts = [serviceKey(s), `"${s.name}"`, s.mode, s.scheduler, `dev ${s.device}`];
-  if (s.snatAddress) parts.push(`snat ${s.snatAddress}`);
+  if (s.snatAddress) parts.push(`snat ${s.snatPool ? s.snatPool.join(',') : s.snatAddress}${s.snatPorts ? ` ports ${s.snatPorts}` : ''}`);
   if (s.forwardDevice) parts.push(`forward ${s.forwardDevice} from ${s.forwardMac ?? '?'}`);
   if (s.encapsulation === 'ipip') parts.push('ipip');
   if (s.persistence) parts.push(`persistent ${s.persistence.timeout}s mask ${s.persistence.netmask}`);

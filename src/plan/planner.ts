@@ -14,6 +14,7 @@ const SERVICE_FIELDS = [
   'scheduler',
   'device',
   'snatAddress',
+  'snatPorts',
   'encapsulation',
   'forwardDevice',
   'forwardMac',
@@ -24,6 +25,8 @@ function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   for (const f of SERVICE_FIELDS) {
     if (before[f] !== after[f]) changes.push(`${f} ${before[f] ?? '-'} -> ${after[f] ?? '-'}`);
   }
+  const pool = (s: ServiceState) => s.snatPool?.join(',') ?? '-';
+  if (pool(before) !== pool(after)) changes.push(`snatPool ${pool(before)} -> ${pool(after)}`);
   const persistence = (s: ServiceState) => (s.persistence ? `${s.persistence.timeout}s/${s.persistence.netmask}` : '-');
   if ((before.persistence || after.persistence) && persistence(before) !== persistence(after))
     changes.push(`persistence ${persistence(before)} -> ${persistence(after)}`);

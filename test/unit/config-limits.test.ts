@@ -180,8 +180,8 @@ describe('YAML aliases', () => {
   it('an ordinary config with hundreds of aliases is read (yaml alone stops at 100)', () => {
     // The unknown keys that held the anchors are the only complaints: the aliases themselves expanded.
     assert.deepEqual(issues(manyAliases(150)), [
-      'checks: unknown key; allowed keys are backend, vipAlreadyPresent, services, ha',
-      'servers: unknown key; allowed keys are backend, vipAlreadyPresent, services, ha',
+      'checks: unknown key; allowed keys are backend, vipAlreadyPresent, conntrack, services, ha',
+      'servers: unknown key; allowed keys are backend, vipAlreadyPresent, conntrack, services, ha',
     ]);
   });
 

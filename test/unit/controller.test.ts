@@ -258,7 +258,14 @@ describe('conntrack listing', () => {
   it('reads original destination and reply source of each flow', () => {
     const flows = parseFlows(listing);
     assert.equal(flows.length, 4);
-    assert.deepEqual(flows[3], { protocol: 'udp', origDst: '172.16.75.84', origDport: 53, replySrc: '172.16.75.82', replySport: 53 });
+    assert.deepEqual(flows[3], {
+      protocol: 'udp',
+      origDst: '172.16.75.84',
+      origDport: 53,
+      replySrc: '172.16.75.82',
+      replySport: 53,
+      replyDst: '10.8.21.40',
+    });
   });
   it('counts established as active, the rest as inactive, per service and real server', () => {
     const flows = parseFlows(listing);

@@ -186,7 +186,7 @@ const accepted: { name: string; text: string; config: Config }[] = [
 // ---------------------------------------------------------------- rejected
 
 const ALLOWED_SERVICE_KEYS =
-  'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, tls, cache, realServers';
+  'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, snatAddresses, snatPorts, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, tls, cache, realServers';
 
 const rejected: { name: string; text: string; issues: string[] }[] = [
   {
@@ -227,7 +227,7 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
     name: 'unknown keys at every level',
     text: webJson({ colour: 'blue', realServers: [{ address: '172.16.75.82', wieght: 2 }] }, { verbose: true }),
     issues: [
-      'verbose: unknown key; allowed keys are backend, vipAlreadyPresent, services, ha',
+      'verbose: unknown key; allowed keys are backend, vipAlreadyPresent, conntrack, services, ha',
       `services[0].colour: unknown key; allowed keys are ${ALLOWED_SERVICE_KEYS}`,
       'services[0].realServers[0].wieght: unknown key; allowed keys are address, port, weight',
     ],

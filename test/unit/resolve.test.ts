@@ -94,12 +94,15 @@ const resolves: { name: string; config: Config; facts?: HostFacts; backend?: 'nf
     desired: { backend: 'nft', services: [resolved()], addresses: [{ address: '172.16.75.84', device: 'eth0' }], sysctls: FORWARDING },
   },
   {
-    name: 'fullnat: an explicit snatAddress is kept as written',
+    name: 'fullnat: an explicit snatAddress is kept as written, and added where its subnet is',
     config: config(web({ snatAddress: '172.16.75.99' })),
     desired: {
       backend: 'nft',
       services: [resolved({ snatAddress: '172.16.75.99' })],
-      addresses: [{ address: '172.16.75.84', device: 'eth0' }],
+      addresses: [
+        { address: '172.16.75.84', device: 'eth0' },
+        { address: '172.16.75.99', device: 'eth0' },
+      ],
       sysctls: FORWARDING,
     },
   },

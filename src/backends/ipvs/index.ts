@@ -60,6 +60,7 @@ export const ipvsBackend: Backend<'ipvs'> = {
     persistence: true,
     encapsulations: ['none', 'ipip'],
     dsrNeedsMacs: false,
+    snatPool: false,
     title: 'the IPVS backend',
   },
   async open() {

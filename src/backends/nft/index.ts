@@ -105,6 +105,7 @@ export const nftBackend: Backend<'nft'> = {
     persistence: false,
     encapsulations: ['none'],
     dsrNeedsMacs: true,
+    snatPool: true,
     title: 'the nftables backend',
   },
   async open() {

@@ -8,7 +8,8 @@ import { renderTable } from '../../util/table';
 import { ControllerRecord, RealServerRuntime, readDrains, runningController } from '../../controller/records';
 import { Drain } from '../../controller/effective';
 import { bgpSessions } from '../../ha/bird';
-import { Counts } from '../../kernel/conntrack/conntrack';
+import { Counts, listFlows } from '../../kernel/conntrack/conntrack';
+import { SNAT_WARN_RATIO, SnatUse, snatUse } from '../../kernel/conntrack/snat-use';
 import { L7Engine } from '../../backends/haproxy/engine';
 import { backendName, serverName } from '../../backends/haproxy/render';
 import { L7ServiceState } from '../../model/state';
@@ -118,6 +119,26 @@ async function connectionsOf(k: KernelSession, kernel: KernelState): Promise<Map
     }
   }
   return out;
+}
+
+/** The source-NAT addresses of the fullnat services and how many of their ports conntrack holds; [] without any (or without conntrack). */
+async function snatStatus(found: readonly Found[]): Promise<SnatUse[]> {
+  const services = found.flatMap((f) => f.kernel.services).filter((s) => s.mode === 'fullnat' && s.snatAddress);
+  if (services.length === 0) return [];
+  const flows = await listFlows();
+  return flows ? snatUse(services, flows) : [];
+}
+
+function renderSnat(use: readonly SnatUse[]): string {
+  if (use.length === 0) return '';
+  const rows = use.map((u) => [
+    u.address,
+    String(u.used),
+    String(u.capacity),
+    `${(u.ratio * 100).toFixed(1)}%${u.ratio >= SNAT_WARN_RATIO ? ' NEARLY FULL' : ''}`,
+    u.services.join(' '),
+  ]);
+  return `source NAT ports (conntrack entries by reply destination, against port range x real servers):\n${renderTable(['SOURCE ADDRESS', 'IN USE', 'CAPACITY', 'USE', 'SERVICES'], rows)}\n`;
 }
 
 function render(
@@ -240,6 +261,7 @@ export const statusCommand: CommandModule<object, Args> = {
     const drains = readDrains();
     const withServices = found.filter((f) => f.kernel.services.length > 0);
     const l7 = await l7Status();
+    const snat = await snatStatus(withServices);
     if (args.json) {
       const bigints = (_k: string, v: unknown) => (typeof v === 'bigint' ? Number(v) : v);
       const pick = withServices[0] ?? found[0];
@@ -293,6 +315,7 @@ export const statusCommand: CommandModule<object, Args> = {
             tables: found.flatMap((f) => f.kernel.tables),
             sysctls: pick?.sysctls ?? {},
             drift: found.flatMap((f) => f.drift),
+            snat,
             l7: l7 ?? null,
           },
           bigints,
@@ -306,6 +329,6 @@ export const statusCommand: CommandModule<object, Args> = {
       process.stdout.write(`backend: ${found.map((f) => f.backend).join(', ') || 'none'}\n${l7Text || 'no services programmed\n'}`);
       return;
     }
-    process.stdout.write(withServices.map((f) => render(f, controller, drains, conns, sessions)).join('\n') + l7Text);
+    process.stdout.write(withServices.map((f) => render(f, controller, drains, conns, sessions)).join('\n') + renderSnat(snat) + l7Text);
   },
 };

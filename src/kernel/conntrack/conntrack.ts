@@ -14,6 +14,8 @@ export interface Flow {
   origDport: number;
   replySrc: string;
   replySport: number;
+  /** Where the reply goes: the client, or with full NAT the source address the flow was given. */
+  replyDst: string;
 }
 
 export type Counts = { active: number; inactive: number };
@@ -37,6 +39,7 @@ export function parseFlows(text: string): Flow[] {
       origDport: Number(dport[0][1]),
       replySrc: src[1][1],
       replySport: Number(sport[1][1]),
+      replyDst: dst[1][1],
     });
   }
   return flows;

@@ -7,7 +7,7 @@
 import { MODES, Mode, PROTOCOLS, Protocol, SCHEDULERS, Scheduler, serviceKey } from '../../model/types';
 import { Family, KernelState, NftServicePieces, OwnedAddress, RealServerState, ServiceState } from '../../model/state';
 import { MEMBERS_SET, OWNED_ADDRESSES_SET, SERVICES_MAP, backendsMap, parseComment, serviceId } from './names';
-import { TableInventory, inventoryFromListing, obj } from './inventory';
+import { TableInventory, arr, inventoryFromListing, obj } from './inventory';
 
 function oneOf<T extends string>(v: string | undefined, allowed: readonly T[]): T | undefined {
   return v !== undefined && (allowed as readonly string[]).includes(v) ? (v as T) : undefined;
@@ -40,6 +40,48 @@ export function parseChainName(name: string): { protocol: Protocol; vip: string;
   if (!m) return undefined;
   const found = { protocol: m[1] as Protocol, vip: `${m[2]}.${m[3]}.${m[4]}.${m[5]}`, port: Number(m[6]) };
   return `svc_${serviceId(found)}` === name ? found : undefined;
+}
+
+/** What one rule of a VIP's source-NAT chain says (rules.ts snatRule): its service's protocol and port, its pool and ports. */
+export function parseSnatRule(expr: readonly unknown[]): { protocol?: Protocol; port?: number; pool?: string[]; ports?: string } {
+  const out: { protocol?: Protocol; port?: number; pool?: string[]; ports?: string } = {};
+  for (const x of expr) {
+    const m = obj(obj(x)?.match);
+    const left = obj(m?.left);
+    if (obj(left?.meta)?.key === 'l4proto') out.protocol = oneOf<Protocol>(String(m?.right), PROTOCOLS);
+    if (obj(left?.ct)?.key === 'proto-dst' && typeof m?.right === 'number') out.port = m.right;
+    const snat = obj(obj(x)?.snat);
+    if (!snat) continue;
+    const map = obj(obj(snat.addr)?.map);
+    if (map) {
+      const hashed = arr(obj(obj(obj(map.key)?.jhash)?.expr)?.concat);
+      const sport = obj(obj(hashed[1])?.payload)?.protocol;
+      if (typeof sport === 'string') out.protocol = oneOf<Protocol>(sport, PROTOCOLS);
+      const pairs = arr(obj(map.data)?.set).map((e) => arr(e));
+      out.pool = pairs.sort((a, b) => Number(a[0]) - Number(b[0])).map((e) => String(e[1]));
+    }
+    const range = arr(obj(snat.port)?.range);
+    if (range.length === 2) out.ports = `${String(range[0])}-${String(range[1])}`;
+  }
+  return out;
+}
+
+/** Each fullnat service's pool and port range, from its VIP's source-NAT chain. */
+function readSnatChains(t: TableInventory, services: readonly ServiceState[]): void {
+  const byKey = new Map(services.filter((s) => s.mode === 'fullnat').map((s) => [serviceKey(s), s]));
+  for (const [name, chain] of t.chains) {
+    const m = /^snat_(\d+)_(\d+)_(\d+)_(\d+)$/.exec(name);
+    if (!m) continue;
+    const vip = `${m[1]}.${m[2]}.${m[3]}.${m[4]}`;
+    for (const rule of chain.rules) {
+      const r = parseSnatRule(rule.expr);
+      if (!r.protocol || r.port === undefined) continue;
+      const s = byKey.get(serviceKey({ protocol: r.protocol, vip, port: r.port }));
+      if (!s) continue;
+      if (r.pool && r.pool.length > 1) s.snatPool = r.pool;
+      if (r.ports) s.snatPorts = r.ports;
+    }
+  }
 }
 
 function readServices(t: TableInventory): ServiceState[] {
@@ -111,6 +153,7 @@ function readServices(t: TableInventory): ServiceState[] {
     if (p.counters) s.counters = p.counters;
     services.push(s);
   }
+  readSnatChains(t, services);
   const collate = new Intl.Collator('en').compare;
   return services
     .map((s) => [serviceKey(s), s] as const)

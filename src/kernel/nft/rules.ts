@@ -43,15 +43,52 @@ export function snatDispatchRule(): Rule {
   };
 }
 
-/** One fullnat service's source NAT to the balancer's address, with a random port so the RS sees a fresh one. */
-export function snatRule(s: Pick<ServiceState, 'protocol' | 'port' | 'snatAddress'>): Rule {
+/** Not the schedulers' seed: the address a flow gets must not follow the real server it got. */
+export const SNAT_HASH_SEED = 0x5a7;
+
+/**
+ * One fullnat service's source NAT, with a random port so the RS sees a fresh
+ * one. A pool: the flow's hash (client address and port) picks the address,
+ * so connections from one client spread over all of them (a plain address
+ * range would not: the kernel picks within a range by the flow's addresses
+ * alone). nft needs the pool rule's `meta l4proto` to read `proto-dst`, but
+ * drops it when it lists the rule: the hash's `tcp sport` implies it.
+ */
+export function snatRule(s: Pick<ServiceState, 'protocol' | 'port' | 'snatAddress' | 'snatPool' | 'snatPorts'>): Rule {
+  const [low, high] = (s.snatPorts ?? '').split('-').map(Number);
+  const ports = s.snatPorts ? { text: `:${low}-${high}`, expr: { port: { range: [low, high] } } } : { text: '', expr: {} };
+  const dport = match({ ct: { key: 'proto-dst', dir: 'original' } }, s.port);
+  const pool = s.snatPool;
+  if (pool && pool.length > 1) {
+    const hash = `jhash ip saddr . ${s.protocol} sport mod ${pool.length} seed 0x${SNAT_HASH_SEED.toString(16)}`;
+    return {
+      text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${hash} map { ${pool.map((a, i) => `${i} : ${a}`).join(', ')} }${ports.text ? ` ${ports.text.replace(':', ': ')}` : ''} random`,
+      expr: [
+        dport,
+        {
+          snat: {
+            addr: {
+              map: {
+                key: {
+                  jhash: {
+                    mod: pool.length,
+                    seed: SNAT_HASH_SEED,
+                    expr: { concat: [payload('ip', 'saddr'), payload(s.protocol, 'sport')] },
+                  },
+                },
+                data: { set: pool.map((a, i) => [i, a]) },
+              },
+            },
+            ...ports.expr,
+            flags: 'random',
+          },
+        },
+      ],
+    };
+  }
   return {
-    text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${s.snatAddress ?? ''} random`,
-    expr: [
-      match(meta('l4proto'), s.protocol),
-      match({ ct: { key: 'proto-dst', dir: 'original' } }, s.port),
-      { snat: { addr: s.snatAddress ?? '', flags: 'random' } },
-    ],
+    text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${s.snatAddress ?? ''}${ports.text} random`,
+    expr: [match(meta('l4proto'), s.protocol), dport, { snat: { addr: s.snatAddress ?? '', ...ports.expr, flags: 'random' } }],
   };
 }
 

@@ -238,8 +238,12 @@ export function resolveConfig(config: Config, facts: HostFacts, backend: Backend
     if (isL7(s.protocol)) l7.push(resolveL7Service(s, i, facts));
     else services.push(resolveService(s, i, facts, backend));
   });
-  const vips = [...services, ...l7].map((s): OwnedAddress => ({ address: s.vip, device: s.device }));
-  const sources = config.services.flatMap((s, i) => configuredSources(s, i, facts));
+  // ha.vrrp: keepalived adds the VIPs and ha.vrrp.addresses on the master and removes them on the standby.
+  // Were slbctl to plan them too, it would put them back on the standby at every resync and both balancers
+  // would answer ARP. A source address not listed there is this balancer's own, planned as without ha.
+  const floating = new Set((config.ha?.vrrp?.addresses ?? []).map((a) => a.split('/')[0]));
+  const vips = config.ha?.vrrp ? [] : [...services, ...l7].map((s): OwnedAddress => ({ address: s.vip, device: s.device }));
+  const sources = config.services.flatMap((s, i) => configuredSources(s, i, facts)).filter((a) => !floating.has(a.address));
   const addresses = [...new Map([...vips, ...sources].map((a): [string, OwnedAddress] => [`${a.address}@${a.device}`, a])).values()];
   const sysctls = { ...backendOf(backend).sysctls(services, config, facts.interfaces), ...conntrackSysctls(config.conntrack) };
   return { backend, services, addresses, sysctls, l7 };

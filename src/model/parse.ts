@@ -37,6 +37,10 @@ import {
   BgpPeer,
   BgpSettings,
   HaSettings,
+  SYNC_ENGINES,
+  SyncSettings,
+  VRRP_DEFAULTS,
+  VrrpSettings,
   realServerKey,
   serviceKey,
 } from './types';
@@ -85,7 +89,11 @@ const SORRY_KEYS = ['address', 'port'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
 const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'conntrack', 'services', 'ha'];
-const HA_KEYS = ['bgp'];
+const HA_KEYS = ['bgp', 'vrrp', 'sync'];
+const VRRP_KEYS = ['interface', 'virtualRouterId', 'priority', 'peers', 'advertInterval', 'addresses'];
+const SYNC_KEYS = ['engine', 'interface', 'peer'];
+/** VRRPv3 counts the advert interval in centiseconds, in 12 bits. */
+const ADVERT_MS = { min: 10, max: 40950 } as const;
 const BGP_KEYS = ['asn', 'peers', 'routerId', 'bfd', 'holdTime'];
 const BGP_PEER_KEYS = ['address', 'asn'];
 /** More source addresses than this is a typo, not a pool: each one already gives every real server 64,512 ports. */
@@ -101,6 +109,8 @@ const ADDRESS_ROLES = {
   source: 'use a unicast address of this host that faces the real servers',
   peer: "use the router's own unicast address on a subnet of this host",
   routerId: "use one of this balancer's own unicast addresses",
+  balancer: "use the other balancer's own unicast address",
+  floating: 'use one unicast address, optionally with a prefix length (address/24)',
 } as const;
 
 export function formatPath(parts: readonly PathPart[]): string {
@@ -118,6 +128,13 @@ class Checker {
   fail(path: PathPart[], message: string): void {
     const where = this.locate(path);
     this.issues.push({ path: formatPath(path), message, ...(where ?? {}) });
+  }
+
+  /** `check(value)`, or "is required: what" when the key is absent. */
+  required<T>(value: unknown, path: PathPart[], what: string, check: (v: unknown) => T | undefined): T | undefined {
+    if (value !== undefined) return check(value);
+    this.fail(path, `is required: ${what}`);
+    return undefined;
   }
 
   unknownKeys(obj: Record<string, unknown>, allowed: string[], path: PathPart[]): void {
@@ -510,13 +527,122 @@ function checkAsn(c: Checker, value: unknown, path: PathPart[]): number | undefi
 }
 
 /** `ha:` one balancer of several; `bgp:` announces the VIPs to routers (active/active, ECMP). */
+const IFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+function checkInterfaceName(c: Checker, value: unknown, path: PathPart[]): string | undefined {
+  return c.required(value, path, 'the name of an interface of this host', (x) => {
+    if (typeof x === 'string' && IFACE_NAME.test(x)) return x;
+    c.fail(path, `${JSON.stringify(x)} is not an interface name`);
+    return undefined;
+  });
+}
+
+function checkWhole(c: Checker, value: unknown, path: PathPart[], min: number, max: number, what: string): number | undefined {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) return value;
+  c.fail(path, `${JSON.stringify(value)} is not ${what}; use a whole number, ${min}-${max}`);
+  return undefined;
+}
+
+/** A list of distinct items, each checked by `item` (undefined: refused, already said). */
+function checkList<T>(c: Checker, raw: unknown, path: PathPart[], item: (v: unknown, p: PathPart[]) => T | undefined): T[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) {
+    c.fail(path, 'must be a list');
+    return [];
+  }
+  const out: T[] = [];
+  raw.forEach((v: unknown, i) => {
+    const x = item(v, [...path, i]);
+    if (x === undefined) return;
+    const same = out.indexOf(x);
+    if (same >= 0)
+      c.fail(
+        [...path, i],
+        `${String(x)} is already ${
+          formatPath([...path, same])
+            .split('.')
+            .pop() ?? ''
+        }; list it once`,
+      );
+    else out.push(x);
+  });
+  return out;
+}
+
+function checkVrrp(c: Checker, v: unknown, vp: PathPart[]): VrrpSettings | undefined {
+  if (!isRecord(v)) {
+    c.fail(vp, 'must be a mapping with interface, virtualRouterId and priority');
+    return undefined;
+  }
+  c.unknownKeys(v, VRRP_KEYS, vp);
+  const iface = checkInterfaceName(c, v.interface, [...vp, 'interface']);
+  const id = c.required(v.virtualRouterId, [...vp, 'virtualRouterId'], 'the VRRP group both balancers share, 1-255', (x) =>
+    checkWhole(c, x, [...vp, 'virtualRouterId'], 1, 255, 'a VRRP virtual router id'),
+  );
+  // 255 is the address owner's priority in VRRP, which a floating address never has; 0 means "leaving".
+  const priority = c.required(v.priority, [...vp, 'priority'], '1-254, the higher one is master when both start', (x) =>
+    checkWhole(c, x, [...vp, 'priority'], 1, 254, 'a VRRP priority'),
+  );
+  const peers = checkList(c, v.peers, [...vp, 'peers'], (x, p) => c.hostAddress(x, p, 'balancer'));
+  let advertIntervalMs: number = VRRP_DEFAULTS.advertIntervalMs;
+  if (v.advertInterval !== undefined) {
+    const ms = v.advertInterval;
+    if (typeof ms === 'number' && Number.isInteger(ms) && ms % 10 === 0 && ms >= ADVERT_MS.min && ms <= ADVERT_MS.max)
+      advertIntervalMs = ms;
+    else
+      c.fail(
+        [...vp, 'advertInterval'],
+        `${JSON.stringify(ms)} is not a VRRP advert interval; use milliseconds in steps of 10, ${ADVERT_MS.min}-${ADVERT_MS.max}`,
+      );
+  }
+  const addresses = checkList(c, v.addresses, [...vp, 'addresses'], (x, p) => {
+    const m = typeof x === 'string' ? /^([^/]+)(?:\/(\d{1,2}))?$/.exec(x) : null;
+    const prefix = Number(m?.[2] ?? 32);
+    if (!m || prefix < 1 || prefix > 32) {
+      c.fail(p, `${JSON.stringify(x)} is not an IPv4 address with an optional prefix length (address/1-32)`);
+      return undefined;
+    }
+    const address = c.hostAddress(m[1], p, 'floating');
+    return address === undefined ? undefined : `${address}/${prefix}`;
+  });
+  if (iface === undefined || id === undefined || priority === undefined) return undefined;
+  return { interface: iface, virtualRouterId: id, priority, peers, advertIntervalMs, addresses };
+}
+
+function checkSync(c: Checker, v: unknown, sp: PathPart[]): SyncSettings | undefined {
+  if (!isRecord(v)) {
+    c.fail(sp, 'must be a mapping with engine, interface and peer');
+    return undefined;
+  }
+  c.unknownKeys(v, SYNC_KEYS, sp);
+  const engine = c.required(v.engine, [...sp, 'engine'], SYNC_ENGINES.join(', '), (x) =>
+    c.oneOf(x, SYNC_ENGINES, [...sp, 'engine'], 'sync engine'),
+  );
+  const iface = checkInterfaceName(c, v.interface, [...sp, 'interface']);
+  const peer = c.required(v.peer, [...sp, 'peer'], "the other balancer's unicast address on that interface", (x) =>
+    c.hostAddress(x, [...sp, 'peer'], 'balancer'),
+  );
+  if (engine === undefined || iface === undefined || peer === undefined) return undefined;
+  return { engine, interface: iface, peer };
+}
+
 function checkHa(c: Checker, raw: unknown, path: PathPart[]): HaSettings | undefined {
   if (!isRecord(raw)) {
-    c.fail(path, 'must be a mapping with a "bgp" section');
+    c.fail(path, 'must be a mapping with a "bgp" or a "vrrp" section');
     return undefined;
   }
   c.unknownKeys(raw, HA_KEYS, path);
   const ha: HaSettings = {};
+  if (raw.bgp !== undefined && raw.vrrp !== undefined)
+    c.fail(path, 'has both bgp and vrrp; choose one: bgp for active/active behind routers, vrrp for an active/standby pair');
+  if (raw.sync !== undefined && raw.vrrp === undefined)
+    c.fail([...path, 'sync'], 'needs ha.vrrp: connection state is copied to the standby of an active/standby pair');
+  if (raw.vrrp !== undefined) {
+    const vrrp = checkVrrp(c, raw.vrrp, [...path, 'vrrp']);
+    const sync = raw.sync === undefined ? undefined : checkSync(c, raw.sync, [...path, 'sync']);
+    if (vrrp) ha.vrrp = vrrp;
+    if (sync) ha.sync = sync;
+  }
   if (raw.bgp === undefined) return ha;
   const bp = [...path, 'bgp'];
   const b = raw.bgp;
@@ -612,10 +738,28 @@ export function validateConfig(
       services.push(s);
     });
   }
+  if (ha?.vrrp) {
+    const floating = new Set(ha.vrrp.addresses.map((a) => a.split('/')[0]));
+    services.forEach((s, i) => {
+      // HAProxy binds to its VIPs, which only the master holds: it would not start on the standby.
+      if (isL7(s.protocol))
+        c.fail(
+          ['services', i, 'protocol'],
+          `${s.protocol} services cannot run under ha.vrrp yet: HAProxy binds to the VIP, which only the master holds`,
+        );
+      if (floating.has(s.vip))
+        c.fail(['ha', 'vrrp', 'addresses'], `${s.vip} is the VIP of services[${i}]; VIPs float with VRRP without being listed`);
+    });
+  }
   if (c.issues.length > 0 || backend === undefined) return { ok: false, issues: c.issues };
   return {
     ok: true,
-    config: { backend, services, ...(ha?.bgp ? { ha } : {}), ...(conntrack && Object.keys(conntrack).length > 0 ? { conntrack } : {}) },
+    config: {
+      backend,
+      services,
+      ...(ha?.bgp || ha?.vrrp ? { ha } : {}),
+      ...(conntrack && Object.keys(conntrack).length > 0 ? { conntrack } : {}),
+    },
   };
 }
 

@@ -143,9 +143,45 @@ export interface BgpSettings {
   holdTime: number;
 }
 
+/**
+ * Active/standby: keepalived (VRRP only, no LVS section) on this balancer and
+ * its partner elect one master, which holds every VIP as a /32 on
+ * `interface` (plus `addresses`); slbctl programs the services on both and
+ * leaves the VIPs to keepalived.
+ */
+export interface VrrpSettings {
+  /** The interface VRRP speaks on and the VIPs go to (a service's own `interface:` wins for its VIP). */
+  interface: string;
+  /** The VRRP group (1-255); both balancers of a pair use the same one, and no other pair on the segment does. */
+  virtualRouterId: number;
+  /** 1-254; the higher one is master when both start (no preemption afterwards). */
+  priority: number;
+  /** Unicast VRRP to these addresses (the other balancer), instead of multicast to 224.0.0.18. */
+  peers: string[];
+  /** Milliseconds between adverts (VRRPv3: a multiple of 10); the backup takes over after about 3 of them. */
+  advertIntervalMs: number;
+  /** Floating addresses besides the VIPs (e.g. the fullnat source address the real servers answer), as address/prefix. */
+  addresses: string[];
+}
+
+/** Connection state for the standby: conntrackd (FTFW over UDP unicast) with the other balancer. */
+export interface SyncSettings {
+  engine: 'conntrackd';
+  /** The interface that faces the other balancer (a dedicated link, ideally). */
+  interface: string;
+  /** The other balancer's unicast address on that interface. */
+  peer: string;
+}
+
 export interface HaSettings {
   bgp?: BgpSettings;
+  vrrp?: VrrpSettings;
+  sync?: SyncSettings;
 }
+
+/** keepalived's own default advert interval (1 s); see docs/ha.md for why slbctl keeps it. */
+export const VRRP_DEFAULTS = { advertIntervalMs: 1000 } as const;
+export const SYNC_ENGINES = ['conntrackd'] as const;
 
 /** ASNs a balancer may use: 32-bit, without 0, AS_TRANS (23456) and the reserved last one. */
 export const ASN_RANGE = { min: 1, max: 4294967294 } as const;

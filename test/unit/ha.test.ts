@@ -53,7 +53,7 @@ describe('ha.bgp validation', () => {
       /holdTime: 1 is not a BGP hold time/,
     );
     assert.match(issues('  bgp:\n    asn: 65001\n    peers: [{ address: 255.255.255.255, asn: 65000 }]\n').join(), /peers\[0\]\.address/);
-    assert.match(issues('  vrrp: {}\n').join(), /ha\.vrrp: unknown key/);
+    assert.match(issues('  carp: {}\n').join(), /ha\.carp: unknown key; allowed keys are bgp, vrrp, sync/);
   });
 });
 

@@ -29,6 +29,7 @@ import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
 import { BirdSpeaker, resolveSpeaker } from '../ha/bird';
 import { SnatWatch } from './snat-watch';
+import { VrrpPair } from '../ha/vrrp';
 
 /** The default resync is never shorter than this (see defaultResync). */
 const MIN_DEFAULT_RESYNC_MS = 1000;
@@ -91,6 +92,8 @@ export class Controller {
   private readonly counters = new KernelCounters();
   /** ha.bgp: the BGP speaker that announces the VIPs while their services have a real server. */
   private speaker: BirdSpeaker | undefined;
+  /** ha.vrrp: keepalived (and conntrackd with ha.sync), which hold the VIPs on whichever balancer is master. */
+  private vrrp: VrrpPair | undefined;
   /** DSR on nftables: real servers' MACs seen so far, and those that answer no ARP now. */
   private readonly macs = new Map<string, string>();
   private unresolved = '';
@@ -152,6 +155,7 @@ export class Controller {
       // The first apply, before any checker runs: what the kernel or this host cannot do is refused at once.
       await c.reconcileOnce('start', true);
       await c.startSpeaker();
+      await c.startVrrp();
       c.setMonitors();
     } catch (e) {
       await c.stop();
@@ -202,6 +206,14 @@ export class Controller {
     const config = resolveSpeaker(bgp, await this.k.rtnl.interfaces());
     this.speaker = await BirdSpeaker.start(config, (level, message) => this.log(level, 'bgp', message));
     await this.announce(this.effective());
+  }
+
+  /** ha.vrrp: after the first apply, so a balancer that becomes master at once has its services in place. */
+  private async startVrrp(): Promise<void> {
+    if (!this.config.ha?.vrrp || !this.k) return;
+    this.vrrp = await VrrpPair.start(this.config, await this.k.rtnl.interfaces(), (level, event, message, fields) =>
+      this.log(level, event, message, fields),
+    );
   }
 
   /**
@@ -529,12 +541,19 @@ export class Controller {
     if (haChanged) {
       await this.speaker?.stop();
       this.speaker = undefined;
+      await this.vrrp?.stop();
+      this.vrrp = undefined;
       try {
         await this.startSpeaker();
       } catch (e) {
         this.log('error', 'bgp', `reload: the BGP speaker did not start, no VIP is announced: ${(e as Error).message}`);
       }
-    }
+      try {
+        await this.startVrrp();
+      } catch (e) {
+        this.log('error', 'vrrp', `reload: keepalived did not start, this balancer holds no VIP: ${(e as Error).message}`);
+      }
+    } else await this.vrrp?.update(next);
     this.log('info', 'reload', `${reason}: ${this.o.file} taken, ${next.services.length} service${next.services.length === 1 ? '' : 's'}`);
     await this.reconcile('reload');
   }
@@ -573,6 +592,9 @@ export class Controller {
     // Before anything else ends: the routers withdraw this balancer's VIPs at once.
     await this.speaker?.stop();
     this.speaker = undefined;
+    // keepalived sends priority 0 as it ends: the standby takes the VIPs over at once.
+    await this.vrrp?.stop();
+    this.vrrp = undefined;
     if (this.k) closeSession(this.k);
     this.k = undefined;
     closeIcmpSockets();

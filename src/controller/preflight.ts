@@ -38,6 +38,10 @@ export function runRefusals(config: Config, canUseRawSockets = hasCapability(CAP
     refusals.push(
       'ha.bgp needs BIRD 2 (bird and birdc, Debian package bird2), which is not installed; run scripts/setup.sh or apt-get install bird2',
     );
+  if (config.ha?.vrrp && !findCommand('keepalived'))
+    refusals.push('ha.vrrp needs keepalived, which is not installed; run scripts/setup.sh or apt-get install keepalived');
+  if (config.ha?.sync && !findCommand('conntrackd'))
+    refusals.push('ha.sync needs conntrackd, which is not installed; run scripts/setup.sh or apt-get install conntrackd');
   return refusals;
 }
 

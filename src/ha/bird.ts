@@ -22,6 +22,7 @@ import { NetInterface } from '../kernel/rtnl/rtnl';
 import { interfaceForAddress } from '../engine/interfaces';
 import { runDir } from '../util/rundir';
 import { currentNetns } from '../records/netns';
+import { endLeftover } from './child';
 
 /** BFD timers: 100 ms, 3 missed: about 0.3 s to notice a dead neighbour. */
 export const BFD_INTERVAL_MS = 100;
@@ -127,26 +128,6 @@ export async function bgpSessions(dir = birdDir()): Promise<{ name: string; stat
   return [...r.stdout.matchAll(/^(peer\d+)\s+BGP\s+\S+\s+\S+\s+\S+\s+(\S+)/gm)].map((m) => ({ name: m[1] ?? '', state: m[2] ?? '' }));
 }
 
-/** A BIRD left by a controller that was killed before its child saw it (pid file, still bird): ended. */
-async function endLeftover(pidFile: string): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
-  } catch {
-    return;
-  }
-  if (!Number.isInteger(pid) || pid <= 1) return;
-  let comm = '';
-  try {
-    comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return;
-  }
-  if (comm !== 'bird') return;
-  process.kill(pid, 'SIGTERM');
-  for (let i = 0; i < 50 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
-}
-
 /** One BIRD instance owned by the controller of this namespace. */
 export class BirdSpeaker {
   private announced: string | undefined;
@@ -179,7 +160,7 @@ export class BirdSpeaker {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const s = new BirdSpeaker(config, tools, dir, log);
     const f = s.files;
-    await endLeftover(f.pid);
+    await endLeftover(f.pid, 'bird');
     const text = renderBirdConfig(config, []);
     fs.writeFileSync(f.conf, text);
     const parsed = await run([tools.bird, '-p', '-c', f.conf]);

@@ -1,0 +1,61 @@
+// ha.vrrp as `slbctl run` drives it: conntrackd first (when ha.sync is set),
+// so that keepalived's notify script finds it on the first transition, then
+// keepalived; stopped in the other order, so the VIPs leave before the sync.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Config } from '../model/types';
+import { NetInterface } from '../kernel/rtnl/rtnl';
+import { HaEngineError } from './child';
+import { Conntrackd, localSyncAddress, renderNotifyScript } from './conntrackd';
+import { Keepalived, VrrpState, floatingAddresses, keepalivedDir } from './keepalived';
+
+export type HaLog = (level: 'info' | 'warn' | 'error', event: string, message: string, fields?: Record<string, string>) => void;
+
+export class VrrpPair {
+  private constructor(
+    readonly keepalived: Keepalived,
+    readonly conntrackd: Conntrackd | undefined,
+  ) {}
+
+  /** Start both engines for `config` (which has ha.vrrp); throws, leaving nothing running, when either cannot. */
+  static async start(config: Config, interfaces: NetInterface[], log: HaLog, dir = keepalivedDir()): Promise<VrrpPair> {
+    const vrrp = config.ha?.vrrp;
+    if (!vrrp) throw new Error('internal: VrrpPair.start without ha.vrrp');
+    if (!interfaces.some((i) => i.name === vrrp.interface))
+      throw new HaEngineError(
+        `ha.vrrp.interface: "${vrrp.interface}" does not exist on this host (it has ${interfaces.map((i) => i.name).join(', ')})`,
+      );
+    const sync = config.ha?.sync;
+    let conntrackd: Conntrackd | undefined;
+    let notify: string | undefined;
+    if (sync) {
+      const local = localSyncAddress(sync, interfaces);
+      conntrackd = await Conntrackd.start(sync, local, (level, m) => log(level, 'sync', m));
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      notify = path.join(dir, 'notify.sh');
+      fs.writeFileSync(notify, renderNotifyScript(conntrackd.bin, conntrackd.files, path.join(dir, 'notify.log')), { mode: 0o700 });
+    }
+    try {
+      const keepalived = await Keepalived.start(
+        vrrp,
+        floatingAddresses(config),
+        { dir, ...(notify ? { notify } : {}) },
+        (level, m, state?: VrrpState) => log(level, 'vrrp', m, state ? { state } : undefined),
+      );
+      return new VrrpPair(keepalived, conntrackd);
+    } catch (e) {
+      await conntrackd?.stop();
+      throw e;
+    }
+  }
+
+  /** The same ha settings, other services: keepalived reloads with the new VIPs. */
+  async update(config: Config): Promise<void> {
+    if (config.ha?.vrrp) await this.keepalived.update(config.ha.vrrp, floatingAddresses(config));
+  }
+
+  async stop(): Promise<void> {
+    await this.keepalived.stop();
+    await this.conntrackd?.stop();
+  }
+}

@@ -29,7 +29,7 @@ import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
 import { BirdSpeaker, resolveSpeaker } from '../ha/bird';
 import { SnatWatch } from './snat-watch';
-import { VrrpPair } from '../ha/vrrp';
+import { VrrpPair, resolveVrrp } from '../ha/vrrp';
 
 /** The default resync is never shorter than this (see defaultResync). */
 const MIN_DEFAULT_RESYNC_MS = 1000;
@@ -140,6 +140,8 @@ export class Controller {
         });
       }
       refuseWhatCannotRun(c.config);
+      // An interface ha.vrrp or ha.sync names that this host lacks: refused before the first apply changes anything.
+      resolveVrrp(c.config, await c.k.rtnl.interfaces());
       c.log(
         'info',
         'start',
@@ -211,9 +213,11 @@ export class Controller {
   /** ha.vrrp: after the first apply, so a balancer that becomes master at once has its services in place. */
   private async startVrrp(): Promise<void> {
     if (!this.config.ha?.vrrp || !this.k) return;
-    this.vrrp = await VrrpPair.start(this.config, await this.k.rtnl.interfaces(), (level, event, message, fields) =>
-      this.log(level, event, message, fields),
-    );
+    this.vrrp = await VrrpPair.start(this.config, await this.k.rtnl.interfaces(), (level, event, message, fields) => {
+      this.log(level, event, message, fields);
+      // `slbctl status` shows the state: the record follows each transition, not only each reconcile.
+      if (fields?.state) this.writeRecord();
+    });
   }
 
   /**
@@ -434,6 +438,15 @@ export class Controller {
       ...(this.o.metrics ? { metrics: `${this.o.metrics.host}:${this.o.metrics.port}` } : {}),
       services: this.runtime(),
       ...(this.speaker ? { bgp: { announced: this.speaker.vips, peers: this.speaker.peers } } : {}),
+      ...(this.vrrp && this.config.ha?.vrrp
+        ? {
+            vrrp: {
+              ...(this.vrrp.keepalived.state ? { state: this.vrrp.keepalived.state } : {}),
+              group: this.config.ha.vrrp.virtualRouterId,
+              priority: this.config.ha.vrrp.priority,
+            },
+          }
+        : {}),
     };
     try {
       writeControllerRecord(record);

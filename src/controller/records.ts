@@ -51,6 +51,8 @@ export interface ControllerRecord {
   services: ServiceRuntime[];
   /** ha.bgp: what this balancer announces, and to whom. */
   bgp?: { announced: string[]; peers: { address: string; asn: number }[] };
+  /** ha.vrrp: this balancer's VRRP state as keepalived last logged it (absent until its first transition). */
+  vrrp?: { state?: string; group: number; priority: number };
 }
 
 export function writeControllerRecord(r: ControllerRecord): void {

@@ -11,6 +11,18 @@ import { Keepalived, VrrpState, floatingAddresses, keepalivedDir } from './keepa
 
 export type HaLog = (level: 'info' | 'warn' | 'error', event: string, message: string, fields?: Record<string, string>) => void;
 
+/** What of ha.vrrp and ha.sync this host cannot serve (an interface it lacks, a sync peer off its subnets), thrown as one sentence; the sync source address otherwise. */
+export function resolveVrrp(config: Config, interfaces: NetInterface[]): { syncFrom?: string } {
+  const vrrp = config.ha?.vrrp;
+  if (!vrrp) return {};
+  if (!interfaces.some((i) => i.name === vrrp.interface))
+    throw new HaEngineError(
+      `ha.vrrp.interface: "${vrrp.interface}" does not exist on this host (it has ${interfaces.map((i) => i.name).join(', ')})`,
+    );
+  const sync = config.ha?.sync;
+  return sync ? { syncFrom: localSyncAddress(sync, interfaces) } : {};
+}
+
 export class VrrpPair {
   private constructor(
     readonly keepalived: Keepalived,
@@ -21,16 +33,12 @@ export class VrrpPair {
   static async start(config: Config, interfaces: NetInterface[], log: HaLog, dir = keepalivedDir()): Promise<VrrpPair> {
     const vrrp = config.ha?.vrrp;
     if (!vrrp) throw new Error('internal: VrrpPair.start without ha.vrrp');
-    if (!interfaces.some((i) => i.name === vrrp.interface))
-      throw new HaEngineError(
-        `ha.vrrp.interface: "${vrrp.interface}" does not exist on this host (it has ${interfaces.map((i) => i.name).join(', ')})`,
-      );
+    const { syncFrom } = resolveVrrp(config, interfaces);
     const sync = config.ha?.sync;
     let conntrackd: Conntrackd | undefined;
     let notify: string | undefined;
-    if (sync) {
-      const local = localSyncAddress(sync, interfaces);
-      conntrackd = await Conntrackd.start(sync, local, (level, m) => log(level, 'sync', m));
+    if (sync && syncFrom) {
+      conntrackd = await Conntrackd.start(sync, syncFrom, (level, m) => log(level, 'sync', m));
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       notify = path.join(dir, 'notify.sh');
       fs.writeFileSync(notify, renderNotifyScript(conntrackd.bin, conntrackd.files, path.join(dir, 'notify.log')), { mode: 0o700 });

@@ -113,10 +113,12 @@ export function removeRecordsOf(id: NetnsIdentity): string[] {
     removed.push('haproxy');
   }
   // The BGP speaker's files (config, log) of this namespace: its BIRD ended with the namespace's processes.
-  const bird = runDir('bird', `net-${id.inode}`);
-  if (fs.existsSync(bird)) {
-    fs.rmSync(bird, { recursive: true, force: true });
-    removed.push('bird');
+  // Likewise keepalived's and conntrackd's (ha.vrrp, ha.sync).
+  for (const engine of ['bird', 'keepalived', 'conntrackd']) {
+    const dir = runDir(engine, `net-${id.inode}`);
+    if (!fs.existsSync(dir)) continue;
+    fs.rmSync(dir, { recursive: true, force: true });
+    removed.push(engine);
   }
   return removed;
 }

@@ -125,4 +125,45 @@ if (isRoot) {
       }
     });
   });
+
+  describe('slbctl run with ha.vrrp', () => {
+    const vrrp = (iface: string, sync: boolean) =>
+      `backend: nft\nha:\n  vrrp: { interface: ${iface}, virtualRouterId: 51, priority: 100 }\n${
+        sync ? '  sync: { engine: conntrackd, interface: eth0, peer: 172.16.75.86 }\n' : ''
+      }services:\n${service('172.16.75.84', 80)}`;
+
+    for (const [missing, sync, message] of [
+      ['keepalived', false, /ha\.vrrp needs keepalived, which is not installed; run scripts\/setup\.sh or apt-get install keepalived/],
+      ['conntrackd', true, /ha\.sync needs conntrackd, which is not installed; run scripts\/setup\.sh or apt-get install conntrackd/],
+    ] as const) {
+      it(`${missing} missing: exits 3 in one sentence naming scripts/setup.sh, nothing changed`, async () => {
+        const bin = fs.mkdtempSync(path.join(os.tmpdir(), `slbctl-no${missing}-`));
+        try {
+          for (const tool of ['nft', 'ip', 'keepalived', 'conntrackd'].filter((t) => t !== missing)) {
+            const found = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].map((d) => path.join(d, tool)).find((f) => fs.existsSync(f));
+            if (found) fs.symlinkSync(found, path.join(bin, tool));
+          }
+          const file = path.join(dir, `no-${missing}.yaml`);
+          fs.writeFileSync(file, vrrp('eth0', sync));
+          const before = await env().snapshot();
+          const r = await env().slbctl(['run', '-f', file, '--metrics', 'off'], { path: bin });
+          assert.equal(r.code, 3, r.stdout + r.stderr);
+          assert.match(r.stderr, message);
+          assert.equal(await env().snapshot(), before, 'nothing changed');
+        } finally {
+          fs.rmSync(bin, { recursive: true, force: true });
+        }
+      });
+    }
+
+    it('an interface this host lacks: exits 2 in one sentence naming the ones it has, nothing changed', async () => {
+      const file = path.join(dir, 'no-interface.yaml');
+      fs.writeFileSync(file, vrrp('eth9', false));
+      const before = await env().snapshot();
+      const r = await env().slbctl(['run', '-f', file, '--metrics', 'off']);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.match(r.stderr, /ha\.vrrp\.interface: "eth9" does not exist on this host \(it has lo, peer0, eth0\)/);
+      assert.equal(await env().snapshot(), before, 'nothing changed');
+    });
+  });
 }

@@ -8,6 +8,7 @@ import { Config } from '../../src/model/types';
 import { floatingAddresses, parseTransition, renderKeepalivedConfig } from '../../src/ha/keepalived';
 import { conntrackdFiles, localSyncAddress, renderConntrackdConfig, renderNotifyScript } from '../../src/ha/conntrackd';
 import { HaEngineError } from '../../src/ha/child';
+import { resolveVrrp } from '../../src/ha/vrrp';
 import { resolveConfig } from '../../src/engine/resolve';
 import { NetInterface } from '../../src/kernel/rtnl/rtnl';
 
@@ -107,6 +108,20 @@ describe('ha.vrrp and ha.sync validation', () => {
     const desired = resolveConfig(parsed(VRRP), facts);
     assert.deepEqual(desired.addresses, []);
     assert.equal(desired.services.length, 1, 'the services are still programmed on both balancers');
+  });
+});
+
+describe('ha.vrrp against this host, before anything starts', () => {
+  it('an interface it lacks is one sentence naming the ones it has; the sync source is the address facing the peer', () => {
+    assert.throws(
+      () => resolveVrrp(parsed(VRRP.replace('eth0', 'eth9')), interfaces),
+      (e: unknown) =>
+        e instanceof HaEngineError && e.message === 'ha.vrrp.interface: "eth9" does not exist on this host (it has lo, eth0, eth1)',
+    );
+    assert.deepEqual(resolveVrrp(parsed(VRRP), interfaces), {});
+    assert.deepEqual(resolveVrrp(parsed(`${VRRP}  sync: { engine: conntrackd, interface: eth1, peer: 10.0.0.2 }\n`), interfaces), {
+      syncFrom: '10.0.0.1',
+    });
   });
 });
 

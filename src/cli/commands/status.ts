@@ -228,10 +228,13 @@ function render(
         .map((p, i) => `${p.address} AS ${p.asn} (${sessions[i]?.state ?? 'no answer from BIRD'})`)
         .join(', ')}\n`
     : '';
+  const vrrp = controller?.vrrp
+    ? `vrrp: ${controller.vrrp.state ?? 'no state yet'} in group ${controller.vrrp.group}, priority ${controller.vrrp.priority}${controller.vrrp.state === 'MASTER' ? ' (this balancer holds the VIPs)' : ''}\n`
+    : '';
   const drift = f.drift.length
     ? `DRIFT: the kernel no longer holds what slbctl programmed; \`slbctl apply\` (or the running controller, at its next resync) repairs:\n${f.drift.map((l) => `  ${l}`).join('\n')}\n`
     : '';
-  return `backend: ${f.backend}\n${ctl}${bgp}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
+  return `backend: ${f.backend}\n${ctl}${bgp}${vrrp}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
 }
 
 export const statusCommand: CommandModule<object, Args> = {

@@ -33,22 +33,20 @@ const ADDR = { a: '172.16.75.83', b: '172.16.75.86', client: '172.16.75.40', rs:
 const VIP = '172.16.75.84';
 const SNAT = '172.16.75.99';
 
-function config(self: 'a' | 'b'): string {
+function config(self: 'a' | 'b', vips = [VIP]): string {
   const other = self === 'a' ? ADDR.b : ADDR.a;
   return JSON.stringify({
     backend: 'nft',
-    services: [
-      {
-        name: 'web',
-        vip: VIP,
-        port: 80,
-        protocol: 'tcp',
-        mode: 'fullnat',
-        // Floating: the real server answers the master, whichever it is, and a copied connection keeps its source.
-        snatAddress: SNAT,
-        realServers: [{ address: ADDR.rs, port: 80, weight: 1 }],
-      },
-    ],
+    services: vips.map((vip, i) => ({
+      name: `web${i}`,
+      vip,
+      port: 80,
+      protocol: 'tcp',
+      mode: 'fullnat',
+      // Floating: the real server answers the master, whichever it is, and a copied connection keeps its source.
+      snatAddress: SNAT,
+      realServers: [{ address: ADDR.rs, port: 80, weight: 1 }],
+    })),
     ha: {
       vrrp: {
         interface: 'eth0',
@@ -217,6 +215,19 @@ describe('two balancers, VRRP active/standby with conntrackd (namespaces of this
     t.diagnostic(
       `failover after kill -9 of the master's controller: VIP on b in ${vipMoved} ms, first answer through b ${servedAfter} ms, logged by b's controller at ${logged} ms (advert 100 ms; load ${load})`,
     );
+    // A reload that adds a service: keepalived takes the new config (SIGHUP) and the master holds the new VIP too.
+    const VIP2 = '172.16.75.87';
+    fs.writeFileSync(path.join(runtime, 'b.json'), config('b', [VIP, VIP2]));
+    await waitUntil('b holds the new VIP after the reload', 15_000, async () => (await addresses(ns.b)).includes(VIP2), 50).catch(
+      (e: unknown) => {
+        throw new Error(`${(e as Error).message}\n${b?.err() ?? ''}`);
+      },
+    );
+    assert.match(b.err(), /keepalived reloaded: floating 172\.16\.75\.84\/32, 172\.16\.75\.87\/32, 172\.16\.75\.99\/32/);
+    assert.ok(await holds(ns.b), 'the first VIP stayed');
+    assert.match(b.err(), /BACKUP -> MASTER/);
+    assert.doesNotMatch(b.err(), /MASTER -> /, 'the reload kept the state');
+
     // Nothing of a's engines is left running (keepalived takes about a second to end after its SIGTERM).
     let left = '';
     await waitUntil(

@@ -14,6 +14,7 @@ import { run, runChecked } from '../../src/util/exec';
 import { RS_HTTP_SCRIPT } from '../../src/lab/processes';
 import { CLI_ENTRY } from '../../src/util/self';
 import { Started, sleep, startIn, startSlbctl, waitUntil } from '../helpers/processes';
+import { LongLived, openLongLived } from '../helpers/long-lived';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const have = (bin: string) => ['/usr/sbin', '/usr/bin', '/sbin'].some((d) => fs.existsSync(path.join(d, bin)));
@@ -82,6 +83,7 @@ describe('two balancers, VRRP active/standby with conntrackd (namespaces of this
   const started: Started[] = [];
   let a: Started | undefined;
   let b: Started | undefined;
+  let live: LongLived | undefined;
 
   before(async () => {
     for (const n of Object.values(ns)) {
@@ -111,6 +113,7 @@ describe('two balancers, VRRP active/standby with conntrackd (namespaces of this
   });
 
   after(async () => {
+    live?.kill();
     for (const p of started) if (!p.done()) p.child.kill('SIGTERM');
     await Promise.race([Promise.all(started.map((p) => p.exited)), sleep(10_000)]);
     for (const p of started) if (!p.done()) p.child.kill('SIGKILL');
@@ -145,7 +148,11 @@ describe('two balancers, VRRP active/standby with conntrackd (namespaces of this
     assert.equal(first.code, 0, 'curl through the master');
     assert.match(first.body, /rs1/);
 
-    // The connection the client made through a reaches b's conntrackd (its external cache).
+    // A connection held open across the failover: half a request now, the rest through b.
+    live = openLongLived(ns.client, VIP, 80);
+    assert.ok(await live.connected(), 'the live connection is established through a');
+
+    // The connections the client made through a reach b's conntrackd (its external cache).
     const conf = (self: 'a' | 'b') =>
       path.join(runtime, 'conntrackd', '', `net-${fs.statSync(`/run/netns/${ns[self]}`).ino}`, 'conntrackd.conf');
     let cache = '';
@@ -154,20 +161,14 @@ describe('two balancers, VRRP active/standby with conntrackd (namespaces of this
       10_000,
       async () => {
         cache = (await run(['conntrackd', '-C', conf('b'), '-e'], { netns: ns.b })).stdout;
-        return cache.includes(`src=${ADDR.client} dst=${VIP}`);
+        return cache.split('\n').some((l) => l.includes('ESTABLISHED') && l.includes(`src=${ADDR.client} dst=${VIP}`));
       },
       100,
     ).catch((e: unknown) => {
       throw new Error(`${(e as Error).message}: ${cache}`);
     });
-    t.diagnostic(
-      `b's external cache: ${
-        cache
-          .split('\n')
-          .find((l) => l.includes(VIP))
-          ?.trim() ?? ''
-      }`,
-    );
+    const cached = cache.split('\n').filter((l) => l.includes(VIP));
+    t.diagnostic(`b's external cache: ${cached.map((l) => l.trim().replace(/\s+/g, ' ')).join(' | ')}`);
     const before = (await run(['conntrack', '-L', '-d', VIP], { netns: ns.b })).stdout;
     assert.doesNotMatch(before, new RegExp(`src=${ADDR.client.replace(/\./g, '\\.')}`), "not in b's kernel while b is standby");
 
@@ -201,7 +202,7 @@ describe('two balancers, VRRP active/standby with conntrackd (namespaces of this
       10_000,
       async () => {
         committed = (await run(['conntrack', '-L', '-d', VIP], { netns: ns.b })).stdout;
-        return committed.includes(`src=${ADDR.client} dst=${VIP}`);
+        return committed.split('\n').some((l) => l.includes('ESTABLISHED') && l.includes(`src=${ADDR.client} dst=${VIP}`));
       },
       100,
     ).catch((e: unknown) => {
@@ -211,6 +212,10 @@ describe('two balancers, VRRP active/standby with conntrackd (namespaces of this
       );
       throw new Error(`${(e as Error).message}: ${committed}; notify.log: ${notify}`);
     });
+    // The live connection goes on through b: its state came from a, and the source address it was NATed to moved with the VIP.
+    const ended = await live.finish(15_000);
+    assert.equal(ended.code, 0, `the live connection after the failover: ${ended.output}`);
+    assert.match(ended.output, /HTTP\/1\.1 200[\s\S]*rs1/);
     const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     t.diagnostic(
       `failover after kill -9 of the master's controller: VIP on b in ${vipMoved} ms, first answer through b ${servedAfter} ms, logged by b's controller at ${logged} ms (advert 100 ms; load ${load})`,

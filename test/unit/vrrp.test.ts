@@ -104,10 +104,19 @@ describe('ha.vrrp and ha.sync validation', () => {
     const facts = { interfaces, macOf: () => undefined };
     const without = parseConfig(service);
     assert.ok(without.ok);
-    assert.deepEqual(resolveConfig(without.config, facts).addresses, [{ address: '172.16.75.84', device: 'eth0' }]);
+    assert.deepEqual(resolveConfig(without.config, facts).addresses, [
+      { address: '172.16.75.84', device: 'eth0' },
+      { address: '172.16.75.99', device: 'eth0' },
+    ]);
     const desired = resolveConfig(parsed(VRRP), facts);
-    assert.deepEqual(desired.addresses, []);
+    assert.deepEqual(desired.addresses, [{ address: '172.16.75.99', device: 'eth0' }], 'only the (unlisted) source address');
     assert.equal(desired.services.length, 1, 'the services are still programmed on both balancers');
+  });
+
+  it('a fullnat source address listed in ha.vrrp.addresses floats with keepalived; one not listed is planned as without ha', () => {
+    const facts = { interfaces, macOf: () => undefined };
+    assert.deepEqual(resolveConfig(parsed(`${VRRP}    addresses: [172.16.75.99]\n`), facts).addresses, []);
+    assert.deepEqual(resolveConfig(parsed(VRRP), facts).addresses, [{ address: '172.16.75.99', device: 'eth0' }]);
   });
 });
 

@@ -96,10 +96,6 @@ const tcp = (p: DecodedPacket) => (p.transport?.kind === 'tcp' ? p.transport : u
 const isClientSyn = (p: DecodedPacket, client: string, vip: string, port: number) =>
   p.ip?.src === client && p.ip.dst === vip && tcp(p)?.dstPort === port && tcp(p)?.flags.syn === true && tcp(p)?.flags.ack === false;
 
-function fact(f: Fact): Fact {
-  return f;
-}
-
 /** The failover verify of an ECMP lab; pcaps into `out` (default ./slbctl-pcaps/LAB/ecmp). */
 export async function verifyEcmp(lab: string, topology: LabTopology, k: number, out: string | undefined): Promise<FailoverReport> {
   const outDir = path.resolve(out ?? path.join('slbctl-pcaps', lab, 'ecmp'));
@@ -151,45 +147,37 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
     addresses: { ...labAddresses(topology), lb: addressOf(topology, firstBalancer) },
   });
   const byBalancer = new Map(BALANCERS.map((b) => [b, routerSyns.filter((p) => p.dstMac === macs[b]).length]));
-  facts.push(
-    fact({
-      fact: 'with both balancers up, the router sends flows to both (ECMP)',
-      expected: `client SYNs to ${vip}:${port} leave the router for lb (${macs.lb}) and lb2 (${macs.lb2})`,
-      seen: BALANCERS.map((b) => `${b}: ${byBalancer.get(b) ?? 0}`).join(', '),
-      pass: BALANCERS.every((b) => (byBalancer.get(b) ?? 0) > 0),
-      why: 'a balancer got no flow: its route is not in the router, or the hash sent every flow one way (try more --requests)',
-    }),
-  );
+  facts.push({
+    fact: 'with both balancers up, the router sends flows to both (ECMP)',
+    expected: `client SYNs to ${vip}:${port} leave the router for lb (${macs.lb}) and lb2 (${macs.lb2})`,
+    seen: BALANCERS.map((b) => `${b}: ${byBalancer.get(b) ?? 0}`).join(', '),
+    pass: BALANCERS.every((b) => (byBalancer.get(b) ?? 0) > 0),
+    why: 'a balancer got no flow: its route is not in the router, or the hash sent every flow one way (try more --requests)',
+  });
   const okBefore = before.filter((o) => o.ok);
   const served = new Set(okBefore.map((o) => o.realServer));
-  facts.push(
-    fact({
-      fact: 'every request answered, by both real servers',
-      expected: `${k} answers from ${REAL_SERVERS.join(' and ')}`,
-      seen: `${okBefore.length} answers from ${[...served].join(', ') || 'none'}`,
-      pass: okBefore.length === k && REAL_SERVERS.every((h) => served.has(h)),
-    }),
-  );
+  facts.push({
+    fact: 'every request answered, by both real servers',
+    expected: `${k} answers from ${REAL_SERVERS.join(' and ')}`,
+    seen: `${okBefore.length} answers from ${[...served].join(', ') || 'none'}`,
+    pass: okBefore.length === k && REAL_SERVERS.every((h) => served.has(h)),
+  });
   const rsSeen = REAL_SERVERS.map((h) => (cap(h)?.packets ?? []).filter((p) => isClientSyn(p, client, vip, port)).length);
-  facts.push(
-    fact({
-      fact: 'each real server sees client -> VIP unchanged (DSR)',
-      expected: `SYNs ${client} -> ${vip}:${port} on ${REAL_SERVERS.join(' and ')}`,
-      seen: REAL_SERVERS.map((h, i) => `${h}: ${rsSeen[i]}`).join(', '),
-      pass: rsSeen.every((n) => n > 0),
-    }),
-  );
+  facts.push({
+    fact: 'each real server sees client -> VIP unchanged (DSR)',
+    expected: `SYNs ${client} -> ${vip}:${port} on ${REAL_SERVERS.join(' and ')}`,
+    seen: REAL_SERVERS.map((h, i) => `${h}: ${rsSeen[i]}`).join(', '),
+    pass: rsSeen.every((n) => n > 0),
+  });
   const replies = BALANCERS.map(
     (b) => (cap(b)?.packets ?? []).filter((p) => p.ip?.src === vip && p.ip.dst === client && tcp(p)?.srcPort === port).length,
   );
-  facts.push(
-    fact({
-      fact: 'no balancer sees a reply (the real servers answer straight to the client)',
-      expected: `no packet ${vip}:${port} -> ${client} on lb or lb2`,
-      seen: BALANCERS.map((b, i) => `${b}: ${replies[i]}`).join(', '),
-      pass: replies.every((n) => n === 0),
-    }),
-  );
+  facts.push({
+    fact: 'no balancer sees a reply (the real servers answer straight to the client)',
+    expected: `no packet ${vip}:${port} -> ${client} on lb or lb2`,
+    seen: BALANCERS.map((b, i) => `${b}: ${replies[i]}`).join(', '),
+    pass: replies.every((n) => n === 0),
+  });
 
   // 2. Failover of the balancer that carries a live connection.
   const failoverHosts: Where[] = [
@@ -243,48 +231,42 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   }
   const survivor = BALANCERS.find((b) => b !== carrier) as BalancerName;
   const liveRs = /^(rs\d)\b/.exec(finished.reply?.split('\r\n\r\n')[1] ?? '')?.[1];
-  facts.push(
-    fact({
-      fact: `a connection opened before ${carrier ?? 'the carrying balancer'} failed completes after it`,
-      expected: 'the rest of the request is answered',
-      seen: finished.reply ? `answered by ${liveRs ?? '?'}` : (finished.error ?? 'no answer'),
-      pass: finished.reply !== undefined && liveRs !== undefined,
-      why: 'the flow lost its server when the router moved it: the survivor hashed it elsewhere, or the route never moved',
-    }),
-  );
+  facts.push({
+    fact: `a connection opened before ${carrier ?? 'the carrying balancer'} failed completes after it`,
+    expected: 'the rest of the request is answered',
+    seen: finished.reply ? `answered by ${liveRs ?? '?'}` : (finished.error ?? 'no answer'),
+    pass: finished.reply !== undefined && liveRs !== undefined,
+    why: 'the flow lost its server when the router moved it: the survivor hashed it elsewhere, or the route never moved',
+  });
   const isLive = (p: DecodedPacket) => p.ip?.src === client && p.ip.dst === vip && tcp(p)?.srcPort === livePort && tcp(p)?.dstPort === port;
   const rsCapture = captures.find((c) => c.host === liveRs);
   const livePackets = (rsCapture?.packets ?? []).filter(isLive);
   const beforeFail = livePackets.filter((p) => p.tsNanos < failedAt);
   const afterFail = livePackets.filter((p) => p.tsNanos >= failedAt);
   const fromMacs = (ps: DecodedPacket[]) => [...new Set(ps.map((p) => balancerOfMac(p.srcMac) ?? p.srcMac ?? '?'))].join(', ') || 'none';
-  facts.push(
-    fact({
-      fact: 'the same real server gets the connection before and after, now through the survivor',
-      expected: `${client}:${livePort ?? '?'} -> ${vip}:${port} at ${liveRs ?? 'its RS'}: before from ${carrier ?? '?'}, after from ${survivor}`,
-      seen: `${beforeFail.length} packets before (from ${fromMacs(beforeFail)}), ${afterFail.length} after (from ${fromMacs(afterFail)})`,
-      pass:
-        carrier !== undefined &&
-        beforeFail.length > 0 &&
-        afterFail.length > 0 &&
-        beforeFail.every((p) => p.srcMac === macs[carrier]) &&
-        afterFail.every((p) => p.srcMac === macs[survivor]),
-    }),
-  );
+  facts.push({
+    fact: 'the same real server gets the connection before and after, now through the survivor',
+    expected: `${client}:${livePort ?? '?'} -> ${vip}:${port} at ${liveRs ?? 'its RS'}: before from ${carrier ?? '?'}, after from ${survivor}`,
+    seen: `${beforeFail.length} packets before (from ${fromMacs(beforeFail)}), ${afterFail.length} after (from ${fromMacs(afterFail)})`,
+    pass:
+      carrier !== undefined &&
+      beforeFail.length > 0 &&
+      afterFail.length > 0 &&
+      beforeFail.every((p) => p.srcMac === macs[carrier]) &&
+      afterFail.every((p) => p.srcMac === macs[survivor]),
+  });
   const okAfter = after.filter((o) => o.ok);
   const servedAfter = new Set(okAfter.map((o) => o.realServer));
   const routerAfter = (captures.find((c) => c.host === 'router')?.packets ?? []).filter(
     (p) => p.tsNanos >= failedAt && fromRouter(p) && isClientSyn(p, client, vip, port),
   );
   const toFailed = routerAfter.filter((p) => carrier && p.dstMac === macs[carrier]).length;
-  facts.push(
-    fact({
-      fact: 'new connections after the failure reach both real servers through the survivor',
-      expected: `${k} answers from ${REAL_SERVERS.join(' and ')}, no SYN sent to ${carrier ?? 'the failed balancer'}`,
-      seen: `${okAfter.length} answers from ${[...servedAfter].join(', ') || 'none'}; SYNs to ${survivor}: ${routerAfter.length - toFailed}, to ${carrier ?? '?'}: ${toFailed}`,
-      pass: okAfter.length === k && REAL_SERVERS.every((h) => servedAfter.has(h)) && toFailed === 0,
-    }),
-  );
+  facts.push({
+    fact: 'new connections after the failure reach both real servers through the survivor',
+    expected: `${k} answers from ${REAL_SERVERS.join(' and ')}, no SYN sent to ${carrier ?? 'the failed balancer'}`,
+    seen: `${okAfter.length} answers from ${[...servedAfter].join(', ') || 'none'}; SYNs to ${survivor}: ${routerAfter.length - toFailed}, to ${carrier ?? '?'}: ${toFailed}`,
+    pass: okAfter.length === k && REAL_SERVERS.every((h) => servedAfter.has(h)) && toFailed === 0,
+  });
   const verdict: Verdict = {
     mode: 'dsr',
     title: 'dsr on two balancers, BGP ECMP (failover)',

@@ -1,10 +1,14 @@
-// Two balancers behind the lab's router (`lab up --balancers 2`, `lab mode
-// dsr --ha ecmp`): `slbctl run` on each balancer drives its own BIRD, which
-// announces the VIP to the router; the router's BIRD (started here, the lab's
-// stand-in for an operator's router) learns both routes and installs one
-// multipath route, hashed on the flow's addresses and ports (L4 policy).
+// Two balancers behind the lab's router (`lab up --balancers 2`), `slbctl run`
+// on each:
+//  - `lab mode dsr --ha ecmp`: each controller drives its own BIRD, which
+//    announces the VIP to the router; the router's BIRD (started here, the
+//    lab's stand-in for an operator's router) learns both routes and installs
+//    one multipath route, hashed on the flow's addresses and ports (L4 policy).
+//  - `lab mode fullnat|transparent --ha vrrp`: each controller drives its own
+//    keepalived (and conntrackd, unless --no-sync); the master holds the VIP
+//    and the pair's floating address, which the real servers answer.
 // `lab fail` takes a balancer off the wire and kills its controller;
-// `lab recover` brings both back.
+// `lab recover` brings it back.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -16,7 +20,7 @@ import { nsName } from './names';
 import { readLabState, labStateDir, writeLabState } from './state';
 import { BALANCERS, BalancerName, LabTopology, addressOf, hostOf } from './topology';
 
-export const HA_KINDS = ['ecmp'] as const;
+export const HA_KINDS = ['ecmp', 'vrrp'] as const;
 export type HaKind = (typeof HA_KINDS)[number];
 
 /** The lab's AS numbers: the router's, and the one both balancers share (private, RFC 6996). */
@@ -112,10 +116,19 @@ const controllerFiles = (lab: string, b: BalancerName) => ({
   log: path.join(labStateDir(lab), `${b}-run.log`),
 });
 
+/** Whether the process runs: a zombie (dead, not yet reaped by whoever adopted it) does not. */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 function controllerPid(lab: string, b: BalancerName): number | undefined {
   try {
     const pid = Number(fs.readFileSync(controllerFiles(lab, b).pid, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 1 && fs.existsSync(`/proc/${pid}`) ? pid : undefined;
+    return Number.isInteger(pid) && pid > 1 && alive(pid) ? pid : undefined;
   } catch {
     return undefined;
   }
@@ -158,23 +171,62 @@ export async function stopLabController(lab: string, b: BalancerName, signal: 'S
   fs.rmSync(controllerFiles(lab, b).pid, { force: true });
   if (pid === undefined) return false;
   process.kill(pid, signal);
-  for (let i = 0; i < 100 && fs.existsSync(`/proc/${pid}`); i++) await sleep(50);
-  if (fs.existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 250 && alive(pid); i++) await sleep(20);
+  if (alive(pid)) process.kill(pid, 'SIGKILL');
   return true;
 }
 
-async function requireHaLab(lab: string): Promise<{ file: string }> {
+/** The config file `slbctl run` of balancer b reads in a mode (lb-dsr.yaml, lb2-fullnat.yaml). */
+export function balancerConfigFile(lab: string, b: BalancerName, mode: string): string {
+  return path.join(labStateDir(lab), `${b}-${mode}.yaml`);
+}
+
+async function requireHaLab(lab: string, b: BalancerName): Promise<{ file: string; ha: string }> {
   const state = await readLabState(lab);
   if (state?.balancers !== 2)
     throw new LabError(`lab "${lab}" has one balancer; make one with \`slbctl lab up --balancers 2 --name ${lab}\``);
   if (!state.ha || !state.mode)
-    throw new LabError(`lab "${lab}" runs no --ha mode; run \`slbctl lab mode dsr --ha ecmp --name ${lab}\` first`);
-  return { file: path.join(labStateDir(lab), `lb-${state.mode}.yaml`) };
+    throw new LabError(
+      `lab "${lab}" runs no --ha mode; run \`slbctl lab mode dsr --ha ecmp --name ${lab}\` or \`slbctl lab mode fullnat --ha vrrp --name ${lab}\` first`,
+    );
+  return { file: balancerConfigFile(lab, b, state.mode), ha: state.ha };
+}
+
+/** The VRRP state balancer b's controller reports (`slbctl status`), if it runs. */
+export async function vrrpStateOf(lab: string, b: BalancerName): Promise<string | undefined> {
+  const r = await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, b) });
+  return /^vrrp: (MASTER|BACKUP|FAULT)\b/m.exec(r.stdout)?.[1];
+}
+
+/** The balancers that hold the VIP on their wire-facing interface (VRRP: the master alone). */
+export async function vipHolders(lab: string, topology: LabTopology): Promise<BalancerName[]> {
+  const held: BalancerName[] = [];
+  for (const b of BALANCERS) {
+    const r = await run(['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'], { netns: nsName(lab, b) });
+    if (r.stdout.includes(` ${topology.vip}/`)) held.push(b);
+  }
+  return held;
+}
+
+/** Wait until balancer b's controller reports the VRRP state (and, for MASTER, b alone holds the VIP). */
+export async function waitForVrrp(lab: string, topology: LabTopology, b: BalancerName, want: 'MASTER' | 'BACKUP'): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  let state: string | undefined;
+  let holders: BalancerName[] = [];
+  while (Date.now() < deadline) {
+    state = await vrrpStateOf(lab, b);
+    holders = await vipHolders(lab, topology);
+    if (state === want && (want === 'BACKUP' || holders.join() === b)) return;
+    await sleep(100);
+  }
+  throw new LabError(
+    `${nsName(lab, b)} is ${state ?? 'in no VRRP state'} after 20 s, not ${want} (VIP held by ${holders.join(', ') || 'nobody'}); see ${labStateDir(lab)}/${b}-run.log`,
+  );
 }
 
 /** The balancer leaves the wire (its server-side link down) and its controller dies without a word. */
 export async function failBalancer(lab: string, b: BalancerName, say: (line: string) => void): Promise<void> {
-  await requireHaLab(lab);
+  await requireHaLab(lab, b);
   const ns = nsName(lab, b);
   await runChecked(`${ns}: link down`, ['ip', 'link', 'set', 'eth0', 'down'], { netns: ns });
   say(`  ${ns}: eth0 down`);
@@ -184,9 +236,12 @@ export async function failBalancer(lab: string, b: BalancerName, say: (line: str
   await writeLabState(lab, { failed: [...new Set([...(state?.failed ?? []), b])] });
 }
 
-/** Link up, default route back, controller started again with the balancer's config; waits until the router uses it again. */
+/**
+ * Link up, default route back, controller started again with the balancer's config; waits until the router
+ * uses it again (ecmp), or until it is the standby (vrrp: nopreempt, the survivor keeps the VIP).
+ */
 export async function recoverBalancer(lab: string, topology: LabTopology, b: BalancerName, say: (line: string) => void): Promise<void> {
-  const { file } = await requireHaLab(lab);
+  const { file, ha } = await requireHaLab(lab, b);
   const ns = nsName(lab, b);
   const host = hostOf(topology, b);
   await runChecked(`${ns}: link up`, ['ip', 'link', 'set', 'eth0', 'up'], { netns: ns });
@@ -195,9 +250,16 @@ export async function recoverBalancer(lab: string, topology: LabTopology, b: Bal
   say(`  ${ns}: eth0 up${host.gateway ? `, default via ${host.gateway}` : ''}`);
   await stopLabController(lab, b);
   await startLabController(lab, b, file);
-  say(`  ${ns}: slbctl run -f ${file} (BIRD announces the VIP again)`);
   const state = await readLabState(lab);
   const failed = (state?.failed ?? []).filter((x) => x !== b);
+  if (ha === 'vrrp') {
+    say(`  ${ns}: slbctl run -f ${file} (keepalived joins as the standby)`);
+    await waitForVrrp(lab, topology, b, 'BACKUP');
+    await writeLabState(lab, { failed });
+    say(`  ${ns}: VRRP BACKUP; ${topology.vip} stays on ${(await vipHolders(lab, topology)).join(', ') || 'nobody'}`);
+    return;
+  }
+  say(`  ${ns}: slbctl run -f ${file} (BIRD announces the VIP again)`);
   await writeLabState(lab, { failed });
   const up = BALANCERS.filter((x) => !failed.includes(x));
   await waitForNextHops(lab, topology, up);

@@ -2,7 +2,7 @@
 // (one source of truth for addresses).
 import { stringify } from 'yaml';
 import { BackendChoice, Encapsulation, Mode } from '../model/types';
-import { LabTopology, REAL_SERVERS, addressOf } from './topology';
+import { BALANCERS, BalancerName, LabTopology, REAL_SERVERS, addressOf } from './topology';
 import type { HaKind } from './ha';
 import { LAB_BALANCER_ASN, LAB_ROUTER_ASN } from './ha';
 
@@ -24,8 +24,13 @@ export interface LabModeOptions {
   cache: boolean;
   /** https: the balancer's certificate and key (PEM files the lab made). */
   tls?: { certificate: string; key: string };
-  /** Two balancers: ecmp, each announces the VIP to the router over BGP (active/active). */
+  /**
+   * Two balancers: ecmp, each announces the VIP to the router over BGP (active/active); vrrp, keepalived
+   * gives the VIP and the floating address to one of them (active/standby).
+   */
   ha?: HaKind;
+  /** vrrp: copy connection state to the standby with conntrackd (default); false: the negative case, no copy. */
+  sync?: boolean;
   /**
    * More L4 tcp services on the VIP, one per port, each to the same port of
    * every RS, in the same mode (the data-path bench's iperf3). Source hash:
@@ -42,8 +47,32 @@ export function labModeTitle(mode: Mode, o: Pick<LabModeOptions, 'protocol' | 'c
   return `L7 ${mode === 'fullnat' ? 'reverse proxy' : 'transparent'} (${o.protocol}${o.cache ? ', cache' : ''})`;
 }
 
-/** The lab's one service ("web" on the VIP) in a mode. */
-export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOptions = DEFAULT_LAB_OPTIONS): string {
+/** The lab's VRRP group of the pair (any 1-255 not used on the segment). */
+export const LAB_VRRP_ROUTER_ID = 51;
+
+/** vrrp: keepalived (lb the first master by priority, nopreempt) and, unless sync is off, conntrackd to the peer. */
+function vrrpConfig(self: BalancerName, topology: LabTopology, sync: boolean) {
+  const peer = addressOf(topology, BALANCERS.find((b) => b !== self) ?? 'lb');
+  return {
+    vrrp: {
+      interface: 'eth0',
+      virtualRouterId: LAB_VRRP_ROUTER_ID,
+      priority: self === 'lb' ? 150 : 100,
+      peers: [peer],
+      advertInterval: 100,
+      addresses: [topology.floatingAddress],
+    },
+    ...(sync ? { sync: { engine: 'conntrackd', interface: 'eth0', peer } } : {}),
+  };
+}
+
+/** The lab's one service ("web" on the VIP) in a mode; `self`: which balancer of a pair the config is for (vrrp). */
+export function labServiceConfig(
+  mode: Mode,
+  topology: LabTopology,
+  o: LabModeOptions = DEFAULT_LAB_OPTIONS,
+  self: BalancerName = 'lb',
+): string {
   const router = topology.hosts.find((h) => h.name === 'router')?.interfaces.find((i) => i.segment === 'server-net');
   const config = {
     backend: o.backend,
@@ -51,6 +80,7 @@ export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOp
     ...(o.ha === 'ecmp' && router
       ? { ha: { bgp: { asn: LAB_BALANCER_ASN, peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }] } } }
       : {}),
+    ...(o.ha === 'vrrp' ? { ha: vrrpConfig(self, topology, o.sync !== false) } : {}),
     services: [
       {
         name: 'web',
@@ -60,6 +90,8 @@ export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOp
         mode,
         scheduler: o.ha === 'ecmp' ? 'mh' : 'rr',
         ...(o.encapsulation === 'ipip' ? { encapsulation: o.encapsulation } : {}),
+        // The pair's source address floats with the VIP: the real server answers whichever balancer holds the connection.
+        ...(o.ha === 'vrrp' && mode === 'fullnat' ? { snatAddress: topology.floatingAddress } : {}),
         ...(o.protocol === 'https' && o.tls ? { tls: o.tls } : {}),
         ...(o.cache ? { cache: { maxAge: 60, maxObjectSize: '1m', totalSize: '16m' } } : {}),
         // One of two balancers: a balancer whose real servers all fail its checks withdraws the VIP.
@@ -78,5 +110,6 @@ export function labServiceConfig(mode: Mode, topology: LabTopology, o: LabModeOp
       })),
     ],
   };
-  return `# slbctl lab: ${labModeTitle(mode, o)}${o.ha ? `, one of two balancers (--ha ${o.ha})` : ''}\n${stringify(config)}`;
+  const pair = o.ha === 'vrrp' ? `, ${self} of a VRRP pair${o.sync === false ? ' without state sync' : ''}` : '';
+  return `# slbctl lab: ${labModeTitle(mode, o)}${o.ha === 'ecmp' ? ', one of two balancers (--ha ecmp)' : pair}\n${stringify(config)}`;
 }

@@ -35,7 +35,7 @@ export const netnsProvider: LabProvider = {
       const host = REFERENCE_TOPOLOGY.hosts.find((x) => x.name === h);
       return `  ${nsName(name, h).padEnd(16)} ${host?.interfaces.map((i) => `${i.name} ${i.cidr}`).join(', ') ?? ''}`;
     });
-    return `lab "${name}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s:\n${hosts.join('\n')}\nnext: slbctl lab mode ${balancers === 2 ? 'dsr --ha ecmp' : 'fullnat|transparent|dsr'} --name ${name}`;
+    return `lab "${name}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s:\n${hosts.join('\n')}\nnext: slbctl lab mode ${balancers === 2 ? 'dsr --ha ecmp|fullnat --ha vrrp' : 'fullnat|transparent|dsr'} --name ${name}`;
   },
 };
 

@@ -238,13 +238,15 @@ export async function configureRealServers(
   mode: RealServerMode,
   topology: LabTopology = REFERENCE_TOPOLOGY,
   encapsulation: Encapsulation = 'none',
+  /** The balancer address the real servers route through (transparent): lb's own unless a VRRP pair floats one. */
+  balancerAddress?: string,
 ): Promise<string[]> {
   const { missing } = await labExists(lab);
   if (missing.length > 0) throw new LabError(`lab "${lab}" is not up (missing ${missing.map((h) => nsName(lab, h)).join(', ')})`);
   const lines: string[] = [];
   for (const h of REAL_SERVERS) {
     const place = netnsPlace(topology, h);
-    const steps = realServerSteps(mode, topology, encapsulation, place);
+    const steps = realServerSteps(mode, topology, encapsulation, place, balancerAddress);
     const resetDone = await runSteps(lab, h, steps.reset);
     await runSteps(lab, h, steps.own);
     lines.push(...describeRealServer(h, topology, steps, resetDone, place));

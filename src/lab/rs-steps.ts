@@ -43,10 +43,12 @@ export function realServerSteps(
   topology: LabTopology,
   encapsulation: Encapsulation,
   place: RealServerPlace,
+  /** The balancer's address as the real servers see it: lb's own, or the pair's floating address under VRRP. */
+  lb: string = addressOf(topology, 'lb'),
 ): { reset: Step[]; own: Step[]; words: string } {
   const dev = place.device;
   const router = routerOf(topology);
-  const lb = addressOf(topology, 'lb');
+  const lbWords = lb === addressOf(topology, 'lb') ? "the LB's own address" : "the balancers' floating address";
   const reset: Step[] = [
     // The VIP goes first, before ARP is relaxed again, so the RS never answers ARP for it.
     { argv: ['ip', 'addr', 'del', `${topology.vip}/32`, 'dev', 'lo'], mayFail: true, note: 'VIP off lo' },
@@ -67,7 +69,7 @@ export function realServerSteps(
     own.push({
       argv: ['ip', 'route', 'replace', topology.clientNet, 'via', lb, ...(place.clientRoute === 'client-net' ? ['dev', dev] : [])],
     });
-    words = `route ${topology.clientNet} via ${lb} (the LB)`;
+    words = `route ${topology.clientNet} via ${lb} (${lbWords})`;
   } else if (mode === 'dsr') {
     // The RS must accept packets addressed to the VIP, but only the LB may own it on the segment: arp_ignore=1
     // answers ARP only for addresses on the receiving interface (not lo), arp_announce=2 never uses the VIP as
@@ -86,7 +88,7 @@ export function realServerSteps(
       words += '; tunl0 up (IP-in-IP from the LB is unwrapped there), rp_filter=0';
     }
   } else {
-    words = `nothing more (the RS answers the LB's own address ${lb})`;
+    words = `nothing more (the RS answers ${lbWords} ${lb})`;
   }
   return { reset, own, words };
 }

@@ -15,8 +15,10 @@ export interface LabState {
   cache?: boolean;
   /** How many balancers the lab has (absent: 1). */
   balancers?: number;
-  /** How the balancers share the VIP: ecmp (BGP, active/active); absent: lb alone serves. */
+  /** How the balancers share the VIP: ecmp (BGP, active/active) or vrrp (active/standby); absent: lb alone serves. */
   ha?: string;
+  /** vrrp: whether conntrackd copies connection state to the standby. */
+  sync?: boolean;
   /** Balancers `lab fail` took down and `lab recover` has not brought back. */
   failed?: string[];
   createdAt: string;
@@ -55,6 +57,7 @@ export async function readLabState(lab: string): Promise<LabState | undefined> {
     ...(typeof o.cache === 'boolean' ? { cache: o.cache } : {}),
     ...(o.balancers === 2 ? { balancers: 2 } : {}),
     ...(typeof o.ha === 'string' ? { ha: o.ha } : {}),
+    ...(typeof o.sync === 'boolean' ? { sync: o.sync } : {}),
     ...(Array.isArray(o.failed) ? { failed: o.failed.filter((x): x is string => typeof x === 'string') } : {}),
   };
 }

@@ -25,6 +25,12 @@ export interface LabTopology {
   serverNet: string;
   vip: string;
   servicePort: number;
+  /**
+   * Two balancers as an active/standby pair (`lab mode fullnat|transparent --ha vrrp`): the address both
+   * share, held with the VIP by the VRRP master: full NAT's source towards the real servers and transparent's
+   * return gateway, so replies of a connection reach whichever balancer holds its state.
+   */
+  floatingAddress: string;
   hosts: LabHost[];
 }
 
@@ -33,6 +39,7 @@ export const REFERENCE_TOPOLOGY: LabTopology = {
   serverNet: '172.16.75.0/24',
   vip: '172.16.75.84',
   servicePort: 80,
+  floatingAddress: '172.16.75.87',
   hosts: [
     { name: 'client', role: 'client', interfaces: [{ name: 'eth0', cidr: '10.8.21.40/24', segment: 'client-net' }], gateway: '10.8.21.1' },
     {

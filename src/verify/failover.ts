@@ -11,90 +11,27 @@
 //     The failed balancer is recovered at the end, as `lab recover` does.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
-import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
+import { startCapture, writeHostCapture } from '../capture/capture';
 import { DecodedPacket, HostCapture } from '../capture/types';
-import { run } from '../util/exec';
 import { interfaceMac } from '../util/netns';
 import { nsName } from '../lab/names';
 import { BALANCERS, BalancerName, LabTopology, REAL_SERVERS, addressOf } from '../lab/topology';
 import { failBalancer, recoverBalancer, routerNextHops } from '../lab/ha';
 import { LabError } from '../lab/errors';
 import { Fact, RequestOutcome, Verdict } from './facts';
-import { curlArgv, curlOutcome, prepareOutputDirectory, writingOutput } from './judge';
+import { prepareOutputDirectory, writingOutput } from './judge';
+import { Where, captureAll, isClientSyn, openHalfRequest, requestsFrom, servedBy, sleep, tcp } from './live';
 import { VerifyReport, captureFilter } from './flow';
 import { buildLadder } from '../report/ladder';
 import { labAddresses } from './judge';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 export interface FailoverReport extends VerifyReport {
-  /** Milliseconds from `lab fail` (link down, controller killed) until the router's route no longer names the failed balancer. */
-  timings: { routeWithdrawnMs?: number };
+  /**
+   * Milliseconds from `lab fail` (link down, controller killed) until the router's route no longer names the
+   * failed balancer (ecmp), or until the standby holds the VIP (vrrp).
+   */
+  timings: { routeWithdrawnMs?: number; vipMovedMs?: number };
 }
-
-interface Where {
-  label: string;
-  host: 'client' | 'router' | BalancerName | 'rs1' | 'rs2';
-  device: string;
-}
-
-async function captureAll(lab: string, where: readonly Where[], filter: string): Promise<CaptureSession[]> {
-  const sessions = where.map((w) => startCapture({ host: w.label, netns: nsName(lab, w.host), device: w.device, filter }));
-  await sleep(200);
-  return sessions;
-}
-
-async function requestsFrom(lab: string, url: string, k: number): Promise<RequestOutcome[]> {
-  const out: RequestOutcome[] = [];
-  for (let i = 0; i < k; i++) {
-    const r = await run(curlArgv(url), { netns: nsName(lab, 'client'), timeoutMs: 5000 });
-    out.push(curlOutcome(r.code, r.stdout, r.stderr));
-  }
-  return out;
-}
-
-/** A connection from the client that sends half a request, then the rest when told; its local port is known once connected. */
-function openHalfRequest(lab: string, vip: string, port: number) {
-  const script = [
-    "const net = require('net');",
-    'const s = net.connect(Number(process.argv[2]), process.argv[1], () => {',
-    "  s.write('GET / HTTP/1.1\\r\\nHost: vip\\r\\n'); process.stdout.write('port ' + s.localPort + '\\n');",
-    '});',
-    "let buf = ''; s.on('data', (d) => { buf += d; }); s.on('close', () => { process.stdout.write('reply ' + JSON.stringify(buf) + '\\n'); process.exit(0); });",
-    "s.on('error', (e) => { process.stdout.write('error ' + e.message + '\\n'); process.exit(1); });",
-    "process.stdin.on('data', () => s.write('\\r\\n'));",
-  ].join('\n');
-  const child = spawn('ip', ['netns', 'exec', nsName(lab, 'client'), process.execPath, '-e', script, vip, String(port)], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  return {
-    async localPort(): Promise<number | undefined> {
-      for (let i = 0; i < 200; i++) {
-        const m = /port (\d+)/.exec(output);
-        if (m) return Number(m[1]);
-        if (/error/.test(output)) return undefined;
-        await sleep(25);
-      }
-      return undefined;
-    },
-    async finish(timeoutMs: number): Promise<{ reply?: string; error?: string }> {
-      child.stdin.write('go\n');
-      await Promise.race([exited, sleep(timeoutMs)]);
-      child.kill();
-      const reply = /reply (".*")/.exec(output)?.[1];
-      if (reply) return { reply: JSON.parse(reply) as string };
-      return { error: /error (.*)/.exec(output)?.[1] ?? `no reply within ${timeoutMs / 1000} s` };
-    },
-  };
-}
-
-const tcp = (p: DecodedPacket) => (p.transport?.kind === 'tcp' ? p.transport : undefined);
-const isClientSyn = (p: DecodedPacket, client: string, vip: string, port: number) =>
-  p.ip?.src === client && p.ip.dst === vip && tcp(p)?.dstPort === port && tcp(p)?.flags.syn === true && tcp(p)?.flags.ack === false;
 
 /** The failover verify of an ECMP lab; pcaps into `out` (default ./slbctl-pcaps/LAB/ecmp). */
 export async function verifyEcmp(lab: string, topology: LabTopology, k: number, out: string | undefined): Promise<FailoverReport> {
@@ -230,7 +167,7 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
     if (carrier) await recoverBalancer(lab, topology, carrier, () => undefined);
   }
   const survivor = BALANCERS.find((b) => b !== carrier) as BalancerName;
-  const liveRs = /^(rs\d)\b/.exec(finished.reply?.split('\r\n\r\n')[1] ?? '')?.[1];
+  const liveRs = servedBy(finished.reply);
   facts.push({
     fact: `a connection opened before ${carrier ?? 'the carrying balancer'} failed completes after it`,
     expected: 'the rest of the request is answered',

@@ -4,14 +4,16 @@
 import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
 import { HostCapture } from '../capture/types';
 import { Mode } from '../model/types';
-import { run } from '../util/exec';
 import { LabTopology, REFERENCE_TOPOLOGY, hostOf } from '../lab/topology';
 import { nsName, readLabState } from '../lab/netns';
 import { requireLabUp } from '../lab/mode';
 import { RequestOutcome } from './facts';
-import { curlArgv, curlOutcome, writingOutput } from './judge';
+import { writingOutput } from './judge';
+import { request } from './live';
 import { CaptureDriver, VerifyExpectation, VerifyReport, verifyWith } from './flow';
 import { verifyEcmp } from './failover';
+import { verifyVrrp } from './vrrp';
+import { MODES } from '../model/types';
 import { LabError } from '../lab/errors';
 
 export type { VerifyReport };
@@ -19,11 +21,6 @@ export { CAPTURED_HOSTS, captureFilter } from './flow';
 export { curlArgv, curlOutcome, judgeLab, prepareOutputDirectory, writingOutput } from './judge';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function request(lab: string, url: string): Promise<RequestOutcome> {
-  const r = await run(curlArgv(url), { netns: nsName(lab, 'client'), timeoutMs: 5000 });
-  return curlOutcome(r.code, r.stdout, r.stderr);
-}
 
 /** The netns lab's captures: one process, each capture opened inside its host's namespace; curl in the client's. */
 export function netnsCaptureDriver(lab: string, topology: LabTopology): CaptureDriver {
@@ -71,6 +68,18 @@ export async function verifyLabMode(
         `lab "${lab}": ${applied.failed?.join(', ')} failed; run \`slbctl lab recover ${applied.failed?.[0]} --name ${lab}\` first (verify fails one itself)`,
       );
     return verifyEcmp(lab, REFERENCE_TOPOLOGY, requests, out);
+  }
+  if (applied?.ha === 'vrrp') {
+    const running = MODES.find((m) => m === applied.mode);
+    if (!running)
+      throw new LabError(`lab "${lab}" runs --ha vrrp with no mode recorded; run \`slbctl lab mode fullnat --ha vrrp --name ${lab}\``);
+    if (mode !== undefined && mode !== running)
+      throw new LabError(`lab "${lab}" runs ${running} on a VRRP pair (--ha vrrp); --mode ${mode} cannot be judged there`);
+    if ((applied.failed ?? []).length > 0)
+      throw new LabError(
+        `lab "${lab}": ${applied.failed?.join(', ')} failed; run \`slbctl lab recover ${applied.failed?.[0]} --name ${lab}\` first (verify fails one itself)`,
+      );
+    return verifyVrrp(lab, REFERENCE_TOPOLOGY, running, applied.sync !== false, requests, out);
   }
   return verifyWith(netnsCaptureDriver(lab, REFERENCE_TOPOLOGY), {
     lab,

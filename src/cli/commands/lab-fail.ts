@@ -29,9 +29,9 @@ function balancerCommand(verb: 'fail' | 'recover', describe: string): CommandMod
 
 export const labFailCommand = balancerCommand(
   'fail',
-  "Make one of two balancers fail: its server-side link goes down and its controller is killed (the router's BFD notices in about 0.3 s)",
+  "Make one of two balancers fail: its server-side link goes down and its controller is killed (ecmp: the router's BFD notices in about 0.3 s; vrrp: the standby takes the VIP after three missed adverts)",
 );
 export const labRecoverCommand = balancerCommand(
   'recover',
-  'Bring a failed balancer back: link up, its controller started again; waits until the router sends it flows again',
+  'Bring a failed balancer back: link up, its controller started again; waits until the router sends it flows again (ecmp) or it is the standby (vrrp)',
 );

@@ -14,6 +14,7 @@ interface Args {
   protocol: LabProtocol;
   cache: boolean;
   ha?: HaKind;
+  sync: boolean;
 }
 
 export const labModeCommand: CommandModule<object, Args> = {
@@ -50,7 +51,12 @@ export const labModeCommand: CommandModule<object, Args> = {
       .option('ha', {
         choices: HA_KINDS,
         describe:
-          'a lab of two balancers (lab up --balancers 2): ecmp, slbctl run on each announces the VIP over BGP (BIRD) and the router spreads flows over both (dsr)',
+          'a lab of two balancers (lab up --balancers 2): ecmp (dsr), slbctl run on each announces the VIP over BGP (BIRD) and the router spreads flows over both; vrrp (fullnat, transparent), keepalived gives the VIP and a floating address to one, conntrackd copies its connections to the other',
+      })
+      .option('sync', {
+        type: 'boolean',
+        default: true,
+        describe: '--ha vrrp: copy connection state to the standby with conntrackd; --no-sync shows what a failover loses without it',
       }),
   handler: async (args) => {
     requireRoot('lab mode');
@@ -71,6 +77,7 @@ export const labModeCommand: CommandModule<object, Args> = {
         protocol: args.protocol,
         cache: args.cache,
         ...(args.ha ? { ha: args.ha } : {}),
+        ...(args.sync ? {} : { sync: false }),
       },
       say,
     );

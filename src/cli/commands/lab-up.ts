@@ -24,7 +24,8 @@ export const labUpCommand: CommandModule<object, Args> = {
       .option('balancers', {
         type: 'number',
         default: 1,
-        describe: 'netns: 1, or 2 for a second balancer NAME-lb2 (172.16.75.86) beside NAME-lb, for `lab mode dsr --ha ecmp`',
+        describe:
+          'netns: 1, or 2 for a second balancer NAME-lb2 (172.16.75.86) beside NAME-lb, for `lab mode dsr --ha ecmp` or `lab mode fullnat|transparent --ha vrrp`',
       })
       .check((a) => {
         if (a.balancers !== 1 && a.balancers !== 2) throw new Error('--balancers must be 1 or 2');

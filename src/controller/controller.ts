@@ -48,6 +48,11 @@ export interface ControllerOptions {
   waitMs?: number;
 }
 
+/** The VIPs with a service that has a real server with a weight (healthy, not drained). */
+function servingVips(eff: Effective): Set<string> {
+  return new Set(eff.config.services.filter((s) => s.realServers.some((r) => r.weight > 0)).map((s) => s.vip));
+}
+
 export class Controller {
   private config: Config;
   private k: KernelSession | undefined;
@@ -213,21 +218,28 @@ export class Controller {
   /** ha.vrrp: after the first apply, so a balancer that becomes master at once has its services in place. */
   private async startVrrp(): Promise<void> {
     if (!this.config.ha?.vrrp || !this.k) return;
-    this.vrrp = await VrrpPair.start(this.config, await this.k.rtnl.interfaces(), (level, event, message, fields) => {
-      this.log(level, event, message, fields);
-      // `slbctl status` shows the state: the record follows each transition, not only each reconcile.
-      if (fields?.state) this.writeRecord();
-    });
+    this.vrrp = await VrrpPair.start(
+      this.config,
+      await this.k.rtnl.interfaces(),
+      servingVips(this.effective()).size > 0,
+      (level, event, message, fields) => {
+        this.log(level, event, message, fields);
+        // `slbctl status` shows the state: the record follows each transition, not only each reconcile.
+        if (fields?.state) this.writeRecord();
+      },
+    );
   }
 
   /**
    * A VIP is announced while one of its services has a real server with a
    * weight (healthy, not drained); else it is withdrawn, so the routers send
-   * its flows to the other balancers.
+   * its flows to the other balancers. Under VRRP (one instance for all VIPs)
+   * the balancer gives the VIPs up when no service has one.
    */
   private async announce(eff: Effective): Promise<void> {
+    const vips = servingVips(eff);
+    this.vrrp?.keepalived.track(vips.size > 0);
     if (!this.speaker) return;
-    const vips = new Set(eff.config.services.filter((s) => s.realServers.some((r) => r.weight > 0)).map((s) => s.vip));
     await this.speaker.announce([...vips]);
   }
 

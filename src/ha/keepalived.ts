@@ -23,6 +23,9 @@ import { HaEngineError, endChild, endLeftover, sleep, spawnTied } from './child'
 /** The one VRRP instance slbctl writes; its name is in every state line keepalived logs. */
 export const INSTANCE = 'slbctl';
 
+/** The track file keepalived reads: 0 while a service can serve, 1 when none can (the instance then goes to FAULT). */
+export const TRACK = 'slbctl_health';
+
 export type VrrpState = 'MASTER' | 'BACKUP' | 'FAULT';
 
 /** A floating address and the interface it goes to on the master. */
@@ -50,10 +53,20 @@ function notifyCommand(script: string, state: string): string {
   return `"${script} ${state}"`;
 }
 
-/** The whole keepalived config for this balancer; `notify`: the script run on each transition (connection sync). */
-export function renderKeepalivedConfig(vrrp: VrrpSettings, addresses: readonly FloatingAddress[], notify?: string): string {
+/** keepalived reads a quoted path itself: one with quotes or blanks cannot be written in its config. */
+function quotedPath(p: string): string {
+  if (!/^[A-Za-z0-9_./+-]+$/.test(p)) throw new HaEngineError(`keepalived file path ${p} has characters keepalived cannot take`);
+  return `"${p}"`;
+}
+
+/**
+ * The whole keepalived config for this balancer; `notify`: the script run on each transition (connection
+ * sync); `track`: the file slbctl writes its services' health to (weight 0: non-zero means FAULT).
+ */
+export function renderKeepalivedConfig(vrrp: VrrpSettings, addresses: readonly FloatingAddress[], notify?: string, track?: string): string {
   const lines = [
     '# Written by slbctl run (src/ha/keepalived.ts); rewritten when the VIPs or ha.vrrp change.',
+    ...(track ? [`track_file ${TRACK} {`, `  file ${quotedPath(track)}`, '  weight 0', '}'] : []),
     'global_defs {',
     `  router_id ${INSTANCE}`,
     // VRRPv3: advert intervals below a second (in centiseconds); v2 counts whole seconds.
@@ -73,6 +86,7 @@ export function renderKeepalivedConfig(vrrp: VrrpSettings, addresses: readonly F
     '  virtual_ipaddress {',
     ...addresses.map((a) => `    ${a.address} dev ${a.device}`),
     '  }',
+    ...(track ? ['  track_file {', `    ${TRACK}`, '  }'] : []),
     ...(notify
       ? [
           `  notify_master ${notifyCommand(notify, 'master')}`,
@@ -113,6 +127,7 @@ export class Keepalived {
   private tail: NodeJS.Timeout | undefined;
   private current: VrrpState | undefined;
   private rendered = '';
+  private serving: boolean | undefined;
 
   private constructor(
     private readonly bin: string,
@@ -127,7 +142,30 @@ export class Keepalived {
       pid: path.join(this.dir, 'keepalived.pid'),
       vrrpPid: path.join(this.dir, 'vrrp.pid'),
       log: path.join(this.dir, 'keepalived.log'),
+      track: path.join(this.dir, 'health'),
     };
+  }
+
+  /**
+   * Whether this balancer can serve (one of its services has a real server with a weight). keepalived
+   * watches the file: when nothing can be served the instance goes to FAULT and drops the VIPs, so the
+   * other balancer takes them, as a BGP speaker withdraws its routes; back to BACKUP when a server is.
+   */
+  track(serving: boolean): void {
+    if (serving === this.serving) return;
+    const first = this.serving === undefined;
+    this.serving = serving;
+    const f = this.files.track;
+    // Written then renamed, so keepalived never reads a half-written value.
+    fs.writeFileSync(`${f}.tmp`, serving ? '0\n' : '1\n');
+    fs.renameSync(`${f}.tmp`, f);
+    if (!first || !serving)
+      this.log(
+        serving ? 'info' : 'warn',
+        serving
+          ? 'a service has a real server again: this balancer may hold the VIPs'
+          : 'no service has a real server with a weight: VRRP FAULT, the VIPs go to the other balancer',
+      );
   }
 
   /** The instance's state as keepalived last logged it (undefined until its first transition). */
@@ -139,7 +177,7 @@ export class Keepalived {
   static async start(
     vrrp: VrrpSettings,
     addresses: readonly FloatingAddress[],
-    o: { notify?: string; dir?: string },
+    o: { notify?: string; dir?: string; serving?: boolean },
     log: (level: 'info' | 'warn' | 'error', message: string, state?: VrrpState) => void,
   ): Promise<Keepalived> {
     const bin = requireKeepalived();
@@ -148,7 +186,8 @@ export class Keepalived {
     const k = new Keepalived(bin, dir, o.notify, log);
     const f = k.files;
     await endLeftover(f.pid, 'keepalived');
-    k.rendered = renderKeepalivedConfig(vrrp, addresses, o.notify);
+    k.track(o.serving ?? true);
+    k.rendered = renderKeepalivedConfig(vrrp, addresses, o.notify, f.track);
     fs.writeFileSync(f.conf, k.rendered);
     const checked = await run([bin, '--config-test', '--use-file', f.conf]);
     if (checked.code !== 0)
@@ -187,7 +226,7 @@ export class Keepalived {
 
   /** New VIPs or settings: rewrite the config and have keepalived reload it (SIGHUP keeps its state). */
   async update(vrrp: VrrpSettings, addresses: readonly FloatingAddress[]): Promise<void> {
-    const text = renderKeepalivedConfig(vrrp, addresses, this.notify);
+    const text = renderKeepalivedConfig(vrrp, addresses, this.notify, this.files.track);
     if (text === this.rendered || !this.child || this.exited !== undefined) return;
     const f = this.files;
     fs.writeFileSync(`${f.conf}.tmp`, text);
@@ -239,6 +278,6 @@ export class Keepalived {
     if (this.child) await endChild(this.child, 5000);
     if (this.tail) clearInterval(this.tail);
     this.tail = undefined;
-    for (const f of [this.files.pid, this.files.vrrpPid]) fs.rmSync(f, { force: true });
+    for (const f of [this.files.pid, this.files.vrrpPid, this.files.track]) fs.rmSync(f, { force: true });
   }
 }

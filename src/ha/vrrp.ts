@@ -30,7 +30,8 @@ export class VrrpPair {
   ) {}
 
   /** Start both engines for `config` (which has ha.vrrp); throws, leaving nothing running, when either cannot. */
-  static async start(config: Config, interfaces: NetInterface[], log: HaLog, dir = keepalivedDir()): Promise<VrrpPair> {
+  /** `serving`: whether a service has a real server with a weight now (else keepalived starts in FAULT). */
+  static async start(config: Config, interfaces: NetInterface[], serving: boolean, log: HaLog, dir = keepalivedDir()): Promise<VrrpPair> {
     const vrrp = config.ha?.vrrp;
     if (!vrrp) throw new Error('internal: VrrpPair.start without ha.vrrp');
     const { syncFrom } = resolveVrrp(config, interfaces);
@@ -47,7 +48,7 @@ export class VrrpPair {
       const keepalived = await Keepalived.start(
         vrrp,
         floatingAddresses(config),
-        { dir, ...(notify ? { notify } : {}) },
+        { dir, serving, ...(notify ? { notify } : {}) },
         (level, m, state?: VrrpState) => log(level, 'vrrp', m, state ? { state } : undefined),
       );
       return new VrrpPair(keepalived, conntrackd);

@@ -46,6 +46,8 @@ function config(self: 'a' | 'b', vips = [VIP]): string {
       mode: 'fullnat',
       // Floating: the real server answers the master, whichever it is, and a copied connection keeps its source.
       snatAddress: SNAT,
+      // Tracked: a balancer whose checks all fail gives the VIPs up (VRRP FAULT).
+      healthCheck: { type: 'tcp', interval: '200ms', fall: 2, rise: 2 },
       realServers: [{ address: ADDR.rs, port: 80, weight: 1 }],
     })),
     ha: {
@@ -249,5 +251,42 @@ describe('two balancers, VRRP active/standby with conntrackd (namespaces of this
     ).catch((e: unknown) => {
       throw new Error(`${(e as Error).message}: ${left}`);
     });
+  });
+
+  it('a master whose checks all fail goes to FAULT and the standby takes the VIPs; it comes back as the standby', async () => {
+    assert.ok(b && !b.done() && (await holds(ns.b)), 'b is master after the first test');
+    // The same VIPs as b since its reload: with different address lists the pair was seen to end with two masters.
+    fs.writeFileSync(path.join(runtime, 'a.json'), config('a', [VIP, '172.16.75.87']));
+    a = startSlbctl(ns.a, ['run', '-f', path.join(runtime, 'a.json'), '--metrics', 'off']);
+    started.push(a);
+    await waitUntil('a logs its BACKUP state', 15_000, () => /-> BACKUP/.test(a?.err() ?? ''), 50);
+    // Only b's checks fail: its own connections to the real server are dropped on output (forwarded ones are not).
+    const block = (verb: 'add' | 'delete') =>
+      verb === 'add'
+        ? [
+            ['nft', 'add', 'table', 'inet', 'tblock'],
+            ['nft', 'add', 'chain', 'inet', 'tblock', 'out', '{ type filter hook output priority 0; }'],
+            ['nft', 'add', 'rule', 'inet', 'tblock', 'out', 'ip', 'daddr', ADDR.rs, 'tcp', 'dport', '80', 'drop'],
+          ]
+        : [['nft', 'delete', 'table', 'inet', 'tblock']];
+    for (const argv of block('add')) await runChecked('block checks', argv, { netns: ns.b });
+    await waitUntil('b goes to FAULT', 15_000, () => /MASTER -> FAULT/.test(b?.err() ?? ''), 50).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}
+${b?.err() ?? ''}`);
+    });
+    assert.match(b.err(), /no service has a real server with a weight: VRRP FAULT/);
+    await waitUntil('a holds the VIP', 15_000, () => holds(ns.a), 20);
+    assert.equal(await holds(ns.b), false, 'b gave the VIP up');
+    assert.match(await statusLine(ns.b), /^vrrp: FAULT in group 51/);
+    const through = await curlVip();
+    assert.equal(through.code, 0, 'the VIP answers through a');
+    // b's checks pass again: it leaves FAULT as the standby (nopreempt), a keeps the VIP.
+    for (const argv of block('delete')) await runChecked('unblock checks', argv, { netns: ns.b });
+    await waitUntil('b leaves FAULT', 15_000, () => /FAULT -> BACKUP/.test(b?.err() ?? ''), 50);
+    assert.match(b.err(), /a service has a real server again/);
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual([await holds(ns.a), await holds(ns.b)], [true, false]);
+      await sleep(100);
+    }
   });
 });

@@ -165,6 +165,16 @@ describe('the keepalived config slbctl writes', () => {
     assert.throws(() => renderKeepalivedConfig(vrrp, [], '/tmp/a b/notify.sh'), HaEngineError);
   });
 
+  it("tracks the services' health through a file keepalived watches (weight 0: non-zero is FAULT)", () => {
+    const c = parsed(VRRP);
+    const vrrp = c.ha?.vrrp;
+    assert.ok(vrrp);
+    const text = renderKeepalivedConfig(vrrp, floatingAddresses(c), undefined, '/run/slbctl/keepalived/net-1/health');
+    assert.match(text, /^track_file slbctl_health \{\n {2}file "\/run\/slbctl\/keepalived\/net-1\/health"\n {2}weight 0\n\}$/m);
+    assert.match(text, /virtual_ipaddress \{[^}]*\}\n {2}track_file \{\n {4}slbctl_health\n {2}\}/);
+    assert.throws(() => renderKeepalivedConfig(vrrp, [], undefined, '/run/a "b"/health'), HaEngineError);
+  });
+
   it('reads the transitions of its own instance from keepalived console lines', () => {
     assert.equal(parseTransition('Sat Nov 28 05:17:06 2026: (slbctl) Entering MASTER STATE'), 'MASTER');
     assert.equal(parseTransition('Sat Nov 28 05:17:05 2026: (slbctl) Entering BACKUP STATE (init)'), 'BACKUP');

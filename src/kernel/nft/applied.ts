@@ -33,10 +33,11 @@ export const nextGeneration = (g: number): number => (g >= 0xffffffff ? 1 : g + 
 /**
  * The shape of the tables a record stands for. A record is the services, not
  * the objects: tables made by a slbctl that laid services out otherwise (2:
- * pick chains, src/kernel/nft/names.ts) must be listed and rewritten once, so
- * a record of another layout is no record.
+ * pick chains, src/kernel/nft/names.ts; 3: source NAT without `random`,
+ * src/kernel/nft/rules.ts snatRule) must be listed and rewritten once, so a
+ * record of another layout is no record.
  */
-const LAYOUT = 2;
+const LAYOUT = 3;
 
 /** The services slbctl's tables held at `generation`, when slbctl recorded them at exactly that generation. */
 export function appliedAt(generation: number): ServiceState[] | undefined {

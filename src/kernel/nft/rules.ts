@@ -47,8 +47,16 @@ export function snatDispatchRule(): Rule {
 export const SNAT_HASH_SEED = 0x5a7;
 
 /**
- * One fullnat service's source NAT, with a random port so the RS sees a fresh
- * one. A pool: the flow's hash (client address and port) picks the address,
+ * One fullnat service's source NAT. The client's source port is kept where
+ * it is free (no `random`): a real server holds each closed connection in
+ * TIME_WAIT for 60 s, and a SYN on a 4-tuple it holds is accepted only if its
+ * TCP timestamp is newer. Linux clients offset timestamps per connection, so
+ * a NAT tuple reused by *another* client connection is refused (PAWS) about
+ * half the time, and the client waits a second to retry; a kept port reuses
+ * a tuple only with the same client connection's, whose timestamps go on
+ * rising. Measured in the lab (wrk, a connection per request, 15 s): with
+ * `random` 3,888 PAWS refusals and 3,856 client SYN retransmits, 0.28 of
+ * direct; without, none, 0.61 of direct. A pool: the flow's hash (client address and port) picks the address,
  * so connections from one client spread over all of them (a plain address
  * range would not: the kernel picks within a range by the flow's addresses
  * alone). nft needs the pool rule's `meta l4proto` to read `proto-dst`, but
@@ -62,7 +70,7 @@ export function snatRule(s: Pick<ServiceState, 'protocol' | 'port' | 'snatAddres
   if (pool && pool.length > 1) {
     const hash = `jhash ip saddr . ${s.protocol} sport mod ${pool.length} seed 0x${SNAT_HASH_SEED.toString(16)}`;
     return {
-      text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${hash} map { ${pool.map((a, i) => `${i} : ${a}`).join(', ')} }${ports.text ? ` ${ports.text.replace(':', ': ')}` : ''} random`,
+      text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${hash} map { ${pool.map((a, i) => `${i} : ${a}`).join(', ')} }${ports.text ? ` ${ports.text.replace(':', ': ')}` : ''}`,
       expr: [
         dport,
         {
@@ -80,15 +88,14 @@ export function snatRule(s: Pick<ServiceState, 'protocol' | 'port' | 'snatAddres
               },
             },
             ...ports.expr,
-            flags: 'random',
           },
         },
       ],
     };
   }
   return {
-    text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${s.snatAddress ?? ''}${ports.text} random`,
-    expr: [match(meta('l4proto'), s.protocol), dport, { snat: { addr: s.snatAddress ?? '', ...ports.expr, flags: 'random' } }],
+    text: `meta l4proto ${s.protocol} ct original proto-dst ${s.port} snat ip to ${s.snatAddress ?? ''}${ports.text}`,
+    expr: [match(meta('l4proto'), s.protocol), dport, { snat: { addr: s.snatAddress ?? '', ...ports.expr } }],
   };
 }
 

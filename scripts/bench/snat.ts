@@ -59,11 +59,16 @@ const CASES: Case[] = [
     label: 'fullnat, 4-address pool, conntrack defaults',
     config: { backend: 'nft', services: [service({ snatAddresses: POOL })] },
   },
+  // Direct again: the machine is shared, so the ratios take the mean of the first and the last measurement.
+  { label: 'direct client -> RS1, again' },
 ];
 
 interface Result {
   requestsPerSecond: number;
   errors: number;
+  /** The client's SYN retransmissions (TcpExtTCPSynRetrans) and the RSs' refusals of a SYN on a TIME_WAIT 4-tuple (TcpExtPAWSTimewait). */
+  synRetransmits: number;
+  pawsRefused: number;
   /** The balancer's SNAT port use at the end of the run, from `slbctl status --json`. */
   snat: { address: string; used: number; capacity: number }[];
 }
@@ -77,11 +82,23 @@ function parseWrk(text: string): { requestsPerSecond: number; errors: number } {
   return { requestsPerSecond: Number(rate[1]), errors };
 }
 
+/** One TCP counter of a lab host (nstat -az: absolute values). */
+async function counter(lab: string, host: 'client' | 'rs1' | 'rs2', name: string): Promise<number> {
+  const r = await run(['nstat', '-az', name], { netns: nsName(lab, host) });
+  return Number(new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(r.stdout)?.[1] ?? 0);
+}
+
+const retransmitsAndRefusals = async (lab: string) => ({
+  syn: await counter(lab, 'client', 'TcpExtTCPSynRetrans'),
+  paws: (await counter(lab, 'rs1', 'TcpExtPAWSTimewait')) + (await counter(lab, 'rs2', 'TcpExtPAWSTimewait')),
+});
+
 async function measure(lab: string, dir: string, c: Case): Promise<Result> {
   const lb = nsName(lab, 'lb');
   const cli = (args: string[]) => run([process.execPath, CLI_ENTRY, ...args], { netns: lb });
-  // Each case starts with the balancer's conntrack table empty (the lab's own namespace).
+  // Each case starts with the balancer's conntrack table empty and no TIME_WAIT socket in the lab (its own namespaces).
   await run(['conntrack', '-F'], { netns: lb });
+  for (const h of ['client', 'rs1', 'rs2'] as const) await run(['ss', '-K', 'state', 'time-wait'], { netns: nsName(lab, h) });
   if (c.config) {
     const file = path.join(dir, 'snat.yaml');
     fs.writeFileSync(file, stringify(c.config));
@@ -91,7 +108,9 @@ async function measure(lab: string, dir: string, c: Case): Promise<Result> {
   const host = c.config ? REFERENCE_TOPOLOGY.vip : addressOf(REFERENCE_TOPOLOGY, 'rs1');
   const url = `http://${host}:${REFERENCE_TOPOLOGY.servicePort}/`;
   const argv = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--timeout', '2s', '-H', 'Connection: close', url];
+  const before = await retransmitsAndRefusals(lab);
   const w = parseWrk((await runChecked(`wrk ${url}`, argv, { netns: nsName(lab, 'client'), timeoutMs: (SECONDS + 30) * 1000 })).stdout);
+  const after = await retransmitsAndRefusals(lab);
   let snat: Result['snat'] = [];
   if (c.config) {
     const status = await cli(['status', '--json']);
@@ -99,7 +118,7 @@ async function measure(lab: string, dir: string, c: Case): Promise<Result> {
     // The next case starts from nothing of slbctl's (timeouts put back, pool addresses removed).
     await cli(['destroy']);
   }
-  return { ...w, snat };
+  return { ...w, synRetransmits: after.syn - before.syn, pawsRefused: after.paws - before.paws, snat };
 }
 
 async function main(): Promise<void> {
@@ -129,7 +148,9 @@ async function main(): Promise<void> {
       const r = await measure(lab, dir, c);
       results.set(c.label, r);
       const use = r.snat.map((u) => `${u.address} ${u.used}/${u.capacity}`).join(', ');
-      say(`${c.label}: ${r.requestsPerSecond.toFixed(0)} requests/s, ${r.errors} errors${use ? `; SNAT ports at the end: ${use}` : ''}`);
+      say(
+        `${c.label}: ${r.requestsPerSecond.toFixed(0)} requests/s, ${r.errors} errors, ${r.synRetransmits} SYN retransmits, ${r.pawsRefused} PAWS refusals${use ? `; SNAT ports at the end: ${use}` : ''}`,
+      );
     }
   } finally {
     try {
@@ -139,14 +160,18 @@ async function main(): Promise<void> {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
-  const direct = results.get(CASES[0]?.label ?? '')?.requestsPerSecond ?? 0;
+  const directs = CASES.filter((c) => !c.config).map((c) => results.get(c.label)?.requestsPerSecond ?? 0);
+  const direct = directs.reduce((a, b) => a + b, 0) / Math.max(1, directs.length);
   say('');
-  say('| configuration | requests/s | ratio to direct | errors |');
-  say('|---|--:|--:|--:|');
+  say(`direct: mean of ${directs.map((d) => d.toFixed(0)).join(' and ')}`);
+  say('| configuration | requests/s | ratio to direct | errors | client SYN retransmits | RS PAWS refusals (TIME_WAIT) |');
+  say('|---|--:|--:|--:|--:|--:|');
   for (const c of CASES) {
     const r = results.get(c.label);
     if (r)
-      say(`| ${c.label} | ${r.requestsPerSecond.toFixed(0)} | ${direct ? (r.requestsPerSecond / direct).toFixed(2) : '-'} | ${r.errors} |`);
+      say(
+        `| ${c.label} | ${r.requestsPerSecond.toFixed(0)} | ${direct ? (r.requestsPerSecond / direct).toFixed(2) : '-'} | ${r.errors} | ${r.synRetransmits} | ${r.pawsRefused} |`,
+      );
   }
   for (const c of CASES.filter((x) => x.label.includes('pool'))) {
     const ratio = direct ? (results.get(c.label)?.requestsPerSecond ?? 0) / direct : 0;

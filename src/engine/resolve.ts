@@ -96,7 +96,7 @@ function conntrackSysctls(timeouts: ConntrackTimeouts | undefined): Record<strin
   const out: Record<string, string> = {};
   for (const [key, sysctl] of Object.entries(CONNTRACK_SYSCTLS) as [keyof ConntrackTimeouts, string][]) {
     const v = timeouts?.[key];
-    if (v !== undefined) out[sysctl] = String(v);
+    if (v !== undefined) out[sysctl] = typeof v === 'boolean' ? (v ? '1' : '0') : String(v);
   }
   return out;
 }

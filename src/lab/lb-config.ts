@@ -81,6 +81,9 @@ export function labServiceConfig(
       ? { ha: { bgp: { asn: LAB_BALANCER_ASN, peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }] } } }
       : {}),
     ...(o.ha === 'vrrp' ? { ha: vrrpConfig(self, topology, o.sync !== false) } : {}),
+    // A new master must not pick a connection up mid-stream: full NAT keeps the client's port, so a flow it NATs
+    // anew to the same real server would go on, by luck of the scheduler. Off, only the synced state carries one.
+    ...(o.ha === 'vrrp' ? { conntrack: { tcpLoose: false } } : {}),
     services: [
       {
         name: 'web',

@@ -78,10 +78,13 @@ export async function applyLabMode(
     out(`  router: ARP entry for ${REFERENCE_TOPOLOGY.vip} flushed (the pair's master held it)`);
   }
   if (state?.balancers === 2 && !options.ha) {
-    const r = await run([process.execPath, CLI_ENTRY, 'destroy'], { netns: nsName(lab, 'lb2') });
-    if (r.code !== 0)
-      throw new LabError(`lab mode ${mode}: slbctl destroy on lb2 failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
-    out('  lb2: slbctl destroy (one balancer serves)');
+    // lb too after a VRRP pair: its conntrack settings (tcpLoose) go back only with a destroy.
+    for (const b of state.ha === 'vrrp' ? BALANCERS : (['lb2'] as const)) {
+      const r = await run([process.execPath, CLI_ENTRY, 'destroy'], { netns: nsName(lab, b) });
+      if (r.code !== 0)
+        throw new LabError(`lab mode ${mode}: slbctl destroy on ${b} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+      out(`  ${b}: slbctl destroy (${b === 'lb2' ? 'one balancer serves' : "the pair's settings go"})`);
+    }
   }
   // Under VRRP the real servers answer the pair's floating address, which the master holds.
   const gateway = options.ha === 'vrrp' ? REFERENCE_TOPOLOGY.floatingAddress : undefined;

@@ -351,7 +351,7 @@ function checkConntrack(c: Checker, raw: unknown): ConntrackTimeouts | undefined
   if (raw === undefined) return undefined;
   const keys = Object.keys(CONNTRACK_SYSCTLS) as (keyof ConntrackTimeouts)[];
   if (!isRecord(raw)) {
-    c.fail(['conntrack'], `must be a mapping of timeouts in seconds (${keys.join(', ')})`);
+    c.fail(['conntrack'], `must be a mapping of timeouts in seconds and tcpLoose (${keys.join(', ')})`);
     return undefined;
   }
   c.unknownKeys(raw, keys, ['conntrack']);
@@ -359,6 +359,11 @@ function checkConntrack(c: Checker, raw: unknown): ConntrackTimeouts | undefined
   for (const key of keys) {
     const v = raw[key];
     if (v === undefined) continue;
+    if (key === 'tcpLoose') {
+      if (typeof v === 'boolean') out.tcpLoose = v;
+      else c.fail(['conntrack', key], `${JSON.stringify(v)} is not true or false`);
+      continue;
+    }
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_CONNTRACK_TIMEOUT_S)
       c.fail(['conntrack', key], `${JSON.stringify(v)} is not a timeout (whole seconds, 1 to ${MAX_CONNTRACK_TIMEOUT_S})`);
     else out[key] = v;

@@ -207,6 +207,14 @@ export interface ConntrackTimeouts {
   tcpClose?: number;
   tcpFinWait?: number;
   tcpCloseWait?: number;
+  /**
+   * nf_conntrack_tcp_loose: whether conntrack picks up a TCP connection it
+   * sees mid-stream (kernel default: yes). A standby that becomes master
+   * without the connection's state then NATs it as a new flow, to whichever
+   * real server its scheduler picks; false: such packets are invalid and the
+   * connection ends, so only synced state (ha.sync) carries one over.
+   */
+  tcpLoose?: boolean;
 }
 
 /** Each conntrack timeout key and the sysctl that holds it. */
@@ -215,6 +223,7 @@ export const CONNTRACK_SYSCTLS: Record<keyof ConntrackTimeouts, string> = {
   tcpClose: 'net.netfilter.nf_conntrack_tcp_timeout_close',
   tcpFinWait: 'net.netfilter.nf_conntrack_tcp_timeout_fin_wait',
   tcpCloseWait: 'net.netfilter.nf_conntrack_tcp_timeout_close_wait',
+  tcpLoose: 'net.netfilter.nf_conntrack_tcp_loose',
 };
 
 /** The source ports the kernel's source NAT takes when a service sets none (ports under 1024 keep to themselves). */

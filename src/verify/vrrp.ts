@@ -206,7 +206,7 @@ export async function verifyVrrp(
     pass: finished.reply !== undefined && answeredBy !== undefined,
     why: sync
       ? 'the survivor had no usable state for it: conntrackd did not commit the copy to its kernel'
-      : 'without state sync (--no-sync) the survivor has no state for the connection: its NAT cannot be undone, and the client gets a reset',
+      : 'without state sync (--no-sync) the survivor has no state for the connection, and does not pick it up mid-stream (conntrack.tcpLoose: false): the client gets a reset',
   });
   const rsAddress = liveRs ? addressOf(topology, liveRs) : undefined;
   const rsPackets = captures.find((c) => c.host === liveRs)?.packets ?? [];

@@ -99,10 +99,11 @@ describe('snatAddresses, snatPorts and conntrack in the config', () => {
     {
       name: 'conntrack timeouts',
       service: '',
-      top: 'conntrack: { tcpTimeWait: 0, tcpLinger: 5 }\n',
+      top: 'conntrack: { tcpTimeWait: 0, tcpLinger: 5, tcpLoose: 0 }\n',
       want: [
-        'conntrack.tcpLinger: unknown key; allowed keys are tcpTimeWait, tcpClose, tcpFinWait, tcpCloseWait',
+        'conntrack.tcpLinger: unknown key; allowed keys are tcpTimeWait, tcpClose, tcpFinWait, tcpCloseWait, tcpLoose',
         'conntrack.tcpTimeWait: 0 is not a timeout (whole seconds, 1 to 86400)',
+        'conntrack.tcpLoose: 0 is not true or false',
       ],
     },
   ];
@@ -137,7 +138,10 @@ describe('a pool resolved against the balancer', () => {
   };
 
   it('pool addresses are added where their subnet is; the conntrack timeouts become sysctls', () => {
-    const d = resolveConfig(config({ snatAddress: POOL[0], snatPool: POOL, snatPorts: '20000-40000' }, { tcpTimeWait: 10 }), facts);
+    const d = resolveConfig(
+      config({ snatAddress: POOL[0], snatPool: POOL, snatPorts: '20000-40000' }, { tcpTimeWait: 10, tcpLoose: false }),
+      facts,
+    );
     assert.deepEqual(d.addresses, [
       { address: '172.16.75.84', device: 'eth0' },
       { address: '172.16.75.90', device: 'eth0' },
@@ -146,6 +150,7 @@ describe('a pool resolved against the balancer', () => {
     assert.equal(d.services[0]?.snatPorts, '20000-40000');
     assert.deepEqual(d.services[0]?.snatPool, POOL);
     assert.equal(d.sysctls['net.netfilter.nf_conntrack_tcp_timeout_time_wait'], '10');
+    assert.equal(d.sysctls['net.netfilter.nf_conntrack_tcp_loose'], '0');
   });
 
   it('the balancer own address stays where it is (nothing to add)', () => {

@@ -3,7 +3,6 @@
 // through the same observe -> plan -> execute path as `slbctl apply`.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { BackendChoice, Config, realServerKey, serviceKey } from '../model/types';
 import { KernelSession, closeSession, executePlan, openSession, planConfig } from '../engine/engine';
@@ -17,7 +16,8 @@ import { closeIcmpSockets } from '../health/icmp';
 import { closeVipPathCaptures } from '../health/vip-path';
 import { Effective, RealServerDecision, effectiveConfig } from './effective';
 import { Logger } from './log';
-import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters, renderMetricsBytes, serveMetrics } from './metrics';
+import { APPLY_BUCKETS, MetricsSnapshot, RealServerCounters } from './metrics';
+import { MetricsServer, serveMetrics } from './metrics-server';
 import { ControllerRecord, ServiceRuntime, readDrains, removeControllerRecord, writeControllerRecord } from './records';
 import { Lock } from '../records/lock';
 import { Rtnl } from '../kernel/rtnl/rtnl';
@@ -92,7 +92,7 @@ export class Controller {
   private resyncTimer: NodeJS.Timeout | undefined;
   private watcher: fs.FSWatcher | undefined;
   private reloadTimer: NodeJS.Timeout | undefined;
-  private metricsServer: http.Server | undefined;
+  private metricsServer: MetricsServer | undefined;
   private decisions = new Map<string, RealServerDecision[]>();
   private readonly counters = new KernelCounters();
   /** ha.bgp: the BGP speaker that announces the VIPs while their services have a real server. */
@@ -137,7 +137,7 @@ export class Controller {
       // Opening the session reads; what can still refuse comes before the first change, so a refusal leaves the kernel as it was.
       if (o.metrics) {
         const where = `${o.metrics.host}:${o.metrics.port}`;
-        c.metricsServer = await serveMetrics(o.metrics, () => c.metricsBytes()).catch((caught: unknown) => {
+        c.metricsServer = await serveMetrics(o.metrics, (scrape) => c.freshSnapshot(scrape)).catch((caught: unknown) => {
           const e = caught as NodeJS.ErrnoException;
           throw new PreflightError(
             `cannot serve metrics on ${where}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message}; choose another with --metrics ADDRESS:PORT, or --metrics off`,
@@ -467,7 +467,7 @@ export class Controller {
     }
   }
 
-  metricsSnapshot(): MetricsSnapshot {
+  metricsSnapshot(resetLoopDelay = true): MetricsSnapshot {
     // By key, not by search: a scrape of 1,000 real servers must not scan every service or monitor for each one.
     const services = new Map(this.config.services.map((s) => [serviceKey(s), s]));
     return {
@@ -497,17 +497,17 @@ export class Controller {
       resyncs: { ...this.stats.resyncs },
       reloads: { ...this.stats.reloads },
       checksByKind: [...this.monitors.checksByKind].map(([kind, c]) => ({ kind, ...c })),
-      loopDelay: this.loopDelayQuantiles(),
+      loopDelay: this.loopDelayQuantiles(resetLoopDelay),
       snat: this.snat.use,
       startedAt: this.startedAt,
     };
   }
 
-  /** The loop's delay since the previous call (the histogram is reset). */
-  private loopDelayQuantiles(): { quantile: number; seconds: number }[] {
+  /** The loop's delay since the previous reset. */
+  private loopDelayQuantiles(reset: boolean): { quantile: number; seconds: number }[] {
     const h = this.loopDelay;
     const q = [0.5, 0.99, 1].map((quantile) => ({ quantile, seconds: (quantile === 1 ? h.max : h.percentile(quantile * 100)) / 1e9 }));
-    h.reset();
+    if (reset) h.reset();
     return q.map((x) => ({ ...x, seconds: Number.isFinite(x.seconds) ? x.seconds : 0 }));
   }
 
@@ -533,9 +533,10 @@ export class Controller {
     await this.countersBusy;
   }
 
-  async metricsBytes(): Promise<Buffer> {
+  /** For /metrics: a scrape's snapshot restarts the event-loop delay window, a periodic one does not. */
+  async freshSnapshot(scrape: boolean): Promise<MetricsSnapshot> {
     await this.freshCounters();
-    return renderMetricsBytes(this.metricsSnapshot());
+    return this.metricsSnapshot(scrape);
   }
 
   /** Read the file again; an invalid or unresolvable one is logged and the running config kept. */
@@ -609,9 +610,7 @@ export class Controller {
     this.monitors.stopAll();
     this.snat.stop();
     if (this.metricsServer) {
-      const server = this.metricsServer;
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await this.metricsServer.close();
     }
     await this.busy;
     // Before anything else ends: the routers withdraw this balancer's VIPs at once.

@@ -1,6 +1,5 @@
-// Prometheus text exposition of the controller's state, and the small HTTP
-// server that serves it (127.0.0.1 by default: metrics are not for the world).
-import * as http from 'node:http';
+// Prometheus text exposition of the controller's state (served by
+// metrics-server.ts, on 127.0.0.1 by default: metrics are not for the world).
 import { ServiceRuntime } from './records';
 import type { SnatUse } from '../kernel/conntrack/snat-use';
 
@@ -245,31 +244,4 @@ export function parseListen(v: string): { host: string; port: number } | undefin
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return undefined;
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
-export function serveMetrics(listen: { host: string; port: number }, render: () => Promise<Buffer>): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
-      return;
-    }
-    if (req.url === '/metrics') {
-      render().then(
-        (body) => {
-          res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': body.length });
-          res.end(req.method === 'HEAD' ? undefined : body);
-        },
-        (e: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`slbctl: ${(e as Error).message}\n`),
-      );
-      return;
-    }
-    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('slbctl: metrics are at /metrics\n');
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
 }

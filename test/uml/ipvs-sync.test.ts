@@ -9,6 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { ChildProcess, spawn } from 'node:child_process';
 import { run, runChecked } from '../../src/util/exec';
+import { CLI_ENTRY } from '../../src/util/self';
 
 const p = `sy${process.pid % 10000}`;
 const ns = { client: `${p}c`, a: `${p}a`, b: `${p}b`, rs: `${p}r` };
@@ -119,6 +120,9 @@ describe('IPVS connection sync between two balancer namespaces', () => {
     const listed = await daemonsIn(ns.b);
     assert.deepEqual(listed.map((d) => `${d.state} ${d.interface} ${d.syncId} ${d.port}`).sort(), ['backup bs 7 8848', 'master bs 7 8848']);
     assert.match(await inNs(ns.b, ['ipvsadm', '-L', '--daemon']), /master sync daemon \(mcast=bs, syncid=7/);
+    const status = await inNs(ns.b, [process.execPath, CLI_ENTRY, 'status']);
+    assert.match(status, /^ipvs sync: master sync daemon on bs \(sync id 7, group 224\.0\.0\.81:8848\)$/m);
+    assert.match(status, /^ipvs sync: backup sync daemon on bs \(sync id 7, group 224\.0\.0\.81:8848\)$/m);
     await curlFrom(40002);
     const done = Date.now();
     let entry: string[] = [];

@@ -32,9 +32,7 @@ async function ipvsSyncStatus(controller: ControllerRecord | undefined): Promise
 }
 
 function renderIpvsSync(daemons: Awaited<ReturnType<typeof ipvsSyncStatus>>): string {
-  return daemons
-    .map((d) => `ipvs sync: ${describeDaemon(d)}${d.startedBySlbctl ? ', started by slbctl run' : ', not started by slbctl'}\n`)
-    .join('');
+  return daemons.map((d) => `ipvs sync: ${describeDaemon(d)}${d.startedBySlbctl ? ', started by slbctl run' : ''}\n`).join('');
 }
 
 /** The L7 services as HAProxy's runtime API reports them now (sessions, bytes, state per real server). */
@@ -283,7 +281,8 @@ export const statusCommand: CommandModule<object, Args> = {
     }
     const controller = runningController();
     const sessions = controller?.bgp ? await bgpSessions() : [];
-    const syncDaemons = found.some((f) => f.backend === 'ipvs') ? await ipvsSyncStatus(controller) : [];
+    // Asked of the kernel whatever backend holds services: the daemons run without any slbctl service (the IPVS session above opened the family already).
+    const syncDaemons = await ipvsSyncStatus(controller);
     const drains = readDrains();
     const withServices = found.filter((f) => f.kernel.services.length > 0);
     const l7 = await l7Status();

@@ -97,7 +97,7 @@ export class Controller {
   private readonly counters = new KernelCounters();
   /** ha.bgp: the BGP speaker that announces the VIPs while their services have a real server. */
   private speaker: BirdSpeaker | undefined;
-  /** ha.vrrp: keepalived (and conntrackd with ha.sync), which hold the VIPs on whichever balancer is master. */
+  /** ha.vrrp: keepalived (and conntrackd or the IPVS sync daemons with ha.sync), which hold the VIPs on whichever balancer is master. */
   private vrrp: VrrpPair | undefined;
   /** DSR on nftables: real servers' MACs seen so far, and those that answer no ARP now. */
   private readonly macs = new Map<string, string>();
@@ -146,7 +146,7 @@ export class Controller {
       }
       refuseWhatCannotRun(c.config);
       // An interface ha.vrrp or ha.sync names that this host lacks: refused before the first apply changes anything.
-      resolveVrrp(c.config, await c.k.rtnl.interfaces());
+      resolveVrrp(c.config, await c.k.rtnl.interfaces(), c.k.backend);
       c.log(
         'info',
         'start',
@@ -459,6 +459,7 @@ export class Controller {
             },
           }
         : {}),
+      ...(this.vrrp?.ipvsSync ? { ipvsSyncDaemons: this.vrrp.ipvsSync.owned.map((d) => d.state) } : {}),
     };
     try {
       writeControllerRecord(record);

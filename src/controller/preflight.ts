@@ -40,7 +40,7 @@ export function runRefusals(config: Config, canUseRawSockets = hasCapability(CAP
     );
   if (config.ha?.vrrp && !findCommand('keepalived'))
     refusals.push('ha.vrrp needs keepalived, which is not installed; run scripts/setup.sh or apt-get install keepalived');
-  if (config.ha?.sync && !findCommand('conntrackd'))
+  if (config.ha?.sync?.engine === 'conntrackd' && !findCommand('conntrackd'))
     refusals.push('ha.sync needs conntrackd, which is not installed; run scripts/setup.sh or apt-get install conntrackd');
   return refusals;
 }

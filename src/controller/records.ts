@@ -53,6 +53,8 @@ export interface ControllerRecord {
   bgp?: { announced: string[]; peers: { address: string; asn: number }[] };
   /** ha.vrrp: this balancer's VRRP state as keepalived last logged it (absent until its first transition). */
   vrrp?: { state?: string; group: number; priority: number };
+  /** ha.sync with engine ipvs: the sync daemons (master, backup) this controller started and stops. */
+  ipvsSyncDaemons?: string[];
 }
 
 export function writeControllerRecord(r: ControllerRecord): void {

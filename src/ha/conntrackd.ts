@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ChildProcess } from 'node:child_process';
-import { SyncSettings } from '../model/types';
+import { ConntrackdSyncSettings } from '../model/types';
 import { findCommand, run } from '../util/exec';
 import { PreflightError } from '../util/errors';
 import { runDir } from '../util/rundir';
@@ -41,7 +41,7 @@ export function conntrackdFiles(dir: string): ConntrackdFiles {
 }
 
 /** This balancer's address towards the peer: on the sync interface, in a subnet that holds the peer. */
-export function localSyncAddress(sync: SyncSettings, interfaces: NetInterface[]): string {
+export function localSyncAddress(sync: ConntrackdSyncSettings, interfaces: NetInterface[]): string {
   const iface = interfaces.find((i) => i.name === sync.interface);
   if (!iface)
     throw new HaEngineError(
@@ -56,7 +56,7 @@ export function localSyncAddress(sync: SyncSettings, interfaces: NetInterface[])
 }
 
 /** The whole conntrackd.conf: FTFW over UDP unicast to the peer, every path in `files`. */
-export function renderConntrackdConfig(sync: SyncSettings, local: string, files: ConntrackdFiles): string {
+export function renderConntrackdConfig(sync: ConntrackdSyncSettings, local: string, files: ConntrackdFiles): string {
   const lines = [
     '# Written by slbctl run (src/ha/conntrackd.ts).',
     'Sync {',
@@ -149,7 +149,7 @@ export class Conntrackd {
 
   /** Start conntrackd; throws (and leaves nothing running) if it does not answer on its socket. */
   static async start(
-    sync: SyncSettings,
+    sync: ConntrackdSyncSettings,
     local: string,
     log: (level: 'info' | 'warn' | 'error', message: string) => void,
     dir = conntrackdDir(),

@@ -39,6 +39,7 @@ import {
   HaSettings,
   SYNC_ENGINES,
   SyncSettings,
+  IPVS_SYNC_DEFAULTS,
   VRRP_DEFAULTS,
   VrrpSettings,
   realServerKey,
@@ -91,7 +92,9 @@ const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
 const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'conntrack', 'services', 'ha'];
 const HA_KEYS = ['bgp', 'vrrp', 'sync'];
 const VRRP_KEYS = ['interface', 'virtualRouterId', 'priority', 'peers', 'advertInterval', 'addresses'];
-const SYNC_KEYS = ['engine', 'interface', 'peer'];
+const SYNC_KEYS = ['engine', 'interface', 'peer', 'syncId', 'group', 'port'];
+/** The ha.sync keys each engine takes besides engine and interface. */
+const SYNC_ENGINE_KEYS = { conntrackd: ['peer'], ipvs: ['syncId', 'group', 'port'] } as const;
 /** VRRPv3 counts the advert interval in centiseconds, in 12 bits. */
 const ADVERT_MS = { min: 10, max: 40950 } as const;
 const BGP_KEYS = ['asn', 'peers', 'routerId', 'bfd', 'holdTime'];
@@ -614,9 +617,9 @@ function checkVrrp(c: Checker, v: unknown, vp: PathPart[]): VrrpSettings | undef
   return { interface: iface, virtualRouterId: id, priority, peers, advertIntervalMs, addresses };
 }
 
-function checkSync(c: Checker, v: unknown, sp: PathPart[]): SyncSettings | undefined {
+function checkSync(c: Checker, v: unknown, sp: PathPart[], backend: BackendChoice | undefined): SyncSettings | undefined {
   if (!isRecord(v)) {
-    c.fail(sp, 'must be a mapping with engine, interface and peer');
+    c.fail(sp, 'must be a mapping with engine, interface and peer (conntrackd) or syncId (ipvs)');
     return undefined;
   }
   c.unknownKeys(v, SYNC_KEYS, sp);
@@ -624,14 +627,40 @@ function checkSync(c: Checker, v: unknown, sp: PathPart[]): SyncSettings | undef
     c.oneOf(x, SYNC_ENGINES, [...sp, 'engine'], 'sync engine'),
   );
   const iface = checkInterfaceName(c, v.interface, [...sp, 'interface']);
+  if (engine === undefined) return undefined;
+  for (const [other, keys] of Object.entries(SYNC_ENGINE_KEYS))
+    if (other !== engine)
+      for (const k of keys)
+        if (v[k] !== undefined) c.fail([...sp, k], `does not apply to engine ${engine} (it is a ${other} setting); remove it`);
+  if (engine === 'ipvs') {
+    // The sync daemons copy IPVS connections; nftables NAT keeps its state in conntrack (engine conntrackd).
+    if (backend !== undefined && backend !== 'auto' && backend !== 'ipvs')
+      c.fail(
+        [...sp, 'engine'],
+        `ipvs syncs the IPVS backend's connections, and backend is ${backend}; use engine conntrackd, or backend ipvs`,
+      );
+    // The sync messages carry the id in one byte; a backup with id 0 would take every pair's messages.
+    const syncId = c.required(v.syncId, [...sp, 'syncId'], 'the id both balancers of the pair share, 1-255', (x) =>
+      checkWhole(c, x, [...sp, 'syncId'], 1, 255, 'an IPVS sync id'),
+    );
+    let group: string = IPVS_SYNC_DEFAULTS.group;
+    if (v.group !== undefined) {
+      const octets = typeof v.group === 'string' && /^\d{1,3}(\.\d{1,3}){3}$/.test(v.group) ? v.group.split('.').map(Number) : [];
+      if (octets.length === 4 && octets.every((o) => o <= 255) && octets[0] >= 224 && octets[0] <= 239) group = octets.join('.');
+      else c.fail([...sp, 'group'], `${JSON.stringify(v.group)} is not an IPv4 multicast group; use one of 224.0.0.0-239.255.255.255`);
+    }
+    const port = v.port === undefined ? IPVS_SYNC_DEFAULTS.port : checkWhole(c, v.port, [...sp, 'port'], 1, 65535, 'a UDP port');
+    if (iface === undefined || syncId === undefined || port === undefined) return undefined;
+    return { engine, interface: iface, syncId, group, port };
+  }
   const peer = c.required(v.peer, [...sp, 'peer'], "the other balancer's unicast address on that interface", (x) =>
     c.hostAddress(x, [...sp, 'peer'], 'balancer'),
   );
-  if (engine === undefined || iface === undefined || peer === undefined) return undefined;
+  if (iface === undefined || peer === undefined) return undefined;
   return { engine, interface: iface, peer };
 }
 
-function checkHa(c: Checker, raw: unknown, path: PathPart[]): HaSettings | undefined {
+function checkHa(c: Checker, raw: unknown, path: PathPart[], backend: BackendChoice | undefined): HaSettings | undefined {
   if (!isRecord(raw)) {
     c.fail(path, 'must be a mapping with a "bgp" or a "vrrp" section');
     return undefined;
@@ -644,7 +673,7 @@ function checkHa(c: Checker, raw: unknown, path: PathPart[]): HaSettings | undef
     c.fail([...path, 'sync'], 'needs ha.vrrp: connection state is copied to the standby of an active/standby pair');
   if (raw.vrrp !== undefined) {
     const vrrp = checkVrrp(c, raw.vrrp, [...path, 'vrrp']);
-    const sync = raw.sync === undefined ? undefined : checkSync(c, raw.sync, [...path, 'sync']);
+    const sync = raw.sync === undefined ? undefined : checkSync(c, raw.sync, [...path, 'sync'], backend);
     if (vrrp) ha.vrrp = vrrp;
     if (sync) ha.sync = sync;
   }
@@ -707,7 +736,7 @@ export function validateConfig(
   }
   c.unknownKeys(data, TOP_KEYS, []);
   const backend = data.backend === undefined ? 'auto' : c.oneOf<BackendChoice>(data.backend, BACKENDS, ['backend'], 'backend');
-  const ha = data.ha === undefined ? undefined : checkHa(c, data.ha, ['ha']);
+  const ha = data.ha === undefined ? undefined : checkHa(c, data.ha, ['ha'], backend);
   // Under BGP every balancer holds every VIP by design: routers reach it by the announced routes, not by ARP.
   const vipPresence =
     data.vipAlreadyPresent === undefined

@@ -164,14 +164,32 @@ export interface VrrpSettings {
   addresses: string[];
 }
 
-/** Connection state for the standby: conntrackd (FTFW over UDP unicast) with the other balancer. */
-export interface SyncSettings {
+/** Connection state for the standby: conntrackd (FTFW over UDP unicast) with the other balancer (nftables NAT). */
+export interface ConntrackdSyncSettings {
   engine: 'conntrackd';
   /** The interface that faces the other balancer (a dedicated link, ideally). */
   interface: string;
   /** The other balancer's unicast address on that interface. */
   peer: string;
 }
+
+/**
+ * Connection state for the standby on the IPVS backend: the kernel's IPVS
+ * sync daemons, a master and a backup on each balancer, multicasting every
+ * connection IPVS schedules to the group on `interface`.
+ */
+export interface IpvsSyncSettings {
+  engine: 'ipvs';
+  interface: string;
+  /** 1-255, the same on both balancers of the pair: a backup takes only messages of its id. */
+  syncId: number;
+  /** IPv4 multicast group (default 224.0.0.81, the kernel's). */
+  group: string;
+  /** UDP port (default 8848, the kernel's). */
+  port: number;
+}
+
+export type SyncSettings = ConntrackdSyncSettings | IpvsSyncSettings;
 
 export interface HaSettings {
   bgp?: BgpSettings;
@@ -181,7 +199,8 @@ export interface HaSettings {
 
 /** keepalived's own default advert interval (1 s); see docs/ha.md for why slbctl keeps it. */
 export const VRRP_DEFAULTS = { advertIntervalMs: 1000 } as const;
-export const SYNC_ENGINES = ['conntrackd'] as const;
+export const SYNC_ENGINES = ['conntrackd', 'ipvs'] as const;
+export const IPVS_SYNC_DEFAULTS = { group: '224.0.0.81', port: 8848 } as const;
 
 /** ASNs a balancer may use: 32-bit, without 0, AS_TRANS (23456) and the reserved last one. */
 export const ASN_RANGE = { min: 1, max: 4294967294 } as const;

@@ -113,8 +113,8 @@ export function removeRecordsOf(id: NetnsIdentity): string[] {
     removed.push('haproxy');
   }
   // The BGP speaker's files (config, log) of this namespace: its BIRD ended with the namespace's processes.
-  // Likewise keepalived's and conntrackd's (ha.vrrp, ha.sync).
-  for (const engine of ['bird', 'keepalived', 'conntrackd']) {
+  // Likewise keepalived's and conntrackd's (ha.vrrp, ha.sync), and the record of the IPVS sync daemons (gone with the namespace).
+  for (const engine of ['bird', 'keepalived', 'conntrackd', 'ipvs-sync']) {
     const dir = runDir(engine, `net-${id.inode}`);
     if (!fs.existsSync(dir)) continue;
     fs.rmSync(dir, { recursive: true, force: true });

@@ -83,7 +83,7 @@ describe('ha.vrrp and ha.sync validation', () => {
       ['  sync:\n    engine: conntrackd\n    interface: eth1\n    peer: 10.0.0.2\n', /ha\.sync: needs ha\.vrrp/],
       [
         `${VRRP}  sync:\n    engine: ipvs\n    interface: eth1\n    peer: 10.0.0.2\n`,
-        /ha\.sync\.engine: "ipvs" is not a known sync engine; use one of conntrackd/,
+        /ha\.sync\.peer: does not apply to engine ipvs \(it is a conntrackd setting\); remove it/,
       ],
       [`${VRRP}  sync: { engine: conntrackd }\n`, /ha\.sync\.interface: is required.*ha\.sync\.peer: is required/],
     ];

@@ -14,6 +14,26 @@ import { L7Engine } from '../../backends/haproxy/engine';
 import { backendName, serverName } from '../../backends/haproxy/render';
 import { L7ServiceState } from '../../model/state';
 import { StatRow } from '../../backends/haproxy/runtime';
+import { IpvsClient } from '../../kernel/ipvs/client';
+import { IpvsSyncDaemon, describeDaemon } from '../../kernel/ipvs/daemon';
+
+/** The IPVS sync daemons the kernel runs in this namespace (none without IPVS), each marked when the running controller started it. */
+async function ipvsSyncStatus(controller: ControllerRecord | undefined): Promise<(IpvsSyncDaemon & { startedBySlbctl: boolean })[]> {
+  const client = await IpvsClient.open().catch(() => undefined);
+  if (!client) return [];
+  try {
+    const daemons = await client.daemons();
+    return daemons.map((d) => ({ ...d, startedBySlbctl: controller?.ipvsSyncDaemons?.includes(d.state) ?? false }));
+  } catch {
+    return [];
+  } finally {
+    client.close();
+  }
+}
+
+function renderIpvsSync(daemons: Awaited<ReturnType<typeof ipvsSyncStatus>>): string {
+  return daemons.map((d) => `ipvs sync: ${describeDaemon(d)}${d.startedBySlbctl ? ', started by slbctl run' : ''}\n`).join('');
+}
 
 /** The L7 services as HAProxy's runtime API reports them now (sessions, bytes, state per real server). */
 interface L7Status {
@@ -261,6 +281,8 @@ export const statusCommand: CommandModule<object, Args> = {
     }
     const controller = runningController();
     const sessions = controller?.bgp ? await bgpSessions() : [];
+    // Asked of the kernel whatever backend holds services: the daemons run without any slbctl service (the IPVS session above opened the family already).
+    const syncDaemons = await ipvsSyncStatus(controller);
     const drains = readDrains();
     const withServices = found.filter((f) => f.kernel.services.length > 0);
     const l7 = await l7Status();
@@ -312,6 +334,7 @@ export const statusCommand: CommandModule<object, Args> = {
             backend: pick?.backend ?? 'none',
             controller: controller ?? null,
             ...(controller?.bgp ? { bgpSessions: sessions } : {}),
+            ...(syncDaemons.length ? { ipvsSyncDaemons: syncDaemons } : {}),
             drains,
             services,
             ownedAddresses: found.flatMap((f) => f.kernel.ownedAddresses),
@@ -329,9 +352,16 @@ export const statusCommand: CommandModule<object, Args> = {
     }
     const l7Text = l7 && (l7.services.length > 0 || !l7.running) ? renderL7(l7, controller) : '';
     if (withServices.length === 0) {
-      process.stdout.write(`backend: ${found.map((f) => f.backend).join(', ') || 'none'}\n${l7Text || 'no services programmed\n'}`);
+      process.stdout.write(
+        `backend: ${found.map((f) => f.backend).join(', ') || 'none'}\n${renderIpvsSync(syncDaemons)}${l7Text || 'no services programmed\n'}`,
+      );
       return;
     }
-    process.stdout.write(withServices.map((f) => render(f, controller, drains, conns, sessions)).join('\n') + renderSnat(snat) + l7Text);
+    process.stdout.write(
+      withServices.map((f) => render(f, controller, drains, conns, sessions)).join('\n') +
+        renderIpvsSync(syncDaemons) +
+        renderSnat(snat) +
+        l7Text,
+    );
   },
 };

@@ -17,6 +17,7 @@ import {
   serviceKeyToWire,
   serviceToWire,
 } from './types';
+import { IpvsSyncDaemon, SyncDaemonState, daemonFromWire, daemonToWire, describeDaemon, stateToWire } from './daemon';
 
 const NLMSG_ERROR = 2;
 const NLM_F_DUMP = 0x300;
@@ -36,6 +37,8 @@ const COMMAND_ERRNO_TEXT: Record<number, Record<number, string>> = {
   [Cmd.SET_SERVICE]: { 2: 'scheduler or persistence engine not available (is the ip_vs_<scheduler> module there?)' },
   [Cmd.DEL_DEST]: { 2: 'no such destination' },
   [Cmd.SET_DEST]: { 2: 'no such destination' },
+  [Cmd.NEW_DAEMON]: { 17: 'a sync daemon of that state already runs in this namespace', 19: 'no such interface' },
+  [Cmd.DEL_DAEMON]: { 3: 'no such sync daemon runs' },
 };
 
 /** IPVS refused a request (exit 4); errno and the step are kept. */
@@ -178,6 +181,24 @@ export class IpvsClient implements IpvsOperations {
       service: serviceKeyToWire(s),
       dest: destinationKeyToWire(d),
     });
+  }
+
+  /** The sync daemons running in this namespace (GET_DAEMON is a dump: one message a daemon). */
+  async daemons(): Promise<IpvsSyncDaemon[]> {
+    const payloads = await this.request('list sync daemons', Cmd.GET_DAEMON, {}, true);
+    return payloads.flatMap((p) => {
+      const d = daemonFromWire((decode(COMMAND, p).daemon as Attrs | undefined) ?? {});
+      return d ? [d] : [];
+    });
+  }
+
+  async startDaemon(d: IpvsSyncDaemon): Promise<void> {
+    await this.request(`start ${describeDaemon(d)}`, Cmd.NEW_DAEMON, { daemon: daemonToWire(d) });
+  }
+
+  /** The kernel stops a daemon by its state alone. */
+  async stopDaemon(state: SyncDaemonState): Promise<void> {
+    await this.request(`stop the ${state} sync daemon`, Cmd.DEL_DAEMON, { daemon: { state: stateToWire(state) } });
   }
 
   async timeouts(): Promise<{ tcp: number; tcpFin: number; udp: number }> {

@@ -2,7 +2,7 @@
 // decode are both derived from the table, so the two directions cannot
 // disagree on a type (moby/ipvs once wrote the weight as 32 bits and read it
 // as 16). Pure: no sockets here.
-import { CmdAttr, DestAttr, InfoAttr, StatsAttr, SvcAttr } from './constants';
+import { CmdAttr, DaemonAttr, DestAttr, InfoAttr, StatsAttr, SvcAttr } from './constants';
 
 export type AttrType = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'string' | 'binary' | 'flags' | Table;
 
@@ -67,9 +67,23 @@ export const DEST: Table = [
   { name: 'tunFlags', id: DestAttr.TUN_FLAGS, type: 'u16' },
 ];
 
+// ip_vs_daemon_policy: the port is a host-order u16 (nla_get_u16), unlike the
+// service and destination ports; the IPv4 group is an in_addr (network order).
+export const DAEMON: Table = [
+  { name: 'state', id: DaemonAttr.STATE, type: 'u32' },
+  { name: 'mcastIfn', id: DaemonAttr.MCAST_IFN, type: 'string' },
+  { name: 'syncId', id: DaemonAttr.SYNC_ID, type: 'u32' },
+  { name: 'syncMaxlen', id: DaemonAttr.SYNC_MAXLEN, type: 'u16' },
+  { name: 'mcastGroup', id: DaemonAttr.MCAST_GROUP, type: 'binary' },
+  { name: 'mcastGroup6', id: DaemonAttr.MCAST_GROUP6, type: 'binary' },
+  { name: 'mcastPort', id: DaemonAttr.MCAST_PORT, type: 'u16' },
+  { name: 'mcastTtl', id: DaemonAttr.MCAST_TTL, type: 'u8' },
+];
+
 export const COMMAND: Table = [
   { name: 'service', id: CmdAttr.SERVICE, type: SERVICE },
   { name: 'dest', id: CmdAttr.DEST, type: DEST },
+  { name: 'daemon', id: CmdAttr.DAEMON, type: DAEMON },
   { name: 'timeoutTcp', id: CmdAttr.TIMEOUT_TCP, type: 'u32' },
   { name: 'timeoutTcpFin', id: CmdAttr.TIMEOUT_TCP_FIN, type: 'u32' },
   { name: 'timeoutUdp', id: CmdAttr.TIMEOUT_UDP, type: 'u32' },

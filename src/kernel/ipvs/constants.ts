@@ -13,6 +13,9 @@ export const Cmd = {
   SET_DEST: 6,
   DEL_DEST: 7,
   GET_DEST: 8,
+  NEW_DAEMON: 9,
+  DEL_DAEMON: 10,
+  GET_DAEMON: 11,
   SET_CONFIG: 12,
   GET_CONFIG: 13,
   GET_INFO: 15,
@@ -55,6 +58,24 @@ export const DestAttr = {
   TUN_PORT: 14,
   TUN_FLAGS: 15,
 } as const;
+
+/** Inside CmdAttr.DAEMON. */
+export const DaemonAttr = {
+  STATE: 1,
+  MCAST_IFN: 2,
+  SYNC_ID: 3,
+  SYNC_MAXLEN: 4,
+  MCAST_GROUP: 5,
+  MCAST_GROUP6: 6,
+  MCAST_PORT: 7,
+  MCAST_TTL: 8,
+} as const;
+
+/** IP_VS_STATE_*: a sync daemon sends (master) or receives (backup); one of each may run per namespace. */
+export const DaemonState = { MASTER: 1, BACKUP: 2 } as const;
+
+/** The kernel's defaults when NEW_DAEMON names no group or port (IP_VS_SYNC_GROUP, IP_VS_SYNC_PORT). */
+export const SYNC_DEFAULTS = { group: '224.0.0.81', port: 8848 } as const;
 
 export const StatsAttr = {
   CONNS: 1,

@@ -27,7 +27,7 @@ import { isL7 } from '../model/types';
 import { hasIntent, readOwnership } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
-import { BirdSpeaker, resolveSpeaker } from '../ha/bird';
+import { BirdSpeaker, maglevByVip, resolveSpeaker } from '../ha/bird';
 import { SnatWatch } from './snat-watch';
 import { VrrpPair, resolveVrrp } from '../ha/vrrp';
 
@@ -228,7 +228,13 @@ export class Controller {
   private async announce(eff: Effective): Promise<void> {
     if (!this.speaker) return;
     const vips = new Set(eff.config.services.filter((s) => s.realServers.some((r) => r.weight > 0)).map((s) => s.vip));
-    await this.speaker.announce([...vips]);
+    await this.speaker.announce(
+      [...vips],
+      maglevByVip(
+        eff.config.services.filter((s) => vips.has(s.vip)),
+        this.backend,
+      ),
+    );
   }
 
   private setMonitors(): void {

@@ -25,6 +25,7 @@ import { curlArgv, curlOutcome, prepareOutputDirectory, writingOutput } from './
 import { VerifyReport, captureFilter } from './flow';
 import { buildLadder } from '../report/ladder';
 import { labAddresses } from './judge';
+import { maglevAgreementFact } from './maglev-agreement';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -111,7 +112,8 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   const routerMac = interfaceMac(nsName(lab, 'router'), 'br0');
   const fromRouter = (p: DecodedPacket) => p.srcMac === routerMac;
   const balancerOfMac = (mac: string | undefined) => BALANCERS.find((b) => macs[b] === mac);
-  const facts: Fact[] = [];
+  // Before any flow: the balancers must pick alike (Maglev size and seed, as each announces them to the router).
+  const facts: Fact[] = [await maglevAgreementFact(lab, topology)];
   const pcaps: Record<string, string> = {};
   const keep = (captures: HostCapture[], dir: string) => {
     fs.mkdirSync(dir, { recursive: true });

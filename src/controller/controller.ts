@@ -27,7 +27,7 @@ import { isL7 } from '../model/types';
 import { hasIntent, readOwnership } from '../records/ownership';
 import { setRecordReporter } from '../records/netns';
 import { BusyError, PreflightError } from '../util/errors';
-import { BirdSpeaker, resolveSpeaker } from '../ha/bird';
+import { BirdSpeaker, maglevByVip, resolveSpeaker } from '../ha/bird';
 import { SnatWatch } from './snat-watch';
 import { VrrpPair, resolveVrrp } from '../ha/vrrp';
 
@@ -240,7 +240,13 @@ export class Controller {
     const vips = servingVips(eff);
     this.vrrp?.keepalived.track(vips.size > 0);
     if (!this.speaker) return;
-    await this.speaker.announce([...vips]);
+    await this.speaker.announce(
+      [...vips],
+      maglevByVip(
+        eff.config.services.filter((s) => vips.has(s.vip)),
+        this.backend,
+      ),
+    );
   }
 
   private setMonitors(): void {

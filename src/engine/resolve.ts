@@ -7,7 +7,17 @@ import { ConfigError } from '../util/errors';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { CONNTRACK_SYSCTLS, Config, ConntrackTimeouts, L7Scheduler, Protocol, Service, isL7, serviceKey } from '../model/types';
+import {
+  CONNTRACK_SYSCTLS,
+  Config,
+  ConntrackTimeouts,
+  L7Scheduler,
+  MAGLEV_DEFAULTS,
+  Protocol,
+  Service,
+  isL7,
+  serviceKey,
+} from '../model/types';
 import { L7ServiceState, OwnedAddress, ServiceState } from '../model/state';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { DesiredState } from '../plan/types';
@@ -174,6 +184,11 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
       where,
       `encapsulation ${s.encapsulation} (IPVS tunnel mode) needs the IPVS backend; ${can.title} does direct routing (MAC rewrite)`,
     );
+  if (s.maglev && backend !== 'nft')
+    throw new ResolveError(
+      where,
+      `maglev size and seed need the nftables backend; ${can.title}'s mh has a table size fixed when the kernel is built and a hash of its own`,
+    );
   const device = vipDevice(s, where, facts);
   const state: ServiceState = {
     name: s.name,
@@ -197,6 +212,8 @@ export function resolveService(s: Service, index: number, facts: HostFacts, back
   }
   if (s.encapsulation === 'ipip') state.encapsulation = 'ipip';
   if (s.persistence) state.persistence = { ...s.persistence };
+  // Only what differs from the defaults: a service without it reads back from the kernel the same way.
+  if (s.maglev && (s.maglev.size !== MAGLEV_DEFAULTS.size || s.maglev.seed !== MAGLEV_DEFAULTS.seed)) state.maglev = { ...s.maglev };
   // IPVS forwards DSR itself (direct routing or tunnel): no MACs to resolve; nftables rewrites them.
   if (s.mode === 'dsr' && can.dsrNeedsMacs) {
     let forward: NetInterface | undefined;

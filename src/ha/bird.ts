@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ChildProcess, spawn } from 'node:child_process';
-import { BgpSettings } from '../model/types';
+import { BgpSettings, MAGLEV_DEFAULTS, MaglevSettings, Service } from '../model/types';
 import { findCommand, run } from '../util/exec';
 import { PreflightError, SlbctlError } from '../util/errors';
 import { NetInterface } from '../kernel/rtnl/rtnl';
@@ -65,10 +65,42 @@ export function resolveSpeaker(bgp: BgpSettings, interfaces: NetInterface[]): Sp
   return { asn: bgp.asn, routerId: bgp.routerId ?? first.local, bfd: bgp.bfd, holdTime: bgp.holdTime, peers };
 }
 
+/**
+ * The Maglev pairs (size, seed) of the mh services on each VIP, nftables only
+ * (IPVS's mh is the kernel's, not slbctl's to announce). A VIP's route carries
+ * each pair as the BGP large community (local AS, size, seed): balancers that
+ * announce one VIP with different communities would send one flow to different
+ * real servers, and the router (and `slbctl lab verify`) can see it.
+ */
+export function maglevByVip(services: readonly Service[], backend: string): Map<string, MaglevSettings[]> {
+  const out = new Map<string, MaglevSettings[]>();
+  if (backend !== 'nft') return out;
+  for (const s of services) {
+    if (s.scheduler !== 'mh') continue;
+    const m = s.maglev ?? MAGLEV_DEFAULTS;
+    const list = out.get(s.vip) ?? [];
+    if (!list.some((x) => x.size === m.size && x.seed === m.seed)) list.push({ size: m.size, seed: m.seed });
+    out.set(
+      s.vip,
+      list.sort((a, b) => a.size - b.size || a.seed - b.seed),
+    );
+  }
+  return out;
+}
+
 const quote = (s: string) => `"${s.replace(/[^A-Za-z0-9_.:-]/g, '')}"`;
 
 /** The whole BIRD config for this balancer, announcing `vips` (sorted, so equal sets render equally). */
-export function renderBirdConfig(c: SpeakerConfig, vips: readonly string[]): string {
+export function renderBirdConfig(
+  c: SpeakerConfig,
+  vips: readonly string[],
+  maglev: ReadonlyMap<string, readonly MaglevSettings[]> = new Map(),
+): string {
+  const route = (v: string) => {
+    const pairs = maglev.get(v) ?? [];
+    if (pairs.length === 0) return `  route ${v}/32 blackhole;`;
+    return `  route ${v}/32 blackhole { ${pairs.map((m) => `bgp_large_community.add((${c.asn}, ${m.size}, ${m.seed}));`).join(' ')} };`;
+  };
   const keepalive = Math.max(1, Math.floor(c.holdTime / 3));
   const devices = [...new Set(c.peers.map((p) => p.device))];
   const lines = [
@@ -88,7 +120,8 @@ export function renderBirdConfig(c: SpeakerConfig, vips: readonly string[]): str
     '# Each VIP whose service has a real server to send to; never installed in this host (no kernel protocol).',
     'protocol static slbctl_vips {',
     '  ipv4;',
-    ...[...vips].sort().map((v) => `  route ${v}/32 blackhole;`),
+    ...(maglev.size > 0 ? ['  # mh services: each Maglev (size, seed) of the VIP as the large community (our AS, size, seed).'] : []),
+    ...[...vips].sort().map(route),
     '}',
     ...c.peers.flatMap((p, i) => [
       `protocol bgp peer${i} {`,
@@ -103,6 +136,14 @@ export function renderBirdConfig(c: SpeakerConfig, vips: readonly string[]): str
     ]),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** "172.16.75.84 size 1021 seed 1307", for the log. */
+export function describeMaglev(maglev: ReadonlyMap<string, readonly MaglevSettings[]>): string {
+  return [...maglev]
+    .sort()
+    .map(([vip, pairs]) => `${vip} ${pairs.map((m) => `size ${m.size} seed ${m.seed}`).join(' and ')}`)
+    .join(', ');
 }
 
 /** BIRD missing is a preflight refusal (exit 3), said before anything changes. */
@@ -131,6 +172,7 @@ export async function bgpSessions(dir = birdDir()): Promise<{ name: string; stat
 /** One BIRD instance owned by the controller of this namespace. */
 export class BirdSpeaker {
   private announced: string | undefined;
+  private communities: string | undefined;
   private child: ChildProcess | undefined;
   private exited: string | undefined;
 
@@ -189,6 +231,7 @@ export class BirdSpeaker {
       await new Promise((r) => setTimeout(r, 50));
     }
     s.announced = '';
+    s.communities = '[]';
     log(
       'info',
       `BIRD ${config.routerId} AS ${config.asn} peering with ${config.peers.map((p) => `${p.address} AS ${p.asn} on ${p.device}`).join(', ')}${config.bfd ? ' (BFD)' : ''}`,
@@ -196,13 +239,14 @@ export class BirdSpeaker {
     return s;
   }
 
-  /** Announce exactly these VIPs (a change rewrites the config and reconfigures BIRD; no change does nothing). */
-  async announce(vips: readonly string[]): Promise<void> {
+  /** Announce exactly these VIPs, with their Maglev communities (a change rewrites the config and reconfigures BIRD; no change does nothing). */
+  async announce(vips: readonly string[], maglev: ReadonlyMap<string, readonly MaglevSettings[]> = new Map()): Promise<void> {
     const key = [...vips].sort().join(',');
-    if (key === this.announced || this.exited !== undefined) return;
+    const communities = JSON.stringify([...maglev].sort());
+    if ((key === this.announced && communities === this.communities) || this.exited !== undefined) return;
     const f = this.files;
     const tmp = `${f.conf}.tmp`;
-    fs.writeFileSync(tmp, renderBirdConfig(this.config, vips));
+    fs.writeFileSync(tmp, renderBirdConfig(this.config, vips, maglev));
     fs.renameSync(tmp, f.conf);
     const r = await run([this.tools.birdc, '-s', f.socket, 'configure']);
     if (r.code !== 0 || !/Reconfigur/.test(r.stdout)) {
@@ -213,7 +257,10 @@ export class BirdSpeaker {
     const after = new Set(key ? key.split(',') : []);
     const added = [...after].filter((v) => !before.has(v));
     const removed = [...before].filter((v) => !after.has(v));
+    const communitiesChanged = this.communities !== undefined && communities !== this.communities;
     this.announced = key;
+    this.communities = communities;
+    if (communitiesChanged) this.log('info', `Maglev communities now ${describeMaglev(maglev) || 'none'}`);
     this.log(
       'info',
       [added.length ? `announcing ${added.join(', ')}` : '', removed.length ? `withdrawing ${removed.join(', ')}` : '']

@@ -41,8 +41,10 @@ export class VrrpPair {
     readonly ipvsSync: IpvsSyncDaemons | undefined,
   ) {}
 
-  /** Start both engines for `config` (which has ha.vrrp); throws, leaving nothing running, when either cannot. */
-  /** `serving`: whether a service has a real server with a weight now (else keepalived starts in FAULT). */
+  /**
+   * Start both engines for `config` (which has ha.vrrp); throws, leaving nothing running, when either cannot.
+   * `serving`: whether a service has a real server with a weight now (else keepalived starts in FAULT).
+   */
   static async start(config: Config, interfaces: NetInterface[], serving: boolean, log: HaLog, dir = keepalivedDir()): Promise<VrrpPair> {
     const vrrp = config.ha?.vrrp;
     if (!vrrp) throw new Error('internal: VrrpPair.start without ha.vrrp');

@@ -56,7 +56,7 @@ export function renderRouterBird(topology: LabTopology): string {
   ].join('\n')}\n`;
 }
 
-function routerFiles(lab: string) {
+export function routerFiles(lab: string) {
   const dir = labStateDir(lab);
   return {
     conf: path.join(dir, 'router-bird.conf'),

@@ -27,6 +27,8 @@ import {
   FAILURE_POLICIES,
   FailurePolicy,
   Persistence,
+  MaglevSettings,
+  MAGLEV_DEFAULTS,
   Scheduler,
   Service,
   VIP_PRESENCE,
@@ -73,6 +75,7 @@ const SERVICE_KEYS = [
   'snatPorts',
   'encapsulation',
   'persistence',
+  'maglev',
   'healthCheck',
   'failurePolicy',
   'sorryServer',
@@ -88,6 +91,16 @@ const CACHE_MAX_BYTES = 4095 * 1024 * 1024;
 const MAX_CACHE_AGE_S = 86400;
 const SORRY_KEYS = ['address', 'port'];
 const PERSISTENCE_KEYS = ['timeout', 'netmask'];
+const MAGLEV_KEYS = ['size', 'seed'];
+/** A Maglev table (mh on nftables) of at least 11 entries and at most 65521, the largest prime below 2^16: one nft map element each. */
+const MAGLEV_MIN_SIZE = 11;
+const MAGLEV_MAX_SIZE = 65521;
+const MAX_U32 = 0xffffffff;
+
+function isPrime(n: number): boolean {
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return n >= 2;
+}
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
 const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'conntrack', 'services', 'ha'];
 const HA_KEYS = ['bgp', 'vrrp', 'sync'];
@@ -446,6 +459,30 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
       if (timeoutOk && netmask !== undefined && isNetmask(netmask)) persistence = { timeout: t, netmask };
     }
   }
+  let maglev: MaglevSettings | undefined;
+  if (raw.maglev !== undefined) {
+    const mp = [...path, 'maglev'];
+    const count = Array.isArray(raw.realServers) ? raw.realServers.length : 0;
+    if (scheduler !== undefined && scheduler !== 'mh') c.fail(mp, `only applies to scheduler mh (this service is ${scheduler})`);
+    else if (!isRecord(raw.maglev)) c.fail(mp, 'must be a mapping with size (a prime) and seed (a 32-bit unsigned number)');
+    else {
+      c.unknownKeys(raw.maglev, MAGLEV_KEYS, mp);
+      const size = raw.maglev.size ?? MAGLEV_DEFAULTS.size;
+      const seed = raw.maglev.seed ?? MAGLEV_DEFAULTS.seed;
+      const sizeOk =
+        typeof size === 'number' && Number.isInteger(size) && size >= MAGLEV_MIN_SIZE && size <= MAGLEV_MAX_SIZE && isPrime(size);
+      if (!sizeOk)
+        c.fail(
+          [...mp, 'size'],
+          `${JSON.stringify(size)} is not a Maglev table size (a prime from ${MAGLEV_MIN_SIZE} to ${MAGLEV_MAX_SIZE}, e.g. 1021)`,
+        );
+      else if (size < count)
+        c.fail([...mp, 'size'], `${size} is smaller than the service's ${count} real servers: some would get no entry`);
+      const seedOk = typeof seed === 'number' && Number.isInteger(seed) && seed >= 0 && seed <= MAX_U32;
+      if (!seedOk) c.fail([...mp, 'seed'], `${JSON.stringify(seed)} is not a hash seed (a whole number from 0 to ${MAX_U32}, e.g. 0x51b)`);
+      if (sizeOk && size >= count && seedOk) maglev = { size, seed };
+    }
+  }
   let healthCheck: HealthCheck | undefined;
   if (raw.healthCheck !== undefined) {
     const hp = [...path, 'healthCheck'];
@@ -508,6 +545,7 @@ function checkService(c: Checker, raw: unknown, path: PathPart[], vipPresence: V
   if (tls) service.tls = tls;
   if (cache) service.cache = cache;
   if (persistence) service.persistence = persistence;
+  if (maglev) service.maglev = maglev;
   if (healthCheck) service.healthCheck = healthCheck;
   if (failurePolicy) service.failurePolicy = failurePolicy;
   // Only the exception is kept: refusing a VIP another host holds is the default.

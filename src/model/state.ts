@@ -1,7 +1,19 @@
 // Kernel-facing state: a service with everything resolved that the data path
 // needs (devices, SNAT address, MACs). The planner compares the desired form
 // (config + observed host) with the programmed form (read back from the kernel).
-import { CacheSettings, Encapsulation, L7Mode, L7Protocol, L7Scheduler, Mode, Persistence, Protocol, Scheduler, TlsFiles } from './types';
+import {
+  CacheSettings,
+  Encapsulation,
+  MaglevSettings,
+  L7Mode,
+  L7Protocol,
+  L7Scheduler,
+  Mode,
+  Persistence,
+  Protocol,
+  Scheduler,
+  TlsFiles,
+} from './types';
 import type { TableInventory } from '../kernel/nft/inventory';
 import type { SnatObserved } from '../kernel/iptables/snat';
 
@@ -32,6 +44,8 @@ export interface ServiceState {
   snatPool?: string[];
   /** fullnat: the source-port range of the source NAT, "low-high"; the kernel's own when absent. */
   snatPorts?: string;
+  /** mh on nftables: the Maglev table size and seed, only when not the defaults (maglev.ts). */
+  maglev?: MaglevSettings;
   /** IPVS: client affinity for a timeout. */
   persistence?: Persistence;
   /** dsr over IPVS: ipip sends the packet in an IP-in-IP tunnel to the RS. */

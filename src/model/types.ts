@@ -73,6 +73,19 @@ export interface RealServer {
   weight: number;
 }
 
+/** The Maglev table size and flow-hash seed a service has without `maglev:` (src/kernel/nft/maglev.ts says why 1021). */
+export const MAGLEV_DEFAULTS: Readonly<MaglevSettings> = { size: 1021, seed: 0x51b };
+
+/**
+ * mh on nftables: the Maglev table's size (a prime) and the seed of the flow
+ * hash that indexes it. Every balancer of a VIP must use the same pair, or
+ * they send one flow to different real servers.
+ */
+export interface MaglevSettings {
+  size: number;
+  seed: number;
+}
+
 export interface Service {
   /** Operator's name for the service (defaults to "<protocol>/<vip>:<port>"). */
   name: string;
@@ -97,6 +110,8 @@ export interface Service {
   snatPorts?: string;
   /** dsr only: ipip wraps the client's packet in IP-in-IP to the RS (IPVS tunnel mode) instead of rewriting the MAC. */
   encapsulation?: Encapsulation;
+  /** mh on nftables only: the Maglev table size and flow-hash seed (slbctl's defaults when absent). */
+  maglev?: MaglevSettings;
   /** IPVS only: a client (its address under the netmask) keeps its real server for `timeout` seconds. */
   persistence?: Persistence;
   /** How each real server's health is checked (used by `slbctl run`). */

@@ -10,6 +10,7 @@ function describeService(s: ServiceState): string {
   if (s.snatAddress) parts.push(`snat ${s.snatPool ? s.snatPool.join(',') : s.snatAddress}${s.snatPorts ? ` ports ${s.snatPorts}` : ''}`);
   if (s.forwardDevice) parts.push(`forward ${s.forwardDevice} from ${s.forwardMac ?? '?'}`);
   if (s.encapsulation === 'ipip') parts.push('ipip');
+  if (s.maglev) parts.push(`maglev size ${s.maglev.size} seed ${s.maglev.seed}`);
   if (s.persistence) parts.push(`persistent ${s.persistence.timeout}s mask ${s.persistence.netmask}`);
   return parts.join(' ');
 }

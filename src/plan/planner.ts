@@ -27,6 +27,8 @@ function serviceChanges(before: ServiceState, after: ServiceState): string[] {
   }
   const pool = (s: ServiceState) => s.snatPool?.join(',') ?? '-';
   if (pool(before) !== pool(after)) changes.push(`snatPool ${pool(before)} -> ${pool(after)}`);
+  const maglev = (s: ServiceState) => (s.maglev ? `size ${s.maglev.size} seed ${s.maglev.seed}` : '-');
+  if (maglev(before) !== maglev(after)) changes.push(`maglev ${maglev(before)} -> ${maglev(after)}`);
   const persistence = (s: ServiceState) => (s.persistence ? `${s.persistence.timeout}s/${s.persistence.netmask}` : '-');
   if ((before.persistence || after.persistence) && persistence(before) !== persistence(after))
     changes.push(`persistence ${persistence(before)} -> ${persistence(after)}`);

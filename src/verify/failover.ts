@@ -24,6 +24,7 @@ import { Where, captureAll, isClientSyn, openHalfRequest, requestsFrom, servedBy
 import { VerifyReport, captureFilter } from './flow';
 import { buildLadder } from '../report/ladder';
 import { labAddresses } from './judge';
+import { maglevAgreementFact } from './maglev-agreement';
 
 export interface FailoverReport extends VerifyReport {
   /**
@@ -48,7 +49,8 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   const routerMac = interfaceMac(nsName(lab, 'router'), 'br0');
   const fromRouter = (p: DecodedPacket) => p.srcMac === routerMac;
   const balancerOfMac = (mac: string | undefined) => BALANCERS.find((b) => macs[b] === mac);
-  const facts: Fact[] = [];
+  // Before any flow: the balancers must pick alike (Maglev size and seed, as each announces them to the router).
+  const facts: Fact[] = [await maglevAgreementFact(lab, topology)];
   const pcaps: Record<string, string> = {};
   const keep = (captures: HostCapture[], dir: string) => {
     fs.mkdirSync(dir, { recursive: true });

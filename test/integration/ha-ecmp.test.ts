@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { run, runChecked } from '../../src/util/exec';
 import { CLI_ENTRY } from '../../src/util/self';
 import { labDown, nsName } from '../../src/lab/netns';
-import { routerNextHops } from '../../src/lab/ha';
+import { routerNextHops, startLabController, stopLabController } from '../../src/lab/ha';
 import { REAL_SERVERS, REFERENCE_TOPOLOGY } from '../../src/lab/topology';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -77,6 +77,7 @@ describe('two balancers, BGP ECMP (netns lab)', { skip, timeout: 10 * 60_000 }, 
       assert.equal(report.verdict.pass, true);
       assert.ok(report.verdict.facts.some((f) => /completes after it/.test(f.fact) && f.pass));
       assert.ok(report.verdict.facts.some((f) => /same real server/.test(f.fact) && f.pass));
+      assert.ok(report.verdict.facts.some((f) => /same Maglev table size and seed/.test(f.fact) && f.pass));
       // verify recovered the balancer it failed.
       assert.deepEqual(await waitForHops([LB, LB2], 20_000), [LB, LB2]);
     } finally {
@@ -114,6 +115,39 @@ describe('two balancers, BGP ECMP (netns lab)', { skip, timeout: 10 * 60_000 }, 
     const recover = await slbctl('lab', 'recover', 'lb2', '--name', lab);
     assert.equal(recover.code, 0, recover.stderr + recover.stdout);
     assert.deepEqual(await routerNextHops(lab, vip), [LB, LB2]);
+  });
+
+  it('a balancer with another Maglev seed: the router sees it in the communities and verify fails that fact', async () => {
+    const dir = path.join('/run/slbctl/lab', lab);
+    const file = path.join(dir, 'lb-dsr.yaml');
+    const other = path.join(dir, 'lb2-other-seed.yaml');
+    fs.writeFileSync(other, fs.readFileSync(file, 'utf8').replace(/^( +)scheduler: mh$/m, '$1scheduler: mh\n$1maglev: {seed: 7}'));
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-ecmp-'));
+    try {
+      await stopLabController(lab, 'lb2');
+      await startLabController(lab, 'lb2', other);
+      const until = Date.now() + 20_000;
+      let routes = '';
+      while (Date.now() < until && !/\(65001, 1021, 7\)/.test(routes)) {
+        routes = (await run(['birdc', '-s', path.join(dir, 'router-bird.ctl'), 'show', 'route', `${vip}/32`, 'all'])).stdout;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.match(routes, /BGP\.large_community: \(65001, 1021, 1307\)[\s\S]*BGP\.large_community: \(65001, 1021, 7\)/);
+      const v = await slbctl('lab', 'verify', '--name', lab, '--json', '--out', out);
+      assert.notEqual(v.code, 0);
+      const report = JSON.parse(v.stdout) as { verdict: { facts: { fact: string; pass: boolean; why?: string }[] } };
+      const fact = report.verdict.facts.find((f) => /same Maglev table size and seed/.test(f.fact));
+      assert.equal(fact?.pass, false);
+      assert.equal(
+        fact?.why,
+        `lb2 announces ${vip} with Maglev size 1021 seed 7, but lb uses size 1021 seed 1307: they send one flow to different real servers`,
+      );
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+      await stopLabController(lab, 'lb2');
+      await startLabController(lab, 'lb2', file);
+    }
+    assert.deepEqual(await waitForHops([LB, LB2], 30_000), [LB, LB2]);
   });
 
   it('a controller that stops withdraws its VIP (BGP Cease), and a mode without --ha leaves lb alone serving', async () => {

@@ -4,7 +4,9 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { parseConfig } from '../../src/model/parse';
-import { BgpError, renderBirdConfig, resolveSpeaker } from '../../src/ha/bird';
+import { BgpError, maglevByVip, renderBirdConfig, resolveSpeaker } from '../../src/ha/bird';
+import { communitiesByProtocol } from '../../src/verify/maglev-agreement';
+import { Service } from '../../src/model/types';
 import { renderRouterBird } from '../../src/lab/ha';
 import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
 import { NetInterface } from '../../src/kernel/rtnl/rtnl';
@@ -74,6 +76,56 @@ describe('the BIRD config slbctl writes', () => {
     assert.doesNotMatch(text, /protocol kernel/, 'nothing is installed in the balancer');
     assert.equal(renderBirdConfig(c, []).includes('route '), false);
     assert.equal(renderBirdConfig({ ...c, bfd: false }, []).includes('bfd'), false);
+  });
+
+  it('tags each VIP route with the (AS, size, seed) large community of its mh services on nftables, defaults included', () => {
+    const c = resolveSpeaker(bgp, interfaces);
+    const svc = (vip: string, port: number, scheduler: Service['scheduler'], maglev?: Service['maglev']): Service => ({
+      name: `${vip}:${port}`,
+      vip,
+      port,
+      protocol: 'tcp',
+      mode: 'dsr',
+      scheduler,
+      realServers: [],
+      ...(maglev ? { maglev } : {}),
+    });
+    const services = [
+      svc('172.16.75.84', 80, 'mh', { size: 251, seed: 42 }),
+      svc('172.16.75.84', 81, 'mh'),
+      svc('172.16.75.84', 82, 'mh', { size: 251, seed: 42 }),
+      svc('172.16.75.90', 80, 'rr'),
+    ];
+    const maglev = maglevByVip(services, 'nft');
+    assert.deepEqual(maglevByVip(services, 'ipvs'), new Map(), "IPVS's mh is the kernel's: nothing to announce");
+    const text = renderBirdConfig(c, ['172.16.75.84', '172.16.75.90'], maglev);
+    assert.match(
+      text,
+      /route 172\.16\.75\.84\/32 blackhole \{ bgp_large_community\.add\(\(65001, 251, 42\)\); bgp_large_community\.add\(\(65001, 1021, 1307\)\); \};/,
+    );
+    assert.match(text, /route 172\.16\.75\.90\/32 blackhole;/);
+  });
+
+  it("reads each balancer's Maglev communities from the router's `birdc show route PREFIX all`", () => {
+    const text = [
+      'Table master4:',
+      '172.16.75.84/32      unicast [lb 08:45:32.206] * (100) [AS65001i]',
+      '\tvia 172.16.75.83 on br0',
+      '\tBGP.large_community: (65001, 1021, 1307)',
+      '                     unicast [lb2 08:45:32.354] (100) [AS65001i]',
+      '\tvia 172.16.75.86 on br0',
+      '\tBGP.large_community: (65001, 1021, 7) (65001, 251, 42)',
+      '                     unicast [lb3 08:45:33.000] (100) [AS65001i]',
+      '\tvia 172.16.75.87 on br0',
+    ].join('\n');
+    assert.deepEqual(
+      communitiesByProtocol(text),
+      new Map([
+        ['lb', ['(65001,1021,1307)']],
+        ['lb2', ['(65001,1021,7)', '(65001,251,42)']],
+        ['lb3', []],
+      ]),
+    );
   });
 
   it('refuses a peer on no subnet of this host, naming what it has', () => {

@@ -4,7 +4,9 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { MAGLEV_SIZE, maglevTable, remappedFraction } from '../../src/kernel/nft/maglev';
-import { backendSlots } from '../../src/kernel/nft/slots';
+import { backendSlots, slotTotal } from '../../src/kernel/nft/slots';
+import { HASH_SEED, pickChainOf, pickRule } from '../../src/kernel/nft/rules';
+import { parseComment, serviceComment } from '../../src/kernel/nft/names';
 import { ServiceState } from '../../src/model/state';
 
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `10.0.${Math.floor(i / 250)}.${(i % 250) + 1}:80`);
@@ -75,5 +77,19 @@ describe('mh as nftables slots', () => {
     assert.equal(total, MAGLEV_SIZE);
     assert.deepEqual([...new Set(slots.map((s) => s.value))].sort(), ['172.16.75.82 . 80', '172.16.75.83 . 80']);
     assert.deepEqual(backendSlots(service([0, 0])), { total: 0, slots: [] });
+  });
+
+  it('takes its size and seed from maglev: its own table size, seed and pick chain, and the pair in the rule comment', () => {
+    const plain = service([1, 1]);
+    const own = { ...plain, maglev: { size: 251, seed: 42 } };
+    assert.equal(backendSlots(own).total, 251);
+    assert.equal(slotTotal(own), 251);
+    assert.match(pickRule(own, 251).text, /jhash ip saddr \. tcp sport mod 251 seed 0x2a /);
+    assert.match(pickRule(plain, MAGLEV_SIZE).text, new RegExp(`mod ${MAGLEV_SIZE} seed 0x${HASH_SEED.toString(16)} `));
+    // Same size, other seed: not the default's pick chain, which services with the default seed share.
+    const sameSize = { ...plain, maglev: { size: MAGLEV_SIZE, seed: 42 } };
+    assert.notEqual(pickChainOf(sameSize, MAGLEV_SIZE), pickChainOf(plain, MAGLEV_SIZE));
+    assert.equal(parseComment(serviceComment({ ...own, device: 'eth0' }))?.mg, '251/42');
+    assert.equal(parseComment(serviceComment({ ...plain, device: 'eth0' }))?.mg, undefined);
   });
 });

@@ -83,6 +83,21 @@ function web(over: Partial<Service> = {}): Service {
 
 const accepted: { name: string; text: string; config: Config }[] = [
   {
+    name: 'maglev size and seed on an mh service (a YAML hex seed; an absent one is the default)',
+    text: 'services:\n  - vip: 172.16.75.84\n    port: 80\n    mode: fullnat\n    scheduler: mh\n    maglev: {size: 251, seed: 0x2a}\n    realServers: [{address: 172.16.75.82}, {address: 172.16.75.85}]\n  - vip: 172.16.75.84\n    port: 81\n    mode: fullnat\n    scheduler: mh\n    maglev: {size: 11}\n    realServers: [{address: 172.16.75.82}]\n',
+    config: {
+      backend: 'auto',
+      services: [
+        { ...web({ scheduler: 'mh' }), maglev: { size: 251, seed: 42 } },
+        {
+          ...web({ scheduler: 'mh', port: 81, name: 'tcp/172.16.75.84:81' }),
+          realServers: [{ address: '172.16.75.82', port: 81, weight: 1 }],
+          maglev: { size: 11, seed: 0x51b },
+        },
+      ],
+    },
+  },
+  {
     name: 'YAML with only the required keys: protocol tcp, scheduler rr, weight 1, RS port = service port, name protocol/vip:port, backend auto',
     text: MINIMAL_YAML,
     config: { backend: 'auto', services: [web()] },
@@ -186,9 +201,28 @@ const accepted: { name: string; text: string; config: Config }[] = [
 // ---------------------------------------------------------------- rejected
 
 const ALLOWED_SERVICE_KEYS =
-  'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, snatAddresses, snatPorts, encapsulation, persistence, healthCheck, failurePolicy, sorryServer, tls, cache, realServers';
+  'name, vip, port, protocol, mode, scheduler, interface, vipAlreadyPresent, snatAddress, snatAddresses, snatPorts, encapsulation, persistence, maglev, healthCheck, failurePolicy, sorryServer, tls, cache, realServers';
 
 const rejected: { name: string; text: string; issues: string[] }[] = [
+  {
+    name: 'maglev settings that are not a prime size or a 32-bit seed, or on another scheduler',
+    text: jsonOf([
+      { ...rawWeb, scheduler: 'mh', maglev: { size: 1000, seed: -1 } },
+      { ...rawWeb, port: 81, scheduler: 'mh', maglev: { size: 65537, seed: 2 ** 32 } },
+      { ...rawWeb, port: 82, scheduler: 'mh', maglev: { size: 11, seed: 1, ring: 3 } },
+      { ...rawWeb, port: 83, maglev: { size: 1021 } },
+      { ...rawWeb, port: 84, scheduler: 'mh', maglev: 7 },
+    ]),
+    issues: [
+      'services[0].maglev.size: 1000 is not a Maglev table size (a prime from 11 to 65521, e.g. 1021)',
+      'services[0].maglev.seed: -1 is not a hash seed (a whole number from 0 to 4294967295, e.g. 0x51b)',
+      'services[1].maglev.size: 65537 is not a Maglev table size (a prime from 11 to 65521, e.g. 1021)',
+      'services[1].maglev.seed: 4294967296 is not a hash seed (a whole number from 0 to 4294967295, e.g. 0x51b)',
+      'services[2].maglev.ring: unknown key; allowed keys are size, seed',
+      'services[3].maglev: only applies to scheduler mh (this service is rr)',
+      'services[4].maglev: must be a mapping with size (a prime) and seed (a 32-bit unsigned number)',
+    ],
+  },
   {
     name: 'an RS address that is not IPv4',
     text: webJson({ realServers: [{ address: '172.16.75.82' }, { address: '172.16.75.300' }] }),

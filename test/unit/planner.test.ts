@@ -224,6 +224,20 @@ const cases: Case[] = [
     ops: ['update-service'],
   },
   {
+    name: 'a Maglev size or seed change updates the service; the same pair again is no change',
+    desired: desired([web({ scheduler: 'mh', maglev: { size: 251, seed: 42 } })]),
+    observed: applied([web({ scheduler: 'mh' })]),
+    plan: '~ service tcp/172.16.75.84:80: maglev - -> size 251 seed 42',
+    ops: ['update-service'],
+  },
+  {
+    name: 'the same Maglev size and seed again: no changes',
+    desired: desired([web({ scheduler: 'mh', maglev: { size: 251, seed: 42 } })]),
+    observed: applied([web({ scheduler: 'mh', maglev: { size: 251, seed: 42 } })]),
+    plan: 'no changes',
+    ops: [],
+  },
+  {
     name: 'a scheduler change and a rename update the service',
     desired: desired([web({ name: 'www', scheduler: 'sh' })]),
     observed: applied([web()]),

@@ -220,6 +220,12 @@ const SVC = 'services[0] (tcp/172.16.75.84:80)';
 
 const refuses: { name: string; config: Config; facts?: HostFacts; backend?: 'nft' | 'ipvs'; error: string }[] = [
   {
+    name: "maglev size and seed on IPVS, whose mh table and hash are the kernel build's",
+    config: config(web({ scheduler: 'mh', maglev: { size: 1021, seed: 7 } })),
+    backend: 'ipvs',
+    error: `${SVC}: maglev size and seed need the nftables backend; the IPVS backend's mh has a table size fixed when the kernel is built and a hash of its own`,
+  },
+  {
     name: 'an explicit interface that does not exist, named with the ones that do',
     config: config(web({ interface: 'eth9' })),
     error: `${SVC}: interface "eth9" does not exist on this host (it has lo, eth0, eth1)`,

@@ -7,6 +7,7 @@
 // without talking to the others. Adding or removing one real server of N
 // moves about 1/N of the entries; `hash mod N` moves most of them. Pure.
 import { createHash } from 'node:crypto';
+import { MAGLEV_DEFAULTS } from '../../model/types';
 
 /**
  * The table size: prime, and large beside the real servers a service has
@@ -15,7 +16,7 @@ import { createHash } from 'node:crypto';
  * of the entries for N = 4, 8, 16 (the ideal 1/(N+1) is 0.200, 0.111,
  * 0.059); with 251 entries it moved 0.120 at N = 16, twice the ideal.
  */
-export const MAGLEV_SIZE = 1021;
+export const MAGLEV_SIZE = MAGLEV_DEFAULTS.size;
 
 export interface MaglevMember {
   /** The real server's identity: "address:port". */

@@ -46,6 +46,7 @@ export function serviceComment(s: ServiceState): string {
   if (s.snatAddress) parts.push(`sn=${s.snatAddress}`);
   if (s.forwardDevice) parts.push(`f=${s.forwardDevice}`);
   if (s.forwardMac) parts.push(`fm=${s.forwardMac}`);
+  if (s.maglev) parts.push(`mg=${s.maglev.size}/${s.maglev.seed}`);
   return parts.join(' ');
 }
 

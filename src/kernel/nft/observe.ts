@@ -150,6 +150,8 @@ function readServices(t: TableInventory): ServiceState[] {
     if (fields.sn) s.snatAddress = fields.sn;
     if (fields.f) s.forwardDevice = fields.f;
     if (fields.fm) s.forwardMac = fields.fm;
+    const mg = /^(\d+)\/(\d+)$/.exec(fields.mg ?? '');
+    if (mg) s.maglev = { size: Number(mg[1]), seed: Number(mg[2]) };
     if (p.counters) s.counters = p.counters;
     services.push(s);
   }

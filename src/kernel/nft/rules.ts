@@ -4,6 +4,7 @@
 // kernel holds, so a rule altered by hand is found; a real-kernel test loads
 // every shape and checks that the listing equals the declared expression.
 import { ServiceState } from '../../model/state';
+import { MAGLEV_DEFAULTS } from '../../model/types';
 import { FULLNAT_VIPS_MAP, SERVICES_MAP, backendsMap, pickChain, serviceComment } from './names';
 
 export interface Rule {
@@ -15,7 +16,7 @@ export interface Rule {
 }
 
 /** Fixed so that one flow hashes to the same real server on every apply. */
-export const HASH_SEED = 0x51b;
+export const HASH_SEED = MAGLEV_DEFAULTS.seed;
 
 const payload = (protocol: string, field: string) => ({ payload: { protocol, field } });
 const meta = (key: string) => ({ meta: { key } });
@@ -99,8 +100,20 @@ export function snatRule(s: Pick<ServiceState, 'protocol' | 'port' | 'snatAddres
   };
 }
 
-function selector(s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol'>, total: number): { name: string; text: string; expr: unknown } {
+function selector(
+  s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol' | 'maglev'>,
+  total: number,
+): { name: string; text: string; expr: unknown } {
   const seed = `seed 0x${HASH_SEED.toString(16)}`;
+  if (s.scheduler === 'mh' && s.maglev && s.maglev.seed !== HASH_SEED) {
+    // Its own pick chain: services share a pick chain only when they pick alike, and another seed picks otherwise.
+    const own = s.maglev.seed;
+    return {
+      name: `flow${own.toString(16)}`,
+      text: `jhash ip saddr . ${s.protocol} sport mod ${total} seed 0x${own.toString(16)}`,
+      expr: { jhash: { mod: total, seed: own, expr: { concat: [payload('ip', 'saddr'), payload(s.protocol, 'sport')] } } },
+    };
+  }
   const bySource = {
     name: 'sh',
     text: `jhash ip saddr mod ${total} ${seed}`,
@@ -119,7 +132,7 @@ function selector(s: Pick<ServiceState, 'mode' | 'scheduler' | 'protocol'>, tota
   return { name: 'inc', text: `numgen inc mod ${total}`, expr: { numgen: { mode: 'inc', mod: total, offset: 0 } } };
 }
 
-type Picked = Pick<ServiceState, 'mode' | 'scheduler' | 'protocol' | 'forwardDevice' | 'forwardMac'>;
+type Picked = Pick<ServiceState, 'mode' | 'scheduler' | 'protocol' | 'forwardDevice' | 'forwardMac' | 'maglev'>;
 
 /** The chain a service with `total` slots jumps to; undefined with no slot (its own rule drops). */
 export function pickChainOf(s: Picked, total: number): string | undefined {

@@ -54,16 +54,19 @@ function slotValue(s: ServiceState, r: ServiceState['realServers'][number]): str
   return s.mode === 'dsr' ? (r.mac ?? '00:00:00:00:00:00') : `${r.address} . ${r.port}`;
 }
 
-/** mh: the Maglev table of the real servers (by identity and weight) as MAGLEV_SIZE slots; none when no server has a weight. */
+/** mh: the Maglev table of the real servers (by identity and weight) as one slot per entry (maglev.size, MAGLEV_SIZE by default); none when no server has a weight. */
 function maglevSlots(s: ServiceState): { total: number; slots: Slot[] } {
-  const table = maglevTable(s.realServers.map((r) => ({ id: `${r.address}:${r.port}`, weight: r.weight > 0 ? r.weight : 0 })));
+  const table = maglevTable(
+    s.realServers.map((r) => ({ id: `${r.address}:${r.port}`, weight: r.weight > 0 ? r.weight : 0 })),
+    s.maglev?.size ?? MAGLEV_SIZE,
+  );
   if (table.some((i) => i < 0)) return { total: 0, slots: [] };
   return { total: table.length, slots: table.map((i, index) => ({ index, value: slotValue(s, s.realServers[i]) })) };
 }
 
 /** How many slots a service takes (backendSlots' total), without laying them out. */
-export function slotTotal(s: Pick<ServiceState, 'scheduler' | 'realServers'>): number {
-  if (s.scheduler === 'mh') return s.realServers.some((r) => r.weight > 0) ? MAGLEV_SIZE : 0;
+export function slotTotal(s: Pick<ServiceState, 'scheduler' | 'realServers' | 'maglev'>): number {
+  if (s.scheduler === 'mh') return s.realServers.some((r) => r.weight > 0) ? (s.maglev?.size ?? MAGLEV_SIZE) : 0;
   return slotShares(s).reduce((a, b) => a + b, 0);
 }
 

@@ -82,8 +82,8 @@ async function batched(client: IpvsClient, calls: IpvsCall[], perRequest?: numbe
 
 /**
  * Seconds of wall time, and of CPU charged to this process (user and system:
- * UML charges the guest kernel's work for the process to user). CPU close to
- * wall time says the process never waited (no lost reply, no timeout).
+ * UML charges the guest kernel's work for the process to user; under UML it
+ * has come out equal to wall time even when a profile showed idle time).
  */
 async function timedCpu(fn: () => Promise<unknown>): Promise<{ t: number; cpu: number }> {
   const c0 = process.cpuUsage();

@@ -3,7 +3,7 @@
 // slbctl's IPVS client against ipvsadm in both directions.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { IpvsClient } from '../../src/kernel/ipvs/client';
+import { BATCH_CHUNK, BATCH_WINDOW, IpvsCall, IpvsClient } from '../../src/kernel/ipvs/client';
 import { IPVS_SCHEDULERS, SvcFlag } from '../../src/kernel/ipvs/constants';
 import { IpvsDestination, IpvsService } from '../../src/kernel/ipvs/types';
 import { run, runChecked } from '../../src/util/exec';
@@ -118,6 +118,45 @@ describe('IPVS client against the kernel and ipvsadm', () => {
       .sort((a, b) => a.port - b.port)
       .map((s) => s.scheduler);
     assert.deepEqual(listed, [...IPVS_SCHEDULERS]);
+  });
+
+  it('a batch of 500 requests goes in a few sendmsg and every one is applied', async () => {
+    const calls: IpvsCall[] = [];
+    for (let i = 0; i < 100; i++) {
+      const s = svc({ address: '10.0.2.1', port: 2000 + i });
+      created.push(s);
+      calls.push({ call: 'addService', service: s });
+      for (let j = 0; j < 4; j++) calls.push({ call: 'addDestination', service: s, dest: dest({ address: `10.0.0.${10 + j}` }) });
+    }
+    const sends = client.sendCalls;
+    const results = await client.batch(calls);
+    assert.deepEqual(
+      results.filter((r) => r !== undefined),
+      [],
+    );
+    assert.equal(client.sendCalls - sends, Math.ceil(calls.length / BATCH_CHUNK));
+    const listed = (await client.services()).filter((s) => s.address === '10.0.2.1');
+    assert.equal(listed.length, 100);
+    assert.equal((await client.destinations(svc({ address: '10.0.2.1', port: 2099 }))).length, 4);
+  });
+
+  it('a failing request in a batch is named; the ones already sent still run, the rest are not sent', async () => {
+    const missing = svc({ address: '10.0.3.250', port: 80 });
+    const calls: IpvsCall[] = [];
+    for (let i = 0; i < BATCH_WINDOW + 50; i++) {
+      const s = svc({ address: '10.0.3.1', port: 3000 + i });
+      created.push(s);
+      calls.push({ call: 'addService', service: s });
+      if (i === 10) calls.push({ call: 'addDestination', service: missing, dest: dest({ address: '10.0.0.9' }) });
+    }
+    const results = await client.batch(calls);
+    const failures = results.flatMap((r, i) => (r && r.errno !== 0 ? [{ i, message: r.message }] : []));
+    assert.deepEqual(failures, [{ i: 11, message: 'ipvs: add destination 10.0.0.9:80 to service tcp 10.0.3.250:80: no such service' }]);
+    const sent = results.findIndex((r) => r?.errno === 0);
+    assert.ok(sent > 11, 'the requests sent with the failing one still ran');
+    assert.ok(results.slice(sent).every((r) => r?.errno === 0 && /not sent/.test(r.message)));
+    const listed = (await client.services()).filter((s) => s.address === '10.0.3.1');
+    assert.equal(listed.length, sent - 1, 'every request that succeeded is in IPVS, nothing else');
   });
 
   it('errors name the step, the object and the reason', async () => {

@@ -1,6 +1,7 @@
 // IPVS's part of a plan: slbctl's services read from and written to kernel IPVS
 // over generic netlink. IPVS has no transactions, so every completed step
 // records its inverse and a failure rolls back what was done.
+import { IpvsCall, IpvsClient } from '../../kernel/ipvs/client';
 import { IpvsOperations } from '../../kernel/ipvs/operations';
 import { SnatIo } from '../../kernel/iptables/snat';
 import { SvcFlag } from '../../kernel/ipvs/constants';
@@ -8,7 +9,7 @@ import { IpvsDestination, IpvsService } from '../../kernel/ipvs/types';
 import { OwnedIpvsService, Ownership } from '../../records/ownership';
 import { KernelState, RealServerState, ServiceState } from '../../model/state';
 import { Mode, SCHEDULERS, Scheduler, serviceKey } from '../../model/types';
-import { GenericOp, Plan, changesOf } from '../../plan/types';
+import { Plan, changesOf } from '../../plan/types';
 
 /** How a mode forwards in IPVS. fullnat is masquerading plus source NAT done by netfilter. */
 export function forwardingOf(s: Pick<ServiceState, 'mode' | 'encapsulation'>): IpvsDestination['forwarding'] {
@@ -93,77 +94,189 @@ export async function observeIpvs(client: IpvsOperations, owned: Ownership, snat
   return { services, ownedAddresses: [], tables: [], ingressDevices: [], foreign, snat: await snat.read() };
 }
 
-interface Step {
+/** One request of a plan and the requests that undo it (none: undone by an earlier request's undo). */
+interface Planned {
+  call: IpvsCall;
   what: string;
-  undo: () => Promise<void>;
+  undo: IpvsCall[];
 }
 
-/** Apply the IPVS part of a plan; on failure undo the completed steps (newest first) and rethrow. */
+/** A completed step: IPVS requests to undo it, or (source NAT) a function. */
+interface Step {
+  what: string;
+  undo: IpvsCall[] | (() => Promise<void>);
+}
+
+function callOne(client: IpvsOperations, c: IpvsCall): Promise<void> {
+  switch (c.call) {
+    case 'addService':
+      return client.addService(c.service);
+    case 'updateService':
+      return client.updateService(c.service);
+    case 'deleteService':
+      return client.deleteService(c.service);
+    case 'addDestination':
+      return client.addDestination(c.service, c.dest);
+    case 'updateDestination':
+      return client.updateDestination(c.service, c.dest);
+    case 'deleteDestination':
+      return client.deleteDestination(c.service, c.dest);
+  }
+}
+
+/**
+ * Each request's outcome, in order. The kernel client batches them (see
+ * IpvsClient.batch: after a failure the requests already sent still run);
+ * another IpvsOperations (the in-memory double) runs them one at a time.
+ * With `stopOnFailure` nothing is sent after a failure is known.
+ */
+async function runCalls(client: IpvsOperations, calls: IpvsCall[], stopOnFailure: boolean): Promise<(Error | undefined)[]> {
+  if (client instanceof IpvsClient) return client.batch(calls, stopOnFailure ? undefined : { stopOnFailure: false });
+  const out: (Error | undefined)[] = [];
+  let failed = false;
+  for (const c of calls) {
+    if (failed && stopOnFailure) {
+      out.push(new Error('not sent: an earlier request failed'));
+      continue;
+    }
+    try {
+      await callOne(client, c);
+      out.push(undefined);
+    } catch (e) {
+      out.push(e instanceof Error ? e : new Error(String(e)));
+      failed = true;
+    }
+  }
+  return out;
+}
+
+/** Undo completed steps newest first; consecutive IPVS undos go as one batch. A failing undo is logged, the rest still run. */
+async function rollback(client: IpvsOperations, done: Step[], log: (line: string) => void): Promise<void> {
+  const steps = [...done].reverse();
+  for (let i = 0; i < steps.length;) {
+    const step = steps[i];
+    if (typeof step.undo === 'function') {
+      try {
+        await step.undo();
+      } catch (undoError) {
+        log(`rollback: undo ${step.what} failed: ${(undoError as Error).message}`);
+      }
+      i++;
+      continue;
+    }
+    const group: { what: string; from: number; to: number }[] = [];
+    const calls: IpvsCall[] = [];
+    for (; i < steps.length; i++) {
+      const u = steps[i].undo;
+      if (typeof u === 'function') break;
+      group.push({ what: steps[i].what, from: calls.length, to: calls.length + u.length });
+      calls.push(...u);
+    }
+    const results = await runCalls(client, calls, false);
+    for (const g of group) {
+      const failed = results.slice(g.from, g.to).find((r) => r !== undefined);
+      if (failed) log(`rollback: undo ${g.what} failed: ${failed.message}`);
+    }
+  }
+}
+
+/**
+ * Apply the IPVS part of a plan; on failure undo the completed steps (newest
+ * first) and rethrow the failure of the first request that failed, which
+ * names its object. The requests go to the kernel in batches in plan order;
+ * the ones already sent when a failure is known still run, and are undone
+ * like the others when they succeed.
+ */
 export async function executeIpvs(client: IpvsOperations, plan: Plan, log: (line: string) => void, snat: SnatIo): Promise<void> {
-  const done: Step[] = [];
+  const planned: Planned[] = [];
   const before = new Map(plan.observed.kernel.services.map((s) => [serviceKey(s), s]));
-  // A service with its destinations; `record` false when this is itself an undo (an undo is not undone).
-  const addWhole = async (s: ServiceState, record = true) => {
-    await client.addService(toIpvsService(s));
-    if (record) done.push({ what: `add ${serviceKey(s)}`, undo: () => client.deleteService(toIpvsService(s)) });
-    for (const r of s.realServers) await client.addDestination(toIpvsService(s), toDestination(s, r));
+  const push = (call: IpvsCall, what: string, ...undo: IpvsCall[]) => planned.push({ call, what, undo });
+  // A service with its destinations (a destination is undone on its own too: when the service add
+  // failed because one is there, a destination added after it in the same batch went to that one).
+  const addWhole = (s: ServiceState): IpvsCall[] => {
+    const service = toIpvsService(s);
+    return [
+      { call: 'addService', service },
+      ...s.realServers.map((r): IpvsCall => ({ call: 'addDestination', service, dest: toDestination(s, r) })),
+    ];
   };
-  const deleteWhole = async (s: ServiceState) => {
-    await client.deleteService(toIpvsService(s));
-    done.push({ what: `delete ${serviceKey(s)}`, undo: () => addWhole(s, false) });
-  };
-  const handlers: { [K in GenericOp['op']]?: (op: Extract<GenericOp, { op: K }>) => Promise<void> } = {
-    'add-service': (op) => addWhole(op.service),
-    'delete-service': (op) => deleteWhole(op.service),
-    'update-service': async (op) => {
+  for (const op of plan.ops) {
+    if (op.op === 'add-service') {
+      const service = toIpvsService(op.service);
+      for (const c of addWhole(op.service))
+        if (c.call === 'addService') push(c, `add ${serviceKey(op.service)}`, { call: 'deleteService', service });
+        else if (c.call === 'addDestination')
+          push(c, `add ${c.dest.address} to ${serviceKey(op.service)}`, { call: 'deleteDestination', service, dest: c.dest });
+    } else if (op.op === 'delete-service') {
+      push({ call: 'deleteService', service: toIpvsService(op.service) }, `delete ${serviceKey(op.service)}`, ...addWhole(op.service));
+    } else if (op.op === 'update-service') {
       // Scheduler and forwarding change in place: live connections keep their real server.
-      const svc = toIpvsService(op.after);
-      await client.updateService(svc);
-      done.push({ what: `update ${serviceKey(op.after)}`, undo: () => client.updateService(toIpvsService(op.before)) });
+      const service = toIpvsService(op.after);
+      push({ call: 'updateService', service }, `update ${serviceKey(op.after)}`, {
+        call: 'updateService',
+        service: toIpvsService(op.before),
+      });
       const was = new Map(op.before.realServers.map((r) => [`${r.address}:${r.port}`, r]));
       for (const r of op.after.realServers) {
         const old = was.get(`${r.address}:${r.port}`);
-        if (old) {
-          await client.updateDestination(svc, toDestination(op.after, r));
-          done.push({ what: `update ${r.address}`, undo: () => client.updateDestination(svc, toDestination(op.before, old)) });
-        } else {
-          await client.addDestination(svc, toDestination(op.after, r));
-          done.push({ what: `add ${r.address}`, undo: () => client.deleteDestination(svc, r) });
-        }
+        if (old)
+          push({ call: 'updateDestination', service, dest: toDestination(op.after, r) }, `update ${r.address}`, {
+            call: 'updateDestination',
+            service,
+            dest: toDestination(op.before, old),
+          });
+        else
+          push({ call: 'addDestination', service, dest: toDestination(op.after, r) }, `add ${r.address}`, {
+            call: 'deleteDestination',
+            service,
+            dest: r,
+          });
       }
       for (const [key, old] of was) {
         if (op.after.realServers.some((r) => `${r.address}:${r.port}` === key)) continue;
-        await client.deleteDestination(svc, old);
-        done.push({ what: `delete ${old.address}`, undo: () => client.addDestination(svc, toDestination(op.before, old)) });
+        push({ call: 'deleteDestination', service, dest: old }, `delete ${old.address}`, {
+          call: 'addDestination',
+          service,
+          dest: toDestination(op.before, old),
+        });
       }
-    },
-    'add-real-server': async (op) => {
-      await client.addDestination(toIpvsService(op.service), toDestination(op.service, op.realServer));
-      done.push({ what: `add ${op.realServer.address}`, undo: () => client.deleteDestination(toIpvsService(op.service), op.realServer) });
-    },
-    'update-real-server': async (op) => {
-      await client.updateDestination(toIpvsService(op.service), toDestination(op.service, op.after));
-      const prior = before.get(serviceKey(op.service)) ?? op.service;
-      done.push({
-        what: `update ${op.after.address}`,
-        undo: () => client.updateDestination(toIpvsService(op.service), toDestination(prior, op.before)),
+    } else if (op.op === 'add-real-server') {
+      const service = toIpvsService(op.service);
+      push({ call: 'addDestination', service, dest: toDestination(op.service, op.realServer) }, `add ${op.realServer.address}`, {
+        call: 'deleteDestination',
+        service,
+        dest: op.realServer,
       });
-    },
-    'delete-real-server': async (op) => {
+    } else if (op.op === 'update-real-server') {
+      const service = toIpvsService(op.service);
       const prior = before.get(serviceKey(op.service)) ?? op.service;
-      await client.deleteDestination(toIpvsService(op.service), op.realServer);
-      done.push({
-        what: `delete ${op.realServer.address}`,
-        undo: () => client.addDestination(toIpvsService(op.service), toDestination(prior, op.realServer)),
+      push({ call: 'updateDestination', service, dest: toDestination(op.service, op.after) }, `update ${op.after.address}`, {
+        call: 'updateDestination',
+        service,
+        dest: toDestination(prior, op.before),
       });
-    },
-  };
-  try {
-    for (const op of plan.ops) {
-      if (op.op === 'backend') continue;
-      const handler = handlers[op.op] as ((o: GenericOp) => Promise<void>) | undefined;
-      if (handler) await handler(op);
+    } else if (op.op === 'delete-real-server') {
+      const service = toIpvsService(op.service);
+      const prior = before.get(serviceKey(op.service)) ?? op.service;
+      push({ call: 'deleteDestination', service, dest: op.realServer }, `delete ${op.realServer.address}`, {
+        call: 'addDestination',
+        service,
+        dest: toDestination(prior, op.realServer),
+      });
     }
+  }
+  const done: Step[] = [];
+  try {
+    const results = await runCalls(
+      client,
+      planned.map((p) => p.call),
+      true,
+    );
+    planned.forEach((p, i) => {
+      if (results[i] === undefined && p.undo.length) done.push({ what: p.what, undo: p.undo });
+    });
+    const failure = results.find((r) => r !== undefined);
+    if (failure) throw failure;
     // fullnat: IPVS masquerades, netfilter source-NATs to the balancer's address.
     for (const c of changesOf(plan.ops, 'ipvs')) {
       await snat.apply(c.before, c.after);
@@ -171,13 +284,7 @@ export async function executeIpvs(client: IpvsOperations, plan: Plan, log: (line
       log(`source NAT for ${c.after.length} fullnat service(s)`);
     }
   } catch (e) {
-    for (const step of [...done].reverse()) {
-      try {
-        await step.undo();
-      } catch (undoError) {
-        log(`rollback: undo ${step.what} failed: ${(undoError as Error).message}`);
-      }
-    }
+    await rollback(client, done, log);
     throw e;
   }
 }

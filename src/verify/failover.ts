@@ -20,7 +20,18 @@ import { failBalancer, recoverBalancer, routerNextHops } from '../lab/ha';
 import { LabError } from '../lab/errors';
 import { Fact, RequestOutcome, Verdict } from './facts';
 import { prepareOutputDirectory, writingOutput } from './judge';
-import { Where, captureAll, isClientSyn, openHalfRequest, requestsFrom, servedBy, sleep, tcp } from './live';
+import {
+  Where,
+  captureAll,
+  isClientSyn,
+  newConnectionsFact,
+  openHalfRequest,
+  requestsFrom,
+  sameServerFact,
+  servedBy,
+  sleep,
+  tcp,
+} from './live';
 import { VerifyReport, captureFilter } from './flow';
 import { buildLadder } from '../report/ladder';
 import { labAddresses } from './judge';
@@ -179,33 +190,31 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   });
   const isLive = (p: DecodedPacket) => p.ip?.src === client && p.ip.dst === vip && tcp(p)?.srcPort === livePort && tcp(p)?.dstPort === port;
   const rsCapture = captures.find((c) => c.host === liveRs);
-  const livePackets = (rsCapture?.packets ?? []).filter(isLive);
-  const beforeFail = livePackets.filter((p) => p.tsNanos < failedAt);
-  const afterFail = livePackets.filter((p) => p.tsNanos >= failedAt);
-  const fromMacs = (ps: DecodedPacket[]) => [...new Set(ps.map((p) => balancerOfMac(p.srcMac) ?? p.srcMac ?? '?'))].join(', ') || 'none';
-  facts.push({
-    fact: 'the same real server gets the connection before and after, now through the survivor',
-    expected: `${client}:${livePort ?? '?'} -> ${vip}:${port} at ${liveRs ?? 'its RS'}: before from ${carrier ?? '?'}, after from ${survivor}`,
-    seen: `${beforeFail.length} packets before (from ${fromMacs(beforeFail)}), ${afterFail.length} after (from ${fromMacs(afterFail)})`,
-    pass:
-      carrier !== undefined &&
-      beforeFail.length > 0 &&
-      afterFail.length > 0 &&
-      beforeFail.every((p) => p.srcMac === macs[carrier]) &&
-      afterFail.every((p) => p.srcMac === macs[survivor]),
-  });
-  const okAfter = after.filter((o) => o.ok);
-  const servedAfter = new Set(okAfter.map((o) => o.realServer));
-  const routerAfter = (captures.find((c) => c.host === 'router')?.packets ?? []).filter(
-    (p) => p.tsNanos >= failedAt && fromRouter(p) && isClientSyn(p, client, vip, port),
+  facts.push(
+    sameServerFact({
+      packets: (rsCapture?.packets ?? []).filter(isLive),
+      failedAt,
+      expected: `${client}:${livePort ?? '?'} -> ${vip}:${port} at ${liveRs ?? 'its RS'}`,
+      failed: carrier ?? '?',
+      failedMac: carrier ? macs[carrier] : undefined,
+      survivor,
+      survivorMac: macs[survivor],
+      nameOfMac: (mac) => balancerOfMac(mac) ?? mac ?? '?',
+      found: true,
+    }),
   );
-  const toFailed = routerAfter.filter((p) => carrier && p.dstMac === macs[carrier]).length;
-  facts.push({
-    fact: 'new connections after the failure reach both real servers through the survivor',
-    expected: `${k} answers from ${REAL_SERVERS.join(' and ')}, no SYN sent to ${carrier ?? 'the failed balancer'}`,
-    seen: `${okAfter.length} answers from ${[...servedAfter].join(', ') || 'none'}; SYNs to ${survivor}: ${routerAfter.length - toFailed}, to ${carrier ?? '?'}: ${toFailed}`,
-    pass: okAfter.length === k && REAL_SERVERS.every((h) => servedAfter.has(h)) && toFailed === 0,
-  });
+  facts.push(
+    newConnectionsFact({
+      after,
+      k,
+      routerSyns: (captures.find((c) => c.host === 'router')?.packets ?? []).filter(
+        (p) => p.tsNanos >= failedAt && fromRouter(p) && isClientSyn(p, client, vip, port),
+      ),
+      failed: carrier ?? 'the failed balancer',
+      failedMac: carrier ? macs[carrier] : undefined,
+      survivor,
+    }),
+  );
   const verdict: Verdict = {
     mode: 'dsr',
     title: 'dsr on two balancers, BGP ECMP (failover)',

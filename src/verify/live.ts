@@ -6,8 +6,8 @@ import { startCapture, CaptureSession } from '../capture/capture';
 import { DecodedPacket } from '../capture/types';
 import { run } from '../util/exec';
 import { nsName } from '../lab/names';
-import { BalancerName } from '../lab/topology';
-import { RequestOutcome } from './facts';
+import { BalancerName, REAL_SERVERS } from '../lab/topology';
+import { Fact, RequestOutcome } from './facts';
 import { curlArgv, curlOutcome } from './judge';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -85,3 +85,56 @@ export const isClientSyn = (p: DecodedPacket, client: string, vip: string, port:
 
 /** The real server named in an answer's body ("rs1 ..."), as the lab's servers write it. */
 export const servedBy = (reply: string | undefined): string | undefined => /^(rs\d)\b/.exec(reply?.split('\r\n\r\n')[1] ?? '')?.[1];
+
+/**
+ * The live connection at its real server (`packets`: its packets there): before the failure it came from the
+ * failed balancer's MAC only, after it from the survivor's only.
+ */
+export function sameServerFact(o: {
+  packets: readonly DecodedPacket[];
+  failedAt: bigint;
+  expected: string;
+  failed: string;
+  failedMac: string | undefined;
+  survivor: string;
+  survivorMac: string;
+  nameOfMac: (mac: string | undefined) => string;
+  /** Whether the connection was found at all (its RS and ports known). */
+  found: boolean;
+}): Fact {
+  const before = o.packets.filter((p) => p.tsNanos < o.failedAt);
+  const after = o.packets.filter((p) => p.tsNanos >= o.failedAt);
+  const macs = (ps: DecodedPacket[]) => [...new Set(ps.map((p) => o.nameOfMac(p.srcMac)))].join(', ') || 'none';
+  return {
+    fact: 'the same real server gets the connection before and after, now through the survivor',
+    expected: `${o.expected}: before from ${o.failed}, after from ${o.survivor}`,
+    seen: `${before.length} packets before (from ${macs(before)}), ${after.length} after (from ${macs(after)})`,
+    pass:
+      o.found &&
+      o.failedMac !== undefined &&
+      before.length > 0 &&
+      after.length > 0 &&
+      before.every((p) => p.srcMac === o.failedMac) &&
+      after.every((p) => p.srcMac === o.survivorMac),
+  };
+}
+
+/** New connections after the failure: k answers from both real servers, and no client SYN (`routerSyns`, seen leaving the router after it) sent to the failed balancer. */
+export function newConnectionsFact(o: {
+  after: readonly RequestOutcome[];
+  k: number;
+  routerSyns: readonly DecodedPacket[];
+  failed: string;
+  failedMac: string | undefined;
+  survivor: string;
+}): Fact {
+  const ok = o.after.filter((r) => r.ok);
+  const served = new Set(ok.map((r) => r.realServer));
+  const toFailed = o.routerSyns.filter((p) => o.failedMac !== undefined && p.dstMac === o.failedMac).length;
+  return {
+    fact: 'new connections after the failure reach both real servers through the survivor',
+    expected: `${o.k} answers from ${REAL_SERVERS.join(' and ')}, no SYN sent to ${o.failed}`,
+    seen: `${ok.length} answers from ${[...served].join(', ') || 'none'}; SYNs to ${o.survivor}: ${o.routerSyns.length - toFailed}, to ${o.failed}: ${toFailed}`,
+    pass: ok.length === o.k && REAL_SERVERS.every((h) => served.has(h)) && toFailed === 0,
+  };
+}

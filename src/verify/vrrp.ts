@@ -30,7 +30,18 @@ import { Fact, RequestOutcome, Verdict } from './facts';
 import { labAddresses, prepareOutputDirectory, writingOutput } from './judge';
 import { captureFilter } from './flow';
 import { buildLadder } from '../report/ladder';
-import { Where, captureAll, isClientSyn, openHalfRequest, requestsFrom, servedBy, sleep, tcp } from './live';
+import {
+  Where,
+  captureAll,
+  isClientSyn,
+  newConnectionsFact,
+  openHalfRequest,
+  requestsFrom,
+  sameServerFact,
+  servedBy,
+  sleep,
+  tcp,
+} from './live';
 import type { FailoverReport } from './failover';
 
 /** Whether the standby's conntrackd holds a copy of the client's connection from this port (its external cache). */
@@ -216,33 +227,31 @@ export async function verifyVrrp(
   );
   const rsSidePort = tcp(firstSyn ?? ({} as DecodedPacket))?.srcPort;
   const isLive = (p: DecodedPacket) => rsAddress !== undefined && toRs(p, rsAddress) && tcp(p)?.srcPort === rsSidePort;
-  const livePackets = rsPackets.filter(isLive);
-  const beforeFail = livePackets.filter((p) => p.tsNanos < failedAt);
-  const afterFail = livePackets.filter((p) => p.tsNanos >= failedAt);
-  const macsOf = (ps: DecodedPacket[]) => [...new Set(ps.map((p) => nameOfMac(p.srcMac)))].join(', ') || 'none';
-  facts.push({
-    fact: 'the same real server gets the connection before and after, now through the survivor',
-    expected: `${rsSource}:${rsSidePort ?? '?'} -> ${liveRs ?? 'its RS'}:${port}: before from ${master}, after from ${standby}`,
-    seen: `${beforeFail.length} packets before (from ${macsOf(beforeFail)}), ${afterFail.length} after (from ${macsOf(afterFail)})`,
-    pass:
-      rsSidePort !== undefined &&
-      beforeFail.length > 0 &&
-      afterFail.length > 0 &&
-      beforeFail.every((p) => p.srcMac === macs[master]) &&
-      afterFail.every((p) => p.srcMac === macs[standby]),
-  });
-  const okAfter = after.filter((o) => o.ok);
-  const servedAfter = new Set(okAfter.map((o) => o.realServer));
-  const routerAfter = (captures.find((c) => c.host === 'router')?.packets ?? []).filter(
-    (p) => p.tsNanos >= failedAt && fromRouter(p) && isClientSyn(p, client, vip, port),
+  facts.push(
+    sameServerFact({
+      packets: rsPackets.filter(isLive),
+      failedAt,
+      expected: `${rsSource}:${rsSidePort ?? '?'} -> ${liveRs ?? 'its RS'}:${port}`,
+      failed: master,
+      failedMac: macs[master],
+      survivor: standby,
+      survivorMac: macs[standby],
+      nameOfMac,
+      found: rsSidePort !== undefined,
+    }),
   );
-  const toFailed = routerAfter.filter((p) => p.dstMac === macs[master]).length;
-  facts.push({
-    fact: 'new connections after the failure reach both real servers through the survivor',
-    expected: `${k} answers from ${REAL_SERVERS.join(' and ')}, no SYN sent to ${master}`,
-    seen: `${okAfter.length} answers from ${[...servedAfter].join(', ') || 'none'}; SYNs to ${standby}: ${routerAfter.length - toFailed}, to ${master}: ${toFailed}`,
-    pass: okAfter.length === k && REAL_SERVERS.every((h) => servedAfter.has(h)) && toFailed === 0,
-  });
+  facts.push(
+    newConnectionsFact({
+      after,
+      k,
+      routerSyns: (captures.find((c) => c.host === 'router')?.packets ?? []).filter(
+        (p) => p.tsNanos >= failedAt && fromRouter(p) && isClientSyn(p, client, vip, port),
+      ),
+      failed: master,
+      failedMac: macs[master],
+      survivor: standby,
+    }),
+  );
   const verdict: Verdict = {
     mode,
     title: `${mode} on a VRRP pair${sync ? ', conntrackd sync' : ', no state sync'} (failover)`,

@@ -137,6 +137,9 @@ function controllerPid(lab: string, b: BalancerName): number | undefined {
 /** `slbctl run -f FILE` in the balancer's namespace, detached (it outlives this command), logging JSON to the lab's state dir. */
 export async function startLabController(lab: string, b: BalancerName, file: string): Promise<void> {
   const f = controllerFiles(lab, b);
+  // IPVS (user-mode-linux): the survivor must take over a flow mid-connection, which IPVS schedules only from a SYN
+  // unless sloppy_tcp; without IPVS in this kernel the sysctl is absent and nothing changes (nftables hashes every packet).
+  await run(['sysctl', '-qw', 'net.ipv4.vs.sloppy_tcp=1'], { netns: nsName(lab, b) });
   const fd = fs.openSync(f.log, 'a');
   let exit: string | undefined;
   try {

@@ -20,7 +20,12 @@ function umlLabOf(record: UmlLabRecord): Lab {
     provider: 'uml',
     async mode(mode, o, say) {
       const l7 = o.protocol === 'tcp' ? [] : ['--protocol', o.protocol, ...(o.cache ? ['--cache'] : [])];
-      const code = await inside(['lab', 'mode', mode, '--backend', o.backend, '--encapsulation', o.encapsulation, ...l7], say);
+      if (o.ha === 'vrrp')
+        throw new LabError(
+          '--ha vrrp runs in the netns lab (nftables and conntrackd); in user-mode-linux the pair would need the IPVS sync daemons under keepalived, not built into the lab yet',
+        );
+      const ha = o.ha ? ['--ha', o.ha] : [];
+      const code = await inside(['lab', 'mode', mode, '--backend', o.backend, '--encapsulation', o.encapsulation, ...l7, ...ha], say);
       if (code !== 0) throw new LabError(`lab mode ${mode} inside the user-mode-linux kernel failed (exit ${code})`);
     },
     async verify(mode, requests, out, expect) {
@@ -50,6 +55,15 @@ function umlLabOf(record: UmlLabRecord): Lab {
         throw new LabError(`lab verify inside the user-mode-linux kernel failed (exit ${r.code}): ${r.output.trim()}`);
       }
     },
+    // Two balancers: the guest runs the netns lab's fail and recover (src/lab/ha.ts) on its own router and balancers.
+    async fail(balancer, say) {
+      const code = await inside(['lab', 'fail', balancer], say);
+      if (code !== 0) throw new LabError(`lab fail ${balancer} inside the user-mode-linux kernel failed (exit ${code})`);
+    },
+    async recover(balancer, say) {
+      const code = await inside(['lab', 'recover', balancer], say);
+      if (code !== 0) throw new LabError(`lab recover ${balancer} inside the user-mode-linux kernel failed (exit ${code})`);
+    },
     async exec(host, argv) {
       const r = await forwardToUml(record, ['lab', 'exec', host, '--name', name, '--', ...argv]);
       return { argv, code: r.code, signal: null, stdout: r.output, stderr: '' };
@@ -69,10 +83,10 @@ export const umlProvider: LabProvider = {
     const record = umlLab(name);
     return record ? umlLabOf(record) : undefined;
   },
-  async up(name, _options, say) {
+  async up(name, options, say) {
     const started = Date.now();
     const record = await startUmlLab(name, (line) => say(`  ${line}`));
-    const r = await forwardToUml(record, ['lab', 'up', '--name', name]);
+    const r = await forwardToUml(record, ['lab', 'up', '--name', name, '--balancers', String(options.balancers ?? 1)]);
     for (const line of r.output.trimEnd().split('\n')) if (line) say(line);
     if (r.code !== 0) {
       await stopUmlLab(record);

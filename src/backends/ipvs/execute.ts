@@ -31,7 +31,8 @@ export function toIpvsService(s: ServiceState): IpvsService {
     address: s.vip,
     port: s.port,
     scheduler: s.scheduler,
-    flags: p ? SvcFlag.PERSISTENT : 0,
+    // mh hashes the source port too (mh-port), as the nftables Maglev does: one client's flows spread over the servers.
+    flags: (p ? SvcFlag.PERSISTENT : 0) | (s.scheduler === 'mh' ? SvcFlag.SCHED2 : 0),
     timeout: p?.timeout ?? 0,
     netmask: p?.netmask ?? '255.255.255.255',
   };

@@ -9,9 +9,8 @@
 //     capture shows the same 4-tuple before and after, now arriving from the
 //     survivor's MAC; new connections reach both RSs through the survivor.
 //     The failed balancer is recovered at the end, as `lab recover` does.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startCapture, writeHostCapture } from '../capture/capture';
+import { startCapture } from '../capture/capture';
 import { DecodedPacket, HostCapture } from '../capture/types';
 import { interfaceMac } from '../util/netns';
 import { nsName } from '../lab/names';
@@ -19,10 +18,12 @@ import { BALANCERS, BalancerName, LabTopology, REAL_SERVERS, addressOf } from '.
 import { failBalancer, recoverBalancer, routerNextHops } from '../lab/ha';
 import { LabError } from '../lab/errors';
 import { Fact, RequestOutcome, Verdict } from './facts';
-import { prepareOutputDirectory, writingOutput } from './judge';
+import { prepareOutputDirectory } from './judge';
 import {
   Where,
+  answeredFact,
   captureAll,
+  keepCaptures,
   isClientSyn,
   newConnectionsFact,
   openHalfRequest,
@@ -63,13 +64,7 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   // Before any flow: the balancers must pick alike (Maglev size and seed, as each announces them to the router).
   const facts: Fact[] = [await maglevAgreementFact(lab, topology)];
   const pcaps: Record<string, string> = {};
-  const keep = (captures: HostCapture[], dir: string) => {
-    fs.mkdirSync(dir, { recursive: true });
-    for (const c of captures) {
-      writingOutput(() => writeHostCapture(c, dir));
-      pcaps[`${path.basename(dir)}/${c.host}`] = c.pcapPath ?? '';
-    }
-  };
+  const keep = (captures: HostCapture[], dir: string) => keepCaptures(captures, dir, pcaps);
 
   // 1. Both balancers up.
   const bothHosts: Where[] = [
@@ -104,14 +99,7 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
     pass: BALANCERS.every((b) => (byBalancer.get(b) ?? 0) > 0),
     why: 'a balancer got no flow: its route is not in the router, or the hash sent every flow one way (try more --requests)',
   });
-  const okBefore = before.filter((o) => o.ok);
-  const served = new Set(okBefore.map((o) => o.realServer));
-  facts.push({
-    fact: 'every request answered, by both real servers',
-    expected: `${k} answers from ${REAL_SERVERS.join(' and ')}`,
-    seen: `${okBefore.length} answers from ${[...served].join(', ') || 'none'}`,
-    pass: okBefore.length === k && REAL_SERVERS.every((h) => served.has(h)),
-  });
+  facts.push(answeredFact(before, k));
   const rsSeen = REAL_SERVERS.map((h) => (cap(h)?.packets ?? []).filter((p) => isClientSyn(p, client, vip, port)).length);
   facts.push({
     fact: 'each real server sees client -> VIP unchanged (DSR)',

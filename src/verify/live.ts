@@ -1,14 +1,16 @@
 // What the verifies of a lab of two balancers share (failover.ts: BGP ECMP,
 // vrrp.ts: VRRP): captures opened on several hosts at once, requests from the
 // client, and a connection held open across a failure.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { startCapture, CaptureSession } from '../capture/capture';
-import { DecodedPacket } from '../capture/types';
+import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
+import { DecodedPacket, HostCapture } from '../capture/types';
 import { run } from '../util/exec';
 import { nsName } from '../lab/names';
 import { BalancerName, REAL_SERVERS } from '../lab/topology';
 import { Fact, RequestOutcome } from './facts';
-import { curlArgv, curlOutcome } from './judge';
+import { curlArgv, curlOutcome, writingOutput } from './judge';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -23,6 +25,15 @@ export async function captureAll(lab: string, where: readonly Where[], filter: s
   const sessions = where.map((w) => startCapture({ host: w.label, netns: nsName(lab, w.host), device: w.device, filter }));
   await sleep(200);
   return sessions;
+}
+
+/** Write each capture's pcap into `dir`, and name it in `pcaps` as "DIR-BASENAME/HOST". */
+export function keepCaptures(captures: readonly HostCapture[], dir: string, pcaps: Record<string, string>): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const c of captures) {
+    writingOutput(() => writeHostCapture(c, dir));
+    pcaps[`${path.basename(dir)}/${c.host}`] = c.pcapPath ?? '';
+  }
 }
 
 /** One curl from the lab's client. */
@@ -85,6 +96,18 @@ export const isClientSyn = (p: DecodedPacket, client: string, vip: string, port:
 
 /** The real server named in an answer's body ("rs1 ..."), as the lab's servers write it. */
 export const servedBy = (reply: string | undefined): string | undefined => /^(rs\d)\b/.exec(reply?.split('\r\n\r\n')[1] ?? '')?.[1];
+
+/** Every one of the k requests answered, by both real servers. */
+export function answeredFact(outcomes: readonly RequestOutcome[], k: number): Fact {
+  const ok = outcomes.filter((o) => o.ok);
+  const served = new Set(ok.map((o) => o.realServer));
+  return {
+    fact: 'every request answered, by both real servers',
+    expected: `${k} answers from ${REAL_SERVERS.join(' and ')}`,
+    seen: `${ok.length} answers from ${[...served].join(', ') || 'none'}`,
+    pass: ok.length === k && REAL_SERVERS.every((h) => served.has(h)),
+  };
+}
 
 /**
  * The live connection at its real server (`packets`: its packets there): before the failure it came from the

@@ -12,9 +12,7 @@
 //     new connections reach both RSs through the survivor. With --no-sync the
 //     standby has no copy and the connection is reported lost.
 //     The failed balancer comes back at the end, as the standby.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeHostCapture } from '../capture/capture';
 import { DecodedPacket, HostCapture } from '../capture/types';
 import { Mode } from '../model/types';
 import { run } from '../util/exec';
@@ -27,12 +25,14 @@ import { BALANCERS, BalancerName, LabHostName, LabTopology, REAL_SERVERS, addres
 import { failBalancer, recoverBalancer, vipHolders, vrrpStateOf } from '../lab/ha';
 import { LabError } from '../lab/errors';
 import { Fact, RequestOutcome, Verdict } from './facts';
-import { labAddresses, prepareOutputDirectory, writingOutput } from './judge';
+import { labAddresses, prepareOutputDirectory } from './judge';
 import { captureFilter } from './flow';
 import { buildLadder } from '../report/ladder';
 import {
   Where,
+  answeredFact,
   captureAll,
+  keepCaptures,
   isClientSyn,
   newConnectionsFact,
   openHalfRequest,
@@ -78,13 +78,7 @@ export async function verifyVrrp(
   const rsSource = mode === 'fullnat' ? floating : client;
   const facts: Fact[] = [];
   const pcaps: Record<string, string> = {};
-  const keep = (captures: HostCapture[], dir: string) => {
-    fs.mkdirSync(dir, { recursive: true });
-    for (const c of captures) {
-      writingOutput(() => writeHostCapture(c, dir));
-      pcaps[`${path.basename(dir)}/${c.host}`] = c.pcapPath ?? '';
-    }
-  };
+  const keep = (captures: HostCapture[], dir: string) => keepCaptures(captures, dir, pcaps);
   const toRs = (p: DecodedPacket, rs: string) => p.ip?.src === rsSource && p.ip.dst === rs && tcp(p)?.dstPort === port;
   const fromRs = (p: DecodedPacket, rs: string) => p.ip?.src === rs && p.ip.dst === rsSource && tcp(p)?.srcPort === port;
   const hosts: Where[] = [
@@ -121,16 +115,9 @@ export async function verifyVrrp(
     pass: synsTo(master) >= k && synsTo(standby) === 0,
     why: 'both balancers answer ARP for the VIP (two masters), or the router still has the old master in its ARP cache',
   });
-  const okBefore = before.filter((o) => o.ok);
-  const served = new Set(okBefore.map((o) => o.realServer));
-  facts.push({
-    fact: 'every request answered, by both real servers',
-    expected: `${k} answers from ${REAL_SERVERS.join(' and ')}`,
-    seen: `${okBefore.length} answers from ${[...served].join(', ') || 'none'}`,
-    pass: okBefore.length === k && REAL_SERVERS.every((h) => served.has(h)),
-  });
+  facts.push(answeredFact(before, k));
   const syns = REAL_SERVERS.map((h) => cap(h).filter((p) => toRs(p, addressOf(topology, h)) && tcp(p)?.flags.syn === true).length);
-  const clientSeen = [...new Set(okBefore.map((o) => o.clientSeen ?? '?'))];
+  const clientSeen = [...new Set(before.filter((o) => o.ok).map((o) => o.clientSeen ?? '?'))];
   facts.push({
     fact:
       mode === 'fullnat'

@@ -13,6 +13,8 @@ import * as path from 'node:path';
 import { startCapture } from '../capture/capture';
 import { DecodedPacket, HostCapture } from '../capture/types';
 import { interfaceMac } from '../util/netns';
+import { run } from '../util/exec';
+import { CLI_ENTRY } from '../util/self';
 import { nsName } from '../lab/names';
 import { BALANCERS, BalancerName, LabTopology, REAL_SERVERS, addressOf } from '../lab/topology';
 import { failBalancer, recoverBalancer, routerNextHops } from '../lab/ha';
@@ -62,7 +64,9 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   const fromRouter = (p: DecodedPacket) => p.srcMac === routerMac;
   const balancerOfMac = (mac: string | undefined) => BALANCERS.find((b) => macs[b] === mac);
   // Before any flow: the balancers must pick alike (Maglev size and seed, as each announces them to the router).
-  const facts: Fact[] = [await maglevAgreementFact(lab, topology)];
+  // The balancers' backend, as their controllers report it: IPVS (user-mode-linux) tags no Maglev community.
+  const status = await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') });
+  const facts: Fact[] = [await maglevAgreementFact(lab, topology, /^backend: ipvs\b/m.test(status.stdout))];
   const pcaps: Record<string, string> = {};
   const keep = (captures: HostCapture[], dir: string) => keepCaptures(captures, dir, pcaps);
 

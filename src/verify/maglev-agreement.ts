@@ -30,8 +30,12 @@ export function communitiesByProtocol(text: string): Map<string, string[]> {
 /** "(65001,1021,1307)" -> "size 1021 seed 1307". */
 const words = (c: string[]) => c.map((x) => x.replace(/^\((\d+),(\d+),(\d+)\)$/, 'size $2 seed $3')).join(' and ') || 'no Maglev community';
 
-/** The fact: the router holds the VIP from every balancer, each route with the same Maglev communities. */
-export async function maglevAgreementFact(lab: string, topology: LabTopology): Promise<Fact> {
+/**
+ * The fact: the router holds the VIP from every balancer, each route with the same Maglev communities. On IPVS
+ * (`ipvs`) the table is the kernel's own (a size fixed when it was built, no seed): no balancer tags the route,
+ * and the routes must agree on having none.
+ */
+export async function maglevAgreementFact(lab: string, topology: LabTopology, ipvs = false): Promise<Fact> {
   const vip = topology.vip;
   const r = await run(['birdc', '-s', routerFiles(lab).socket, 'show', 'route', `${vip}/32`, 'all']);
   const seen = r.code === 0 ? communitiesByProtocol(r.stdout) : new Map<string, string[]>();
@@ -45,10 +49,12 @@ export async function maglevAgreementFact(lab: string, topology: LabTopology): P
     : differing.length
       ? `${differing.map((b) => `${b} announces ${vip} with Maglev ${words(of(b) ?? [])}`).join('; ')}, but ${first} uses ${words(of(first) ?? [])}: they send one flow to different real servers`
       : `no balancer tags ${vip} with a Maglev community (is the service's scheduler mh on nftables?)`;
-  const pass = missing.length === 0 && differing.length === 0 && empty.length === 0;
+  const pass = missing.length === 0 && differing.length === 0 && (ipvs || empty.length === 0);
   return {
     fact: `every balancer announces ${vip} with the same Maglev table size and seed`,
-    expected: `the router's BIRD holds ${vip}/32 from ${BALANCERS.join(' and ')} with equal BGP large communities (AS, size, seed)`,
+    expected: ipvs
+      ? `the router's BIRD holds ${vip}/32 from ${BALANCERS.join(' and ')}, neither tagged: IPVS mh, the kernel's table on both`
+      : `the router's BIRD holds ${vip}/32 from ${BALANCERS.join(' and ')} with equal BGP large communities (AS, size, seed)`,
     seen: BALANCERS.map((b) => `${b}: ${of(b) === undefined ? 'no route' : of(b)?.join(' ') || 'no community'}`).join(', '),
     pass,
     ...(pass ? {} : { why }),

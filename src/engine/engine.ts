@@ -1,7 +1,7 @@
 // The one path to the kernel: observe -> plan -> execute (with rollback).
 // apply, destroy and (later) the controller all go through here, whichever
 // backend holds the services.
-import { BackendChoice, Config } from '../model/types';
+import { BackendChoice, CONNTRACK_SYSCTLS, Config } from '../model/types';
 import { OwnedAddress } from '../model/state';
 import { NetInterface, Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
 import { readSysctl, writeSysctl } from '../kernel/rtnl/sysctl';
@@ -134,7 +134,13 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
     }
   }
   const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) }, k.backend);
-  const observed = await observe(k, Object.keys(desired.sysctls), { fromRecord: o.fromRecord === true }, interfaces);
+  // A conntrack key the config no longer sets goes back to what slbctl found, where it still holds slbctl's value.
+  const dropped = readOwnership().sysctls.filter((x) => TUNABLE_SYSCTLS.has(x.key) && !(x.key in desired.sysctls));
+  const keys = [...Object.keys(desired.sysctls), ...dropped.map((x) => x.key)];
+  const observed = await observe(k, keys, { fromRecord: o.fromRecord === true }, interfaces);
+  const released = dropped.filter((x) => observed.sysctls[x.key] === x.value && x.original !== '');
+  for (const x of released) desired.sysctls[x.key] = x.original;
+  if (released.length > 0) desired.releaseSysctls = released.map((x) => x.key);
   const taken = desired.services.filter((s) => observed.foreign.includes(`${s.protocol}/${s.vip}:${s.port}`));
   if (taken.length > 0) {
     throw new ResolveError(
@@ -149,6 +155,9 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   if (o.fromRecord) k.driver.planned?.(plan);
   return { ...plan, unresolved };
 }
+
+/** Sysctls only a config key asks for (conntrack:), so a config without that key gives them back. */
+const TUNABLE_SYSCTLS: ReadonlySet<string> = new Set(Object.values(CONNTRACK_SYSCTLS));
 
 /**
  * Plan a change to what the kernel holds now, without a config (drain and

@@ -116,9 +116,12 @@ export function ownershipAfter(record: Ownership, plan: Plan, backend: BackendNa
   for (const a of mine) if (!gone.has(addressKey(a))) book.put({ address: a.address, device: a.device, backend, state: 'owned' });
   const addresses = book.list();
 
+  const released = new Set(plan.desired.releaseSysctls ?? []);
   const sysctls = plan.desired.restoreSysctls
     ? []
-    : ownershipIntent(record, { ...plan, ops: plan.ops.filter((o) => o.op === 'set-sysctl') }, backend).sysctls;
+    : ownershipIntent(record, { ...plan, ops: plan.ops.filter((o) => o.op === 'set-sysctl') }, backend).sysctls.filter(
+        (x) => !released.has(x.key),
+      );
 
   const next: Ownership = { ...copyOf(record), addresses, sysctls };
   backendOf(backend).ownership?.after(next, plan);

@@ -67,6 +67,8 @@ export interface DesiredState {
   l7?: L7ServiceState[];
   /** destroy: `sysctls` puts back what slbctl changed, and the record of them ends. */
   restoreSysctls?: boolean;
+  /** Recorded sysctls the config no longer sets: `sysctls` puts them back, and the record of them ends. */
+  releaseSysctls?: string[];
 }
 
 /** What the kernel holds now. */

@@ -59,6 +59,11 @@ export class Lock {
       );
     }
     if (fd < 0) return undefined;
+    if (!stillNamed(fd, file)) {
+      // The holder before us unlinked the file after we opened it (see release): this lock guards nothing.
+      native().unlock(fd);
+      return Lock.tryAcquire(kind, id);
+    }
     const holder: Holder = { pid: process.pid, command: commandLine(), since: Date.now() };
     fs.ftruncateSync(fd, 0);
     fs.writeSync(fd, `${JSON.stringify(holder)}\n`, 0);
@@ -84,8 +89,26 @@ export class Lock {
   release(): void {
     if (this.fd < 0) return;
     held.delete(this.file);
+    // Removed while still held, so files of namespaces long gone do not pile up under locks/. A process
+    // that opened it meanwhile sees (stillNamed) that its lock is on an unlinked file and opens it anew.
+    try {
+      fs.unlinkSync(this.file);
+    } catch {
+      // already gone; the lock is dropped all the same
+    }
     native().unlock(this.fd);
     this.fd = -1;
+  }
+}
+
+/** Whether the path still names the file the descriptor has open. */
+function stillNamed(fd: number, file: string): boolean {
+  try {
+    const open = fs.fstatSync(fd);
+    const named = fs.statSync(file);
+    return open.ino === named.ino && open.dev === named.dev;
+  } catch {
+    return false;
   }
 }
 
@@ -103,6 +126,8 @@ export function holderOf(kind: LockKind, id: NetnsIdentity = currentNetns()): Ho
   if (!fs.existsSync(file)) return undefined;
   const probe = native().tryLock(file);
   if (probe >= 0) {
+    // Nobody holds it: the file is a crashed holder's (or our probe made it); held, it may go (see release).
+    if (stillNamed(probe, file)) fs.rmSync(file, { force: true });
     native().unlock(probe);
     return undefined;
   }

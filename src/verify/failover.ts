@@ -20,7 +20,7 @@ import { BALANCERS, BalancerName, LabTopology, REAL_SERVERS, addressOf } from '.
 import { failBalancer, recoverBalancer, routerNextHops } from '../lab/ha';
 import { LabError } from '../lab/errors';
 import { Fact, RequestOutcome, Verdict } from './facts';
-import { prepareOutputDirectory } from './judge';
+import { labAddresses, prepareOutputDirectory } from './judge';
 import {
   Where,
   answeredFact,
@@ -37,7 +37,6 @@ import {
 } from './live';
 import { VerifyReport, captureFilter } from './flow';
 import { buildLadder } from '../report/ladder';
-import { labAddresses } from './judge';
 import { maglevAgreementFact } from './maglev-agreement';
 
 export interface FailoverReport extends VerifyReport {

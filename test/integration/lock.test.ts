@@ -127,6 +127,9 @@ describe('one writer per network namespace', { skip: isRoot ? false : 'needs roo
       assert.deepEqual(await vipsNow(), winner === 'A' ? A.vips : B.vips, "only the winner's VIPs");
       assert.deepEqual(await slbctlRuleProblems(ns), []);
     }
+    // Each writer removes its lock file as it lets go, so none piles up under locks/.
+    const locks = path.join(dir, 'run', 'locks');
+    assert.deepEqual(fs.existsSync(locks) ? fs.readdirSync(locks) : [], [], 'no lock file left once every writer is done');
     process.stdout.write(`# lock: 6 simultaneous apply pairs, the kernel held A ${wins.A} times and B ${wins.B} times, never a mix\n`);
   });
 

@@ -91,6 +91,22 @@ describe('full NAT with a source address pool in the netns lab', { skip: isRoot 
     assert.match(again.stdout, /no changes/, again.stdout);
   });
 
+  it('a config that drops the conntrack keys puts those timeouts back at once, not only at destroy', async () => {
+    const without = path.join(dir, 'no-conntrack.yaml');
+    fs.writeFileSync(without, fs.readFileSync(file, 'utf8').replace(/^conntrack:\n( {2}\w+: \d+\n)+/, ''));
+    const planned = await lbCli(['plan', '-f', without]);
+    assert.match(planned.stdout, new RegExp(`sysctl ${TIME_WAIT.replace(/\./g, '\\.')} 7 -> ${timeWaitBefore}`), planned.stdout);
+    const applied = await lbCli(['apply', '-f', without]);
+    assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+    assert.equal((await run(['sysctl', '-n', TIME_WAIT], { netns: lb() })).stdout.trim(), timeWaitBefore);
+    const again = await lbCli(['plan', '-f', without]);
+    assert.match(again.stdout, /no changes/, `given back, the key is no longer slbctl's: ${again.stdout}`);
+    // Back to the pool config with its timeouts, for destroy to put them back once more.
+    const reapplied = await lbCli(['apply', '-f', file]);
+    assert.equal(reapplied.code, 0, reapplied.stdout + reapplied.stderr);
+    assert.equal((await run(['sysctl', '-n', TIME_WAIT], { netns: lb() })).stdout.trim(), '7');
+  });
+
   it('destroy removes the pool addresses and puts the timeouts back', async () => {
     const destroyed = await lbCli(['destroy']);
     assert.equal(destroyed.code, 0, destroyed.stdout + destroyed.stderr);

@@ -212,6 +212,7 @@ export class Controller {
     if (!bgp || !this.k) return;
     const config = resolveSpeaker(bgp, await this.k.rtnl.interfaces());
     this.speaker = await BirdSpeaker.start(config, (level, message) => this.log(level, 'bgp', message));
+    this.speaker.onAgreementChange = () => this.writeRecord();
     await this.announce(this.effective());
   }
 
@@ -455,7 +456,15 @@ export class Controller {
       backend: this.backend,
       ...(this.o.metrics ? { metrics: `${this.o.metrics.host}:${this.o.metrics.port}` } : {}),
       services: this.runtime(),
-      ...(this.speaker ? { bgp: { announced: this.speaker.vips, peers: this.speaker.peers } } : {}),
+      ...(this.speaker
+        ? {
+            bgp: {
+              announced: this.speaker.vips,
+              peers: this.speaker.peers,
+              ...(this.speaker.disagreements.length ? { maglevDisagreements: this.speaker.disagreements } : {}),
+            },
+          }
+        : {}),
       ...(this.vrrp && this.config.ha?.vrrp
         ? {
             vrrp: {

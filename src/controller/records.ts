@@ -50,7 +50,7 @@ export interface ControllerRecord {
   metrics?: string;
   services: ServiceRuntime[];
   /** ha.bgp: what this balancer announces, and to whom. */
-  bgp?: { announced: string[]; peers: { address: string; asn: number }[] };
+  bgp?: { announced: string[]; peers: { address: string; asn: number }[]; maglevDisagreements?: string[] };
   /** ha.vrrp: this balancer's VRRP state as keepalived last logged it (absent until its first transition). */
   vrrp?: { state?: string; group: number; priority: number };
   /** ha.sync with engine ipvs: the sync daemons (master, backup) this controller started and stops. */

@@ -24,6 +24,9 @@ import { runDir } from '../util/rundir';
 import { currentNetns } from '../records/netns';
 import { endLeftover } from './child';
 
+/** How often the other balancers' routes (ha.bgp.balancers) are compared with ours. */
+const AGREEMENT_CHECK_MS = 3000;
+
 /** BFD timers: 100 ms, 3 missed: about 0.3 s to notice a dead neighbour. */
 export const BFD_INTERVAL_MS = 100;
 export const BFD_MULTIPLIER = 3;
@@ -42,6 +45,8 @@ export interface SpeakerConfig {
   bfd: boolean;
   holdTime: number;
   peers: ResolvedPeer[];
+  /** The other balancers (iBGP, learn-only): whose Maglev communities to compare with ours. */
+  balancers?: ResolvedPeer[];
 }
 
 export class BgpError extends SlbctlError {
@@ -50,19 +55,101 @@ export class BgpError extends SlbctlError {
 
 /** Each peer must be on a subnet of this host (slbctl peers with the routers it is attached to, not across hops). */
 export function resolveSpeaker(bgp: BgpSettings, interfaces: NetInterface[]): SpeakerConfig {
-  const peers = bgp.peers.map((p, i): ResolvedPeer => {
-    const found = interfaceForAddress(interfaces, p.address);
+  const resolve = (address: string, asn: number, where: string, what: string): ResolvedPeer => {
+    const found = interfaceForAddress(interfaces, address);
     if (!found)
       throw new BgpError(
-        `ha.bgp.peers[${i}]: ${p.address} is on no subnet of this host (it has ${interfaces
+        `ha.bgp.${where}: ${address} is on no subnet of this host (it has ${interfaces
           .flatMap((x) => x.addresses.map((a) => `${a.address}/${a.prefixLength} on ${x.name}`))
-          .join(', ')}); slbctl peers only with directly connected routers`,
+          .join(', ')}); slbctl peers only with directly connected ${what}`,
       );
-    return { address: p.address, asn: p.asn, local: found.local, device: found.iface.name };
+    return { address, asn, local: found.local, device: found.iface.name };
+  };
+  const own = new Set(interfaces.flatMap((x) => x.addresses.map((a) => a.address)));
+  const peers = bgp.peers.map((p, i) => {
+    if (own.has(p.address)) throw new BgpError(`ha.bgp.peers[${i}]: ${p.address} is this host's own address, not a router's`);
+    return resolve(p.address, p.asn, `peers[${i}]`, 'routers');
   });
+  // One list serves every balancer of the VIPs: each skips its own address.
+  const balancers = (bgp.balancers ?? []).flatMap((b, i) => (own.has(b) ? [] : [resolve(b, bgp.asn, `balancers[${i}]`, 'balancers')]));
   const first = peers[0];
   if (!first) throw new BgpError('ha.bgp.peers: no peer');
-  return { asn: bgp.asn, routerId: bgp.routerId ?? first.local, bfd: bgp.bfd, holdTime: bgp.holdTime, peers };
+  return {
+    asn: bgp.asn,
+    routerId: bgp.routerId ?? first.local,
+    bfd: bgp.bfd,
+    holdTime: bgp.holdTime,
+    peers,
+    ...(balancers.length ? { balancers } : {}),
+  };
+}
+
+/** One VIP whose Maglev communities another balancer announces differently from this one. */
+export interface MaglevDisagreement {
+  vip: string;
+  balancer: string;
+  ours: MaglevSettings[];
+  theirs: MaglevSettings[];
+}
+
+const pairsText = (pairs: readonly MaglevSettings[]) =>
+  pairs.length ? pairs.map((m) => `size ${m.size} seed ${m.seed}`).join(' and ') : 'no Maglev community (not mh, or IPVS)';
+
+/** The sentence for one disagreement: what each side announces and what to do. */
+export function describeDisagreement(d: MaglevDisagreement): string {
+  return `balancer ${d.balancer} announces ${d.vip} with ${pairsText(d.theirs)}, this balancer with ${pairsText(d.ours)}: the two would send one flow to different real servers; give every balancer of the VIP the same scheduler, backend and maglev: {size, seed}`;
+}
+
+/** Pure: each VIP both sides announce whose (size, seed) pairs differ. */
+export function maglevDisagreements(
+  ours: ReadonlyMap<string, readonly MaglevSettings[]>,
+  theirs: ReadonlyMap<string, ReadonlyMap<string, readonly MaglevSettings[]>>,
+): MaglevDisagreement[] {
+  const key = (pairs: readonly MaglevSettings[]) =>
+    [...pairs]
+      .map((m) => `${m.size}/${m.seed}`)
+      .sort()
+      .join(',');
+  const out: MaglevDisagreement[] = [];
+  for (const [balancer, routes] of [...theirs].sort(([a], [b]) => a.localeCompare(b)))
+    for (const [vip, pairs] of [...ours].sort(([a], [b]) => a.localeCompare(b))) {
+      const other = routes.get(vip);
+      if (other !== undefined && key(other) !== key(pairs)) out.push({ vip, balancer, ours: [...pairs], theirs: [...other] });
+    }
+  return out;
+}
+
+/**
+ * The large communities of each route in `birdc show route … all` text, by the protocol that learned it and
+ * its prefix, each as "(a,b,c)", sorted.
+ */
+export function routeCommunities(text: string): Map<string, Map<string, string[]>> {
+  const out = new Map<string, Map<string, string[]>>();
+  let prefix = '';
+  let current: string[] | undefined;
+  for (const line of text.split('\n')) {
+    const route = /^(\S*)\s+\w+ \[(\S+) /.exec(line);
+    if (route) {
+      prefix = route[1] || prefix;
+      const proto = route[2] ?? '';
+      const routes = out.get(proto) ?? new Map<string, string[]>();
+      out.set(proto, routes);
+      current = [];
+      routes.set(prefix, current);
+      continue;
+    }
+    const lc = /^\s+BGP\.large_community:\s*(.*)$/.exec(line);
+    if (lc && current) current.push(...[...(lc[1] ?? '').matchAll(/\([^)]*\)/g)].map((m) => m[0].replace(/\s+/g, '')).sort());
+  }
+  return out;
+}
+
+/** "(65001,1021,1307)" of our AS -> { size: 1021, seed: 1307 } (a community of another AS is not ours to read). */
+export function maglevOfCommunities(communities: readonly string[], asn: number): MaglevSettings[] {
+  return communities.flatMap((c) => {
+    const m = /^\((\d+),(\d+),(\d+)\)$/.exec(c);
+    return m && Number(m[1]) === asn ? [{ size: Number(m[2]), seed: Number(m[3]) }] : [];
+  });
 }
 
 /**
@@ -134,6 +221,19 @@ export function renderBirdConfig(
       '  ipv4 { import none; export where proto = "slbctl_vips"; };',
       '}',
     ]),
+    // The other balancers: their VIP routes are learned to be compared (their Maglev communities), never installed (no
+    // kernel protocol) nor passed on (every export takes slbctl_vips only).
+    ...(c.balancers ?? []).flatMap((p, i) => [
+      `protocol bgp balancer${i} {`,
+      `  local ${p.local} as ${c.asn};`,
+      `  neighbor ${p.address} as ${c.asn};`,
+      // iBGP is multihop unless told: these balancers share a subnet.
+      '  direct;',
+      `  hold time ${c.holdTime}; keepalive time ${keepalive};`,
+      '  connect retry time 1; error wait time 1, 5;',
+      '  ipv4 { import where net.len = 32; export where proto = "slbctl_vips"; };',
+      '}',
+    ]),
   ];
   return `${lines.join('\n')}\n`;
 }
@@ -175,6 +275,12 @@ export class BirdSpeaker {
   private communities: string | undefined;
   private child: ChildProcess | undefined;
   private exited: string | undefined;
+  private maglev: ReadonlyMap<string, readonly MaglevSettings[]> = new Map();
+  private agreementTimer: NodeJS.Timeout | undefined;
+  /** ha.bgp.balancers: each VIP the other balancers announce with other Maglev parameters, one sentence each. */
+  disagreements: string[] = [];
+  /** Called when `disagreements` changes (the controller writes its record, for `slbctl status`). */
+  onAgreementChange: (() => void) | undefined;
 
   private constructor(
     private readonly config: SpeakerConfig,
@@ -232,6 +338,10 @@ export class BirdSpeaker {
     }
     s.announced = '';
     s.communities = '[]';
+    if (config.balancers?.length) {
+      s.agreementTimer = setInterval(() => void s.checkAgreement(), AGREEMENT_CHECK_MS);
+      s.agreementTimer.unref();
+    }
     log(
       'info',
       `BIRD ${config.routerId} AS ${config.asn} peering with ${config.peers.map((p) => `${p.address} AS ${p.asn} on ${p.device}`).join(', ')}${config.bfd ? ' (BFD)' : ''}`,
@@ -260,6 +370,7 @@ export class BirdSpeaker {
     const communitiesChanged = this.communities !== undefined && communities !== this.communities;
     this.announced = key;
     this.communities = communities;
+    this.maglev = maglev;
     if (communitiesChanged) this.log('info', `Maglev communities now ${describeMaglev(maglev) || 'none'}`);
     this.log(
       'info',
@@ -267,6 +378,37 @@ export class BirdSpeaker {
         .filter(Boolean)
         .join('; ') || 'announced VIPs unchanged',
     );
+  }
+
+  /** The other balancers' VIP routes, as (size, seed) pairs by balancer and VIP; empty when none is configured or BIRD does not answer. */
+  async balancerRoutes(): Promise<Map<string, Map<string, MaglevSettings[]>>> {
+    const out = new Map<string, Map<string, MaglevSettings[]>>();
+    const balancers = this.config.balancers ?? [];
+    if (balancers.length === 0 || this.exited !== undefined) return out;
+    const r = await run([this.tools.birdc, '-s', this.files.socket, 'show', 'route', 'all']);
+    if (r.code !== 0) return out;
+    const byProto = routeCommunities(r.stdout);
+    balancers.forEach((b, i) => {
+      const routes = byProto.get(`balancer${i}`);
+      if (!routes) return;
+      const vips = new Map<string, MaglevSettings[]>();
+      for (const [prefix, communities] of routes)
+        if (prefix.endsWith('/32')) vips.set(prefix.slice(0, -3), maglevOfCommunities(communities, this.config.asn));
+      out.set(b.address, vips);
+    });
+    return out;
+  }
+
+  /** Compare the other balancers' Maglev communities with ours; say each new disagreement once, and when all agree again. */
+  async checkAgreement(): Promise<void> {
+    if (this.announced === undefined) return;
+    const ours = new Map(this.vips.map((v) => [v, this.maglev.get(v) ?? []]));
+    const now = maglevDisagreements(ours, await this.balancerRoutes()).map(describeDisagreement);
+    if (this.announced === undefined || now.join('\n') === this.disagreements.join('\n')) return;
+    for (const line of now) if (!this.disagreements.includes(line)) this.log('warn', line);
+    if (now.length === 0) this.log('info', 'the other balancers announce every shared VIP with the same Maglev parameters again');
+    this.disagreements = now;
+    this.onAgreementChange?.();
   }
 
   get peers(): { address: string; asn: number }[] {
@@ -282,6 +424,7 @@ export class BirdSpeaker {
   async stop(): Promise<void> {
     const child = this.child;
     this.announced = undefined;
+    if (this.agreementTimer) clearInterval(this.agreementTimer);
     if (child && this.exited === undefined) {
       const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGTERM');

@@ -78,7 +78,16 @@ export function labServiceConfig(
     backend: o.backend,
     // Both balancers announce the VIP to the router, which spreads flows over them; mh (Maglev) makes them agree on each flow's server.
     ...(o.ha === 'ecmp' && router
-      ? { ha: { bgp: { asn: LAB_BALANCER_ASN, peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }] } } }
+      ? {
+          ha: {
+            bgp: {
+              asn: LAB_BALANCER_ASN,
+              peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }],
+              // Each learns the other's VIP routes, to say when their Maglev parameters differ (each skips its own address).
+              balancers: BALANCERS.map((b) => addressOf(topology, b)),
+            },
+          },
+        }
       : {}),
     ...(o.ha === 'vrrp' ? { ha: vrrpConfig(self, topology, o.sync !== false) } : {}),
     // A new master must not pick a connection up mid-stream: full NAT keeps the client's port, so a flow it NATs

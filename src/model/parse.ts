@@ -110,7 +110,7 @@ const SYNC_KEYS = ['engine', 'interface', 'peer', 'syncId', 'group', 'port'];
 const SYNC_ENGINE_KEYS = { conntrackd: ['peer'], ipvs: ['syncId', 'group', 'port'] } as const;
 /** VRRPv3 counts the advert interval in centiseconds, in 12 bits. */
 const ADVERT_MS = { min: 10, max: 40950 } as const;
-const BGP_KEYS = ['asn', 'peers', 'routerId', 'bfd', 'holdTime'];
+const BGP_KEYS = ['asn', 'peers', 'routerId', 'bfd', 'holdTime', 'balancers'];
 const BGP_PEER_KEYS = ['address', 'asn'];
 /** More source addresses than this is a typo, not a pool: each one already gives every real server 64,512 ports. */
 export const MAX_SNAT_ADDRESSES = 64;
@@ -756,8 +756,20 @@ function checkHa(c: Checker, raw: unknown, path: PathPart[], backend: BackendCho
     if (typeof b.holdTime === 'number' && Number.isInteger(b.holdTime) && b.holdTime >= 3 && b.holdTime <= 65535) holdTime = b.holdTime;
     else c.fail([...bp, 'holdTime'], `${JSON.stringify(b.holdTime)} is not a BGP hold time; use whole seconds, 3-65535`);
   }
+  const balancers: string[] = [];
+  if (b.balancers !== undefined) {
+    if (!Array.isArray(b.balancers)) c.fail([...bp, 'balancers'], "must be a list of the other balancers' addresses");
+    else
+      b.balancers.forEach((x: unknown, i) => {
+        const address = c.hostAddress(x, [...bp, 'balancers', i], 'balancer');
+        if (address === undefined) return;
+        if (peers.some((p) => p.address === address) || balancers.includes(address))
+          c.fail([...bp, 'balancers', i], `${address} is listed twice; a router is a peer, another balancer is listed once here`);
+        else balancers.push(address);
+      });
+  }
   if (asn === undefined || peers.length === 0) return undefined;
-  const bgp: BgpSettings = { asn, peers, bfd, holdTime, ...(routerId ? { routerId } : {}) };
+  const bgp: BgpSettings = { asn, peers, bfd, holdTime, ...(routerId ? { routerId } : {}), ...(balancers.length ? { balancers } : {}) };
   ha.bgp = bgp;
   return ha;
 }

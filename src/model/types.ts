@@ -156,6 +156,13 @@ export interface BgpSettings {
   bfd: boolean;
   /** Seconds without a keepalive before a peer is declared down (keepalives every third of it). */
   holdTime: number;
+  /**
+   * The balancers announcing the same VIPs (same AS, directly connected; each skips its own address, so
+   * one list serves them all). BIRD holds an iBGP
+   * session with each that only learns their VIP routes, never installed nor passed on, so that this
+   * balancer sees their Maglev (size, seed) communities and says when they differ from its own.
+   */
+  balancers?: string[];
 }
 
 /**

@@ -5,26 +5,14 @@
 // balancers with different sizes or seeds send one flow to different real
 // servers, which breaks a connection whenever the router's hash moves it.
 import { run } from '../util/exec';
+import { routeCommunities } from '../ha/bird';
 import { routerFiles } from '../lab/ha';
 import { BALANCERS, LabTopology } from '../lab/topology';
 import { Fact } from './facts';
 
 /** The large communities of each BGP route to one prefix in `birdc show route PREFIX all`, by the protocol that learned it. */
 export function communitiesByProtocol(text: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  let current: string | undefined;
-  for (const line of text.split('\n')) {
-    const route = /^\S*\s+\w+ \[(\S+) /.exec(line);
-    if (route) {
-      current = route[1] ?? '';
-      out.set(current, []);
-      continue;
-    }
-    const lc = /^\s+BGP\.large_community:\s*(.*)$/.exec(line);
-    if (lc && current !== undefined)
-      out.set(current, [...(lc[1] ?? '').matchAll(/\([^)]*\)/g)].map((m) => m[0].replace(/\s+/g, '')).sort());
-  }
-  return out;
+  return new Map([...routeCommunities(text)].map(([proto, routes]) => [proto, [...routes.values()].flat().sort()]));
 }
 
 /** "(65001,1021,1307)" -> "size 1021 seed 1307". */

@@ -142,6 +142,15 @@ describe('two balancers, BGP ECMP (netns lab)', { skip, timeout: 10 * 60_000 }, 
         fact?.why,
         `lb2 announces ${vip} with Maglev size 1021 seed 7, but lb uses size 1021 seed 1307: they send one flow to different real servers`,
       );
+      // Each controller sees it too, from the other's route over their iBGP session (ha.bgp.balancers): status and log.
+      const said = `balancer ${LB2} announces ${vip} with size 1021 seed 7, this balancer with size 1021 seed 1307: the two would send one flow to different real servers`;
+      let status = '';
+      for (const until = Date.now() + 20_000; Date.now() < until && !status.includes(said);) {
+        status = (await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') })).stdout;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      assert.ok(status.includes(`MAGLEV DISAGREEMENT: ${said}`), status);
+      assert.ok(fs.readFileSync(path.join(dir, 'lb-run.log'), 'utf8').includes(said));
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
       await stopLabController(lab, 'lb2');

@@ -4,7 +4,16 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { parseConfig } from '../../src/model/parse';
-import { BgpError, maglevByVip, renderBirdConfig, resolveSpeaker } from '../../src/ha/bird';
+import {
+  BgpError,
+  describeDisagreement,
+  maglevByVip,
+  maglevDisagreements,
+  maglevOfCommunities,
+  renderBirdConfig,
+  resolveSpeaker,
+  routeCommunities,
+} from '../../src/ha/bird';
 import { communitiesByProtocol } from '../../src/verify/maglev-agreement';
 import { Service } from '../../src/model/types';
 import { renderRouterBird } from '../../src/lab/ha';
@@ -126,6 +135,90 @@ describe('the BIRD config slbctl writes', () => {
         ['lb3', []],
       ]),
     );
+  });
+
+  it('ha.bgp.balancers: one list for every balancer (each skips its own address); learn-only iBGP with the others', () => {
+    const ok = parseConfig(
+      `${service}ha:\n  bgp:\n    asn: 65001\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\n    balancers: [172.16.75.83, 172.16.75.86]\n`,
+    );
+    assert.ok(ok.ok);
+    assert.deepEqual(ok.config.ha?.bgp?.balancers, ['172.16.75.83', '172.16.75.86']);
+    assert.match(
+      issues(
+        '  bgp:\n    asn: 65001\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\n    balancers: [172.16.75.86, 172.16.75.86]\n',
+      ).join(),
+      /balancers\[1\]: 172\.16\.75\.86 is listed twice/,
+    );
+    assert.match(
+      issues('  bgp:\n    asn: 65001\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\n    balancers: [172.16.75.1]\n').join(),
+      /balancers\[0\]: 172\.16\.75\.1 is listed twice/,
+    );
+    assert.match(
+      issues('  bgp:\n    asn: 65001\n    peers: [{ address: 172.16.75.1, asn: 65000 }]\n    balancers: 172.16.75.86\n').join(),
+      /ha\.bgp\.balancers: must be a list/,
+    );
+    const c = resolveSpeaker({ ...bgp, balancers: ['172.16.75.83', '172.16.75.86'] }, interfaces);
+    assert.deepEqual(c.balancers, [{ address: '172.16.75.86', asn: 65001, local: '172.16.75.83', device: 'eth0' }]);
+    const text = renderBirdConfig(c, ['172.16.75.84']);
+    assert.match(
+      text,
+      /protocol bgp balancer0 \{\n {2}local 172\.16\.75\.83 as 65001;\n {2}neighbor 172\.16\.75\.86 as 65001;\n {2}direct;\n(?: {2}[^\n]*\n)*? {2}ipv4 \{ import where net\.len = 32; export where proto = "slbctl_vips"; \};\n\}/,
+    );
+    assert.equal(/protocol bgp balancer0 \{[^}]*bfd on/.test(text), false, 'no BFD with the other balancers: they carry no traffic');
+    assert.doesNotMatch(text, /protocol kernel/, "the other balancers' routes are never installed");
+    assert.equal(resolveSpeaker({ ...bgp, balancers: ['172.16.75.83'] }, interfaces).balancers, undefined);
+    assert.throws(
+      () => resolveSpeaker({ ...bgp, balancers: ['10.9.9.9'] }, interfaces),
+      (e: unknown) => e instanceof BgpError && /ha\.bgp\.balancers\[0\]: 10\.9\.9\.9 is on no subnet of this host/.test(e.message),
+    );
+  });
+
+  it("compares the other balancers' Maglev communities with ours, VIP by VIP, in one sentence each", () => {
+    const text = [
+      'Table master4:',
+      '172.16.75.84/32      unicast [balancer0 08:45:32.206] (100) [i]',
+      '\tvia 172.16.75.86 on eth0',
+      '\tBGP.large_community: (65001, 1021, 7) (64999, 1, 2)',
+      '                     blackhole [slbctl_vips 08:45:30.000] * (200)',
+      '\tBGP.large_community: (65001, 1021, 1307)',
+      '172.16.75.90/32      unicast [balancer0 08:45:32.206] (100) [i]',
+      '\tvia 172.16.75.86 on eth0',
+    ].join('\n');
+    const routes = routeCommunities(text);
+    assert.deepEqual(
+      routes.get('balancer0'),
+      new Map([
+        ['172.16.75.84/32', ['(64999,1,2)', '(65001,1021,7)']],
+        ['172.16.75.90/32', []],
+      ]),
+    );
+    assert.deepEqual(routes.get('slbctl_vips'), new Map([['172.16.75.84/32', ['(65001,1021,1307)']]]));
+    assert.deepEqual(maglevOfCommunities(['(64999,1,2)', '(65001,1021,7)'], 65001), [{ size: 1021, seed: 7 }]);
+    const theirs = new Map([
+      [
+        '172.16.75.86',
+        new Map([
+          ['172.16.75.84', [{ size: 1021, seed: 7 }]],
+          ['172.16.75.90', []],
+        ]),
+      ],
+    ]);
+    const ours = new Map([
+      ['172.16.75.84', [{ size: 1021, seed: 1307 }]],
+      ['172.16.75.90', []],
+      ['172.16.75.91', [{ size: 251, seed: 1 }]],
+    ]);
+    const found = maglevDisagreements(ours, theirs);
+    assert.deepEqual(
+      found.map((d) => d.vip),
+      ['172.16.75.84'],
+      'equal pairs agree; a VIP the other does not announce is not compared',
+    );
+    assert.equal(
+      describeDisagreement(found[0]),
+      'balancer 172.16.75.86 announces 172.16.75.84 with size 1021 seed 7, this balancer with size 1021 seed 1307: the two would send one flow to different real servers; give every balancer of the VIP the same scheduler, backend and maglev: {size, seed}',
+    );
+    assert.deepEqual(maglevDisagreements(new Map([['172.16.75.84', [{ size: 1021, seed: 7 }]]]), theirs), []);
   });
 
   it('refuses a peer on no subnet of this host, naming what it has', () => {

@@ -246,7 +246,7 @@ function render(
   const bgp = controller?.bgp
     ? `bgp: ${controller.bgp.announced.length ? `announcing ${controller.bgp.announced.join(', ')}` : 'announcing nothing (no service has a server with a weight)'} to ${controller.bgp.peers
         .map((p, i) => `${p.address} AS ${p.asn} (${sessions[i]?.state ?? 'no answer from BIRD'})`)
-        .join(', ')}\n`
+        .join(', ')}\n${(controller.bgp.maglevDisagreements ?? []).map((d) => `MAGLEV DISAGREEMENT: ${d}\n`).join('')}`
     : '';
   const vrrp = controller?.vrrp
     ? `vrrp: ${controller.vrrp.state ?? 'no state yet'} in group ${controller.vrrp.group}, priority ${controller.vrrp.priority}${controller.vrrp.state === 'MASTER' ? ' (this balancer holds the VIPs)' : ''}\n`

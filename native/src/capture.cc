@@ -47,7 +47,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Capture",
-                       {InstanceMethod("read", &Capture::Read), InstanceMethod("close", &Capture::CloseJs),
+                       {InstanceMethod("read", &Capture::Read), InstanceMethod("inject", &Capture::Inject),
+                        InstanceMethod("close", &Capture::CloseJs),
                         InstanceAccessor("linkType", &Capture::LinkType, nullptr)});
   }
 
@@ -138,6 +139,25 @@ class Capture : public Napi::ObjectWrap<Capture> {
       }
     }
     return batch.frames;
+  }
+
+  // inject(frame): send one whole link-layer frame out of the interface (pcap_inject); throws libpcap's error.
+  Napi::Value Inject(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsBuffer()) {
+      Napi::TypeError::New(env, "inject(frame: Buffer)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!pcap_) {
+      Napi::Error::New(env, "inject: the capture is closed").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Buffer<uint8_t> frame = info[0].As<Napi::Buffer<uint8_t>>();
+    if (pcap_inject(pcap_, frame.Data(), frame.Length()) < 0) {
+      Napi::Error::New(env, std::string("inject: ") + pcap_geterr(pcap_)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return env.Undefined();
   }
 
   Napi::Value CloseJs(const Napi::CallbackInfo& info) {

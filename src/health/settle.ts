@@ -33,6 +33,8 @@ export function settleOnce(
   timeoutDetail: string,
   start: (done: Done) => () => void,
   failedToStart: string,
+  /** Read what already arrived (a probe whose answers are polled for), before the deadline is judged. */
+  beforeDeadline?: () => void,
 ): Promise<CheckResult> {
   const started = process.hrtime.bigint();
   const clock = loopStopwatch();
@@ -56,6 +58,8 @@ export function settleOnce(
       timer = undefined;
       immediate = setImmediate(() => {
         immediate = undefined;
+        beforeDeadline?.();
+        if (settled) return;
         const left = timeoutMs - clock.waited();
         if (left < ROUNDING_MS || clock.wall() >= limit) done(false, timeoutDetail);
         else timer = setTimeout(expire, Math.min(left, limit - clock.wall()));

@@ -17,8 +17,16 @@
 // One capture handle per (namespace, interface) is shared by every probe in
 // the process and demultiplexed by our source port (TCP) or echo identifier
 // and sequence (ICMP), then checked against the VIP, port and RS MAC.
-import type { Cap } from 'cap';
-import { inNetns, interfaceMac } from '../util/netns';
+//
+// The handle is the addon's own libpcap capture (native/src/capture.cc), read
+// on a 1 ms timer only while a probe waits. It was the `cap` package's, which
+// watches the socket with a libuv poll and asserts that the poll never fails:
+// when the interface went down, the kernel flagged an error on the packet
+// socket and `slbctl run` died of SIGABRT (`Pcap::cb_packets: Assertion
+// 'status == 0' failed`), a link flap away from losing every check. Now a
+// read error closes the tap, fails the probes that wait on it, and the next
+// probe opens a new one (which fails with one sentence while the link is down).
+import { NativeCapture, inNetns, interfaceMac, native } from '../util/netns';
 import { allocateEchoIdentifier, echoRequest, inetChecksum } from './icmp';
 import { CheckResult, Checker } from './types';
 import { Done, settleOnce } from './settle';
@@ -117,14 +125,6 @@ function decode(f: Buffer): Answer | undefined {
   return a;
 }
 
-/** cap's send (pcap_sendpacket), left out of types/cap.d.ts. */
-interface CapSend {
-  send(buffer: Buffer, length: number): void;
-}
-
-/** Every Cap ever made stays referenced: cap 0.2.1's destructor crashes Node from GC (types/cap.d.ts). */
-const keepAlive: Cap[] = [];
-
 /** Returns true when the answer was for this probe (it is then forgotten). */
 type Matcher = (a: Answer) => boolean;
 
@@ -138,31 +138,81 @@ const filterFor = (mac: string) =>
   `ether dst ${mac} and ip and ((tcp and tcp[tcpflags] & (tcp-syn|tcp-rst) != 0) or (icmp and icmp[icmptype] == icmp-echoreply))`;
 
 /**
- * The kernel ring for the shared capture. cap asks for immediate mode, so
- * libpcap uses TPACKET_V2: fixed frames sized for cap's 65535-byte snap
- * length, about 68 KiB each. A 1 MiB ring held 16 answers and dropped the
- * rest of a burst of 50 simultaneous probes; 32 MiB holds about 480.
+ * The kernel ring for the shared capture. Immediate mode makes libpcap use
+ * TPACKET_V2: fixed frames sized for the 65535-byte snap length, about 68 KiB
+ * each. A 1 MiB ring held 16 answers and dropped the rest of a burst of 50
+ * simultaneous probes; 32 MiB holds about 480.
  */
 const RING_BYTES = 32 * 1024 * 1024;
+
+/** How often the tap is read while a probe waits (an answer waits at most this long in the ring). */
+const READ_EVERY_MS = 1;
+
+/** What a probe waits for: `match` true ends the wait; `fail` is called when the tap breaks first. */
+interface Waiter {
+  match: Matcher;
+  fail: (why: string) => void;
+}
 
 class InterfaceTap {
   private static readonly taps = new Map<string, InterfaceTap>();
   private static readonly failed = new Map<string, { error: string; until: number }>();
-  private readonly waiting = new Map<string, Matcher>();
+  private readonly waiting = new Map<string, Waiter>();
+  private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(
-    private readonly cap: Cap,
+    private readonly key: string,
+    private readonly capture: NativeCapture,
     readonly mac: string,
-    buffer: Buffer,
-  ) {
-    cap.on('packet', (nbytes) => {
-      const a = decode(buffer.subarray(0, nbytes));
-      if (!a) return;
+    private readonly where: string,
+  ) {}
+
+  /** Read every frame waiting in the ring and hand each answer to the probe it is for. */
+  drain(): void {
+    if (this.closed) return;
+    let frames;
+    try {
+      frames = this.capture.read();
+    } catch (e) {
+      this.break(`the capture on ${this.where} failed (${(e as Error).message}); the next check opens it again`);
+      return;
+    }
+    for (const f of frames) {
+      const a = decode(f.data);
+      if (!a) continue;
       const key = a.tcp ? `tcp:${a.tcp.dport}` : a.echoReply ? `icmp:${a.echoReply.id}:${a.echoReply.seq}` : '';
-      const m = this.waiting.get(key);
-      if (m && m(a)) this.waiting.delete(key);
-    });
+      const w = this.waiting.get(key);
+      if (w?.match(a)) this.waiting.delete(key);
+    }
+    if (this.waiting.size === 0) this.stopReading();
+  }
+
+  private startReading(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => this.drain(), READ_EVERY_MS);
+    // A probe's own timeout keeps the process up while it waits; the tap alone must not.
+    this.timer.unref();
+  }
+
+  private stopReading(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Close, forget this tap (the next probe opens a new one) and fail every probe waiting on it. */
+  private break(why: string): void {
+    this.close();
+    if (InterfaceTap.taps.get(this.key) === this) InterfaceTap.taps.delete(this.key);
+    const waiters = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const w of waiters) w.fail(why);
+  }
+
+  private close(): void {
+    this.closed = true;
+    this.stopReading();
+    this.capture.close();
   }
 
   /** The shared tap on `netns`/`ifname`, opened on first use. Throws why it cannot be opened. */
@@ -170,40 +220,37 @@ class InterfaceTap {
     const key = `${netns ?? ''}/${ifname}`;
     const tap = InterfaceTap.taps.get(key);
     if (tap) return tap;
-    // A failed open is not retried for a while: each try leaves a Cap behind (never freed).
+    // A failed open is not retried for a while (a link that is down fails every check the same way).
     const failed = InterfaceTap.failed.get(key);
     if (failed && failed.until > Date.now()) throw new Error(failed.error);
-    // Loaded on first probe, not at import: the CLI also runs where cap's addon was built for another Node ABI (the VM lab).
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, not at start-up (see above)
-    const { Cap: CapClass } = require('cap') as typeof import('cap');
-    const cap = new CapClass();
-    keepAlive.push(cap);
-    const buffer = Buffer.alloc(65535);
+    const where = `${ifname}${netns ? ` (netns ${netns})` : ''}`;
     try {
-      const mac = inNetns(netns, () => {
-        const m = interfaceMac(undefined, ifname);
-        // After a failed open() cap must not be closed.
-        const link = cap.open(ifname, filterFor(m), RING_BYTES, buffer);
-        if (link !== 'ETHERNET') {
-          cap.close();
-          throw new Error(`link type ${link}, not Ethernet`);
+      const t = inNetns(netns, () => {
+        const mac = interfaceMac(undefined, ifname);
+        const capture = new (native().Capture)(ifname, filterFor(mac), RING_BYTES);
+        if (capture.linkType !== 1) {
+          capture.close();
+          throw new Error(`link type ${capture.linkType}, not Ethernet`);
         }
-        return m;
+        return new InterfaceTap(key, capture, mac, where);
       });
-      const t = new InterfaceTap(cap, mac, buffer);
       InterfaceTap.taps.set(key, t);
       return t;
     } catch (e) {
-      const error = `cannot capture on ${ifname}${netns ? ` (netns ${netns})` : ''}: ${(e as Error).message}`;
-      InterfaceTap.failed.set(key, { error, until: Date.now() + 5000 });
+      const error = `cannot capture on ${where}: ${(e as Error).message}`;
+      InterfaceTap.failed.set(key, { error, until: Date.now() + 1000 });
       throw new Error(error);
     }
   }
 
+  /** The tap open on `netns`/`ifname`, if any. */
+  static peek(netns: string | undefined, ifname: string): InterfaceTap | undefined {
+    return InterfaceTap.taps.get(`${netns ?? ''}/${ifname}`);
+  }
+
   static closeAll(): void {
     for (const t of InterfaceTap.taps.values()) {
-      t.closed = true;
-      t.cap.close();
+      t.close();
       t.waiting.clear();
     }
     InterfaceTap.taps.clear();
@@ -217,18 +264,33 @@ class InterfaceTap {
     }
   }
 
-  /** Inject `frame` and wait for an answer `key` that `match` accepts; returns a cancel function. */
-  send(frame: Buffer, key: string, match: Matcher): () => void {
+  /** Inject `frame` and wait for an answer `key` that `match` accepts (`fail`: the tap broke first); returns a cancel function. */
+  send(frame: Buffer, key: string, match: Matcher, fail: (why: string) => void): () => void {
     if (this.closed) throw new Error('capture closed');
-    this.waiting.set(key, match);
-    (this.cap as unknown as CapSend).send(frame, frame.length);
+    const w: Waiter = { match, fail };
+    this.waiting.set(key, w);
+    try {
+      this.capture.inject(frame);
+    } catch (e) {
+      this.waiting.delete(key);
+      // The link is down, or the interface gone: this tap is of no more use.
+      this.break(`cannot send on ${this.where}: ${(e as Error).message}`);
+      throw e;
+    }
+    this.startReading();
     return () => {
-      if (this.waiting.get(key) === match) this.waiting.delete(key);
+      if (this.waiting.get(key) === w) this.waiting.delete(key);
+      if (this.waiting.size === 0) this.stopReading();
     };
   }
 
   inject(frame: Buffer): void {
-    if (!this.closed) (this.cap as unknown as CapSend).send(frame, frame.length);
+    if (this.closed) return;
+    try {
+      this.capture.inject(frame);
+    } catch {
+      // The RST after a SYN-ACK: the RS drops its half-open connection by itself in time.
+    }
   }
 }
 
@@ -272,6 +334,7 @@ export class VipPathChecker implements Checker {
         return this.kind === 'tcp-vip' ? this.sendSyn(tap, done) : this.sendEcho(tap, done);
       },
       'cannot probe',
+      () => InterfaceTap.peek(this.t.netns, this.t.interface)?.drain(),
     );
   }
 
@@ -286,29 +349,39 @@ export class VipPathChecker implements Checker {
     const sport = tap.freePort();
     const isn = Math.floor(Math.random() * 0x100000000);
     const syn = ethIpv4(tap.mac, this.t.rsMac, source, vip, 6, tcpSegment(source, vip, sport, port, isn, TCP_SYN));
-    return tap.send(syn, `tcp:${sport}`, (a) => {
-      const tcp = a.tcp;
-      if (!tcp || !this.fromRs(a) || tcp.sport !== port || tcp.ack !== (isn + 1) >>> 0) return false;
-      if ((tcp.flags & TCP_RST) !== 0) {
-        done(false, `port closed: RST from the VIP ${this.via}`);
+    return tap.send(
+      syn,
+      `tcp:${sport}`,
+      (a) => {
+        const tcp = a.tcp;
+        if (!tcp || !this.fromRs(a) || tcp.sport !== port || tcp.ack !== (isn + 1) >>> 0) return false;
+        if ((tcp.flags & TCP_RST) !== 0) {
+          done(false, `port closed: RST from the VIP ${this.via}`);
+          return true;
+        }
+        if ((tcp.flags & (TCP_SYN | TCP_ACK)) !== (TCP_SYN | TCP_ACK)) return false;
+        // Our kernel drops the SYN-ACK (its source is a local address), so reset the RS's half-open connection ourselves.
+        tap.inject(ethIpv4(tap.mac, this.t.rsMac, source, vip, 6, tcpSegment(source, vip, sport, port, isn + 1, TCP_RST)));
+        done(true, (ms) => `SYN-ACK from the VIP ${this.via} in ${ms} ms`);
         return true;
-      }
-      if ((tcp.flags & (TCP_SYN | TCP_ACK)) !== (TCP_SYN | TCP_ACK)) return false;
-      // Our kernel drops the SYN-ACK (its source is a local address), so reset the RS's half-open connection ourselves.
-      tap.inject(ethIpv4(tap.mac, this.t.rsMac, source, vip, 6, tcpSegment(source, vip, sport, port, isn + 1, TCP_RST)));
-      done(true, (ms) => `SYN-ACK from the VIP ${this.via} in ${ms} ms`);
-      return true;
-    });
+      },
+      (why) => done(false, why),
+    );
   }
 
   private sendEcho(tap: InterfaceTap, done: Done): () => void {
     this.seq = (this.seq + 1) & 0xffff;
     const seq = this.seq;
     const frame = ethIpv4(tap.mac, this.t.rsMac, this.t.source, this.t.vip, 1, echoRequest(this.identifier, seq));
-    return tap.send(frame, `icmp:${this.identifier}:${seq}`, (a) => {
-      if (!this.fromRs(a)) return false;
-      done(true, (ms) => `echo reply from the VIP ${this.via} in ${ms} ms`);
-      return true;
-    });
+    return tap.send(
+      frame,
+      `icmp:${this.identifier}:${seq}`,
+      (a) => {
+        if (!this.fromRs(a)) return false;
+        done(true, (ms) => `echo reply from the VIP ${this.via} in ${ms} ms`);
+        return true;
+      },
+      (why) => done(false, why),
+    );
   }
 }

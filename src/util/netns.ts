@@ -28,6 +28,8 @@ export interface NativeCapture {
   readonly linkType: number;
   /** The frames waiting now, oldest first, at most `max` (default 4096); [] when none. Never blocks. */
   read(max?: number): NativeFrame[];
+  /** Send one whole link-layer frame out of the interface (pcap_inject); throws libpcap's error. */
+  inject(frame: Buffer): void;
   /** Idempotent; also safe on a handle whose open failed. */
   close(): void;
 }

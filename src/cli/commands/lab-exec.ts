@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { LAB_HOSTS, LabHostName } from '../../lab/topology';
+import { LabHostName, labHosts } from '../../lab/topology';
 import { requireRoot, withLabName } from '../lab-options';
 import { findLab } from '../../lab/providers';
 
@@ -19,7 +19,12 @@ export const labExecCommand: CommandModule<object, Args> = {
   describe: 'Run a command on one lab host (put it after --); its exit code is passed through',
   builder: (y) =>
     withLabName(y)
-      .positional('host', { choices: LAB_HOSTS, describe: 'lab host', type: 'string', demandOption: true })
+      .positional('host', {
+        choices: labHosts(2),
+        describe: 'lab host (lb2: a lab made with --balancers 2)',
+        type: 'string',
+        demandOption: true,
+      })
       .positional('cmd', { type: 'string', array: true, describe: "command and arguments (after --, so its options are not slbctl's)" })
       // Everything after -- is the command's, options included.
       .parserConfiguration({ 'populate--': true })

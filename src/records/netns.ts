@@ -16,7 +16,7 @@ export interface NetnsIdentity {
   cookie?: string;
 }
 
-export const RECORD_KINDS = ['ownership', 'drains', 'controller', 'nft-applied'] as const;
+export const RECORD_KINDS = ['ownership', 'drains', 'controller', 'nft-applied', 'plan-memo'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 
 let current: NetnsIdentity | undefined;

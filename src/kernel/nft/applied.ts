@@ -14,6 +14,7 @@
 import { Family, KernelState, ServiceState } from '../../model/state';
 import { currentNetns, readRecord, removeRecord, writeRecord } from '../../records/netns';
 import { familyOf } from './expected';
+import { serviceKey } from '../../model/types';
 import { backendKey, backendSlots } from './slots';
 
 interface Applied {
@@ -89,9 +90,16 @@ class RecordedService {
  * services a plan touches. No inventory: nothing can differ from what
  * slbctl made, so there is nothing to repair.
  */
-export function kernelFromApplied(services: readonly ServiceState[], generation: number): KernelState {
+export function kernelFromApplied(
+  services: readonly ServiceState[],
+  generation: number,
+  /** The keys of the services a plan diffs (the others are left plain: nothing asks their backend keys). */
+  touching?: ReadonlySet<string>,
+): KernelState {
   // Object.assign gave it every field of the service: it is one, with backendKeys on its class.
-  const observed = services.map((s) => new RecordedService(s) as unknown as ServiceState);
+  const observed = services.map((s) =>
+    !touching || touching.has(serviceKey(s)) ? (new RecordedService(s) as unknown as ServiceState) : s,
+  );
   const tables = (['ip', 'netdev'] as const satisfies readonly Family[]).filter((f) => services.some((s) => familyOf(s) === f));
   const ingressDevices = [...new Set(services.filter((s) => s.mode === 'dsr').map((s) => s.device))].sort();
   return { services: observed, ownedAddresses: [], tables, ingressDevices, nftGeneration: generation, nftRecorded: true };

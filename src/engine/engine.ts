@@ -113,7 +113,12 @@ export interface PlanOptions {
 }
 
 /** A plan of a config, with what it read when it may leave a memo (plan-memo.ts). */
-export type ConfigPlan = Plan & { unresolved: string[]; inputs?: PlanInputs };
+export type ConfigPlan = Plan & {
+  unresolved: string[];
+  inputs?: PlanInputs;
+  /** How the memo served the plan: nothing planned (unchanged), or only the changed services (narrowed). */
+  memo?: 'unchanged' | 'narrowed';
+};
 
 /**
  * Resolve the config against this host and plan against what the kernel
@@ -131,11 +136,11 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
     if (same) {
       // The file's digest is kept for `slbctl plan`, which then does not parse it.
       if (inputs.bytes && inputs.bytes !== memo.bytes) writeMemo({ ...memo, bytes: inputs.bytes });
-      return same;
+      return { ...same, memo: 'unchanged' };
     }
     const narrow = await narrowPlan(k, config, interfaces, memo, inputs, observe);
     if (narrow) {
-      const p: ConfigPlan = { ...narrow, unresolved: [], inputs };
+      const p: ConfigPlan = { ...narrow, unresolved: [], inputs, memo: 'narrowed' };
       settleMemo(k, p);
       return p;
     }
@@ -182,7 +187,8 @@ export async function planUnchangedFile(k: KernelSession, bytes: string): Promis
   if (stamp === undefined) return undefined;
   const ownership = ownershipStamp();
   const host = { stamp, ownership, interfaces: digestInterfaces(await k.rtnl.interfaces()) };
-  return memoFor(k, host) && unchangedPlan(k, memo);
+  const plan = memoFor(k, host) && unchangedPlan(k, memo);
+  return plan && { ...plan, memo: 'unchanged' };
 }
 
 /** The plan of the whole config: every service resolved and diffed. */

@@ -315,6 +315,12 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
   if (plan.ops.length === 0 && !plan.desired.restoreSysctls) {
     // Nothing to change, but an apply cut short may have left "adding" entries: settle them now (present:
     // owned, absent: dropped), or an address of that name that someone else adds later would pass for slbctl's.
+    // A plan the memo answered carries no addresses; it cannot meet intent (no memo is written beside intent,
+    // and the record's inode, size and mtime are part of the memo).
+    if (hasIntent(record) && (plan as ConfigPlan).memo === 'unchanged') {
+      forgetMemo();
+      throw new Error('internal: the ownership record has unsettled entries that the memo of the last plan did not see; run apply again');
+    }
     if (hasIntent(record)) writeOwnership(ownershipAfter(record, plan, k.backend));
     else sweepOwnershipLeftovers();
     return;

@@ -12,7 +12,7 @@
 // tables were observed, or after a plan that found nothing to change in
 // tables listed at a generation that did not move while they were listed.
 import { Family, KernelState, ServiceState } from '../../model/state';
-import { currentNetns, readRecord, removeRecord, writeRecord } from '../../records/netns';
+import { currentNetns, readRecord, removeRecord, writeRecordText } from '../../records/netns';
 import { familyOf } from './expected';
 import { serviceKey } from '../../model/types';
 import { backendKey, backendSlots } from './slots';
@@ -49,10 +49,33 @@ export function appliedAt(generation: number): ServiceState[] | undefined {
   return memo.services;
 }
 
+/**
+ * The JSON of each service this process recorded. A plan that changes a few
+ * of 10,000 services keeps the others' objects from the record, so writing
+ * the record again serialises only the changed ones. (Nothing changes a
+ * service object after it is made: resolving and reading back make new ones.)
+ */
+const texts = new WeakMap<ServiceState, string>();
+
+const plainOf = (s: ServiceState): ServiceState => {
+  if (texts.has(s)) return s;
+  const { counters: _c, backendKeys: _b, nft: _n, ...plain } = s;
+  return plain;
+};
+
+function textOf(s: ServiceState): string {
+  let text = texts.get(s);
+  if (text === undefined) {
+    text = JSON.stringify(s);
+    texts.set(s, text);
+  }
+  return text;
+}
+
 /** Record that at `generation` slbctl's tables hold exactly `services`. */
 export function recordApplied(generation: number, services: readonly ServiceState[]): void {
-  const plain = services.map(({ counters: _c, backendKeys: _b, nft: _n, ...s }) => s);
-  writeRecord('nft-applied', { generation, layout: LAYOUT, services: plain }, currentNetns(), true);
+  const plain = services.map(plainOf);
+  writeRecordText('nft-applied', `"generation":${generation},"layout":${LAYOUT},"services":[${plain.map(textOf).join(',')}]`);
   memo = { netns: netnsKey(), generation, services: plain };
 }
 

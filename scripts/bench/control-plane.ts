@@ -21,7 +21,7 @@ import { renderPlan } from '../../src/kernel/nft/render';
 import { withWriteLock } from '../../src/records/lock';
 import { formatPlan } from '../../src/plan/format';
 import { listingCount } from '../../src/kernel/nft/client';
-import { identityOf, removeRecordsOf } from '../../src/records/netns';
+import { identityOf, removeRecord, removeRecordsOf } from '../../src/records/netns';
 import { CLI_ENTRY } from '../../src/util/self';
 
 const SERVICES = Number(process.env.SLB_BENCH_SERVICES ?? 10000);
@@ -69,14 +69,86 @@ function cpuSeconds(pid: number): number {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 /** Wall time of a command, the median of three runs. */
-async function commandTime(argv: string[]): Promise<number> {
+async function commandTime(argv: string[], before: () => void = () => undefined): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < 3; i++) {
+    before();
     const [r, t] = await timed(() => run(argv));
     if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr.trim()}`);
     times.push(t);
   }
   return median(times);
+}
+
+/**
+ * The memo of the last plan (src/engine/plan-memo.ts), each figure the median
+ * of three, beside the same plan without it (memo: false) in this run: a plan
+ * with nothing to change, and one weight changed and applied. Leaves the
+ * kernel with weight 1 everywhere, as it found it.
+ */
+async function memoFigures(k: Awaited<ReturnType<typeof openSession>>) {
+  // Made once, outside the timed parts (building 10,000 services is the benchmark's own work, 40-80 ms).
+  const one = makeConfig(1);
+  const five = makeConfig(5);
+  const sameMemo: number[] = [];
+  const sameFull: number[] = [];
+  let ops = -1;
+  let sameHow = '';
+  for (let i = 0; i < 3; i++) {
+    sameFull.push((await timed(() => planConfig(k, one, { fromRecord: true, memo: false })))[1]);
+    // The first plan with the memo on makes it (a whole plan); the timed one uses it.
+    await planConfig(k, one, { fromRecord: true });
+    const [p, t] = await timed(() => planConfig(k, one, { fromRecord: true }));
+    ops = p.ops.length;
+    sameHow = p.memo ?? 'full';
+    sameMemo.push(t);
+  }
+  const weight = {
+    memo: [] as number[],
+    full: [] as number[],
+    plan: [] as number[],
+    planFull: [] as number[],
+    ops: -1,
+    commands: 0,
+    nftCheck: 0,
+    how: '',
+  };
+  for (let i = 0; i < 3; i++) {
+    await planConfig(k, one, { fromRecord: true });
+    // The nft process alone, on the same script (checked, not committed): what a transaction through nft costs at least.
+    const script = renderPlan(await planConfig(k, five, { fromRecord: true }));
+    weight.nftCheck = (await timed(() => runChecked('nft -c', ['nft', '-c', '-f', '-'], { input: script })))[1];
+    const [[p, tPlan], tAll] = await timed(async () => {
+      const planned = await timed(() => planConfig(k, five, { fromRecord: true }));
+      await withWriteLock(0, () => executePlan(k, planned[0]));
+      return planned;
+    });
+    weight.memo.push(tAll);
+    weight.plan.push(tPlan);
+    weight.ops = p.ops.length;
+    weight.how = p.memo ?? 'full';
+    weight.commands = commandsOf(renderPlan(p));
+    const [[, tPlanFull], tFull] = await timed(async () => {
+      const planned = await timed(() => planConfig(k, one, { fromRecord: true, memo: false }));
+      await withWriteLock(0, () => executePlan(k, planned[0]));
+      return planned;
+    });
+    weight.full.push(tFull);
+    weight.planFull.push(tPlanFull);
+  }
+  return {
+    same: { memo: median(sameMemo), full: median(sameFull), ops, how: sameHow },
+    weight: {
+      memo: median(weight.memo),
+      full: median(weight.full),
+      plan: median(weight.plan),
+      planFull: median(weight.planFull),
+      ops: weight.ops,
+      commands: weight.commands,
+      nftCheck: weight.nftCheck,
+      how: weight.how,
+    },
+  };
 }
 
 /**
@@ -136,6 +208,7 @@ async function inner(): Promise<void> {
   try {
     const [cold, tCold] = await timed(() => planApply(1));
     const script = renderPlan(cold);
+    const memo = await memoFigures(rtnl);
     let listed = listingCount();
     const [same, tSame] = await timed(() => planConfig(rtnl, makeConfig(1), { fromRecord: true }));
     const sameListed = listingCount() - listed;
@@ -152,7 +225,11 @@ async function inner(): Promise<void> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-bench-'));
     const file = path.join(dir, 'services.json');
     fs.writeFileSync(file, JSON.stringify(makeConfig(1)));
-    const tCli = await commandTime([process.execPath, CLI_ENTRY, 'plan', '-f', file, '--no-nft']);
+    const cliArgs = [process.execPath, CLI_ENTRY, 'plan', '-f', file, '--no-nft'];
+    // The old way: no memo, so each run resolves and diffs the whole config (and leaves a memo for the next).
+    const tCliFull = await commandTime(cliArgs, () => removeRecord('plan-memo'));
+    await run(cliArgs);
+    const tCli = await commandTime(cliArgs);
     const tNode = await commandTime([process.execPath, '-e', '']);
     const ctl = await controllerFigures(file);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -175,7 +252,11 @@ async function inner(): Promise<void> {
         `cold plan+apply                          ${f(tCold).padEnd(10)}  nft -f + ip -batch of its ${vips.length} VIPs  ${f(tNft + tIp).padEnd(10)}  ${r(tCold, tNft + tIp)}   (ip -batch alone ${f(tIp)})`,
         `no-change plan (${same.ops.length} ops, ${sameListed} listings)    ${f(tSame).padEnd(10)}  the same plan, tables listed (${sameListing.ops.length} ops)  ${f(tSameListing).padEnd(10)}  ${r(tSame, tSameListing)}`,
         `one weight plan+apply (${weight.ops.length} op, ${weightListed} listings, ${commandsOf(renderPlan(weight))} nft commands, 1 nft -f)  ${f(tWeight)}  the same, tables listed  ${f(tWeightListing)}  ${r(tWeight, tWeightListing)}`,
+        `no-change plan, memo (${memo.same.ops} ops, ${memo.same.how})  ${f(memo.same.memo)}  the same plan from the record, no memo  ${f(memo.same.full)}  ${r(memo.same.memo, memo.same.full)}`,
+        `one weight plan, memo (${memo.weight.ops} op, ${memo.weight.how})  ${f(memo.weight.plan)}  the same plan, no memo  ${f(memo.weight.planFull)}  ${r(memo.weight.plan, memo.weight.planFull)}`,
+        `one weight plan+apply, memo (${memo.weight.commands} nft commands, 1 nft -f)  ${f(memo.weight.memo)}  the same, no memo  ${f(memo.weight.full)}  ${r(memo.weight.memo, memo.weight.full)}   (nft -c -f of its script alone ${f(memo.weight.nftCheck)})`,
         `slbctl plan command, no change (new process)  ${f(tCli).padEnd(10)}  node start-up alone (node -e '')  ${f(tNode).padEnd(10)}  ${r(tCli, tNode)}`,
+        `slbctl plan command, no change (new process)  ${f(tCli).padEnd(10)}  the same command without a memo  ${f(tCliFull).padEnd(10)}  ${r(tCli, tCliFull)}`,
         `slbctl run idle, ${IDLE_S} s (resync ${ctl.resync} s)  ${(ctl.idleShare * 100).toFixed(2)} % of a core  one listing resync a second (the CPU of a listed plan ${f(listedCpu)})  ${((listedCpu / ctl.resync) * 100).toFixed(1)} %  ${r(ctl.idleShare, listedCpu / ctl.resync)}`,
         `slbctl run, hand edit -> repaired  ${f(ctl.repair).padEnd(10)}  the same plan, tables listed  ${f(tSameListing).padEnd(10)}  ${r(ctl.repair, tSameListing)}`,
         `load average at the end: ${os

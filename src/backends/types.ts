@@ -55,6 +55,8 @@ export interface ObserveOptions {
    * controller when /metrics asks): a record has none.
    */
   fromRecord?: boolean;
+  /** The keys of the services the plan diffs, when it diffs only those (src/plan/planner.ts PlanScope). */
+  touching?: ReadonlySet<string>;
 }
 
 export interface BackendDriver {
@@ -71,6 +73,12 @@ export interface BackendDriver {
    * plan with nothing to do.
    */
   stamp?(): Promise<string | undefined>;
+  /**
+   * The services of the backend's record of its tables when that record
+   * stands for the kernel at this stamp (nftables: src/kernel/nft/applied.ts),
+   * else undefined. A plan that skips or narrows its diff (src/engine/plan-memo.ts) starts from it.
+   */
+  recordAt?(stamp: string): readonly ServiceState[] | undefined;
   /** Called with every plan made from a config (a backend may note what it learned, e.g. nftables' record of its tables). */
   planned?(plan: Plan): void;
   /** Refuse (PreflightError) what this host cannot do for the plan, before anything changes. */

@@ -565,7 +565,8 @@ export class Controller {
         throw new Error(`backend changed from ${this.config.backend} to ${next.backend}; that needs a restart of slbctl run`);
       }
       // Resolve against this host before taking it (an interface that does not exist, a foreign IPVS service …).
-      await planConfig(this.k, this.effective(next).config, { knownMacs: this.macs, arpWaitMs: 0, dropUnresolved: true });
+      // From the record and the memo of the last plan: a reload that changes a few services resolves only those.
+      await planConfig(this.k, this.effective(next).config, { knownMacs: this.macs, arpWaitMs: 0, dropUnresolved: true, fromRecord: true });
     } catch (e) {
       this.stats.reloads.failed++;
       this.log('error', 'reload', `${reason}: ${this.o.file} not taken, the running config stays: ${(e as Error).message}`);

@@ -19,6 +19,8 @@ import { heldWriteLock } from '../records/lock';
 import { checkVips } from './vip-checks';
 import { L7Engine } from '../backends/haproxy/engine';
 import { L7ServiceState } from '../model/state';
+import { PlanInputs, memoFor, narrowPlan, readInputs, unchangedPlan } from './narrow';
+import { HostInputs, digestInterfaces, forgetMemo, ownershipStamp, readMemo, writeMemo } from './plan-memo';
 
 export type Backend = BackendName;
 
@@ -106,11 +108,96 @@ export interface PlanOptions {
   dropUnresolved?: boolean;
   /** Start from the backend's record of its last apply when the kernel shows no change since (plan, apply and the controller; a record holds no traffic counters). */
   fromRecord?: boolean;
+  /** false: plan every service even when the memo of the last plan could skip or narrow it (the benchmark's anchor, the tests' reference). */
+  memo?: boolean;
 }
 
-/** Resolve the config against this host and plan against what the kernel holds. */
-export async function planConfig(k: KernelSession, config: Config, o: PlanOptions = {}): Promise<Plan & { unresolved: string[] }> {
+/** A plan of a config, with what it read when it may leave a memo (plan-memo.ts). */
+export type ConfigPlan = Plan & {
+  unresolved: string[];
+  inputs?: PlanInputs;
+  /** How the memo served the plan: nothing planned (unchanged), or only the changed services (narrowed). */
+  memo?: 'unchanged' | 'narrowed';
+};
+
+/**
+ * Resolve the config against this host and plan against what the kernel
+ * holds. From the record (plan, apply, the controller), a plan first asks the
+ * memo of the last plan with nothing to do (src/engine/plan-memo.ts): the
+ * same inputs are "no change" at once, a few changed services are resolved
+ * and diffed alone.
+ */
+export async function planConfig(k: KernelSession, config: Config, o: PlanOptions & { bytes?: string } = {}): Promise<ConfigPlan> {
   const interfaces = await k.rtnl.interfaces();
+  const inputs = o.fromRecord && o.memo !== false ? await readInputs(k, config, interfaces, o).catch(() => undefined) : undefined;
+  const memo = inputs && memoFor(k, inputs.host);
+  if (inputs && memo) {
+    const same = inputs.config.whole === memo.config ? unchangedPlan(k, memo) : undefined;
+    if (same) {
+      // The file's digest is kept for `slbctl plan`, which then does not parse it.
+      if (inputs.bytes && inputs.bytes !== memo.bytes) writeMemo({ ...memo, bytes: inputs.bytes });
+      return { ...same, memo: 'unchanged' };
+    }
+    const narrow = await narrowPlan(k, config, interfaces, memo, inputs, observe);
+    if (narrow) {
+      const p: ConfigPlan = { ...narrow, unresolved: [], inputs, memo: 'narrowed' };
+      settleMemo(k, p);
+      return p;
+    }
+  }
+  const full = await planFully(k, config, interfaces, o);
+  if (!inputs) return full;
+  const p: ConfigPlan = { ...full, inputs };
+  settleMemo(k, p);
+  return p;
+}
+
+/**
+ * The memo, after a plan from a config that found nothing to change: its
+ * inputs, when the backend's record stands for the stamp they were read at
+ * and no apply was cut short. After an apply, see executePlan.
+ */
+function settleMemo(k: KernelSession, plan: ConfigPlan, host?: HostInputs): void {
+  const inputs = plan.inputs;
+  if (!inputs || (plan.ops.length > 0 && !host)) return;
+  const at = host ?? inputs.host;
+  if (!k.driver.recordAt?.(at.stamp)) return;
+  if (!host && (!plan.observed.ownership || hasIntent(plan.observed.ownership))) return;
+  try {
+    writeMemo({
+      backend: k.backend,
+      choice: inputs.choice,
+      host: at,
+      sysctls: plan.desired.sysctls,
+      config: inputs.config.whole,
+      rest: inputs.config.rest,
+      services: inputs.config.services(),
+      ...(inputs.bytes ? { bytes: inputs.bytes } : {}),
+    });
+  } catch {
+    // No memo: the next plan is a full one, as it would have been.
+  }
+}
+
+/** An unchanged file (the digest of its bytes) on an unchanged host: the plan with nothing to do, without parsing the file. */
+export async function planUnchangedFile(k: KernelSession, bytes: string): Promise<ConfigPlan | undefined> {
+  const memo = readMemo();
+  if (!memo || memo.bytes !== bytes || !k.driver.stamp) return undefined;
+  const stamp = await k.driver.stamp().catch(() => undefined);
+  if (stamp === undefined) return undefined;
+  const ownership = ownershipStamp();
+  const host = { stamp, ownership, interfaces: digestInterfaces(await k.rtnl.interfaces()) };
+  const plan = memoFor(k, host) && unchangedPlan(k, memo);
+  return plan && { ...plan, memo: 'unchanged' };
+}
+
+/** The plan of the whole config: every service resolved and diffed. */
+async function planFully(
+  k: KernelSession,
+  config: Config,
+  interfaces: NetInterface[],
+  o: PlanOptions,
+): Promise<Plan & { unresolved: string[] }> {
   const macs = new Map<string, string>();
   const unresolved: string[] = [];
   if (k.impl.capabilities.dsrNeedsMacs) {
@@ -237,12 +324,20 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
   if (plan.ops.length === 0 && !plan.desired.restoreSysctls) {
     // Nothing to change, but an apply cut short may have left "adding" entries: settle them now (present:
     // owned, absent: dropped), or an address of that name that someone else adds later would pass for slbctl's.
+    // A plan the memo answered carries no addresses; it cannot meet intent (no memo is written beside intent,
+    // and the record's inode, size and mtime are part of the memo).
+    if (hasIntent(record) && (plan as ConfigPlan).memo === 'unchanged') {
+      forgetMemo();
+      throw new Error('internal: the ownership record has unsettled entries that the memo of the last plan did not see; run apply again');
+    }
     if (hasIntent(record)) writeOwnership(ownershipAfter(record, plan, k.backend));
     else sweepOwnershipLeftovers();
     return;
   }
   // What the plan needs from this host is checked before anything changes (exit 3, nothing touched).
   k.driver.preflight(plan);
+  // A memo must not stand for the state this apply leaves, whatever happens next.
+  forgetMemo();
   const l7Changes = opsOfKind(plan.ops, 'l7').map((o) => o.change);
   k.l7.preflight(l7Changes);
   const recorded = touchesOwnership(plan, k.impl, record);
@@ -304,8 +399,20 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     await k.rtnl.deleteAddress(await ifindex(op.device), op.address, 32);
     log(`address ${op.address}/32 removed from ${op.device}`);
   }
+  let intentLeft = hasIntent(record);
   if ((plan.ops.length > 0 || plan.desired.restoreSysctls) && recorded) {
     const after = ownershipAfter(record, plan, k.backend);
     if (!sameOwnership(after, record)) writeOwnership(after);
+    intentLeft = hasIntent(after);
+  }
+  // The memo of this plan's result, when the interfaces it read are still as it left them (it changed no address)
+  // and the backend recorded its tables at the stamp the apply left.
+  const inputs = (plan as ConfigPlan).inputs;
+  if (inputs && !intentLeft && !plan.ops.some((o) => ADDRESS_OPS.has(o.op))) {
+    const stamp = await k.driver.stamp?.().catch(() => undefined);
+    if (stamp !== undefined) settleMemo(k, plan as ConfigPlan, { ...inputs.host, stamp, ownership: ownershipStamp() });
   }
 }
+
+/** Operations that change the interfaces a plan read. */
+const ADDRESS_OPS: ReadonlySet<string> = new Set(['add-address', 'delete-address', 'forget-address', 'l7']);

@@ -255,6 +255,21 @@ export function resolveConfig(config: Config, facts: HostFacts, backend: Backend
     if (isL7(s.protocol)) l7.push(resolveL7Service(s, i, facts));
     else services.push(resolveService(s, i, facts, backend));
   });
+  return desiredOf(config, services, l7, facts, backend);
+}
+
+/**
+ * The desired state of resolved services: their VIP and source addresses and
+ * the sysctls. Shared by resolveConfig and the plan that resolves only the
+ * services a config change touched (src/engine/plan-memo.ts).
+ */
+export function desiredOf(
+  config: Config,
+  services: ServiceState[],
+  l7: L7ServiceState[],
+  facts: HostFacts,
+  backend: BackendName,
+): DesiredState {
   // ha.vrrp: keepalived adds the VIPs and ha.vrrp.addresses on the master and removes them on the standby.
   // Were slbctl to plan them too, it would put them back on the standby at every resync and both balancers
   // would answer ARP. A source address not listed there is this balancer's own, planned as without ha.

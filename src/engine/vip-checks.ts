@@ -34,8 +34,11 @@ export function subnetEdge(address: string, interfaces: readonly NetInterface[])
   return undefined;
 }
 
-function refuseSubnetEdges(config: Config, interfaces: readonly NetInterface[]): void {
-  config.services.forEach((s, i) => {
+function refuseSubnetEdges(config: Config, interfaces: readonly NetInterface[], only?: readonly number[]): void {
+  const indexes = only ?? config.services.map((_, i) => i);
+  indexes.forEach((i) => {
+    const s = config.services[i];
+    if (!s) return;
     const where = `services[${i}]`;
     const addresses: [string, string][] = [
       [`${where}.vip (${serviceKey(s)})`, s.vip],
@@ -194,8 +197,19 @@ async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], in
   }
 }
 
-/** Every refusal above; the plan's add-address operations say which VIPs are new here. */
-export async function checkVips(rtnl: Rtnl, config: Config, interfaces: readonly NetInterface[], ops: readonly Op[]): Promise<void> {
-  refuseSubnetEdges(config, interfaces);
+/**
+ * Every refusal above; the plan's add-address operations say which VIPs are
+ * new here. `only`: the indexes of the services to check for subnet edges
+ * (a plan of the services a change touched; the others passed before on the
+ * same interfaces).
+ */
+export async function checkVips(
+  rtnl: Rtnl,
+  config: Config,
+  interfaces: readonly NetInterface[],
+  ops: readonly Op[],
+  only?: readonly number[],
+): Promise<void> {
+  refuseSubnetEdges(config, interfaces, only);
   await refuseHeldVips(rtnl, config, ops, interfaces);
 }

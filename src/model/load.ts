@@ -16,6 +16,11 @@ export function loadConfigFile(file: string): Config {
       `cannot read config ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
     );
   }
+  return configFromText(file, text);
+}
+
+/** A config file's text, already read (e.g. once, with the digest of exactly those bytes), validated. */
+export function configFromText(file: string, text: string): Config {
   const result = parseConfig(text);
   if (!result.ok) {
     const lines = result.issues.map((i) => formatIssue(file, i));

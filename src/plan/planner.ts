@@ -67,11 +67,26 @@ const sortedByKey = (services: readonly ServiceState[]): ServiceState[] =>
     .map(([, s]) => s);
 
 /**
+ * What a plan may restrict its diff to when everything else is known to be as
+ * the desired state wants it (src/engine/plan-memo.ts: the kernel, the host
+ * and every other service are as at the last plan). The backend's hooks still
+ * see the whole desired state (which tables, hooks and pick chains it needs).
+ */
+export interface PlanScope {
+  /** Keys of the services to diff (changed, added or removed). */
+  services: ReadonlySet<string>;
+  /** Addresses (without device) whose presence and ownership to diff: those of the services above, before and after. */
+  addresses: ReadonlySet<string>;
+}
+
+/**
  * diff(desired, observed). The shared part (sysctls, VIP addresses, services
  * and real servers) is here; what only one backend has (nftables tables and
  * repairs, the source-NAT chain beside IPVS) comes from its plan hooks.
+ * `scope`: diff only these services and addresses (the others are known to
+ * match); the operations are those the whole diff would give.
  */
-export function plan(desired: DesiredState, observed: ObservedState): Plan {
+export function plan(desired: DesiredState, observed: ObservedState, scope?: PlanScope): Plan {
   const ops: Op[] = [];
   const backend = backendOf(desired.backend);
   const wrap = (change: unknown): Op => ({ op: 'backend', backend: desired.backend, change }) as Op;
@@ -84,17 +99,22 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
   }
   ops.push(...first.map(wrap));
 
-  const present = new Set(observed.addresses.map((a) => `${a.address}@${a.device}`));
-  for (const a of desired.addresses) {
+  const inScope = (a: { address: string }) => !scope || scope.addresses.has(a.address);
+  const present = new Set(observed.addresses.filter(inScope).map((a) => `${a.address}@${a.device}`));
+  const wantedAddresses = desired.addresses.filter(inScope);
+  for (const a of wantedAddresses) {
     if (!present.has(`${a.address}@${a.device}`)) ops.push({ op: 'add-address', address: a.address, device: a.device });
   }
 
   // One service per key; a second copy (the same VIP:port held twice, e.g. in both nftables tables) is removed.
   const actual = new Map<string, ServiceState>();
   const strays: ServiceState[] = [];
-  const wanted = new Map(desired.services.map((s) => [serviceKey(s), s]));
+  const serviceInScope = (s: ServiceState) => !scope || scope.services.has(serviceKey(s));
+  const desiredServices = scope ? desired.services.filter(serviceInScope) : desired.services;
+  const kernelServices = scope ? kernel.services.filter(serviceInScope) : kernel.services;
+  const wanted = new Map(desiredServices.map((s) => [serviceKey(s), s]));
   const heldIn = (x: ServiceState) => x.nft?.family;
-  for (const s of kernel.services) {
+  for (const s of kernelServices) {
     const key = serviceKey(s);
     const other = actual.get(key);
     // Of two copies, the one whose mode matches the wanted service's stays.
@@ -107,7 +127,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
     } else strays.push(s);
   }
   const touched = new Set<string>();
-  for (const s of sortedByKey(desired.services)) {
+  for (const s of sortedByKey(desiredServices)) {
     const key = serviceKey(s);
     const was = actual.get(key);
     if (!was) {
@@ -125,7 +145,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       ops.push(...rsOps);
     }
   }
-  for (const s of sortedByKey([...kernel.services.filter((x) => !wanted.has(serviceKey(x))), ...strays])) {
+  for (const s of sortedByKey([...kernelServices.filter((x) => !wanted.has(serviceKey(x))), ...strays])) {
     ops.push({ op: 'delete-service', service: s });
     touched.add(serviceKey(s));
   }
@@ -135,8 +155,8 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
   // The L7 engine binds to its VIPs: after they are added, before any is removed.
   ops.push(...planL7(desired.l7, observed.l7).map((change): Op => ({ op: 'l7', change })));
 
-  const neededVips = new Set(desired.addresses.map((a) => `${a.address}@${a.device}`));
-  for (const a of kernel.ownedAddresses) {
+  const neededVips = new Set(wantedAddresses.map((a) => `${a.address}@${a.device}`));
+  for (const a of kernel.ownedAddresses.filter(inScope)) {
     const key = `${a.address}@${a.device}`;
     if (neededVips.has(key)) continue;
     ops.push({ op: present.has(key) ? 'delete-address' : 'forget-address', address: a.address, device: a.device });

@@ -16,11 +16,16 @@ export function ensureDirectory(dir: string): void {
 
 /** `compact`: one line, for large records read by programs only (the nftables applied state). */
 export function writeJsonAtomic(file: string, data: unknown, compact = false): void {
+  writeTextAtomic(file, compact ? JSON.stringify(data) : JSON.stringify(data, null, 2));
+}
+
+/** A record already serialised (its writer keeps the JSON of parts that did not change). */
+export function writeTextAtomic(file: string, text: string): void {
   ensureDirectory(path.dirname(file));
   const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
   const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
   try {
-    fs.writeSync(fd, `${compact ? JSON.stringify(data) : JSON.stringify(data, null, 2)}\n`);
+    fs.writeSync(fd, `${text}\n`);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);

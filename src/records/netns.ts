@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { inNetns, netnsCookie, netnsInode } from '../util/netns';
 import { runDir } from '../util/rundir';
-import { readJson, removeLeftovers, setAside, writeJsonAtomic } from './files';
+import { readJson, removeLeftovers, setAside, writeJsonAtomic, writeTextAtomic } from './files';
 
 export interface NetnsIdentity {
   inode: number;
@@ -16,7 +16,7 @@ export interface NetnsIdentity {
   cookie?: string;
 }
 
-export const RECORD_KINDS = ['ownership', 'drains', 'controller', 'nft-applied'] as const;
+export const RECORD_KINDS = ['ownership', 'drains', 'controller', 'nft-applied', 'plan-memo'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 
 let current: NetnsIdentity | undefined;
@@ -86,6 +86,11 @@ export function readRecord(kind: RecordKind, id: NetnsIdentity = currentNetns())
 
 export function writeRecord(kind: RecordKind, payload: Record<string, unknown>, id: NetnsIdentity = currentNetns(), compact = false): void {
   writeJsonAtomic(recordFile(kind, id), { netns: id, ...payload }, compact);
+}
+
+/** A record whose payload is already JSON: `members` is the text of its fields, without the braces. */
+export function writeRecordText(kind: RecordKind, members: string, id: NetnsIdentity = currentNetns()): void {
+  writeTextAtomic(recordFile(kind, id), `{"netns":${JSON.stringify(id)},${members}}`);
 }
 
 export function removeRecord(kind: RecordKind, id: NetnsIdentity = currentNetns()): void {

@@ -37,7 +37,7 @@ const driver: BackendDriver = {
     const generation = await readGeneration().catch(() => undefined);
     const recorded = generation === undefined || !o.fromRecord ? undefined : appliedAt(generation);
     if (generation !== undefined && recorded)
-      return { kernel: kernelFromApplied(recorded, generation), foreign: [], legacyOwnedAddresses: [] };
+      return { kernel: kernelFromApplied(recorded, generation, o.touching), foreign: [], legacyOwnedAddresses: [] };
     const [ip, netdev] = await Promise.all([listTable('ip'), listTable('netdev')]);
     const { legacyOwnedAddresses, ...kernel } = observeFromListings({ ip, netdev });
     // Trusted only if nothing committed while the tables were listed.
@@ -47,6 +47,10 @@ const driver: BackendDriver = {
   async stamp() {
     const generation = await readGeneration().catch(() => undefined);
     return generation === undefined ? undefined : `nft generation ${generation}`;
+  },
+  recordAt(stamp) {
+    const m = /^nft generation (\d+)$/.exec(stamp);
+    return m ? appliedAt(Number(m[1])) : undefined;
   },
   planned(plan) {
     // Listed at a steady generation and nothing to change: the tables are the desired state, recorded as such.

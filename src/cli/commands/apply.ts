@@ -4,6 +4,8 @@ import { withSession } from '../kernel-session';
 import { asWriter, withWriterOptions } from '../writer';
 import { executePlan, planConfig } from '../../engine/engine';
 import { formatPlan } from '../../plan/format';
+import { readConfigText } from '../../engine/plan-memo';
+import { configFromText } from '../../model/load';
 import { BackendChoice } from '../../model/types';
 
 interface Args {
@@ -23,10 +25,11 @@ export const applyCommand: CommandModule<object, Args> = {
       .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as `plan`)' })
       .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'print only the summary line' }),
   handler: async (args) => {
-    const config = loadConfig(args.file);
+    const read = readConfigText(args.file);
+    const config = read ? configFromText(args.file, read.text) : loadConfig(args.file);
     await withSession(args.backend ?? config.backend, async (k) => {
       const apply = async () => {
-        const plan = await planConfig(k, config, { fromRecord: true });
+        const plan = await planConfig(k, config, { fromRecord: true, ...(read ? { bytes: read.bytes } : {}) });
         if (plan.ops.length === 0) {
           // No change, yet the ownership record of an apply that was killed is settled (see executePlan).
           if (!args['dry-run']) await executePlan(k, plan);

@@ -1,7 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { loadConfig, withConfigOptions } from '../config-file';
 import { withSession } from '../kernel-session';
-import { planConfig } from '../../engine/engine';
+import { planConfig, planUnchangedFile } from '../../engine/engine';
+import { choiceOfFile, readConfigText } from '../../engine/plan-memo';
+import { configFromText } from '../../model/load';
 import { formatPlan } from '../../plan/format';
 import { BackendChoice } from '../../model/types';
 
@@ -27,11 +29,30 @@ export const planCommand: CommandModule<object, Args> = {
       .option('json', { type: 'boolean', default: false, describe: 'print the plan as JSON' })
       .option('detailed-exitcode', { type: 'boolean', default: false, describe: 'exit 0 when there are no changes, 2 when there are' }),
   handler: async (args) => {
-    const config = loadConfig(args.file);
-    const { backend, plan, script, title } = await withSession(args.backend ?? config.backend, async (k) => {
-      const p = await planConfig(k, config, { fromRecord: true });
-      return { backend: k.backend, plan: p, script: k.impl.script(p), title: k.impl.capabilities.title.replace(/^the | backend$/g, '') };
-    });
+    // The same bytes as at the last plan with nothing to do, on an unchanged host: no change, without parsing the file.
+    const read = readConfigText(args.file);
+    const choice = read && choiceOfFile(read.bytes);
+    const unchanged =
+      read && choice
+        ? await withSession(args.backend ?? (choice as BackendChoice), async (k) => {
+            const p = await planUnchangedFile(k, read.bytes);
+            return p && { backend: k.backend, plan: p, script: '', title: '' };
+          })
+        : undefined;
+    const { backend, plan, script, title } =
+      unchanged ??
+      (await (async () => {
+        const config = read ? configFromText(args.file, read.text) : loadConfig(args.file);
+        return withSession(args.backend ?? config.backend, async (k) => {
+          const p = await planConfig(k, config, { fromRecord: true, ...(read ? { bytes: read.bytes } : {}) });
+          return {
+            backend: k.backend,
+            plan: p,
+            script: k.impl.script(p),
+            title: k.impl.capabilities.title.replace(/^the | backend$/g, ''),
+          };
+        });
+      })());
     if (args.json) {
       process.stdout.write(`${JSON.stringify({ backend, ops: plan.ops, script }, null, 2)}\n`);
     } else {

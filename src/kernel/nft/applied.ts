@@ -12,8 +12,9 @@
 // tables were observed, or after a plan that found nothing to change in
 // tables listed at a generation that did not move while they were listed.
 import { Family, KernelState, ServiceState } from '../../model/state';
-import { currentNetns, readRecord, removeRecord, writeRecord } from '../../records/netns';
+import { currentNetns, readRecord, removeRecord, writeRecordText } from '../../records/netns';
 import { familyOf } from './expected';
+import { serviceKey } from '../../model/types';
 import { backendKey, backendSlots } from './slots';
 
 interface Applied {
@@ -48,10 +49,33 @@ export function appliedAt(generation: number): ServiceState[] | undefined {
   return memo.services;
 }
 
+/**
+ * The JSON of each service this process recorded. A plan that changes a few
+ * of 10,000 services keeps the others' objects from the record, so writing
+ * the record again serialises only the changed ones. (Nothing changes a
+ * service object after it is made: resolving and reading back make new ones.)
+ */
+const texts = new WeakMap<ServiceState, string>();
+
+const plainOf = (s: ServiceState): ServiceState => {
+  if (texts.has(s)) return s;
+  const { counters: _c, backendKeys: _b, nft: _n, ...plain } = s;
+  return plain;
+};
+
+function textOf(s: ServiceState): string {
+  let text = texts.get(s);
+  if (text === undefined) {
+    text = JSON.stringify(s);
+    texts.set(s, text);
+  }
+  return text;
+}
+
 /** Record that at `generation` slbctl's tables hold exactly `services`. */
 export function recordApplied(generation: number, services: readonly ServiceState[]): void {
-  const plain = services.map(({ counters: _c, backendKeys: _b, nft: _n, ...s }) => s);
-  writeRecord('nft-applied', { generation, layout: LAYOUT, services: plain }, currentNetns(), true);
+  const plain = services.map(plainOf);
+  writeRecordText('nft-applied', `"generation":${generation},"layout":${LAYOUT},"services":[${plain.map(textOf).join(',')}]`);
   memo = { netns: netnsKey(), generation, services: plain };
 }
 
@@ -89,9 +113,16 @@ class RecordedService {
  * services a plan touches. No inventory: nothing can differ from what
  * slbctl made, so there is nothing to repair.
  */
-export function kernelFromApplied(services: readonly ServiceState[], generation: number): KernelState {
+export function kernelFromApplied(
+  services: readonly ServiceState[],
+  generation: number,
+  /** The keys of the services a plan diffs (the others are left plain: nothing asks their backend keys). */
+  touching?: ReadonlySet<string>,
+): KernelState {
   // Object.assign gave it every field of the service: it is one, with backendKeys on its class.
-  const observed = services.map((s) => new RecordedService(s) as unknown as ServiceState);
+  const observed = services.map((s) =>
+    !touching || touching.has(serviceKey(s)) ? (new RecordedService(s) as unknown as ServiceState) : s,
+  );
   const tables = (['ip', 'netdev'] as const satisfies readonly Family[]).filter((f) => services.some((s) => familyOf(s) === f));
   const ingressDevices = [...new Set(services.filter((s) => s.mode === 'dsr').map((s) => s.device))].sort();
   return { services: observed, ownedAddresses: [], tables, ingressDevices, nftGeneration: generation, nftRecorded: true };

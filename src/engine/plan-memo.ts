@@ -1,0 +1,200 @@
+// The memo of the last plan that left nothing to do: what it read (the
+// config, the backend's stamp, the interfaces, the sysctls, the ownership
+// record), digested, in /run/slbctl/plan-memo/net-INODE.json (per network
+// namespace, like the other records). A plan whose inputs digest the same
+// answers "no change" without resolving or diffing again; one whose config
+// differs in a few services only, with the host as it was, resolves and
+// diffs only those services against the backend's record (the full planner,
+// restricted to them: src/plan/planner.ts PlanScope).
+//
+// Everything a plan reads is covered, or the memo is not used:
+// - the config: a digest of the parsed config (per service, and the rest);
+//   `slbctl plan` also keeps the digest of the file's bytes, to skip parsing;
+// - the backend's kernel state: its stamp (nftables: the ruleset generation,
+//   NFT_MSG_GETGEN), which must also be the generation of its record of the
+//   tables (src/kernel/nft/applied.ts); backends without a stamp (IPVS) have
+//   no memo;
+// - the interfaces (links, their MACs and state, every IPv4 address): dumped
+//   over rtnetlink and digested at each plan, so an address deleted by hand
+//   (a VIP) makes the plan full and puts it back;
+// - the sysctls the plan set or read: read again, each compared;
+// - the ownership record: its inode, size and mtime; with "adding" entries
+//   (an apply cut short) no memo is written;
+// - slbctl itself: the memo's format and the build of the planner.
+// Not covered, so those configs always plan in full: L7 services (HAProxy's
+// state has no stamp) and DSR on a backend that rewrites MACs (the
+// neighbour table).
+//
+// Written: after a plan from a config that found nothing to change, and
+// after an apply whose backend recorded its tables at the new stamp and that
+// changed no address (the interfaces it read are still the host's) and left
+// no intent in the ownership record. Removed: by every apply before it
+// changes anything (src/engine/engine.ts executePlan), so a memo never
+// outlives a change it did not see through.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import { Config, isL7, serviceKey } from '../model/types';
+import { NetInterface } from '../kernel/rtnl/rtnl';
+import { readSysctl } from '../kernel/rtnl/sysctl';
+import { readRecord, recordFile, removeRecord, writeRecord } from '../records/netns';
+
+/** Bumped whenever what a memo stands for changes shape. */
+const FORMAT = 1;
+
+export interface HostInputs {
+  /** The backend's stamp (nftables: "nft generation N"). */
+  stamp: string;
+  /** Digest of the links and IPv4 addresses. */
+  interfaces: string;
+  /** Inode, size and mtime of the ownership record ('' when there is none). */
+  ownership: string;
+}
+
+export interface ConfigDigest {
+  /** The whole parsed config. */
+  whole: string;
+  /** The config without its services (backend, defaults, conntrack, ha …). */
+  rest: string;
+  /** Per service, in config order: its key and digest (worked out when first asked). */
+  services(): [string, string][];
+}
+
+export interface PlanMemo {
+  backend: string;
+  /** The backend the config names (`auto`, `nft` …): with `bytes`, what `slbctl plan` needs before parsing. */
+  choice: string;
+  host: HostInputs;
+  /** The sysctls the plan needs, with the values it wants (and found or set). */
+  sysctls: Record<string, string>;
+  config: string;
+  rest: string;
+  services: [string, string][];
+  /** Digest of the file's bytes the config was parsed from, when a command read one. */
+  bytes?: string;
+}
+
+/**
+ * sha1: it tells a change apart (a collision would take a config crafted for
+ * it, by whoever may write the config anyway) and costs less than sha256 on
+ * the 3.5 MB config of 10,000 services.
+ */
+const digest = (text: string | Buffer): string => crypto.hash('sha1', text, 'base64');
+
+/** The digest of a config file's bytes. */
+export const bytesDigest = (bytes: string | Buffer): string => digest(bytes);
+
+/** Each service's digest by its JSON, of the last config whose services were digested here: the unchanged are not hashed again. */
+let known = new Map<string, string>();
+
+function serviceDigests(services: Config['services']): [string, string][] {
+  const next = new Map<string, string>();
+  const out = services.map((s): [string, string] => {
+    const text = JSON.stringify(s);
+    const d = known.get(text) ?? digest(text);
+    next.set(text, d);
+    return [serviceKey(s), d];
+  });
+  known = next;
+  return out;
+}
+
+export function digestConfig(config: Config): ConfigDigest {
+  const { services, ...rest } = config;
+  let perService: [string, string][] | undefined;
+  return {
+    whole: digest(JSON.stringify(config)),
+    rest: digest(JSON.stringify(rest)),
+    services: () => (perService ??= serviceDigests(services)),
+  };
+}
+
+/** The links and addresses as a plan reads them (NetInterface carries nothing that moves by itself, like counters). */
+export const digestInterfaces = (interfaces: readonly NetInterface[]): string => digest(JSON.stringify(interfaces));
+
+/** Whether a plan of this config can be skipped or narrowed by a memo at all. */
+export function memoFits(config: Config, dsrNeedsMacs: boolean): boolean {
+  return !config.services.some((s) => isL7(s.protocol) || (dsrNeedsMacs && s.mode === 'dsr'));
+}
+
+export function ownershipStamp(): string {
+  try {
+    const st = fs.statSync(recordFile('ownership'), { bigint: true });
+    return `${st.ino}/${st.size}/${st.mtimeNs}`;
+  } catch {
+    return '';
+  }
+}
+
+/** The build of the planner: a memo made by another build of slbctl is no memo. */
+function build(): string {
+  const files = [__filename, require.resolve('../plan/planner'), require.resolve('./resolve'), require.resolve('./engine')];
+  return files.map((f) => fs.statSync(f).mtimeMs).join('/');
+}
+
+/** The memo this process read or wrote last, with the stat of its file then (another process may replace it). */
+let cached: { file: string; stat: string; memo: PlanMemo } | undefined;
+
+function fileStat(file: string): string | undefined {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return `${st.ino}/${st.size}/${st.mtimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** This namespace's memo, or undefined. */
+export function readMemo(): PlanMemo | undefined {
+  const file = recordFile('plan-memo');
+  const stat = fileStat(file);
+  if (stat === undefined) return undefined;
+  if (cached?.file === file && cached.stat === stat) return cached.memo;
+  const r = readRecord('plan-memo');
+  if (!r || r.format !== FORMAT || r.build !== build() || typeof r.memo !== 'object' || r.memo === null) return undefined;
+  cached = { file, stat, memo: r.memo as PlanMemo };
+  return cached.memo;
+}
+
+export function writeMemo(m: PlanMemo): void {
+  writeRecord('plan-memo', { format: FORMAT, build: build(), memo: m }, undefined, true);
+  const file = recordFile('plan-memo');
+  const stat = fileStat(file);
+  cached = stat === undefined ? undefined : { file, stat, memo: m };
+}
+
+/** The backend a config file names, when the memo was made from exactly these bytes (`slbctl plan` then parses nothing). */
+export function choiceOfFile(bytes: string): string | undefined {
+  const m = readMemo();
+  return m?.bytes === bytes ? m.choice : undefined;
+}
+
+/** A config file's text and the digest of its bytes, read once; undefined when it cannot be read (the config loader then says why). */
+export function readConfigText(file: string): { text: string; bytes: string } | undefined {
+  try {
+    const raw = fs.readFileSync(file);
+    return { text: raw.toString('utf8'), bytes: bytesDigest(raw) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Before anything changes: a memo must never stand for a state an apply is leaving. */
+export function forgetMemo(): void {
+  cached = undefined;
+  removeRecord('plan-memo');
+}
+
+/** Whether the sysctls still hold the values the memo's plan wanted. */
+export function sysctlsHold(wanted: Record<string, string>): boolean {
+  for (const [key, value] of Object.entries(wanted)) {
+    try {
+      if (readSysctl(key) !== value) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+export const sameHost = (a: HostInputs, b: HostInputs): boolean =>
+  a.stamp === b.stamp && a.interfaces === b.interfaces && a.ownership === b.ownership;

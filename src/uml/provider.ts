@@ -20,11 +20,8 @@ function umlLabOf(record: UmlLabRecord): Lab {
     provider: 'uml',
     async mode(mode, o, say) {
       const l7 = o.protocol === 'tcp' ? [] : ['--protocol', o.protocol, ...(o.cache ? ['--cache'] : [])];
-      if (o.ha === 'vrrp')
-        throw new LabError(
-          '--ha vrrp runs in the netns lab (nftables and conntrackd); in user-mode-linux the pair would need the IPVS sync daemons under keepalived, not built into the lab yet',
-        );
-      const ha = o.ha ? ['--ha', o.ha] : [];
+      // --ha vrrp: the guest's lab picks the IPVS sync daemons for the pair (its backend is IPVS), not conntrackd.
+      const ha = o.ha ? ['--ha', o.ha, ...(o.sync === false ? ['--no-sync'] : [])] : [];
       const code = await inside(['lab', 'mode', mode, '--backend', o.backend, '--encapsulation', o.encapsulation, ...l7, ...ha], say);
       if (code !== 0) throw new LabError(`lab mode ${mode} inside the user-mode-linux kernel failed (exit ${code})`);
     },

@@ -51,12 +51,13 @@ export const labModeCommand: CommandModule<object, Args> = {
       .option('ha', {
         choices: HA_KINDS,
         describe:
-          'a lab of two balancers (lab up --balancers 2): ecmp (dsr), slbctl run on each announces the VIP over BGP (BIRD) and the router spreads flows over both; vrrp (fullnat, transparent), keepalived gives the VIP and a floating address to one, conntrackd copies its connections to the other',
+          'a lab of two balancers (lab up --balancers 2): ecmp (dsr), slbctl run on each announces the VIP over BGP (BIRD) and the router spreads flows over both; vrrp (fullnat, transparent), keepalived gives the VIP and a floating address to one, conntrackd (nftables) or the IPVS sync daemons (IPVS, as in the uml lab) copy its connections to the other',
       })
       .option('sync', {
         type: 'boolean',
         default: true,
-        describe: '--ha vrrp: copy connection state to the standby with conntrackd; --no-sync shows what a failover loses without it',
+        describe:
+          '--ha vrrp: copy connection state to the standby (conntrackd, or the IPVS sync daemons on IPVS); --no-sync shows what a failover loses without it',
       }),
   handler: async (args) => {
     requireRoot('lab mode');

@@ -36,6 +36,8 @@ export interface LabModeOptions {
    * whose connections live in IPVS's own table); `lab mode` picks it from the backend the balancers will use.
    */
   syncEngine?: LabSyncEngine;
+  /** vrrp: keepalived's advert interval in ms (default 100). */
+  advertIntervalMs?: number;
   /**
    * More L4 tcp services on the VIP, one per port, each to the same port of
    * every RS, in the same mode (the data-path bench's iperf3). Source hash:
@@ -58,7 +60,7 @@ export function labModeTitle(mode: Mode, o: Pick<LabModeOptions, 'protocol' | 'c
 export const LAB_VRRP_ROUTER_ID = 51;
 
 /** vrrp: keepalived (lb the first master by priority, nopreempt) and, unless sync is off, conntrackd to the peer or the IPVS sync daemons. */
-function vrrpConfig(self: BalancerName, topology: LabTopology, sync: boolean, engine: LabSyncEngine) {
+function vrrpConfig(self: BalancerName, topology: LabTopology, sync: boolean, engine: LabSyncEngine, advertInterval: number) {
   const peer = addressOf(topology, BALANCERS.find((b) => b !== self) ?? 'lb');
   // IPVS: a master and a backup daemon on each balancer, multicast on the pair's segment; the VRRP group's id as sync id.
   const syncSettings = engine === 'ipvs' ? { engine, interface: 'eth0', syncId: LAB_VRRP_ROUTER_ID } : { engine, interface: 'eth0', peer };
@@ -68,7 +70,7 @@ function vrrpConfig(self: BalancerName, topology: LabTopology, sync: boolean, en
       virtualRouterId: LAB_VRRP_ROUTER_ID,
       priority: self === 'lb' ? 150 : 100,
       peers: [peer],
-      advertInterval: 100,
+      advertInterval,
       addresses: [topology.floatingAddress],
     },
     ...(sync ? { sync: syncSettings } : {}),
@@ -89,7 +91,9 @@ export function labServiceConfig(
     ...(o.ha === 'ecmp' && router
       ? { ha: { bgp: { asn: LAB_BALANCER_ASN, peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }] } } }
       : {}),
-    ...(o.ha === 'vrrp' ? { ha: vrrpConfig(self, topology, o.sync !== false, o.syncEngine ?? 'conntrackd') } : {}),
+    ...(o.ha === 'vrrp'
+      ? { ha: vrrpConfig(self, topology, o.sync !== false, o.syncEngine ?? 'conntrackd', o.advertIntervalMs ?? 100) }
+      : {}),
     // A new master must not pick a connection up mid-stream: full NAT keeps the client's port, so a flow it NATs
     // anew to the same real server would go on, by luck of the scheduler. Off, only the synced state carries one.
     // On IPVS that guard is IPVS's own (net.ipv4.vs.sloppy_tcp off: no scheduling from a mid-stream packet), and

@@ -21,7 +21,11 @@ function umlLabOf(record: UmlLabRecord): Lab {
     async mode(mode, o, say) {
       const l7 = o.protocol === 'tcp' ? [] : ['--protocol', o.protocol, ...(o.cache ? ['--cache'] : [])];
       // --ha vrrp: the guest's lab picks the IPVS sync daemons for the pair (its backend is IPVS), not conntrackd.
-      const ha = o.ha ? ['--ha', o.ha, ...(o.sync === false ? ['--no-sync'] : [])] : [];
+      // Adverts every second, not 100 ms: the guest's one CPU, busy with verify's captures and spawns, delayed
+      // them past three intervals and the standby took over from a live master (both MASTER, then flapping).
+      const vrrp =
+        o.ha === 'vrrp' ? ['--advert-interval', String(o.advertIntervalMs ?? 1000), ...(o.sync === false ? ['--no-sync'] : [])] : [];
+      const ha = o.ha ? ['--ha', o.ha, ...vrrp] : [];
       const code = await inside(['lab', 'mode', mode, '--backend', o.backend, '--encapsulation', o.encapsulation, ...l7, ...ha], say);
       if (code !== 0) throw new LabError(`lab mode ${mode} inside the user-mode-linux kernel failed (exit ${code})`);
     },

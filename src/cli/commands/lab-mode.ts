@@ -15,6 +15,7 @@ interface Args {
   cache: boolean;
   ha?: HaKind;
   sync: boolean;
+  advertInterval?: number;
 }
 
 export const labModeCommand: CommandModule<object, Args> = {
@@ -53,6 +54,11 @@ export const labModeCommand: CommandModule<object, Args> = {
         describe:
           'a lab of two balancers (lab up --balancers 2): ecmp (dsr), slbctl run on each announces the VIP over BGP (BIRD) and the router spreads flows over both; vrrp (fullnat, transparent), keepalived gives the VIP and a floating address to one, conntrackd (nftables) or the IPVS sync daemons (IPVS, as in the uml lab) copy its connections to the other',
       })
+      .option('advert-interval', {
+        type: 'number',
+        describe:
+          "--ha vrrp: the pair's VRRP advert interval in ms (default 100; the user-mode-linux lab uses 1000: its one slow CPU starves keepalived of 100 ms adverts, and the standby takes over from a live master)",
+      })
       .option('sync', {
         type: 'boolean',
         default: true,
@@ -79,6 +85,7 @@ export const labModeCommand: CommandModule<object, Args> = {
         cache: args.cache,
         ...(args.ha ? { ha: args.ha } : {}),
         ...(args.sync ? {} : { sync: false }),
+        ...(args.advertInterval !== undefined ? { advertIntervalMs: args.advertInterval } : {}),
       },
       say,
     );

@@ -237,7 +237,7 @@ export async function verifyVrrp(
     pass: finished.reply !== undefined && answeredBy !== undefined,
     why:
       sync === 'ipvs'
-        ? 'the survivor had the IPVS copy but did not forward with it (its source NAT needs a conntrack entry for the flow: conntrack.tcpLoose must be on)'
+        ? 'the survivor had the IPVS copy but did not forward with it; on IPVS the pair needs conntrack.tcpLoose on (with it off the survivor was seen sending the real server nothing for such a flow)'
         : sync
           ? 'the survivor had no usable state for it: conntrackd did not commit the copy to its kernel'
           : `without state sync (--no-sync) the survivor has no state for the connection, and does not pick it up mid-stream (${lostGuard}): the client gets a reset`,

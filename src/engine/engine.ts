@@ -68,6 +68,19 @@ export async function openSession(choice: BackendChoice): Promise<KernelSession>
   return session(last, await last.open());
 }
 
+/** The backend openSession would pick for this choice on this host, without keeping a session open. */
+export async function resolvedBackend(choice: BackendChoice): Promise<BackendName> {
+  if (choice !== 'auto') return choice;
+  for (const name of AUTO_ORDER.slice(0, -1)) {
+    const driver = await backendOf(name).tryOpen();
+    if (driver) {
+      driver.close();
+      return name;
+    }
+  }
+  return AUTO_ORDER[AUTO_ORDER.length - 1];
+}
+
 /** A session on exactly this backend, or undefined when this host does not have it (root is still required). */
 export async function sessionIfAvailable(backend: Backend): Promise<KernelSession | undefined> {
   requireRoot();

@@ -135,11 +135,12 @@ function controllerPid(lab: string, b: BalancerName): number | undefined {
 }
 
 /** `slbctl run -f FILE` in the balancer's namespace, detached (it outlives this command), logging JSON to the lab's state dir. */
-export async function startLabController(lab: string, b: BalancerName, file: string): Promise<void> {
+export async function startLabController(lab: string, b: BalancerName, file: string, o: { sloppyTcp?: boolean } = {}): Promise<void> {
   const f = controllerFiles(lab, b);
-  // IPVS (user-mode-linux): the survivor must take over a flow mid-connection, which IPVS schedules only from a SYN
-  // unless sloppy_tcp; without IPVS in this kernel the sysctl is absent and nothing changes (nftables hashes every packet).
-  await run(['sysctl', '-qw', 'net.ipv4.vs.sloppy_tcp=1'], { netns: nsName(lab, b) });
+  // IPVS (user-mode-linux), ECMP: the survivor must take over a flow mid-connection, which IPVS schedules only from
+  // a SYN unless sloppy_tcp. VRRP (sloppyTcp false): only the synced connection may carry a flow over, as
+  // tcpLoose: false does for nftables. Without IPVS in this kernel the sysctl is absent and nothing changes.
+  await run(['sysctl', '-qw', `net.ipv4.vs.sloppy_tcp=${o.sloppyTcp === false ? 0 : 1}`], { netns: nsName(lab, b) });
   const fd = fs.openSync(f.log, 'a');
   let exit: string | undefined;
   try {
@@ -252,7 +253,7 @@ export async function recoverBalancer(lab: string, topology: LabTopology, b: Bal
   if (host.gateway) await runChecked(`${ns}: default route`, ['ip', 'route', 'replace', 'default', 'via', host.gateway], { netns: ns });
   say(`  ${ns}: eth0 up${host.gateway ? `, default via ${host.gateway}` : ''}`);
   await stopLabController(lab, b);
-  await startLabController(lab, b, file);
+  await startLabController(lab, b, file, { sloppyTcp: ha !== 'vrrp' });
   const state = await readLabState(lab);
   const failed = (state?.failed ?? []).filter((x) => x !== b);
   if (ha === 'vrrp') {

@@ -29,8 +29,15 @@ export interface LabModeOptions {
    * gives the VIP and the floating address to one of them (active/standby).
    */
   ha?: HaKind;
-  /** vrrp: copy connection state to the standby with conntrackd (default); false: the negative case, no copy. */
+  /** vrrp: copy connection state to the standby (default); false: the negative case, no copy. */
   sync?: boolean;
+  /**
+   * vrrp: what copies it: conntrackd (nftables, the default) or the kernel's IPVS sync daemons (the IPVS backend,
+   * whose connections live in IPVS's own table); `lab mode` picks it from the backend the balancers will use.
+   */
+  syncEngine?: LabSyncEngine;
+  /** vrrp: keepalived's advert interval in ms (default 100). */
+  advertIntervalMs?: number;
   /**
    * More L4 tcp services on the VIP, one per port, each to the same port of
    * every RS, in the same mode (the data-path bench's iperf3). Source hash:
@@ -38,6 +45,8 @@ export interface LabModeOptions {
    */
   extraTcpPorts?: readonly number[];
 }
+
+export type LabSyncEngine = 'conntrackd' | 'ipvs';
 
 export const DEFAULT_LAB_OPTIONS: LabModeOptions = { backend: 'auto', encapsulation: 'none', protocol: 'tcp', cache: false };
 
@@ -50,19 +59,21 @@ export function labModeTitle(mode: Mode, o: Pick<LabModeOptions, 'protocol' | 'c
 /** The lab's VRRP group of the pair (any 1-255 not used on the segment). */
 export const LAB_VRRP_ROUTER_ID = 51;
 
-/** vrrp: keepalived (lb the first master by priority, nopreempt) and, unless sync is off, conntrackd to the peer. */
-function vrrpConfig(self: BalancerName, topology: LabTopology, sync: boolean) {
+/** vrrp: keepalived (lb the first master by priority, nopreempt) and, unless sync is off, conntrackd to the peer or the IPVS sync daemons. */
+function vrrpConfig(self: BalancerName, topology: LabTopology, sync: boolean, engine: LabSyncEngine, advertInterval: number) {
   const peer = addressOf(topology, BALANCERS.find((b) => b !== self) ?? 'lb');
+  // IPVS: a master and a backup daemon on each balancer, multicast on the pair's segment; the VRRP group's id as sync id.
+  const syncSettings = engine === 'ipvs' ? { engine, interface: 'eth0', syncId: LAB_VRRP_ROUTER_ID } : { engine, interface: 'eth0', peer };
   return {
     vrrp: {
       interface: 'eth0',
       virtualRouterId: LAB_VRRP_ROUTER_ID,
       priority: self === 'lb' ? 150 : 100,
       peers: [peer],
-      advertInterval: 100,
+      advertInterval,
       addresses: [topology.floatingAddress],
     },
-    ...(sync ? { sync: { engine: 'conntrackd', interface: 'eth0', peer } } : {}),
+    ...(sync ? { sync: syncSettings } : {}),
   };
 }
 
@@ -89,10 +100,14 @@ export function labServiceConfig(
           },
         }
       : {}),
-    ...(o.ha === 'vrrp' ? { ha: vrrpConfig(self, topology, o.sync !== false) } : {}),
+    ...(o.ha === 'vrrp'
+      ? { ha: vrrpConfig(self, topology, o.sync !== false, o.syncEngine ?? 'conntrackd', o.advertIntervalMs ?? 100) }
+      : {}),
     // A new master must not pick a connection up mid-stream: full NAT keeps the client's port, so a flow it NATs
     // anew to the same real server would go on, by luck of the scheduler. Off, only the synced state carries one.
-    ...(o.ha === 'vrrp' ? { conntrack: { tcpLoose: false } } : {}),
+    // On IPVS that guard is IPVS's own (net.ipv4.vs.sloppy_tcp off: no scheduling from a mid-stream packet), and
+    // conntrack must pick the flow up: the source NAT beside IPVS needs a conntrack entry for the synced connection.
+    ...(o.ha === 'vrrp' ? { conntrack: { tcpLoose: o.syncEngine === 'ipvs' } } : {}),
     services: [
       {
         name: 'web',
@@ -122,6 +137,9 @@ export function labServiceConfig(
       })),
     ],
   };
-  const pair = o.ha === 'vrrp' ? `, ${self} of a VRRP pair${o.sync === false ? ' without state sync' : ''}` : '';
+  const pair =
+    o.ha === 'vrrp'
+      ? `, ${self} of a VRRP pair${o.sync === false ? ' without state sync' : o.syncEngine === 'ipvs' ? ', IPVS sync daemons' : ''}`
+      : '';
   return `# slbctl lab: ${labModeTitle(mode, o)}${o.ha === 'ecmp' ? ', one of two balancers (--ha ecmp)' : pair}\n${stringify(config)}`;
 }

@@ -19,7 +19,8 @@ import {
   waitForVrrp,
 } from './ha';
 import { BALANCERS } from './topology';
-import { DEFAULT_LAB_OPTIONS, LabModeOptions, labServiceConfig } from './lb-config';
+import { DEFAULT_LAB_OPTIONS, LabModeOptions, LabSyncEngine, labServiceConfig } from './lb-config';
+import { resolvedBackend } from '../engine/engine';
 import { LabError } from './errors';
 import { REFERENCE_TOPOLOGY } from './topology';
 import { CLI_ENTRY } from '../util/self';
@@ -64,7 +65,12 @@ export async function applyLabMode(
       );
   }
   if (options.sync === false && options.ha !== 'vrrp')
-    throw new LabError('--no-sync is for --ha vrrp (it leaves conntrackd out of the pair)');
+    throw new LabError('--no-sync is for --ha vrrp (it leaves the connection sync out of the pair)');
+  // The pair's connections live where its backend keeps them: conntrack (nftables: conntrackd copies them) or
+  // IPVS's own table (the kernel's IPVS sync daemons copy them).
+  const syncEngine: LabSyncEngine | undefined =
+    options.ha === 'vrrp' ? ((await resolvedBackend(options.backend)) === 'ipvs' ? 'ipvs' : 'conntrackd') : undefined;
+  const copier = syncEngine === 'ipvs' ? 'the IPVS sync daemons copy' : 'conntrackd copies';
   // Whatever ran before: the balancers' controllers (and with them their BGP speakers) end first.
   for (const b of BALANCERS) if (await stopLabController(lab, b)) out(`  ${b}: slbctl run stopped`);
   if (state?.ha === 'ecmp' && options.ha !== 'ecmp') {
@@ -95,22 +101,23 @@ export async function applyLabMode(
   for (const b of options.ha ? BALANCERS : (['lb'] as const))
     fs.writeFileSync(
       balancerConfigFile(lab, b, mode),
-      labServiceConfig(mode, REFERENCE_TOPOLOGY, { ...options, ...(tls ? { tls } : {}) }, b),
+      labServiceConfig(mode, REFERENCE_TOPOLOGY, { ...options, ...(tls ? { tls } : {}), ...(syncEngine ? { syncEngine } : {}) }, b),
     );
   const recordHa = { mode, encapsulation, protocol: options.protocol, cache: options.cache, ha: options.ha, failed: [] };
   if (options.ha === 'vrrp') {
     // lb first, so it wins the first election (priority 150, nopreempt); lb2 joins as the standby.
     const v = REFERENCE_TOPOLOGY;
-    await startLabController(lab, 'lb', balancerConfigFile(lab, 'lb', mode));
+    await startLabController(lab, 'lb', balancerConfigFile(lab, 'lb', mode), { sloppyTcp: false });
     await waitForVrrp(lab, v, 'lb', 'MASTER');
     out(`  lb: slbctl run -f ${balancerConfigFile(lab, 'lb', mode)} (keepalived: MASTER, holds ${v.vip} and ${v.floatingAddress})`);
-    await startLabController(lab, 'lb2', balancerConfigFile(lab, 'lb2', mode));
+    await startLabController(lab, 'lb2', balancerConfigFile(lab, 'lb2', mode), { sloppyTcp: false });
     await waitForVrrp(lab, v, 'lb2', 'BACKUP');
+    const noSync = syncEngine === 'ipvs' ? 'no IPVS sync daemons' : 'no conntrackd';
     out(
-      `  lb2: slbctl run -f ${balancerConfigFile(lab, 'lb2', mode)} (keepalived: BACKUP${options.sync === false ? '; no conntrackd: --no-sync' : ", conntrackd copies lb's connections"})`,
+      `  lb2: slbctl run -f ${balancerConfigFile(lab, 'lb2', mode)} (keepalived: BACKUP${options.sync === false ? `; ${noSync}: --no-sync` : `, ${copier} lb's connections`})`,
     );
     out(`  VIP ${v.vip} on ${(await vipHolders(lab, v)).join(', ')}; the real servers answer ${v.floatingAddress}`);
-    await writeLabState(lab, { ...recordHa, sync: options.sync !== false });
+    await writeLabState(lab, { ...recordHa, sync: options.sync !== false, ...(syncEngine ? { syncEngine } : {}) });
     return;
   }
   if (options.ha) {
@@ -141,5 +148,6 @@ export async function applyLabMode(
     ha: undefined,
     failed: undefined,
     sync: undefined,
+    syncEngine: undefined,
   });
 }

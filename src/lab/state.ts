@@ -17,8 +17,10 @@ export interface LabState {
   balancers?: number;
   /** How the balancers share the VIP: ecmp (BGP, active/active) or vrrp (active/standby); absent: lb alone serves. */
   ha?: string;
-  /** vrrp: whether conntrackd copies connection state to the standby. */
+  /** vrrp: whether connection state is copied to the standby. */
   sync?: boolean;
+  /** vrrp: what copies it, conntrackd (nftables) or the IPVS sync daemons (IPVS); absent: conntrackd. */
+  syncEngine?: string;
   /** Balancers `lab fail` took down and `lab recover` has not brought back. */
   failed?: string[];
   createdAt: string;
@@ -58,6 +60,7 @@ export async function readLabState(lab: string): Promise<LabState | undefined> {
     ...(o.balancers === 2 ? { balancers: 2 } : {}),
     ...(typeof o.ha === 'string' ? { ha: o.ha } : {}),
     ...(typeof o.sync === 'boolean' ? { sync: o.sync } : {}),
+    ...(typeof o.syncEngine === 'string' ? { syncEngine: o.syncEngine } : {}),
     ...(Array.isArray(o.failed) ? { failed: o.failed.filter((x): x is string => typeof x === 'string') } : {}),
   };
 }

@@ -20,11 +20,12 @@ function umlLabOf(record: UmlLabRecord): Lab {
     provider: 'uml',
     async mode(mode, o, say) {
       const l7 = o.protocol === 'tcp' ? [] : ['--protocol', o.protocol, ...(o.cache ? ['--cache'] : [])];
-      if (o.ha === 'vrrp')
-        throw new LabError(
-          '--ha vrrp runs in the netns lab (nftables and conntrackd); in user-mode-linux the pair would need the IPVS sync daemons under keepalived, not built into the lab yet',
-        );
-      const ha = o.ha ? ['--ha', o.ha] : [];
+      // --ha vrrp: the guest's lab picks the IPVS sync daemons for the pair (its backend is IPVS), not conntrackd.
+      // Adverts every second, not 100 ms: the guest's one CPU, busy with verify's captures and spawns, delayed
+      // them past three intervals and the standby took over from a live master (both MASTER, then flapping).
+      const vrrp =
+        o.ha === 'vrrp' ? ['--advert-interval', String(o.advertIntervalMs ?? 1000), ...(o.sync === false ? ['--no-sync'] : [])] : [];
+      const ha = o.ha ? ['--ha', o.ha, ...vrrp] : [];
       const code = await inside(['lab', 'mode', mode, '--backend', o.backend, '--encapsulation', o.encapsulation, ...l7, ...ha], say);
       if (code !== 0) throw new LabError(`lab mode ${mode} inside the user-mode-linux kernel failed (exit ${code})`);
     },

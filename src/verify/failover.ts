@@ -42,9 +42,10 @@ import { maglevAgreementFact } from './maglev-agreement';
 export interface FailoverReport extends VerifyReport {
   /**
    * Milliseconds from `lab fail` (link down, controller killed) until the router's route no longer names the
-   * failed balancer (ecmp), or until the standby holds the VIP (vrrp).
+   * failed balancer (ecmp), or until the standby holds the VIP (vrrp); copiedMs: from the live connection's
+   * opening until the standby was seen holding its copy (vrrp with sync).
    */
-  timings: { routeWithdrawnMs?: number; vipMovedMs?: number };
+  timings: { routeWithdrawnMs?: number; vipMovedMs?: number; copiedMs?: number };
 }
 
 /** The failover verify of an ECMP lab; pcaps into `out` (default ./slbctl-pcaps/LAB/ecmp). */

@@ -79,7 +79,8 @@ export async function verifyLabMode(
       throw new LabError(
         `lab "${lab}": ${applied.failed?.join(', ')} failed; run \`slbctl lab recover ${applied.failed?.[0]} --name ${lab}\` first (verify fails one itself)`,
       );
-    return verifyVrrp(lab, REFERENCE_TOPOLOGY, running, applied.sync !== false, requests, out);
+    const pair = { engine: applied.syncEngine === 'ipvs' ? ('ipvs' as const) : ('conntrackd' as const), sync: applied.sync !== false };
+    return verifyVrrp(lab, REFERENCE_TOPOLOGY, running, pair, requests, out);
   }
   return verifyWith(netnsCaptureDriver(lab, REFERENCE_TOPOLOGY), {
     lab,

@@ -43,11 +43,32 @@ import {
   tcp,
 } from './live';
 import type { FailoverReport } from './failover';
+import type { LabSyncEngine } from '../lab/lb-config';
 
-/** Whether the standby's conntrackd holds a copy of the client's connection from this port (its external cache). */
-async function standbyHasCopy(lab: string, standby: BalancerName, clientPort: number): Promise<boolean> {
-  const conf = conntrackdFiles(runDir('conntrackd', `net-${identityOf(nsName(lab, standby)).inode}`)).conf;
-  const r = await run(['conntrackd', '-C', conf, '-e'], { netns: nsName(lab, standby) });
+/** How long the standby's copy is waited for: IPVS's master flushes a lone connection every 2 s. */
+const COPY_WAIT_MS: Record<LabSyncEngine, number> = { conntrackd: 5_000, ipvs: 10_000 };
+
+/** Where the standby's copy of a connection is looked for, per sync engine. */
+const COPY_PLACE: Record<LabSyncEngine, string> = {
+  conntrackd: "conntrackd's external cache",
+  ipvs: 'the IPVS connection table (ipvsadm -Lnc)',
+};
+
+/** Whether the standby holds a copy of the client's connection from this port (conntrackd's external cache, or IPVS's table). */
+async function standbyHasCopy(
+  lab: string,
+  standby: BalancerName,
+  client: string,
+  clientPort: number,
+  engine: LabSyncEngine,
+): Promise<boolean> {
+  const ns = nsName(lab, standby);
+  if (engine === 'ipvs') {
+    const r = await run(['ipvsadm', '-L', '-n', '-c'], { netns: ns });
+    return r.code === 0 && r.stdout.split('\n').some((line) => line.split(/\s+/).includes(`${client}:${clientPort}`));
+  }
+  const conf = conntrackdFiles(runDir('conntrackd', `net-${identityOf(ns).inode}`)).conf;
+  const r = await run(['conntrackd', '-C', conf, '-e'], { netns: ns });
   return r.code === 0 && new RegExp(`sport=${clientPort}\\b`).test(r.stdout);
 }
 
@@ -56,10 +77,14 @@ export async function verifyVrrp(
   lab: string,
   topology: LabTopology,
   mode: Mode,
-  sync: boolean,
+  /** What copies connections to the standby (engine), and whether it runs (sync false: --no-sync). */
+  pair: { engine: LabSyncEngine; sync: boolean },
   k: number,
   out: string | undefined,
 ): Promise<FailoverReport> {
+  const sync = pair.sync ? pair.engine : undefined;
+  // What keeps the survivor from picking up a connection it has no copy of.
+  const lostGuard = pair.engine === 'ipvs' ? 'net.ipv4.vs.sloppy_tcp=0' : 'conntrack.tcpLoose: false';
   const outDir = path.resolve(out ?? path.join('slbctl-pcaps', lab, 'vrrp'));
   prepareOutputDirectory(outDir);
   const client = addressOf(topology, 'client');
@@ -143,6 +168,7 @@ export async function verifyVrrp(
   let failedAt = 0n;
   let vipMovedMs: number | undefined;
   let copied = false;
+  let copiedMs: number | undefined;
   let finished: { reply?: string; error?: string } = {};
   let after: RequestOutcome[] = [];
   let livePort: number | undefined;
@@ -150,12 +176,16 @@ export async function verifyVrrp(
   try {
     livePort = await live.localPort();
     if (livePort === undefined) throw new LabError('the long-lived connection to the VIP did not open');
-    if (sync)
-      for (let i = 0; i < 100 && !copied; i++) {
-        copied = await standbyHasCopy(lab, standby, livePort);
+    if (sync) {
+      // IPVS's master thread sends a lone connection at its 2 s flush timer, not at once: up to 10 s for a slow guest.
+      const opened = Date.now();
+      const deadline = opened + COPY_WAIT_MS[sync];
+      while (!copied && Date.now() < deadline) {
+        copied = await standbyHasCopy(lab, standby, client, livePort, sync);
         if (!copied) await sleep(50);
       }
-    else await sleep(500);
+      if (copied) copiedMs = Date.now() - opened;
+    } else await sleep(500);
     failedAt = BigInt(Date.now()) * 1_000_000n;
     const started = process.hrtime.bigint();
     await failBalancer(lab, master, () => undefined);
@@ -179,10 +209,13 @@ export async function verifyVrrp(
   if (sync)
     facts.push({
       fact: `before the failure the standby (${standby}) holds a copy of the open connection`,
-      expected: `conntrackd's external cache on ${standby} has the flow from ${client}:${livePort ?? '?'}`,
-      seen: copied ? 'copied' : 'not there after 5 s',
+      expected: `${COPY_PLACE[sync]} on ${standby} has the flow from ${client}:${livePort ?? '?'}`,
+      seen: copied ? `copied (seen ${copiedMs ?? '?'} ms after it opened)` : `not there after ${COPY_WAIT_MS[sync] / 1000} s`,
       pass: copied,
-      why: "conntrackd does not reach its peer: see the controllers' logs in the lab's state dir",
+      why:
+        sync === 'ipvs'
+          ? "the IPVS sync daemons do not reach each other (multicast on the sync interface, sync id): see `slbctl status` on both and the controllers' logs in the lab's state dir"
+          : "conntrackd does not reach its peer: see the controllers' logs in the lab's state dir",
     });
   facts.push({
     fact: `the standby (${standby}) takes the VIP when the master fails`,
@@ -202,9 +235,12 @@ export async function verifyVrrp(
     expected: 'the rest of the request is answered',
     seen: finished.reply ? `answered by ${answeredBy ?? '?'}` : `lost: ${finished.error ?? 'no answer'}`,
     pass: finished.reply !== undefined && answeredBy !== undefined,
-    why: sync
-      ? 'the survivor had no usable state for it: conntrackd did not commit the copy to its kernel'
-      : 'without state sync (--no-sync) the survivor has no state for the connection, and does not pick it up mid-stream (conntrack.tcpLoose: false): the client gets a reset',
+    why:
+      sync === 'ipvs'
+        ? 'the survivor had the IPVS copy but did not forward with it; on IPVS the pair needs conntrack.tcpLoose on (with it off the survivor was seen sending the real server nothing for such a flow)'
+        : sync
+          ? 'the survivor had no usable state for it: conntrackd did not commit the copy to its kernel'
+          : `without state sync (--no-sync) the survivor has no state for the connection, and does not pick it up mid-stream (${lostGuard}): the client gets a reset`,
   });
   const rsAddress = liveRs ? addressOf(topology, liveRs) : undefined;
   const rsPackets = captures.find((c) => c.host === liveRs)?.packets ?? [];
@@ -241,7 +277,7 @@ export async function verifyVrrp(
   );
   const verdict: Verdict = {
     mode,
-    title: `${mode} on a VRRP pair${sync ? ', conntrackd sync' : ', no state sync'} (failover)`,
+    title: `${mode} on a VRRP pair${sync === 'ipvs' ? ', IPVS sync daemons' : sync ? ', conntrackd sync' : ', no state sync'} (failover)`,
     pass: facts.every((f) => f.pass),
     facts,
   };
@@ -250,6 +286,6 @@ export async function verifyVrrp(
     requests: [...before, ...after],
     pcaps,
     ladder,
-    timings: vipMovedMs !== undefined ? { vipMovedMs } : {},
+    timings: { ...(vipMovedMs !== undefined ? { vipMovedMs } : {}), ...(copiedMs !== undefined ? { copiedMs } : {}) },
   };
 }

@@ -11,6 +11,8 @@ import { HaEngineError } from '../../src/ha/child';
 import { resolveVrrp } from '../../src/ha/vrrp';
 import { resolveConfig } from '../../src/engine/resolve';
 import { NetInterface } from '../../src/kernel/rtnl/rtnl';
+import { DEFAULT_LAB_OPTIONS, LAB_VRRP_ROUTER_ID, labServiceConfig } from '../../src/lab/lb-config';
+import { REFERENCE_TOPOLOGY } from '../../src/lab/topology';
 
 const service = `services:
   - vip: 172.16.75.84
@@ -220,5 +222,35 @@ describe('the conntrackd config slbctl writes', () => {
     assert.match(script, /master\) ct -c; ct -f; ct -R; ct -B ;;/);
     assert.match(script, /backup\) ct -t; ct -n ;;/);
     assert.match(script, /exec >>'\/run\/it'\\''s\/notify\.log' 2>&1/, 'paths are single-quoted for sh');
+  });
+});
+
+describe("the lab pair's configs (lab mode fullnat|transparent --ha vrrp)", () => {
+  const pairConfig = (mode: 'fullnat' | 'transparent', engine: 'conntrackd' | 'ipvs', sync = true): Config => {
+    const text = labServiceConfig(mode, REFERENCE_TOPOLOGY, { ...DEFAULT_LAB_OPTIONS, ha: 'vrrp', sync, syncEngine: engine }, 'lb2');
+    const r = parseConfig(text);
+    assert.ok(r.ok, r.ok ? '' : r.issues.map((i) => `${i.path}: ${i.message}`).join('\n'));
+    return r.config;
+  };
+
+  it('nftables: conntrackd to the peer, and conntrack does not pick up a flow mid-stream', () => {
+    const c = pairConfig('fullnat', 'conntrackd');
+    assert.deepEqual(c.ha?.sync, { engine: 'conntrackd', interface: 'eth0', peer: '172.16.75.83' });
+    assert.equal(c.conntrack?.tcpLoose, false);
+  });
+
+  it("IPVS: the kernel's sync daemons on eth0 with the VRRP group's id, and conntrack picks the synced flow up for the source NAT", () => {
+    for (const mode of ['fullnat', 'transparent'] as const) {
+      const c = pairConfig(mode, 'ipvs');
+      assert.equal(c.ha?.sync?.engine, 'ipvs');
+      assert.equal(c.ha?.sync?.interface, 'eth0');
+      assert.equal(c.ha?.sync?.engine === 'ipvs' ? c.ha.sync.syncId : undefined, LAB_VRRP_ROUTER_ID);
+      assert.equal(c.conntrack?.tcpLoose, true);
+    }
+  });
+
+  it('--no-sync: no sync section, whichever engine the backend would use', () => {
+    assert.equal(pairConfig('fullnat', 'ipvs', false).ha?.sync, undefined);
+    assert.equal(pairConfig('fullnat', 'conntrackd', false).ha?.sync, undefined);
   });
 });

@@ -15,6 +15,7 @@ interface Args {
   cache: boolean;
   ha?: HaKind;
   sync: boolean;
+  advertInterval?: number;
 }
 
 export const labModeCommand: CommandModule<object, Args> = {
@@ -51,12 +52,18 @@ export const labModeCommand: CommandModule<object, Args> = {
       .option('ha', {
         choices: HA_KINDS,
         describe:
-          'a lab of two balancers (lab up --balancers 2): ecmp (dsr), slbctl run on each announces the VIP over BGP (BIRD) and the router spreads flows over both; vrrp (fullnat, transparent), keepalived gives the VIP and a floating address to one, conntrackd copies its connections to the other',
+          'a lab of two balancers (lab up --balancers 2): ecmp (dsr), slbctl run on each announces the VIP over BGP (BIRD) and the router spreads flows over both; vrrp (fullnat, transparent), keepalived gives the VIP and a floating address to one, conntrackd (nftables) or the IPVS sync daemons (IPVS, as in the uml lab) copy its connections to the other',
+      })
+      .option('advert-interval', {
+        type: 'number',
+        describe:
+          "--ha vrrp: the pair's VRRP advert interval in ms (default 100; the user-mode-linux lab uses 1000: its one slow CPU starves keepalived of 100 ms adverts, and the standby takes over from a live master)",
       })
       .option('sync', {
         type: 'boolean',
         default: true,
-        describe: '--ha vrrp: copy connection state to the standby with conntrackd; --no-sync shows what a failover loses without it',
+        describe:
+          '--ha vrrp: copy connection state to the standby (conntrackd, or the IPVS sync daemons on IPVS); --no-sync shows what a failover loses without it',
       }),
   handler: async (args) => {
     requireRoot('lab mode');
@@ -78,6 +85,7 @@ export const labModeCommand: CommandModule<object, Args> = {
         cache: args.cache,
         ...(args.ha ? { ha: args.ha } : {}),
         ...(args.sync ? {} : { sync: false }),
+        ...(args.advertInterval !== undefined ? { advertIntervalMs: args.advertInterval } : {}),
       },
       say,
     );

@@ -25,7 +25,7 @@ export const labUpCommand: CommandModule<object, Args> = {
         type: 'number',
         default: 1,
         describe:
-          'netns and uml: 1, or 2 for a second balancer NAME-lb2 (172.16.75.86) beside NAME-lb, for `lab mode dsr --ha ecmp` or (netns) `lab mode fullnat|transparent --ha vrrp`',
+          'netns and uml: 1, or 2 for a second balancer NAME-lb2 (172.16.75.86) beside NAME-lb, for `lab mode dsr --ha ecmp` or `lab mode fullnat|transparent --ha vrrp`',
       })
       .check((a) => {
         if (a.balancers !== 1 && a.balancers !== 2) throw new Error('--balancers must be 1 or 2');

@@ -67,18 +67,37 @@ function vrrpConfig(self: BalancerName, topology: LabTopology, sync: boolean) {
 }
 
 /** The lab's one service ("web" on the VIP) in a mode; `self`: which balancer of a pair the config is for (vrrp). */
+/**
+ * How a provider's pair differs from the netns lab's: the Vagrant VMs run without BFD (its 300 ms timers never
+ * came up under QEMU's emulation) and without the data-path health check (its probe needs the host-built `cap`
+ * addon, which the VMs' older Node cannot load).
+ */
+export interface PairVariant {
+  bfd?: boolean;
+  healthCheck?: boolean;
+}
+
 export function labServiceConfig(
   mode: Mode,
   topology: LabTopology,
   o: LabModeOptions = DEFAULT_LAB_OPTIONS,
   self: BalancerName = 'lb',
+  variant: PairVariant = {},
 ): string {
   const router = topology.hosts.find((h) => h.name === 'router')?.interfaces.find((i) => i.segment === 'server-net');
   const config = {
     backend: o.backend,
     // Both balancers announce the VIP to the router, which spreads flows over them; mh (Maglev) makes them agree on each flow's server.
     ...(o.ha === 'ecmp' && router
-      ? { ha: { bgp: { asn: LAB_BALANCER_ASN, peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }] } } }
+      ? {
+          ha: {
+            bgp: {
+              asn: LAB_BALANCER_ASN,
+              peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }],
+              ...(variant.bfd === false ? { bfd: false } : {}),
+            },
+          },
+        }
       : {}),
     ...(o.ha === 'vrrp' ? { ha: vrrpConfig(self, topology, o.sync !== false) } : {}),
     // A new master must not pick a connection up mid-stream: full NAT keeps the client's port, so a flow it NATs
@@ -98,7 +117,7 @@ export function labServiceConfig(
         ...(o.protocol === 'https' && o.tls ? { tls: o.tls } : {}),
         ...(o.cache ? { cache: { maxAge: 60, maxObjectSize: '1m', totalSize: '16m' } } : {}),
         // One of two balancers: a balancer whose real servers all fail its checks withdraws the VIP.
-        ...(o.ha ? { healthCheck: { type: 'tcp' } } : {}),
+        ...(o.ha && variant.healthCheck !== false ? { healthCheck: { type: 'tcp' } } : {}),
         realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port: topology.servicePort, weight: 1 })),
       },
       ...(o.extraTcpPorts ?? []).map((port) => ({

@@ -11,6 +11,7 @@
 // `lab recover` brings both back and waits until the router uses it again.
 import { LabError } from '../lab/errors';
 import { renderRouterBird } from '../lab/ha';
+import type { PairVariant } from '../lab/lb-config';
 import { BALANCERS, BalancerName, LabTopology, REFERENCE_TOPOLOGY, addressOf, hostOf } from '../lab/topology';
 import { VagrantLabRecord, vagrantLab, writeVagrantRecord } from './lab';
 import { VM_LAB_DEVICE } from './plan';
@@ -22,6 +23,9 @@ const ROUTER_UNIT = 'slbctl-lab-router-bird';
 export const ROUTER_BIRD = { conf: '/etc/slbctl/lab-router-bird.conf', socket: '/run/slbctl-lab-router-bird.ctl' };
 /** How long a VM under software emulation may take to start a controller (node, the first apply, BIRD). */
 const START_SECONDS = 120;
+
+/** BFD off and no data-path health check on the VMs (lb-config.ts, PairVariant): BGP's 3 s hold time notices a failed balancer. */
+export const VM_PAIR: PairVariant = { bfd: false, healthCheck: false };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -56,7 +60,7 @@ export async function stopVmController(record: VagrantLabRecord, b: BalancerName
 
 /** The router's BIRD in the client VM (started, or told to read its config again) and the L4 multipath hash. */
 export async function startVmRouterBird(record: VagrantLabRecord, topology: LabTopology = REFERENCE_TOPOLOGY): Promise<void> {
-  const put = await vmRun(record, 'client', ['install', '-D', '-m', '0644', '/dev/stdin', ROUTER_BIRD.conf], { input: renderRouterBird(topology, VM_LAB_DEVICE) });
+  const put = await vmRun(record, 'client', ['install', '-D', '-m', '0644', '/dev/stdin', ROUTER_BIRD.conf], { input: renderRouterBird(topology, VM_LAB_DEVICE, VM_PAIR) });
   if (put.code !== 0) throw new LabError(`writing ${ROUTER_BIRD.conf} on the client VM failed: ${put.stderr.trim()}`);
   const script = [
     'sysctl -qw net.ipv4.fib_multipath_hash_policy=1 || exit 1',

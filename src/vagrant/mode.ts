@@ -11,7 +11,7 @@ import { LabError } from '../lab/errors';
 import { LabModeOptions, labServiceConfig } from '../lab/lb-config';
 import { BALANCERS, REAL_SERVERS, REFERENCE_TOPOLOGY } from '../lab/topology';
 import { checkHaOptions } from '../lab/mode';
-import { startVmController, startVmRouterBird, stopVmController, stopVmRouterBird, waitForVmNextHops } from './ha';
+import { VM_PAIR, startVmController, startVmRouterBird, stopVmController, stopVmRouterBird, waitForVmNextHops } from './ha';
 import { RealServerPlace, Step, describeRealServer, realServerSteps } from '../lab/rs-steps';
 import { VM_LAB_DEVICE, VmName } from './plan';
 import { VagrantLabRecord, writeVagrantRecord } from './lab';
@@ -72,7 +72,7 @@ async function resetPair(record: VagrantLabRecord, options: LabModeOptions, out:
 async function startEcmpPair(record: VagrantLabRecord, mode: Mode, options: LabModeOptions, file: string, out: (line: string) => void): Promise<void> {
   const topology = REFERENCE_TOPOLOGY;
   for (const b of BALANCERS) {
-    const put = await vmRun(record, b, ['install', '-D', '-m', '0644', '/dev/stdin', file], { input: labServiceConfig(mode, topology, options, b) });
+    const put = await vmRun(record, b, ['install', '-D', '-m', '0644', '/dev/stdin', file], { input: labServiceConfig(mode, topology, options, b, VM_PAIR) });
     if (put.code !== 0) throw new LabError(`lab mode ${mode}: writing ${file} on the ${b} VM failed: ${put.stderr.trim()}`);
     await startVmController(record, b, file);
     out(`  ${b}: slbctl run -f ${file} (in the ${b} VM; BIRD announces ${topology.vip}/32)`);

@@ -31,12 +31,13 @@ export async function vmClockOffset(record: VagrantLabRecord, vm: VmName, sample
     buffer = parts.pop() ?? '';
     lines.push(...parts);
   });
-  const ask = async (): Promise<{ rtt: bigint; offset: bigint } | undefined> => {
+  const ask = async (timeoutMs = 5000): Promise<{ rtt: bigint; offset: bigint } | undefined> => {
     const want = lines.length + 1;
     const sent = process.hrtime.bigint();
     const sentAt = nowNanos();
     child.stdin.write('x\n');
-    for (let i = 0; i < 1500 && lines.length < want; i++) await sleep(5);
+    const deadline = Date.now() + timeoutMs;
+    while (lines.length < want && Date.now() < deadline) await sleep(5);
     const remote = lines[want - 1];
     if (remote === undefined || !/^\d+$/.test(remote)) return undefined;
     const rtt = process.hrtime.bigint() - sent;
@@ -44,7 +45,8 @@ export async function vmClockOffset(record: VagrantLabRecord, vm: VmName, sample
   };
   try {
     // The first answer pays for the ssh session; the later ones are the channel's round trip alone.
-    if (!(await ask())) throw new LabError(`reading the clock of the ${vm} VM failed`);
+    // Under emulation on a loaded host an ssh session took more than 7 s to open.
+    if (!(await ask(90_000))) throw new LabError(`reading the clock of the ${vm} VM failed: no answer over ssh within 90 s`);
     let best: { rtt: bigint; offset: bigint } | undefined;
     for (let i = 0; i < samples; i++) {
       const s = await ask();

@@ -29,7 +29,7 @@ mkdir -p "$root"
 mount "$part" "$root"
 
 packages=systemd-sysv,udev,dbus,kmod,procps,iproute2,iputils-ping,openssh-server,sudo,rsync,curl,ca-certificates,
-packages+=nodejs,ipvsadm,iptables,nftables,tcpdump,libpcap0.8,less,netbase,haproxy,openssl
+packages+=nodejs,ipvsadm,iptables,nftables,tcpdump,libpcap0.8,less,netbase,haproxy,openssl,bird2
 log "debootstrap bookworm from $mirror"
 debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
   || { tail -20 "$work/debootstrap.log" >&2; log "debootstrap failed"; exit 5; }
@@ -109,6 +109,9 @@ in_root systemctl enable slbctl-box-ready.service >/dev/null 2>&1
 # slbctl starts and owns the HAProxy instances of the L7 service types; the
 # package's own instance (an empty config of Debian's) does not run.
 in_root systemctl disable haproxy.service >/dev/null 2>&1 || true
+# Likewise BIRD: `lab mode dsr --ha ecmp` starts the router's and each
+# balancer's controller starts its own; Debian's bird.service stays off.
+in_root systemctl disable bird.service >/dev/null 2>&1 || true
 # An empty machine-id is generated anew at each VM's first boot. A shared one
 # gives every VM the same DHCP client id, hence the same management address.
 : >"$root/etc/machine-id"

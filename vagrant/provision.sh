@@ -6,6 +6,8 @@
 #   real-server    lab address on eth1, the RS HTTP server on port 80
 #   client-router  router on eth1 (ip_forward) + namespace "client" with the
 #                  client's address behind a veth; nothing forwarded to eth0
+#   bgp=yes        (two balancers) BIRD on the router and the balancers, not
+#                  started: `lab mode dsr --ha ecmp` runs it; IPVS mh loaded
 set -euo pipefail
 declare -A a
 for kv in "$@"; do a[${kv%%=*}]=${kv#*=}; done
@@ -20,6 +22,8 @@ missing=()
 tools=(node:nodejs ipvsadm:ipvsadm iptables:iptables tcpdump:tcpdump curl:curl)
 # The balancer's L7 service types run HAProxy (and https needs openssl).
 if [ "$role" = balancer ]; then tools+=(haproxy:haproxy openssl:openssl); fi
+# Two balancers behind BGP ECMP: BIRD 2 on the router and on each balancer.
+if [ "${a[bgp]:-}" = yes ]; then tools+=(bird:bird2 birdc:bird2); fi
 for tool in "${tools[@]}"; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
@@ -29,6 +33,10 @@ if ((${#missing[@]})); then
     log "cannot install ${missing[*]} (no network in the VM?): use the box built by scripts/vagrant-box"
     exit 1
   fi
+fi
+if [ "${a[bgp]:-}" = yes ]; then
+  # Debian's bird.service would run a BIRD of its own; the lab starts the ones it configures.
+  systemctl disable --now bird.service >/dev/null 2>&1 || true
 fi
 [ -f /opt/slbctl/dist/src/cli/main.js ] || { log "/opt/slbctl/dist is missing: build the project on the host before vagrant up"; exit 1; }
 
@@ -54,7 +62,8 @@ case $role in
   balancer)
     lab_address "${a[cidr]}"
     modprobe -a ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ipip xt_ipvs iptable_nat
-    log "${a[cidr]} on $dev; IPVS loaded"
+    if [ "${a[bgp]:-}" = yes ]; then modprobe ip_vs_mh; fi
+    log "${a[cidr]} on $dev; IPVS loaded${a[bgp]:+; BIRD installed}"
     ;;
   real-server)
     lab_address "${a[cidr]}"
@@ -96,7 +105,7 @@ UNIT
     # Lab traffic never leaves through the management NIC.
     iptables -C FORWARD -i eth0 -j DROP 2>/dev/null || iptables -I FORWARD -i eth0 -j DROP
     iptables -C FORWARD -o eth0 -j DROP 2>/dev/null || iptables -I FORWARD -o eth0 -j DROP
-    log "router ${a[router_cidr]} on $dev and ${a[router_client_cidr]} on lab-client; client ${a[client_cidr]} in namespace $ns"
+    log "router ${a[router_cidr]} on $dev and ${a[router_client_cidr]} on lab-client; client ${a[client_cidr]} in namespace $ns${a[bgp]:+; BIRD installed}"
     ;;
   *) log "unknown role"; exit 2 ;;
 esac

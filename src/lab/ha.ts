@@ -29,8 +29,9 @@ export const LAB_BALANCER_ASN = 65001;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The router's side: one BGP session per balancer, BFD on the server segment, ECMP into the kernel. */
-export function renderRouterBird(topology: LabTopology): string {
+/** The router's side: one BGP session per balancer, BFD on the server segment (`device`: its interface there, if not the topology's), ECMP into the kernel. */
+export function renderRouterBird(topology: LabTopology, device?: string, o: { bfd?: boolean } = {}): string {
+  const bfd = o.bfd !== false;
   const router = hostOf(topology, 'router');
   const serverSide = router.interfaces.find((i) => i.segment === 'server-net');
   if (!serverSide) throw new LabError('lab topology: the router has no server-net interface');
@@ -43,12 +44,16 @@ export function renderRouterBird(topology: LabTopology): string {
     '  ipv4 { import none; export all; };',
     '  merge paths on;',
     '}',
-    'protocol bfd {',
-    `  interface "${serverSide.name}" { min rx interval ${BFD_INTERVAL_MS} ms; min tx interval ${BFD_INTERVAL_MS} ms; multiplier ${BFD_MULTIPLIER}; };`,
-    '}',
+    ...(bfd
+      ? [
+          'protocol bfd {',
+          `  interface "${device ?? serverSide.name}" { min rx interval ${BFD_INTERVAL_MS} ms; min tx interval ${BFD_INTERVAL_MS} ms; multiplier ${BFD_MULTIPLIER}; };`,
+          '}',
+        ]
+      : []),
     'template bgp balancer {',
     `  local ${local} as ${LAB_ROUTER_ASN};`,
-    '  bfd on;',
+    ...(bfd ? ['  bfd on;'] : []),
     '  hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 5;',
     '  ipv4 { import filter { if net.len = 32 then accept; reject; }; export none; };',
     '}',

@@ -78,11 +78,22 @@ function vrrpConfig(self: BalancerName, topology: LabTopology, sync: boolean, en
 }
 
 /** The lab's one service ("web" on the VIP) in a mode; `self`: which balancer of a pair the config is for (vrrp). */
+/**
+ * How a provider's pair differs from the netns lab's: the Vagrant VMs run without BFD (its 300 ms timers never
+ * came up under QEMU's emulation) and without the data-path health check (its probe needs the host-built `cap`
+ * addon, which the VMs' older Node cannot load).
+ */
+export interface PairVariant {
+  bfd?: boolean;
+  healthCheck?: boolean;
+}
+
 export function labServiceConfig(
   mode: Mode,
   topology: LabTopology,
   o: LabModeOptions = DEFAULT_LAB_OPTIONS,
   self: BalancerName = 'lb',
+  variant: PairVariant = {},
 ): string {
   const router = topology.hosts.find((h) => h.name === 'router')?.interfaces.find((i) => i.segment === 'server-net');
   const config = {
@@ -96,6 +107,7 @@ export function labServiceConfig(
               peers: [{ address: router.cidr.split('/')[0], asn: LAB_ROUTER_ASN }],
               // Each learns the other's VIP routes, to say when their Maglev parameters differ (each skips its own address).
               balancers: BALANCERS.map((b) => addressOf(topology, b)),
+              ...(variant.bfd === false ? { bfd: false } : {}),
             },
           },
         }
@@ -122,7 +134,7 @@ export function labServiceConfig(
         ...(o.protocol === 'https' && o.tls ? { tls: o.tls } : {}),
         ...(o.cache ? { cache: { maxAge: 60, maxObjectSize: '1m', totalSize: '16m' } } : {}),
         // One of two balancers: a balancer whose real servers all fail its checks withdraws the VIP.
-        ...(o.ha ? { healthCheck: { type: 'tcp' } } : {}),
+        ...(o.ha && variant.healthCheck !== false ? { healthCheck: { type: 'tcp' } } : {}),
         realServers: REAL_SERVERS.map((h) => ({ address: addressOf(topology, h), port: topology.servicePort, weight: 1 })),
       },
       ...(o.extraTcpPorts ?? []).map((port) => ({

@@ -43,6 +43,22 @@ async function labCertificate(lab: string, out: (line: string) => void): Promise
   return made;
 }
 
+/** Whether --ha fits the lab and the mode (both providers of two balancers ask this first); throws the reason when not. */
+export function checkHaOptions(lab: string, balancers: number, mode: Mode, options: LabModeOptions): void {
+  if (options.ha) {
+    if (balancers !== 2)
+      throw new LabError(`--ha ${options.ha} needs two balancers; make the lab with \`slbctl lab up --balancers 2 --name ${lab}\``);
+    if (options.ha === 'ecmp' && (mode !== 'dsr' || options.protocol !== 'tcp' || options.encapsulation !== 'none'))
+      throw new LabError(
+        `--ha ecmp is built for dsr (L4, direct routing): the hash agrees on both balancers, so a flow keeps its server when the router moves it; the NAT modes keep each connection's state on one balancer: use --ha vrrp (active/standby with state sync)`,
+      );
+    if (options.ha === 'vrrp' && (mode === 'dsr' || options.protocol !== 'tcp'))
+      throw new LabError(
+        `--ha vrrp is built for the L4 NAT modes (fullnat, transparent), whose connection state conntrackd copies to the standby; ${mode === 'dsr' ? 'dsr keeps no state a standby needs: use --ha ecmp' : 'an L7 proxy ends TCP on the balancer, and no kernel state can carry its connections over'}`,
+      );
+  }
+}
+
 export async function applyLabMode(
   lab: string,
   mode: Mode,
@@ -52,18 +68,7 @@ export async function applyLabMode(
   await requireLabUp(lab);
   const state = await readLabState(lab);
   const { encapsulation } = options;
-  if (options.ha) {
-    if (state?.balancers !== 2)
-      throw new LabError(`--ha ${options.ha} needs two balancers; make the lab with \`slbctl lab up --balancers 2 --name ${lab}\``);
-    if (options.ha === 'ecmp' && (mode !== 'dsr' || options.protocol !== 'tcp' || encapsulation !== 'none'))
-      throw new LabError(
-        `--ha ecmp is built for dsr (L4, direct routing): the hash agrees on both balancers, so a flow keeps its server when the router moves it; the NAT modes keep each connection's state on one balancer: use --ha vrrp (active/standby with state sync)`,
-      );
-    if (options.ha === 'vrrp' && (mode === 'dsr' || options.protocol !== 'tcp'))
-      throw new LabError(
-        `--ha vrrp is built for the L4 NAT modes (fullnat, transparent), whose connection state conntrackd copies to the standby; ${mode === 'dsr' ? 'dsr keeps no state a standby needs: use --ha ecmp' : 'an L7 proxy ends TCP on the balancer, and no kernel state can carry its connections over'}`,
-      );
-  }
+  checkHaOptions(lab, state?.balancers ?? 1, mode, options);
   if (options.sync === false && options.ha !== 'vrrp')
     throw new LabError('--no-sync is for --ha vrrp (it leaves the connection sync out of the pair)');
   // The pair's connections live where its backend keeps them: conntrack (nftables: conntrackd copies them) or

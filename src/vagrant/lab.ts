@@ -1,4 +1,4 @@
-// The lab on four VMs (`lab up --provider vagrant`): wraps `vagrant up` of
+// The lab on four VMs, or five with --balancers 2 (`lab up --provider vagrant`): wraps `vagrant up` of
 // vagrant/Vagrantfile with the lab's name, box and management network, and
 // records the lab under /run/slbctl/vagrant/<lab>.json so `lab mode`,
 // `verify`, `exec` and `down` find it. Everything it creates in libvirt is
@@ -10,7 +10,8 @@ import { spawn } from 'node:child_process';
 import { findCommand, run, RunResult } from '../util/exec';
 import { LabError } from '../lab/errors';
 import { checkLabName } from '../lab/names';
-import { VM_MEMORY_MB, VM_NAMES, VmName } from './plan';
+import { VM_MEMORY_MB, VmName, vmNames } from './plan';
+import type { BalancerName } from '../lab/topology';
 import { watchConsoles } from './console-watch';
 import { quoteLastLine } from './console';
 import { vagrantErrorLine } from './vagrant-output';
@@ -35,6 +36,11 @@ export interface VagrantLabRecord extends SshTarget {
   /** The applied service type (tcp, http, https) and whether its L7 proxy caches. */
   protocol?: string;
   cache?: boolean;
+  /** 2: the fifth VM lb2 (absent: one balancer, four VMs). */
+  balancers?: number;
+  /** The pair's HA kind once `lab mode dsr --ha ecmp` applied it, and the balancers `lab fail` took down. */
+  ha?: 'ecmp';
+  failed?: BalancerName[];
   startedAt: string;
 }
 
@@ -60,7 +66,8 @@ export async function orphanedVagrantLab(lab: string): Promise<VagrantLabRecord 
   const left = await libvirtLeftovers(lab);
   if (left.domains.length + left.networks.length + left.volumes.length === 0) return undefined;
   const dataDir = path.join(DATA, lab);
-  return { lab, box: '', managementNet: managementNet(lab), dataDir, sshConfig: path.join(dataDir, 'ssh_config'), startedAt: '' };
+  const balancers = left.domains.some((d) => d.endsWith('-lb2')) ? 2 : 1;
+  return { lab, box: '', managementNet: managementNet(lab), dataDir, sshConfig: path.join(dataDir, 'ssh_config'), balancers, startedAt: '' };
 }
 
 export function writeVagrantRecord(record: VagrantLabRecord): void {
@@ -76,7 +83,9 @@ export function managementNet(lab: string): string {
   return `192.168.${200 + h}.0/24`;
 }
 
-function vagrantEnv(record: Pick<VagrantLabRecord, 'lab' | 'box' | 'managementNet' | 'dataDir'>): NodeJS.ProcessEnv {
+type VagrantTarget = Pick<VagrantLabRecord, 'lab' | 'box' | 'managementNet' | 'dataDir' | 'balancers'>;
+
+function vagrantEnv(record: VagrantTarget): NodeJS.ProcessEnv {
   return {
     ...process.env,
     VAGRANT_CWD: VAGRANT_DIR,
@@ -88,10 +97,12 @@ function vagrantEnv(record: Pick<VagrantLabRecord, 'lab' | 'box' | 'managementNe
     SLBCTL_VAGRANT_BOX: record.box,
     SLBCTL_MGMT_NET: record.managementNet,
     SLBCTL_STATE_DIR: record.dataDir,
+    // Every vagrant command of the lab must see the same machines (destroy, ssh-config: lb2 too).
+    SLBCTL_BALANCERS: String(record.balancers ?? 1),
   };
 }
 
-function vagrant(record: Pick<VagrantLabRecord, 'lab' | 'box' | 'managementNet' | 'dataDir'>, args: string[], timeoutMs: number): Promise<RunResult> {
+function vagrant(record: VagrantTarget, args: string[], timeoutMs: number): Promise<RunResult> {
   return run(['vagrant', ...args, '--no-tty', '--no-color'], { env: vagrantEnv(record), timeoutMs });
 }
 
@@ -139,7 +150,7 @@ function memAvailableMb(): number {
 }
 
 /** What is missing before anything is created, as one sentence, or undefined. */
-export async function vagrantPreflight(box: string): Promise<string | undefined> {
+export async function vagrantPreflight(box: string, balancers = 1): Promise<string | undefined> {
   const setup = 'run scripts/vagrant-host-setup.sh as root (installs vagrant, vagrant-libvirt, libvirt and QEMU from Debian and starts libvirtd)';
   if (!findCommand('vagrant')) return `vagrant is not installed: ${setup}`;
   if (!findCommand('virsh')) return `libvirt is not installed: ${setup}`;
@@ -147,9 +158,10 @@ export async function vagrantPreflight(box: string): Promise<string | undefined>
   if (!/vagrant-libvirt/.test(plugins.stdout)) return `the vagrant-libvirt provider is not installed: ${setup}`;
   if ((await run(['virsh', '-c', LIBVIRT, 'version'], { timeoutMs: 20_000 })).code !== 0) return `libvirtd does not answer on ${LIBVIRT}: ${setup}`;
   if ((await run(['virsh', '-c', LIBVIRT, 'pool-info', 'slbctl'])).code !== 0) return `the libvirt storage pool "slbctl" is missing: ${setup}`;
-  const needMb = VM_NAMES.length * VM_MEMORY_MB + 2048;
+  const vms = vmNames(balancers).length;
+  const needMb = vms * VM_MEMORY_MB + 2048;
   const haveMb = memAvailableMb();
-  if (haveMb < needMb) return `not enough memory for four VMs: ${haveMb} MiB available, ${needMb} MiB needed (${VM_NAMES.length} x ${VM_MEMORY_MB} MiB plus QEMU's overhead); stop other VMs or use the netns provider`;
+  if (haveMb < needMb) return `not enough memory for ${vms === 5 ? 'five' : 'four'} VMs: ${haveMb} MiB available, ${needMb} MiB needed (${vms} x ${VM_MEMORY_MB} MiB plus QEMU's overhead); stop other VMs or use the netns provider`;
   if (!fs.existsSync(path.join(__dirname, 'topology-json.js'))) return 'slbctl is not built: run npm run setup';
   const boxes = await run(['vagrant', 'box', 'list'], { env: { ...process.env, VAGRANT_CHECKPOINT_DISABLE: '1' } });
   const has = boxes.stdout.split('\n').some((l) => l.startsWith(`${box} `) && l.includes('libvirt'));
@@ -177,10 +189,10 @@ export async function libvirtLeftovers(lab: string): Promise<{ domains: string[]
   };
 }
 
-export async function startVagrantLab(lab: string, box: string, log: (line: string) => void): Promise<VagrantLabRecord> {
+export async function startVagrantLab(lab: string, box: string, log: (line: string) => void, balancers = 1): Promise<VagrantLabRecord> {
   checkLabName(lab);
   if (vagrantLab(lab)) throw new LabError(`lab "${lab}" already runs on Vagrant VMs; run \`slbctl lab down --name ${lab}\` first`);
-  const missing = await vagrantPreflight(box);
+  const missing = await vagrantPreflight(box, balancers);
   if (missing) throw new LabError(`provider vagrant: ${missing}`);
   const left = await libvirtLeftovers(lab);
   if (left.domains.length + left.networks.length > 0) {
@@ -189,14 +201,18 @@ export async function startVagrantLab(lab: string, box: string, log: (line: stri
   const dataDir = path.join(DATA, lab);
   fs.rmSync(dataDir, { recursive: true, force: true });
   fs.mkdirSync(dataDir, { recursive: true });
-  const record: VagrantLabRecord = { lab, box, managementNet: managementNet(lab), dataDir, sshConfig: path.join(dataDir, 'ssh_config'), startedAt: new Date().toISOString() };
+  const record: VagrantLabRecord = {
+    lab, box, managementNet: managementNet(lab), dataDir, sshConfig: path.join(dataDir, 'ssh_config'),
+    ...(balancers >= 2 ? { balancers: 2 } : {}), startedAt: new Date().toISOString(),
+  };
+  const vms = vmNames(balancers);
   writeVagrantRecord(record);
   try {
     const started = Date.now();
-    log(`vagrant up: ${VM_NAMES.map((v) => `${libvirtPrefix(lab)}${v}`).join(', ')} (box ${box}, management network ${record.managementNet}, isolated)`);
+    log(`vagrant up: ${vms.map((v) => `${libvirtPrefix(lab)}${v}`).join(', ')} (box ${box}, management network ${record.managementNet}, isolated)`);
     const upLog = path.join(dataDir, 'vagrant-up.log');
     log(`its output as it comes: ${upLog}`);
-    const consoles = VM_NAMES.map((vm) => ({ vm, path: consoleLogPath(dataDir, vm) }));
+    const consoles = vms.map((vm) => ({ vm, path: consoleLogPath(dataDir, vm) }));
     log(`the VMs' serial consoles: ${consoles.map((c) => c.path).join(', ')}`);
     // A VM stuck at boot (GRUB's prompt, a panic, a silent console) ends
     // vagrant up at once, rather than after its 900 s boot timeout and a
@@ -217,7 +233,7 @@ export async function startVagrantLab(lab: string, box: string, log: (line: stri
     if (abort.signal.aborted) throw new LabError(`vagrant up did not finish within ${upMinutes} minutes (vagrant's output ${keep(record, upLog)})`);
     if (code !== 0) throw new LabError(`vagrant up failed (exit ${code}): ${vagrantErrorLine(output)} (vagrant's output ${keep(record, upLog)})`);
     for (const line of output.split('\n')) if (/slbctl provision/.test(line)) log(line.replace(/^==> /, '').trim());
-    log(`four VMs up and provisioned in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    log(`${vms.length === 5 ? 'five' : 'four'} VMs up and provisioned in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     const ssh = await vagrant(record, ['ssh-config'], 120_000);
     if (ssh.code !== 0) throw new LabError(`vagrant ssh-config failed: ${ssh.stderr.trim()}`);
     fs.writeFileSync(record.sshConfig, ssh.stdout);

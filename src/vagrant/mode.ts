@@ -9,7 +9,9 @@ import { Mode } from '../model/types';
 import { CertificateFiles, selfSignedCertificate } from '../util/certificate';
 import { LabError } from '../lab/errors';
 import { LabModeOptions, labServiceConfig } from '../lab/lb-config';
-import { REAL_SERVERS, REFERENCE_TOPOLOGY } from '../lab/topology';
+import { BALANCERS, REAL_SERVERS, REFERENCE_TOPOLOGY } from '../lab/topology';
+import { checkHaOptions } from '../lab/mode';
+import { VM_PAIR, startVmController, startVmRouterBird, stopVmController, stopVmRouterBird, waitForVmNextHops } from './ha';
 import { RealServerPlace, Step, describeRealServer, realServerSteps } from '../lab/rs-steps';
 import { VM_LAB_DEVICE, VmName } from './plan';
 import { VagrantLabRecord, writeVagrantRecord } from './lab';
@@ -51,10 +53,48 @@ async function vmCertificate(record: VagrantLabRecord, out: (line: string) => vo
   return remote;
 }
 
+/** Two balancer VMs: whatever ran before ends first (their controllers, the router's BIRD after ecmp; lb2's service when one balancer serves). */
+async function resetPair(record: VagrantLabRecord, options: LabModeOptions, out: (line: string) => void): Promise<void> {
+  if (record.balancers !== 2) return;
+  for (const b of BALANCERS) if (await stopVmController(record, b)) out(`  ${b}: slbctl run stopped`);
+  if (record.ha === 'ecmp' && options.ha !== 'ecmp') {
+    await stopVmRouterBird(record);
+    out('  router: BIRD stopped');
+  }
+  if (!options.ha) {
+    const r = await vmRun(record, 'lb2', ['slbctl', 'destroy'], { timeoutMs: 180_000 });
+    if (r.code !== 0) throw new LabError(`lab mode: slbctl destroy on the lb2 VM failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+    out('  lb2: slbctl destroy (one balancer serves)');
+  }
+}
+
+/** dsr --ha ecmp: each balancer VM's controller applies its config and announces the VIP; the router's BIRD spreads flows over both. */
+async function startEcmpPair(record: VagrantLabRecord, mode: Mode, options: LabModeOptions, file: string, out: (line: string) => void): Promise<void> {
+  const topology = REFERENCE_TOPOLOGY;
+  for (const b of BALANCERS) {
+    const put = await vmRun(record, b, ['install', '-D', '-m', '0644', '/dev/stdin', file], { input: labServiceConfig(mode, topology, options, b, VM_PAIR) });
+    if (put.code !== 0) throw new LabError(`lab mode ${mode}: writing ${file} on the ${b} VM failed: ${put.stderr.trim()}`);
+    await startVmController(record, b, file);
+    out(`  ${b}: slbctl run -f ${file} (in the ${b} VM; BIRD announces ${topology.vip}/32)`);
+  }
+  await startVmRouterBird(record, topology);
+  const hops = await waitForVmNextHops(record, BALANCERS, topology);
+  out(`  router: BGP from both balancers; ${topology.vip} via ${hops.join(' and ')} (ECMP, L4 hash; BIRD in the client VM)`);
+}
+
 export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, options: LabModeOptions, out: (line: string) => void): Promise<void> {
   const topology = REFERENCE_TOPOLOGY;
   const { encapsulation } = options;
+  if (options.ha === 'vrrp')
+    throw new LabError(
+      '--ha vrrp runs in the netns lab (nftables and conntrackd); on the VMs the pair would need the IPVS sync daemons under keepalived, not built into the Vagrant lab yet',
+    );
+  if (options.ha && record.balancers !== 2)
+    throw new LabError(`--ha ${options.ha} needs two balancers; make the lab with \`slbctl lab up --provider vagrant --balancers 2 --name ${record.lab}\``);
+  checkHaOptions(record.lab, record.balancers ?? 1, mode, options);
+  if (options.sync === false) throw new LabError('--no-sync is for --ha vrrp (it leaves conntrackd out of the pair)');
   if (options.protocol !== 'tcp') await requireHaproxy(record, mode, options);
+  await resetPair(record, options, out);
   for (const h of REAL_SERVERS) {
     const steps = realServerSteps(mode, topology, encapsulation, VM_PLACE);
     const r = await vmScript(record, h as VmName, `${stepsScript(steps.reset)}\necho @@reset-done\n${stepsScript(steps.own)}`);
@@ -64,6 +104,11 @@ export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, opt
     for (const line of describeRealServer(h, topology, steps, resetDone, VM_PLACE)) out(`  ${line}`);
   }
   const file = `/etc/slbctl/lab-${mode}.yaml`;
+  if (options.ha === 'ecmp') {
+    await startEcmpPair(record, mode, options, file, out);
+    writeVagrantRecord({ ...record, mode, encapsulation, protocol: options.protocol, cache: options.cache, ha: 'ecmp', failed: [] });
+    return;
+  }
   const write = await vmScript(record, 'lb', shellCommand(['mkdir', '-p', '/etc/slbctl']));
   if (write.code !== 0) throw new LabError(`lab mode ${mode}: lb: ${write.stderr.trim()}`);
   const tls = options.protocol === 'https' ? await vmCertificate(record, out) : undefined;
@@ -74,5 +119,6 @@ export async function applyVagrantMode(record: VagrantLabRecord, mode: Mode, opt
   const r = await vmRun(record, 'lb', ['slbctl', 'apply', '-f', file], { timeoutMs: 180_000 });
   for (const line of `${r.stdout}${r.stderr}`.trimEnd().split('\n')) if (line) out(`    ${line}`);
   if (r.code !== 0) throw new LabError(`lab mode ${mode}: slbctl apply on the lb VM failed (exit ${r.code})`);
-  writeVagrantRecord({ ...record, mode, encapsulation, protocol: options.protocol, cache: options.cache });
+  const { ha: _ha, failed: _failed, ...rest } = record;
+  writeVagrantRecord({ ...rest, mode, encapsulation, protocol: options.protocol, cache: options.cache });
 }

@@ -7,10 +7,19 @@
 // with no host address) and a namespace "client" holding the client's own
 // address behind a veth. The real servers' DSR replies then reach the client
 // through the router without ever crossing the balancer.
-import { LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, hostOf } from '../lab/topology';
+//
+// Two balancers (`lab up --provider vagrant --balancers 2`) add a fifth VM,
+// lb2; the router and both balancers then get BIRD (provision.sh's bgp=yes),
+// for `lab mode dsr --ha ecmp`. With one balancer the plan is the four VMs
+// it always was.
+import { BALANCERS, LabHostName, LabTopology, REAL_SERVERS, REFERENCE_TOPOLOGY, hostOf } from '../lab/topology';
 
-export type VmName = 'client' | 'lb' | 'rs1' | 'rs2';
-export const VM_NAMES: readonly VmName[] = ['client', 'lb', 'rs1', 'rs2'];
+export type VmName = 'client' | 'lb' | 'lb2' | 'rs1' | 'rs2';
+
+/** The lab's VMs, in the order vagrant makes them: lb2 only with two balancers. */
+export function vmNames(balancers = 1): VmName[] {
+  return balancers >= 2 ? ['client', 'lb', 'lb2', 'rs1', 'rs2'] : ['client', 'lb', 'rs1', 'rs2'];
+}
 
 /** The VMs' NIC on the server segment (eth0 is Vagrant's management NIC). */
 export const VM_LAB_DEVICE = 'eth1';
@@ -50,17 +59,20 @@ function clientSideCidr(topology: LabTopology, host: LabHostName): string {
   return iface.cidr;
 }
 
-export function vagrantPlan(topology: LabTopology = REFERENCE_TOPOLOGY): VagrantPlan {
+export function vagrantPlan(topology: LabTopology = REFERENCE_TOPOLOGY, balancers = 1): VagrantPlan {
   const routerOnServerNet = serverSideCidr(topology, 'router').split('/')[0];
   const common = [`device=${VM_LAB_DEVICE}`, `client_net=${topology.clientNet}`, `router=${routerOnServerNet}`];
+  // The ECMP pair's BGP speakers: BIRD on the router and on both balancers (installed if the box lacks it).
+  const bgp = balancers >= 2 ? ['bgp=yes'] : [];
   const client = hostOf(topology, 'client');
   const vms: VmPlan[] = [
     {
       name: 'client', hosts: ['client', 'router'], memoryMb: VM_MEMORY_MB,
       provision: ['role=client-router', ...common, `router_cidr=${serverSideCidr(topology, 'router')}`, `router_client_cidr=${clientSideCidr(topology, 'router')}`,
-        `client_cidr=${clientSideCidr(topology, 'client')}`, `client_gateway=${client.gateway ?? ''}`, `netns=${CLIENT_NETNS}`],
+        `client_cidr=${clientSideCidr(topology, 'client')}`, `client_gateway=${client.gateway ?? ''}`, `netns=${CLIENT_NETNS}`, ...bgp],
     },
-    { name: 'lb', hosts: ['lb'], memoryMb: VM_MEMORY_MB, provision: ['role=balancer', ...common, `cidr=${serverSideCidr(topology, 'lb')}`] },
+    ...BALANCERS.slice(0, balancers >= 2 ? 2 : 1).map((b): VmPlan => (
+      { name: b, hosts: [b], memoryMb: VM_MEMORY_MB, provision: ['role=balancer', ...common, `cidr=${serverSideCidr(topology, b)}`, ...bgp] })),
     ...REAL_SERVERS.map((h): VmPlan => ({
       name: h as VmName, hosts: [h], memoryMb: VM_MEMORY_MB,
       provision: ['role=real-server', ...common, `cidr=${serverSideCidr(topology, h)}`, `http_name=${h}`, `http_port=${topology.servicePort}`],

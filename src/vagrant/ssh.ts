@@ -3,6 +3,7 @@
 // time). ssh hands the remote side one command string; it is always built
 // from an argument array by shellQuote, the single quoting helper, so no
 // argument is ever interpreted by the remote shell.
+import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { run, RunResult } from '../util/exec';
 import { VmName } from './plan';
 
@@ -35,4 +36,9 @@ export function vmScript(t: SshTarget, vm: VmName, script: string, opts: { timeo
 /** Copy a file from a VM to the host. */
 export function vmCopyFrom(t: SshTarget, vm: VmName, remote: string, local: string): Promise<RunResult> {
   return run(['scp', '-q', '-F', t.sshConfig, ...SSH_OPTIONS, `${vm}:${remote}`, local], { timeoutMs: 120_000 });
+}
+
+/** Start argv as root on a VM and keep talking to it (stdin, stdout): a process of this host that ends with the command. */
+export function vmSpawn(t: SshTarget, vm: VmName, argv: readonly string[]): ChildProcessWithoutNullStreams {
+  return spawn('ssh', ['-F', t.sshConfig, ...SSH_OPTIONS, vm, '--', shellCommand(['sudo', '-n', ...argv])], { stdio: ['pipe', 'pipe', 'pipe'] });
 }

@@ -21,18 +21,19 @@ import { shellCommand, vmCopyFrom, vmScript } from './ssh';
 
 const REMOTE_DIR = '/var/tmp/slbctl-capture';
 
-interface Where { vm: VmName; netns?: string; device: string }
+export interface VmWhere { vm: VmName; netns?: string; device: string }
 
-function whereIs(host: LabHostName): Where {
+/** Where a lab host's traffic is captured: the client in its namespace, the router on the client VM's lab NIC, the others on their own. */
+export function whereIs(host: LabHostName): VmWhere {
   if (host === 'client') return { vm: 'client', netns: CLIENT_NETNS, device: 'eth0' };
-  return { vm: host as VmName, device: VM_LAB_DEVICE };
+  if (host === 'router') return { vm: 'client', device: VM_LAB_DEVICE };
+  return { vm: host, device: VM_LAB_DEVICE };
 }
 
-const inNs = (w: Where, argv: string[]) => (w.netns ? ['ip', 'netns', 'exec', w.netns, ...argv] : argv);
+const inNs = (w: VmWhere, argv: string[]) => (w.netns ? ['ip', 'netns', 'exec', w.netns, ...argv] : argv);
 
-/** Start tcpdump in the background on the host's VM; resolves with the captured interface's MAC once it listens. */
-async function startCapture(record: VagrantLabRecord, host: LabHostName, filter: string): Promise<string> {
-  const w = whereIs(host);
+/** Start tcpdump in the background on the host's VM (its files named by `host`, a label); resolves with the captured interface's MAC once it listens. */
+export async function startVmCapture(record: VagrantLabRecord, host: string, w: VmWhere, filter: string): Promise<string> {
   const file = `${REMOTE_DIR}/${host}.pcap`;
   const tcpdump = inNs(w, ['tcpdump', '-i', w.device, '-n', '-U', '-s', '0', '--time-stamp-precision=nano', '-Z', 'root', '-w', file, filter]);
   const script = [
@@ -48,14 +49,14 @@ async function startCapture(record: VagrantLabRecord, host: LabHostName, filter:
   return r.stdout.trim().split('\n').pop() ?? '';
 }
 
-async function stopCapture(record: VagrantLabRecord, host: LabHostName): Promise<void> {
+export async function stopVmCapture(record: VagrantLabRecord, host: string, w: VmWhere): Promise<void> {
   const pid = `${REMOTE_DIR}/${host}.pid`;
   // SIGINT makes tcpdump flush and close the file; wait until it has exited.
-  await vmScript(record, whereIs(host).vm, `p=$(cat ${pid} 2>/dev/null) || exit 0\nkill -INT "$p" 2>/dev/null\ni=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done\nrm -f ${pid}`);
+  await vmScript(record, w.vm, `p=$(cat ${pid} 2>/dev/null) || exit 0\nkill -INT "$p" 2>/dev/null\ni=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.1; done\nrm -f ${pid}`);
 }
 
 /** K requests from the client namespace of the client VM in one ssh session. */
-async function requests(record: VagrantLabRecord, k: number, url: string): Promise<RequestOutcome[]> {
+export async function vmRequests(record: VagrantLabRecord, k: number, url: string): Promise<RequestOutcome[]> {
   const one = `${shellCommand(['ip', 'netns', 'exec', CLIENT_NETNS, ...curlArgv(url)])} 2>/dev/null; echo "@@exit=$?"`;
   const r = await vmScript(record, 'client', `i=0; while [ $i -lt ${k} ]; do i=$((i+1)); ${one}; done`, { timeoutMs: 60_000 + k * 5000 });
   const outcomes: RequestOutcome[] = [];
@@ -68,10 +69,34 @@ async function requests(record: VagrantLabRecord, k: number, url: string): Promi
   return outcomes;
 }
 
-function loadCapture(host: LabHostName, device: string, mac: string, file: string, pcapPath: string): HostCapture {
+function loadCapture(host: string, device: string, mac: string, file: string, pcapPath?: string): HostCapture {
   const { linkType, frames } = readPcap(file);
   if (typeof linkType === 'number') throw new LabError(`${file}: link type ${linkType} is not one slbctl decodes`);
-  return { host, device, mac, linkType, frames, packets: frames.map((f) => decodeFrame(f, linkType)), pcapPath };
+  return { host, device, mac, linkType, frames, packets: frames.map((f) => decodeFrame(f, linkType)), ...(pcapPath !== undefined ? { pcapPath } : {}) };
+}
+
+/** Copy a stopped capture from its VM into `staging` (a private directory of this host); returns the file. */
+async function copyVmCapture(record: VagrantLabRecord, host: string, w: VmWhere, staging: string): Promise<string> {
+  const copied = path.join(staging, `${host}.pcap`);
+  const r = await vmCopyFrom(record, w.vm, `${REMOTE_DIR}/${host}.pcap`, copied);
+  if (r.code !== 0) throw new LabError(`copying the capture of ${host} from the ${w.vm} VM failed: ${r.stderr.trim()}`);
+  return copied;
+}
+
+/** Stop captures and read them back (not yet written anywhere of the user's: keepCaptures does that). */
+export async function stopAndLoadVmCaptures(record: VagrantLabRecord, which: readonly { label: string; where: VmWhere; mac: string }[]): Promise<HostCapture[]> {
+  await Promise.all(which.map((c) => stopVmCapture(record, c.label, c.where)));
+  const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-pcaps-'));
+  try {
+    const out: HostCapture[] = [];
+    for (const c of which) {
+      const copied = await copyVmCapture(record, c.label, c.where, staging);
+      out.push(loadCapture(c.label, c.where.device, c.mac, copied));
+    }
+    return out;
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
 }
 
 /** The VMs' captures: tcpdump on each host's VM, curl in the client namespace of the client VM, pcaps copied back. */
@@ -81,13 +106,13 @@ export function vagrantCaptureDriver(record: VagrantLabRecord): CaptureDriver {
   return {
     async start(which, filter) {
       hosts = which;
-      const started = await Promise.all(which.map(async (h) => [h, await startCapture(record, h, filter)] as const));
+      const started = await Promise.all(which.map(async (h) => [h, await startVmCapture(record, h, whereIs(h), filter)] as const));
       for (const [h, mac] of started) macs.set(h, mac);
     },
-    requests: (k, url) => requests(record, k, url),
+    requests: (k, url) => vmRequests(record, k, url),
     async stop() {
       await new Promise((r) => setTimeout(r, 500)); // the last FIN/ACKs reach every capture
-      await Promise.all(hosts.map((h) => stopCapture(record, h)));
+      await Promise.all(hosts.map((h) => stopVmCapture(record, h, whereIs(h))));
     },
     async collect(outDir) {
       const captures: HostCapture[] = [];
@@ -96,9 +121,7 @@ export function vagrantCaptureDriver(record: VagrantLabRecord): CaptureDriver {
       const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-pcaps-'));
       try {
         for (const h of hosts) {
-          const copied = path.join(staging, `${h}.pcap`);
-          const r = await vmCopyFrom(record, whereIs(h).vm, `${REMOTE_DIR}/${h}.pcap`, copied);
-          if (r.code !== 0) throw new LabError(`copying the capture of ${h} from the ${whereIs(h).vm} VM failed: ${r.stderr.trim()}`);
+          const copied = await copyVmCapture(record, h, whereIs(h), staging);
           const local = writingOutput(() => writeFileNoFollow(path.join(outDir, `${h}.pcap`), fs.readFileSync(copied)));
           captures.push(loadCapture(h, whereIs(h).device, macs.get(h) ?? '', copied, local));
         }

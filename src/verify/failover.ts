@@ -9,19 +9,21 @@
 //     capture shows the same 4-tuple before and after, now arriving from the
 //     survivor's MAC; new connections reach both RSs through the survivor.
 //     The failed balancer is recovered at the end, as `lab recover` does.
+// What differs per provider (namespaces here, VMs in src/vagrant/ecmp.ts) is
+// its EcmpLabDriver.
 import * as path from 'node:path';
-import { startCapture } from '../capture/capture';
 import { DecodedPacket, HostCapture } from '../capture/types';
 import { interfaceMac } from '../util/netns';
 import { run } from '../util/exec';
 import { CLI_ENTRY } from '../util/self';
 import { nsName } from '../lab/names';
 import { BALANCERS, BalancerName, LabTopology, REAL_SERVERS, addressOf } from '../lab/topology';
-import { failBalancer, recoverBalancer, routerNextHops } from '../lab/ha';
+import { failBalancer, recoverBalancer, routerFiles, routerNextHops } from '../lab/ha';
 import { LabError } from '../lab/errors';
 import { Fact, RequestOutcome, Verdict } from './facts';
 import { labAddresses, prepareOutputDirectory } from './judge';
 import {
+  HalfRequest,
   Where,
   answeredFact,
   captureAll,
@@ -39,6 +41,82 @@ import { VerifyReport, captureFilter } from './flow';
 import { buildLadder } from '../report/ladder';
 import { maglevAgreementFact } from './maglev-agreement';
 
+export type EcmpHost = Where['host'];
+
+/** Captures running on several hosts; stop() ends them and hands back what each saw (its host named by the label asked). */
+export interface CaptureRound {
+  stop(): Promise<HostCapture[]>;
+}
+
+/** How the ECMP verify reaches a provider's two-balancer lab. */
+export interface EcmpLabDriver {
+  /** The server-side MACs of both balancers and of the router. */
+  macs(): Promise<Record<BalancerName | 'router', string>>;
+  /** Captures with this filter on the server-side interface of each host (the client's own for the client), live when this resolves. */
+  capture(where: readonly { label: string; host: EcmpHost }[], filter: string): Promise<CaptureRound>;
+  requests(url: string, k: number): Promise<RequestOutcome[]>;
+  openHalfRequest(vip: string, port: number): HalfRequest;
+  /** The router BIRD's `show route PREFIX all` (undefined: it did not answer). */
+  routerShowRoute(prefix: string): Promise<string | undefined>;
+  /** Whether the balancers' controllers run IPVS (no Maglev community on their routes). */
+  backendIsIpvs(): Promise<boolean>;
+  /**
+   * Take b down as `lab fail` does and wait (up to 5 s) until the router's route to the VIP no longer names it;
+   * returns both instants on this host's clock (ns since the epoch), withdrawnAt absent when it never went.
+   */
+  fail(b: BalancerName, vip: string): Promise<{ failedAt: bigint; withdrawnAt?: bigint }>;
+  recover(b: BalancerName): Promise<void>;
+  /**
+   * A function turning this host's clock instant (ns since the epoch) into the clock the captures of `host`
+   * count time by: the same in namespaces of one kernel, shifted by each VM's clock offset on VMs (measured when
+   * this is called: once the live connection is open).
+   */
+  captureClock(): Promise<(host: EcmpHost, hereNanos: bigint) => bigint>;
+}
+
+const nowNanos = () => BigInt(Date.now()) * 1_000_000n;
+
+/** The netns lab's driver: captures opened from this process in each namespace, the router's BIRD on this host. */
+export function netnsEcmpDriver(lab: string, topology: LabTopology): EcmpLabDriver {
+  const device = (host: EcmpHost) => (host === 'router' ? 'br0' : 'eth0');
+  return {
+    macs: async () => ({
+      lb: interfaceMac(nsName(lab, 'lb'), 'eth0'),
+      lb2: interfaceMac(nsName(lab, 'lb2'), 'eth0'),
+      router: interfaceMac(nsName(lab, 'router'), 'br0'),
+    }),
+    async capture(where, filter) {
+      const sessions = await captureAll(
+        lab,
+        where.map((w): Where => ({ ...w, device: device(w.host) })),
+        filter,
+      );
+      return { stop: async () => sessions.map((s) => s.stop()) };
+    },
+    requests: (url, k) => requestsFrom(lab, url, k),
+    openHalfRequest: (vip, port) => openHalfRequest(lab, vip, port),
+    async routerShowRoute(prefix) {
+      const r = await run(['birdc', '-s', routerFiles(lab).socket, 'show', 'route', prefix, 'all']);
+      return r.code === 0 ? r.stdout : undefined;
+    },
+    async backendIsIpvs() {
+      const status = await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') });
+      return /^backend: ipvs\b/m.test(status.stdout);
+    },
+    async fail(b, vip) {
+      const failedAt = nowNanos();
+      await failBalancer(lab, b, () => undefined);
+      for (let i = 0; i < 250; i++) {
+        if (!(await routerNextHops(lab, vip)).includes(addressOf(topology, b))) return { failedAt, withdrawnAt: nowNanos() };
+        await sleep(20);
+      }
+      return { failedAt };
+    },
+    recover: (b) => recoverBalancer(lab, topology, b, () => undefined),
+    captureClock: async () => (_host, here) => here,
+  };
+}
+
 export interface FailoverReport extends VerifyReport {
   /**
    * Milliseconds from `lab fail` (link down, controller killed) until the router's route no longer names the
@@ -48,8 +126,19 @@ export interface FailoverReport extends VerifyReport {
   timings: { routeWithdrawnMs?: number; vipMovedMs?: number; copiedMs?: number };
 }
 
-/** The failover verify of an ECMP lab; pcaps into `out` (default ./slbctl-pcaps/LAB/ecmp). */
-export async function verifyEcmp(lab: string, topology: LabTopology, k: number, out: string | undefined): Promise<FailoverReport> {
+/** The failover verify of the netns ECMP lab; pcaps into `out` (default ./slbctl-pcaps/LAB/ecmp). */
+export function verifyEcmp(lab: string, topology: LabTopology, k: number, out: string | undefined): Promise<FailoverReport> {
+  return verifyEcmpWith(netnsEcmpDriver(lab, topology), lab, topology, k, out);
+}
+
+/** The failover verify of an ECMP lab through its provider's driver. */
+export async function verifyEcmpWith(
+  driver: EcmpLabDriver,
+  lab: string,
+  topology: LabTopology,
+  k: number,
+  out: string | undefined,
+): Promise<FailoverReport> {
   const outDir = path.resolve(out ?? path.join('slbctl-pcaps', lab, 'ecmp'));
   prepareOutputDirectory(outDir);
   const client = addressOf(topology, 'client');
@@ -57,35 +146,27 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   const port = topology.servicePort;
   const url = `http://${vip}:${port}/`;
   const filter = captureFilter(port);
-  const macOf = (b: BalancerName) => interfaceMac(nsName(lab, b), 'eth0');
-  const macs = { lb: macOf('lb'), lb2: macOf('lb2') };
-  // The router's capture on its bridge also sees the balancers' frames to the real servers: only the router's own count.
-  const routerMac = interfaceMac(nsName(lab, 'router'), 'br0');
-  const fromRouter = (p: DecodedPacket) => p.srcMac === routerMac;
+  const macs = await driver.macs();
+  // The router's capture on its server-side interface may also see the balancers' frames to the real servers: only the router's own count.
+  const fromRouter = (p: DecodedPacket) => p.srcMac === macs.router;
   const balancerOfMac = (mac: string | undefined) => BALANCERS.find((b) => macs[b] === mac);
   // Before any flow: the balancers must pick alike (Maglev size and seed, as each announces them to the router).
-  // The balancers' backend, as their controllers report it: IPVS (user-mode-linux) tags no Maglev community.
-  const status = await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') });
-  const facts: Fact[] = [await maglevAgreementFact(lab, topology, /^backend: ipvs\b/m.test(status.stdout))];
+  // The balancers' backend, as their controllers report it: IPVS (user-mode-linux, VMs) tags no Maglev community.
+  const facts: Fact[] = [maglevAgreementFact(await driver.routerShowRoute(`${vip}/32`), topology, await driver.backendIsIpvs())];
   const pcaps: Record<string, string> = {};
   const keep = (captures: HostCapture[], dir: string) => keepCaptures(captures, dir, pcaps);
 
   // 1. Both balancers up.
-  const bothHosts: Where[] = [
-    { label: 'client', host: 'client', device: 'eth0' },
-    { label: 'router', host: 'router', device: 'br0' },
-    { label: 'lb', host: 'lb', device: 'eth0' },
-    { label: 'lb2', host: 'lb2', device: 'eth0' },
-    ...REAL_SERVERS.map((h): Where => ({ label: h, host: h, device: 'eth0' })),
-  ];
-  let sessions = await captureAll(lab, bothHosts, filter);
+  const hostsOf = (hosts: readonly EcmpHost[]) => hosts.map((host) => ({ label: host, host }));
+  let round = await driver.capture(hostsOf(['client', 'router', 'lb', 'lb2', 'rs1', 'rs2']), filter);
   let before: RequestOutcome[] = [];
+  let captures: HostCapture[];
   try {
-    before = await requestsFrom(lab, url, k);
+    before = await driver.requests(url, k);
   } finally {
     await sleep(300);
+    captures = await round.stop();
   }
-  let captures = sessions.map((s) => s.stop());
   keep(captures, path.join(outDir, 'both-up'));
   const cap = (host: string) => captures.find((c) => c.host === host);
   const routerSyns = (cap('router')?.packets ?? []).filter((p) => fromRouter(p) && isClientSyn(p, client, vip, port));
@@ -122,21 +203,15 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   });
 
   // 2. Failover of the balancer that carries a live connection.
-  const failoverHosts: Where[] = [
-    { label: 'client', host: 'client', device: 'eth0' },
-    { label: 'router', host: 'router', device: 'br0' },
-    ...REAL_SERVERS.map((h): Where => ({ label: h, host: h, device: 'eth0' })),
-  ];
-  sessions = await captureAll(lab, failoverHosts, filter);
+  round = await driver.capture(hostsOf(['client', 'router', 'rs1', 'rs2']), filter);
   // Which balancer the router sends the live connection to, read from a capture of its SYN (`ip route get` with
   // ports was seen to hash differently from the forwarding path, so the packet itself decides).
-  const probe = startCapture({ host: 'router', netns: nsName(lab, 'router'), device: 'br0', filter: `tcp dst port ${port}` });
+  const probe = await driver.capture([{ label: 'probe', host: 'router' }], `tcp dst port ${port}`);
   let probeOpen = true;
-  await sleep(200);
-  const live = openHalfRequest(lab, vip, port);
+  const live = driver.openHalfRequest(vip, port);
   let carrier: BalancerName | undefined;
-  /** Wall-clock nanoseconds of the failure: the captures' clock. */
-  let failedAt = 0n;
+  /** The split between before and after the failure, on each capture's clock: halfway from `lab fail` to the rest of the request. */
+  let splitAt: (host: EcmpHost) => bigint = () => 0n;
   let routeWithdrawnMs: number | undefined;
   let finished: { reply?: string; error?: string } = {};
   let after: RequestOutcome[] = [];
@@ -145,31 +220,28 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
     livePort = await live.localPort();
     await sleep(300);
     probeOpen = false;
-    const syn = probe.stop().packets.find((p) => fromRouter(p) && isClientSyn(p, client, vip, port) && tcp(p)?.srcPort === livePort);
+    const syn = (await probe.stop())
+      .flatMap((c) => c.packets)
+      .find((p) => fromRouter(p) && isClientSyn(p, client, vip, port) && tcp(p)?.srcPort === livePort);
     if (livePort === undefined) throw new LabError('the long-lived connection to the VIP did not open');
     carrier = balancerOfMac(syn?.dstMac);
     if (!carrier)
       throw new LabError(`the router's capture shows the live connection's SYN sent to ${syn?.dstMac ?? 'nobody'}, not a balancer`);
-    failedAt = BigInt(Date.now()) * 1_000_000n;
-    const started = process.hrtime.bigint();
-    await failBalancer(lab, carrier, () => undefined);
-    for (let i = 0; i < 250; i++) {
-      const hops = await routerNextHops(lab, vip);
-      if (!hops.includes(addressOf(topology, carrier))) {
-        routeWithdrawnMs = Number(process.hrtime.bigint() - started) / 1e6;
-        break;
-      }
-      await sleep(20);
-    }
+    const clock = await driver.captureClock();
+    const { failedAt, withdrawnAt } = await driver.fail(carrier, vip);
+    if (withdrawnAt !== undefined) routeWithdrawnMs = Number(withdrawnAt - failedAt) / 1e6;
+    const resumedAt = nowNanos();
+    const split = failedAt + (resumedAt - failedAt) / 2n;
+    splitAt = (host) => clock(host, split);
     finished = await live.finish(10_000);
-    after = await requestsFrom(lab, url, k);
+    after = await driver.requests(url, k);
     await sleep(300);
   } finally {
-    if (probeOpen) probe.stop();
-    const stopped = sessions.map((s) => s.stop());
-    captures = stopped;
+    if (probeOpen) await probe.stop();
+    live.kill();
+    captures = await round.stop();
     keep(captures, path.join(outDir, 'failover'));
-    if (carrier) await recoverBalancer(lab, topology, carrier, () => undefined);
+    if (carrier) await driver.recover(carrier);
   }
   const survivor = BALANCERS.find((b) => b !== carrier) as BalancerName;
   const liveRs = servedBy(finished.reply);
@@ -185,7 +257,7 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
   facts.push(
     sameServerFact({
       packets: (rsCapture?.packets ?? []).filter(isLive),
-      failedAt,
+      failedAt: splitAt(liveRs === 'rs2' ? 'rs2' : 'rs1'),
       expected: `${client}:${livePort ?? '?'} -> ${vip}:${port} at ${liveRs ?? 'its RS'}`,
       failed: carrier ?? '?',
       failedMac: carrier ? macs[carrier] : undefined,
@@ -200,7 +272,7 @@ export async function verifyEcmp(lab: string, topology: LabTopology, k: number, 
       after,
       k,
       routerSyns: (captures.find((c) => c.host === 'router')?.packets ?? []).filter(
-        (p) => p.tsNanos >= failedAt && fromRouter(p) && isClientSyn(p, client, vip, port),
+        (p) => p.tsNanos >= splitAt('router') && fromRouter(p) && isClientSyn(p, client, vip, port),
       ),
       failed: carrier ?? 'the failed balancer',
       failedMac: carrier ? macs[carrier] : undefined,

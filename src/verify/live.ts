@@ -3,7 +3,7 @@
 // client, and a connection held open across a failure.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { startCapture, writeHostCapture, CaptureSession } from '../capture/capture';
 import { DecodedPacket, HostCapture } from '../capture/types';
 import { run } from '../util/exec';
@@ -49,26 +49,42 @@ export async function requestsFrom(lab: string, url: string, k: number): Promise
   return out;
 }
 
+/**
+ * The client's side of a connection held across a failure, run by node on the client (argv: VIP PORT): sends half
+ * a request, prints its local port, sends the rest when a line comes on stdin, prints the reply.
+ */
+export const HALF_REQUEST_SCRIPT = [
+  "const net = require('net');",
+  'const s = net.connect(Number(process.argv[2]), process.argv[1], () => {',
+  "  s.write('GET / HTTP/1.1\\r\\nHost: vip\\r\\n'); process.stdout.write('port ' + s.localPort + '\\n');",
+  '});',
+  "let buf = ''; s.on('data', (d) => { buf += d; }); s.on('close', () => { process.stdout.write('reply ' + JSON.stringify(buf) + '\\n'); process.exit(0); });",
+  "s.on('error', (e) => { process.stdout.write('error ' + e.message + '\\n'); process.exit(1); });",
+  "process.stdin.on('data', () => s.write('\\r\\n'));",
+].join('\n');
+
+export interface HalfRequest {
+  localPort(): Promise<number | undefined>;
+  finish(timeoutMs: number): Promise<{ reply?: string; error?: string }>;
+  kill(): void;
+}
+
 /** A connection from the client that sends half a request, then the rest when told; its local port is known once connected. */
-export function openHalfRequest(lab: string, vip: string, port: number) {
-  const script = [
-    "const net = require('net');",
-    'const s = net.connect(Number(process.argv[2]), process.argv[1], () => {',
-    "  s.write('GET / HTTP/1.1\\r\\nHost: vip\\r\\n'); process.stdout.write('port ' + s.localPort + '\\n');",
-    '});',
-    "let buf = ''; s.on('data', (d) => { buf += d; }); s.on('close', () => { process.stdout.write('reply ' + JSON.stringify(buf) + '\\n'); process.exit(0); });",
-    "s.on('error', (e) => { process.stdout.write('error ' + e.message + '\\n'); process.exit(1); });",
-    "process.stdin.on('data', () => s.write('\\r\\n'));",
-  ].join('\n');
-  const child = spawn('ip', ['netns', 'exec', nsName(lab, 'client'), process.execPath, '-e', script, vip, String(port)], {
+export function openHalfRequest(lab: string, vip: string, port: number): HalfRequest {
+  const child = spawn('ip', ['netns', 'exec', nsName(lab, 'client'), process.execPath, '-e', HALF_REQUEST_SCRIPT, vip, String(port)], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  return halfRequestOf(child);
+}
+
+/** The HalfRequest of a process running HALF_REQUEST_SCRIPT (here, or on a VM through ssh). */
+export function halfRequestOf(child: ChildProcessWithoutNullStreams, connectTimeoutMs = 5000): HalfRequest {
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   return {
     async localPort(): Promise<number | undefined> {
-      for (let i = 0; i < 200; i++) {
+      for (let i = 0; i < connectTimeoutMs / 25; i++) {
         const m = /port (\d+)/.exec(output);
         if (m) return Number(m[1]);
         if (/error/.test(output)) return undefined;

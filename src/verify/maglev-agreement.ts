@@ -4,9 +4,7 @@
 // balancer, so its BIRD shows, side by side, what each balancer uses: two
 // balancers with different sizes or seeds send one flow to different real
 // servers, which breaks a connection whenever the router's hash moves it.
-import { run } from '../util/exec';
 import { routeCommunities } from '../ha/bird';
-import { routerFiles } from '../lab/ha';
 import { BALANCERS, LabTopology } from '../lab/topology';
 import { Fact } from './facts';
 
@@ -21,12 +19,12 @@ const words = (c: string[]) => c.map((x) => x.replace(/^\((\d+),(\d+),(\d+)\)$/,
 /**
  * The fact: the router holds the VIP from every balancer, each route with the same Maglev communities. On IPVS
  * (`ipvs`) the table is the kernel's own (a size fixed when it was built, no seed): no balancer tags the route,
- * and the routes must agree on having none.
+ * and the routes must agree on having none. `showRoute`: the router's `birdc show route VIP/32 all` (undefined:
+ * its BIRD did not answer).
  */
-export async function maglevAgreementFact(lab: string, topology: LabTopology, ipvs = false): Promise<Fact> {
+export function maglevAgreementFact(showRoute: string | undefined, topology: LabTopology, ipvs = false): Fact {
   const vip = topology.vip;
-  const r = await run(['birdc', '-s', routerFiles(lab).socket, 'show', 'route', `${vip}/32`, 'all']);
-  const seen = r.code === 0 ? communitiesByProtocol(r.stdout) : new Map<string, string[]>();
+  const seen = showRoute !== undefined ? communitiesByProtocol(showRoute) : new Map<string, string[]>();
   const [first, ...others] = BALANCERS;
   const of = (b: string) => seen.get(b);
   const missing = BALANCERS.filter((b) => of(b) === undefined);

@@ -11,6 +11,12 @@
 // 10 minutes in CI before the L7 types; 28 here with helpers and a second
 // lab loading the 2 cores (box 7, the broken copy 1, four VMs up 12.5, five
 // modes 6); 40 at most.
+//
+// With SLBCTL_VAGRANT_ECMP=1 it also builds the two-balancer lab (`lab up
+// --balancers 2`: five VMs, BIRD on the router and both balancers), applies
+// `lab mode dsr --ha ecmp` on IPVS mh, verifies the spread and a connection
+// carried across `lab fail`, then fail and recover by hand. Off by default:
+// it adds a second `vagrant up` (five VMs), longer than CI's budget allows.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -25,6 +31,8 @@ const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const ROOT = path.join(__dirname, '..', '..', '..');
 const lab = `vg${process.pid % 10000}`;
 const brokenLab = `${lab}x`;
+const ecmpLab = `${lab}e`;
+const withEcmp = process.env.SLBCTL_VAGRANT_ECMP === '1';
 // Boxes of this test alone, so a user's slbctl/debian12 (or another run's) is never touched.
 const BOX = `slbctl-test-${lab}/debian12`;
 const BROKEN_BOX = `slbctl-test-${lab}/broken`;
@@ -81,7 +89,7 @@ async function removeBox(box: string): Promise<void> {
   }
 }
 
-describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs root', timeout: 40 * 60 * 1000 }, () => {
+describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs root', timeout: (withEcmp ? 70 : 40) * 60 * 1000 }, () => {
   let startedDaemons = false;
   const holders: ChildProcess[] = [];
   let build: ChildProcess | undefined;
@@ -116,7 +124,7 @@ describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs r
       await new Promise((resolve) => build?.once('close', resolve));
     }
     for (const h of holders) if (alive(h)) h.kill('SIGKILL');
-    for (const name of [lab, brokenLab]) if (vagrantLab(name)) await slbctl('lab', 'down', '--name', name);
+    for (const name of [lab, brokenLab, ecmpLab]) if (vagrantLab(name)) await slbctl('lab', 'down', '--name', name);
     for (const box of [BOX, BROKEN_BOX]) await removeBox(box);
     for (const f of fs.readdirSync('/var/tmp').filter((f) => f.startsWith(`slbctl-vagrant-${brokenLab}-`)))
       fs.rmSync(path.join('/var/tmp', f), { force: true });
@@ -268,4 +276,71 @@ describe('lab on Vagrant VMs (libvirt, QEMU)', { skip: isRoot ? false : 'needs r
     const left = await libvirtLeftovers(lab);
     assert.deepEqual(left, { domains: [], networks: [], volumes: [] }, 'no VM, network or disk of the lab is left in libvirt');
   });
+  it(
+    'two balancers (SLBCTL_VAGRANT_ECMP=1): five VMs, dsr --ha ecmp on IPVS mh, verify with failover, fail and recover, down',
+    { skip: withEcmp ? false : 'set SLBCTL_VAGRANT_ECMP=1 (a second vagrant up, of five VMs)' },
+    async () => {
+      const total = Date.now();
+      let t = Date.now();
+      const up = await slbctl('lab', 'up', '--provider', 'vagrant', '--balancers', '2', '--box', BOX, '--name', ecmpLab);
+      assert.equal(up.code, 0, up.stdout + up.stderr);
+      log(`lab up --balancers 2 (vagrant up of five VMs, provisioning) in ${seconds(t)}`);
+      assert.match(up.stdout, /lb2 VM = the second balancer/);
+      const mem = await run(['free', '-m']);
+      log(`memory in use with the five VMs up: ${/Mem:\s+\d+\s+(\d+)/.exec(mem.stdout)?.[1] ?? '?'} MiB`);
+      const hostRoutes = await run(['ip', '-4', 'route']);
+      assert.doesNotMatch(hostRoutes.stdout, /10\.8\.21\.|172\.16\.75\./);
+
+      t = Date.now();
+      const mode = await slbctl('lab', 'mode', 'dsr', '--ha', 'ecmp', '--name', ecmpLab);
+      assert.equal(mode.code, 0, mode.stdout + mode.stderr);
+      log(`mode dsr --ha ecmp in ${seconds(t)}`);
+      assert.match(mode.stdout, /172\.16\.75\.84 via 172\.16\.75\.83 and 172\.16\.75\.86 \(ECMP, L4 hash/);
+      for (const b of ['lb', 'lb2']) {
+        const ipvsadm = await slbctl('lab', 'exec', '--name', ecmpLab, b, '--', 'ipvsadm', '-Ln');
+        assert.equal(ipvsadm.code, 0, ipvsadm.stdout + ipvsadm.stderr);
+        assert.match(ipvsadm.stdout, /TCP +172\.16\.75\.84:80 mh \(mh-port\)/, `${b}: ${ipvsadm.stdout}`);
+      }
+
+      const out = fs.mkdtempSync(path.join('/var/tmp', 'slbctl-vagrant-ecmp-'));
+      try {
+        t = Date.now();
+        const verify = await slbctl('lab', 'verify', '--name', ecmpLab, '--requests', '16', '--out', out);
+        for (const line of verify.stdout.split('\n').filter((l) => /verdict|pass|FAIL/.test(l))) log(`ecmp verify: ${line.trim()}`);
+        log(`ecmp verify in ${seconds(t)}`);
+        assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+        assert.match(verify.stdout, /verdict: PASS: dsr/);
+        assert.match(verify.stdout, /the router sends flows to both/);
+        assert.match(verify.stdout, /completes after it .* pass/);
+        assert.match(verify.stdout, /same real server .* pass/);
+        for (const pcap of ['both-up/router.pcap', 'both-up/lb2.pcap', 'failover/rs1.pcap'])
+          assert.ok(fs.statSync(path.join(out, pcap)).size > 24, `${pcap} is on the host`);
+      } finally {
+        fs.rmSync(out, { recursive: true, force: true });
+      }
+
+      t = Date.now();
+      const fail = await slbctl('lab', 'fail', 'lb2', '--name', ecmpLab);
+      assert.equal(fail.code, 0, fail.stdout + fail.stderr);
+      for (let i = 0; i < 30; i++) {
+        const r = await slbctl('lab', 'exec', '--name', ecmpLab, 'router', '--', 'ip', 'route', 'show', '172.16.75.84');
+        if (!/172\.16\.75\.86/.test(r.stdout)) break;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      const routes = await slbctl('lab', 'exec', '--name', ecmpLab, 'router', '--', 'ip', 'route', 'show', '172.16.75.84');
+      assert.doesNotMatch(routes.stdout, /172\.16\.75\.86/, routes.stdout);
+      const curl = await slbctl('lab', 'exec', '--name', ecmpLab, 'client', '--', 'curl', '-s', '--max-time', '5', 'http://172.16.75.84/');
+      assert.equal(curl.code, 0, `the survivor serves: ${curl.stdout}`);
+      const recover = await slbctl('lab', 'recover', 'lb2', '--name', ecmpLab);
+      assert.equal(recover.code, 0, recover.stdout + recover.stderr);
+      assert.match(recover.stdout, /172\.16\.75\.84 via 172\.16\.75\.83 and 172\.16\.75\.86/, recover.stdout);
+      log(`fail and recover lb2 in ${seconds(t)}`);
+
+      t = Date.now();
+      const down = await slbctl('lab', 'down', '--name', ecmpLab);
+      assert.equal(down.code, 0, down.stdout + down.stderr);
+      log(`lab down in ${seconds(t)}; two-balancer case ${seconds(total)}`);
+      assert.deepEqual(await libvirtLeftovers(ecmpLab), { domains: [], networks: [], volumes: [] });
+    },
+  );
 });

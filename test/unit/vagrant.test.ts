@@ -11,6 +11,7 @@ import { VM_PLACE } from '../../src/vagrant/mode';
 import { realServerSteps } from '../../src/lab/rs-steps';
 import { Encapsulation, Mode } from '../../src/model/types';
 import { managementNet } from '../../src/vagrant/lab';
+import { renderRouterBird } from '../../src/lab/ha';
 
 describe('vagrant plan', () => {
   it('puts the reference addresses on four VMs, the router in the client VM', () => {
@@ -27,6 +28,27 @@ describe('vagrant plan', () => {
     assert.ok(args('rs1').includes('cidr=172.16.75.82/24') && args('rs1').includes('http_name=rs1'));
     assert.ok(args('rs2').includes('cidr=172.16.75.85/24'));
     for (const vm of plan.vms) assert.ok(vm.provision.includes('router=172.16.75.1') && vm.provision.includes('client_net=10.8.21.0/24'));
+  });
+
+  it('adds lb2 (172.16.75.86) with two balancers, and BIRD on the router and both balancers; one balancer stays four VMs without it', () => {
+    const plan = vagrantPlan(REFERENCE_TOPOLOGY, 2);
+    assert.deepEqual(
+      plan.vms.map((v) => v.name),
+      ['client', 'lb', 'lb2', 'rs1', 'rs2'],
+    );
+    const args = (name: string) => plan.vms.find((v) => v.name === name)?.provision ?? [];
+    assert.ok(args('lb2').includes('role=balancer') && args('lb2').includes('cidr=172.16.75.86/24'));
+    for (const vm of ['client', 'lb', 'lb2']) assert.ok(args(vm).includes('bgp=yes'), vm);
+    for (const vm of ['rs1', 'rs2']) assert.ok(!args(vm).includes('bgp=yes'), vm);
+    assert.ok(vagrantPlan(REFERENCE_TOPOLOGY).vms.every((v) => !v.provision.includes('bgp=yes')));
+    assert.deepEqual(vagrantPlan(REFERENCE_TOPOLOGY, 1), vagrantPlan(REFERENCE_TOPOLOGY));
+  });
+
+  it("renders the router's BIRD with BFD on the client VM's lab NIC", () => {
+    const conf = renderRouterBird(REFERENCE_TOPOLOGY, 'eth1');
+    assert.match(conf, /interface "eth1"/);
+    assert.match(conf, /neighbor 172\.16\.75\.86 as 65001/);
+    assert.match(renderRouterBird(REFERENCE_TOPOLOGY), /interface "br0"/);
   });
 
   it('gives each lab a management network outside the lab ranges', () => {

@@ -18,8 +18,7 @@ function balancerCommand(verb: 'fail' | 'recover', describe: string): CommandMod
       requireRoot(`lab ${verb}`);
       const lab = await findLab(args.name);
       const act = verb === 'fail' ? lab.fail?.bind(lab) : lab.recover?.bind(lab);
-      if (!act)
-        throw new LabError(`the ${lab.provider} lab has one balancer; \`lab ${verb}\` is for a netns or uml lab made with --balancers 2`);
+      if (!act) throw new LabError(`the ${lab.provider} lab has one balancer; \`lab ${verb}\` is for a lab made with --balancers 2`);
       const say = (line: string) => process.stdout.write(`${line}\n`);
       say(`lab "${args.name}": ${verb} ${args.balancer}`);
       await act(args.balancer, say);

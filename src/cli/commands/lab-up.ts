@@ -25,12 +25,10 @@ export const labUpCommand: CommandModule<object, Args> = {
         type: 'number',
         default: 1,
         describe:
-          'netns and uml: 1, or 2 for a second balancer NAME-lb2 (172.16.75.86) beside NAME-lb, for `lab mode dsr --ha ecmp` or `lab mode fullnat|transparent --ha vrrp`',
+          '1, or 2 for a second balancer lb2 (172.16.75.86) beside lb (netns and uml: NAME-lb2; vagrant: a fifth VM), for `lab mode dsr --ha ecmp` or (netns and uml) `lab mode fullnat|transparent --ha vrrp`',
       })
       .check((a) => {
         if (a.balancers !== 1 && a.balancers !== 2) throw new Error('--balancers must be 1 or 2');
-        if (a.balancers === 2 && a.provider !== 'netns' && a.provider !== 'uml')
-          throw new Error(`--balancers 2 is built for the netns and uml providers; ${a.provider} has one balancer`);
         return true;
       })
       .option('box', {

@@ -294,7 +294,7 @@ class InterfaceTap {
   }
 }
 
-/** Close the shared capture handles (an open one keeps Node's event loop alive); the next check opens a new one. */
+/** Close the shared capture handles (their read timers are unref'd and stopped); the next check opens a new one. */
 export function closeVipPathCaptures(): void {
   InterfaceTap.closeAll();
 }

@@ -59,26 +59,29 @@ export async function openSession(choice: BackendChoice): Promise<KernelSession>
     const impl = backendOf(choice);
     return session(impl, await impl.open());
   }
+  const found = await firstAvailable();
+  if (found) return session(found.impl, found.driver);
+  const last = backendOf(AUTO_ORDER[AUTO_ORDER.length - 1]);
+  return session(last, await last.open());
+}
+
+/** auto: the first backend of AUTO_ORDER but the last that this host has, opened; undefined when none is. */
+async function firstAvailable(): Promise<{ impl: BackendImpl; driver: BackendDriver } | undefined> {
   for (const name of AUTO_ORDER.slice(0, -1)) {
     const impl = backendOf(name);
     const driver = await impl.tryOpen();
-    if (driver) return session(impl, driver);
+    if (driver) return { impl, driver };
   }
-  const last = backendOf(AUTO_ORDER[AUTO_ORDER.length - 1]);
-  return session(last, await last.open());
+  return undefined;
 }
 
 /** The backend openSession would pick for this choice on this host, without keeping a session open. */
 export async function resolvedBackend(choice: BackendChoice): Promise<BackendName> {
   if (choice !== 'auto') return choice;
-  for (const name of AUTO_ORDER.slice(0, -1)) {
-    const driver = await backendOf(name).tryOpen();
-    if (driver) {
-      driver.close();
-      return name;
-    }
-  }
-  return AUTO_ORDER[AUTO_ORDER.length - 1];
+  const found = await firstAvailable();
+  if (!found) return AUTO_ORDER[AUTO_ORDER.length - 1];
+  found.driver.close();
+  return found.impl.name;
 }
 
 /** A session on exactly this backend, or undefined when this host does not have it (root is still required). */

@@ -133,6 +133,32 @@ describe('two balancers, BGP ECMP (netns lab)', { skip, timeout: 10 * 60_000 }, 
         await new Promise((r) => setTimeout(r, 200));
       }
       assert.match(routes, /BGP\.large_community: \(65001, 1021, 1307\)[\s\S]*BGP\.large_community: \(65001, 1021, 7\)/);
+      // Each controller sees it too (before verify: its failover phase may recover lb2, with the lab's own seed), from the other's route over their iBGP session (ha.bgp.balancers): status and log.
+      const said = `balancer ${LB2} announces ${vip} with size 1021 seed 7, this balancer with size 1021 seed 1307: the two would send one flow to different real servers`;
+      let status = '';
+      const since = Date.now();
+      for (const until = since + 20_000; Date.now() < until && !status.includes(said);) {
+        status = (await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') })).stdout;
+        if (!status.includes(said)) await new Promise((r) => setTimeout(r, 300));
+      }
+      process.stdout.write(`# ecmp: lb's status named lb2's other seed ${Date.now() - since} ms after the router saw it\n`);
+      if (!status.includes(`MAGLEV DISAGREEMENT: ${said}`)) {
+        // What lb's BIRD holds of its session with lb2 and of lb2's routes, for the failure message.
+        const inode = fs.statSync(`/run/netns/${nsName(lab, 'lb')}`).ino;
+        const socket = `/run/slbctl/bird/net-${inode}/bird.ctl`;
+        const bird = await run(['sh', '-c', 'birdc -s "$0" show protocols all balancer0; birdc -s "$0" show route all', socket], {
+          netns: nsName(lab, 'lb'),
+        });
+        const bgpLog = fs
+          .readFileSync(path.join(dir, 'lb-run.log'), 'utf8')
+          .split('\n')
+          .filter((l) => l.includes('"event":"bgp"'))
+          .slice(-10);
+        assert.fail(
+          `lb's status does not name the disagreement after 20 s:\n${status}\n${bird.stdout}${bird.stderr}\n${bgpLog.join('\n')}`,
+        );
+      }
+      assert.ok(fs.readFileSync(path.join(dir, 'lb-run.log'), 'utf8').includes(said));
       const v = await slbctl('lab', 'verify', '--name', lab, '--json', '--out', out);
       assert.notEqual(v.code, 0);
       const report = JSON.parse(v.stdout) as { verdict: { facts: { fact: string; pass: boolean; why?: string }[] } };
@@ -142,15 +168,6 @@ describe('two balancers, BGP ECMP (netns lab)', { skip, timeout: 10 * 60_000 }, 
         fact?.why,
         `lb2 announces ${vip} with Maglev size 1021 seed 7, but lb uses size 1021 seed 1307: they send one flow to different real servers`,
       );
-      // Each controller sees it too, from the other's route over their iBGP session (ha.bgp.balancers): status and log.
-      const said = `balancer ${LB2} announces ${vip} with size 1021 seed 7, this balancer with size 1021 seed 1307: the two would send one flow to different real servers`;
-      let status = '';
-      for (const until = Date.now() + 20_000; Date.now() < until && !status.includes(said);) {
-        status = (await run([process.execPath, CLI_ENTRY, 'status'], { netns: nsName(lab, 'lb') })).stdout;
-        await new Promise((r) => setTimeout(r, 300));
-      }
-      assert.ok(status.includes(`MAGLEV DISAGREEMENT: ${said}`), status);
-      assert.ok(fs.readFileSync(path.join(dir, 'lb-run.log'), 'utf8').includes(said));
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
       await stopLabController(lab, 'lb2');

@@ -103,8 +103,9 @@ export async function observe(
   o: ObserveOptions = {},
   /** The interfaces as the caller just read them (a plan reads them once: 10,000 VIPs are 10,000 addresses to parse). */
   known?: NetInterface[],
+  /** The ownership record as the caller just read it (a full plan reads it once). */
+  ownership: Ownership = readOwnership(),
 ): Promise<ObservedState & { foreign: string[] }> {
-  const ownership = readOwnership();
   const { kernel, foreign, legacyOwnedAddresses } = await k.driver.observe(ownership, o);
   const interfaces = known ?? (await k.rtnl.interfaces());
   const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
@@ -238,9 +239,10 @@ async function planFully(
   }
   const desired = resolveConfig(config, { interfaces, macOf: (a) => macs.get(a) }, k.backend);
   // A conntrack key the config no longer sets goes back to what slbctl found, where it still holds slbctl's value.
-  const dropped = readOwnership().sysctls.filter((x) => TUNABLE_SYSCTLS.has(x.key) && !(x.key in desired.sysctls));
+  const ownership = readOwnership();
+  const dropped = ownership.sysctls.filter((x) => TUNABLE_SYSCTLS.has(x.key) && !(x.key in desired.sysctls));
   const keys = [...Object.keys(desired.sysctls), ...dropped.map((x) => x.key)];
-  const observed = await observe(k, keys, { fromRecord: o.fromRecord === true }, interfaces);
+  const observed = await observe(k, keys, { fromRecord: o.fromRecord === true }, interfaces, ownership);
   const released = dropped.filter((x) => observed.sysctls[x.key] === x.value && x.original !== '');
   for (const x of released) desired.sysctls[x.key] = x.original;
   if (released.length > 0) desired.releaseSysctls = released.map((x) => x.key);
@@ -299,7 +301,7 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
   const record = readOwnership();
   if (record.sysctls.length === 0 || record.addresses.length > 0 || record.ipvsServices.length > 0) return undefined;
   const keys = record.sysctls.map((x) => x.key);
-  const observed = await observe(k, keys);
+  const observed = await observe(k, keys, {}, undefined, record);
   if (observed.kernel.services.length > 0 || observed.kernel.tables.length > 0 || observed.l7?.running) return undefined;
   const sysctls: Record<string, string> = {};
   for (const x of record.sysctls)

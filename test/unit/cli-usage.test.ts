@@ -4,7 +4,8 @@
 // Handlers are replaced by spies, so nothing here touches the host.
 import { after, before, describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { COMMANDS, main } from '../../src/cli/main';
+import { commandNames, commandsFor, main } from '../../src/cli/main';
+import { COMMANDS } from '../../src/cli/commands/index';
 import { AnyCommand, commandName, subcommandsOf } from '../../src/cli/command-group';
 
 interface Leaf {
@@ -177,4 +178,16 @@ describe('every command refuses a bad command line before its handler runs', () 
       }
     });
   }
+});
+
+describe('slbctl <command> loads only that command', () => {
+  it('knows every top-level command by its name, and no other', () => {
+    assert.deepEqual([...commandNames()].sort(), COMMANDS.map(commandName).sort());
+  });
+
+  it('gives yargs the very module of the named command, and every command when none is named', async () => {
+    for (const c of COMMANDS) assert.deepEqual(await commandsFor([commandName(c), '--help']), [c]);
+    assert.equal(await commandsFor(['--help']), COMMANDS);
+    assert.equal(await commandsFor(['plna']), COMMANDS);
+  });
 });

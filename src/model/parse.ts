@@ -1,9 +1,7 @@
 // Config text -> validated Config, or every error with its path in the file.
 // Pure: the caller reads the file.
-import { LineCounter, parseDocument, isNode } from 'yaml';
 import { isIPv4, isNetmask, nonUnicastReason } from './ip';
 import { HEALTH_KEYS, HealthCheck, MAX_DURATION_MS, checkHealth } from './health';
-import { expansionIssue } from './alias-guard';
 import {
   BACKENDS,
   BackendChoice,
@@ -59,7 +57,7 @@ export interface ConfigIssue {
 
 export type ParseResult = { ok: true; config: Config } | { ok: false; issues: ConfigIssue[] };
 
-type PathPart = string | number;
+export type PathPart = string | number;
 
 const SERVICE_KEYS = [
   'name',
@@ -899,43 +897,10 @@ function parseJsonFast(text: string): ParseResult | undefined {
 export function parseConfig(text: string): ParseResult {
   const fast = parseJsonFast(text);
   if (fast) return fast;
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    return {
-      ok: false,
-      issues: doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
-        return {
-          path: '',
-          message: (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, ''),
-          ...(pos ? { line: pos.line, column: pos.col } : {}),
-        };
-      }),
-    };
-  }
-  // Before toJS: a few lines of nested aliases can stand for billions of nodes.
-  const bomb = expansionIssue(doc, lineCounter);
-  if (bomb) return { ok: false, issues: [bomb] };
-  const locate = (path: PathPart[]) => {
-    // Point at the deepest node that exists on the path.
-    for (let n = path.length; n >= 0; n--) {
-      const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
-      if (isNode(node) && node.range) {
-        const pos = lineCounter.linePos(node.range[0]);
-        return { line: pos.line, column: pos.col };
-      }
-    }
-    return undefined;
-  };
-  let data: unknown;
-  try {
-    // The expansion was bounded above, so yaml's own alias limit (100, which refuses ordinary configs) is off.
-    data = doc.toJS({ maxAliasCount: -1 });
-  } catch (e) {
-    return { ok: false, issues: [{ path: '', message: (e as Error).message }] };
-  }
-  return validateConfig(data, locate);
+  // Loaded on first use: a JSON config, and a plan the memo answers from the file's bytes, never need yaml (80 ms to load).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see above
+  const { parseYamlConfig } = require('./parse-yaml') as typeof import('./parse-yaml');
+  return parseYamlConfig(text);
 }
 
 export function formatIssue(file: string, issue: ConfigIssue): string {

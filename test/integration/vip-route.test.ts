@@ -86,6 +86,8 @@ describe('vipAs: route (netns lab)', { skip: isRoot ? false : 'needs root: netwo
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.deepEqual(await slbctlRoutes(VIP), [{ dev: 'eth0', protocol: '245' }]);
     assert.equal(await vipIsAddress(), false, 'ip addr lists no VIP');
+    const status = await slbctl('status');
+    assert.match(status.stdout, new RegExp(`^local routes added by slbctl \\(vipAs route\\): ${VIP.replace(/\./g, '\\.')} on eth0$`, 'm'));
     await flushRouterNeighbour();
     assert.match(await curlThroughVip(), /saw client 172\.16\.75\.83:/);
     assert.match(await routerNeighbour(), /lladdr \S+ (REACHABLE|STALE|DELAY)/);

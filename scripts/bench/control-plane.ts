@@ -12,7 +12,8 @@
 // Last, the cold apply with the VIPs as local routes (vipAs: route) beside
 // the same with addresses, each against its kernel anchors (`nft -f` of the
 // same ruleset plus `ip -batch` of the same VIP addresses or routes), and
-// each one's destroy; SLB_BENCH_ONLY=vip-forms runs that part alone.
+// each one's destroy, medians of SLB_BENCH_VIP_ROUNDS (3) rounds;
+// SLB_BENCH_ONLY=vip-forms runs that part alone.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -31,6 +32,7 @@ import { CLI_ENTRY } from '../../src/util/self';
 const SERVICES = Number(process.env.SLB_BENCH_SERVICES ?? 10000);
 const REAL_SERVERS = 4;
 const IDLE_S = Number(process.env.SLB_BENCH_IDLE_S ?? 60);
+const VIP_ROUNDS = Number(process.env.SLB_BENCH_VIP_ROUNDS ?? 3);
 
 function makeConfig(weightOfFirst: number, vipAs: 'address' | 'route' = 'address'): Config {
   const services: Service[] = [];
@@ -223,38 +225,64 @@ async function vipFormFigures(k: Session): Promise<string[]> {
     });
     return { plan, t, tDestroy, script: renderPlan(plan) };
   };
-  const address = await cold('address');
-  const route = await cold('route');
-  const [, tNft] = await timed(() => runChecked('nft -f', ['nft', '-f', '-'], { input: route.script }));
-  await runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
   const vips = makeConfig(1).services.map((x) => `${x.vip}/32 dev eth0`);
-  const batch = (what: string, lines: string[]) => timed(() => runChecked(what, ['ip', '-batch', '-'], { input: lines.join('') }));
-  const [, tIpAddr] = await batch(
-    'ip -batch addr add',
-    vips.map((a) => `addr add ${a}\n`),
-  );
-  await batch(
-    'ip -batch addr del',
-    vips.map((a) => `addr del ${a}\n`),
-  );
-  const [, tIpRoute] = await batch(
-    'ip -batch route add',
-    vips.map((a) => `route add local ${a} table local proto 245\n`),
-  );
-  await batch(
-    'ip -batch route del',
-    vips.map((a) => `route del local ${a} table local proto 245\n`),
-  );
+  const batch = async (what: string, lines: string[]) =>
+    (await timed(() => runChecked(what, ['ip', '-batch', '-'], { input: lines.join('') })))[1];
+  // Each figure the median of VIP_ROUNDS rounds, the two forms and their anchors taken in turn within a round.
+  const runs = { address: [] as number[], route: [] as number[], addressDestroy: [] as number[], routeDestroy: [] as number[] };
+  const anchors = { nft: [] as number[], ipAddr: [] as number[], ipRoute: [] as number[] };
+  let address: Awaited<ReturnType<typeof cold>> | undefined;
+  let route: Awaited<ReturnType<typeof cold>> | undefined;
+  for (let i = 0; i < VIP_ROUNDS; i++) {
+    address = await cold('address');
+    runs.address.push(address.t);
+    runs.addressDestroy.push(address.tDestroy);
+    route = await cold('route');
+    runs.route.push(route.t);
+    runs.routeDestroy.push(route.tDestroy);
+    anchors.nft.push((await timed(() => runChecked('nft -f', ['nft', '-f', '-'], { input: route?.script ?? '' })))[1]);
+    await runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
+    anchors.ipAddr.push(
+      await batch(
+        'ip -batch addr add',
+        vips.map((a) => `addr add ${a}\n`),
+      ),
+    );
+    await batch(
+      'ip -batch addr del',
+      vips.map((a) => `addr del ${a}\n`),
+    );
+    anchors.ipRoute.push(
+      await batch(
+        'ip -batch route add',
+        vips.map((a) => `route add local ${a} table local proto 245\n`),
+      ),
+    );
+    await batch(
+      'ip -batch route del',
+      vips.map((a) => `route del local ${a} table local proto 245\n`),
+    );
+  }
+  if (!address || !route) throw new Error('SLB_BENCH_VIP_ROUNDS must be at least 1');
+  const tAddress = median(runs.address);
+  const tRoute = median(runs.route);
+  const tNft = median(anchors.nft);
+  const tIpAddr = median(anchors.ipAddr);
+  const tIpRoute = median(anchors.ipRoute);
+  const tAddressDestroy = median(runs.addressDestroy);
+  const tRouteDestroy = median(runs.routeDestroy);
   const f = (x: number) => (x < 1 ? `${(x * 1000).toFixed(1)} ms` : `${x.toFixed(2)} s`);
   const r = (a: number, b: number) => (a / b).toFixed(3);
   const routes = route.plan.ops.filter((o) => o.op === 'add-route').length;
   const addresses = address.plan.ops.filter((o) => o.op === 'add-address').length;
+  const all = (xs: number[]) => xs.map(f).join(', ');
   return [
-    `cold plan+apply, vipAs address (${addresses} addresses)  ${f(address.t).padEnd(10)}  nft -f + ip -batch addr add of the same  ${f(tNft + tIpAddr).padEnd(10)}  ${r(address.t, tNft + tIpAddr)}`,
-    `cold plan+apply, vipAs route (${routes} routes)  ${f(route.t).padEnd(10)}  nft -f + ip -batch route add of the same  ${f(tNft + tIpRoute).padEnd(10)}  ${r(route.t, tNft + tIpRoute)}`,
-    `cold plan+apply, vipAs route  ${f(route.t).padEnd(10)}  cold plan+apply, vipAs address  ${f(address.t).padEnd(10)}  ${r(route.t, address.t)}`,
+    `vipAs figures: median of ${VIP_ROUNDS} rounds`,
+    `cold plan+apply, vipAs address (${addresses} addresses)  ${f(tAddress).padEnd(10)}  nft -f + ip -batch addr add of the same  ${f(tNft + tIpAddr).padEnd(10)}  ${r(tAddress, tNft + tIpAddr)}   (runs ${all(runs.address)})`,
+    `cold plan+apply, vipAs route (${routes} routes)  ${f(tRoute).padEnd(10)}  nft -f + ip -batch route add of the same  ${f(tNft + tIpRoute).padEnd(10)}  ${r(tRoute, tNft + tIpRoute)}   (runs ${all(runs.route)})`,
+    `cold plan+apply, vipAs route  ${f(tRoute).padEnd(10)}  cold plan+apply, vipAs address  ${f(tAddress).padEnd(10)}  ${r(tRoute, tAddress)}`,
     `ip -batch route add local (${vips.length})  ${f(tIpRoute).padEnd(10)}  ip -batch addr add (${vips.length})  ${f(tIpAddr).padEnd(10)}  ${r(tIpRoute, tIpAddr)}   (nft -f alone ${f(tNft)})`,
-    `destroy, vipAs route  ${f(route.tDestroy).padEnd(10)}  destroy, vipAs address  ${f(address.tDestroy).padEnd(10)}  ${r(route.tDestroy, address.tDestroy)}`,
+    `destroy, vipAs route  ${f(tRouteDestroy).padEnd(10)}  destroy, vipAs address  ${f(tAddressDestroy).padEnd(10)}  ${r(tRouteDestroy, tAddressDestroy)}`,
   ];
 }
 

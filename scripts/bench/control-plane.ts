@@ -9,6 +9,11 @@
 // namespace it creates (a veth holds the subnets; no packet is sent) and
 // removes it at the end. Prints times and ratios measured side by side in
 // this one run. SLB_BENCH_SERVICES and SLB_BENCH_IDLE_S (60) scale it.
+// Last, the cold apply with the VIPs as local routes (vipAs: route) beside
+// the same with addresses, each against its kernel anchors (`nft -f` of the
+// same ruleset plus `ip -batch` of the same VIP addresses or routes), and
+// each one's destroy, medians of SLB_BENCH_VIP_ROUNDS (3) rounds;
+// SLB_BENCH_ONLY=vip-forms runs that part alone.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,19 +21,20 @@ import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { run, runChecked } from '../../src/util/exec';
 import { Config, Service } from '../../src/model/types';
-import { closeSession, executePlan, openSession, planConfig } from '../../src/engine/engine';
+import { closeSession, executePlan, openSession, planConfig, planDestroy } from '../../src/engine/engine';
 import { renderPlan } from '../../src/kernel/nft/render';
 import { withWriteLock } from '../../src/records/lock';
 import { formatPlan } from '../../src/plan/format';
 import { listingCount } from '../../src/kernel/nft/client';
-import { identityOf, removeRecord, removeRecordsOf } from '../../src/records/netns';
+import { currentNetns, identityOf, removeRecord, removeRecordsOf } from '../../src/records/netns';
 import { CLI_ENTRY } from '../../src/util/self';
 
 const SERVICES = Number(process.env.SLB_BENCH_SERVICES ?? 10000);
 const REAL_SERVERS = 4;
 const IDLE_S = Number(process.env.SLB_BENCH_IDLE_S ?? 60);
+const VIP_ROUNDS = Number(process.env.SLB_BENCH_VIP_ROUNDS ?? 3);
 
-function makeConfig(weightOfFirst: number): Config {
+function makeConfig(weightOfFirst: number, vipAs: 'address' | 'route' = 'address'): Config {
   const services: Service[] = [];
   for (let i = 0; i < SERVICES; i++) {
     const vip = `198.18.${Math.floor(i / 250)}.${(i % 250) + 2}`;
@@ -48,7 +54,7 @@ function makeConfig(weightOfFirst: number): Config {
       vipAlreadyPresent: 'allow',
     });
   }
-  return { backend: 'nft', services };
+  return { backend: 'nft', services, ...(vipAs === 'route' ? { vipAs } : {}) };
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
@@ -197,7 +203,107 @@ async function controllerFigures(file: string): Promise<{ idleShare: number; rep
   }
 }
 
+type Session = Awaited<ReturnType<typeof openSession>>;
+
+/**
+ * The cold apply of every service with its VIPs as addresses and as local
+ * routes, one after the other from an empty namespace, each followed by a
+ * destroy; then the kernel's own shares with the same inputs: `nft -f` of the
+ * cold ruleset, `ip -batch` of the VIP addresses, and of the VIP routes.
+ */
+async function vipFormFigures(k: Session): Promise<string[]> {
+  const cold = async (vipAs: 'address' | 'route') => {
+    const config = makeConfig(1, vipAs);
+    const [plan, t] = await timed(async () => {
+      const p = await planConfig(k, config, { fromRecord: true });
+      await withWriteLock(0, () => executePlan(k, p));
+      return p;
+    });
+    const [, tDestroy] = await timed(async () => {
+      const p = await planDestroy(k);
+      await withWriteLock(0, () => executePlan(k, p));
+    });
+    return { plan, t, tDestroy, script: renderPlan(plan) };
+  };
+  const vips = makeConfig(1).services.map((x) => `${x.vip}/32 dev eth0`);
+  const batch = async (what: string, lines: string[]) =>
+    (await timed(() => runChecked(what, ['ip', '-batch', '-'], { input: lines.join('') })))[1];
+  // Each figure the median of VIP_ROUNDS rounds, the two forms and their anchors taken in turn within a round.
+  const runs = { address: [] as number[], route: [] as number[], addressDestroy: [] as number[], routeDestroy: [] as number[] };
+  const anchors = { nft: [] as number[], ipAddr: [] as number[], ipRoute: [] as number[] };
+  let address: Awaited<ReturnType<typeof cold>> | undefined;
+  let route: Awaited<ReturnType<typeof cold>> | undefined;
+  for (let i = 0; i < VIP_ROUNDS; i++) {
+    address = await cold('address');
+    runs.address.push(address.t);
+    runs.addressDestroy.push(address.tDestroy);
+    route = await cold('route');
+    runs.route.push(route.t);
+    runs.routeDestroy.push(route.tDestroy);
+    anchors.nft.push((await timed(() => runChecked('nft -f', ['nft', '-f', '-'], { input: route?.script ?? '' })))[1]);
+    await runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
+    anchors.ipAddr.push(
+      await batch(
+        'ip -batch addr add',
+        vips.map((a) => `addr add ${a}\n`),
+      ),
+    );
+    await batch(
+      'ip -batch addr del',
+      vips.map((a) => `addr del ${a}\n`),
+    );
+    anchors.ipRoute.push(
+      await batch(
+        'ip -batch route add',
+        vips.map((a) => `route add local ${a} table local proto 245\n`),
+      ),
+    );
+    await batch(
+      'ip -batch route del',
+      vips.map((a) => `route del local ${a} table local proto 245\n`),
+    );
+  }
+  if (!address || !route) throw new Error('SLB_BENCH_VIP_ROUNDS must be at least 1');
+  const tAddress = median(runs.address);
+  const tRoute = median(runs.route);
+  const tNft = median(anchors.nft);
+  const tIpAddr = median(anchors.ipAddr);
+  const tIpRoute = median(anchors.ipRoute);
+  const tAddressDestroy = median(runs.addressDestroy);
+  const tRouteDestroy = median(runs.routeDestroy);
+  const f = (x: number) => (x < 1 ? `${(x * 1000).toFixed(1)} ms` : `${x.toFixed(2)} s`);
+  const r = (a: number, b: number) => (a / b).toFixed(3);
+  const routes = route.plan.ops.filter((o) => o.op === 'add-route').length;
+  const addresses = address.plan.ops.filter((o) => o.op === 'add-address').length;
+  const all = (xs: number[]) => xs.map(f).join(', ');
+  return [
+    `vipAs figures: median of ${VIP_ROUNDS} rounds`,
+    `cold plan+apply, vipAs address (${addresses} addresses)  ${f(tAddress).padEnd(10)}  nft -f + ip -batch addr add of the same  ${f(tNft + tIpAddr).padEnd(10)}  ${r(tAddress, tNft + tIpAddr)}   (runs ${all(runs.address)})`,
+    `cold plan+apply, vipAs route (${routes} routes)  ${f(tRoute).padEnd(10)}  nft -f + ip -batch route add of the same  ${f(tNft + tIpRoute).padEnd(10)}  ${r(tRoute, tNft + tIpRoute)}   (runs ${all(runs.route)})`,
+    `cold plan+apply, vipAs route  ${f(tRoute).padEnd(10)}  cold plan+apply, vipAs address  ${f(tAddress).padEnd(10)}  ${r(tRoute, tAddress)}`,
+    `ip -batch route add local (${vips.length})  ${f(tIpRoute).padEnd(10)}  ip -batch addr add (${vips.length})  ${f(tIpAddr).padEnd(10)}  ${r(tIpRoute, tIpAddr)}   (nft -f alone ${f(tNft)})`,
+    `destroy, vipAs route  ${f(tRouteDestroy).padEnd(10)}  destroy, vipAs address  ${f(tAddressDestroy).padEnd(10)}  ${r(tRouteDestroy, tAddressDestroy)}`,
+  ];
+}
+
 async function inner(): Promise<void> {
+  if (process.env.SLB_BENCH_ONLY === 'vip-forms') {
+    const k = await openSession('nft');
+    try {
+      const lines = await vipFormFigures(k);
+      const load = os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ');
+      process.stdout.write(
+        [`services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr)`, ...lines, `load average at the end: ${load}`].join('\n') +
+          '\n',
+      );
+    } finally {
+      closeSession(k);
+    }
+    return;
+  }
   const rtnl = await openSession('nft');
   const planApply = async (weight: number, fromRecord = true) => {
     const plan = await planConfig(rtnl, makeConfig(weight), { fromRecord });
@@ -242,6 +348,11 @@ async function inner(): Promise<void> {
     const [, tIp] = await timed(() =>
       runChecked('ip -batch addr add', ['ip', '-batch', '-'], { input: vips.map((a) => `addr add ${a}\n`).join('') }),
     );
+    // Back to an empty namespace (the anchors above left the table and the addresses, no longer as recorded).
+    await runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
+    await runChecked('ip -batch addr del', ['ip', '-batch', '-'], { input: vips.map((a) => `addr del ${a}\n`).join('') });
+    removeRecordsOf(currentNetns());
+    const vipForms = await vipFormFigures(rtnl);
     const f = (x: number) => (x < 1 ? `${(x * 1000).toFixed(1)} ms` : `${x.toFixed(2)} s`);
     const r = (a: number, b: number) => (a / b).toFixed(3);
     process.stdout.write(
@@ -259,6 +370,7 @@ async function inner(): Promise<void> {
         `slbctl plan command, no change (new process)  ${f(tCli).padEnd(10)}  the same command without a memo  ${f(tCliFull).padEnd(10)}  ${r(tCli, tCliFull)}`,
         `slbctl run idle, ${IDLE_S} s (resync ${ctl.resync} s)  ${(ctl.idleShare * 100).toFixed(2)} % of a core  one listing resync a second (the CPU of a listed plan ${f(listedCpu)})  ${((listedCpu / ctl.resync) * 100).toFixed(1)} %  ${r(ctl.idleShare, listedCpu / ctl.resync)}`,
         `slbctl run, hand edit -> repaired  ${f(ctl.repair).padEnd(10)}  the same plan, tables listed  ${f(tSameListing).padEnd(10)}  ${r(ctl.repair, tSameListing)}`,
+        ...vipForms,
         `load average at the end: ${os
           .loadavg()
           .map((x) => x.toFixed(2))

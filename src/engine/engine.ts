@@ -4,6 +4,7 @@
 import { BackendChoice, CONNTRACK_SYSCTLS, Config } from '../model/types';
 import { OwnedAddress } from '../model/state';
 import { NetInterface, Rtnl, RtnlError } from '../kernel/rtnl/rtnl';
+import { PROTOCOL_SLBCTL } from '../kernel/rtnl/routes';
 import { readSysctl, writeSysctl } from '../kernel/rtnl/sysctl';
 import { PreflightError } from '../util/errors';
 import { CAP_NET_ADMIN, hasCapability } from '../util/caps';
@@ -14,7 +15,7 @@ import { BackendName, ResolveError, resolveConfig } from './resolve';
 import { AUTO_ORDER, backendOf } from '../backends/registry';
 import { Backend as BackendImpl, BackendDriver, ObserveOptions } from '../backends/types';
 import { Ownership, hasIntent, readOwnership, sweepOwnershipLeftovers, writeOwnership } from '../records/ownership';
-import { ownedAddressesOf, ownershipAfter, ownershipIntent, sameOwnership } from './ownership';
+import { ownedAddressesOf, ownedRoutesOf, ownershipAfter, ownershipIntent, sameOwnership } from './ownership';
 import { heldWriteLock } from '../records/lock';
 import { checkVips } from './vip-checks';
 import { L7Engine } from '../backends/haproxy/engine';
@@ -110,10 +111,19 @@ export async function observe(
   const interfaces = known ?? (await k.rtnl.interfaces());
   const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
   kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacyOwnedAddresses);
+  const routes = interfaces.flatMap((i) =>
+    (i.localRoutes ?? []).map((r) => ({ address: r.address, device: i.name, slbctl: r.protocol === PROTOCOL_SLBCTL })),
+  );
+  const ownedRoutes = ownedRoutesOf(
+    ownership,
+    k.backend,
+    routes.filter((r) => r.slbctl),
+  );
+  if (ownedRoutes.length > 0) kernel.ownedRoutes = ownedRoutes;
   const sysctls: Record<string, string> = {};
   for (const key of sysctlKeys) sysctls[key] = readSysctl(key);
   const l7 = await k.l7.observe();
-  return { kernel, addresses, sysctls, foreign, ownership, ...(l7 ? { l7 } : {}) };
+  return { kernel, addresses, ...(routes.length > 0 ? { routes } : {}), sysctls, foreign, ownership, ...(l7 ? { l7 } : {}) };
 }
 
 export interface PlanOptions {
@@ -280,7 +290,13 @@ export async function planEdit(
     ...s,
     realServers: s.realServers.map(({ connections: _n, counters: _r, ...r }) => r),
   }));
-  const desired: DesiredState = { backend: k.backend, services: edit(current), addresses: observed.kernel.ownedAddresses, sysctls: {} };
+  const desired: DesiredState = {
+    backend: k.backend,
+    services: edit(current),
+    addresses: observed.kernel.ownedAddresses,
+    ...(observed.kernel.ownedRoutes ? { routes: observed.kernel.ownedRoutes } : {}),
+    sysctls: {},
+  };
   // The L7 VIPs are needed as long as HAProxy serves them (they are among the addresses slbctl owns).
   if (editL7 && observed.l7?.running) desired.l7 = editL7(observed.l7.services);
   return makePlan(desired, observed);
@@ -299,7 +315,8 @@ export async function planDestroy(k: KernelSession): Promise<Plan> {
  */
 export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undefined> {
   const record = readOwnership();
-  if (record.sysctls.length === 0 || record.addresses.length > 0 || record.ipvsServices.length > 0) return undefined;
+  if (record.sysctls.length === 0 || record.addresses.length > 0 || record.routes?.length || record.ipvsServices.length > 0)
+    return undefined;
   const keys = record.sysctls.map((x) => x.key);
   const observed = await observe(k, keys, {}, undefined, record);
   if (observed.kernel.services.length > 0 || observed.kernel.tables.length > 0 || observed.l7?.running) return undefined;
@@ -311,7 +328,16 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
 
 const opsOfKind = <K extends Op['op']>(ops: readonly Op[], kind: K) => ops.filter((o): o is Extract<Op, { op: K }> => o.op === kind);
 
-const OWNERSHIP_OPS: ReadonlySet<string> = new Set(['add-address', 'delete-address', 'forget-address', 'set-sysctl', 'l7']);
+const OWNERSHIP_OPS: ReadonlySet<string> = new Set([
+  'add-address',
+  'delete-address',
+  'forget-address',
+  'add-route',
+  'delete-route',
+  'forget-route',
+  'set-sysctl',
+  'l7',
+]);
 
 /**
  * Whether a plan can change the ownership record. One that adds, removes and
@@ -323,7 +349,8 @@ const OWNERSHIP_OPS: ReadonlySet<string> = new Set(['add-address', 'delete-addre
 function touchesOwnership(plan: Plan, impl: BackendImpl, record: Ownership): boolean {
   if (impl.ownership || plan.desired.restoreSysctls || hasIntent(record) || plan.ops.some((o) => OWNERSHIP_OPS.has(o.op))) return true;
   const owned = record.addresses.filter((a) => a.backend === impl.name && a.state === 'owned').length;
-  return plan.observed.kernel.ownedAddresses.length !== owned;
+  const ownedRoutes = (record.routes ?? []).filter((a) => a.backend === impl.name && a.state === 'owned').length;
+  return plan.observed.kernel.ownedAddresses.length !== owned || (plan.observed.kernel.ownedRoutes?.length ?? 0) !== ownedRoutes;
 }
 
 /**
@@ -392,6 +419,14 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
       log(`address ${a.address}/32 added to ${a.device}`);
     }
     if (error) throw error;
+    const routeItems = [];
+    for (const op of opsOf('add-route')) routeItems.push({ ifindex: await ifindex(op.device), address: op.address, device: op.device });
+    const routed = await k.rtnl.addLocalRoutes(routeItems);
+    for (const r of routed.added) {
+      undo.push({ what: `remove route local ${r.address}`, run: () => k.rtnl.deleteLocalRoute(r.ifindex, r.address) });
+      log(`route local ${r.address}/32 dev ${r.device} table local added`);
+    }
+    if (routed.error) throw routed.error;
     // The L7 engine first (it binds to the VIPs just added); undone if the kernel backend then fails.
     if (l7Changes.length > 0) {
       const before: L7ServiceState[] = plan.observed.l7?.running ? plan.observed.l7.services : [];
@@ -417,6 +452,10 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     await k.rtnl.deleteAddress(await ifindex(op.device), op.address, 32);
     log(`address ${op.address}/32 removed from ${op.device}`);
   }
+  for (const op of opsOf('delete-route')) {
+    await k.rtnl.deleteLocalRoute(await ifindex(op.device), op.address);
+    log(`route local ${op.address}/32 dev ${op.device} table local removed`);
+  }
   let intentLeft = hasIntent(record);
   if ((plan.ops.length > 0 || plan.desired.restoreSysctls) && recorded) {
     const after = ownershipAfter(record, plan, k.backend);
@@ -433,4 +472,12 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
 }
 
 /** Operations that change the interfaces a plan read. */
-const ADDRESS_OPS: ReadonlySet<string> = new Set(['add-address', 'delete-address', 'forget-address', 'l7']);
+const ADDRESS_OPS: ReadonlySet<string> = new Set([
+  'add-address',
+  'delete-address',
+  'forget-address',
+  'add-route',
+  'delete-route',
+  'forget-route',
+  'l7',
+]);

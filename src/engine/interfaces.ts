@@ -7,7 +7,7 @@ import { NetInterface } from '../kernel/rtnl/rtnl';
 interface Subnets {
   /** Addresses with a prefix shorter than /32, with their interface, in listing order. */
   connected: { iface: NetInterface; address: string; prefixLength: number; network: number; size: number }[];
-  /** Every address -> the first interface that holds it. */
+  /** Every address (then every local route's) -> the first interface that holds it. */
   holders: Map<string, NetInterface>;
 }
 
@@ -32,6 +32,8 @@ function subnetsOf(interfaces: readonly NetInterface[]): Subnets {
         if (!s.holders.has(a.address)) s.holders.set(a.address, iface);
       }
     }
+    // A VIP held as a local route (vipAs route) stays on its interface, as one held as an address does.
+    for (const iface of interfaces) for (const r of iface.localRoutes ?? []) if (!s.holders.has(r.address)) s.holders.set(r.address, iface);
     cache.set(interfaces, s);
   }
   return s;
@@ -40,7 +42,7 @@ function subnetsOf(interfaces: readonly NetInterface[]): Subnets {
 /** The connected subnets (addresses shorter than /32) of these interfaces. */
 export const connectedAddresses = (interfaces: readonly NetInterface[]) => subnetsOf(interfaces).connected;
 
-/** The first interface that holds `address` itself. */
+/** The first interface that holds `address` itself (as an address, else as a local route). */
 export const holderOf = (interfaces: readonly NetInterface[], address: string) => subnetsOf(interfaces).holders.get(address);
 
 /** The interface whose connected subnet holds `address` (not counting /32 host addresses). */

@@ -29,6 +29,11 @@ export function ownedAddressesOf(
   return [...owned.values()];
 }
 
+/** The VIP routes of `backend` slbctl owns, seen against the routes of slbctl's protocol there (as ownedAddressesOf). */
+export function ownedRoutesOf(record: Ownership, backend: BackendName, present: readonly OwnedAddress[]): OwnedAddress[] {
+  return ownedAddressesOf({ ...record, addresses: record.routes ?? [] }, backend, present);
+}
+
 /** Address entries keyed by backend and address@device, in first-seen order; an owned entry wins over an adding one. */
 class AddressBook {
   private readonly entries = new Map<string, OwnedAddressEntry>();
@@ -58,6 +63,7 @@ function copyOf(record: Ownership): Ownership {
   return {
     ...record,
     addresses: [...record.addresses],
+    ...(record.routes ? { routes: [...record.routes] } : {}),
     sysctls: record.sysctls.map((x) => ({ ...x })),
     ipvsServices: structuredClone(record.ipvsServices),
   };
@@ -73,9 +79,15 @@ export function sameOwnership(a: Ownership, b: Ownership): boolean {
     const y = b.sysctls[i];
     return y !== undefined && x.key === y.key && x.original === y.original && x.value === y.value;
   };
+  const sameRoute = (x: OwnedAddressEntry, i: number) => {
+    const y = b.routes?.[i];
+    return y !== undefined && x.address === y.address && x.device === y.device && x.backend === y.backend && x.state === y.state;
+  };
   return (
     a.addresses.length === b.addresses.length &&
     a.addresses.every(sameAddress) &&
+    (a.routes?.length ?? 0) === (b.routes?.length ?? 0) &&
+    (a.routes ?? []).every(sameRoute) &&
     a.sysctls.length === b.sysctls.length &&
     a.sysctls.every(sameSysctl) &&
     a.iptablesChain === b.iptablesChain &&
@@ -87,10 +99,13 @@ export function sameOwnership(a: Ownership, b: Ownership): boolean {
 export function ownershipIntent(record: Ownership, plan: Plan, backend: BackendName): Ownership {
   const next: Ownership = copyOf(record);
   const book = new AddressBook(next.addresses);
+  const routeBook = new AddressBook(next.routes);
   // Addresses the observation counts as owned (an older version's nft set included) are written down first.
   for (const a of plan.observed.kernel.ownedAddresses) book.put({ ...a, backend, state: 'owned' });
+  for (const r of plan.observed.kernel.ownedRoutes ?? []) routeBook.put({ ...r, backend, state: 'owned' });
   for (const op of plan.ops) {
     if (op.op === 'add-address') book.put({ address: op.address, device: op.device, backend, state: 'adding' });
+    if (op.op === 'add-route') routeBook.put({ address: op.address, device: op.device, backend, state: 'adding' });
     if (op.op === 'set-sysctl') {
       const had = next.sysctls.find((x) => x.key === op.key);
       if (had) had.value = op.to;
@@ -98,6 +113,8 @@ export function ownershipIntent(record: Ownership, plan: Plan, backend: BackendN
     }
   }
   next.addresses = book.list();
+  const routes = routeBook.list();
+  if (routes.length > 0) next.routes = routes;
   // What only the backend adds (IPVS services, its iptables chain) is its own to write down.
   backendOf(backend).ownership?.intent(next, plan);
   return next;
@@ -116,6 +133,17 @@ export function ownershipAfter(record: Ownership, plan: Plan, backend: BackendNa
   for (const a of mine) if (!gone.has(addressKey(a))) book.put({ address: a.address, device: a.device, backend, state: 'owned' });
   const addresses = book.list();
 
+  const routesGone = new Set(
+    plan.ops.flatMap((o) => (o.op === 'delete-route' || o.op === 'forget-route' ? [`${o.address}@${o.device}`] : [])),
+  );
+  const routeBook = new AddressBook((record.routes ?? []).filter((a) => a.backend !== backend));
+  const myRoutes = [
+    ...(plan.observed.kernel.ownedRoutes ?? []),
+    ...plan.ops.flatMap((o) => (o.op === 'add-route' ? [{ address: o.address, device: o.device }] : [])),
+  ];
+  for (const r of myRoutes) if (!routesGone.has(addressKey(r))) routeBook.put({ ...r, backend, state: 'owned' });
+  const routes = routeBook.list();
+
   const released = new Set(plan.desired.releaseSysctls ?? []);
   const sysctls = plan.desired.restoreSysctls
     ? []
@@ -123,7 +151,8 @@ export function ownershipAfter(record: Ownership, plan: Plan, backend: BackendNa
         (x) => !released.has(x.key),
       );
 
-  const next: Ownership = { ...copyOf(record), addresses, sysctls };
+  const { routes: _was, ...rest } = copyOf(record);
+  const next: Ownership = { ...rest, addresses, ...(routes.length > 0 ? { routes } : {}), sysctls };
   backendOf(backend).ownership?.after(next, plan);
   return next;
 }

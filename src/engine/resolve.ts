@@ -276,7 +276,12 @@ export function desiredOf(
   const floating = new Set((config.ha?.vrrp?.addresses ?? []).map((a) => a.split('/')[0]));
   const vips = config.ha?.vrrp ? [] : [...services, ...l7].map((s): OwnedAddress => ({ address: s.vip, device: s.device }));
   const sources = config.services.flatMap((s, i) => configuredSources(s, i, facts)).filter((a) => !floating.has(a.address));
-  const addresses = [...new Map([...vips, ...sources].map((a): [string, OwnedAddress] => [`${a.address}@${a.device}`, a])).values()];
+  const byKey = (list: OwnedAddress[]) => [...new Map(list.map((a): [string, OwnedAddress] => [`${a.address}@${a.device}`, a])).values()];
   const sysctls = { ...backendOf(backend).sysctls(services, config, facts.interfaces), ...conntrackSysctls(config.conntrack) };
-  return { backend, services, addresses, sysctls, l7 };
+  if (config.vipAs !== 'route') return { backend, services, addresses: byKey([...vips, ...sources]), sysctls, l7 };
+  // vipAs route: the VIPs are local routes; a source address stays an address (source selection and the
+  // real servers' replies need one), and a VIP that is also a source address is held as that address.
+  const sourceKeys = new Set(sources.map((a) => `${a.address}@${a.device}`));
+  const routes = byKey(vips.filter((a) => !sourceKeys.has(`${a.address}@${a.device}`)));
+  return { backend, services, addresses: byKey(sources), routes, sysctls, l7 };
 }

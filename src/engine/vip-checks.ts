@@ -174,10 +174,13 @@ async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], in
     for (const x of sourcesOf(s)) if (!asking.has(x.address)) asking.set(x.address, { index: i, key: x.key });
   });
   for (const op of ops) {
-    if (op.op !== 'add-address') continue;
+    if (op.op !== 'add-address' && op.op !== 'add-route') continue;
     const ask = asking.get(op.address);
     const iface = interfaces.find((i) => i.name === op.device);
-    if (ask && iface) targets.push({ address: op.address, iface, ...ask });
+    // A VIP this host holds already in the other form (vipAs switched) is its own, not another host's.
+    const heldHere =
+      iface && (iface.addresses.some((a) => a.address === op.address) || iface.localRoutes?.some((r) => r.address === op.address));
+    if (ask && iface && !heldHere) targets.push({ address: op.address, iface, ...ask });
   }
   if (targets.length === 0) return;
   const held = await heldAddresses(rtnl, targets);
@@ -198,7 +201,7 @@ async function refuseHeldVips(rtnl: Rtnl, config: Config, ops: readonly Op[], in
 }
 
 /**
- * Every refusal above; the plan's add-address operations say which VIPs are
+ * Every refusal above; the plan's add-address and add-route operations say which VIPs are
  * new here. `only`: the indexes of the services to check for subnet edges
  * (a plan of the services a change touched; the others passed before on the
  * same interfaces).

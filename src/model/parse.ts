@@ -30,6 +30,8 @@ import {
   Scheduler,
   Service,
   VIP_PRESENCE,
+  VIP_FORMS,
+  VipForm,
   VipPresence,
   ASN_RANGE,
   AS_TRANS,
@@ -100,7 +102,7 @@ function isPrime(n: number): boolean {
   return n >= 2;
 }
 const REAL_SERVER_KEYS = ['address', 'port', 'weight'];
-const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'conntrack', 'services', 'ha'];
+const TOP_KEYS = ['backend', 'vipAlreadyPresent', 'vipAs', 'conntrack', 'services', 'ha'];
 const HA_KEYS = ['bgp', 'vrrp', 'sync'];
 const VRRP_KEYS = ['interface', 'virtualRouterId', 'priority', 'peers', 'advertInterval', 'addresses'];
 const SYNC_KEYS = ['engine', 'interface', 'peer', 'syncId', 'group', 'port'];
@@ -792,6 +794,7 @@ export function validateConfig(
         ? 'allow'
         : 'refuse'
       : (c.oneOf<VipPresence>(data.vipAlreadyPresent, VIP_PRESENCE, ['vipAlreadyPresent'], 'vipAlreadyPresent setting') ?? 'refuse');
+  const vipAs = data.vipAs === undefined ? 'address' : c.oneOf<VipForm>(data.vipAs, VIP_FORMS, ['vipAs'], 'vipAs form');
   const conntrack = checkConntrack(c, data.conntrack);
   const services: Service[] = [];
   if (!Array.isArray(data.services)) {
@@ -841,6 +844,7 @@ export function validateConfig(
       services,
       ...(ha?.bgp || ha?.vrrp ? { ha } : {}),
       ...(conntrack && Object.keys(conntrack).length > 0 ? { conntrack } : {}),
+      ...(vipAs === 'route' ? { vipAs } : {}),
     },
   };
 }

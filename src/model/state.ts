@@ -86,6 +86,8 @@ export interface KernelState {
   services: ServiceState[];
   /** Addresses slbctl added (and will remove when no service uses them). */
   ownedAddresses: OwnedAddress[];
+  /** VIP routes slbctl added (vipAs route; absent: none). */
+  ownedRoutes?: OwnedAddress[];
   /** The slbctl tables present in the kernel. */
   tables: Family[];
   /** netdev ingress chains slbctl has, by device. */

@@ -63,6 +63,9 @@ export interface CacheSettings {
  */
 export const VIP_PRESENCE = ['refuse', 'allow'] as const;
 export type VipPresence = (typeof VIP_PRESENCE)[number];
+/** How slbctl holds its VIPs: interface addresses (ip addr), or local routes in table local (AnyIP). */
+export const VIP_FORMS = ['address', 'route'] as const;
+export type VipForm = (typeof VIP_FORMS)[number];
 
 export const BACKENDS = ['auto', ...BACKEND_NAMES] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -235,6 +238,8 @@ export interface Config {
   /** One balancer of several (absent: a balancer on its own). */
   ha?: HaSettings;
   conntrack?: ConntrackTimeouts;
+  /** route: the VIPs are `local VIP/32 dev IFACE table local` routes, not addresses (absent: addresses). */
+  vipAs?: 'route';
 }
 
 /**

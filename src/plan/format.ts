@@ -34,6 +34,12 @@ export function formatOp(op: Op): string[] {
       return [`- address ${op.address}/32 dev ${op.device}`];
     case 'forget-address':
       return [`- record of address ${op.address} (already gone from ${op.device})`];
+    case 'add-route':
+      return [`+ route local ${op.address}/32 dev ${op.device} table local`];
+    case 'delete-route':
+      return [`- route local ${op.address}/32 dev ${op.device} table local`];
+    case 'forget-route':
+      return [`- record of route local ${op.address} (already gone from ${op.device})`];
     case 'add-service':
       return [`+ service ${describeService(op.service)}`, ...op.service.realServers.map((r) => `+   real server ${describeRealServer(r)}`)];
     case 'delete-service':

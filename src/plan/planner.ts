@@ -105,6 +105,15 @@ export function plan(desired: DesiredState, observed: ObservedState, scope?: Pla
   for (const a of wantedAddresses) {
     if (!present.has(`${a.address}@${a.device}`)) ops.push({ op: 'add-address', address: a.address, device: a.device });
   }
+  // VIP routes (vipAs route): any local route for the VIP on its device counts as there, as an address someone else
+  // added does; only a route of slbctl's protocol can be slbctl's to delete.
+  const routes = (observed.routes ?? []).filter(inScope);
+  const routed = new Set(routes.map((r) => `${r.address}@${r.device}`));
+  const ownRouted = new Set(routes.filter((r) => r.slbctl).map((r) => `${r.address}@${r.device}`));
+  const wantedRoutes = (desired.routes ?? []).filter(inScope);
+  for (const r of wantedRoutes) {
+    if (!routed.has(`${r.address}@${r.device}`)) ops.push({ op: 'add-route', address: r.address, device: r.device });
+  }
 
   // One service per key; a second copy (the same VIP:port held twice, e.g. in both nftables tables) is removed.
   const actual = new Map<string, ServiceState>();
@@ -160,6 +169,13 @@ export function plan(desired: DesiredState, observed: ObservedState, scope?: Pla
     const key = `${a.address}@${a.device}`;
     if (neededVips.has(key)) continue;
     ops.push({ op: present.has(key) ? 'delete-address' : 'forget-address', address: a.address, device: a.device });
+  }
+  // After the addresses: a VIP that moves from a route to an address (or back) is held by both in between, never by neither.
+  const neededRoutes = new Set(wantedRoutes.map((r) => `${r.address}@${r.device}`));
+  for (const r of (kernel.ownedRoutes ?? []).filter(inScope)) {
+    const key = `${r.address}@${r.device}`;
+    if (neededRoutes.has(key)) continue;
+    ops.push({ op: ownRouted.has(key) ? 'delete-route' : 'forget-route', address: r.address, device: r.device });
   }
   ops.push(...last.map(wrap));
   return { ops, desired, observed };

@@ -16,6 +16,11 @@ export type GenericOp =
   | { op: 'delete-address'; address: string; device: string }
   /** An address slbctl added is already gone: drop only the record of it (so a later, foreign address is never removed). */
   | { op: 'forget-address'; address: string; device: string }
+  /** vipAs route: `local VIP/32 dev DEVICE table local proto 245`. */
+  | { op: 'add-route'; address: string; device: string }
+  | { op: 'delete-route'; address: string; device: string }
+  /** A VIP route slbctl added is already gone: drop only the record of it, as forget-address. */
+  | { op: 'forget-route'; address: string; device: string }
   /** A change to the L7 engine (HAProxy) that serves the http and https services. */
   | { op: 'l7'; change: L7Change };
 
@@ -61,6 +66,8 @@ export interface DesiredState {
   services: ServiceState[];
   /** VIPs that must be on an interface. */
   addresses: OwnedAddress[];
+  /** vipAs route: VIPs that must be local routes of an interface (absent: none). */
+  routes?: OwnedAddress[];
   /** sysctl key (dotted) -> value the data path needs. */
   sysctls: Record<string, string>;
   /** The http/https services, for the L7 engine; undefined leaves it as it is (a drain of L4 services), [] stops it. */
@@ -76,6 +83,8 @@ export interface ObservedState {
   kernel: KernelState;
   /** Every IPv4 address on every interface (owned by slbctl or not). */
   addresses: OwnedAddress[];
+  /** Every local /32 route of table local that no address made, by interface; slbctl: of slbctl's protocol (absent: none). */
+  routes?: (OwnedAddress & { slbctl: boolean })[];
   /** Current values of the sysctls named in DesiredState. */
   sysctls: Record<string, string>;
   /** The L7 engine in this namespace (undefined: not looked at, e.g. HAProxy is not installed and nothing runs). */

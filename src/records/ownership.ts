@@ -50,6 +50,8 @@ export interface OwnedIpvsService {
 
 export interface Ownership {
   addresses: OwnedAddressEntry[];
+  /** VIPs held as local routes (vipAs route), each slbctl's own (protocol 245); absent: none. */
+  routes?: OwnedAddressEntry[];
   sysctls: OwnedSysctl[];
   ipvsServices: OwnedIpvsService[];
   /** The iptables source-NAT chain beside IPVS (SLBCTL-SNAT), when slbctl created or is creating it. */
@@ -65,12 +67,10 @@ function list<T>(v: unknown, ok: (x: Record<string, unknown>) => boolean): T[] {
 const isState = (v: unknown) => v === 'adding' || v === 'owned';
 
 function parse(data: Record<string, unknown>): Ownership {
+  const isEntry = (x: Record<string, unknown>) =>
+    typeof x.address === 'string' && typeof x.device === 'string' && isState(x.state) && (x.backend === 'nft' || x.backend === 'ipvs');
   const o: Ownership = {
-    addresses: list<OwnedAddressEntry>(
-      data.addresses,
-      (x) =>
-        typeof x.address === 'string' && typeof x.device === 'string' && isState(x.state) && (x.backend === 'nft' || x.backend === 'ipvs'),
-    ),
+    addresses: list<OwnedAddressEntry>(data.addresses, isEntry),
     sysctls: list<OwnedSysctl>(
       data.sysctls,
       (x) => typeof x.key === 'string' && typeof x.original === 'string' && typeof x.value === 'string',
@@ -81,6 +81,8 @@ function parse(data: Record<string, unknown>): Ownership {
     ),
   };
   if (isState(data.iptablesChain)) o.iptablesChain = data.iptablesChain;
+  const routes = list<OwnedAddressEntry>(data.routes, isEntry);
+  if (routes.length > 0) o.routes = routes;
   return o;
 }
 
@@ -119,7 +121,12 @@ export function readOwnership(): Ownership {
 
 /** Whether an apply that was cut short left entries it had not confirmed yet. */
 export function hasIntent(o: Ownership): boolean {
-  return o.addresses.some((a) => a.state === 'adding') || o.ipvsServices.some((s) => s.state === 'adding') || o.iptablesChain === 'adding';
+  return (
+    o.addresses.some((a) => a.state === 'adding') ||
+    (o.routes ?? []).some((a) => a.state === 'adding') ||
+    o.ipvsServices.some((s) => s.state === 'adding') ||
+    o.iptablesChain === 'adding'
+  );
 }
 
 /** Remove what writers of the record killed mid-write left (see removeLeftovers); for plans that write nothing. */
@@ -128,8 +135,12 @@ export function sweepOwnershipLeftovers(): void {
 }
 
 export function writeOwnership(o: Ownership): void {
-  const empty = o.addresses.length === 0 && o.sysctls.length === 0 && o.ipvsServices.length === 0 && !o.iptablesChain;
+  const empty = o.addresses.length === 0 && !o.routes?.length && o.sysctls.length === 0 && o.ipvsServices.length === 0 && !o.iptablesChain;
   if (empty) removeRecord('ownership');
-  else writeRecord('ownership', { ...o });
+  else {
+    const { routes, ...rest } = o;
+    // No routes: the record as before vipAs existed.
+    writeRecord('ownership', routes?.length ? { ...o } : rest);
+  }
   fs.rmSync(legacyIpvsFile(), { force: true });
 }

@@ -130,6 +130,25 @@ describe('vipAlreadyPresent', () => {
   });
 });
 
+describe('vipAs', () => {
+  it('defaults to address (left out of the config, so plans and digests are as before); route is kept', () => {
+    const plain = parseConfig(json());
+    assert.ok(plain.ok);
+    assert.equal(plain.config.vipAs, undefined);
+    const address = parseConfig(JSON.stringify({ vipAs: 'address', services: [service()] }));
+    assert.ok(address.ok);
+    assert.equal(address.config.vipAs, undefined);
+    const route = parseConfig(JSON.stringify({ vipAs: 'route', services: [service()] }));
+    assert.ok(route.ok);
+    assert.equal(route.config.vipAs, 'route');
+  });
+  it('refuses another value in one sentence', () => {
+    assert.deepEqual(issues(JSON.stringify({ vipAs: 'anyip', services: [service()] })), [
+      'vipAs: "anyip" is not a known vipAs form; use one of address, route',
+    ]);
+  });
+});
+
 describe("a command check's program must be there", () => {
   const script = path.join(dir, 'probe.sh');
   fs.writeFileSync(script, '#!/bin/sh\nexit 0\n', { mode: 0o644 });
@@ -180,8 +199,8 @@ describe('YAML aliases', () => {
   it('an ordinary config with hundreds of aliases is read (yaml alone stops at 100)', () => {
     // The unknown keys that held the anchors are the only complaints: the aliases themselves expanded.
     assert.deepEqual(issues(manyAliases(150)), [
-      'checks: unknown key; allowed keys are backend, vipAlreadyPresent, conntrack, services, ha',
-      'servers: unknown key; allowed keys are backend, vipAlreadyPresent, conntrack, services, ha',
+      'checks: unknown key; allowed keys are backend, vipAlreadyPresent, vipAs, conntrack, services, ha',
+      'servers: unknown key; allowed keys are backend, vipAlreadyPresent, vipAs, conntrack, services, ha',
     ]);
   });
 

@@ -16,6 +16,7 @@ import {
   SCHEDULER_ALIASES,
   Service,
   VIP_PRESENCE,
+  VIP_FORMS,
 } from '../../src/model/types';
 import { isIPv4 } from '../../src/model/ip';
 
@@ -261,7 +262,7 @@ const rejected: { name: string; text: string; issues: string[] }[] = [
     name: 'unknown keys at every level',
     text: webJson({ colour: 'blue', realServers: [{ address: '172.16.75.82', wieght: 2 }] }, { verbose: true }),
     issues: [
-      'verbose: unknown key; allowed keys are backend, vipAlreadyPresent, conntrack, services, ha',
+      'verbose: unknown key; allowed keys are backend, vipAlreadyPresent, vipAs, conntrack, services, ha',
       `services[0].colour: unknown key; allowed keys are ${ALLOWED_SERVICE_KEYS}`,
       'services[0].realServers[0].wieght: unknown key; allowed keys are address, port, weight',
     ],
@@ -595,6 +596,7 @@ describe('schema/slbctl.schema.json says what the parser accepts', () => {
     assert.deepEqual(service.properties.scheduler?.enum, [...SCHEDULERS, ...Object.keys(SCHEDULER_ALIASES)]);
     assert.deepEqual(schema.properties.vipAlreadyPresent?.enum, [...VIP_PRESENCE]);
     assert.deepEqual(service.properties.vipAlreadyPresent?.enum, [...VIP_PRESENCE]);
+    assert.deepEqual(schema.properties.vipAs?.enum, [...VIP_FORMS]);
   });
 
   it('the property names are the keys the parser accepts, in its order', () => {

@@ -399,3 +399,82 @@ describe('plan properties', () => {
     assert.deepEqual(p.ops.map(opKind), ['add-address', 'add-service']);
   });
 });
+
+describe('vipAs route: VIPs as local routes of table local', () => {
+  const VIP = { address: '172.16.75.84', device: 'eth0' };
+  const asRoutes = (services: ServiceState[]): DesiredState => ({ ...desired(services), addresses: [], routes: vipsOf(services) });
+  /** The kernel after slbctl applied `services` with route VIPs; `routes` are those present (slbctl's unless said). */
+  const routed = (
+    services: ServiceState[],
+    o: { owned?: OwnedAddress[]; routes?: (OwnedAddress & { slbctl: boolean })[] } = {},
+  ): ObservedState => {
+    const base = applied(services, { addresses: [LB_ADDRESS], kernel: { ownedAddresses: [] } });
+    const owned = o.owned ?? vipsOf(services);
+    return {
+      ...base,
+      kernel: { ...base.kernel, ...(owned.length > 0 ? { ownedRoutes: owned } : {}) },
+      routes: o.routes ?? vipsOf(services).map((r) => ({ ...r, slbctl: true })),
+    };
+  };
+  const rows: { name: string; desired: DesiredState; observed: ObservedState; plan: string }[] = [
+    {
+      name: 'first apply: the VIP is a route, added where an address would be',
+      desired: asRoutes([web()]),
+      observed: pristine,
+      plan: `~ sysctl net.ipv4.ip_forward 0 -> 1
++ table ip slbctl
++ route local 172.16.75.84/32 dev eth0 table local
++ service tcp/172.16.75.84:80 "web" fullnat rr dev eth0 snat 172.16.75.83
++   real server 172.16.75.82:80 weight 1
++   real server 172.16.75.85:80 weight 1`,
+    },
+    {
+      name: 'applied again: nothing to do',
+      desired: asRoutes([web()]),
+      observed: routed([web()]),
+      plan: 'no changes',
+    },
+    {
+      name: 'address to route: the route is added first, the address removed last (the VIP is never unheld)',
+      desired: asRoutes([web()]),
+      observed: applied([web()]),
+      plan: `+ route local 172.16.75.84/32 dev eth0 table local
+- address 172.16.75.84/32 dev eth0`,
+    },
+    {
+      name: 'route to address: the address is added first, the route removed last',
+      desired: desired([web()]),
+      observed: routed([web()]),
+      plan: `+ address 172.16.75.84/32 dev eth0
+- route local 172.16.75.84/32 dev eth0 table local`,
+    },
+    {
+      name: 'drift: a route deleted by hand is added again',
+      desired: asRoutes([web()]),
+      observed: routed([web()], { routes: [] }),
+      plan: '+ route local 172.16.75.84/32 dev eth0 table local',
+    },
+    {
+      name: 'an owned route that someone already removed: only its record goes',
+      desired: asRoutes([]),
+      observed: routed([], { owned: [VIP], routes: [] }),
+      plan: '- record of route local 172.16.75.84 (already gone from eth0)',
+    },
+    {
+      name: 'a local route for the VIP slbctl did not add is used and never removed',
+      desired: asRoutes([]),
+      observed: routed([], { owned: [], routes: [{ ...VIP, slbctl: false }] }),
+      plan: 'no changes',
+    },
+    {
+      name: 'a foreign local route already holds the VIP: nothing is added',
+      desired: asRoutes([web()]),
+      observed: { ...routed([web()], { owned: [], routes: [{ ...VIP, slbctl: false }] }) },
+      plan: 'no changes',
+    },
+  ];
+  for (const r of rows)
+    it(r.name, () => {
+      assert.equal(formatPlan(plan(r.desired, r.observed).ops), r.plan);
+    });
+});

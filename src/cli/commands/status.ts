@@ -240,6 +240,7 @@ function render(
     }
   }
   const owned = f.kernel.ownedAddresses.map((a) => `${a.address} on ${a.device}`).join(', ');
+  const routed = (f.kernel.ownedRoutes ?? []).map((a) => `${a.address} on ${a.device}`).join(', ');
   const ctl = controller
     ? `controller: pid ${controller.pid}, ${controller.file}, updated ${age(controller.updatedAt)}${controller.metrics ? `, metrics http://${controller.metrics}/metrics` : ''}\n`
     : 'controller: none running (health is checked only by `slbctl run`)\n';
@@ -254,7 +255,7 @@ function render(
   const drift = f.drift.length
     ? `DRIFT: the kernel no longer holds what slbctl programmed; \`slbctl apply\` (or the running controller, at its next resync) repairs:\n${f.drift.map((l) => `  ${l}`).join('\n')}\n`
     : '';
-  return `backend: ${f.backend}\n${ctl}${bgp}${vrrp}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}`;
+  return `backend: ${f.backend}\n${ctl}${bgp}${vrrp}${drift}${renderTable(['SERVICE', 'NAME', 'MODE', 'SCHED', 'VIP DEVICE / PATH', 'REAL SERVER', 'WEIGHT', 'HEALTH', 'LAST CHECK', 'CONNS ACT/INACT', 'PACKETS', 'BYTES', 'RATE'], rows)}\n${owned ? `addresses added by slbctl: ${owned}\n` : ''}${routed ? `local routes added by slbctl (vipAs route): ${routed}\n` : ''}`;
 }
 
 export const statusCommand: CommandModule<object, Args> = {
@@ -338,6 +339,7 @@ export const statusCommand: CommandModule<object, Args> = {
             drains,
             services,
             ownedAddresses: found.flatMap((f) => f.kernel.ownedAddresses),
+            ...(found.some((f) => f.kernel.ownedRoutes?.length) ? { ownedRoutes: found.flatMap((f) => f.kernel.ownedRoutes ?? []) } : {}),
             tables: found.flatMap((f) => f.kernel.tables),
             sysctls: pick?.sysctls ?? {},
             drift: found.flatMap((f) => f.drift),

@@ -4,6 +4,9 @@
 import * as dgram from 'node:dgram';
 import { KernelError } from '../../util/errors';
 import { createRtNetlink, RtNetlinkSocket } from 'netlink';
+import { LocalRoute, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, RTMSG_DUMP_INET, decodeLocalRoute, encodeLocalRoute } from './routes';
+
+export type { LocalRoute };
 
 export interface InterfaceAddress {
   address: string;
@@ -17,6 +20,8 @@ export interface NetInterface {
   mac?: string;
   up: boolean;
   addresses: InterfaceAddress[];
+  /** Local /32 routes in table local on this interface that no address made (VIPs held as routes); absent: none. */
+  localRoutes?: LocalRoute[];
 }
 
 const AF_INET = 2;
@@ -136,14 +141,25 @@ export class Rtnl {
   }
 
   async interfaces(): Promise<NetInterface[]> {
-    const [links, addresses] = await this.serial(
+    const [links, addresses, routes] = await this.serial(
       async (socket) =>
         [
           await socket.getLinks(),
           // Raw, decoded below: the package's generic decoder took 180 ms for a balancer's 10,000 VIPs.
           (await socket.socket.request(RTM_GETADDR, IFADDRMSG_INET, { flags: NLM_F_DUMP }))[0],
+          // The VIPs held as local routes are part of what an interface holds (a plan and its memo read them here).
+          (await socket.socket.request(RTM_GETROUTE, RTMSG_DUMP_INET, { flags: NLM_F_DUMP }))[0],
         ] as const,
     );
+    const routesByIndex = new Map<number, LocalRoute[]>();
+    for (const m of routes) {
+      if (m.type !== RTM_NEWROUTE) continue;
+      const r = decodeLocalRoute(m.data);
+      if (!r) continue;
+      let list = routesByIndex.get(r.index);
+      if (!list) routesByIndex.set(r.index, (list = []));
+      list.push(r.route);
+    }
     const byIndex = new Map<number, InterfaceAddress[]>();
     for (const m of addresses) {
       if (m.type !== RTM_NEWADDR) continue;
@@ -163,6 +179,8 @@ export class Rtnl {
       };
       const mac = macFromBuffer(link.attrs.address);
       if (mac) result.mac = mac;
+      const local = routesByIndex.get(index);
+      if (local) result.localRoutes = local;
       return result;
     });
   }
@@ -228,6 +246,47 @@ export class Rtnl {
       );
     } catch (e) {
       throw new RtnlError(`delete address ${address}/${prefixLength} from interface ${ifindex}`, e);
+    }
+  }
+
+  /**
+   * Add slbctl's local routes for many VIPs (`local VIP/32 dev IFACE table
+   * local proto 245`), `window` requests in flight as addAddresses. NLM_F_CREATE
+   * without NLM_F_EXCL: the route must sit beside the kernel's local route of
+   * an address of the same value (a switch from vipAs address to route adds
+   * the route before the address goes); the kernel still refuses a second
+   * copy of slbctl's own route (EEXIST).
+   */
+  async addLocalRoutes<T extends { ifindex: number; address: string }>(
+    items: readonly T[],
+    window = 128,
+  ): Promise<{ added: T[]; error?: RtnlError }> {
+    const added: T[] = [];
+    let error: RtnlError | undefined;
+    await this.serial(async (socket) => {
+      for (let i = 0; i < items.length && !error; i += window) {
+        const results = await Promise.allSettled(
+          items.slice(i, i + window).map(async (item) => {
+            await socket.socket.request(RTM_NEWROUTE, encodeLocalRoute(item.address, item.ifindex), { flags: 0x400 });
+            return item;
+          }),
+        );
+        results.forEach((r, j) => {
+          const item = items[i + j];
+          if (r.status === 'fulfilled') added.push(r.value);
+          else if (!error && item) error = new RtnlError(`add route local ${item.address}/32 dev ${item.ifindex} table local`, r.reason);
+        });
+      }
+    });
+    return error ? { added, error } : { added };
+  }
+
+  /** Delete slbctl's local route for `address` (its protocol in the request: never the kernel's route of an address, nor a foreign one). */
+  async deleteLocalRoute(ifindex: number, address: string): Promise<void> {
+    try {
+      await this.serial((socket) => socket.socket.request(RTM_DELROUTE, encodeLocalRoute(address, ifindex)));
+    } catch (e) {
+      throw new RtnlError(`delete route local ${address}/32 dev ${ifindex} table local`, e);
     }
   }
 

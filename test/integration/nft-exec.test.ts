@@ -57,8 +57,9 @@ describe('nftables executors (netns)', { skip: isRoot ? false : 'needs root' }, 
     }
   });
 
-  it('runs in process by default', () => {
+  it('runs in process by default, through the nft program with SLBCTL_NFT_EXEC=process', async () => {
     assert.equal(nftExecutor().name, 'libnftables');
+    assert.equal(await withExecutor('process', () => Promise.resolve(nftExecutor().name)), 'process');
   });
 
   it('a transaction made while the thread is in a lab namespace lands there, not in the root namespace nor another lab', async () => {

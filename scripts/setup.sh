@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-packages=(libpcap-dev nftables iproute2 curl procps kmod iputils-ping tshark python3 make g++ user-mode-linux ipvsadm iptables conntrack haproxy openssl nginx wrk chromium bird2 keepalived conntrackd iperf3)
+packages=(libpcap-dev libnftables-dev nftables iproute2 curl procps kmod iputils-ping tshark python3 make g++ user-mode-linux ipvsadm iptables conntrack haproxy openssl nginx wrk chromium bird2 keepalived conntrackd iperf3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

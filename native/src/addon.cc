@@ -19,11 +19,14 @@
 //   and a prefix of a script is often a valid, smaller transaction.
 // - Capture (capture.cc): a live libpcap capture in the calling thread's
 //   namespace, read without blocking, with the kernel's nanosecond timestamps.
+// - nftRun (nft.cc): nftables transactions and listings in process through
+//   libnftables, on the thread pool, in the caller's network namespace.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <napi.h>
 #include "capture.h"
+#include "nft.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -209,6 +212,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unlock", Napi::Function::New(env, Unlock));
   exports.Set("sealedInput", Napi::Function::New(env, SealedInput));
   InitCapture(env, exports);
+  InitNft(env, exports);
   return exports;
 }
 

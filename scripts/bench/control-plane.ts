@@ -25,7 +25,7 @@ import { closeSession, executePlan, openSession, planConfig, planDestroy } from 
 import { renderPlan } from '../../src/kernel/nft/render';
 import { withWriteLock } from '../../src/records/lock';
 import { formatPlan } from '../../src/plan/format';
-import { listingCount } from '../../src/kernel/nft/client';
+import { applyScript, listingCount } from '../../src/kernel/nft/client';
 import { currentNetns, identityOf, removeRecord, removeRecordsOf } from '../../src/records/netns';
 import { CLI_ENTRY } from '../../src/util/self';
 
@@ -155,6 +155,75 @@ async function memoFigures(k: Awaited<ReturnType<typeof openSession>>) {
       how: weight.how,
     },
   };
+}
+
+/**
+ * The two nftables executors side by side (src/kernel/nft/executor.ts): libnftables in this process and the
+ * nft program (SLBCTL_NFT_EXEC=process), alternated round by round. A one-weight plan+apply with the memo and
+ * the bare transaction of its script (medians of three), then a cold apply of the whole table after deleting
+ * it by hand (the VIP addresses stay, so its plan is the nftables part only) and the bare transaction of the
+ * cold script (one each: two seconds of kernel work apiece). Leaves weight 1 everywhere, as it found it.
+ */
+async function executorFigures(k: Awaited<ReturnType<typeof openSession>>, coldScript: string) {
+  const one = makeConfig(1);
+  const five = makeConfig(5);
+  const names = ['libnftables', 'process'] as const;
+  type Times = Record<(typeof names)[number], number[]>;
+  const weight: Times = { libnftables: [], process: [] };
+  const bare: Times = { libnftables: [], process: [] };
+  const cold: Times = { libnftables: [], process: [] };
+  const coldBare: Times = { libnftables: [], process: [] };
+  const using = async <T>(name: (typeof names)[number], fn: () => Promise<T>): Promise<T> => {
+    if (name === 'process') process.env.SLBCTL_NFT_EXEC = 'process';
+    else delete process.env.SLBCTL_NFT_EXEC;
+    try {
+      return await fn();
+    } finally {
+      delete process.env.SLBCTL_NFT_EXEC;
+    }
+  };
+  const planApply = async (config: Config) => {
+    const plan = await planConfig(k, config, { fromRecord: true });
+    await withWriteLock(0, () => executePlan(k, plan));
+    return plan;
+  };
+  await planApply(one);
+  const toFive = renderPlan(await planConfig(k, five, { fromRecord: true }));
+  await planApply(five);
+  const toOne = renderPlan(await planConfig(k, one, { fromRecord: true }));
+  await planApply(one);
+  for (let i = 0; i < 3; i++)
+    for (const name of names)
+      await using(name, async () => {
+        await planConfig(k, one, { fromRecord: true });
+        weight[name].push((await timed(() => planApply(five)))[1]);
+        await planApply(one);
+        bare[name].push((await timed(() => applyScript(toFive)))[1]);
+        bare[name].push((await timed(() => applyScript(toOne)))[1]);
+      });
+  const dropTables = () => runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
+  for (const name of names)
+    await using(name, async () => {
+      await dropTables();
+      cold[name].push((await timed(() => planApply(one)))[1]);
+      await dropTables();
+      coldBare[name].push((await timed(() => applyScript(coldScript)))[1]);
+    });
+  // The bare cold script leaves the table without slbctl's record of it: one listed plan records it again.
+  await planApply(one);
+  const m = (t: Times) => ({ libnftables: median(t.libnftables), process: median(t.process) });
+  return { weight: m(weight), bare: m(bare), cold: m(cold), coldBare: m(coldBare), commands: commandsOf(toFive) };
+}
+
+function executorLines(x: Awaited<ReturnType<typeof executorFigures>>, f: (s: number) => string): string[] {
+  const row = (label: string, t: { libnftables: number; process: number }) =>
+    `${label}  ${f(t.libnftables).padEnd(10)}  the same through the nft program  ${f(t.process).padEnd(10)}  ${(t.libnftables / t.process).toFixed(3)}`;
+  return [
+    row('executor libnftables: one weight plan+apply, memo', x.weight),
+    row(`executor libnftables: the weight script alone (${x.commands} commands)`, x.bare),
+    row('executor libnftables: cold plan+apply, table deleted (VIPs kept)', x.cold),
+    row('executor libnftables: the cold script alone', x.coldBare),
+  ];
 }
 
 /**
@@ -315,6 +384,7 @@ async function inner(): Promise<void> {
     const [cold, tCold] = await timed(() => planApply(1));
     const script = renderPlan(cold);
     const memo = await memoFigures(rtnl);
+    const executors = await executorFigures(rtnl, script);
     let listed = listingCount();
     const [same, tSame] = await timed(() => planConfig(rtnl, makeConfig(1), { fromRecord: true }));
     const sameListed = listingCount() - listed;
@@ -366,6 +436,7 @@ async function inner(): Promise<void> {
         `no-change plan, memo (${memo.same.ops} ops, ${memo.same.how})  ${f(memo.same.memo)}  the same plan from the record, no memo  ${f(memo.same.full)}  ${r(memo.same.memo, memo.same.full)}`,
         `one weight plan, memo (${memo.weight.ops} op, ${memo.weight.how})  ${f(memo.weight.plan)}  the same plan, no memo  ${f(memo.weight.planFull)}  ${r(memo.weight.plan, memo.weight.planFull)}`,
         `one weight plan+apply, memo (${memo.weight.commands} nft commands, 1 nft -f)  ${f(memo.weight.memo)}  the same, no memo  ${f(memo.weight.full)}  ${r(memo.weight.memo, memo.weight.full)}   (nft -c -f of its script alone ${f(memo.weight.nftCheck)})`,
+        ...executorLines(executors, f),
         `slbctl plan command, no change (new process)  ${f(tCli).padEnd(10)}  node start-up alone (node -e '')  ${f(tNode).padEnd(10)}  ${r(tCli, tNode)}`,
         `slbctl plan command, no change (new process)  ${f(tCli).padEnd(10)}  the same command without a memo  ${f(tCliFull).padEnd(10)}  ${r(tCli, tCliFull)}`,
         `slbctl run idle, ${IDLE_S} s (resync ${ctl.resync} s)  ${(ctl.idleShare * 100).toFixed(2)} % of a core  one listing resync a second (the CPU of a listed plan ${f(listedCpu)})  ${((listedCpu / ctl.resync) * 100).toFixed(1)} %  ${r(ctl.idleShare, listedCpu / ctl.resync)}`,

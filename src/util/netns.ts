@@ -45,6 +45,11 @@ interface NativeAddon {
   tryLock(path: string): number;
   unlock(fd: number): void;
   sealedInput(content: string): number;
+  /**
+   * An nftables script (or a listing, in JSON) run through libnftables on the thread pool, in the network
+   * namespace of the calling thread at the call. Absent from an addon built before it (src/kernel/nft/executor.ts).
+   */
+  nftRun?(script: string, json: boolean, dryRun: boolean): Promise<{ ok: boolean; output: string; error: string }>;
 }
 
 // dist/src/util/netns.js -> the repository root.

@@ -42,6 +42,9 @@ const file = (c: BigConfig) => path.join(dir, c === A ? 'a.json' : 'b.json');
 const name = (c: BigConfig) => (c === A ? 'A' : 'B');
 
 /** Kills: at least MIN, then more while the time budget lasts (SLBCTL_CRASH_KILLS: exactly that many). */
+// Its phases follow the transaction's nft child (ApplyTracker), so the applies here use the nft program; a
+// slbctl killed during an in-process (libnftables) transaction is test/integration/nft-exec.test.ts's.
+process.env.SLBCTL_NFT_EXEC = 'process';
 const FIXED = Number(process.env.SLBCTL_CRASH_KILLS) || undefined;
 const MIN_KILLS = 8;
 const MAX_KILLS = 60;

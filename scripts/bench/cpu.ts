@@ -7,7 +7,12 @@ import { run } from '../../src/util/exec';
 
 /** Busy and total ticks of the whole machine (first line of /proc/stat). */
 export function machineTicks(): { busy: number; total: number } {
-  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  return statTicks(fs.readFileSync('/proc/stat', 'utf8'));
+}
+
+/** Busy and total ticks of a /proc/stat text (a VM's, read over ssh). */
+export function statTicks(procStat: string): { busy: number; total: number } {
+  const line = procStat.split('\n')[0] ?? '';
   // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
   const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
   const busy = user + nice + system + irq + softirq;

@@ -5,32 +5,36 @@
 // every configuration measured in the same run, in interleaved rounds, the
 // median reported. CPU is the whole machine's (/proc/stat) over each run:
 // client, router, balancer and RSs share these cores.
-// Usage: node dist/scripts/bench/dataplane.js
-//   SLB_BENCH_SECONDS (per measurement, default 5), SLB_BENCH_ROUNDS (default 5),
-//   SLB_BENCH_SVG (chart file, default docs/dataplane.svg; empty: none)
+// With --provider vagrant the same measurements run on the Vagrant lab's VMs
+// (IPVS in the lb VM's own kernel; dataplane-vagrant.ts says what differs).
+// Usage: node dist/scripts/bench/dataplane.js [--provider vagrant]
+//   SLB_BENCH_SECONDS (per measurement, default 5; vagrant 8), SLB_BENCH_ROUNDS (default 5; vagrant 3),
+//   SLB_BENCH_SVG (chart file, default docs/dataplane.svg, vagrant none; empty: none)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { applyLabMode } from '../../src/lab/mode';
 import { DEFAULT_LAB_OPTIONS, LabModeOptions } from '../../src/lab/lb-config';
 import { labDown, labUp, nsName } from '../../src/lab/netns';
-import { LAB_HOSTS, REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
+import { LAB_HOSTS, LabHostName, REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
 import { Mode } from '../../src/model/types';
-import { run, runChecked } from '../../src/util/exec';
+import { RunResult, run } from '../../src/util/exec';
 import { machineTicks, secondsPerTick } from './cpu';
 import { Figure, METRICS, Metric, Role, Row, chartSvg, figuresTable, goalsTable } from './dataplane-report';
+import { vagrantBed } from './dataplane-vagrant';
 import { median } from './stats';
-import { HAPROXY_TCP_ADDRESS, startHaproxyTcp, stopHaproxyTcp } from './haproxy-tcp';
-import { IPERF_PORT, runIperf, startIperfServers, stopIperfServers } from './iperf';
+import { HAPROXY_TCP_ADDRESS, TcpListener, startHaproxyTcp, stopHaproxyTcp } from './haproxy-tcp';
+import { IPERF_PORT, iperfArgv, parseIperf, startIperfServers, stopIperfServers } from './iperf';
 import { startNginx, stopLabServers, stopNginx } from './l7-nginx';
-import { KINDS, MANY_CONNECTIONS_TUNING, parseWrk, runWrk, toolVersion, tuneForManyConnections } from './wrk';
+import { KINDS, MANY_CONNECTIONS_TUNING, parseWrk, toolVersion, tuneForManyConnections, wrkArgv } from './wrk';
 
-const SECONDS = Number(process.env.SLB_BENCH_SECONDS ?? 5);
-const ROUNDS = Number(process.env.SLB_BENCH_ROUNDS ?? 5);
-const SVG_FILE = process.env.SLB_BENCH_SVG ?? path.join(__dirname, '..', '..', '..', 'docs', 'dataplane.svg');
-const CONNECTIONS = 32;
+const VAGRANT = process.argv.includes('--provider') && process.argv[process.argv.indexOf('--provider') + 1] === 'vagrant';
+const SECONDS = Number(process.env.SLB_BENCH_SECONDS ?? (VAGRANT ? 8 : 5));
+const ROUNDS = Number(process.env.SLB_BENCH_ROUNDS ?? (VAGRANT ? 3 : 5));
+const SVG_FILE = process.env.SLB_BENCH_SVG ?? (VAGRANT ? '' : path.join(__dirname, '..', '..', '..', 'docs', 'dataplane.svg'));
+export const CONNECTIONS = 32;
 
-interface Case {
+export interface Case {
   label: string;
   role: Role;
   /** Where the client connects: RS1, the VIP, or HAProxy's address on the balancer. */
@@ -40,30 +44,51 @@ interface Case {
 }
 
 /** One balancer config, applied once per round, and what is measured under it. */
-interface Stage {
+export interface Stage {
   mode: Mode;
   options: LabModeOptions;
-  /** HAProxy in mode tcp runs in the balancer namespace during this stage. */
+  /** HAProxy in mode tcp runs on the balancer during this stage. */
   haproxyTcp: boolean;
   cases: Case[];
 }
+
+/** Where the bench runs: the netns lab on this host, or the Vagrant lab's VMs (dataplane-vagrant.ts). */
+export interface Bed {
+  stages: readonly Stage[];
+  /** The report's lines on where it ran and the tools' versions. */
+  facts(): Promise<string[]>;
+  /** argv on a lab host (its namespace, or its VM); the caller checks the exit. */
+  run(host: LabHostName, argv: string[], timeoutMs?: number): Promise<RunResult>;
+  /** Busy CPU ticks so far of what the CPU column covers, and what that is (for the note under the table). */
+  busyTicks(): Promise<number>;
+  cpuCovers: string;
+  /** The lab, nginx and iperf3 servers on the RSs, the tuning for many connections. */
+  setUp(): Promise<void>;
+  tearDown(): Promise<void>;
+  apply(stage: Stage): Promise<void>;
+  startHaproxyTcp(listeners: readonly TcpListener[]): Promise<void>;
+  stopHaproxyTcp(): Promise<void>;
+}
+
+export const HAPROXY_LISTENERS: readonly TcpListener[] = [
+  { port: REFERENCE_TOPOLOGY.servicePort, balance: 'roundrobin' },
+  { port: IPERF_PORT, balance: 'source' },
+];
 
 const VIP = REFERENCE_TOPOLOGY.vip;
 // L4 on nftables explicitly (auto would take IPVS where the kernel has it), with iperf3's port as a second service.
 const l4: LabModeOptions = { ...DEFAULT_LAB_OPTIONS, backend: 'nft', extraTcpPorts: [IPERF_PORT] };
 const http: LabModeOptions = { ...DEFAULT_LAB_OPTIONS, protocol: 'http' };
-const STAGES: Stage[] = [
+export const DIRECT: Case = { label: 'direct client -> RS1', role: 'direct', host: addressOf(REFERENCE_TOPOLOGY, 'rs1'), iperf: true };
+export const HAPROXY_TCP: Case = { label: 'HAProxy mode tcp (full proxy)', role: 'haproxy-tcp', host: HAPROXY_TCP_ADDRESS, iperf: true };
+const NETNS_STAGES: Stage[] = [
   {
     // Direct and HAProxy sit here: with fullnat the RSs route the client network via the router, as without a balancer,
     // and answer HAProxy's connections from the balancer's own address on their segment.
     mode: 'fullnat',
     options: l4,
     haproxyTcp: true,
-    cases: [
-      { label: 'direct client -> RS1', role: 'direct', host: addressOf(REFERENCE_TOPOLOGY, 'rs1'), iperf: true },
-      { label: 'L4 fullnat (nftables)', role: 'l4-nat', host: VIP, iperf: true },
-      { label: 'HAProxy mode tcp (full proxy)', role: 'haproxy-tcp', host: HAPROXY_TCP_ADDRESS, iperf: true },
-    ],
+    cases: [DIRECT, { label: 'L4 fullnat (nftables)', role: 'l4-nat', host: VIP, iperf: true }, HAPROXY_TCP],
   },
   {
     mode: 'transparent',
@@ -80,7 +105,6 @@ const STAGES: Stage[] = [
     cases: [{ label: 'L7 transparent (http)', role: 'l7', host: VIP, iperf: false }],
   },
 ];
-const CASES = STAGES.flatMap((s) => s.cases);
 
 interface Sample extends Figure {
   /** wrk's socket errors and bad answers, or iperf3's retransmits. */
@@ -94,6 +118,13 @@ interface Sample extends Figure {
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const keyOf = (c: Case, m: Metric) => `${c.label} (${m})`;
 
+async function checked(what: string, p: Promise<RunResult>): Promise<RunResult> {
+  const r = await p;
+  if (r.code !== 0)
+    throw new Error(`${what} failed (exit ${r.signal ?? r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`);
+  return r;
+}
+
 /**
  * Each measurement starts from a clean slate, so no case inherits the one
  * before's state: the balancer's connection-tracking table is emptied (with a
@@ -103,65 +134,69 @@ const keyOf = (c: Case, m: Metric) => `${c.label} (${m})`;
  * connection, and a later case's SYN on the same 4-tuple with an older
  * timestamp or sequence number is refused (PAWS) and retried after 1 s; L4
  * transparent, whose RSs see the client's own address and ports, inherited
- * direct's. Only the lab's own namespaces. Returns what there was.
+ * direct's. Only the lab's own hosts. Returns what there was.
  */
-async function cleanSlate(lab: string): Promise<{ conntrack: number; timeWait: number }> {
-  const count = await run(['conntrack', '-C'], { netns: nsName(lab, 'lb') });
-  await runChecked('conntrack -F in the lab balancer', ['conntrack', '-F'], { netns: nsName(lab, 'lb') });
-  let timeWait = 0;
-  for (const h of LAB_HOSTS) {
-    const r = await runChecked(`ss -K time-wait in ${nsName(lab, h)}`, ['ss', '-K', '-H', '-tn', 'state', 'time-wait'], {
-      netns: nsName(lab, h),
-    });
-    timeWait += r.stdout.split('\n').filter((l) => l.trim()).length;
-  }
+async function cleanSlate(bed: Bed): Promise<{ conntrack: number; timeWait: number }> {
+  const count = await bed.run('lb', ['conntrack', '-C']);
+  await checked('conntrack -F on the lab balancer', bed.run('lb', ['conntrack', '-F']));
+  // In parallel: on the VMs each is an ssh round trip.
+  const dropped = await Promise.all(
+    LAB_HOSTS.map((h) => checked(`ss -K time-wait on ${h}`, bed.run(h, ['ss', '-K', '-H', '-tn', 'state', 'time-wait']))),
+  );
+  const timeWait = dropped.reduce((a, r) => a + r.stdout.split('\n').filter((l) => l.trim()).length, 0);
   return { conntrack: Number(count.stdout.trim()) || 0, timeWait };
 }
 
-/** The client namespace's count of retransmitted SYNs (/proc/net/netstat is per namespace). */
-async function clientSynRetransmits(lab: string): Promise<number> {
-  const r = await runChecked('netstat counters of the client', ['cat', '/proc/net/netstat'], { netns: nsName(lab, 'client') });
+/** The client's count of retransmitted SYNs (/proc/net/netstat is per namespace). */
+async function clientSynRetransmits(bed: Bed): Promise<number> {
+  const r = await checked('netstat counters of the client', bed.run('client', ['cat', '/proc/net/netstat']));
   const [names, values] = r.stdout.split('\n').filter((l) => l.startsWith('TcpExt:'));
   const i = (names ?? '').split(/\s+/).indexOf('TCPSynRetrans');
   return i < 0 ? 0 : Number((values ?? '').split(/\s+/)[i] ?? 0);
 }
 
-async function measureHttp(lab: string, c: Case, kind: (typeof KINDS)[number], tick: number): Promise<Sample> {
-  const syn = await clientSynRetransmits(lab);
-  const before = machineTicks();
-  const r = await runWrk(lab, `http://${c.host}:${REFERENCE_TOPOLOGY.servicePort}/`, kind, SECONDS, CONNECTIONS);
-  const after = machineTicks();
+async function measureHttp(bed: Bed, c: Case, kind: (typeof KINDS)[number], tick: number): Promise<Sample> {
+  const syn = await clientSynRetransmits(bed);
+  const before = await bed.busyTicks();
+  const url = `http://${c.host}:${REFERENCE_TOPOLOGY.servicePort}/`;
+  const r = await checked(`wrk ${url}`, bed.run('client', wrkArgv(url, kind, SECONDS, CONNECTIONS), (SECONDS + 60) * 1000));
+  const after = await bed.busyTicks();
   const w = parseWrk(r.stdout);
   return {
     value: w.requestsPerSecond,
-    cpu: ((after.busy - before.busy) * tick * 1e6) / Math.max(1, w.requests),
+    cpu: ((after - before) * tick * 1e6) / Math.max(1, w.requests),
     trouble: w.errors,
-    synRetransmits: (await clientSynRetransmits(lab)) - syn,
+    synRetransmits: (await clientSynRetransmits(bed)) - syn,
     requests: w.requests,
   };
 }
 
-async function measureIperf(lab: string, c: Case, tick: number): Promise<Sample> {
-  const syn = await clientSynRetransmits(lab);
-  const before = machineTicks();
-  const f = await runIperf(lab, c.host, IPERF_PORT, SECONDS);
-  const after = machineTicks();
+async function measureIperf(bed: Bed, c: Case, tick: number): Promise<Sample> {
+  const syn = await clientSynRetransmits(bed);
+  const before = await bed.busyTicks();
+  const r = await checked(`iperf3 to ${c.host}`, bed.run('client', iperfArgv(c.host, IPERF_PORT, SECONDS), (SECONDS + 60) * 1000));
+  const after = await bed.busyTicks();
+  const f = parseIperf(r.stdout);
   return {
     value: f.bitsPerSecond,
     // ms of CPU per GB received.
-    cpu: ((after.busy - before.busy) * tick * 1e3) / Math.max(1e-9, f.bytes / 1e9),
+    cpu: ((after - before) * tick * 1e3) / Math.max(1e-9, f.bytes / 1e9),
     trouble: f.retransmits,
-    synRetransmits: (await clientSynRetransmits(lab)) - syn,
+    synRetransmits: (await clientSynRetransmits(bed)) - syn,
     requests: 0,
   };
 }
 
-async function facts(): Promise<string> {
+function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+}
+
+async function netnsFacts(): Promise<string[]> {
   return [
-    `${new Date().toISOString()}, ${os.cpus().length} cores, kernel ${os.release()}, load average ${os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ')}`,
+    `${new Date().toISOString()}, ${os.cpus().length} cores, kernel ${os.release()}, load average ${loadAverage()}`,
     [
       await toolVersion(['haproxy', '-v']),
       await toolVersion(['nginx', '-v']),
@@ -171,41 +206,69 @@ async function facts(): Promise<string> {
     ].join('; '),
     `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s and iperf3 -t ${SECONDS} (one stream) from the client namespace; ${ROUNDS} rounds interleaved, medians; ` +
       `nginx (2 workers) on each RS; before each measurement conntrack -F in the LB namespace and ss -K of TIME_WAIT sockets in every lab namespace; ${MANY_CONNECTIONS_TUNING}`,
-  ].join('\n');
+  ];
 }
 
-async function runStage(lab: string, dir: string, stage: Stage, round: number, samples: Map<string, Sample[]>, tick: number) {
-  await applyLabMode(lab, stage.mode, () => undefined, stage.options);
-  if (stage.haproxyTcp)
-    await startHaproxyTcp(lab, dir, [
-      { port: REFERENCE_TOPOLOGY.servicePort, balance: 'roundrobin' },
-      { port: IPERF_PORT, balance: 'source' },
-    ]);
+/** The netns lab on this host: every lab host a namespace, CPU the whole machine's. */
+function netnsBed(lab: string, dir: string): Bed {
+  return {
+    stages: NETNS_STAGES,
+    facts: netnsFacts,
+    run: (host, argv, timeoutMs) => run(argv, { netns: nsName(lab, host), ...(timeoutMs ? { timeoutMs } : {}) }),
+    busyTicks: () => Promise.resolve(machineTicks().busy),
+    cpuCovers: 'busy CPU of the whole machine (client, router, balancer, RSs; /proc/stat)',
+    async setUp() {
+      await labUp(lab, REFERENCE_TOPOLOGY);
+      await tuneForManyConnections(lab);
+      await stopLabServers(lab);
+      // Two workers on each RS: direct to RS1 must not be held to one core where the VIP spreads over two servers.
+      await startNginx(lab, dir, 2);
+      await startIperfServers(lab, dir);
+    },
+    async tearDown() {
+      try {
+        await stopHaproxyTcp(dir);
+        await stopIperfServers(dir);
+        await stopNginx(lab, dir);
+      } finally {
+        await labDown(lab);
+      }
+    },
+    apply: (stage) => applyLabMode(lab, stage.mode, () => undefined, stage.options),
+    startHaproxyTcp: (listeners) => startHaproxyTcp(lab, dir, listeners),
+    stopHaproxyTcp: () => stopHaproxyTcp(dir),
+  };
+}
+
+async function runStage(bed: Bed, stage: Stage, round: number, samples: Map<string, Sample[]>, tick: number) {
+  await bed.apply(stage);
+  if (stage.haproxyTcp) await bed.startHaproxyTcp(HAPROXY_LISTENERS);
   try {
     for (const c of stage.cases) {
       // Connection pools and caches warm up outside the measurement.
-      await runWrk(lab, `http://${c.host}:${REFERENCE_TOPOLOGY.servicePort}/`, 'keep-alive', 1, CONNECTIONS);
+      const url = `http://${c.host}:${REFERENCE_TOPOLOGY.servicePort}/`;
+      await checked(`wrk ${url} (warm-up)`, bed.run('client', wrkArgv(url, 'keep-alive', 1, CONNECTIONS), 60_000));
       const metrics: Metric[] = [...KINDS, ...(c.iperf ? (['iperf3'] as const) : [])];
       for (const m of metrics) {
-        const flushed = await cleanSlate(lab);
-        const s = m === 'iperf3' ? await measureIperf(lab, c, tick) : await measureHttp(lab, c, m, tick);
+        const flushed = await cleanSlate(bed);
+        const s = m === 'iperf3' ? await measureIperf(bed, c, tick) : await measureHttp(bed, c, m, tick);
         samples.set(keyOf(c, m), [...(samples.get(keyOf(c, m)) ?? []), s]);
         const figure =
           m === 'iperf3'
             ? `${(s.value / 1e9).toFixed(2)} Gbit/s, ${s.cpu.toFixed(0)} CPU ms/GB, ${s.trouble} retransmits`
             : `${s.value.toFixed(0)} requests/s, ${s.cpu.toFixed(0)} CPU µs/request, ${s.trouble} errors, ${s.synRetransmits} SYN retransmits`;
         say(
-          `round ${round}/${ROUNDS}: ${keyOf(c, m)}: ${figure} (dropped before: ${flushed.conntrack} conntrack entries, ${flushed.timeWait} TIME_WAIT sockets)`,
+          `round ${round}/${ROUNDS}: ${keyOf(c, m)}: ${figure} (dropped before: ${flushed.conntrack} conntrack entries, ${flushed.timeWait} TIME_WAIT sockets; load average ${loadAverage()})`,
         );
       }
     }
   } finally {
-    if (stage.haproxyTcp) await stopHaproxyTcp(dir);
+    if (stage.haproxyTcp) await bed.stopHaproxyTcp();
   }
 }
 
-function rowsOf(samples: Map<string, Sample[]>): Row[] {
-  return CASES.map((c) => {
+function rowsOf(cases: readonly Case[], samples: Map<string, Sample[]>): Row[] {
+  return cases.map((c) => {
     const rounds: Partial<Record<Metric, Figure[]>> = {};
     for (const m of METRICS) {
       const got = samples.get(keyOf(c, m)) ?? [];
@@ -217,52 +280,52 @@ function rowsOf(samples: Map<string, Sample[]>): Row[] {
 
 async function main(): Promise<void> {
   if (process.argv.includes('--help')) {
-    say('Usage: node dist/scripts/bench/dataplane.js   (env SLB_BENCH_SECONDS, SLB_BENCH_ROUNDS, SLB_BENCH_SVG)');
+    say('Usage: node dist/scripts/bench/dataplane.js [--provider vagrant]   (env SLB_BENCH_SECONDS, SLB_BENCH_ROUNDS, SLB_BENCH_SVG;');
+    say('  vagrant: SLB_BENCH_VAGRANT_LAB runs on that lab, already up, and leaves it up; SLB_BENCH_VAGRANT_BOX the box of its own lab)');
     return;
   }
-  const lab = `dpb${process.pid % 100000}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slbctl-dataplane-'));
+  const bed = VAGRANT ? vagrantBed({ dir, seconds: SECONDS, rounds: ROUNDS, say }) : netnsBed(`dpb${process.pid % 100000}`, dir);
+  const cases = bed.stages.flatMap((s) => s.cases);
   const tick = await secondsPerTick();
-  const header = await facts();
-  say(header);
   const samples = new Map<string, Sample[]>();
+  let header: string[] = [];
+  const phases: string[] = [];
   try {
-    await labUp(lab, REFERENCE_TOPOLOGY);
-    await tuneForManyConnections(lab);
-    await stopLabServers(lab);
-    // Two workers on each RS: direct to RS1 must not be held to one core where the VIP spreads over two servers.
-    await startNginx(lab, dir, 2);
-    await startIperfServers(lab, dir);
-    for (let round = 1; round <= ROUNDS; round++) for (const stage of STAGES) await runStage(lab, dir, stage, round, samples, tick);
+    let started = Date.now();
+    await bed.setUp();
+    phases.push(`set-up ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    header = await bed.facts();
+    for (const line of header) say(line);
+    started = Date.now();
+    for (let round = 1; round <= ROUNDS; round++) for (const stage of bed.stages) await runStage(bed, stage, round, samples, tick);
+    phases.push(`measurements ${((Date.now() - started) / 1000).toFixed(0)} s`);
   } finally {
     try {
-      await stopHaproxyTcp(dir);
-      await stopIperfServers(dir);
-      await stopNginx(lab, dir);
+      const started = Date.now();
+      await bed.tearDown();
+      phases.push(`tear-down ${((Date.now() - started) / 1000).toFixed(0)} s`);
     } finally {
-      await labDown(lab);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
-  const rows = rowsOf(samples);
-  const trouble = CASES.flatMap((c) =>
-    METRICS.map((m) => ({
-      key: keyOf(c, m),
-      sum: (samples.get(keyOf(c, m)) ?? []).reduce((a, s) => a + s.trouble, 0),
-    })),
-  ).filter((t) => t.sum > 0);
-  const end = `load average at the end ${os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ')}`;
+  const rows = rowsOf(cases, samples);
+  const trouble = cases
+    .flatMap((c) =>
+      METRICS.map((m) => ({
+        key: keyOf(c, m),
+        sum: (samples.get(keyOf(c, m)) ?? []).reduce((a, s) => a + s.trouble, 0),
+      })),
+    )
+    .filter((t) => t.sum > 0);
   say('');
   say(figuresTable(rows));
   say('');
   say(goalsTable(rows));
   say('');
-  say(end);
+  say(`load average at the end ${loadAverage()}; ${phases.join(', ')}`);
   say(
-    'CPU µs/req and ms/GB: busy CPU of the whole machine (client, router, balancer, RSs; /proc/stat) over the requests or GB; x direct: over ' +
+    `CPU µs/req and ms/GB: ${bed.cpuCovers} over the requests or GB; x direct: over ` +
       'direct client -> RS1 with the same connections; x HAProxy tcp: over HAProxy in mode tcp on the balancer.',
   );
   say(
@@ -272,13 +335,15 @@ async function main(): Promise<void> {
   );
   say(
     'client SYN retransmits per 1,000 requests, a connection per request (median): ' +
-      CASES.map((c) => {
-        const got = samples.get(keyOf(c, 'close')) ?? [];
-        return `${c.label} ${median(got.map((s) => (s.synRetransmits * 1000) / Math.max(1, s.requests))).toFixed(2)}`;
-      }).join('; '),
+      cases
+        .map((c) => {
+          const got = samples.get(keyOf(c, 'close')) ?? [];
+          return `${c.label} ${median(got.map((s) => (s.synRetransmits * 1000) / Math.max(1, s.requests))).toFixed(2)}`;
+        })
+        .join('; '),
   );
   if (SVG_FILE) {
-    const subtitle = `${header.split('\n')[0] ?? ''}; ${ROUNDS} rounds x ${SECONDS} s`;
+    const subtitle = `${header[0] ?? ''}; ${ROUNDS} rounds x ${SECONDS} s`;
     fs.writeFileSync(SVG_FILE, chartSvg(rows, subtitle));
     say(`chart: ${SVG_FILE}`);
   }

@@ -55,9 +55,14 @@ export function parseIperf(json: string): IperfFigures {
   return { bytes: received.bytes, bitsPerSecond: received.bits_per_second, retransmits: report.end?.sum_sent?.retransmits ?? 0 };
 }
 
+/** One TCP stream for `seconds`, its report as JSON. */
+export function iperfArgv(host: string, port: number, seconds: number): string[] {
+  return ['iperf3', '-c', host, '-p', String(port), '-4', '-t', String(seconds), '-J'];
+}
+
 /** One TCP stream from the client namespace for `seconds`. */
 export async function runIperf(lab: string, host: string, port: number, seconds: number): Promise<IperfFigures> {
-  const argv = ['iperf3', '-c', host, '-p', String(port), '-4', '-t', String(seconds), '-J'];
+  const argv = iperfArgv(host, port, seconds);
   const r = await runChecked(`iperf3 to ${host}:${port}`, argv, { netns: nsName(lab, 'client'), timeoutMs: (seconds + 30) * 1000 });
   return parseIperf(r.stdout);
 }

@@ -12,7 +12,8 @@ import { run, runChecked } from '../../src/util/exec';
 export const STATIC_PATH = '/static/x';
 const STATUS_PATH = '/nginx-status';
 
-function configFor(h: LabHostName, dir: string, workers: number): string {
+/** nginx's config for RS `h`, everything it writes under `dir` (the Vagrant bench writes it into the RS VMs). */
+export function nginxConfig(h: LabHostName, dir: string, workers: number): string {
   const address = addressOf(REFERENCE_TOPOLOGY, h);
   const file = (name: string) => path.join(dir, `${h}-${name}`);
   return `# nginx for ${h} of the L7 benchmark (scripts/bench/l7.ts)
@@ -67,7 +68,7 @@ async function waitForAnswer(lab: string, h: LabHostName): Promise<void> {
 /** nginx in each RS namespace (daemonised: it outlives the `nginx` command run here), with this many worker processes. */
 export async function startNginx(lab: string, dir: string, workers = 1): Promise<void> {
   for (const h of REAL_SERVERS) {
-    fs.writeFileSync(configPath(dir, h), configFor(h, dir, workers));
+    fs.writeFileSync(configPath(dir, h), nginxConfig(h, dir, workers));
     // -e: the error log before the config is read, so nothing goes to /var/log/nginx.
     await runChecked(`nginx in ${nsName(lab, h)}`, ['nginx', '-e', path.join(dir, `${h}-error.log`), '-c', configPath(dir, h)], {
       netns: nsName(lab, h),

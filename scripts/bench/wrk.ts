@@ -26,10 +26,17 @@ export function parseWrk(text: string): WrkFigures {
   return { requests: Number(requests[1]), requestsPerSecond: Number(rate[1]), errors };
 }
 
+/** wrk with one thread. */
+export function wrkArgv(url: string, kind: Kind, seconds: number, connections: number): string[] {
+  return ['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, ...(kind === 'close' ? ['-H', 'Connection: close'] : []), url];
+}
+
 /** wrk with one thread from the lab's client namespace. */
 export function runWrk(lab: string, url: string, kind: Kind, seconds: number, connections: number): Promise<RunResult> {
-  const argv = ['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, ...(kind === 'close' ? ['-H', 'Connection: close'] : []), url];
-  return runChecked(`wrk ${url}`, argv, { netns: nsName(lab, 'client'), timeoutMs: (seconds + 30) * 1000 });
+  return runChecked(`wrk ${url}`, wrkArgv(url, kind, seconds, connections), {
+    netns: nsName(lab, 'client'),
+    timeoutMs: (seconds + 30) * 1000,
+  });
 }
 
 /** The tuning tuneForManyConnections applies, for the benches' reports. */
@@ -45,12 +52,16 @@ export const MANY_CONNECTIONS_TUNING =
  * Only the bench's own lab namespaces are changed.
  */
 export async function tuneForManyConnections(lab: string): Promise<void> {
-  for (const h of ['client', 'lb'] as const) {
-    const settings = ['net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1'];
-    if (h === 'lb') settings.push('net.netfilter.nf_conntrack_tcp_timeout_time_wait=1');
-    for (const setting of settings) await runChecked(`sysctl ${setting}`, ['sysctl', '-qw', setting], { netns: nsName(lab, h) });
-  }
+  for (const h of ['client', 'lb'] as const)
+    for (const setting of MANY_CONNECTIONS_SETTINGS[h])
+      await runChecked(`sysctl ${setting}`, ['sysctl', '-qw', setting], { netns: nsName(lab, h) });
 }
+
+/** The sysctls of tuneForManyConnections, by lab host (the Vagrant bench applies them in its VMs). */
+export const MANY_CONNECTIONS_SETTINGS: Record<'client' | 'lb', readonly string[]> = {
+  client: ['net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1'],
+  lb: ['net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1'],
+};
 
 /** The first line a tool prints about its version (`haproxy -v`, `nginx -v`: some print it on stderr). */
 export async function toolVersion(argv: string[]): Promise<string> {

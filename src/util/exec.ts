@@ -15,6 +15,8 @@ export interface RunOptions {
   /** Kill the program after this many milliseconds. */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** The program's working directory (default this process's). */
+  cwd?: string;
   /**
    * An open descriptor the child inherits (as its fd 3): a kernel tool run
    * under slbctl's write lock keeps the lock held until it exits, even when
@@ -54,7 +56,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
   return new Promise((resolve) => {
     const stdio: ('pipe' | number)[] = [options.stdinFd ?? 'pipe', 'pipe', 'pipe'];
     if (options.passFd !== undefined) stdio.push(options.passFd);
-    const child = spawn(cmd, args, { stdio, env: options.env ?? process.env });
+    const child = spawn(cmd, args, { stdio, env: options.env ?? process.env, ...(options.cwd ? { cwd: options.cwd } : {}) });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timer: NodeJS.Timeout | undefined;

@@ -38,6 +38,11 @@ export function vmCopyFrom(t: SshTarget, vm: VmName, remote: string, local: stri
   return run(['scp', '-q', '-F', t.sshConfig, ...SSH_OPTIONS, `${vm}:${remote}`, local], { timeoutMs: 120_000 });
 }
 
+/** Copy files of the host into a directory of a VM (as the ssh user: a directory it may write). */
+export function vmCopyTo(t: SshTarget, vm: VmName, locals: readonly string[], remoteDir: string): Promise<RunResult> {
+  return run(['scp', '-q', '-F', t.sshConfig, ...SSH_OPTIONS, ...locals, `${vm}:${remoteDir}/`], { timeoutMs: 300_000 });
+}
+
 /** Start argv as root on a VM and keep talking to it (stdin, stdout): a process of this host that ends with the command. */
 export function vmSpawn(t: SshTarget, vm: VmName, argv: readonly string[]): ChildProcessWithoutNullStreams {
   return spawn('ssh', ['-F', t.sshConfig, ...SSH_OPTIONS, vm, '--', shellCommand(['sudo', '-n', ...argv])], { stdio: ['pipe', 'pipe', 'pipe'] });

@@ -16,14 +16,14 @@ import * as path from 'node:path';
 import { applyLabMode } from '../../src/lab/mode';
 import { DEFAULT_LAB_OPTIONS, LabModeOptions } from '../../src/lab/lb-config';
 import { labDown, labUp, nsName } from '../../src/lab/netns';
-import { LAB_HOSTS, LabHostName, REFERENCE_TOPOLOGY, addressOf } from '../../src/lab/topology';
-import { Mode } from '../../src/model/types';
+import { LAB_HOSTS, REFERENCE_TOPOLOGY } from '../../src/lab/topology';
 import { RunResult, run } from '../../src/util/exec';
 import { machineTicks, secondsPerTick } from './cpu';
-import { Figure, METRICS, Metric, Role, Row, chartSvg, figuresTable, goalsTable } from './dataplane-report';
+import { Figure, METRICS, Metric, Row, chartSvg, figuresTable, goalsTable } from './dataplane-report';
+import { Bed, CONNECTIONS, Case, DIRECT, HAPROXY_LISTENERS, HAPROXY_TCP, Stage } from './dataplane-bed';
 import { vagrantBed } from './dataplane-vagrant';
 import { median } from './stats';
-import { HAPROXY_TCP_ADDRESS, TcpListener, startHaproxyTcp, stopHaproxyTcp } from './haproxy-tcp';
+import { startHaproxyTcp, stopHaproxyTcp } from './haproxy-tcp';
 import { IPERF_PORT, iperfArgv, parseIperf, startIperfServers, stopIperfServers } from './iperf';
 import { startNginx, stopLabServers, stopNginx } from './l7-nginx';
 import { KINDS, MANY_CONNECTIONS_TUNING, parseWrk, toolVersion, tuneForManyConnections, wrkArgv } from './wrk';
@@ -32,55 +32,10 @@ const VAGRANT = process.argv.includes('--provider') && process.argv[process.argv
 const SECONDS = Number(process.env.SLB_BENCH_SECONDS ?? (VAGRANT ? 8 : 5));
 const ROUNDS = Number(process.env.SLB_BENCH_ROUNDS ?? (VAGRANT ? 3 : 5));
 const SVG_FILE = process.env.SLB_BENCH_SVG ?? (VAGRANT ? '' : path.join(__dirname, '..', '..', '..', 'docs', 'dataplane.svg'));
-export const CONNECTIONS = 32;
-
-export interface Case {
-  label: string;
-  role: Role;
-  /** Where the client connects: RS1, the VIP, or HAProxy's address on the balancer. */
-  host: string;
-  /** Also one iperf3 stream (L4 paths only: an http service cannot carry it). */
-  iperf: boolean;
-}
-
-/** One balancer config, applied once per round, and what is measured under it. */
-export interface Stage {
-  mode: Mode;
-  options: LabModeOptions;
-  /** HAProxy in mode tcp runs on the balancer during this stage. */
-  haproxyTcp: boolean;
-  cases: Case[];
-}
-
-/** Where the bench runs: the netns lab on this host, or the Vagrant lab's VMs (dataplane-vagrant.ts). */
-export interface Bed {
-  stages: readonly Stage[];
-  /** The report's lines on where it ran and the tools' versions. */
-  facts(): Promise<string[]>;
-  /** argv on a lab host (its namespace, or its VM); the caller checks the exit. */
-  run(host: LabHostName, argv: string[], timeoutMs?: number): Promise<RunResult>;
-  /** Busy CPU ticks so far of what the CPU column covers, and what that is (for the note under the table). */
-  busyTicks(): Promise<number>;
-  cpuCovers: string;
-  /** The lab, nginx and iperf3 servers on the RSs, the tuning for many connections. */
-  setUp(): Promise<void>;
-  tearDown(): Promise<void>;
-  apply(stage: Stage): Promise<void>;
-  startHaproxyTcp(listeners: readonly TcpListener[]): Promise<void>;
-  stopHaproxyTcp(): Promise<void>;
-}
-
-export const HAPROXY_LISTENERS: readonly TcpListener[] = [
-  { port: REFERENCE_TOPOLOGY.servicePort, balance: 'roundrobin' },
-  { port: IPERF_PORT, balance: 'source' },
-];
-
 const VIP = REFERENCE_TOPOLOGY.vip;
 // L4 on nftables explicitly (auto would take IPVS where the kernel has it), with iperf3's port as a second service.
 const l4: LabModeOptions = { ...DEFAULT_LAB_OPTIONS, backend: 'nft', extraTcpPorts: [IPERF_PORT] };
 const http: LabModeOptions = { ...DEFAULT_LAB_OPTIONS, protocol: 'http' };
-export const DIRECT: Case = { label: 'direct client -> RS1', role: 'direct', host: addressOf(REFERENCE_TOPOLOGY, 'rs1'), iperf: true };
-export const HAPROXY_TCP: Case = { label: 'HAProxy mode tcp (full proxy)', role: 'haproxy-tcp', host: HAPROXY_TCP_ADDRESS, iperf: true };
 const NETNS_STAGES: Stage[] = [
   {
     // Direct and HAProxy sit here: with fullnat the RSs route the client network via the router, as without a balancer,

@@ -328,16 +328,19 @@ export async function planRestoreSysctls(k: KernelSession): Promise<Plan | undef
 
 const opsOfKind = <K extends Op['op']>(ops: readonly Op[], kind: K) => ops.filter((o): o is Extract<Op, { op: K }> => o.op === kind);
 
-const OWNERSHIP_OPS: ReadonlySet<string> = new Set([
+/** Operations that change the interfaces a plan read (VIP addresses and routes; L7 binds to them). */
+const ADDRESS_OPS: ReadonlySet<string> = new Set([
   'add-address',
   'delete-address',
   'forget-address',
   'add-route',
   'delete-route',
   'forget-route',
-  'set-sysctl',
   'l7',
 ]);
+
+/** Operations the ownership record follows: the addresses and routes above, and sysctls. */
+const OWNERSHIP_OPS: ReadonlySet<string> = new Set([...ADDRESS_OPS, 'set-sysctl']);
 
 /**
  * Whether a plan can change the ownership record. One that adds, removes and
@@ -470,14 +473,3 @@ export async function executePlan(k: KernelSession, plan: Plan, log: (line: stri
     if (stamp !== undefined) settleMemo(k, plan as ConfigPlan, { ...inputs.host, stamp, ownership: ownershipStamp() });
   }
 }
-
-/** Operations that change the interfaces a plan read. */
-const ADDRESS_OPS: ReadonlySet<string> = new Set([
-  'add-address',
-  'delete-address',
-  'forget-address',
-  'add-route',
-  'delete-route',
-  'forget-route',
-  'l7',
-]);

@@ -107,6 +107,34 @@ export class Rtnl {
     return next;
   }
 
+  /**
+   * `send` for each item, up to `window` requests in flight at once (each
+   * has its own sequence number and answer). Resolves with the items the
+   * kernel took; `error` is the first refusal, after which nothing more is
+   * sent.
+   */
+  private async windowed<T>(
+    items: readonly T[],
+    window: number,
+    send: (socket: RtNetlinkSocket, item: T) => Promise<void>,
+    what: (item: T) => string,
+  ): Promise<{ added: T[]; error?: RtnlError }> {
+    const added: T[] = [];
+    let error: RtnlError | undefined;
+    await this.serial(async (socket) => {
+      for (let i = 0; i < items.length && !error; i += window) {
+        const batch = items.slice(i, i + window);
+        const results = await Promise.allSettled(batch.map((item) => send(socket, item)));
+        results.forEach((r, j) => {
+          const item = batch[j];
+          if (r.status === 'fulfilled') added.push(item);
+          else error ??= new RtnlError(what(item), r.reason);
+        });
+      }
+    });
+    return error ? { added, error } : { added };
+  }
+
   static open(): Rtnl {
     return new Rtnl(createRtNetlink());
   }
@@ -211,31 +239,20 @@ export class Rtnl {
     items: readonly T[],
     window = 128,
   ): Promise<{ added: T[]; error?: RtnlError }> {
-    const added: T[] = [];
-    let error: RtnlError | undefined;
-    await this.serial(async (socket) => {
-      for (let i = 0; i < items.length && !error; i += window) {
-        const results = await Promise.allSettled(
-          items.slice(i, i + window).map(async (item) => {
-            const raw = ipv4ToBuffer(item.address);
-            await socket.newAddress(
-              { family: AF_INET, prefixlen: item.prefixLength, index: item.ifindex, scope: 0 },
-              { local: raw, address: raw },
-              // NLM_F_CREATE | NLM_F_EXCL, as addAddress.
-              { flags: 0x400 | 0x200 },
-            );
-            return item;
-          }),
+    return this.windowed(
+      items,
+      window,
+      async (socket, item) => {
+        const raw = ipv4ToBuffer(item.address);
+        await socket.newAddress(
+          { family: AF_INET, prefixlen: item.prefixLength, index: item.ifindex, scope: 0 },
+          { local: raw, address: raw },
+          // NLM_F_CREATE | NLM_F_EXCL, as addAddress.
+          { flags: 0x400 | 0x200 },
         );
-        results.forEach((r, j) => {
-          const item = items[i + j];
-          if (r.status === 'fulfilled') added.push(r.value);
-          else if (!error && item)
-            error = new RtnlError(`add address ${item.address}/${item.prefixLength} to interface ${item.ifindex}`, r.reason);
-        });
-      }
-    });
-    return error ? { added, error } : { added };
+      },
+      (item) => `add address ${item.address}/${item.prefixLength} to interface ${item.ifindex}`,
+    );
   }
 
   async deleteAddress(ifindex: number, address: string, prefixLength: number): Promise<void> {
@@ -261,24 +278,14 @@ export class Rtnl {
     items: readonly T[],
     window = 128,
   ): Promise<{ added: T[]; error?: RtnlError }> {
-    const added: T[] = [];
-    let error: RtnlError | undefined;
-    await this.serial(async (socket) => {
-      for (let i = 0; i < items.length && !error; i += window) {
-        const results = await Promise.allSettled(
-          items.slice(i, i + window).map(async (item) => {
-            await socket.socket.request(RTM_NEWROUTE, encodeLocalRoute(item.address, item.ifindex), { flags: 0x400 });
-            return item;
-          }),
-        );
-        results.forEach((r, j) => {
-          const item = items[i + j];
-          if (r.status === 'fulfilled') added.push(r.value);
-          else if (!error && item) error = new RtnlError(`add route local ${item.address}/32 dev ${item.ifindex} table local`, r.reason);
-        });
-      }
-    });
-    return error ? { added, error } : { added };
+    return this.windowed(
+      items,
+      window,
+      async (socket, item) => {
+        await socket.socket.request(RTM_NEWROUTE, encodeLocalRoute(item.address, item.ifindex), { flags: 0x400 });
+      },
+      (item) => `add route local ${item.address}/32 dev ${item.ifindex} table local`,
+    );
   }
 
   /** Delete slbctl's local route for `address` (its protocol in the request: never the kernel's route of an address, nor a foreign one). */

@@ -23,7 +23,7 @@ import { sleep } from '../../src/lab/processes';
 import { statTicks } from './cpu';
 import { Bed, CONNECTIONS, DIRECT, HAPROXY_TCP, Stage } from './dataplane-bed';
 import { haproxyTcpConfig } from './haproxy-tcp';
-import { IPERF_PORT } from './iperf';
+import { IPERF_PORT, iperfServerArgv } from './iperf';
 import { nginxConfig } from './l7-nginx';
 import { installOnVms } from './vm-packages';
 import { MANY_CONNECTIONS_SETTINGS } from './wrk';
@@ -118,18 +118,7 @@ export function vagrantBed(o: VagrantBedOptions): Bed {
         if (Date.now() > deadline) throw new Error(`nginx on the ${vm} VM does not answer at ${url}`);
         await sleep(500);
       }
-      await checkedVm(r, vm, 'iperf3 -s', [
-        'iperf3',
-        '-s',
-        '-4',
-        '-p',
-        String(IPERF_PORT),
-        '-D',
-        '-I',
-        IPERF_PID,
-        '--logfile',
-        `${REMOTE}/iperf3.log`,
-      ]);
+      await checkedVm(r, vm, 'iperf3 -s', iperfServerArgv(IPERF_PID, `${REMOTE}/iperf3.log`));
     }
     await checkedVm(r, 'lb', `install -d ${REMOTE}`, ['install', '-d', REMOTE]);
   }

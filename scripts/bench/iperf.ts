@@ -12,20 +12,23 @@ export const IPERF_PORT = 5201;
 
 const pidFile = (dir: string, h: string) => path.join(dir, `${h}-iperf3.pid`);
 
+/** An iperf3 server on IPERF_PORT, daemonised, with its pid and log files (the netns lab's and the Vagrant VMs'). */
+export const iperfServerArgv = (pid: string, log: string): string[] => [
+  'iperf3',
+  '-s',
+  '-4',
+  '-p',
+  String(IPERF_PORT),
+  '-D',
+  '-I',
+  pid,
+  '--logfile',
+  log,
+];
+
 export async function startIperfServers(lab: string, dir: string): Promise<void> {
   for (const h of REAL_SERVERS) {
-    const argv = [
-      'iperf3',
-      '-s',
-      '-4',
-      '-p',
-      String(IPERF_PORT),
-      '-D',
-      '-I',
-      pidFile(dir, h),
-      '--logfile',
-      path.join(dir, `${h}-iperf3.log`),
-    ];
+    const argv = iperfServerArgv(pidFile(dir, h), path.join(dir, `${h}-iperf3.log`));
     await runChecked(`iperf3 server in ${nsName(lab, h)}`, argv, { netns: nsName(lab, h) });
     await waitForPidFile(pidFile(dir, h), 'iperf3');
   }

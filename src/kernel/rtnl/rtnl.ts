@@ -95,6 +95,24 @@ export class RtnlError extends KernelError {
   }
 }
 
+/** The messages of one type in a dump, decoded and grouped by the interface index each names (undecodable ones skipped). */
+function byLinkIndex<T>(
+  messages: readonly { type: number; data: Buffer }[],
+  type: number,
+  decode: (data: Buffer) => { index: number; item: T } | undefined,
+): Map<number, T[]> {
+  const out = new Map<number, T[]>();
+  for (const m of messages) {
+    if (m.type !== type) continue;
+    const d = decode(m.data);
+    if (!d) continue;
+    let list = out.get(d.index);
+    if (!list) out.set(d.index, (list = []));
+    list.push(d.item);
+  }
+  return out;
+}
+
 export class Rtnl {
   /** One request at a time: the netlink socket cannot tell interleaved dump replies apart (the controller and its probes share it). */
   private queue: Promise<unknown> = Promise.resolve();
@@ -179,24 +197,14 @@ export class Rtnl {
           (await socket.socket.request(RTM_GETROUTE, RTMSG_DUMP_INET, { flags: NLM_F_DUMP }))[0],
         ] as const,
     );
-    const routesByIndex = new Map<number, LocalRoute[]>();
-    for (const m of routes) {
-      if (m.type !== RTM_NEWROUTE) continue;
-      const r = decodeLocalRoute(m.data);
-      if (!r) continue;
-      let list = routesByIndex.get(r.index);
-      if (!list) routesByIndex.set(r.index, (list = []));
-      list.push(r.route);
-    }
-    const byIndex = new Map<number, InterfaceAddress[]>();
-    for (const m of addresses) {
-      if (m.type !== RTM_NEWADDR) continue;
-      const a = decodeAddress(m.data);
-      if (!a) continue;
-      let list = byIndex.get(a.index);
-      if (!list) byIndex.set(a.index, (list = []));
-      list.push(a.entry);
-    }
+    const routesByIndex = byLinkIndex(routes, RTM_NEWROUTE, (data) => {
+      const r = decodeLocalRoute(data);
+      return r && { index: r.index, item: r.route };
+    });
+    const byIndex = byLinkIndex(addresses, RTM_NEWADDR, (data) => {
+      const a = decodeAddress(data);
+      return a && { index: a.index, item: a.entry };
+    });
     return links.map((link) => {
       const index = link.data.index ?? 0;
       const result: NetInterface = {

@@ -21,6 +21,11 @@
 //   namespace, read without blocking, with the kernel's nanosecond timestamps.
 // - nftRun (nft.cc): nftables transactions and listings in process through
 //   libnftables, on the thread pool, in the caller's network namespace.
+// - dumpLocalRoutes: the IPv4 routes of type local in table local, asked of
+//   the kernel with strict checking (NETLINK_GET_STRICT_CHK), so the kernel
+//   walks that one table: without it a dump is every route of every table,
+//   a full Internet table on a balancer that speaks BGP. The socket option is
+//   not one the netlink package can set, hence a socket of its own.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -28,6 +33,8 @@
 #include "capture.h"
 #include "nft.h"
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -40,6 +47,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <string>
+#include <vector>
 
 static const char* kSelfNs = "/proc/thread-self/ns/net";
 
@@ -202,6 +210,74 @@ static Napi::Value SealedInput(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// dumpLocalRoutes(): the raw netlink messages (RTM_NEWROUTE ..., no NLMSG_DONE)
+// of a strictly checked dump of table local's local routes not made by the
+// kernel for an address (those are what `ip addr` shows), in the calling
+// thread's network namespace; undefined when the kernel refuses strict
+// checking (before 4.20), so the caller dumps everything instead.
+static Napi::Value DumpLocalRoutes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return Fail(env, "netlink socket", errno);
+  int one = 1;
+  if (setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one) != 0) {
+    close(fd);
+    return env.Undefined();
+  }
+  struct {
+    struct nlmsghdr h;
+    struct rtmsg r;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = RTM_GETROUTE;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = 1;
+  req.r.rtm_family = AF_INET;
+  req.r.rtm_table = RT_TABLE_LOCAL;
+  req.r.rtm_type = RTN_LOCAL;
+  struct sockaddr_nl kernel;
+  memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, &req, sizeof req, 0, reinterpret_cast<struct sockaddr*>(&kernel), sizeof kernel) < 0) {
+    int err = errno;
+    close(fd);
+    return Fail(env, "send the route dump request", err);
+  }
+  std::string out;
+  std::vector<char> space(1 << 16);
+  char* buf = space.data();
+  for (;;) {
+    ssize_t n = recv(fd, buf, space.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return Fail(env, "read the route dump", err);
+    }
+    bool done = false;
+    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq != 1) continue;
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
+        close(fd);
+        return Fail(env, "route dump", e->error < 0 ? -e->error : EPROTO);
+      }
+      // The kernel's own routes of local addresses (one per address: 10,000 on a balancer of 10,000 VIPs) are not asked for.
+      const struct rtmsg* r = static_cast<const struct rtmsg*>(NLMSG_DATA(h));
+      if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof *r) || r->rtm_protocol == RTPROT_KERNEL) continue;
+      out.append(reinterpret_cast<const char*>(h), NLMSG_ALIGN(h->nlmsg_len));
+    }
+    if (done) break;
+  }
+  close(fd);
+  return Napi::Buffer<char>::Copy(env, out.data(), out.size());
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("enterNetns", Napi::Function::New(env, EnterNetns));
   exports.Set("leaveNetns", Napi::Function::New(env, LeaveNetns));
@@ -211,6 +287,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tryLock", Napi::Function::New(env, TryLock));
   exports.Set("unlock", Napi::Function::New(env, Unlock));
   exports.Set("sealedInput", Napi::Function::New(env, SealedInput));
+  exports.Set("dumpLocalRoutes", Napi::Function::New(env, DumpLocalRoutes));
   InitCapture(env, exports);
   InitNft(env, exports);
   return exports;

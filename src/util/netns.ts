@@ -45,6 +45,8 @@ interface NativeAddon {
   tryLock(path: string): number;
   unlock(fd: number): void;
   sealedInput(content: string): number;
+  /** table local's local routes not made for an address, as raw netlink messages, dumped with strict checking; undefined: the kernel has none. */
+  dumpLocalRoutes?(): Buffer | undefined;
   /**
    * An nftables script (or a listing, in JSON) run through libnftables on the thread pool, in the network
    * namespace of the calling thread at the call. Absent from an addon built before it (src/kernel/nft/executor.ts).

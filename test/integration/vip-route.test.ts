@@ -134,6 +134,42 @@ describe('vipAs: route (netns lab)', { skip: isRoot ? false : 'needs root: netwo
     assert.match(await routerNeighbour(), /lladdr \S+ (REACHABLE|STALE|DELAY)/);
   });
 
+  it('VIP routes are read from table local alone: 5,000 routes of another table (a BGP feed) are not dumped', async () => {
+    const table = ['table', '100'];
+    const feed = Array.from({ length: 5000 }, (_, i) => `route add 10.${100 + Math.floor(i / 250)}.${i % 250}.0/24 dev eth0 table 100\n`);
+    await runChecked('ip -batch', ['ip', '-batch', '-'], { input: feed.join(''), netns: LB() });
+    const mine = '172.16.75.98';
+    await runChecked('ip route add', ['ip', 'route', 'add', 'local', `${mine}/32`, 'dev', 'eth0', 'table', 'local', 'proto', 'static'], {
+      netns: LB(),
+    });
+    try {
+      // In the balancer: the addon's dump, then interfaces() through it and through the full dump it replaces.
+      const dist = path.join(__dirname, '..', '..', 'src');
+      const script = `const { Rtnl } = require(${JSON.stringify(path.join(dist, 'kernel', 'rtnl', 'rtnl.js'))});
+const n = require(${JSON.stringify(path.join(dist, 'util', 'netns.js'))}).native();
+(async () => {
+  const raw = n.dumpLocalRoutes();
+  const r = Rtnl.open();
+  const strict = await r.interfaces();
+  n.dumpLocalRoutes = undefined;
+  const full = await r.interfaces();
+  r.close();
+  const routes = strict.flatMap((i) => (i.localRoutes ?? []).map((x) => x.address + ' ' + x.protocol));
+  process.stdout.write(JSON.stringify({ bytes: raw.length, same: JSON.stringify(strict) === JSON.stringify(full), routes }));
+})();`;
+      const r = await run([process.execPath, '-e', script], { netns: LB() });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { bytes: number; same: boolean; routes: string[] };
+      assert.equal(out.same, true, 'the strict dump and the full dump give the same interfaces');
+      assert.ok(out.routes.includes(`${mine} 4`), `a foreign local route is read: ${out.routes.join(', ')}`);
+      // A few local routes of ~60 bytes each, not 5,000 routes of another table.
+      assert.ok(out.bytes < 1000, `the strict dump carried ${out.bytes} bytes`);
+    } finally {
+      await run(['ip', 'route', 'flush', ...table], { netns: LB() });
+      await run(['ip', 'route', 'del', 'local', `${mine}/32`, 'dev', 'eth0', 'table', 'local'], { netns: LB() });
+    }
+  });
+
   it('destroy removes slbctl routes only; a local route for the VIP slbctl did not add is used and left', async () => {
     const other = '172.16.75.99';
     const addForeign = (address: string) =>

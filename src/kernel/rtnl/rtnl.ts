@@ -4,6 +4,7 @@
 import * as dgram from 'node:dgram';
 import { KernelError } from '../../util/errors';
 import { createRtNetlink, RtNetlinkSocket } from 'netlink';
+import { native } from '../../util/netns';
 import { LocalRoute, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, RTMSG_DUMP_INET, decodeLocalRoute, encodeLocalRoute } from './routes';
 
 export type { LocalRoute };
@@ -113,6 +114,30 @@ function byLinkIndex<T>(
   return out;
 }
 
+/**
+ * The local routes of table local, asked of the kernel for that table alone
+ * (the addon's strictly checked dump, native/src/addon.cc), as messages; undefined
+ * where the addon or the kernel cannot, and the caller dumps every route.
+ */
+function strictLocalRoutes(): { type: number; data: Buffer }[] | undefined {
+  let raw: Buffer | undefined;
+  try {
+    raw = native().dumpLocalRoutes?.();
+  } catch {
+    return undefined;
+  }
+  if (!raw) return undefined;
+  const out: { type: number; data: Buffer }[] = [];
+  // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid }, each message 4-byte aligned.
+  for (let at = 0; at + 16 <= raw.length;) {
+    const len = raw.readUInt32LE(at);
+    if (len < 16 || at + len > raw.length) break;
+    out.push({ type: raw.readUInt16LE(at + 4), data: raw.subarray(at + 16, at + len) });
+    at += (len + 3) & ~3;
+  }
+  return out;
+}
+
 export class Rtnl {
   /** One request at a time: the netlink socket cannot tell interleaved dump replies apart (the controller and its probes share it). */
   private queue: Promise<unknown> = Promise.resolve();
@@ -194,7 +219,7 @@ export class Rtnl {
           // Raw, decoded below: the package's generic decoder took 180 ms for a balancer's 10,000 VIPs.
           (await socket.socket.request(RTM_GETADDR, IFADDRMSG_INET, { flags: NLM_F_DUMP }))[0],
           // The VIPs held as local routes are part of what an interface holds (a plan and its memo read them here).
-          (await socket.socket.request(RTM_GETROUTE, RTMSG_DUMP_INET, { flags: NLM_F_DUMP }))[0],
+          strictLocalRoutes() ?? (await socket.socket.request(RTM_GETROUTE, RTMSG_DUMP_INET, { flags: NLM_F_DUMP }))[0],
         ] as const,
     );
     const routesByIndex = byLinkIndex(routes, RTM_NEWROUTE, (data) => {

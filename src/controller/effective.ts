@@ -79,6 +79,8 @@ export function effectiveConfig(config: Config, healthOf: HealthOf, drains: read
       return { ...s, realServers: [{ ...s.sorryServer, weight: 1 }] };
     }
     decisions.set(key, list);
+    // Unchanged by health and drains: the config's own object, so the planner's digest of it is not worked out again.
+    if (list.every((d) => d.weight === d.configuredWeight)) return s;
     const realServers = list
       .filter((d) => d.weight !== undefined)
       .map((d) => ({ address: d.address, port: d.port, weight: d.weight as number }));

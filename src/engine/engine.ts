@@ -198,7 +198,7 @@ function settleMemo(k: KernelSession, plan: ConfigPlan, host?: HostInputs): void
       sysctls: plan.desired.sysctls,
       config: inputs.config.whole,
       rest: inputs.config.rest,
-      services: inputs.config.services(),
+      services: inputs.config.services,
       ...(inputs.bytes ? { bytes: inputs.bytes } : {}),
     });
   } catch {

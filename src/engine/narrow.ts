@@ -127,7 +127,7 @@ export async function narrowPlan(
   const base = k.driver.recordAt?.(memo.host.stamp);
   if (!base) return undefined;
   const before = new Map(memo.services);
-  const now = inputs.config.services();
+  const now = inputs.config.services;
   const keys = new Set<string>();
   const changed: number[] = [];
   for (let i = 0; i < now.length; i++) {

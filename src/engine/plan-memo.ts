@@ -39,7 +39,7 @@ import { readSysctl } from '../kernel/rtnl/sysctl';
 import { readRecord, recordFile, removeRecord, writeRecord } from '../records/netns';
 
 /** Bumped whenever what a memo stands for changes shape. */
-const FORMAT = 1;
+const FORMAT = 2;
 
 export interface HostInputs {
   /** The backend's stamp (nftables: "nft generation N"). */
@@ -55,8 +55,8 @@ export interface ConfigDigest {
   whole: string;
   /** The config without its services (backend, defaults, conntrack, ha …). */
   rest: string;
-  /** Per service, in config order: its key and digest (worked out when first asked). */
-  services(): [string, string][];
+  /** Per service, in config order: its key and digest. */
+  services: [string, string][];
 }
 
 export interface PlanMemo {
@@ -83,28 +83,43 @@ const digest = (text: string | Buffer): string => crypto.hash('sha1', text, 'bas
 /** The digest of a config file's bytes. */
 export const bytesDigest = (bytes: string | Buffer): string => digest(bytes);
 
-/** Each service's digest by its JSON, of the last config whose services were digested here: the unchanged are not hashed again. */
-let known = new Map<string, string>();
+/**
+ * Each service's digest, by the service object: a config's services are
+ * never changed in place (each is frozen when first digested), so a service
+ * object a later config still holds (the controller keeps those whose
+ * weights health and drains did not change; a reloaded file makes new ones)
+ * is not serialised and hashed again. A weight change of one service of
+ * 10,000 then digests one.
+ */
+const byObject = new WeakMap<Config['services'][number], [string, string]>();
 
-function serviceDigests(services: Config['services']): [string, string][] {
-  const next = new Map<string, string>();
-  const out = services.map((s): [string, string] => {
-    const text = JSON.stringify(s);
-    const d = known.get(text) ?? digest(text);
-    next.set(text, d);
-    return [serviceKey(s), d];
-  });
-  known = next;
-  return out;
+function freezeService(s: Config['services'][number]): void {
+  for (const r of s.realServers) Object.freeze(r);
+  Object.freeze(s.realServers);
+  Object.freeze(s);
 }
 
+function serviceDigests(services: Config['services']): [string, string][] {
+  return services.map((s): [string, string] => {
+    let d = byObject.get(s);
+    if (d === undefined) {
+      d = [serviceKey(s), digest(JSON.stringify(s))];
+      freezeService(s);
+      byObject.set(s, d);
+    }
+    return d;
+  });
+}
+
+/** The config's digests: the whole one is that of the rest and every service's digest, so no service is serialised twice. */
 export function digestConfig(config: Config): ConfigDigest {
   const { services, ...rest } = config;
-  let perService: [string, string][] | undefined;
+  const restDigest = digest(JSON.stringify(rest));
+  const perService = serviceDigests(services);
   return {
-    whole: digest(JSON.stringify(config)),
-    rest: digest(JSON.stringify(rest)),
-    services: () => (perService ??= serviceDigests(services)),
+    whole: digest(`${restDigest}\n${perService.map(([key, d]) => `${key} ${d}`).join('\n')}`),
+    rest: restDigest,
+    services: perService,
   };
 }
 

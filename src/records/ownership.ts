@@ -113,9 +113,43 @@ function readLegacy(): Ownership | undefined {
   };
 }
 
+/** The record this process read last, by its file's identity then (another process may replace it: then it is read again). */
+let lastRead: { file: string; stat: string; record: Ownership } | undefined;
+
+function statOf(file: string): string | undefined {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return `${st.ino}/${st.size}/${st.mtimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Frozen, as it is shared by every reader until the file changes (the planner copies what it changes: engine/ownership.ts). */
+function frozen(o: Ownership): Ownership {
+  for (const list of [o.addresses, o.routes ?? [], o.sysctls, o.ipvsServices]) {
+    for (const x of list) Object.freeze(x);
+    Object.freeze(list);
+  }
+  return Object.freeze(o);
+}
+
+/**
+ * slbctl's ownership record of this namespace. A plan of 10,000 VIPs reads
+ * 10,000 entries: a file unchanged since this process read it (same inode,
+ * size and mtime; writers replace it by rename) is not parsed again.
+ */
 export function readOwnership(): Ownership {
+  const file = recordFile('ownership');
+  const stat = statOf(file);
+  if (stat !== undefined && lastRead?.file === file && lastRead.stat === stat) return lastRead.record;
   const data = readRecord('ownership');
-  if (data) return parse(data);
+  if (data) {
+    const record = frozen(parse(data));
+    // The identity read before the file: if it was replaced in between, the next read parses it again.
+    if (stat !== undefined) lastRead = { file, stat, record };
+    return record;
+  }
   return readLegacy() ?? { addresses: [], sysctls: [], ipvsServices: [] };
 }
 

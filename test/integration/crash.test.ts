@@ -351,7 +351,7 @@ describe('an apply killed after its intent, before adding a VIP', { skip: isRoot
   /** The record as such an apply leaves it: 172.16.75.120 listed as "adding", not on the interface. */
   const plantIntent = async () => {
     const script = `const o = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'records', 'ownership.js'))});
-const r = o.readOwnership(); r.addresses.push({ address: '172.16.75.120', device: 'eth0', backend: 'nft', state: 'adding' }); o.writeOwnership(r);`;
+const r = o.readOwnership(); o.writeOwnership({ ...r, addresses: [...r.addresses, { address: '172.16.75.120', device: 'eth0', backend: 'nft', state: 'adding' }] });`;
     const r = await run([process.execPath, '-e', script], { netns: ns2 });
     assert.equal(r.code, 0, r.stderr);
     assert.ok(recordOf()?.addresses?.some((a) => a.address === '172.16.75.120' && a.state === 'adding'));

@@ -1,11 +1,11 @@
 // The nftables backend: slbctl's own tables, changed as one transaction per
 // plan, every object compared with what it must be (src/kernel/nft).
-import { applyScript, listTable, requireNft } from '../../kernel/nft/client';
+import { applyCommands, listTable, requireNft } from '../../kernel/nft/client';
 import { readGeneration } from '../../kernel/nft/generation';
 import { appliedAt, forgetApplied, kernelFromApplied, nextGeneration, recordApplied } from '../../kernel/nft/applied';
 import { NftChange } from '../../kernel/nft/changes';
 import { observeFromListings } from '../../kernel/nft/observe';
-import { renderPlan } from '../../kernel/nft/render';
+import { planCommands, renderPlan } from '../../kernel/nft/render';
 import { countFor, expireUdpFlows, listFlows } from '../../kernel/conntrack/conntrack';
 import { NFT_SCHEDULERS, serviceKey } from '../../model/types';
 import { findCommand } from '../../util/exec';
@@ -66,11 +66,11 @@ const driver: BackendDriver = {
     requireNft();
   },
   async execute(plan, log, passFd) {
-    const script = renderPlan(plan);
-    if (!script) return;
+    const commands = planCommands(plan);
+    if (commands.length === 0) return;
     const before = plan.observed.kernel.nftGeneration;
-    await applyScript(script, passFd);
-    log(`nftables transaction applied (${script.split('\n').length - 1} commands)`);
+    const how = await applyCommands(commands, before, passFd);
+    log(`nftables transaction applied (${commands.length} commands${how === 'nfnetlink' ? ', as one nfnetlink batch' : ''})`);
     // Recorded only if this transaction is the one commit since the tables were observed: then they are the desired
     // state. Another commit in between (anyone's) leaves no record, and the next plan lists the tables.
     const after = await readGeneration().catch(() => undefined);

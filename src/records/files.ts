@@ -35,6 +35,39 @@ export function writeTextAtomic(file: string, text: string): void {
 }
 
 /**
+ * One line appended to a journal beside a record, in one write (a crash leaves
+ * the line whole or a torn last line, which readers take for the journal's
+ * end), flushed; never through a link.
+ */
+export function appendLine(file: string, line: string): void {
+  ensureDirectory(path.dirname(file));
+  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    fs.writeSync(fd, `${line}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A file's text, never through a link; undefined when it cannot be read. */
+export function readText(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    return fs.readFileSync(fd, 'utf8');
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
  * Temporary files of this record left by writers that were killed before
  * their rename (FILE.PID.HEX.tmp with PID gone): nothing reads them, so
  * without this they would pile up. A running writer's file is left alone.

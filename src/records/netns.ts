@@ -108,6 +108,8 @@ export function removeRecordsOf(id: NetnsIdentity): string[] {
     const netns = (r.data as { netns?: Partial<NetnsIdentity> } | null)?.netns;
     if (!sameNamespace(id, netns)) continue;
     fs.rmSync(file, { force: true });
+    // A journal beside the record (src/kernel/nft/applied.ts) goes with it.
+    fs.rmSync(`${file}.journal`, { force: true });
     removed.push(path.basename(path.dirname(file)));
   }
   // The L7 engine's directory of that namespace (its processes went with the namespace's processes).

@@ -125,6 +125,38 @@ describe('the record of slbctl nftables tables (netns)', { skip: isRoot ? false 
     assert.deepEqual({ ops: back.ops, listings: back.listings }, { ops: 0, listings: 0 });
   });
 
+  it('small applies append to a journal beside the record, which a new process reads; a torn line ends it', async () => {
+    await helper('plan'); // recorded at the current generation
+    const journal = `${recordFile('nft-applied', identityOf(ns))}.journal`;
+    const linesOf = () => (fs.existsSync(journal) ? fs.readFileSync(journal, 'utf8').split('\n').filter(Boolean) : []);
+    const had = linesOf().length;
+    for (const weight of [2, 3, 4]) {
+      const applied = await helper('apply', weight);
+      assert.deepEqual({ ops: applied.ops, listings: applied.listings }, { ops: 1, listings: 0 });
+    }
+    const lines = linesOf();
+    assert.equal(lines.length, had + 3, 'one journal line per apply');
+    const last = JSON.parse(lines[lines.length - 1]) as { from: number; to: number; set: [number, { name: string }][]; del: string[] };
+    assert.equal(last.to, last.from + 1);
+    assert.deepEqual(
+      last.set.map(([i, s]) => [i, s.name]),
+      [[0, 'svc0']],
+    );
+    assert.deepEqual(last.del, ['tcp/198.18.0.2:80']);
+    // A new process: the record and its journal, not a listing, with the weight of the last line.
+    const seen = await helper('plan', 4);
+    assert.deepEqual({ ops: seen.ops, listings: seen.listings, recorded: seen.recorded }, { ops: 0, listings: 0, recorded: true });
+    assert.equal((await helper('plan-listed', 4)).ops, 0, 'the journal stood for the tables as they are');
+    // The last line torn (a writer killed in its write): the record stops a generation short, so the tables are listed.
+    fs.writeFileSync(journal, `${[...linesOf().slice(0, -1), lines[lines.length - 1].slice(0, 40)].join('\n')}\n`);
+    const torn = await helper('plan', 4);
+    assert.deepEqual({ ops: torn.ops, listings: torn.listings, recorded: torn.recorded }, { ops: 0, listings: 2, recorded: false });
+    // That plan recorded the listed tables whole: the journal is gone and the next plan reads the record alone.
+    assert.deepEqual(linesOf(), []);
+    assert.deepEqual((await helper('plan', 4)).listings, 0);
+    await helper('apply', 1);
+  });
+
   it('slbctl run skips resyncs while the generation holds, and repairs a hand edit at the next one', { timeout: 120_000 }, async () => {
     await runChecked('lo up', ['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
     const listen = `127.0.0.1:${20000 + (process.pid % 20000)}`;

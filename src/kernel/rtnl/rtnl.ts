@@ -2,8 +2,9 @@
 // The socket is opened in the calling process's network namespace; slbctl is
 // run inside the balancer's namespace, so this sees that host's view.
 import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
 import { KernelError } from '../../util/errors';
-import { createRtNetlink, RtNetlinkSocket } from 'netlink';
+import { RawNetlinkSocket, createRtNetlink, RtNetlinkSocket } from 'netlink';
 import { native } from '../../util/netns';
 import { LocalRoute, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, RTMSG_DUMP_INET, decodeLocalRoute, encodeLocalRoute } from './routes';
 
@@ -114,15 +115,43 @@ function byLinkIndex<T>(
   return out;
 }
 
+const THREAD_NETNS = '/proc/thread-self/ns/net';
+
+/** The namespace an Rtnl was opened in: its inode, and a descriptor to enter it by. */
+interface Home {
+  inode: number;
+  fd: number;
+}
+
+function homeHere(): Home | undefined {
+  try {
+    const fd = fs.openSync(THREAD_NETNS, fs.constants.O_RDONLY);
+    return { inode: fs.fstatSync(fd).ino, fd };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The local routes of table local, asked of the kernel for that table alone
  * (the addon's strictly checked dump, native/src/addon.cc), as messages; undefined
  * where the addon or the kernel cannot, and the caller dumps every route.
  */
-function strictLocalRoutes(): { type: number; data: Buffer }[] | undefined {
+function strictLocalRoutes(home: Home | undefined): { type: number; data: Buffer }[] | undefined {
+  if (!home) return undefined;
   let raw: Buffer | undefined;
   try {
-    raw = native().dumpLocalRoutes?.();
+    const n = native();
+    // The addon's socket is opened in the calling thread's namespace: the Rtnl's own, entered if the caller is elsewhere.
+    if (fs.statSync(THREAD_NETNS).ino === home.inode) raw = n.dumpLocalRoutes?.();
+    else {
+      const saved = n.enterNetns(`/proc/self/fd/${home.fd}`);
+      try {
+        raw = n.dumpLocalRoutes?.();
+      } finally {
+        n.leaveNetns(saved);
+      }
+    }
   } catch {
     return undefined;
   }
@@ -138,11 +167,134 @@ function strictLocalRoutes(): { type: number; data: Buffer }[] | undefined {
   return out;
 }
 
+/** include/uapi/linux/rtnetlink.h: the multicast groups of link, IPv4 address and IPv4 route changes; RTM_GETLINK. */
+const RTNLGRP_LINK = 1;
+const RTNLGRP_IPV4_IFADDR = 5;
+const RTNLGRP_IPV4_ROUTE = 7;
+const RTM_GETLINK = 18;
+const NETLINK_ROUTE = 0;
+
+/**
+ * Whether any link, IPv4 address or IPv4 route of the namespace changed since
+ * the last dump of interfaces(): a socket of the kernel's change
+ * notifications, joined before the first dump. To be sure that every change
+ * made before the question has been heard, it asks the kernel one small thing
+ * (link 1, the loopback) on the same socket: the answer comes after every
+ * notification queued before it. 10,000 VIP addresses are then dumped and
+ * parsed only when something changed (8 ms a plan, measured), not at every
+ * plan of the controller.
+ */
+class InterfaceWatch {
+  private readonly socket: RawNetlinkSocket;
+  private changed = true;
+  private seq = 0;
+  private readonly waiting = new Map<number, () => void>();
+
+  constructor() {
+    this.socket = new RawNetlinkSocket(NETLINK_ROUTE);
+    // A watch must not keep the process alive.
+    this.socket.unref();
+    this.socket.on('message', (datagram) => this.receive(datagram));
+    // Lost notifications (a full socket buffer) or a broken socket: anything may have changed.
+    this.socket.on('error', () => this.lost());
+    this.socket.on('truncatedMessage', () => this.lost());
+    for (const group of [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE]) this.socket.addMembership(group);
+  }
+
+  private lost(): void {
+    this.changed = true;
+    for (const done of this.waiting.values()) done();
+    this.waiting.clear();
+  }
+
+  private receive(datagram: Buffer): void {
+    const port = this.socket.address().port;
+    for (let at = 0; at + 16 <= datagram.length;) {
+      const len = datagram.readUInt32LE(at);
+      if (len < 16 || at + len > datagram.length) break;
+      const seq = datagram.readUInt32LE(at + 8);
+      const pid = datagram.readUInt32LE(at + 12);
+      const answer = pid === port ? this.waiting.get(seq) : undefined;
+      if (answer) {
+        this.waiting.delete(seq);
+        answer();
+      } else this.changed = true;
+      at += (len + 3) & ~3;
+    }
+  }
+
+  /** Before a dump: changes from now on count against it. */
+  dumping(): void {
+    this.changed = false;
+  }
+
+  /** Whether nothing changed since dumping() (false when it cannot tell within a second). */
+  async unchanged(): Promise<boolean> {
+    if (this.changed) return false;
+    this.seq = (this.seq % 0x7fffffff) + 1;
+    const seq = this.seq;
+    const request = Buffer.alloc(32);
+    // struct nlmsghdr, then struct ifinfomsg { family AF_UNSPEC, type 0, index 1 (lo), flags 0, change 0 }.
+    request.writeUInt32LE(32, 0);
+    request.writeUInt16LE(RTM_GETLINK, 4);
+    request.writeUInt16LE(1, 6);
+    request.writeUInt32LE(seq, 8);
+    request.writeInt32LE(1, 20);
+    const answered = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(seq);
+        resolve(false);
+      }, 1000);
+      this.waiting.set(seq, () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      this.socket.send(request, {}, (e) => {
+        if (!e) return;
+        clearTimeout(timer);
+        this.waiting.delete(seq);
+        resolve(false);
+      });
+    });
+    return answered && !this.changed;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/** The interfaces as last dumped, frozen: callers share them until something changes. */
+function frozen(interfaces: NetInterface[]): NetInterface[] {
+  for (const i of interfaces) {
+    for (const a of i.addresses) Object.freeze(a);
+    Object.freeze(i.addresses);
+    if (i.localRoutes) {
+      for (const r of i.localRoutes) Object.freeze(r);
+      Object.freeze(i.localRoutes);
+    }
+    Object.freeze(i);
+  }
+  return Object.freeze(interfaces) as NetInterface[];
+}
+
 export class Rtnl {
   /** One request at a time: the netlink socket cannot tell interleaved dump replies apart (the controller and its probes share it). */
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(private readonly sock: RtNetlinkSocket) {}
+  /** Opened with the request socket, so in the same namespace whatever thread calls interfaces() later. */
+  private watch: InterfaceWatch | undefined;
+  private last: NetInterface[] | undefined;
+
+  private readonly home = homeHere();
+
+  private constructor(private readonly sock: RtNetlinkSocket) {
+    try {
+      this.watch = new InterfaceWatch();
+    } catch {
+      // No notifications: every interfaces() dumps, as before.
+    }
+  }
 
   private serial<T>(fn: (socket: RtNetlinkSocket) => Promise<T>): Promise<T> {
     const next = this.queue.then(() => fn(this.sock));
@@ -184,6 +336,9 @@ export class Rtnl {
 
   close(): void {
     this.sock.socket.close();
+    this.watch?.close();
+    this.watch = undefined;
+    if (this.home) fs.closeSync(this.home.fd);
   }
 
   /**
@@ -211,7 +366,21 @@ export class Rtnl {
     return { close: () => sock.socket.close() };
   }
 
+  /**
+   * Every link with its IPv4 addresses and slbctl's kind of local routes.
+   * From the second call on, the last dump when the kernel reported no change
+   * since (the same frozen array: callers must not change it).
+   */
   async interfaces(): Promise<NetInterface[]> {
+    if (this.last && this.watch && (await this.watch.unchanged())) return this.last;
+    this.last = undefined;
+    // Joined before the dump, so a change during it shows at the next call.
+    this.watch?.dumping();
+    this.last = frozen(await this.dump());
+    return this.last;
+  }
+
+  private async dump(): Promise<NetInterface[]> {
     const [links, addresses, routes] = await this.serial(
       async (socket) =>
         [
@@ -219,7 +388,7 @@ export class Rtnl {
           // Raw, decoded below: the package's generic decoder took 180 ms for a balancer's 10,000 VIPs.
           (await socket.socket.request(RTM_GETADDR, IFADDRMSG_INET, { flags: NLM_F_DUMP }))[0],
           // The VIPs held as local routes are part of what an interface holds (a plan and its memo read them here).
-          strictLocalRoutes() ?? (await socket.socket.request(RTM_GETROUTE, RTMSG_DUMP_INET, { flags: NLM_F_DUMP }))[0],
+          strictLocalRoutes(this.home) ?? (await socket.socket.request(RTM_GETROUTE, RTMSG_DUMP_INET, { flags: NLM_F_DUMP }))[0],
         ] as const,
     );
     const routesByIndex = byLinkIndex(routes, RTM_NEWROUTE, (data) => {

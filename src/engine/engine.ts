@@ -98,6 +98,37 @@ export function closeSession(k: KernelSession): void {
   k.driver.close();
 }
 
+/** The addresses and local routes the interfaces hold, flattened once per array (Rtnl.interfaces() repeats an unchanged one). */
+const held = new WeakMap<readonly NetInterface[], { addresses: OwnedAddress[]; routes: (OwnedAddress & { slbctl: boolean })[] }>();
+
+function heldBy(interfaces: readonly NetInterface[]): { addresses: OwnedAddress[]; routes: (OwnedAddress & { slbctl: boolean })[] } {
+  let h = held.get(interfaces);
+  if (!h) {
+    h = {
+      addresses: interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name }))),
+      routes: interfaces.flatMap((i) =>
+        (i.localRoutes ?? []).map((r) => ({ address: r.address, device: i.name, slbctl: r.protocol === PROTOCOL_SLBCTL })),
+      ),
+    };
+    if (Object.isFrozen(interfaces)) {
+      Object.freeze(h.addresses);
+      Object.freeze(h.routes);
+      held.set(interfaces, h);
+    }
+  }
+  return h;
+}
+
+/** ownedAddressesOf of the last (record, backend, interfaces) asked: a resync with neither changed asks it again. */
+let lastOwned: { record: Ownership; backend: Backend; interfaces: readonly NetInterface[]; owned: OwnedAddress[] } | undefined;
+
+function ownedOnce(record: Ownership, backend: Backend, interfaces: readonly NetInterface[], addresses: OwnedAddress[]): OwnedAddress[] {
+  if (lastOwned?.record === record && lastOwned.backend === backend && lastOwned.interfaces === interfaces) return [...lastOwned.owned];
+  const owned = ownedAddressesOf(record, backend, addresses);
+  if (Object.isFrozen(record) && Object.isFrozen(interfaces)) lastOwned = { record, backend, interfaces, owned };
+  return [...owned];
+}
+
 export async function observe(
   k: KernelSession,
   sysctlKeys: string[],
@@ -109,11 +140,11 @@ export async function observe(
 ): Promise<ObservedState & { foreign: string[] }> {
   const { kernel, foreign, legacyOwnedAddresses } = await k.driver.observe(ownership, o);
   const interfaces = known ?? (await k.rtnl.interfaces());
-  const addresses: OwnedAddress[] = interfaces.flatMap((i) => i.addresses.map((a) => ({ address: a.address, device: i.name })));
-  kernel.ownedAddresses = ownedAddressesOf(ownership, k.backend, addresses, legacyOwnedAddresses);
-  const routes = interfaces.flatMap((i) =>
-    (i.localRoutes ?? []).map((r) => ({ address: r.address, device: i.name, slbctl: r.protocol === PROTOCOL_SLBCTL })),
-  );
+  const { addresses, routes } = heldBy(interfaces);
+  kernel.ownedAddresses =
+    legacyOwnedAddresses.length > 0
+      ? ownedAddressesOf(ownership, k.backend, addresses, legacyOwnedAddresses)
+      : ownedOnce(ownership, k.backend, interfaces, addresses);
   const ownedRoutes = ownedRoutesOf(
     ownership,
     k.backend,

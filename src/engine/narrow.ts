@@ -110,6 +110,74 @@ export function unchangedPlan(k: KernelSession, memo: PlanMemo): (Plan & { unres
 }
 
 /**
+ * Which services of `now` differ from the memo's (indexes) and which keys it
+ * no longer has; undefined for a key listed twice (refused by validation: the
+ * full plan says so). A config whose services are where they were is compared
+ * place by place, without maps of 10,000 keys.
+ */
+export function changedServices(
+  before: readonly (readonly [string, string])[],
+  now: readonly (readonly [string, string])[],
+): { changed: number[]; removed: string[] } | undefined {
+  const changed: number[] = [];
+  if (before.length === now.length) {
+    let same = true;
+    for (let i = 0; i < now.length && same; i++) {
+      if (before[i][0] !== now[i][0]) same = false;
+      else if (before[i][1] !== now[i][1]) changed.push(i);
+    }
+    if (same) return { changed, removed: [] };
+    changed.length = 0;
+  }
+  const was = new Map(before);
+  const keys = new Set<string>();
+  for (let i = 0; i < now.length; i++) {
+    const [key, d] = now[i];
+    if (keys.has(key)) return undefined;
+    keys.add(key);
+    if (was.get(key) !== d) changed.push(i);
+  }
+  return { changed, removed: before.filter(([key]) => !keys.has(key)).map(([key]) => key) };
+}
+
+/**
+ * The desired services: the resolved ones where they changed, the record's
+ * elsewhere (place by place when the record lists them as the config does);
+ * undefined when the record lacks an unchanged one (it is not of this memo's plan).
+ */
+function servicesFrom(
+  base: readonly ServiceState[],
+  now: readonly (readonly [string, string])[],
+  resolved: ReadonlyMap<number, ServiceState>,
+): ServiceState[] | undefined {
+  const services: ServiceState[] = new Array<ServiceState>(now.length);
+  let placed = base.length === now.length;
+  for (let i = 0; i < now.length && placed; i++) {
+    const s = resolved.get(i) ?? base[i];
+    if (!resolved.has(i) && serviceKey(s) !== now[i][0]) placed = false;
+    else services[i] = s;
+  }
+  if (placed) return services;
+  const byKey = new Map(base.map((s) => [serviceKey(s), s]));
+  for (let i = 0; i < now.length; i++) {
+    const s = resolved.get(i) ?? byKey.get(now[i][0]);
+    if (!s) return undefined;
+    services[i] = s;
+  }
+  return services;
+}
+
+/** The record's services of these keys (what narrowScope reads of the record), found in one pass that stops when all are. */
+function keyed(base: readonly ServiceState[], keys: ReadonlySet<string>): Map<string, ServiceState> {
+  const out = new Map<string, ServiceState>();
+  for (let i = 0; i < base.length && out.size < keys.size; i++) {
+    const key = serviceKey(base[i]);
+    if (keys.has(key)) out.set(key, base[i]);
+  }
+  return out;
+}
+
+/**
  * Resolve and diff only the services whose digest differs from the memo's
  * (added, changed, removed), against the backend's record; the rest of the
  * desired state (addresses, sysctls, tables) is made whole, so the plan's
@@ -126,32 +194,19 @@ export async function narrowPlan(
   if (inputs.config.rest !== memo.rest) return undefined;
   const base = k.driver.recordAt?.(memo.host.stamp);
   if (!base) return undefined;
-  const before = new Map(memo.services);
   const now = inputs.config.services;
-  const keys = new Set<string>();
-  const changed: number[] = [];
-  for (let i = 0; i < now.length; i++) {
-    const [key, d] = now[i];
-    // A key twice is refused by validation; the full plan says so.
-    if (keys.has(key)) return undefined;
-    keys.add(key);
-    if (before.get(key) !== d) changed.push(i);
-  }
-  const removed = memo.services.filter(([key]) => !keys.has(key)).map(([key]) => key);
+  const found = changedServices(memo.services, now);
+  if (!found) return undefined;
+  const { changed, removed } = found;
   if (changed.length + removed.length > narrowLimit(now.length)) return undefined;
   const facts: HostFacts = { interfaces, macOf: () => undefined };
   const resolved = new Map<number, ServiceState>();
   for (const i of changed) resolved.set(i, resolveService(config.services[i], i, facts, k.backend));
-  const baseByKey = new Map(base.map((s) => [serviceKey(s), s]));
-  const services: ServiceState[] = [];
-  for (let i = 0; i < now.length; i++) {
-    const s = resolved.get(i) ?? baseByKey.get(now[i][0]);
-    // An unchanged service the record does not hold: the record is not of this memo's plan.
-    if (!s) return undefined;
-    services.push(s);
-  }
+  const services = servicesFrom(base, now, resolved);
+  if (!services) return undefined;
+  const scoped = new Set([...changed.map((i) => now[i][0]), ...removed]);
   const desired = desiredOf(config, services, [], facts, k.backend);
-  const scope = narrowScope(new Set([...changed.map((i) => now[i][0]), ...removed]), baseByKey, [...resolved.values()]);
+  const scope: PlanScope = { ...narrowScope(scoped, keyed(base, scoped), [...resolved.values()]), desired: [...resolved.values()] };
   const observed = await observe(k, Object.keys(desired.sysctls), { fromRecord: true, touching: scope.services }, interfaces);
   // The record must be what the plan starts from, at the memo's stamp, with no apply cut short.
   if (!observed.kernel.nftRecorded || (observed.ownership && hasIntent(observed.ownership))) return undefined;

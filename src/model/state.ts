@@ -100,6 +100,8 @@ export interface KernelState {
   nftGeneration?: number;
   /** nftables only: taken from slbctl's record of its last apply at this same generation (kernel/nft/applied.ts), not listed. */
   nftRecorded?: boolean;
+  /** Observed for a plan of a few services (ObserveOptions.touching): those of `services`, so the plan need not look for them. */
+  touched?: ServiceState[];
 }
 
 export const EMPTY_STATE: KernelState = { services: [], ownedAddresses: [], tables: [], ingressDevices: [] };

@@ -77,6 +77,8 @@ export interface PlanScope {
   services: ReadonlySet<string>;
   /** Addresses (without device) whose presence and ownership to diff: those of the services above, before and after. */
   addresses: ReadonlySet<string>;
+  /** The desired services of these keys, when the caller has them (it resolved them): not looked for among all. */
+  desired?: readonly ServiceState[];
 }
 
 /**
@@ -119,8 +121,10 @@ export function plan(desired: DesiredState, observed: ObservedState, scope?: Pla
   const actual = new Map<string, ServiceState>();
   const strays: ServiceState[] = [];
   const serviceInScope = (s: ServiceState) => !scope || scope.services.has(serviceKey(s));
-  const desiredServices = scope ? desired.services.filter(serviceInScope) : desired.services;
-  const kernelServices = scope ? kernel.services.filter(serviceInScope) : kernel.services;
+  const desiredServices = scope ? (scope.desired ?? desired.services).filter(serviceInScope) : desired.services;
+  // The backend's prepare() may have dropped services (a table rebuilt): `touched` then no longer describes them.
+  const touchedHere = kernel.services === observed.kernel.services ? kernel.touched : undefined;
+  const kernelServices = scope ? (touchedHere ?? kernel.services).filter(serviceInScope) : kernel.services;
   const wanted = new Map(desiredServices.map((s) => [serviceKey(s), s]));
   const heldIn = (x: ServiceState) => x.nft?.family;
   for (const s of kernelServices) {

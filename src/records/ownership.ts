@@ -153,8 +153,19 @@ export function readOwnership(): Ownership {
   return readLegacy() ?? { addresses: [], sysctls: [], ipvsServices: [] };
 }
 
+/** hasIntent of frozen records (readOwnership's, shared until the file changes): 10,000 entries are looked at once. */
+const intentOf = new WeakMap<Ownership, boolean>();
+
 /** Whether an apply that was cut short left entries it had not confirmed yet. */
 export function hasIntent(o: Ownership): boolean {
+  const known = intentOf.get(o);
+  if (known !== undefined) return known;
+  const intent = anyIntent(o);
+  if (Object.isFrozen(o)) intentOf.set(o, intent);
+  return intent;
+}
+
+function anyIntent(o: Ownership): boolean {
   return (
     o.addresses.some((a) => a.state === 'adding') ||
     (o.routes ?? []).some((a) => a.state === 'adding') ||

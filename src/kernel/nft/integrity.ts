@@ -86,6 +86,8 @@ export function objectRepairs(
   touched: ReadonlySet<string>,
   skip: ReadonlySet<Family>,
 ): NftChange[] {
+  // Tables known from slbctl's record (applied.ts), not listed: there is nothing to compare, so nothing to repair.
+  if (kernel.nftRecorded && !kernel.nftTables) return [];
   // A VIP whose services the plan changes gets its source NAT rewritten anyway.
   const touchedVips = new Set([...desired, ...kernel.services].filter((s) => touched.has(serviceKey(s))).map((s) => s.vip));
   const ops: NftChange[] = [];

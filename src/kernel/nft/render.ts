@@ -171,12 +171,46 @@ function snatCommands(vip: string, after: readonly ServiceState[], before: Befor
   return out;
 }
 
+/**
+ * The services of a list by key, indexed only as far as a lookup needs: a
+ * plan from the record that changes one service of 10,000 looks up one.
+ * (A record holds each key once.)
+ */
+class LazyIndex {
+  private readonly seen = new Map<string, ServiceState>();
+  private next = 0;
+
+  constructor(private readonly services: readonly ServiceState[]) {}
+
+  get(key: string): ServiceState | undefined {
+    while (!this.seen.has(key) && this.next < this.services.length) {
+      const s = this.services[this.next++];
+      this.seen.set(serviceKey(s), s);
+    }
+    return this.seen.get(key);
+  }
+}
+
 function beforeOf(plan: Plan, rebuilt: ReadonlySet<Family>): Before {
-  const programmed = new Map(plan.observed.kernel.services.filter((s) => !rebuilt.has(familyHeld(s))).map((s) => [serviceKey(s), s]));
-  const ip = rebuilt.has('ip') ? undefined : plan.observed.kernel.nftTables?.ip;
-  if (plan.observed.kernel.nftRecorded) {
+  const kernel = plan.observed.kernel;
+  const ip = rebuilt.has('ip') ? undefined : kernel.nftTables?.ip;
+  if (kernel.nftRecorded && rebuilt.size === 0) {
     // Tables as slbctl recorded them: a VIP has its source-NAT chain and element exactly when a full-NAT service is on it.
-    const fullnat = new Set(plan.observed.kernel.services.filter((s) => s.mode === 'fullnat').map((s) => s.vip));
+    const index = new LazyIndex(kernel.services);
+    const fullnat = new Map<string, boolean>();
+    const hasFullnat = (vip: string) => {
+      let found = fullnat.get(vip);
+      if (found === undefined) fullnat.set(vip, (found = kernel.services.some((s) => s.mode === 'fullnat' && s.vip === vip)));
+      return found;
+    };
+    return {
+      service: (s) => index.get(serviceKey(s)),
+      snat: (vip) => (hasFullnat(vip) ? { chain: true, element: `jump ${snatChain(vip)}` } : { chain: false }),
+    };
+  }
+  const programmed = new Map(kernel.services.filter((s) => !rebuilt.has(familyHeld(s))).map((s) => [serviceKey(s), s]));
+  if (kernel.nftRecorded) {
+    const fullnat = new Set(kernel.services.filter((s) => s.mode === 'fullnat').map((s) => s.vip));
     return {
       service: (s) => programmed.get(serviceKey(s)),
       snat: (vip) => (fullnat.has(vip) ? { chain: true, element: `jump ${snatChain(vip)}` } : { chain: false }),

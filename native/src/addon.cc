@@ -26,6 +26,14 @@
 //   walks that one table: without it a dump is every route of every table,
 //   a full Internet table on a balancer that speaks BGP. The socket option is
 //   not one the netlink package can set, hence a socket of its own.
+// - rtWatchOpen / rtWatchChanged / closeFd: a socket of rtnetlink's link,
+//   IPv4 address and IPv4 route notifications, asked synchronously whether
+//   anything came since it was last asked (drained without blocking, then a
+//   round trip that every earlier notification precedes). The netlink
+//   package aborts the process when such a socket overflows (ENOBUFS in its
+//   poll handler); here an overflow is an answer: "changed".
+// - nfnlBatch: an nfnetlink batch sent on a socket the caller keeps, and the
+//   kernel's answers read back synchronously (it answers inside the send).
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -40,6 +48,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
@@ -278,6 +287,175 @@ static Napi::Value DumpLocalRoutes(const Napi::CallbackInfo& info) {
   return Napi::Buffer<char>::Copy(env, out.data(), out.size());
 }
 
+// rtWatchOpen(): a nonblocking rtnetlink socket in the calling thread's
+// namespace, joined to the link, IPv4 address and IPv4 route groups.
+static Napi::Value RtWatchOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  if (fd < 0) return Fail(env, "netlink socket", errno);
+  struct sockaddr_nl local;
+  memset(&local, 0, sizeof local);
+  local.nl_family = AF_NETLINK;
+  local.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&local), sizeof local) != 0) {
+    int err = errno;
+    close(fd);
+    return Fail(env, "bind the notification socket", err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// Read whatever is queued without blocking: true when anything (or an
+// overflow) was there.
+static bool Drain(int fd, std::vector<char>& space) {
+  bool any = false;
+  for (;;) {
+    ssize_t n = recv(fd, space.data(), space.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      any = true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == ENOBUFS) {
+      any = true;
+      continue;
+    }
+    return any;
+  }
+}
+
+// rtWatchChanged(fd, ask): whether a notification came since the last call.
+// ask: also make sure every notification sent before this call was read (a
+// request for link 1 on the same socket, whose answer comes after them);
+// when it cannot (no answer within a second), says true.
+static Napi::Value RtWatchChanged(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) {
+    Napi::TypeError::New(env, "rtWatchChanged(fd: number, ask: boolean)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  bool ask = info[1].As<Napi::Boolean>().Value();
+  std::vector<char> space(1 << 16);
+  bool changed = Drain(fd, space);
+  if (!ask) return Napi::Boolean::New(env, changed);
+  struct sockaddr_nl local;
+  socklen_t len = sizeof local;
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&local), &len) != 0) return Napi::Boolean::New(env, true);
+  static uint32_t seq = 0;
+  struct {
+    struct nlmsghdr h;
+    struct ifinfomsg i;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = RTM_GETLINK;
+  req.h.nlmsg_flags = NLM_F_REQUEST;
+  req.h.nlmsg_seq = ++seq;
+  req.i.ifi_index = 1;
+  struct sockaddr_nl kernel;
+  memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, &req, sizeof req, 0, reinterpret_cast<struct sockaddr*>(&kernel), sizeof kernel) < 0)
+    return Napi::Boolean::New(env, true);
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int ready = poll(&p, 1, 1000);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return Napi::Boolean::New(env, true);
+    ssize_t n = recv(fd, space.data(), space.size(), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) {
+      changed = true;
+      continue;
+    }
+    bool answered = false;
+    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(space.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq == req.h.nlmsg_seq && h->nlmsg_pid == local.nl_pid) answered = true;
+      else changed = true;
+    }
+    if (answered) return Napi::Boolean::New(env, changed);
+  }
+}
+
+static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "closeFd(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  close(info[0].As<Napi::Number>().Int32Value());
+  return env.Undefined();
+}
+
+// nfnlOpen(): an nfnetlink socket in the calling thread's namespace.
+static Napi::Value NfnlOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+  if (fd < 0) return Fail(env, "nfnetlink socket", errno);
+  struct sockaddr_nl local;
+  memset(&local, 0, sizeof local);
+  local.nl_family = AF_NETLINK;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&local), sizeof local) != 0) {
+    int err = errno;
+    close(fd);
+    return Fail(env, "bind the nfnetlink socket", err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// nfnlBatch(fd, batch, first, last): send the batch, then read the answers
+// until one for each sequence number in (first, last] has come, or an error
+// for `first` (the batch refused whole), or a second without any. Returns
+// the answers as raw netlink messages (NLMSG_ERROR ones).
+static Napi::Value NfnlBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsBuffer() || !info[2].IsNumber() || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "nfnlBatch(fd: number, batch: Buffer, first: number, last: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<char> batch = info[1].As<Napi::Buffer<char>>();
+  uint32_t first = info[2].As<Napi::Number>().Uint32Value();
+  uint32_t last = info[3].As<Napi::Number>().Uint32Value();
+  std::vector<char> space(1 << 16);
+  // Answers left from an earlier batch (a timeout) must not be taken for this one's.
+  Drain(fd, space);
+  struct sockaddr_nl kernel;
+  memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, batch.Data(), batch.Length(), 0, reinterpret_cast<struct sockaddr*>(&kernel), sizeof kernel) < 0)
+    return Fail(env, "send the nfnetlink batch", errno);
+  std::string out;
+  std::vector<bool> seen(last - first, false);
+  size_t missing = last - first;
+  bool failed = false;
+  while (missing > 0) {
+    struct pollfd p = {fd, POLLIN, 0};
+    // The kernel answers inside the send: once a command failed, what is not queued yet will not come.
+    int ready = poll(&p, 1, failed ? 0 : 1000);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
+    ssize_t n = recv(fd, space.data(), space.size(), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) return Fail(env, "read the nfnetlink answers", errno);
+    bool refused = false;
+    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(space.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type != NLMSG_ERROR) continue;
+      out.append(reinterpret_cast<const char*>(h), NLMSG_ALIGN(h->nlmsg_len));
+      const struct nlmsgerr* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
+      if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) && e->error != 0) failed = true;
+      if (h->nlmsg_seq == first) refused = true;
+      else if (h->nlmsg_seq > first && h->nlmsg_seq <= last && !seen[h->nlmsg_seq - first - 1]) {
+        seen[h->nlmsg_seq - first - 1] = true;
+        missing--;
+      }
+    }
+    if (refused) break;
+  }
+  return Napi::Buffer<char>::Copy(env, out.data(), out.size());
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("enterNetns", Napi::Function::New(env, EnterNetns));
   exports.Set("leaveNetns", Napi::Function::New(env, LeaveNetns));
@@ -288,6 +466,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unlock", Napi::Function::New(env, Unlock));
   exports.Set("sealedInput", Napi::Function::New(env, SealedInput));
   exports.Set("dumpLocalRoutes", Napi::Function::New(env, DumpLocalRoutes));
+  exports.Set("rtWatchOpen", Napi::Function::New(env, RtWatchOpen));
+  exports.Set("rtWatchChanged", Napi::Function::New(env, RtWatchChanged));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("nfnlOpen", Napi::Function::New(env, NfnlOpen));
+  exports.Set("nfnlBatch", Napi::Function::New(env, NfnlBatch));
   InitCapture(env, exports);
   InitNft(env, exports);
   return exports;

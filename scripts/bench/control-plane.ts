@@ -13,7 +13,8 @@
 // the same with addresses, each against its kernel anchors (`nft -f` of the
 // same ruleset plus `ip -batch` of the same VIP addresses or routes), and
 // each one's destroy, medians of SLB_BENCH_VIP_ROUNDS (3) rounds;
-// SLB_BENCH_ONLY=vip-forms runs that part alone.
+// SLB_BENCH_ONLY=vip-forms runs that part alone; SLB_BENCH_ONLY=weight the
+// weight change alone (the memo's figures and the executors').
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -57,6 +58,18 @@ function makeConfig(weightOfFirst: number, vipAs: 'address' | 'route' = 'address
   return { backend: 'nft', services, ...(vipAs === 'route' ? { vipAs } : {}) };
 }
 
+/**
+ * `base` with the first real server of the first service at `weight`, every
+ * other service the same object: a change as it reaches the planner from
+ * `slbctl run` (health, drains and reloads keep the objects of services they
+ * did not change; src/controller/effective.ts).
+ */
+function withWeight(base: Config, weight: number): Config {
+  const [first, ...rest] = base.services;
+  const [rs, ...others] = first.realServers;
+  return { ...base, services: [{ ...first, realServers: [{ ...rs, weight }, ...others] }, ...rest] };
+}
+
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now();
   const result = await fn();
@@ -95,7 +108,7 @@ async function commandTime(argv: string[], before: () => void = () => undefined)
 async function memoFigures(k: Awaited<ReturnType<typeof openSession>>) {
   // Made once, outside the timed parts (building 10,000 services is the benchmark's own work, 40-80 ms).
   const one = makeConfig(1);
-  const five = makeConfig(5);
+  const five = withWeight(one, 5);
   const sameMemo: number[] = [];
   const sameFull: number[] = [];
   let ops = -1;
@@ -119,11 +132,29 @@ async function memoFigures(k: Awaited<ReturnType<typeof openSession>>) {
     nftCheck: 0,
     how: '',
   };
+  // The nft process alone, on the same script (checked, not committed): what a transaction through nft costs at least.
+  await planConfig(k, one, { fromRecord: true });
+  const script = renderPlan(await planConfig(k, five, { fromRecord: true }));
+  weight.nftCheck = (await timed(() => runChecked('nft -c', ['nft', '-c', '-f', '-'], { input: script })))[1];
+  // The anchor first: the same change planned without the memo (every service resolved and diffed), and back.
   for (let i = 0; i < 3; i++) {
-    await planConfig(k, one, { fromRecord: true });
-    // The nft process alone, on the same script (checked, not committed): what a transaction through nft costs at least.
-    const script = renderPlan(await planConfig(k, five, { fromRecord: true }));
-    weight.nftCheck = (await timed(() => runChecked('nft -c', ['nft', '-c', '-f', '-'], { input: script })))[1];
+    for (const [to, timedOne] of [
+      [five, true],
+      [one, false],
+    ] as const) {
+      const [[, tPlanFull], tFull] = await timed(async () => {
+        const planned = await timed(() => planConfig(k, to, { fromRecord: true, memo: false }));
+        await withWriteLock(0, () => executePlan(k, planned[0]));
+        return planned;
+      });
+      if (!timedOne) continue;
+      weight.full.push(tFull);
+      weight.planFull.push(tPlanFull);
+    }
+  }
+  // Then with the memo, one change after another as `slbctl run` makes them: the weight to 5 timed, back to 1.
+  await planConfig(k, one, { fromRecord: true });
+  for (let i = 0; i < 7; i++) {
     const [[p, tPlan], tAll] = await timed(async () => {
       const planned = await timed(() => planConfig(k, five, { fromRecord: true }));
       await withWriteLock(0, () => executePlan(k, planned[0]));
@@ -134,13 +165,7 @@ async function memoFigures(k: Awaited<ReturnType<typeof openSession>>) {
     weight.ops = p.ops.length;
     weight.how = p.memo ?? 'full';
     weight.commands = commandsOf(renderPlan(p));
-    const [[, tPlanFull], tFull] = await timed(async () => {
-      const planned = await timed(() => planConfig(k, one, { fromRecord: true, memo: false }));
-      await withWriteLock(0, () => executePlan(k, planned[0]));
-      return planned;
-    });
-    weight.full.push(tFull);
-    weight.planFull.push(tPlanFull);
+    await withWriteLock(0, async () => executePlan(k, await planConfig(k, one, { fromRecord: true })));
   }
   return {
     same: { memo: median(sameMemo), full: median(sameFull), ops, how: sameHow },
@@ -166,20 +191,24 @@ async function memoFigures(k: Awaited<ReturnType<typeof openSession>>) {
  */
 async function executorFigures(k: Awaited<ReturnType<typeof openSession>>, coldScript: string) {
   const one = makeConfig(1);
-  const five = makeConfig(5);
+  const five = withWeight(one, 5);
   const names = ['libnftables', 'process'] as const;
+  type Name = (typeof names)[number] | 'nfnetlink';
   type Times = Record<(typeof names)[number], number[]>;
   const weight: Times = { libnftables: [], process: [] };
+  const direct: number[] = [];
   const bare: Times = { libnftables: [], process: [] };
   const cold: Times = { libnftables: [], process: [] };
   const coldBare: Times = { libnftables: [], process: [] };
-  const using = async <T>(name: (typeof names)[number], fn: () => Promise<T>): Promise<T> => {
+  // libnftables: SLBCTL_NFT_DIRECT=0 (no nfnetlink batch of slbctl's own); process: the nft program.
+  const using = async <T>(name: Name, fn: () => Promise<T>): Promise<T> => {
     if (name === 'process') process.env.SLBCTL_NFT_EXEC = 'process';
-    else delete process.env.SLBCTL_NFT_EXEC;
+    if (name === 'libnftables') process.env.SLBCTL_NFT_DIRECT = '0';
     try {
       return await fn();
     } finally {
       delete process.env.SLBCTL_NFT_EXEC;
+      delete process.env.SLBCTL_NFT_DIRECT;
     }
   };
   const planApply = async (config: Config) => {
@@ -201,6 +230,14 @@ async function executorFigures(k: Awaited<ReturnType<typeof openSession>>, coldS
         bare[name].push((await timed(() => applyScript(toFive)))[1]);
         bare[name].push((await timed(() => applyScript(toOne)))[1]);
       });
+  // slbctl's own batch (the default), one change after another; the bare scripts above left the record behind,
+  // so a listed plan records the tables again first.
+  await planApply(one);
+  await planConfig(k, one, { fromRecord: true });
+  for (let i = 0; i < 7; i++) {
+    direct.push((await timed(() => planApply(five)))[1]);
+    await planApply(one);
+  }
   const dropTables = () => runChecked('delete table', ['nft', 'delete', 'table', 'ip', 'slbctl']);
   for (const name of names)
     await using(name, async () => {
@@ -212,13 +249,14 @@ async function executorFigures(k: Awaited<ReturnType<typeof openSession>>, coldS
   // The bare cold script leaves the table without slbctl's record of it: one listed plan records it again.
   await planApply(one);
   const m = (t: Times) => ({ libnftables: median(t.libnftables), process: median(t.process) });
-  return { weight: m(weight), bare: m(bare), cold: m(cold), coldBare: m(coldBare), commands: commandsOf(toFive) };
+  return { weight: m(weight), direct: median(direct), bare: m(bare), cold: m(cold), coldBare: m(coldBare), commands: commandsOf(toFive) };
 }
 
 function executorLines(x: Awaited<ReturnType<typeof executorFigures>>, f: (s: number) => string): string[] {
   const row = (label: string, t: { libnftables: number; process: number }) =>
     `${label}  ${f(t.libnftables).padEnd(10)}  the same through the nft program  ${f(t.process).padEnd(10)}  ${(t.libnftables / t.process).toFixed(3)}`;
   return [
+    `one weight change, plan+apply as one nfnetlink batch (the default)  ${f(x.direct).padEnd(10)}  the same through libnftables  ${f(x.weight.libnftables).padEnd(10)}  ${(x.direct / x.weight.libnftables).toFixed(3)}   (goal: 50 ms)`,
     row('executor libnftables: one weight plan+apply, memo', x.weight),
     row(`executor libnftables: the weight script alone (${x.commands} commands)`, x.bare),
     row('executor libnftables: cold plan+apply, table deleted (VIPs kept)', x.cold),
@@ -367,6 +405,35 @@ async function inner(): Promise<void> {
       process.stdout.write(
         [`services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr)`, ...lines, `load average at the end: ${load}`].join('\n') +
           '\n',
+      );
+    } finally {
+      closeSession(k);
+    }
+    return;
+  }
+  if (process.env.SLB_BENCH_ONLY === 'weight') {
+    // The weight change alone: a cold apply, then the memo's figures and the executors side by side.
+    const k = await openSession('nft');
+    try {
+      const cold = await planConfig(k, makeConfig(1), { fromRecord: true });
+      await withWriteLock(0, () => executePlan(k, cold));
+      const memo = await memoFigures(k);
+      const executors = await executorFigures(k, renderPlan(cold));
+      const f = (x: number) => (x < 1 ? `${(x * 1000).toFixed(1)} ms` : `${x.toFixed(2)} s`);
+      const r = (a: number, b: number) => (a / b).toFixed(3);
+      const load = os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ');
+      process.stdout.write(
+        [
+          `services: ${SERVICES} x ${REAL_SERVERS} real servers (fullnat, wrr)`,
+          `no-change plan, memo (${memo.same.ops} ops, ${memo.same.how})  ${f(memo.same.memo)}  the same plan from the record, no memo  ${f(memo.same.full)}  ${r(memo.same.memo, memo.same.full)}`,
+          `one weight plan, memo (${memo.weight.ops} op, ${memo.weight.how})  ${f(memo.weight.plan)}  the same plan, no memo  ${f(memo.weight.planFull)}  ${r(memo.weight.plan, memo.weight.planFull)}`,
+          `one weight plan+apply, memo (${memo.weight.commands} nft commands)  ${f(memo.weight.memo)}  the same, no memo  ${f(memo.weight.full)}  ${r(memo.weight.memo, memo.weight.full)}`,
+          ...executorLines(executors, f),
+          `load average at the end: ${load}`,
+        ].join('\n') + '\n',
       );
     } finally {
       closeSession(k);

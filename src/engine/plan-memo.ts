@@ -36,7 +36,7 @@ import * as fs from 'node:fs';
 import { Config, isL7, serviceKey } from '../model/types';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { readSysctl } from '../kernel/rtnl/sysctl';
-import { readRecord, recordFile, removeRecord, writeRecord } from '../records/netns';
+import { readRecord, recordFile, removeRecord, writeRecordText } from '../records/netns';
 
 /** Bumped whenever what a memo stands for changes shape. */
 const FORMAT = 2;
@@ -192,8 +192,25 @@ export function readMemo(): PlanMemo | undefined {
   return cached.memo;
 }
 
+/** The JSON of each [key, digest] pair: the pairs of services a change did not touch are the same arrays memo after memo. */
+const pairText = new WeakMap<readonly [string, string], string>();
+
+function servicesText(services: readonly (readonly [string, string])[]): string {
+  const parts = new Array<string>(services.length);
+  for (let i = 0; i < services.length; i++) {
+    const pair = services[i];
+    let text = pairText.get(pair);
+    if (text === undefined) pairText.set(pair, (text = JSON.stringify(pair)));
+    parts[i] = text;
+  }
+  return `[${parts.join(',')}]`;
+}
+
 export function writeMemo(m: PlanMemo): void {
-  writeRecord('plan-memo', { format: FORMAT, build: build(), memo: m }, undefined, true);
+  // The services' part (10,000 pairs) from their kept texts, the rest as JSON: the same record writeRecord would write.
+  const { services, ...rest } = m;
+  const memoText = `${JSON.stringify(rest).slice(0, -1)}${Object.keys(rest).length > 0 ? ',' : ''}"services":${servicesText(services)}}`;
+  writeRecordText('plan-memo', `"format":${FORMAT},"build":${JSON.stringify(build())},"memo":${memoText}`);
   const file = recordFile('plan-memo');
   const stat = fileStat(file);
   cached = stat === undefined ? undefined : { file, stat, memo: m };

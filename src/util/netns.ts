@@ -47,6 +47,15 @@ interface NativeAddon {
   sealedInput(content: string): number;
   /** table local's local routes not made for an address, as raw netlink messages, dumped with strict checking; undefined: the kernel has none. */
   dumpLocalRoutes?(): Buffer | undefined;
+  /** A nonblocking socket of rtnetlink's link, IPv4 address and route notifications, in the calling thread's namespace. */
+  rtWatchOpen?(): number;
+  /** Whether a notification came (or some were lost) since the last call; ask: after a round trip that every earlier one precedes. */
+  rtWatchChanged?(fd: number, ask: boolean): boolean;
+  closeFd?(fd: number): void;
+  /** An nfnetlink socket in the calling thread's namespace. */
+  nfnlOpen?(): number;
+  /** Send a batch and read the kernel's answers (NLMSG_ERROR messages) to sequence numbers first..last. */
+  nfnlBatch?(fd: number, batch: Buffer, first: number, last: number): Buffer;
   /**
    * An nftables script (or a listing, in JSON) run through libnftables on the thread pool, in the network
    * namespace of the calling thread at the call. Absent from an addon built before it (src/kernel/nft/executor.ts).

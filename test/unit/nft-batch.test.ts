@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { encodeBatch } from '../../src/kernel/nft/batch';
 import { NftCommand } from '../../src/kernel/nft/commands';
-import { serviceRule } from '../../src/kernel/nft/rules';
+import { pickRule, serviceRule } from '../../src/kernel/nft/rules';
 import { ServiceState } from '../../src/model/state';
 
 /** The messages of a batch: type, flags and payload (after the 16-byte header), begin and end included. */
@@ -72,6 +72,27 @@ describe('nftables batch encoding', () => {
     assert.equal(m[1].payload, nft);
   });
 
+  it("encodes an rr/wrr pick chain's rule as nft does (the set by name: nft also sends its id, read only for a set of the same batch)", () => {
+    const rule = pickRule({ mode: 'fullnat', scheduler: 'wrr', protocol: 'tcp' }, 8);
+    const m = one({ verb: 'add', object: 'rule', family: 'ip', chain: 'pick_tcp_inc_8', rule });
+    const lookupWithoutSetId =
+      '380001800b0001006c6f6f6b757000002800028008000200000000010800030000000001110001006261636b656e64735f74637000000000';
+    const nft =
+      `02000000${TABLE_ATTR}00` +
+      '130002007069636b5f7463705f696e635f380000' +
+      '58010480' +
+      '24000180090001006d6574610000000014000280080002000000001008000100000000012c00018008000100636d700020000280080001000000000108000200000000000c0003800500010006000000' +
+      '340001800c0001007061796c6f616400240002800800010000000001080002000000000108000300000000100800040000000004' +
+      '340001800c0001007061796c6f616400240002800800010000000009080002000000000208000300000000020800040000000002' +
+      '340001800b0001006e756d67656e000024000280080001000000000a080002000000000808000300000000000800040000000000' +
+      lookupWithoutSetId +
+      '30000180080001006e617400240002800800010000000001080002000000000208000300000000010800050000000009';
+    assert.equal(m[1].payload, nft);
+    // Other selectors (source hash, flow hash, DSR's forwarding) are libnftables' to encode.
+    const sh = pickRule({ mode: 'fullnat', scheduler: 'sh', protocol: 'tcp' }, 8);
+    assert.equal(encodeBatch([{ verb: 'add', object: 'rule', family: 'ip', chain: 'pick_tcp_sh_8', rule: sh }]), undefined);
+  });
+
   it('encodes elements as nft does: concatenations padded to 4 bytes, the slot in host order, comments as user data', () => {
     const del = one({
       verb: 'delete',
@@ -122,6 +143,7 @@ describe('nftables batch encoding', () => {
   });
 
   it('leaves to libnftables what it does not encode: tables, hooked chains, pick and NAT rules, other sets, odd values', () => {
+    // A pick rule whose expression does not say what its text says.
     const pick = { text: 'dnat ip to ip daddr . tcp dport . numgen inc mod 8 map @backends_tcp', expr: [{ dnat: {} }] };
     const cases: NftCommand[] = [
       { verb: 'add', object: 'table', family: 'ip' },

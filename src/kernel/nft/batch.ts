@@ -7,9 +7,10 @@
 //
 // Only the commands a change of real servers or services makes are encoded:
 // elements of slbctl's sets and maps (their types are fixed: expected.ts),
-// chains without a hook (add, flush, delete) and the service chain's one rule
-// (rules.ts serviceRule: `meta l4proto P counter jump CHAIN|drop comment C`).
-// Any other command (a pick chain's rule, source NAT, tables, hooks, sets)
+// chains without a hook (add, flush, delete), the service chain's one rule
+// (rules.ts serviceRule: `meta l4proto P counter jump CHAIN|drop comment C`)
+// and the pick chain's rule of rr and wrr NAT services (numgen inc). Any
+// other command (other pick rules, source NAT, tables, hooks, sets)
 // makes encodeBatch answer undefined, and the script goes to libnftables.
 // The bytes are those nft 1.0.6 sends for the same commands (read with
 // strace), so `nft list` prints the result as it prints nft's own; a
@@ -19,14 +20,12 @@
 // (NFNL_BATCH_GENID): if anyone committed since, the kernel refuses it whole
 // (ERESTART) and nothing changes.
 import * as os from 'node:os';
-import { RawNetlinkSocket } from 'netlink';
 import { Family } from '../../model/state';
 import { NftCommand } from './commands';
 import { Rule } from './rules';
 import { TABLE, FULLNAT_VIPS_MAP, MEMBERS_SET, SERVICES_MAP } from './names';
-import { netnsInode } from '../../util/netns';
+import { native, netnsInode } from '../../util/netns';
 
-const NETLINK_NETFILTER = 12;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_CREATE = 0x400;
@@ -206,6 +205,51 @@ function serviceRuleExpressions(rule: Rule): Buffer[] | undefined {
   ];
 }
 
+/**
+ * A pick chain's rule with the `inc` selector (rules.ts pickRule: full NAT and
+ * transparent services, rr and wrr): `dnat ip to ip daddr . P dport . numgen
+ * inc mod N map @backends_P`, as nft 1.0.6 sends it: the protocol dependency
+ * `tcp dport` needs (meta l4proto, cmp), the daddr into register 1, the port
+ * into 9, the slot into 10, the map looked up from 1 into 1, and DNAT to the
+ * address in 1 and the port in 9. Anything else: undefined.
+ */
+function pickRuleExpressions(rule: Rule): Buffer[] | undefined {
+  const m = /^dnat ip to ip daddr \. (tcp|udp) dport \. numgen inc mod (\d+) map @backends_(tcp|udp)$/.exec(rule.text);
+  if (!m || m[1] !== m[3] || rule.comment !== undefined) return undefined;
+  const protocol = m[1];
+  const modulus = Number(m[2]);
+  if (!Number.isSafeInteger(modulus) || modulus < 1 || modulus > 0xffffffff) return undefined;
+  // The expression must say the same as the text (the text is what libnftables would have been given).
+  const payload = (p: string, field: string) => ({ payload: { protocol: p, field } });
+  const want = [
+    {
+      dnat: {
+        family: 'ip',
+        addr: {
+          map: {
+            key: { concat: [payload('ip', 'daddr'), payload(protocol, 'dport'), { numgen: { mode: 'inc', mod: modulus, offset: 0 } }] },
+            data: `@backends_${protocol}`,
+          },
+        },
+      },
+    },
+  ];
+  if (JSON.stringify(rule.expr) !== JSON.stringify(want)) return undefined;
+  return [
+    expression('meta', be32(2, 16), be32(1, 1)),
+    expression('cmp', be32(1, 1), be32(2, 0), nest(3, dataValue(Buffer.from([PROTOCOL_NUMBERS[protocol]])))),
+    // payload: DREG 1, BASE 2 (1 network, 2 transport), OFFSET 3, LEN 4.
+    expression('payload', be32(1, 1), be32(2, 1), be32(3, 16), be32(4, 4)),
+    expression('payload', be32(1, 9), be32(2, 2), be32(3, 2), be32(4, 2)),
+    // numgen: DREG 1, MODULUS 2, TYPE 3 (NFT_NG_INCREMENTAL 0), OFFSET 4.
+    expression('numgen', be32(1, 10), be32(2, modulus), be32(3, 0), be32(4, 0)),
+    // lookup: SREG 2, DREG 3, SET 1 (by name: the set exists).
+    expression('lookup', be32(2, 1), be32(3, 1), strz(1, `backends_${protocol}`)),
+    // nat: TYPE 1 (NFT_NAT_DNAT 1), FAMILY 2 (NFPROTO_IPV4), REG_ADDR_MIN 3, REG_PROTO_MIN 5.
+    expression('nat', be32(1, 1), be32(2, 2), be32(3, 1), be32(5, 9)),
+  ];
+}
+
 /** The attributes of one command's message, and its type and flags; undefined when it is not one this module encodes. */
 function encodeCommand(c: NftCommand): { type: number; flags: number; family: Family; attrs: Buffer[] } | undefined {
   const table = strz(1, TABLE);
@@ -218,7 +262,7 @@ function encodeCommand(c: NftCommand): { type: number; flags: number; family: Fa
       // flush: every rule of the chain (enum nft_rule_attributes: TABLE 1, CHAIN 2; no handle).
       return { type: MSG.DELRULE, flags: 0, family: c.family, attrs: [table, strz(2, c.chain)] };
     case 'rule': {
-      const exprs = serviceRuleExpressions(c.rule);
+      const exprs = serviceRuleExpressions(c.rule) ?? pickRuleExpressions(c.rule);
       if (!exprs) return undefined;
       // NFTA_RULE_EXPRESSIONS 4, NFTA_RULE_USERDATA 7.
       const attrs = [table, strz(2, c.chain), list(4, exprs)];
@@ -323,86 +367,53 @@ function answers(datagram: Buffer): { seq: number; errno: number }[] {
   return out;
 }
 
-/** An nfnetlink socket per network namespace, kept: closing one waits for the kernel (13 ms a batch, measured). */
-const sockets = new Map<string, { socket: RawNetlinkSocket; listener?: (datagram: Buffer) => void; queue: Promise<unknown> }>();
+/** An nfnetlink socket per network namespace, kept: opening and closing one a batch cost 13 ms (measured). */
+const sockets = new Map<string, number>();
 
-function socketHere(): { socket: RawNetlinkSocket; listener?: (datagram: Buffer) => void; queue: Promise<unknown> } {
+function socketHere(): number {
   // The calling thread's namespace, as libnftables takes it: a socket belongs to the namespace it was opened in.
   const here = String(netnsInode());
-  let s = sockets.get(here);
-  if (!s) {
-    const socket = new RawNetlinkSocket(NETLINK_NETFILTER);
-    // Kept open, it must not keep the process alive.
-    socket.unref();
-    const entry: { socket: RawNetlinkSocket; listener?: (datagram: Buffer) => void; queue: Promise<unknown> } = {
-      socket,
-      queue: Promise.resolve(),
-    };
-    socket.on('message', (datagram) => entry.listener?.(datagram));
-    socket.on('error', () => {
-      sockets.delete(here);
-      socket.close();
-    });
+  let fd = sockets.get(here);
+  if (fd === undefined) {
+    const n = native();
+    if (!n.nfnlOpen) throw new Error('the addon has no nfnetlink socket');
+    fd = n.nfnlOpen();
     // One namespace's socket kept at a time: a kept socket keeps its namespace alive after `ip netns del`.
-    for (const [other, o] of sockets)
-      if (!o.listener) {
-        o.socket.close();
-        sockets.delete(other);
-      }
-    sockets.set(here, entry);
-    s = entry;
+    closeBatchSockets();
+    sockets.set(here, fd);
   }
-  return s;
+  return fd;
 }
 
 /** Close the kept sockets (tests; a process that is done with nftables). */
 export function closeBatchSockets(): void {
-  for (const s of sockets.values()) s.socket.close();
+  for (const fd of sockets.values()) native().closeFd?.(fd);
   sockets.clear();
 }
 
 /**
  * Send a batch on slbctl's nfnetlink socket of the calling thread's network
  * namespace (opened there once, as libnftables would be called there), and
- * wait for every command's answer or the refusal of the whole batch. One
- * batch at a time on a socket; the kernel works a batch through inside the
- * send, so its answers are queued when the send returns.
+ * read every command's answer or the refusal of the whole batch. The kernel
+ * works a batch through inside the send, so this is synchronous: a small
+ * batch is a millisecond or so of kernel time.
  */
-export function sendBatch(batch: Batch, timeoutMs = 5000): Promise<BatchResult> {
-  const s = socketHere();
-  const run = () =>
-    new Promise<BatchResult>((resolve, reject) => {
-      const pending = new Set<number>();
-      for (let i = 1; i <= batch.commands; i++) pending.add(batch.first + i);
-      let failed: BatchResult | undefined;
-      let settled = false;
-      const done = (r: BatchResult | Error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        s.listener = undefined;
-        if (r instanceof Error) reject(r);
-        else resolve(r);
-      };
-      const timer = setTimeout(() => done(new Error(`nfnetlink: no answer to the batch within ${timeoutMs} ms`)), timeoutMs);
-      s.listener = (datagram) => {
-        for (const a of answers(datagram)) {
-          if (a.seq === batch.first) {
-            done(a.errno === ERESTART ? { ok: false, restart: true } : new Error(`nfnetlink: the batch was refused: errno ${a.errno}`));
-            return;
-          }
-          if (!pending.delete(a.seq)) continue;
-          if (a.errno !== 0 && !failed) failed = { ok: false, restart: false, command: a.seq - batch.first - 1, errno: a.errno };
-        }
-        if (pending.size === 0) done(failed ?? { ok: true });
-        // Refused: the kernel queued every answer in the send; the rest of them (acknowledgements of an aborted batch) are not awaited.
-        else if (failed) setTimeout(() => done(failed ?? { ok: true }), 20);
-      };
-      s.socket.send(batch.bytes, {}, (e) => {
-        if (e) done(e);
-      });
-    });
-  const next = s.queue.then(run);
-  s.queue = next.catch(() => undefined);
-  return next;
+export function sendBatch(batch: Batch): BatchResult {
+  const n = native();
+  if (!n.nfnlBatch) throw new Error('the addon has no nfnetlink batches');
+  const raw = n.nfnlBatch(socketHere(), batch.bytes, batch.first, batch.first + batch.commands);
+  const pending = new Set<number>();
+  for (let i = 1; i <= batch.commands; i++) pending.add(batch.first + i);
+  let failed: BatchResult | undefined;
+  for (const a of answers(raw)) {
+    if (a.seq === batch.first) {
+      if (a.errno === ERESTART) return { ok: false, restart: true };
+      throw new Error(`nfnetlink: the batch was refused: errno ${a.errno}`);
+    }
+    if (!pending.delete(a.seq)) continue;
+    if (a.errno !== 0 && !failed) failed = { ok: false, restart: false, command: a.seq - batch.first - 1, errno: a.errno };
+  }
+  if (failed) return failed;
+  if (pending.size > 0) throw new Error(`nfnetlink: no answer to ${pending.size} of the batch's ${batch.commands} commands`);
+  return { ok: true };
 }

@@ -62,7 +62,7 @@ export async function applyCommands(
   const direct = process.env.SLBCTL_NFT_DIRECT !== '0' && nftExecutor().name === 'libnftables';
   const batch = direct ? encodeBatch(commands, generation) : undefined;
   if (batch) {
-    const r = await sendBatch(batch);
+    const r = sendBatch(batch);
     if (r.ok) return 'nfnetlink';
     if (!r.restart) {
       const command = commands[r.command];

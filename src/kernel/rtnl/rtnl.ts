@@ -4,7 +4,7 @@
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import { KernelError } from '../../util/errors';
-import { RawNetlinkSocket, createRtNetlink, RtNetlinkSocket } from 'netlink';
+import { createRtNetlink, RtNetlinkSocket } from 'netlink';
 import { native } from '../../util/netns';
 import { LocalRoute, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, RTMSG_DUMP_INET, decodeLocalRoute, encodeLocalRoute } from './routes';
 
@@ -167,100 +167,43 @@ function strictLocalRoutes(home: Home | undefined): { type: number; data: Buffer
   return out;
 }
 
-/** include/uapi/linux/rtnetlink.h: the multicast groups of link, IPv4 address and IPv4 route changes; RTM_GETLINK. */
-const RTNLGRP_LINK = 1;
-const RTNLGRP_IPV4_IFADDR = 5;
-const RTNLGRP_IPV4_ROUTE = 7;
-const RTM_GETLINK = 18;
-const NETLINK_ROUTE = 0;
-
 /**
  * Whether any link, IPv4 address or IPv4 route of the namespace changed since
  * the last dump of interfaces(): a socket of the kernel's change
- * notifications, joined before the first dump. To be sure that every change
- * made before the question has been heard, it asks the kernel one small thing
- * (link 1, the loopback) on the same socket: the answer comes after every
- * notification queued before it. 10,000 VIP addresses are then dumped and
+ * notifications (the addon's, opened with the Rtnl so in its namespace),
+ * asked synchronously. To be sure that every change made before the question
+ * has been heard, the addon asks the kernel one small thing on the same
+ * socket; the answer comes after every notification queued before it, and an
+ * overflow counts as a change. 10,000 VIP addresses are then dumped and
  * parsed only when something changed (8 ms a plan, measured), not at every
  * plan of the controller.
  */
 class InterfaceWatch {
-  private readonly socket: RawNetlinkSocket;
-  private changed = true;
-  private seq = 0;
-  private readonly waiting = new Map<number, () => void>();
+  private constructor(private fd: number) {}
 
-  constructor() {
-    this.socket = new RawNetlinkSocket(NETLINK_ROUTE);
-    // A watch must not keep the process alive.
-    this.socket.unref();
-    this.socket.on('message', (datagram) => this.receive(datagram));
-    // Lost notifications (a full socket buffer) or a broken socket: anything may have changed.
-    this.socket.on('error', () => this.lost());
-    this.socket.on('truncatedMessage', () => this.lost());
-    for (const group of [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE]) this.socket.addMembership(group);
-  }
-
-  private lost(): void {
-    this.changed = true;
-    for (const done of this.waiting.values()) done();
-    this.waiting.clear();
-  }
-
-  private receive(datagram: Buffer): void {
-    const port = this.socket.address().port;
-    for (let at = 0; at + 16 <= datagram.length;) {
-      const len = datagram.readUInt32LE(at);
-      if (len < 16 || at + len > datagram.length) break;
-      const seq = datagram.readUInt32LE(at + 8);
-      const pid = datagram.readUInt32LE(at + 12);
-      const answer = pid === port ? this.waiting.get(seq) : undefined;
-      if (answer) {
-        this.waiting.delete(seq);
-        answer();
-      } else this.changed = true;
-      at += (len + 3) & ~3;
+  static open(): InterfaceWatch | undefined {
+    try {
+      const fd = native().rtWatchOpen?.();
+      return fd === undefined ? undefined : new InterfaceWatch(fd);
+    } catch {
+      return undefined;
     }
   }
 
   /** Before a dump: changes from now on count against it. */
   dumping(): void {
-    this.changed = false;
+    if (this.fd >= 0) native().rtWatchChanged?.(this.fd, false);
   }
 
-  /** Whether nothing changed since dumping() (false when it cannot tell within a second). */
-  async unchanged(): Promise<boolean> {
-    if (this.changed) return false;
-    this.seq = (this.seq % 0x7fffffff) + 1;
-    const seq = this.seq;
-    const request = Buffer.alloc(32);
-    // struct nlmsghdr, then struct ifinfomsg { family AF_UNSPEC, type 0, index 1 (lo), flags 0, change 0 }.
-    request.writeUInt32LE(32, 0);
-    request.writeUInt16LE(RTM_GETLINK, 4);
-    request.writeUInt16LE(1, 6);
-    request.writeUInt32LE(seq, 8);
-    request.writeInt32LE(1, 20);
-    const answered = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(seq);
-        resolve(false);
-      }, 1000);
-      this.waiting.set(seq, () => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-      this.socket.send(request, {}, (e) => {
-        if (!e) return;
-        clearTimeout(timer);
-        this.waiting.delete(seq);
-        resolve(false);
-      });
-    });
-    return answered && !this.changed;
+  /** Whether nothing changed since dumping(). */
+  unchanged(): boolean {
+    if (this.fd < 0) return false;
+    return native().rtWatchChanged?.(this.fd, true) === false;
   }
 
   close(): void {
-    this.socket.close();
+    if (this.fd >= 0) native().closeFd?.(this.fd);
+    this.fd = -1;
   }
 }
 
@@ -289,11 +232,8 @@ export class Rtnl {
   private readonly home = homeHere();
 
   private constructor(private readonly sock: RtNetlinkSocket) {
-    try {
-      this.watch = new InterfaceWatch();
-    } catch {
-      // No notifications: every interfaces() dumps, as before.
-    }
+    // No notifications (an addon without them): every interfaces() dumps, as before.
+    this.watch = InterfaceWatch.open();
   }
 
   private serial<T>(fn: (socket: RtNetlinkSocket) => Promise<T>): Promise<T> {
@@ -372,7 +312,7 @@ export class Rtnl {
    * since (the same frozen array: callers must not change it).
    */
   async interfaces(): Promise<NetInterface[]> {
-    if (this.last && this.watch && (await this.watch.unchanged())) return this.last;
+    if (this.last && this.watch?.unchanged()) return this.last;
     this.last = undefined;
     // Joined before the dump, so a change during it shows at the next call.
     this.watch?.dumping();

@@ -21,7 +21,7 @@ import { checkVips } from './vip-checks';
 import { L7Engine } from '../backends/haproxy/engine';
 import { L7ServiceState } from '../model/state';
 import { PlanInputs, memoFor, narrowPlan, readInputs, unchangedPlan } from './narrow';
-import { HostInputs, digestInterfaces, forgetMemo, ownershipStamp, readMemo, writeMemo } from './plan-memo';
+import { HostInputs, digestInterfaces, forgetMemo, ownershipStamp, readMemo, sameConfig, writeMemo } from './plan-memo';
 
 export type Backend = BackendName;
 
@@ -190,7 +190,7 @@ export async function planConfig(k: KernelSession, config: Config, o: PlanOption
   const inputs = o.fromRecord && o.memo !== false ? await readInputs(k, config, interfaces, o).catch(() => undefined) : undefined;
   const memo = inputs && memoFor(k, inputs.host);
   if (inputs && memo) {
-    const same = inputs.config.whole === memo.config ? unchangedPlan(k, memo) : undefined;
+    const same = sameConfig(memo, inputs.config) ? unchangedPlan(k, memo) : undefined;
     if (same) {
       // The file's digest is kept for `slbctl plan`, which then does not parse it.
       if (inputs.bytes && inputs.bytes !== memo.bytes) writeMemo({ ...memo, bytes: inputs.bytes });
@@ -227,7 +227,6 @@ function settleMemo(k: KernelSession, plan: ConfigPlan, host?: HostInputs): void
       choice: inputs.choice,
       host: at,
       sysctls: plan.desired.sysctls,
-      config: inputs.config.whole,
       rest: inputs.config.rest,
       services: inputs.config.services,
       ...(inputs.bytes ? { bytes: inputs.bytes } : {}),

@@ -2,7 +2,7 @@
 // every input digests as it did, and a plan of only the services a config
 // change touched when the host is as it was. Either returns undefined when it
 // cannot be sure, and the caller plans in full.
-import { Config, serviceKey } from '../model/types';
+import { Config, ServiceKeys, serviceKey } from '../model/types';
 import { ServiceState } from '../model/state';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { PlanScope, plan as makePlan } from '../plan/planner';
@@ -140,6 +140,8 @@ export function changedServices(
   return { changed, removed: before.filter(([key]) => !keys.has(key)).map(([key]) => key) };
 }
 
+const recordKeys = new ServiceKeys();
+
 /**
  * The desired services: the resolved ones where they changed, the record's
  * elsewhere (place by place when the record lists them as the config does);
@@ -152,9 +154,10 @@ function servicesFrom(
 ): ServiceState[] | undefined {
   const services: ServiceState[] = new Array<ServiceState>(now.length);
   let placed = base.length === now.length;
+  const keys = placed ? recordKeys.of(base) : [];
   for (let i = 0; i < now.length && placed; i++) {
     const s = resolved.get(i) ?? base[i];
-    if (!resolved.has(i) && serviceKey(s) !== now[i][0]) placed = false;
+    if (!resolved.has(i) && keys[i] !== now[i][0]) placed = false;
     else services[i] = s;
   }
   if (placed) return services;

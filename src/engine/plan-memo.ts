@@ -39,7 +39,7 @@ import { readSysctl } from '../kernel/rtnl/sysctl';
 import { readRecord, recordFile, removeRecord, writeRecordText } from '../records/netns';
 
 /** Bumped whenever what a memo stands for changes shape. */
-const FORMAT = 2;
+const FORMAT = 3;
 
 export interface HostInputs {
   /** The backend's stamp (nftables: "nft generation N"). */
@@ -51,8 +51,6 @@ export interface HostInputs {
 }
 
 export interface ConfigDigest {
-  /** The whole parsed config. */
-  whole: string;
   /** The config without its services (backend, defaults, conntrack, ha …). */
   rest: string;
   /** Per service, in config order: its key and digest. */
@@ -66,7 +64,6 @@ export interface PlanMemo {
   host: HostInputs;
   /** The sysctls the plan needs, with the values it wants (and found or set). */
   sysctls: Record<string, string>;
-  config: string;
   rest: string;
   services: [string, string][];
   /** Digest of the file's bytes the config was parsed from, when a command read one. */
@@ -123,16 +120,20 @@ function serviceDigests(services: Config['services']): [string, string][] {
   return out;
 }
 
-/** The config's digests: the whole one is that of the rest and every service's digest, so no service is serialised twice. */
+/** The config's digests: of the rest, and of each service (one not serialised again while it is the same object). */
 export function digestConfig(config: Config): ConfigDigest {
   const { services, ...rest } = config;
-  const restDigest = digest(JSON.stringify(rest));
-  const perService = serviceDigests(services);
-  return {
-    whole: digest(`${restDigest}\n${perService.map(([key, d]) => `${key} ${d}`).join('\n')}`),
-    rest: restDigest,
-    services: perService,
-  };
+  return { rest: digest(JSON.stringify(rest)), services: serviceDigests(services) };
+}
+
+/** Whether a config digests as the memo's did: the same rest, the same services in the same order. */
+export function sameConfig(memo: PlanMemo, config: ConfigDigest): boolean {
+  if (memo.rest !== config.rest || memo.services.length !== config.services.length) return false;
+  for (let i = 0; i < config.services.length; i++) {
+    const [key, d] = config.services[i];
+    if (memo.services[i][0] !== key || memo.services[i][1] !== d) return false;
+  }
+  return true;
 }
 
 /** Digests of the interfaces by array: Rtnl.interfaces() gives the same frozen array while the kernel reports no change. */
@@ -195,14 +196,23 @@ export function readMemo(): PlanMemo | undefined {
 /** The JSON of each [key, digest] pair: the pairs of services a change did not touch are the same arrays memo after memo. */
 const pairText = new WeakMap<readonly [string, string], string>();
 
+/** The pairs and texts of the last memo written: the next one's pairs are mostly the same, in the same places. */
+let lastText: { services: readonly (readonly [string, string])[]; parts: string[] } | undefined;
+
 function servicesText(services: readonly (readonly [string, string])[]): string {
+  const last = lastText;
   const parts = new Array<string>(services.length);
   for (let i = 0; i < services.length; i++) {
     const pair = services[i];
+    if (last && last.services[i] === pair) {
+      parts[i] = last.parts[i];
+      continue;
+    }
     let text = pairText.get(pair);
     if (text === undefined) pairText.set(pair, (text = JSON.stringify(pair)));
     parts[i] = text;
   }
+  lastText = { services, parts };
   return `[${parts.join(',')}]`;
 }
 

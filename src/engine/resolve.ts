@@ -273,15 +273,71 @@ export function desiredOf(
   // ha.vrrp: keepalived adds the VIPs and ha.vrrp.addresses on the master and removes them on the standby.
   // Were slbctl to plan them too, it would put them back on the standby at every resync and both balancers
   // would answer ARP. A source address not listed there is this balancer's own, planned as without ha.
+  const sysctls = { ...backendOf(backend).sysctls(services, config, facts.interfaces), ...conntrackSysctls(config.conntrack) };
+  const held = l7.length === 0 ? heldAsBefore(config, services, facts) : undefined;
+  const { addresses, routes } = held ?? heldAddresses(config, services, l7, facts);
+  if (l7.length === 0) lastHeld = { config, services, interfaces: facts.interfaces, addresses, ...(routes ? { routes } : {}) };
+  return { backend, services, addresses: [...addresses], ...(routes ? { routes: [...routes] } : {}), sysctls, l7 };
+}
+
+/** The addresses and routes the services need (VIPs and source addresses, each once). */
+function heldAddresses(
+  config: Config,
+  services: readonly ServiceState[],
+  l7: readonly L7ServiceState[],
+  facts: HostFacts,
+): { addresses: OwnedAddress[]; routes?: OwnedAddress[] } {
   const floating = new Set((config.ha?.vrrp?.addresses ?? []).map((a) => a.split('/')[0]));
   const vips = config.ha?.vrrp ? [] : [...services, ...l7].map((s): OwnedAddress => ({ address: s.vip, device: s.device }));
   const sources = config.services.flatMap((s, i) => configuredSources(s, i, facts)).filter((a) => !floating.has(a.address));
   const byKey = (list: OwnedAddress[]) => [...new Map(list.map((a): [string, OwnedAddress] => [`${a.address}@${a.device}`, a])).values()];
-  const sysctls = { ...backendOf(backend).sysctls(services, config, facts.interfaces), ...conntrackSysctls(config.conntrack) };
-  if (config.vipAs !== 'route') return { backend, services, addresses: byKey([...vips, ...sources]), sysctls, l7 };
+  if (config.vipAs !== 'route') return { addresses: byKey([...vips, ...sources]) };
   // vipAs route: the VIPs are local routes; a source address stays an address (source selection and the
   // real servers' replies need one), and a VIP that is also a source address is held as that address.
   const sourceKeys = new Set(sources.map((a) => `${a.address}@${a.device}`));
-  const routes = byKey(vips.filter((a) => !sourceKeys.has(`${a.address}@${a.device}`)));
-  return { backend, services, addresses: byKey(sources), routes, sysctls, l7 };
+  return { addresses: byKey(sources), routes: byKey(vips.filter((a) => !sourceKeys.has(`${a.address}@${a.device}`))) };
+}
+
+/** The last desired addresses worked out, and what they were worked out from. */
+let lastHeld:
+  | {
+      config: Config;
+      services: readonly ServiceState[];
+      interfaces: HostFacts['interfaces'];
+      addresses: OwnedAddress[];
+      routes?: OwnedAddress[];
+    }
+  | undefined;
+
+/**
+ * The last addresses again, when a config differs from the last one only in
+ * services whose VIP, interface and source addresses are as they were (a
+ * weight change: 10,000 VIPs are not listed and made unique again); undefined
+ * when anything they depend on may differ.
+ */
+function heldAsBefore(
+  config: Config,
+  services: readonly ServiceState[],
+  facts: HostFacts,
+): { addresses: OwnedAddress[]; routes?: OwnedAddress[] } | undefined {
+  const last = lastHeld;
+  if (!last || last.interfaces !== facts.interfaces || !Object.isFrozen(facts.interfaces)) return undefined;
+  if (config.vipAs !== last.config.vipAs || JSON.stringify(config.ha) !== JSON.stringify(last.config.ha)) return undefined;
+  if (config.services.length !== last.config.services.length || services.length !== last.services.length) return undefined;
+  let differ = 0;
+  for (let i = 0; i < services.length; i++) {
+    const a = services[i];
+    const b = last.services[i];
+    if (a === b) continue;
+    if (++differ > 64 || a.vip !== b.vip || a.device !== b.device) return undefined;
+  }
+  for (let i = 0; i < config.services.length; i++) {
+    const a = config.services[i];
+    const b = last.config.services[i];
+    if (a === b) continue;
+    if (++differ > 128) return undefined;
+    const sources = (s: Service) => JSON.stringify(configuredSources(s, i, facts));
+    if (sources(a) !== sources(b)) return undefined;
+  }
+  return { addresses: last.addresses, ...(last.routes ? { routes: last.routes } : {}) };
 }

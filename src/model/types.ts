@@ -294,3 +294,23 @@ export function realServerKey(r: Pick<RealServer, 'address' | 'port'>): string {
 export function transportKey(s: { protocol: ServiceProtocol; vip: string; port: number }): string {
   return `${s.protocol === 'udp' ? 'udp' : 'tcp'}/${s.vip}:${s.port}`;
 }
+
+/**
+ * The keys of a list of services, each worked out once while the list's
+ * objects stay where they were: each caller keeps one, and the next list it
+ * is given (the next plan's record, the next config) is keyed from the last
+ * by the places where the two differ.
+ */
+export class ServiceKeys {
+  private last: { services: readonly { protocol: ServiceProtocol; vip: string; port: number }[]; keys: string[] } | undefined;
+
+  of(services: readonly { protocol: ServiceProtocol; vip: string; port: number }[]): string[] {
+    const last = this.last;
+    if (last?.services === services) return last.keys;
+    const same = last !== undefined && last.services.length === services.length;
+    const keys = new Array<string>(services.length);
+    for (let i = 0; i < services.length; i++) keys[i] = same && last.services[i] === services[i] ? last.keys[i] : serviceKey(services[i]);
+    this.last = { services, keys };
+    return keys;
+  }
+}

@@ -25,7 +25,7 @@ import { currentNetns, readRecord, recordFile, removeRecord, writeRecordText } f
 import { appendLine, readText } from '../../records/files';
 import * as fs from 'node:fs';
 import { familyOf } from './expected';
-import { serviceKey } from '../../model/types';
+import { ServiceKeys, serviceKey } from '../../model/types';
 import { backendKey, backendSlots } from './slots';
 
 interface Applied {
@@ -208,6 +208,9 @@ export function forgetApplied(): void {
 
 const keysOf = new WeakMap<RecordedService, string[]>();
 
+/** The record's keys, from the last record's by the places that differ (a plan reads the touched services by key). */
+const recordKeys = new ServiceKeys();
+
 /**
  * A recorded service as a plan sees it, its backend map keys worked out when
  * asked (a getter on the class, not defineProperty on each of 10,000 copies,
@@ -243,8 +246,9 @@ export function kernelFromApplied(
 ): KernelState {
   // Object.assign gave it every field of the service: it is one, with backendKeys on its class.
   const touched: ServiceState[] = [];
-  const observed = services.map((s) => {
-    if (touching && !touching.has(serviceKey(s))) return s;
+  const keys = touching ? recordKeys.of(services) : [];
+  const observed = services.map((s, i) => {
+    if (touching && !touching.has(keys[i])) return s;
     const r = new RecordedService(s) as unknown as ServiceState;
     touched.push(r);
     return r;

@@ -287,22 +287,28 @@ static Napi::Value DumpLocalRoutes(const Napi::CallbackInfo& info) {
   return Napi::Buffer<char>::Copy(env, out.data(), out.size());
 }
 
-// rtWatchOpen(): a nonblocking rtnetlink socket in the calling thread's
-// namespace, joined to the link, IPv4 address and IPv4 route groups.
-static Napi::Value RtWatchOpen(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+// A netlink socket of `protocol` in the calling thread's namespace, bound to
+// `groups` (the legacy bitmask), as a descriptor the caller closes.
+static Napi::Value OpenNetlink(Napi::Env env, int protocol, int flags, uint32_t groups) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | flags, protocol);
   if (fd < 0) return Fail(env, "netlink socket", errno);
   struct sockaddr_nl local;
   memset(&local, 0, sizeof local);
   local.nl_family = AF_NETLINK;
-  local.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
+  local.nl_groups = groups;
   if (bind(fd, reinterpret_cast<struct sockaddr*>(&local), sizeof local) != 0) {
     int err = errno;
     close(fd);
-    return Fail(env, "bind the notification socket", err);
+    return Fail(env, "bind a netlink socket", err);
   }
   return Napi::Number::New(env, fd);
+}
+
+// rtWatchOpen(): a nonblocking rtnetlink socket in the calling thread's
+// namespace, joined to the link, IPv4 address and IPv4 route groups.
+static Napi::Value RtWatchOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return OpenNetlink(env, NETLINK_ROUTE, SOCK_NONBLOCK, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE);
 }
 
 // Read whatever is queued without blocking: true when anything (or an
@@ -391,17 +397,7 @@ static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 // nfnlOpen(): an nfnetlink socket in the calling thread's namespace.
 static Napi::Value NfnlOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-  if (fd < 0) return Fail(env, "nfnetlink socket", errno);
-  struct sockaddr_nl local;
-  memset(&local, 0, sizeof local);
-  local.nl_family = AF_NETLINK;
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&local), sizeof local) != 0) {
-    int err = errno;
-    close(fd);
-    return Fail(env, "bind the nfnetlink socket", err);
-  }
-  return Napi::Number::New(env, fd);
+  return OpenNetlink(env, NETLINK_NETFILTER, 0, 0);
 }
 
 // nfnlBatch(fd, batch, first, last): send the batch, then read the answers

@@ -37,6 +37,7 @@ import { Config, isL7, serviceKey } from '../model/types';
 import { NetInterface } from '../kernel/rtnl/rtnl';
 import { readSysctl } from '../kernel/rtnl/sysctl';
 import { readRecord, recordFile, removeRecord, writeRecordText } from '../records/netns';
+import { fileIdentity } from '../records/files';
 
 /** Bumped whenever what a memo stands for changes shape. */
 const FORMAT = 3;
@@ -155,12 +156,7 @@ export function memoFits(config: Config, dsrNeedsMacs: boolean): boolean {
 }
 
 export function ownershipStamp(): string {
-  try {
-    const st = fs.statSync(recordFile('ownership'), { bigint: true });
-    return `${st.ino}/${st.size}/${st.mtimeNs}`;
-  } catch {
-    return '';
-  }
+  return fileIdentity(recordFile('ownership')) ?? '';
 }
 
 /** The build of the planner: a memo made by another build of slbctl is no memo. */
@@ -172,19 +168,10 @@ function build(): string {
 /** The memo this process read or wrote last, with the stat of its file then (another process may replace it). */
 let cached: { file: string; stat: string; memo: PlanMemo } | undefined;
 
-function fileStat(file: string): string | undefined {
-  try {
-    const st = fs.statSync(file, { bigint: true });
-    return `${st.ino}/${st.size}/${st.mtimeNs}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /** This namespace's memo, or undefined. */
 export function readMemo(): PlanMemo | undefined {
   const file = recordFile('plan-memo');
-  const stat = fileStat(file);
+  const stat = fileIdentity(file);
   if (stat === undefined) return undefined;
   if (cached?.file === file && cached.stat === stat) return cached.memo;
   const r = readRecord('plan-memo');
@@ -222,7 +209,7 @@ export function writeMemo(m: PlanMemo): void {
   const memoText = `${JSON.stringify(rest).slice(0, -1)}${Object.keys(rest).length > 0 ? ',' : ''}"services":${servicesText(services)}}`;
   writeRecordText('plan-memo', `"format":${FORMAT},"build":${JSON.stringify(build())},"memo":${memoText}`);
   const file = recordFile('plan-memo');
-  const stat = fileStat(file);
+  const stat = fileIdentity(file);
   cached = stat === undefined ? undefined : { file, stat, memo: m };
 }
 

@@ -50,6 +50,16 @@ export function appendLine(file: string, line: string): void {
   }
 }
 
+/** A file's inode, size and mtime (ns) as one string, which changes when a writer replaces or rewrites it; undefined: no file. */
+export function fileIdentity(file: string): string | undefined {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return `${st.ino}/${st.size}/${st.mtimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A file's text, never through a link; undefined when it cannot be read. */
 export function readText(file: string): string | undefined {
   let fd: number;

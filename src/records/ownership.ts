@@ -14,7 +14,7 @@ import { Encapsulation, Mode, Protocol, Scheduler } from '../model/types';
 import { OwnedAddress } from '../model/state';
 import { runDir } from '../util/rundir';
 import { BackendName } from '../backends/names';
-import { readJson, removeLeftovers } from './files';
+import { fileIdentity, readJson, removeLeftovers } from './files';
 import { readRecord, recordFile, removeRecord, writeRecord, currentNetns } from './netns';
 
 export type EntryState = 'adding' | 'owned';
@@ -116,15 +116,6 @@ function readLegacy(): Ownership | undefined {
 /** The record this process read last, by its file's identity then (another process may replace it: then it is read again). */
 let lastRead: { file: string; stat: string; record: Ownership } | undefined;
 
-function statOf(file: string): string | undefined {
-  try {
-    const st = fs.statSync(file, { bigint: true });
-    return `${st.ino}/${st.size}/${st.mtimeNs}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Frozen, as it is shared by every reader until the file changes (the planner copies what it changes: engine/ownership.ts). */
 function frozen(o: Ownership): Ownership {
   for (const list of [o.addresses, o.routes ?? [], o.sysctls, o.ipvsServices]) {
@@ -141,7 +132,7 @@ function frozen(o: Ownership): Ownership {
  */
 export function readOwnership(): Ownership {
   const file = recordFile('ownership');
-  const stat = statOf(file);
+  const stat = fileIdentity(file);
   if (stat !== undefined && lastRead?.file === file && lastRead.stat === stat) return lastRead.record;
   const data = readRecord('ownership');
   if (data) {

@@ -25,6 +25,7 @@ import { NftCommand } from './commands';
 import { Rule } from './rules';
 import { TABLE, FULLNAT_VIPS_MAP, MEMBERS_SET, SERVICES_MAP } from './names';
 import { native, netnsInode } from '../../util/netns';
+import { NFNL_SUBSYS_NFTABLES } from './generation';
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
@@ -32,7 +33,6 @@ const NLM_F_CREATE = 0x400;
 const NLM_F_APPEND = 0x800;
 const NLA_F_NESTED = 0x8000;
 const NLMSG_ERROR = 2;
-const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 16;
 const NFNL_MSG_BATCH_END = 17;
 const NFNL_BATCH_GENID = 1;

@@ -9,7 +9,7 @@ import { NftError } from './client';
 const NETLINK_NETFILTER = 12;
 const NLMSG_ERROR = 2;
 /** include/uapi/linux/netfilter/nfnetlink.h: the nftables subsystem's message types are (10 << 8) | command. */
-const NFNL_SUBSYS_NFTABLES = 10;
+export const NFNL_SUBSYS_NFTABLES = 10;
 /** include/uapi/linux/netfilter/nf_tables.h, enum nf_tables_msg_types. */
 const NFT_MSG_NEWGEN = 15;
 const NFT_MSG_GETGEN = 16;

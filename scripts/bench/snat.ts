@@ -9,7 +9,8 @@
 // 120 s: new connections stall once the range is used up.
 // Usage: node dist/scripts/bench/snat.js   (SLB_BENCH_SECONDS, default 60;
 // SLB_BENCH_SNAT_PORTS=low-high narrows every fullnat case's port range, so a
-// slow machine reaches in seconds the exhaustion a fast one reaches at its rate)
+// slow machine reaches in seconds the exhaustion a fast one reaches at its rate;
+// SLB_BENCH_CONNECTIONS, default 32: wrk's connections, each a closed loop)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,7 +24,7 @@ import { run, runChecked } from '../../src/util/exec';
 import { startNginx, stopLabServers, stopNginx } from './l7-nginx';
 
 const SECONDS = Number(process.env.SLB_BENCH_SECONDS ?? 60);
-const CONNECTIONS = 32;
+const CONNECTIONS = Number(process.env.SLB_BENCH_CONNECTIONS ?? 32);
 const POOL = ['172.16.75.90', '172.16.75.91', '172.16.75.92', '172.16.75.93'];
 const GOAL = 0.8;
 const PORTS = process.env.SLB_BENCH_SNAT_PORTS;

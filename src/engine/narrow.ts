@@ -173,10 +173,8 @@ function servicesFrom(
 /** The record's services of these keys (what narrowScope reads of the record), found in one pass that stops when all are. */
 function keyed(base: readonly ServiceState[], keys: ReadonlySet<string>): Map<string, ServiceState> {
   const out = new Map<string, ServiceState>();
-  for (let i = 0; i < base.length && out.size < keys.size; i++) {
-    const key = serviceKey(base[i]);
-    if (keys.has(key)) out.set(key, base[i]);
-  }
+  const baseKeys = recordKeys.of(base);
+  for (let i = 0; i < base.length && out.size < keys.size; i++) if (keys.has(baseKeys[i])) out.set(baseKeys[i], base[i]);
   return out;
 }
 

@@ -270,9 +270,6 @@ export function desiredOf(
   facts: HostFacts,
   backend: BackendName,
 ): DesiredState {
-  // ha.vrrp: keepalived adds the VIPs and ha.vrrp.addresses on the master and removes them on the standby.
-  // Were slbctl to plan them too, it would put them back on the standby at every resync and both balancers
-  // would answer ARP. A source address not listed there is this balancer's own, planned as without ha.
   const sysctls = { ...backendOf(backend).sysctls(services, config, facts.interfaces), ...conntrackSysctls(config.conntrack) };
   const held = l7.length === 0 ? heldAsBefore(config, services, facts) : undefined;
   const { addresses, routes } = held ?? heldAddresses(config, services, l7, facts);
@@ -287,6 +284,9 @@ function heldAddresses(
   l7: readonly L7ServiceState[],
   facts: HostFacts,
 ): { addresses: OwnedAddress[]; routes?: OwnedAddress[] } {
+  // ha.vrrp: keepalived adds the VIPs and ha.vrrp.addresses on the master and removes them on the standby.
+  // Were slbctl to plan them too, it would put them back on the standby at every resync and both balancers
+  // would answer ARP. A source address not listed there is this balancer's own, planned as without ha.
   const floating = new Set((config.ha?.vrrp?.addresses ?? []).map((a) => a.split('/')[0]));
   const vips = config.ha?.vrrp ? [] : [...services, ...l7].map((s): OwnedAddress => ({ address: s.vip, device: s.device }));
   const sources = config.services.flatMap((s, i) => configuredSources(s, i, facts)).filter((a) => !floating.has(a.address));

@@ -93,8 +93,12 @@ export function writeRecordText(kind: RecordKind, members: string, id: NetnsIden
   writeTextAtomic(recordFile(kind, id), `{"netns":${JSON.stringify(id)},${members}}`);
 }
 
+/** A journal of changes beside a record (src/kernel/nft/applied.ts): it goes wherever the record goes. */
+export const journalFile = (kind: RecordKind, id: NetnsIdentity = currentNetns()): string => `${recordFile(kind, id)}.journal`;
+
 export function removeRecord(kind: RecordKind, id: NetnsIdentity = currentNetns()): void {
   fs.rmSync(recordFile(kind, id), { force: true });
+  fs.rmSync(journalFile(kind, id), { force: true });
   removeLeftovers(recordFile(kind, id));
 }
 
@@ -108,8 +112,7 @@ export function removeRecordsOf(id: NetnsIdentity): string[] {
     const netns = (r.data as { netns?: Partial<NetnsIdentity> } | null)?.netns;
     if (!sameNamespace(id, netns)) continue;
     fs.rmSync(file, { force: true });
-    // A journal beside the record (src/kernel/nft/applied.ts) goes with it.
-    fs.rmSync(`${file}.journal`, { force: true });
+    fs.rmSync(journalFile(kind, id), { force: true });
     removed.push(path.basename(path.dirname(file)));
   }
   // The L7 engine's directory of that namespace (its processes went with the namespace's processes).

@@ -21,7 +21,7 @@
 // inode) ends the journal. Every JOURNAL_LINES lines, or after any other
 // write, the record is written whole and the journal removed.
 import { Family, KernelState, ServiceState } from '../../model/state';
-import { currentNetns, readRecord, recordFile, removeRecord, writeRecordText } from '../../records/netns';
+import { currentNetns, journalFile, readRecord, removeRecord, writeRecordText } from '../../records/netns';
 import { appendLine, readText } from '../../records/files';
 import * as fs from 'node:fs';
 import { familyOf } from './expected';
@@ -56,7 +56,7 @@ const JOURNAL_LINES = 64;
 /** A transaction that changed more services than this writes the record whole. */
 const JOURNAL_SERVICES = 64;
 
-const journalFile = (): string => `${recordFile('nft-applied')}.journal`;
+const journalOfRecord = (): string => journalFile('nft-applied');
 
 /** The lines the journal of the record in `memo` holds (as this process wrote or read them); undefined: not known. */
 let journalLines: number | undefined;
@@ -83,7 +83,7 @@ function replay(
 }
 
 function readJournal(base: ServiceState[], from: number): { services: ServiceState[]; generation: number; lines: number } {
-  const text = readText(journalFile());
+  const text = readText(journalOfRecord());
   let services = base;
   let generation = from;
   if (!text) return { services, generation, lines: 0 };
@@ -189,11 +189,11 @@ export function recordApplied(generation: number, services: readonly ServiceStat
   const plain = services.map(plainOf);
   const line = journalLine(generation, plain);
   if (line !== undefined && journalLines !== undefined) {
-    appendLine(journalFile(), line);
+    appendLine(journalOfRecord(), line);
     journalLines++;
   } else {
     writeRecordText('nft-applied', `"generation":${generation},"layout":${LAYOUT},"services":[${plain.map(textOf).join(',')}]`);
-    fs.rmSync(journalFile(), { force: true });
+    fs.rmSync(journalOfRecord(), { force: true });
     journalLines = 0;
   }
   memo = { netns: netnsKey(), generation, services: plain };
@@ -203,7 +203,6 @@ export function forgetApplied(): void {
   memo = undefined;
   journalLines = undefined;
   removeRecord('nft-applied');
-  fs.rmSync(journalFile(), { force: true });
 }
 
 const keysOf = new WeakMap<RecordedService, string[]>();

@@ -26,6 +26,7 @@ import { Rule } from './rules';
 import { TABLE, FULLNAT_VIPS_MAP, MEMBERS_SET, SERVICES_MAP } from './names';
 import { native, netnsInode } from '../../util/netns';
 import { NFNL_SUBSYS_NFTABLES } from './generation';
+import { attribute, messages } from '../netlink';
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
@@ -113,37 +114,29 @@ function valueBytes(fields: readonly Field[], text: string): Buffer | undefined 
   return Buffer.concat(out);
 }
 
-function attr(type: number, value: Buffer): Buffer {
-  const head = Buffer.alloc(4);
-  head.writeUInt16LE(4 + value.length, 0);
-  head.writeUInt16LE(type, 2);
-  const pad = (4 - (value.length % 4)) % 4;
-  return pad ? Buffer.concat([head, value, Buffer.alloc(pad)]) : Buffer.concat([head, value]);
-}
-
-const nest = (type: number, ...parts: Buffer[]) => attr(type | NLA_F_NESTED, Buffer.concat(parts));
-const strz = (type: number, s: string) => attr(type, Buffer.from(`${s}\0`, 'utf8'));
+const nest = (type: number, ...parts: Buffer[]) => attribute(type | NLA_F_NESTED, Buffer.concat(parts));
+const strz = (type: number, s: string) => attribute(type, Buffer.from(`${s}\0`, 'utf8'));
 const be32 = (type: number, n: number) => {
   const b = Buffer.alloc(4);
   b.writeInt32BE(n | 0, 0);
-  return attr(type, b);
+  return attribute(type, b);
 };
 /**
  * A list of nested items. A rule's expressions are each NFTA_LIST_ELEM (1), which the kernel checks; a set's
  * elements libnftnl numbers 1, 2, … (the kernel reads them in order, whatever their type): as nft sends them.
  */
 const list = (type: number, items: Buffer[], numbered = false) =>
-  nest(type, ...items.map((item, i) => attr((numbered ? i + 1 : 1) | NLA_F_NESTED, item)));
+  nest(type, ...items.map((item, i) => attribute((numbered ? i + 1 : 1) | NLA_F_NESTED, item)));
 
 /** libnftnl's user data: one TLV, type 0 (a rule's or an element's comment), the text with its NUL. */
 function comment(type: number, text: string): Buffer {
   const s = Buffer.from(`${text}\0`, 'utf8');
   if (s.length > 255) throw new Error('comment too long');
-  return attr(type, Buffer.concat([Buffer.from([0, s.length]), s]));
+  return attribute(type, Buffer.concat([Buffer.from([0, s.length]), s]));
 }
 
 /** enum nft_data_attributes: NFTA_DATA_VALUE 1, NFTA_DATA_VERDICT 2; enum nft_verdict_attributes: CODE 1, CHAIN 2. */
-const dataValue = (bytes: Buffer) => attr(1, bytes);
+const dataValue = (bytes: Buffer) => attribute(1, bytes);
 const verdict = (code: number, chain?: string) => nest(2, be32(1, code), ...(chain === undefined ? [] : [strz(2, chain)]));
 
 /** A map's verdict text: `jump CHAIN`. */
@@ -327,15 +320,7 @@ export function encodeBatch(commands: readonly NftCommand[], generation?: number
   if (commands.length === 0) return undefined;
   const first = nextSeq;
   const parts: Buffer[] = [];
-  const genid =
-    generation === undefined
-      ? []
-      : [
-          attr(
-            NFNL_BATCH_GENID,
-            Buffer.from([generation >>> 24, (generation >>> 16) & 0xff, (generation >>> 8) & 0xff, generation & 0xff]),
-          ),
-        ];
+  const genid = generation === undefined ? [] : [be32(NFNL_BATCH_GENID, generation)];
   parts.push(message(NFNL_MSG_BATCH_BEGIN, 0, first, 0, NFNL_SUBSYS_NFTABLES, genid));
   let size = parts[0].length;
   for (let i = 0; i < commands.length; i++) {
@@ -354,18 +339,9 @@ export function encodeBatch(commands: readonly NftCommand[], generation?: number
 /** What the kernel answered a batch: committed, refused because the generation moved, or refused for a command. */
 export type BatchResult = { ok: true } | { ok: false; restart: true } | { ok: false; restart: false; command: number; errno: number };
 
-/** The acknowledgements and errors in a datagram: sequence number and errno (0: done). */
-function answers(datagram: Buffer): { seq: number; errno: number }[] {
-  const out: { seq: number; errno: number }[] = [];
-  for (let at = 0; at + 16 <= datagram.length;) {
-    const len = datagram.readUInt32LE(at);
-    if (len < 16 || at + len > datagram.length) break;
-    if (datagram.readUInt16LE(at + 4) === NLMSG_ERROR && len >= 20)
-      out.push({ seq: datagram.readUInt32LE(at + 8), errno: -datagram.readInt32LE(at + 16) });
-    at += (len + 3) & ~3;
-  }
-  return out;
-}
+/** The acknowledgements and errors among the kernel's answers: sequence number and errno (0: done). */
+const answers = (raw: Buffer): { seq: number; errno: number }[] =>
+  messages(raw).flatMap((m) => (m.type === NLMSG_ERROR && m.data.length >= 4 ? [{ seq: m.seq, errno: -m.data.readInt32LE(0) }] : []));
 
 /** An nfnetlink socket per network namespace, kept: opening and closing one a batch cost 13 ms (measured). */
 const sockets = new Map<string, number>();

@@ -237,11 +237,6 @@ function pickOf(s: ServiceState): string | undefined {
   return name ?? undefined;
 }
 
-/**
- * The pick chains of a plan: each one a service jumps to is added once, unless
- * the table already has it; one that only changed or deleted services used is
- * deleted last, unless a service still jumps to it.
- */
 type FamilyOf = (s: ServiceState) => Family;
 
 /** The pick chains of the last list counted, per way of telling a service's family. */
@@ -295,6 +290,11 @@ class PickSet {
   }
 }
 
+/**
+ * The pick chains of a plan: each one a service jumps to is added once, unless
+ * the table already has it; one that only changed or deleted services used is
+ * deleted last, unless a service still jumps to it.
+ */
 class Picks {
   private readonly added = new Set<string>();
   private readonly leaving = new Set<string>();

@@ -5,6 +5,7 @@
 // flight on one socket.
 // ABI: include/uapi/linux/rtnetlink.h (struct rtmsg, RTA_*, RTN_*, RTPROT_*).
 
+import { attribute } from '../netlink';
 export const RTM_NEWROUTE = 24;
 export const RTM_DELROUTE = 25;
 export const RTM_GETROUTE = 26;
@@ -42,14 +43,6 @@ const RTMSG_LENGTH = 12;
 
 /** A dump request of every IPv4 route (the kernel filters by table only with strict checking: decodeLocalRoute filters). */
 export const RTMSG_DUMP_INET = Buffer.from([AF_INET, 0, 0, 0, TABLE_LOCAL, 0, 0, 0, 0, 0, 0, 0]);
-
-function attribute(type: number, value: Buffer): Buffer {
-  const head = Buffer.alloc(4);
-  head.writeUInt16LE(4 + value.length, 0);
-  head.writeUInt16LE(type, 2);
-  const pad = Buffer.alloc((4 - (value.length % 4)) % 4);
-  return Buffer.concat([head, value, pad]);
-}
 
 const u32 = (n: number) => {
   const b = Buffer.alloc(4);

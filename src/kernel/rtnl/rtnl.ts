@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { KernelError } from '../../util/errors';
 import { createRtNetlink, RtNetlinkSocket } from 'netlink';
 import { native } from '../../util/netns';
+import { messages } from '../netlink';
 import { LocalRoute, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, RTMSG_DUMP_INET, decodeLocalRoute, encodeLocalRoute } from './routes';
 
 export type { LocalRoute };
@@ -155,16 +156,7 @@ function strictLocalRoutes(home: Home | undefined): { type: number; data: Buffer
   } catch {
     return undefined;
   }
-  if (!raw) return undefined;
-  const out: { type: number; data: Buffer }[] = [];
-  // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid }, each message 4-byte aligned.
-  for (let at = 0; at + 16 <= raw.length;) {
-    const len = raw.readUInt32LE(at);
-    if (len < 16 || at + len > raw.length) break;
-    out.push({ type: raw.readUInt16LE(at + 4), data: raw.subarray(at + 16, at + len) });
-    at += (len + 3) & ~3;
-  }
-  return out;
+  return raw && messages(raw);
 }
 
 /**
